@@ -1,0 +1,50 @@
+// Block storage types of A and L: block-diagonal and sparse-block matrices.
+// Dense blocks are plain Eigen matrices.
+#pragma once
+
+#include <vector>
+
+#include "types.hpp"
+
+namespace lmm {
+
+/// Block-diagonal matrix of `nblocks` square p × p blocks, stored side by side
+/// in a p × (nblocks·p) matrix: block j is data.middleCols(j·p, p).
+struct BlockDiag {
+  Index nblocks = 0;
+  Index p = 0;
+  Matrix data;
+
+  BlockDiag() = default;
+  BlockDiag(Index nblocks_, Index p_) : nblocks(nblocks_), p(p_), data(Matrix::Zero(p_, nblocks_ * p_)) {}
+
+  ColBlock block(Index j) { return data.middleCols(j * p, p); }
+  ConstColBlock block(Index j) const { return data.middleCols(j * p, p); }
+};
+
+/// Sparse matrix of blocks, compressed by block column.
+/// Rows are the levels of one term (blocks of pr rows), columns the levels of
+/// another (blocks of pc columns). Stored blocks of column c are
+/// k = colptr[c] .. colptr[c+1]-1, with block row rowidx[k] (sorted ascending)
+/// and values data.middleCols(k·pc, pc), a pr × pc matrix.
+struct SparseBlocks {
+  Index nrows = 0;
+  Index ncols = 0;
+  Index pr = 0;
+  Index pc = 0;
+  std::vector<Index> colptr;
+  std::vector<Index> rowidx;
+  Matrix data;
+
+  Index nnz() const { return static_cast<Index>(rowidx.size()); }
+  ColBlock block(Index k) { return data.middleCols(k * pc, pc); }
+  ConstColBlock block(Index k) const { return data.middleCols(k * pc, pc); }
+
+  /// Index k of the stored block at (row, col), or -1 when it is not stored.
+  Index find(Index row, Index col) const;
+
+  /// Set the pattern from sorted row lists per column and zero the values.
+  void set_pattern(Index nrows_, Index pr_, Index pc_, const std::vector<std::vector<Index>>& rows_by_col);
+};
+
+}  // namespace lmm

@@ -1,0 +1,64 @@
+// The blocked Cholesky factor L of
+//   Ω_θ = [[Λ'A_ZZΛ + I, Λ'A_Z,Xy], [A_Xy,ZΛ, A_Xy,Xy]] = L L'.
+//
+// Structure. Terms are split into a sparse prefix and a dense tail. The first
+// term is always in the prefix. A later term joins the prefix while every
+// block column of L[j,k] (k < j) holds at most one block, i.e. while its
+// diagonal block receives no fill-in and stays block diagonal (nested and
+// same-factor terms). From the first term that would fill in (crossed factors)
+// on, the remaining terms and the [X y] columns form one dense trailing block T.
+//
+//   prefix j:  L[j,j] block diagonal;  L[i,j] sparse blocks (i > j, Z rows);
+//              L[Xy,j] dense (p+1) × q_j
+//   tail:      T dense (q_tail + p + 1)², factored in place (lower triangle)
+//
+// The last diagonal entry of L is r, with r² the penalized residual sum of squares.
+#pragma once
+
+#include <vector>
+
+#include "blocks.hpp"
+#include "crossprod.hpp"
+
+namespace lmm {
+
+class BlockedCholesky {
+ public:
+  /// Symbolic analysis: decide the prefix/tail split and the sparsity patterns.
+  /// Throws std::length_error when the dense tail would exceed max_dense_bytes.
+  BlockedCholesky(const Crossprod& A, double max_dense_bytes);
+
+  /// Numeric factorization for the per-term λ (model order).
+  /// Throws std::runtime_error when a pivot is not positive (e.g. rank-deficient X).
+  void factor(const Crossprod& A, const std::vector<Matrix>& lambda);
+
+  Index nprefix() const { return nprefix_; }          ///< number of prefix terms
+  Index tail_size() const { return T_.rows(); }        ///< q_tail + p + 1
+  Index q_tail() const { return q_tail_; }             ///< random effects in the dense tail
+
+  double pwrss() const;    ///< r²
+  double ldL2() const;     ///< log|L_Z|²
+  double ldRX2() const;    ///< log|L_X|²
+
+  /// Solve L'[u; β] = c where c is the y row of L (without r): gives the
+  /// spherical random effects u (q, terms in model order) and β (p).
+  void solve_u_beta(Vector& u, Vector& beta) const;
+
+  /// The lower-triangular p × p block L_X of L (fixed-effects part).
+  Matrix LX() const;
+
+ private:
+  Index K_ = 0;        // number of terms
+  Index p_ = 0;        // fixed-effects columns
+  Index nprefix_ = 0;  // terms 0..nprefix_-1 in the prefix
+  Index q_tail_ = 0;
+  std::vector<TermShape> shapes_;
+  std::vector<Index> offset_;                  // offset of term j in u (all terms)
+  std::vector<Index> tail_offset_;             // offset of tail term j in T (−1 for prefix)
+  std::vector<BlockDiag> Ldiag_;               // prefix diagonal blocks
+  std::vector<std::vector<SparseBlocks>> Loff_;  // Loff_[i][j], j < nprefix_, i > j
+  std::vector<Matrix> LXy_;                    // prefix: (p+1) × q_j
+  Matrix T_;                                   // dense tail
+};
+
+}  // namespace lmm

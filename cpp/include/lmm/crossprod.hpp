@@ -1,0 +1,31 @@
+// The crossproduct blocks A = [Z X y]'[Z X y], formed in one pass over the rows.
+// Nothing after this depends on the number of observations n.
+#pragma once
+
+#include <vector>
+
+#include "blocks.hpp"
+#include "terms.hpp"
+
+namespace lmm {
+
+/// Blocks of A for terms in model order (the order of `shapes`).
+struct Crossprod {
+  Index n = 0;                                 ///< number of observations
+  Index p = 0;                                 ///< number of fixed-effects columns
+  std::vector<TermShape> shapes;               ///< one per term
+  std::vector<BlockDiag> ZZ;                   ///< A_kk: ℓ_k blocks of p_k × p_k
+  std::vector<std::vector<SparseBlocks>> ZZ_off;  ///< ZZ_off[i][j], j < i: rows levels of i, columns levels of j
+  std::vector<Matrix> XyZ;                     ///< A_[Xy],k: (p+1) × (ℓ_k·p_k)
+  Matrix XyXy;                                 ///< A_[Xy],[Xy]: (p+1) × (p+1), full symmetric
+};
+
+/// Form A in one pass over the rows.
+///   terms: per-term codes (n) and z (n × p_k), already in model order
+///   X:     n × p fixed-effects model matrix
+///   y:     n response
+/// Throws std::invalid_argument on mismatched lengths or out-of-range codes.
+Crossprod form_crossprod(const std::vector<TermData>& terms, Eigen::Ref<const Matrix> X,
+                         Eigen::Ref<const Vector> y);
+
+}  // namespace lmm

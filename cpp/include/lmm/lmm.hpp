@@ -1,0 +1,9 @@
+// Umbrella header of the lmm C++ library.
+#pragma once
+
+#include "blocks.hpp"
+#include "cholesky.hpp"
+#include "crossprod.hpp"
+#include "model.hpp"
+#include "terms.hpp"
+#include "types.hpp"

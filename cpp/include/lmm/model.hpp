@@ -1,0 +1,79 @@
+// A linear mixed model on its crossproducts: set θ → update L → objective,
+// solves for β and u, the fixed-effects covariance.
+#pragma once
+
+#include <vector>
+
+#include "cholesky.hpp"
+#include "crossprod.hpp"
+#include "terms.hpp"
+
+namespace lmm {
+
+struct ModelOptions {
+  /// Largest dense trailing block of L allowed, in bytes. Crossed factors with
+  /// very many levels would otherwise exhaust memory; exceeding it throws.
+  double max_dense_bytes = 4.0 * 1024 * 1024 * 1024;
+};
+
+class Model {
+ public:
+  /// Build the model: order the terms by decreasing number of levels (stable,
+  /// as lme4 does), form the crossproducts in one pass and analyse L.
+  ///   terms: per-term codes (n) and z (n × p_k), in any order
+  ///   X:     n × p fixed-effects model matrix (full column rank)
+  ///   y:     n response
+  /// The data are not kept: after construction nothing depends on n.
+  Model(const std::vector<TermData>& terms, Eigen::Ref<const Matrix> X, Eigen::Ref<const Vector> y,
+        ModelOptions options = {});
+
+  Index nobs() const { return A_.n; }
+  Index nfixed() const { return A_.p; }
+  Index nterms() const { return static_cast<Index>(A_.shapes.size()); }
+  /// Term shapes in model order.
+  const std::vector<TermShape>& shapes() const { return A_.shapes; }
+  /// order()[k] is the index, in the constructor's `terms`, of model term k.
+  const std::vector<Index>& order() const { return order_; }
+  const Crossprod& crossprod() const { return A_; }
+  const BlockedCholesky& cholesky() const { return L_; }
+
+  Index ntheta() const;
+  Vector theta_lower() const;  ///< ntheta lower bounds (0 or -inf)
+  Vector theta_start() const;  ///< ntheta starting values (λ = I)
+
+  /// Set θ (ntheta, model order) and factor L. Throws std::invalid_argument for
+  /// a θ of the wrong length or non-finite entries, std::runtime_error when
+  /// the factorization fails.
+  void set_theta(Eigen::Ref<const Vector> theta);
+  const Vector& theta() const { return theta_; }
+  /// λ of term k (p_k × p_k lower triangular) at the current θ.
+  const Matrix& lambda(Index k) const { return lambda_[k]; }
+
+  double pwrss() const { return L_.pwrss(); }
+  double ldL2() const { return L_.ldL2(); }
+  double ldRX2() const { return L_.ldRX2(); }
+
+  /// Profiled deviance (ML) or REML criterion at the current θ.
+  double objective(bool reml) const;
+
+  /// β̂ (p) and û (q, terms in model order, levels within terms, columns within levels).
+  void solve(Vector& u, Vector& beta) const;
+  /// Conditional modes b = Λu (q, same layout as u).
+  Vector b(const Vector& u) const;
+  /// Residual standard deviation: sqrt(r²/n) (ML) or sqrt(r²/(n − p)) (REML).
+  double sigma(bool reml) const;
+  /// Covariance of β̂ (p × p): σ² (L_X L_X')⁻¹.
+  Matrix vcov_beta(bool reml) const;
+
+ private:
+  void require_factored() const;
+
+  std::vector<Index> order_;
+  Crossprod A_;
+  BlockedCholesky L_;
+  std::vector<Matrix> lambda_;
+  Vector theta_;
+  bool factored_ = false;
+};
+
+}  // namespace lmm

@@ -1,0 +1,30 @@
+#include "lmm/blocks.hpp"
+
+#include <algorithm>
+
+namespace lmm {
+
+Index SparseBlocks::find(Index row, Index col) const {
+  const auto first = rowidx.begin() + colptr[col];
+  const auto last = rowidx.begin() + colptr[col + 1];
+  const auto it = std::lower_bound(first, last, row);
+  return (it != last && *it == row) ? static_cast<Index>(it - rowidx.begin()) : -1;
+}
+
+void SparseBlocks::set_pattern(Index nrows_, Index pr_, Index pc_,
+                               const std::vector<std::vector<Index>>& rows_by_col) {
+  nrows = nrows_;
+  ncols = static_cast<Index>(rows_by_col.size());
+  pr = pr_;
+  pc = pc_;
+  colptr.assign(static_cast<std::size_t>(ncols) + 1, 0);
+  rowidx.clear();
+  for (Index c = 0; c < ncols; ++c) {
+    const auto& rows = rows_by_col[static_cast<std::size_t>(c)];
+    rowidx.insert(rowidx.end(), rows.begin(), rows.end());
+    colptr[static_cast<std::size_t>(c) + 1] = static_cast<Index>(rowidx.size());
+  }
+  data.setZero(pr, nnz() * pc);
+}
+
+}  // namespace lmm

@@ -1,0 +1,298 @@
+#include "lmm/cholesky.hpp"
+
+#include <Eigen/Cholesky>
+#include <algorithm>
+#include <cmath>
+#include <stdexcept>
+#include <string>
+#include <utility>
+
+namespace lmm {
+
+namespace {
+
+using RowLists = std::vector<std::vector<Index>>;
+
+RowLists pattern_of(const SparseBlocks& S) {
+  RowLists rows(static_cast<std::size_t>(S.ncols));
+  for (Index c = 0; c < S.ncols; ++c) rows[c].assign(S.rowidx.begin() + S.colptr[c], S.rowidx.begin() + S.colptr[c + 1]);
+  return rows;
+}
+
+bool at_most_one_per_column(const RowLists& rows) {
+  return std::all_of(rows.begin(), rows.end(), [](const auto& r) { return r.size() <= 1; });
+}
+
+// In-place lower Cholesky of a small symmetric block (lower triangle read).
+// Returns false when a pivot is not positive.
+template <typename Derived>
+bool chol_small(Eigen::MatrixBase<Derived>& M) {
+  const Index p = M.rows();
+  for (Index j = 0; j < p; ++j) {
+    double d = M(j, j);
+    for (Index k = 0; k < j; ++k) d -= M(j, k) * M(j, k);
+    if (!(d > 0.0)) return false;
+    d = std::sqrt(d);
+    M(j, j) = d;
+    for (Index i = j + 1; i < p; ++i) {
+      double s = M(i, j);
+      for (Index k = 0; k < j; ++k) s -= M(i, k) * M(j, k);
+      M(i, j) = s / d;
+    }
+    for (Index i = 0; i < j; ++i) M(i, j) = 0.0;
+  }
+  return true;
+}
+
+// B ← B L⁻ᵀ for a lower-triangular L: the right division of a block row by a
+// factored diagonal block.
+template <typename Derived, typename LDerived>
+void rdiv_lower_t(Eigen::MatrixBase<Derived>&& B, const Eigen::MatrixBase<LDerived>& Lc) {
+  if (Lc.rows() == 1) {
+    B /= Lc(0, 0);
+    return;
+  }
+  auto Bt = B.transpose();
+  Lc.template triangularView<Eigen::Lower>().solveInPlace(Bt);
+}
+
+// λ_i' B λ_j for lower-triangular λ.
+template <typename Derived>
+Matrix congruence(const Matrix& li, const Eigen::MatrixBase<Derived>& B, const Matrix& lj) {
+  if (li.size() == 1 && lj.size() == 1) return Matrix::Constant(1, 1, li(0, 0) * B(0, 0) * lj(0, 0));
+  return li.transpose() * B * lj;
+}
+
+std::string pivot_message(const char* where) {
+  return std::string("Cholesky factorization failed: a pivot of ") + where +
+         " is not positive (X may be rank deficient, or the response is fitted exactly)";
+}
+
+}  // namespace
+
+BlockedCholesky::BlockedCholesky(const Crossprod& A, double max_dense_bytes)
+    : K_(static_cast<Index>(A.shapes.size())), p_(A.p), shapes_(A.shapes) {
+  if (K_ < 1) throw std::invalid_argument("at least one random-effects term is required");
+  offset_.assign(static_cast<std::size_t>(K_) + 1, 0);
+  for (Index k = 0; k < K_; ++k) offset_[k + 1] = offset_[k] + shapes_[k].q();
+
+  // Patterns of L[i][j] for prefix columns j: the pattern of A_ij plus the
+  // fill from L[i][k] L[j][k]' (k < j). Because L[j][k] has at most one block
+  // per column when j is in the prefix, the fill of column c of term k is
+  // the rows of L[i][k](:, c) moved to column r2 = the single row of L[j][k](:, c).
+  std::vector<std::vector<RowLists>> pat(static_cast<std::size_t>(K_));
+  auto compute_row = [&](Index i, Index ncols) {
+    pat[i].resize(static_cast<std::size_t>(ncols));
+    for (Index j = 0; j < ncols; ++j) {
+      RowLists rows = pattern_of(A.ZZ_off[i][j]);
+      for (Index k = 0; k < j; ++k) {
+        const RowLists& ljk = pat[j][k];
+        const RowLists& lik = pat[i][k];
+        for (std::size_t c = 0; c < ljk.size(); ++c) {
+          if (ljk[c].empty()) continue;
+          auto& dest = rows[ljk[c][0]];
+          dest.insert(dest.end(), lik[c].begin(), lik[c].end());
+        }
+      }
+      for (auto& r : rows) {
+        std::sort(r.begin(), r.end());
+        r.erase(std::unique(r.begin(), r.end()), r.end());
+      }
+      pat[i][j] = std::move(rows);
+    }
+  };
+  nprefix_ = 1;
+  for (Index i = 1; i < K_; ++i) {
+    compute_row(i, nprefix_);
+    const bool nested = nprefix_ == i && std::all_of(pat[i].begin(), pat[i].end(), at_most_one_per_column);
+    if (nested) ++nprefix_;
+  }
+
+  tail_offset_.assign(static_cast<std::size_t>(K_), -1);
+  for (Index k = nprefix_; k < K_; ++k) {
+    tail_offset_[k] = q_tail_;
+    q_tail_ += shapes_[k].q();
+  }
+  const double tail = static_cast<double>(q_tail_ + p_ + 1);
+  if (tail * tail * 8.0 > max_dense_bytes)
+    throw std::length_error("the crossed random-effects terms need a dense block of " + std::to_string(q_tail_ + p_ + 1) +
+                            " x " + std::to_string(q_tail_ + p_ + 1) + " (" +
+                            std::to_string(tail * tail * 8.0 / (1 << 20)) + " MiB), above the limit of " +
+                            std::to_string(max_dense_bytes / (1 << 20)) + " MiB");
+
+  Ldiag_.resize(static_cast<std::size_t>(nprefix_));
+  LXy_.resize(static_cast<std::size_t>(nprefix_));
+  for (Index j = 0; j < nprefix_; ++j) {
+    Ldiag_[j] = BlockDiag(shapes_[j].nlevels, shapes_[j].p);
+    LXy_[j].setZero(p_ + 1, shapes_[j].q());
+  }
+  Loff_.resize(static_cast<std::size_t>(K_));
+  for (Index i = 1; i < K_; ++i) {
+    Loff_[i].resize(pat[i].size());
+    for (std::size_t j = 0; j < pat[i].size(); ++j)
+      Loff_[i][j].set_pattern(shapes_[i].nlevels, shapes_[i].p, shapes_[j].p, pat[i][j]);
+  }
+  T_.setZero(q_tail_ + p_ + 1, q_tail_ + p_ + 1);
+}
+
+void BlockedCholesky::factor(const Crossprod& A, const std::vector<Matrix>& lambda) {
+  for (Index j = 0; j < nprefix_; ++j) {
+    const Matrix& lj = lambda[j];
+    const Index pj = shapes_[j].p, lvj = shapes_[j].nlevels;
+    BlockDiag& D = Ldiag_[j];
+
+    // Diagonal block: λ'A_jjλ + I minus the (block-diagonal) fill from earlier terms.
+    for (Index c = 0; c < lvj; ++c) {
+      D.block(c) = congruence(lj, A.ZZ[j].block(c), lj);
+      D.block(c).diagonal().array() += 1.0;
+    }
+    for (Index k = 0; k < j; ++k) {
+      const SparseBlocks& Ljk = Loff_[j][k];
+      for (Index c = 0; c < Ljk.ncols; ++c)
+        for (Index e = Ljk.colptr[c]; e < Ljk.colptr[c + 1]; ++e)
+          D.block(Ljk.rowidx[e]).noalias() -= Ljk.block(e) * Ljk.block(e).transpose();
+    }
+    for (Index c = 0; c < lvj; ++c) {
+      auto blk = D.block(c);
+      if (!chol_small(blk)) throw std::runtime_error(pivot_message("a random-effects block"));
+    }
+
+    // Off-diagonal blocks below, in every later term.
+    for (Index i = j + 1; i < K_; ++i) {
+      SparseBlocks& Lij = Loff_[i][j];
+      const SparseBlocks& Aij = A.ZZ_off[i][j];
+      const Matrix& li = lambda[i];
+      Lij.data.setZero();
+      for (Index c = 0; c < Aij.ncols; ++c) {
+        Index dst = Lij.colptr[c];
+        for (Index e = Aij.colptr[c]; e < Aij.colptr[c + 1]; ++e) {
+          while (Lij.rowidx[dst] != Aij.rowidx[e]) ++dst;
+          Lij.block(dst) = congruence(li, Aij.block(e), lj);
+        }
+      }
+      for (Index k = 0; k < j; ++k) {
+        const SparseBlocks& Ljk = Loff_[j][k];
+        const SparseBlocks& Lik = Loff_[i][k];
+        for (Index c = 0; c < Ljk.ncols; ++c) {
+          if (Ljk.colptr[c] == Ljk.colptr[c + 1]) continue;
+          const Index e2 = Ljk.colptr[c];
+          const Index r2 = Ljk.rowidx[e2];
+          for (Index e1 = Lik.colptr[c]; e1 < Lik.colptr[c + 1]; ++e1)
+            Lij.block(Lij.find(Lik.rowidx[e1], r2)).noalias() -= Lik.block(e1) * Ljk.block(e2).transpose();
+        }
+      }
+      for (Index c = 0; c < Lij.ncols; ++c)
+        for (Index e = Lij.colptr[c]; e < Lij.colptr[c + 1]; ++e) rdiv_lower_t(Lij.block(e), D.block(c));
+    }
+
+    // The [X y] rows.
+    Matrix& LX = LXy_[j];
+    for (Index c = 0; c < lvj; ++c) LX.middleCols(c * pj, pj).noalias() = A.XyZ[j].middleCols(c * pj, pj) * lj;
+    for (Index k = 0; k < j; ++k) {
+      const SparseBlocks& Ljk = Loff_[j][k];
+      const Index pk = shapes_[k].p;
+      for (Index c = 0; c < Ljk.ncols; ++c)
+        for (Index e = Ljk.colptr[c]; e < Ljk.colptr[c + 1]; ++e)
+          LX.middleCols(Ljk.rowidx[e] * pj, pj).noalias() -=
+              LXy_[k].middleCols(c * pk, pk) * Ljk.block(e).transpose();
+    }
+    for (Index c = 0; c < lvj; ++c) rdiv_lower_t(LX.middleCols(c * pj, pj), D.block(c));
+  }
+
+  // Dense tail: the remaining terms and [X y], minus the updates from the prefix.
+  T_.setZero();
+  const Index xo = q_tail_;
+  for (Index i = nprefix_; i < K_; ++i) {
+    const Index oi = tail_offset_[i], pi = shapes_[i].p;
+    const Matrix& li = lambda[i];
+    for (Index c = 0; c < shapes_[i].nlevels; ++c) {
+      T_.block(oi + c * pi, oi + c * pi, pi, pi) = congruence(li, A.ZZ[i].block(c), li);
+      T_.block(oi + c * pi, oi + c * pi, pi, pi).diagonal().array() += 1.0;
+    }
+    for (Index j = nprefix_; j < i; ++j) {
+      const SparseBlocks& Aij = A.ZZ_off[i][j];
+      const Index oj = tail_offset_[j], pj = shapes_[j].p;
+      for (Index c = 0; c < Aij.ncols; ++c)
+        for (Index e = Aij.colptr[c]; e < Aij.colptr[c + 1]; ++e)
+          T_.block(oi + Aij.rowidx[e] * pi, oj + c * pj, pi, pj) = congruence(li, Aij.block(e), lambda[j]);
+    }
+    for (Index c = 0; c < shapes_[i].nlevels; ++c)
+      T_.block(xo, oi + c * pi, p_ + 1, pi).noalias() = A.XyZ[i].middleCols(c * pi, pi) * li;
+  }
+  T_.bottomRightCorner(p_ + 1, p_ + 1) = A.XyXy;
+
+  struct Entry {
+    Index row;  // row offset in T
+    ConstColBlock blk;
+  };
+  std::vector<Entry> col_entries;
+  for (Index k = 0; k < nprefix_; ++k) {
+    const Index pk = shapes_[k].p;
+    for (Index c = 0; c < shapes_[k].nlevels; ++c) {
+      col_entries.clear();
+      for (Index i = nprefix_; i < K_; ++i) {
+        const SparseBlocks& Lik = Loff_[i][k];
+        for (Index e = Lik.colptr[c]; e < Lik.colptr[c + 1]; ++e)
+          col_entries.push_back({tail_offset_[i] + Lik.rowidx[e] * Lik.pr, std::as_const(Lik).block(e)});
+      }
+      const auto xk = LXy_[k].middleCols(c * pk, pk);
+      for (const Entry& e1 : col_entries) {
+        for (const Entry& e2 : col_entries)
+          if (e2.row <= e1.row)
+            T_.block(e1.row, e2.row, e1.blk.rows(), e2.blk.rows()).noalias() -= e1.blk * e2.blk.transpose();
+        T_.block(xo, e1.row, p_ + 1, e1.blk.rows()).noalias() -= xk * e1.blk.transpose();
+      }
+    }
+    T_.bottomRightCorner(p_ + 1, p_ + 1).selfadjointView<Eigen::Lower>().rankUpdate(LXy_[k], -1.0);
+  }
+
+  Eigen::LLT<Eigen::Ref<Matrix>> llt(T_);
+  if (llt.info() != Eigen::Success) throw std::runtime_error(pivot_message("the dense trailing block"));
+}
+
+double BlockedCholesky::pwrss() const {
+  const double r = T_(T_.rows() - 1, T_.cols() - 1);
+  return r * r;
+}
+
+double BlockedCholesky::ldL2() const {
+  double s = 0.0;
+  for (const BlockDiag& D : Ldiag_)
+    for (Index c = 0; c < D.nblocks; ++c) s += D.block(c).diagonal().array().log().sum();
+  s += T_.diagonal().head(q_tail_).array().log().sum();
+  return 2.0 * s;
+}
+
+double BlockedCholesky::ldRX2() const { return 2.0 * T_.diagonal().segment(q_tail_, p_).array().log().sum(); }
+
+Matrix BlockedCholesky::LX() const {
+  return T_.block(q_tail_, q_tail_, p_, p_).triangularView<Eigen::Lower>();
+}
+
+void BlockedCholesky::solve_u_beta(Vector& u, Vector& beta) const {
+  const Index m = q_tail_ + p_;
+  Vector xt = T_.row(m).head(m).transpose();
+  T_.topLeftCorner(m, m).transpose().triangularView<Eigen::Upper>().solveInPlace(xt);
+  beta = xt.tail(p_);
+  u.resize(offset_[K_]);
+  for (Index i = nprefix_; i < K_; ++i) u.segment(offset_[i], shapes_[i].q()) = xt.segment(tail_offset_[i], shapes_[i].q());
+  for (Index j = nprefix_ - 1; j >= 0; --j) {
+    const Index pj = shapes_[j].p;
+    Vector rhs = LXy_[j].row(p_).transpose();
+    rhs.noalias() -= LXy_[j].topRows(p_).transpose() * beta;
+    for (Index i = j + 1; i < K_; ++i) {
+      const SparseBlocks& Lij = Loff_[i][j];
+      const Index pi = shapes_[i].p;
+      for (Index c = 0; c < Lij.ncols; ++c)
+        for (Index e = Lij.colptr[c]; e < Lij.colptr[c + 1]; ++e)
+          rhs.segment(c * pj, pj).noalias() -= Lij.block(e).transpose() * u.segment(offset_[i] + Lij.rowidx[e] * pi, pi);
+    }
+    for (Index c = 0; c < shapes_[j].nlevels; ++c) {
+      auto seg = rhs.segment(c * pj, pj);
+      Ldiag_[j].block(c).transpose().triangularView<Eigen::Upper>().solveInPlace(seg);
+    }
+    u.segment(offset_[j], shapes_[j].q()) = rhs;
+  }
+}
+
+}  // namespace lmm

@@ -1,0 +1,92 @@
+// pybind11 layer of lmm._core: converts arrays and documents; no logic.
+#include <pybind11/eigen.h>
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <lmm/lmm.hpp>
+
+namespace py = pybind11;
+
+namespace {
+
+using Codes = py::array_t<std::int32_t, py::array::f_style | py::array::forcecast>;
+using Columns = py::array_t<double, py::array::f_style | py::array::forcecast>;
+
+// Build the model from Python term tuples (codes, z, nlevels, diagonal).
+// The converted arrays live until the crossproducts are formed.
+lmm::Model make_model(const std::vector<py::tuple>& terms, const Columns& X, const Columns& y,
+                      double max_dense_bytes) {
+  std::vector<Codes> codes;
+  std::vector<Columns> zs;
+  std::vector<lmm::TermData> data;
+  codes.reserve(terms.size());
+  zs.reserve(terms.size());
+  for (const auto& t : terms) {
+    if (t.size() != 4) throw std::invalid_argument("a term is a tuple (codes, z, nlevels, diagonal)");
+    codes.push_back(t[0].cast<Codes>());
+    zs.push_back(t[1].cast<Columns>());
+    const auto& c = codes.back();
+    const auto& z = zs.back();
+    if (c.ndim() != 1) throw std::invalid_argument("term codes must be one-dimensional");
+    if (z.ndim() != 2) throw std::invalid_argument("term z must be two-dimensional (n x p)");
+    data.push_back({Eigen::Map<const lmm::IntVector>(c.data(), c.shape(0)),
+                    Eigen::Map<const lmm::Matrix>(z.data(), z.shape(0), z.shape(1)), t[2].cast<lmm::Index>(),
+                    t[3].cast<bool>() ? lmm::Covariance::Diagonal : lmm::Covariance::Unstructured});
+  }
+  if (X.ndim() != 2) throw std::invalid_argument("X must be two-dimensional (n x p)");
+  if (y.ndim() != 1) throw std::invalid_argument("y must be one-dimensional");
+  Eigen::Map<const lmm::Matrix> Xm(X.data(), X.shape(0), X.shape(1));
+  Eigen::Map<const lmm::Vector> ym(y.data(), y.shape(0));
+  py::gil_scoped_release release;
+  return lmm::Model(data, Xm, ym, lmm::ModelOptions{max_dense_bytes});
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_core, m) {
+  m.doc() = "lmm's compiled core: crossproducts, blocked Cholesky, profiled objective.";
+
+  py::class_<lmm::Model>(m, "Model", "A linear mixed model on its crossproduct blocks.")
+      .def(py::init(&make_model), py::arg("terms"), py::arg("X"), py::arg("y"),
+           py::arg("max_dense_bytes") = lmm::ModelOptions{}.max_dense_bytes,
+           "terms: list of (codes int32 (n,), z float64 (n, p_k), nlevels, diagonal); X (n, p); y (n,).\n"
+           "Terms are reordered by decreasing number of levels; see `order`.")
+      .def_property_readonly("order", &lmm::Model::order, "order[k]: input index of model term k")
+      .def_property_readonly("nobs", &lmm::Model::nobs)
+      .def_property_readonly("nfixed", &lmm::Model::nfixed)
+      .def_property_readonly("nterms", &lmm::Model::nterms)
+      .def_property_readonly("ntheta", &lmm::Model::ntheta)
+      .def_property_readonly("theta_lower", &lmm::Model::theta_lower)
+      .def_property_readonly("theta_start", &lmm::Model::theta_start)
+      .def_property_readonly("nprefix", [](const lmm::Model& m) { return m.cholesky().nprefix(); },
+                             "number of leading terms whose diagonal blocks of L stay block diagonal")
+      .def_property_readonly("tail_size", [](const lmm::Model& m) { return m.cholesky().tail_size(); },
+                             "order of the dense trailing block of L")
+      .def("set_theta", &lmm::Model::set_theta, py::arg("theta"), py::call_guard<py::gil_scoped_release>())
+      .def("objective", &lmm::Model::objective, py::arg("reml"))
+      .def(
+          "evaluate",
+          [](lmm::Model& m, const Eigen::Ref<const lmm::Vector>& theta, bool reml) {
+            m.set_theta(theta);
+            return m.objective(reml);
+          },
+          py::arg("theta"), py::arg("reml"), py::call_guard<py::gil_scoped_release>(),
+          "set θ and return the ML deviance or REML criterion")
+      .def_property_readonly("theta", &lmm::Model::theta)
+      .def("lambda_", &lmm::Model::lambda, py::arg("k"), "λ of model term k at the current θ")
+      .def_property_readonly("pwrss", &lmm::Model::pwrss)
+      .def_property_readonly("ldL2", &lmm::Model::ldL2)
+      .def_property_readonly("ldRX2", &lmm::Model::ldRX2)
+      .def(
+          "solve",
+          [](const lmm::Model& m) {
+            lmm::Vector u, beta;
+            m.solve(u, beta);
+            return py::make_tuple(u, beta);
+          },
+          "(u, beta): spherical random effects (model term order) and fixed effects")
+      .def("b", &lmm::Model::b, py::arg("u"), "conditional modes Λu")
+      .def("sigma", &lmm::Model::sigma, py::arg("reml"))
+      .def("vcov_beta", &lmm::Model::vcov_beta, py::arg("reml"));
+}
