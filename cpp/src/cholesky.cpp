@@ -296,3 +296,113 @@ void BlockedCholesky::solve_u_beta(Vector& u, Vector& beta) const {
 }
 
 }  // namespace lmm
+
+namespace lmm {
+
+namespace {
+
+// One block row of the structure of a prefix column: a later prefix or tail
+// term's level, or the X rows (term −1).
+struct StructEntry {
+  Index term;
+  Index level;
+  Index size;
+  Index loff_index;  // index of the block in Loff_[term][t] (−1 for X rows)
+  ConstColBlock Lblk;
+};
+
+}  // namespace
+
+Matrix SelectedInverse::block(Index a, Index ra, Index b, Index rb) const {
+  const BlockedCholesky& L = *L_;
+  const Index np = L.nprefix_;
+  const Index pa = L.shapes_[a].p, pb = L.shapes_[b].p;
+  if (a >= np && b >= np)
+    return T_.block(L.tail_offset_[a] + ra * pa, L.tail_offset_[b] + rb * pb, pa, pb);
+  if (a == b) {
+    if (ra != rb) throw std::logic_error("selected inverse: off-diagonal block of a prefix term requested");
+    return diag_[a].block(ra);
+  }
+  if (a < b) return block(b, rb, a, ra).transpose();
+  const Index k = off_[a][b].find(ra, rb);
+  if (k < 0) throw std::logic_error("selected inverse: block outside the pattern of L requested");
+  return off_[a][b].block(k);
+}
+
+Matrix SelectedInverse::xblock(Index k, Index r) const {
+  const BlockedCholesky& L = *L_;
+  const Index pk = L.shapes_[k].p;
+  if (k >= L.nprefix_) return T_.block(L.q_tail_, L.tail_offset_[k] + r * pk, px_, pk);
+  return X_[k].middleCols(r * pk, pk);
+}
+
+void BlockedCholesky::selected_inverse(bool with_x, SelectedInverse& W) const {
+  W.L_ = this;
+  W.px_ = with_x ? p_ : 0;
+  const Index px = W.px_;
+  const Index mt = q_tail_ + px;
+
+  // Dense tail: the tail is last, so its part of Ω⁻¹ is (T T')⁻¹.
+  Matrix Tinv = Matrix::Identity(mt, mt);
+  T_.topLeftCorner(mt, mt).triangularView<Eigen::Lower>().solveInPlace(Tinv);
+  W.T_.setZero(mt, mt);
+  W.T_.selfadjointView<Eigen::Lower>().rankUpdate(Tinv.transpose());
+  W.T_.triangularView<Eigen::StrictlyUpper>() = W.T_.transpose();
+
+  W.diag_ = Ldiag_;
+  W.off_ = Loff_;
+  W.X_.assign(static_cast<std::size_t>(nprefix_), Matrix());
+  for (Index j = 0; j < nprefix_; ++j) W.X_[j].setZero(px, shapes_[j].q());
+
+  // Prefix columns from last to first (Takahashi): for column j with
+  // structure S below the diagonal,
+  //   W_Sj = −W_SS L_Sj L_jj⁻¹,   W_jj = L_jj⁻ᵀ L_jj⁻¹ − W_Sj' L_Sj L_jj⁻¹.
+  std::vector<StructEntry> S;
+  for (Index t = nprefix_ - 1; t >= 0; --t) {
+    const Index pt = shapes_[t].p;
+    for (Index c = 0; c < shapes_[t].nlevels; ++c) {
+      S.clear();
+      Index s = 0;
+      for (Index i = t + 1; i < K_; ++i) {
+        const SparseBlocks& Lit = Loff_[i][t];
+        for (Index e = Lit.colptr[c]; e < Lit.colptr[c + 1]; ++e) {
+          S.push_back({i, Lit.rowidx[e], Lit.pr, e, Lit.block(e)});
+          s += Lit.pr;
+        }
+      }
+      if (px > 0) {
+        S.push_back({-1, 0, px, -1, std::as_const(LXy_[t]).middleCols(c * pt, pt)});
+        s += px;
+      }
+      Matrix WSS(s, s), LS(s, pt);
+      for (std::size_t a = 0, ra = 0; a < S.size(); ra += S[a].size, ++a) {
+        LS.middleRows(ra, S[a].size) = S[a].Lblk.topRows(S[a].size);
+        for (std::size_t b = 0, rb = 0; b <= a; rb += S[b].size, ++b) {
+          Matrix wab;
+          if (S[a].term < 0 && S[b].term < 0) {
+            wab = W.T_.block(q_tail_, q_tail_, px, px);
+          } else if (S[a].term < 0) {
+            wab = W.xblock(S[b].term, S[b].level);
+          } else {
+            wab = W.block(S[a].term, S[a].level, S[b].term, S[b].level);
+          }
+          WSS.block(ra, rb, S[a].size, S[b].size) = wab;
+          WSS.block(rb, ra, S[b].size, S[a].size) = wab.transpose();
+        }
+      }
+      Matrix Ljj_inv = Matrix::Identity(pt, pt);
+      Ldiag_[t].block(c).triangularView<Eigen::Lower>().solveInPlace(Ljj_inv);
+      const Matrix WSj = -(WSS * LS) * Ljj_inv;
+      W.diag_[t].block(c) = Ljj_inv.transpose() * Ljj_inv - WSj.transpose() * LS * Ljj_inv;
+      for (std::size_t a = 0, ra = 0; a < S.size(); ra += S[a].size, ++a) {
+        if (S[a].term < 0) {
+          W.X_[t].middleCols(c * pt, pt) = WSj.middleRows(ra, S[a].size);
+        } else {
+          W.off_[S[a].term][t].block(S[a].loff_index) = WSj.middleRows(ra, S[a].size);
+        }
+      }
+    }
+  }
+}
+
+}  // namespace lmm

@@ -92,6 +92,72 @@ double Model::objective(bool reml) const {
   return logdet + dof * (1.0 + kLog2Pi + std::log(L_.pwrss() / dof));
 }
 
+Vector Model::gradient(bool reml) const {
+  require_factored();
+  const Index K = nterms(), p = A_.p;
+  SelectedInverse W;
+  L_.selected_inverse(reml, W);
+  Vector u, beta;
+  L_.solve_u_beta(u, beta);
+  const Vector bvec = b(u);
+  std::vector<Index> off(static_cast<std::size_t>(K) + 1, 0);
+  for (Index k = 0; k < K; ++k) off[k + 1] = off[k] + A_.shapes[k].q();
+
+  // Z'e = Z'y − Z'Xβ − Z'ZΛu from the crossproduct blocks, and
+  // G[k] (p_k × q_k, one p_k × p_k block per level) = Σ_s W_{s,kj}' (Λ'A)_{s,kj}.
+  Vector ze(off[K]);
+  std::vector<Matrix> G(static_cast<std::size_t>(K));
+  for (Index k = 0; k < K; ++k) {
+    const Index pk = A_.shapes[k].p;
+    const Matrix& lk = lambda_[k];
+    ze.segment(off[k], A_.shapes[k].q()) =
+        A_.XyZ[k].row(p).transpose() - A_.XyZ[k].topRows(p).transpose() * beta;
+    G[k].setZero(pk, A_.shapes[k].q());
+    for (Index j = 0; j < A_.shapes[k].nlevels; ++j) {
+      const auto Akj = A_.ZZ[k].block(j);
+      ze.segment(off[k] + j * pk, pk).noalias() -= Akj * bvec.segment(off[k] + j * pk, pk);
+      G[k].middleCols(j * pk, pk).noalias() = W.block(k, j, k, j) * (lk.transpose() * Akj);
+      if (reml && p > 0)
+        G[k].middleCols(j * pk, pk).noalias() +=
+            W.xblock(k, j).transpose() * A_.XyZ[k].topRows(p).middleCols(j * pk, pk);
+    }
+  }
+  for (Index i = 1; i < K; ++i) {
+    const Index pi = A_.shapes[i].p;
+    for (Index k = 0; k < i; ++k) {
+      const SparseBlocks& Aik = A_.ZZ_off[i][k];
+      const Index pk = A_.shapes[k].p;
+      for (Index j = 0; j < Aik.ncols; ++j)
+        for (Index e = Aik.colptr[j]; e < Aik.colptr[j + 1]; ++e) {
+          const Index r = Aik.rowidx[e];
+          const auto B = Aik.block(e);  // A at (term i level r, term k level j), pi × pk
+          ze.segment(off[i] + r * pi, pi).noalias() -= B * bvec.segment(off[k] + j * pk, pk);
+          ze.segment(off[k] + j * pk, pk).noalias() -= B.transpose() * bvec.segment(off[i] + r * pi, pi);
+          const Matrix Wik = W.block(i, r, k, j);
+          G[k].middleCols(j * pk, pk).noalias() += Wik.transpose() * (lambda_[i].transpose() * B);
+          G[i].middleCols(r * pi, pi).noalias() += Wik * (lambda_[k].transpose() * B.transpose());
+        }
+    }
+  }
+
+  const double dof = static_cast<double>(reml ? A_.n - p : A_.n);
+  const double scale = dof / L_.pwrss();
+  Vector grad(ntheta());
+  Index t = 0;
+  for (Index k = 0; k < K; ++k) {
+    const Index pk = A_.shapes[k].p;
+    for (const auto& [a, b] : theta_positions(A_.shapes[k])) {
+      double logdet = 0.0, rss = 0.0;
+      for (Index j = 0; j < A_.shapes[k].nlevels; ++j) {
+        logdet += G[k](b, j * pk + a);
+        rss += ze[off[k] + j * pk + a] * u[off[k] + j * pk + b];
+      }
+      grad[t++] = 2.0 * logdet - 2.0 * scale * rss;
+    }
+  }
+  return grad;
+}
+
 void Model::solve(Vector& u, Vector& beta) const {
   require_factored();
   L_.solve_u_beta(u, beta);

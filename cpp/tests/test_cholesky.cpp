@@ -145,6 +145,32 @@ Matrix dense_Lambda(const lmm::Model& m) {
   return Lam;
 }
 
+// Analytic gradient against central differences of the objective, ML and REML.
+void check_gradient(lmm::Model& m, const Vector& theta, const std::string& tag) {
+  for (bool reml : {false, true}) {
+    m.set_theta(theta);
+    const Vector g = m.gradient(reml);
+    for (Index i = 0; i < theta.size(); ++i) {
+      const double h = 1e-6 * std::max(1.0, std::abs(theta[i]));
+      Vector tp = theta, tm = theta;
+      tp[i] += h;
+      tm[i] -= h;
+      m.set_theta(tp);
+      const double fp = m.objective(reml);
+      m.set_theta(tm);
+      const double fm = m.objective(reml);
+      const double fd = (fp - fm) / (2 * h);
+      const double err = std::abs(g[i] - fd) / std::max(1.0, std::abs(fd));
+      if (!(err <= 1e-5)) {
+        std::printf("FAIL %s gradient[%ld] (%s): analytic %.10g, central difference %.10g\n", tag.c_str(),
+                    static_cast<long>(i), reml ? "REML" : "ML", g[i], fd);
+        ++failures;
+      }
+    }
+  }
+  m.set_theta(theta);
+}
+
 void check_design(const Design& d) {
   std::vector<lmm::TermData> data;
   for (const auto& t : d.terms)
@@ -187,6 +213,7 @@ void check_design(const Design& d) {
     const Matrix LX = L.block(q, q, p, p);
     const Matrix vcov = (LX * LX.transpose()).inverse() * (m.pwrss() / static_cast<double>(n));
     check_close(tag + " vcov", (m.vcov_beta(false) - vcov).norm(), 0.0, 1e-10);
+    check_gradient(m, theta, tag);
   }
 }
 

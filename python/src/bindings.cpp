@@ -73,6 +73,16 @@ PYBIND11_MODULE(_core, m) {
           },
           py::arg("theta"), py::arg("reml"), py::call_guard<py::gil_scoped_release>(),
           "set θ and return the ML deviance or REML criterion")
+      .def("gradient", &lmm::Model::gradient, py::arg("reml"), py::call_guard<py::gil_scoped_release>(),
+           "exact gradient of the objective in θ at the current θ")
+      .def(
+          "evaluate_with_gradient",
+          [](lmm::Model& m, const Eigen::Ref<const lmm::Vector>& theta, bool reml) {
+            m.set_theta(theta);
+            return std::make_pair(m.objective(reml), m.gradient(reml));
+          },
+          py::arg("theta"), py::arg("reml"), py::call_guard<py::gil_scoped_release>(),
+          "set θ and return (objective, gradient)")
       .def_property_readonly("theta", &lmm::Model::theta)
       .def("lambda_", &lmm::Model::lambda, py::arg("k"), "λ of model term k at the current θ")
       .def_property_readonly("pwrss", &lmm::Model::pwrss)

@@ -22,6 +22,28 @@
 
 namespace lmm {
 
+class BlockedCholesky;
+
+/// Entries of W = Ω⁻¹ on the pattern of L (Takahashi's selected inverse), where
+/// Ω is the [Z X] part of Ω_θ (REML) or its Z part alone (ML). Same layout as L.
+class SelectedInverse {
+ public:
+  /// W at the block (term a, level ra; term b, level rb), p_a × p_b. Defined
+  /// for pairs inside the pattern of L (or of L') and for a == b, ra == rb.
+  Matrix block(Index a, Index ra, Index b, Index rb) const;
+  /// W at (X rows, term k level r), p × p_k; only when built with X.
+  Matrix xblock(Index k, Index r) const;
+
+ private:
+  friend class BlockedCholesky;
+  const BlockedCholesky* L_ = nullptr;
+  Index px_ = 0;
+  std::vector<BlockDiag> diag_;
+  std::vector<std::vector<SparseBlocks>> off_;
+  std::vector<Matrix> X_;  // prefix: px × q_j
+  Matrix T_;               // dense tail: (q_tail + px) square
+};
+
 class BlockedCholesky {
  public:
   /// Symbolic analysis: decide the prefix/tail split and the sparsity patterns.
@@ -47,7 +69,12 @@ class BlockedCholesky {
   /// The lower-triangular p × p block L_X of L (fixed-effects part).
   Matrix LX() const;
 
+  /// Selected inverse of the [Z X] part (with_x, for REML) or the Z part (ML)
+  /// of Ω_θ, from the current factor. Cost comparable to one factorization.
+  void selected_inverse(bool with_x, SelectedInverse& W) const;
+
  private:
+  friend class SelectedInverse;
   Index K_ = 0;        // number of terms
   Index p_ = 0;        // fixed-effects columns
   Index nprefix_ = 0;  // terms 0..nprefix_-1 in the prefix

@@ -56,6 +56,12 @@ class Model {
   /// Profiled deviance (ML) or REML criterion at the current θ.
   double objective(bool reml) const;
 
+  /// Exact gradient of objective(reml) with respect to θ at the current θ
+  /// (ntheta): selected inverse for the log-determinants, envelope theorem for
+  /// the penalized residual sum of squares. Cost a small multiple of one
+  /// evaluation, independent of the length of θ.
+  Vector gradient(bool reml) const;
+
   /// β̂ (p) and û (q, terms in model order, levels within terms, columns within levels).
   void solve(Vector& u, Vector& beta) const;
   /// Conditional modes b = Λu (q, same layout as u).
