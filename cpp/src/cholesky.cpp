@@ -221,27 +221,42 @@ void BlockedCholesky::factor(const Crossprod& A, const std::vector<Matrix>& lamb
   }
   T_.bottomRightCorner(p_ + 1, p_ + 1) = A.XyXy;
 
-  struct Entry {
-    Index row;  // row offset in T
-    ConstColBlock blk;
-  };
-  std::vector<Entry> col_entries;
+  // Each block column c of a prefix term k updates T by −C C', C its rows in
+  // the tail and [X y]. Gather the tail rows of C (ascending rows of T) into V
+  // and scatter the lower triangle of V V'.
+  std::vector<Index> idx;
+  Matrix V;
   for (Index k = 0; k < nprefix_; ++k) {
     const Index pk = shapes_[k].p;
     for (Index c = 0; c < shapes_[k].nlevels; ++c) {
-      col_entries.clear();
+      idx.clear();
       for (Index i = nprefix_; i < K_; ++i) {
         const SparseBlocks& Lik = Loff_[i][k];
         for (Index e = Lik.colptr[c]; e < Lik.colptr[c + 1]; ++e)
-          col_entries.push_back({tail_offset_[i] + Lik.rowidx[e] * Lik.pr, std::as_const(Lik).block(e)});
+          for (Index a = 0; a < Lik.pr; ++a) idx.push_back(tail_offset_[i] + Lik.rowidx[e] * Lik.pr + a);
+      }
+      if (idx.empty()) continue;
+      const Index s = static_cast<Index>(idx.size());
+      V.resize(s, pk);
+      Index row = 0;
+      for (Index i = nprefix_; i < K_; ++i) {
+        const SparseBlocks& Lik = Loff_[i][k];
+        for (Index e = Lik.colptr[c]; e < Lik.colptr[c + 1]; ++e, row += Lik.pr)
+          V.middleRows(row, Lik.pr) = Lik.block(e);
+      }
+      if (pk == 1) {
+        const double* v = V.data();
+        for (Index b = 0; b < s; ++b) {
+          double* Tcol = T_.col(idx[b]).data();
+          const double vb = v[b];
+          for (Index a = b; a < s; ++a) Tcol[idx[a]] -= v[a] * vb;
+        }
+      } else {
+        for (Index b = 0; b < s; ++b)
+          for (Index a = b; a < s; ++a) T_(idx[a], idx[b]) -= V.row(a).dot(V.row(b));
       }
       const auto xk = LXy_[k].middleCols(c * pk, pk);
-      for (const Entry& e1 : col_entries) {
-        for (const Entry& e2 : col_entries)
-          if (e2.row <= e1.row)
-            T_.block(e1.row, e2.row, e1.blk.rows(), e2.blk.rows()).noalias() -= e1.blk * e2.blk.transpose();
-        T_.block(xo, e1.row, p_ + 1, e1.blk.rows()).noalias() -= xk * e1.blk.transpose();
-      }
+      for (Index a = 0; a < s; ++a) T_.col(idx[a]).segment(xo, p_ + 1).noalias() -= xk * V.row(a).transpose();
     }
     T_.bottomRightCorner(p_ + 1, p_ + 1).selfadjointView<Eigen::Lower>().rankUpdate(LXy_[k], -1.0);
   }
@@ -313,27 +328,44 @@ struct StructEntry {
 
 }  // namespace
 
-Matrix SelectedInverse::block(Index a, Index ra, Index b, Index rb) const {
+void SelectedInverse::block(Index a, Index ra, Index b, Index rb, Matrix& out) const {
   const BlockedCholesky& L = *L_;
   const Index np = L.nprefix_;
   const Index pa = L.shapes_[a].p, pb = L.shapes_[b].p;
-  if (a >= np && b >= np)
-    return T_.block(L.tail_offset_[a] + ra * pa, L.tail_offset_[b] + rb * pb, pa, pb);
-  if (a == b) {
+  if (a >= np && b >= np) {
+    out = T_.block(L.tail_offset_[a] + ra * pa, L.tail_offset_[b] + rb * pb, pa, pb);
+  } else if (a == b) {
     if (ra != rb) throw std::logic_error("selected inverse: off-diagonal block of a prefix term requested");
-    return diag_[a].block(ra);
+    out = diag_[a].block(ra);
+  } else if (a < b) {
+    block(b, rb, a, ra, out);
+    out.transposeInPlace();
+  } else {
+    const Index k = off_[a][b].find(ra, rb);
+    if (k < 0) throw std::logic_error("selected inverse: block outside the pattern of L requested");
+    out = off_[a][b].block(k);
   }
-  if (a < b) return block(b, rb, a, ra).transpose();
-  const Index k = off_[a][b].find(ra, rb);
-  if (k < 0) throw std::logic_error("selected inverse: block outside the pattern of L requested");
-  return off_[a][b].block(k);
 }
 
-Matrix SelectedInverse::xblock(Index k, Index r) const {
+double SelectedInverse::coeff(Index a, Index ra, Index b, Index rb) const {
+  const BlockedCholesky& L = *L_;
+  const Index np = L.nprefix_;
+  if (a >= np && b >= np) return T_(L.tail_offset_[a] + ra, L.tail_offset_[b] + rb);
+  if (a == b) return diag_[a].data(0, ra);
+  if (a < b) return coeff(b, rb, a, ra);
+  const Index k = off_[a][b].find(ra, rb);
+  if (k < 0) throw std::logic_error("selected inverse: block outside the pattern of L requested");
+  return off_[a][b].data(0, k);
+}
+
+void SelectedInverse::xblock(Index k, Index r, Matrix& out) const {
   const BlockedCholesky& L = *L_;
   const Index pk = L.shapes_[k].p;
-  if (k >= L.nprefix_) return T_.block(L.q_tail_, L.tail_offset_[k] + r * pk, px_, pk);
-  return X_[k].middleCols(r * pk, pk);
+  if (k >= L.nprefix_) {
+    out = T_.block(L.q_tail_, L.tail_offset_[k] + r * pk, px_, pk);
+  } else {
+    out = X_[k].middleCols(r * pk, pk);
+  }
 }
 
 void BlockedCholesky::selected_inverse(bool with_x, SelectedInverse& W) const {
@@ -357,37 +389,50 @@ void BlockedCholesky::selected_inverse(bool with_x, SelectedInverse& W) const {
   // Prefix columns from last to first (Takahashi): for column j with
   // structure S below the diagonal,
   //   W_Sj = −W_SS L_Sj L_jj⁻¹,   W_jj = L_jj⁻ᵀ L_jj⁻¹ − W_Sj' L_Sj L_jj⁻¹.
+  // S lists later prefix terms' blocks first, then the rows that live in the
+  // dense tail (tail terms, then X); the tail-by-tail part of W_SS is a
+  // gather from the dense inverse.
   std::vector<StructEntry> S;
+  std::vector<Index> tidx;
+  Matrix WSS, LS, wab;
   for (Index t = nprefix_ - 1; t >= 0; --t) {
     const Index pt = shapes_[t].p;
     for (Index c = 0; c < shapes_[t].nlevels; ++c) {
       S.clear();
-      Index s = 0;
+      tidx.clear();
+      Index sp = 0;
       for (Index i = t + 1; i < K_; ++i) {
         const SparseBlocks& Lit = Loff_[i][t];
         for (Index e = Lit.colptr[c]; e < Lit.colptr[c + 1]; ++e) {
           S.push_back({i, Lit.rowidx[e], Lit.pr, e, Lit.block(e)});
-          s += Lit.pr;
+          if (i < nprefix_) {
+            sp += Lit.pr;
+          } else {
+            for (Index a = 0; a < Lit.pr; ++a) tidx.push_back(tail_offset_[i] + Lit.rowidx[e] * Lit.pr + a);
+          }
         }
       }
       if (px > 0) {
         S.push_back({-1, 0, px, -1, std::as_const(LXy_[t]).middleCols(c * pt, pt)});
-        s += px;
+        for (Index a = 0; a < px; ++a) tidx.push_back(q_tail_ + a);
       }
-      Matrix WSS(s, s), LS(s, pt);
+      const Index s = sp + static_cast<Index>(tidx.size());
+      WSS.resize(s, s);
+      LS.resize(s, pt);
+      WSS.bottomRightCorner(s - sp, s - sp) = W.T_(tidx, tidx);
       for (std::size_t a = 0, ra = 0; a < S.size(); ra += S[a].size, ++a) {
-        LS.middleRows(ra, S[a].size) = S[a].Lblk.topRows(S[a].size);
-        for (std::size_t b = 0, rb = 0; b <= a; rb += S[b].size, ++b) {
-          Matrix wab;
-          if (S[a].term < 0 && S[b].term < 0) {
-            wab = W.T_.block(q_tail_, q_tail_, px, px);
-          } else if (S[a].term < 0) {
-            wab = W.xblock(S[b].term, S[b].level);
+        LS.middleRows(ra, S[a].size) = S[a].Lblk;
+        if (S[a].term < 0 || S[a].term >= nprefix_) continue;
+        for (std::size_t b = 0, rb = 0; b < S.size(); rb += S[b].size, ++b) {
+          if (S[b].term < 0) {
+            W.xblock(S[a].term, S[a].level, wab);
+            WSS.block(rb, ra, S[b].size, S[a].size) = wab;
+            WSS.block(ra, rb, S[a].size, S[b].size) = wab.transpose();
           } else {
-            wab = W.block(S[a].term, S[a].level, S[b].term, S[b].level);
+            W.block(S[a].term, S[a].level, S[b].term, S[b].level, wab);
+            WSS.block(ra, rb, S[a].size, S[b].size) = wab;
+            WSS.block(rb, ra, S[b].size, S[a].size) = wab.transpose();
           }
-          WSS.block(ra, rb, S[a].size, S[b].size) = wab;
-          WSS.block(rb, ra, S[b].size, S[a].size) = wab.transpose();
         }
       }
       Matrix Ljj_inv = Matrix::Identity(pt, pt);

@@ -107,6 +107,7 @@ Vector Model::gradient(bool reml) const {
   // G[k] (p_k × q_k, one p_k × p_k block per level) = Σ_s W_{s,kj}' (Λ'A)_{s,kj}.
   Vector ze(off[K]);
   std::vector<Matrix> G(static_cast<std::size_t>(K));
+  Matrix w;
   for (Index k = 0; k < K; ++k) {
     const Index pk = A_.shapes[k].p;
     const Matrix& lk = lambda_[k];
@@ -116,10 +117,12 @@ Vector Model::gradient(bool reml) const {
     for (Index j = 0; j < A_.shapes[k].nlevels; ++j) {
       const auto Akj = A_.ZZ[k].block(j);
       ze.segment(off[k] + j * pk, pk).noalias() -= Akj * bvec.segment(off[k] + j * pk, pk);
-      G[k].middleCols(j * pk, pk).noalias() = W.block(k, j, k, j) * (lk.transpose() * Akj);
-      if (reml && p > 0)
-        G[k].middleCols(j * pk, pk).noalias() +=
-            W.xblock(k, j).transpose() * A_.XyZ[k].topRows(p).middleCols(j * pk, pk);
+      W.block(k, j, k, j, w);
+      G[k].middleCols(j * pk, pk).noalias() = w * (lk.transpose() * Akj);
+      if (reml && p > 0) {
+        W.xblock(k, j, w);
+        G[k].middleCols(j * pk, pk).noalias() += w.transpose() * A_.XyZ[k].topRows(p).middleCols(j * pk, pk);
+      }
     }
   }
   for (Index i = 1; i < K; ++i) {
@@ -127,15 +130,29 @@ Vector Model::gradient(bool reml) const {
     for (Index k = 0; k < i; ++k) {
       const SparseBlocks& Aik = A_.ZZ_off[i][k];
       const Index pk = A_.shapes[k].p;
+      if (pi == 1 && pk == 1) {
+        const double li = lambda_[i](0, 0), lk = lambda_[k](0, 0);
+        for (Index j = 0; j < Aik.ncols; ++j)
+          for (Index e = Aik.colptr[j]; e < Aik.colptr[j + 1]; ++e) {
+            const Index r = Aik.rowidx[e];
+            const double B = Aik.data(0, e);
+            ze[off[i] + r] -= B * bvec[off[k] + j];
+            ze[off[k] + j] -= B * bvec[off[i] + r];
+            const double Wik = W.coeff(i, r, k, j) * B;
+            G[k](0, j) += Wik * li;
+            G[i](0, r) += Wik * lk;
+          }
+        continue;
+      }
       for (Index j = 0; j < Aik.ncols; ++j)
         for (Index e = Aik.colptr[j]; e < Aik.colptr[j + 1]; ++e) {
           const Index r = Aik.rowidx[e];
           const auto B = Aik.block(e);  // A at (term i level r, term k level j), pi × pk
           ze.segment(off[i] + r * pi, pi).noalias() -= B * bvec.segment(off[k] + j * pk, pk);
           ze.segment(off[k] + j * pk, pk).noalias() -= B.transpose() * bvec.segment(off[i] + r * pi, pi);
-          const Matrix Wik = W.block(i, r, k, j);
-          G[k].middleCols(j * pk, pk).noalias() += Wik.transpose() * (lambda_[i].transpose() * B);
-          G[i].middleCols(r * pi, pi).noalias() += Wik * (lambda_[k].transpose() * B.transpose());
+          W.block(i, r, k, j, w);
+          G[k].middleCols(j * pk, pk).noalias() += w.transpose() * (lambda_[i].transpose() * B);
+          G[i].middleCols(r * pi, pi).noalias() += w * (lambda_[k].transpose() * B.transpose());
         }
     }
   }

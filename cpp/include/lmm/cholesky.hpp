@@ -28,11 +28,13 @@ class BlockedCholesky;
 /// Ω is the [Z X] part of Ω_θ (REML) or its Z part alone (ML). Same layout as L.
 class SelectedInverse {
  public:
-  /// W at the block (term a, level ra; term b, level rb), p_a × p_b. Defined
-  /// for pairs inside the pattern of L (or of L') and for a == b, ra == rb.
-  Matrix block(Index a, Index ra, Index b, Index rb) const;
-  /// W at (X rows, term k level r), p × p_k; only when built with X.
-  Matrix xblock(Index k, Index r) const;
+  /// W at the block (term a, level ra; term b, level rb) into out (p_a × p_b).
+  /// Defined for pairs inside the pattern of L (or of L') and for a == b, ra == rb.
+  void block(Index a, Index ra, Index b, Index rb, Matrix& out) const;
+  /// The same for two scalar terms (p_a = p_b = 1), without a copy.
+  double coeff(Index a, Index ra, Index b, Index rb) const;
+  /// W at (X rows, term k level r) into out (p × p_k); only when built with X.
+  void xblock(Index k, Index r, Matrix& out) const;
 
  private:
   friend class BlockedCholesky;

@@ -1,0 +1,16 @@
+"""lmm: linear mixed models (lme4's ``lmer``) for Python with a fast C++ core.
+
+Example:
+    >>> import lmm
+    >>> res = lmm.lmer("Reaction ~ Days + (Days | Subject)", lmm.datasets.load("sleepstudy"))
+    >>> print(res)  # doctest: +SKIP
+"""
+
+from . import datasets
+from .formula import FormulaError, parse_formula
+from .model import LinearMixedModel, lmer
+from .results import LmmResult
+
+__version__ = "0.1.0"
+
+__all__ = ["FormulaError", "LinearMixedModel", "LmmResult", "datasets", "lmer", "parse_formula", "__version__"]

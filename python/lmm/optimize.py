@@ -1,0 +1,139 @@
+"""Optimization of the profiled objective over θ."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import optimize as sopt
+
+__all__ = ["OptimizeResult", "optimize_theta", "SINGULAR_TOL"]
+
+#: lme4's isSingular tolerance: a diagonal entry of λ below this is at the boundary.
+SINGULAR_TOL = 1e-4
+#: Largest entry of the projected gradient (deviance units per unit θ) still called converged.
+GRADIENT_TOL = 1e-3
+OPTIMIZERS = ("L-BFGS-B", "COBYQA", "Nelder-Mead", "Powell")
+
+
+@dataclass
+class OptimizeResult:
+    """What the optimizer did.
+
+    Attributes:
+        theta: θ at the optimum.
+        objective: criterion at ``theta``.
+        optimizer: optimizer name.
+        nfev: objective evaluations (gradient differencing included).
+        ngev: gradient evaluations.
+        time: seconds spent optimizing.
+        message: the optimizer's message.
+        converged: whether the projected gradient at the optimum is small.
+        gradient: gradient of the objective at ``theta``.
+    """
+
+    theta: np.ndarray
+    objective: float
+    optimizer: str
+    nfev: int
+    ngev: int
+    time: float
+    message: str
+    converged: bool
+    gradient: np.ndarray
+
+
+def projected_gradient(theta: np.ndarray, grad: np.ndarray, lower: np.ndarray) -> np.ndarray:
+    """Gradient with the entries that push against an active lower bound removed."""
+    pg = grad.copy()
+    at_bound = (theta <= lower + 1e-12) & (grad > 0)
+    pg[at_bound] = 0.0
+    return pg
+
+
+def _escape_boundary(f, theta: np.ndarray, lower: np.ndarray, value: float) -> np.ndarray | None:
+    """A point off the boundary with a lower objective, or None when the boundary holds.
+
+    Where a column of λ has only its diagonal entry left, the objective is even
+    in that entry, so its gradient vanishes at 0 whether or not 0 is the
+    minimum: a gradient method that lands there stays. lme4's restart_edge
+    handles the same trap. Try small positive values; any decrease restarts.
+    """
+    for i in np.flatnonzero((lower == 0) & (theta <= 0)):
+        for step in (1e-3, 1e-2, 1e-1):
+            trial = theta.copy()
+            trial[i] = step
+            if f(trial) < value - 1e-10 * max(1.0, abs(value)):
+                return trial
+    return None
+
+
+def optimize_theta(model, start=None, optimizer: str = "L-BFGS-B", tol: float = 1e-8, maxiter: int = 10000,
+                   verbose: bool = False, max_restarts: int = 5) -> OptimizeResult:
+    """Minimize ``model.objective`` over θ within lme4's bounds (diagonal of each λ ≥ 0).
+
+    ``"L-BFGS-B"`` uses the exact gradient from the core; ``"COBYQA"`` (a
+    successor of lme4's BOBYQA), ``"Nelder-Mead"`` and ``"Powell"`` are
+    derivative-free. A fit that ends with a diagonal entry of λ at 0 is
+    restarted off the boundary when that lowers the objective (at most
+    ``max_restarts`` times).
+    """
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {optimizer!r}; choose one of {OPTIMIZERS}")
+    lower = model.theta_lower
+    theta = model.theta_start if start is None else model._theta(start)
+    counts = {"f": 0, "g": 0}
+
+    def f(theta):
+        counts["f"] += 1
+        value = model.objective(np.maximum(theta, lower))
+        if verbose:
+            print(f"  eval {counts['f']:4d}: objective {value:.10g}")
+        return value
+
+    def fg(theta):
+        counts["f"] += 1
+        counts["g"] += 1
+        value, grad = model.objective_and_gradient(np.maximum(theta, lower))
+        if verbose:
+            print(f"  eval {counts['f']:4d}: objective {value:.10g}  |grad| {np.max(np.abs(grad)):.3g}")
+        return value, grad
+
+    bounds = sopt.Bounds(lower, np.full_like(lower, np.inf))
+    t0 = time.perf_counter()
+    restarts = 0
+    while True:
+        res = _minimize(f, fg, theta, optimizer, bounds, tol, maxiter)
+        theta = np.maximum(np.asarray(res.x, dtype=np.float64), lower)
+        value = f(theta)
+        escape = _escape_boundary(f, theta, lower, value) if restarts < max_restarts else None
+        if escape is None:
+            break
+        restarts += 1
+        theta = escape
+    elapsed = time.perf_counter() - t0
+    value, g = model.objective_and_gradient(theta)
+    pg = projected_gradient(theta, g, lower)
+    max_pg = float(np.max(np.abs(pg), initial=0.0))
+    converged = max_pg <= GRADIENT_TOL
+    message = f"{'converged' if converged else 'not converged'}: max |projected gradient| {max_pg:.2g}"
+    if restarts:
+        message += f", {restarts} restart(s) off the boundary"
+    return OptimizeResult(theta=theta, objective=value, optimizer=optimizer, nfev=counts["f"], ngev=counts["g"],
+                          time=elapsed, message=f"{message} ({optimizer}: {res.message})", converged=converged,
+                          gradient=g)
+
+
+def _minimize(f, fg, theta0, optimizer, bounds, tol, maxiter):
+    if optimizer == "L-BFGS-B":
+        return sopt.minimize(fg, theta0, jac=True, method="L-BFGS-B", bounds=bounds,
+                             options={"maxiter": maxiter, "ftol": 1e-15, "gtol": tol, "maxcor": 20})
+    if optimizer == "COBYQA":
+        return sopt.minimize(f, theta0, method="COBYQA", bounds=bounds,
+                             options={"maxfev": maxiter, "final_tr_radius": 1e-8})
+    if optimizer == "Nelder-Mead":
+        return sopt.minimize(f, theta0, method=optimizer, bounds=bounds,
+                             options={"maxiter": maxiter, "maxfev": maxiter, "xatol": 1e-8, "fatol": tol})
+    return sopt.minimize(f, theta0, method=optimizer, bounds=bounds,
+                         options={"maxiter": maxiter, "xtol": 1e-8, "ftol": tol})
