@@ -121,4 +121,27 @@ Crossprod form_crossprod(const std::vector<TermData>& terms, Eigen::Ref<const Ma
   return A;
 }
 
+void update_response(Crossprod& A, const std::vector<TermData>& terms, Eigen::Ref<const Matrix> X,
+                     Eigen::Ref<const Vector> y) {
+  const Index n = A.n, p = A.p;
+  if (y.size() != n || X.rows() != n || X.cols() != p || terms.size() != A.shapes.size())
+    throw std::invalid_argument("update_response: the data do not match the model's dimensions");
+  for (std::size_t k = 0; k < terms.size(); ++k) {
+    const TermData& t = terms[k];
+    check_term(t, static_cast<Index>(k), n);
+    const Index pk = t.z.cols();
+    if (pk != A.shapes[k].p || t.nlevels != A.shapes[k].nlevels)
+      throw std::invalid_argument("update_response: term " + std::to_string(k) + " does not match the model");
+    auto row = A.XyZ[k].row(p);
+    row.setZero();
+    for (Index b = 0; b < pk; ++b) {
+      const double* zb = t.z.col(b).data();
+      for (Index r = 0; r < n; ++r) row[t.codes[r] * pk + b] += y[r] * zb[r];
+    }
+  }
+  A.XyXy.bottomLeftCorner(1, p).noalias() = y.transpose() * X;
+  A.XyXy.topRightCorner(p, 1) = A.XyXy.bottomLeftCorner(1, p).transpose();
+  A.XyXy(p, p) = y.squaredNorm();
+}
+
 }  // namespace lmm

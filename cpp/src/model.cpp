@@ -38,6 +38,15 @@ Model::Model(const std::vector<TermData>& terms, Eigen::Ref<const Matrix> X, Eig
   theta_ = theta_start();
 }
 
+void Model::set_response(const std::vector<TermData>& terms, Eigen::Ref<const Matrix> X,
+                         Eigen::Ref<const Vector> y) {
+  if (terms.size() != order_.size())
+    throw std::invalid_argument("set_response: " + std::to_string(terms.size()) + " terms for a model with " +
+                                std::to_string(order_.size()));
+  update_response(A_, reordered(terms, order_), X, y);
+  factored_ = false;
+}
+
 Index Model::ntheta() const {
   Index n = 0;
   for (const auto& s : A_.shapes) n += s.ntheta();

@@ -224,6 +224,18 @@ def _table(rows: list[list[str]], align: list[str]) -> list[str]:
             for r in rows]
 
 
+def _abbreviate(name: str, width: int = 6) -> str:
+    """R's abbreviate(): drop lower-case vowels, then lower-case letters, from the right."""
+    chars = list(name)
+    for droppable in ("aeiou", "abcdefghijklmnopqrstuvwxyz"):
+        i = len(chars) - 1
+        while len(chars) > width and i > 0:
+            if chars[i] in droppable and chars[i - 1] != " ":
+                del chars[i]
+            i -= 1
+    return "".join(chars[:width]) if len(chars) > width else "".join(chars)
+
+
 def _g(x: float, digits: int = 4) -> str:
     return f"{x:.{digits}g}" if abs(x) >= 1e-3 or x == 0 else f"{x:.3e}"
 
@@ -277,7 +289,7 @@ def _format_summary(res: LmmResult) -> str:
         v = res.vcov.to_numpy()
         d = np.sqrt(np.diag(v))
         corr = v / np.outer(d, d)
-        abbrev = [n if len(n) <= 6 else n[:6] for n in res.fixef.index]
+        abbrev = [_abbreviate(n) for n in res.fixef.index]
         rows = [[""] + abbrev[:-1]]
         for i, name in enumerate(res.fixef.index):
             if i == 0:

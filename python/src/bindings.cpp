@@ -13,12 +13,10 @@ namespace {
 using Codes = py::array_t<std::int32_t, py::array::f_style | py::array::forcecast>;
 using Columns = py::array_t<double, py::array::f_style | py::array::forcecast>;
 
-// Build the model from Python term tuples (codes, z, nlevels, diagonal).
-// The converted arrays live until the crossproducts are formed.
-lmm::Model make_model(const std::vector<py::tuple>& terms, const Columns& X, const Columns& y,
-                      double max_dense_bytes) {
-  std::vector<Codes> codes;
-  std::vector<Columns> zs;
+// Views of Python term tuples (codes, z, nlevels, diagonal); the converted
+// arrays are kept in `codes` and `zs` while the views are used.
+std::vector<lmm::TermData> term_views(const std::vector<py::tuple>& terms, std::vector<Codes>& codes,
+                                      std::vector<Columns>& zs) {
   std::vector<lmm::TermData> data;
   codes.reserve(terms.size());
   zs.reserve(terms.size());
@@ -34,12 +32,35 @@ lmm::Model make_model(const std::vector<py::tuple>& terms, const Columns& X, con
                     Eigen::Map<const lmm::Matrix>(z.data(), z.shape(0), z.shape(1)), t[2].cast<lmm::Index>(),
                     t[3].cast<bool>() ? lmm::Covariance::Diagonal : lmm::Covariance::Unstructured});
   }
+  return data;
+}
+
+void check_Xy(const Columns& X, const Columns& y) {
   if (X.ndim() != 2) throw std::invalid_argument("X must be two-dimensional (n x p)");
   if (y.ndim() != 1) throw std::invalid_argument("y must be one-dimensional");
+}
+
+lmm::Model make_model(const std::vector<py::tuple>& terms, const Columns& X, const Columns& y,
+                      double max_dense_bytes) {
+  std::vector<Codes> codes;
+  std::vector<Columns> zs;
+  const auto data = term_views(terms, codes, zs);
+  check_Xy(X, y);
   Eigen::Map<const lmm::Matrix> Xm(X.data(), X.shape(0), X.shape(1));
   Eigen::Map<const lmm::Vector> ym(y.data(), y.shape(0));
   py::gil_scoped_release release;
   return lmm::Model(data, Xm, ym, lmm::ModelOptions{max_dense_bytes});
+}
+
+void set_response(lmm::Model& m, const std::vector<py::tuple>& terms, const Columns& X, const Columns& y) {
+  std::vector<Codes> codes;
+  std::vector<Columns> zs;
+  const auto data = term_views(terms, codes, zs);
+  check_Xy(X, y);
+  Eigen::Map<const lmm::Matrix> Xm(X.data(), X.shape(0), X.shape(1));
+  Eigen::Map<const lmm::Vector> ym(y.data(), y.shape(0));
+  py::gil_scoped_release release;
+  m.set_response(data, Xm, ym);
 }
 
 }  // namespace
@@ -52,6 +73,8 @@ PYBIND11_MODULE(_core, m) {
            py::arg("max_dense_bytes") = lmm::ModelOptions{}.max_dense_bytes,
            "terms: list of (codes int32 (n,), z float64 (n, p_k), nlevels, diagonal); X (n, p); y (n,).\n"
            "Terms are reordered by decreasing number of levels; see `order`.")
+      .def("set_response", &set_response, py::arg("terms"), py::arg("X"), py::arg("y"),
+           "replace y (same terms, in the constructor's order, and X); θ must be set again")
       .def_property_readonly("order", &lmm::Model::order, "order[k]: input index of model term k")
       .def_property_readonly("nobs", &lmm::Model::nobs)
       .def_property_readonly("nfixed", &lmm::Model::nfixed)

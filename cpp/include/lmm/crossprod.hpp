@@ -28,4 +28,10 @@ struct Crossprod {
 Crossprod form_crossprod(const std::vector<TermData>& terms, Eigen::Ref<const Matrix> X,
                          Eigen::Ref<const Vector> y);
 
+/// Replace the response in A: recompute the y row of every A_[Xy],k and of
+/// A_[Xy],[Xy] in one pass. `terms` and `X` must be the data A was formed
+/// from (model order); only y changes. Used by refits such as the bootstrap.
+void update_response(Crossprod& A, const std::vector<TermData>& terms, Eigen::Ref<const Matrix> X,
+                     Eigen::Ref<const Vector> y);
+
 }  // namespace lmm

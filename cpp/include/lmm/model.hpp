@@ -27,6 +27,11 @@ class Model {
   Model(const std::vector<TermData>& terms, Eigen::Ref<const Matrix> X, Eigen::Ref<const Vector> y,
         ModelOptions options = {});
 
+  /// Replace the response: same terms and X as at construction (in the
+  /// constructor's order), a new y. One pass over the rows; the structure of
+  /// L is kept. θ must be set again afterwards.
+  void set_response(const std::vector<TermData>& terms, Eigen::Ref<const Matrix> X, Eigen::Ref<const Vector> y);
+
   Index nobs() const { return A_.n; }
   Index nfixed() const { return A_.p; }
   Index nterms() const { return static_cast<Index>(A_.shapes.size()); }
