@@ -225,7 +225,7 @@ void BlockedCholesky::factor(const Crossprod& A, const std::vector<Matrix>& lamb
   // the tail and [X y]. Gather the tail rows of C (ascending rows of T) into V
   // and scatter the lower triangle of V V'.
   std::vector<Index> idx;
-  Matrix V;
+  Matrix V, VVt;
   for (Index k = 0; k < nprefix_; ++k) {
     const Index pk = shapes_[k].p;
     for (Index c = 0; c < shapes_[k].nlevels; ++c) {
@@ -252,8 +252,11 @@ void BlockedCholesky::factor(const Crossprod& A, const std::vector<Matrix>& lamb
           for (Index a = b; a < s; ++a) Tcol[idx[a]] -= v[a] * vb;
         }
       } else {
-        for (Index b = 0; b < s; ++b)
-          for (Index a = b; a < s; ++a) T_(idx[a], idx[b]) -= V.row(a).dot(V.row(b));
+        VVt.noalias() = V * V.transpose();
+        for (Index b = 0; b < s; ++b) {
+          double* Tcol = T_.col(idx[b]).data();
+          for (Index a = b; a < s; ++a) Tcol[idx[a]] -= VVt(a, b);
+        }
       }
       const auto xk = LXy_[k].middleCols(c * pk, pk);
       for (Index a = 0; a < s; ++a) T_.col(idx[a]).segment(xo, p_ + 1).noalias() -= xk * V.row(a).transpose();
@@ -381,10 +384,15 @@ void BlockedCholesky::selected_inverse(bool with_x, SelectedInverse& W) const {
   W.T_.selfadjointView<Eigen::Lower>().rankUpdate(Tinv.transpose());
   W.T_.triangularView<Eigen::StrictlyUpper>() = W.T_.transpose();
 
-  W.diag_ = Ldiag_;
-  W.off_ = Loff_;
-  W.X_.assign(static_cast<std::size_t>(nprefix_), Matrix());
-  for (Index j = 0; j < nprefix_; ++j) W.X_[j].setZero(px, shapes_[j].q());
+  // Same layout as L; every stored block is overwritten below, so storage
+  // from an earlier call on this factor is reused as it is.
+  if (W.diag_.size() != Ldiag_.size() || W.off_.size() != Loff_.size() || W.X_.size() != Ldiag_.size() ||
+      (nprefix_ > 0 && W.X_[0].rows() != px)) {
+    W.diag_ = Ldiag_;
+    W.off_ = Loff_;
+    W.X_.assign(static_cast<std::size_t>(nprefix_), Matrix());
+    for (Index j = 0; j < nprefix_; ++j) W.X_[j].setZero(px, shapes_[j].q());
+  }
 
   // Prefix columns from last to first (Takahashi): for column j with
   // structure S below the diagonal,
@@ -394,7 +402,7 @@ void BlockedCholesky::selected_inverse(bool with_x, SelectedInverse& W) const {
   // gather from the dense inverse.
   std::vector<StructEntry> S;
   std::vector<Index> tidx;
-  Matrix WSS, LS, wab;
+  Matrix WSS, LS, wab, Ljj_inv, WL, WSj, LtW;
   for (Index t = nprefix_ - 1; t >= 0; --t) {
     const Index pt = shapes_[t].p;
     for (Index c = 0; c < shapes_[t].nlevels; ++c) {
@@ -435,10 +443,12 @@ void BlockedCholesky::selected_inverse(bool with_x, SelectedInverse& W) const {
           }
         }
       }
-      Matrix Ljj_inv = Matrix::Identity(pt, pt);
+      Ljj_inv.setIdentity(pt, pt);
       Ldiag_[t].block(c).triangularView<Eigen::Lower>().solveInPlace(Ljj_inv);
-      const Matrix WSj = -(WSS * LS) * Ljj_inv;
-      W.diag_[t].block(c) = Ljj_inv.transpose() * Ljj_inv - WSj.transpose() * LS * Ljj_inv;
+      WL.noalias() = WSS * LS;
+      WSj.noalias() = -WL * Ljj_inv;
+      LtW.noalias() = LS.transpose() * WSj;
+      W.diag_[t].block(c).noalias() = (Ljj_inv.transpose() - LtW.transpose()) * Ljj_inv;
       for (std::size_t a = 0, ra = 0; a < S.size(); ra += S[a].size, ++a) {
         if (S[a].term < 0) {
           W.X_[t].middleCols(c * pt, pt) = WSj.middleRows(ra, S[a].size);

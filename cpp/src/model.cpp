@@ -104,7 +104,7 @@ double Model::objective(bool reml) const {
 Vector Model::gradient(bool reml) const {
   require_factored();
   const Index K = nterms(), p = A_.p;
-  SelectedInverse W;
+  SelectedInverse& W = W_;
   L_.selected_inverse(reml, W);
   Vector u, beta;
   L_.solve_u_beta(u, beta);

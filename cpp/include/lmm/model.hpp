@@ -83,6 +83,7 @@ class Model {
   Crossprod A_;
   BlockedCholesky L_;
   std::vector<Matrix> lambda_;
+  mutable SelectedInverse W_;  // workspace of gradient(), reused between calls
   Vector theta_;
   bool factored_ = false;
 };

@@ -1,0 +1,219 @@
+"""Fit benchmark: lmm against lme4 (through Rscript) and statsmodels' MixedLM.
+
+Each fit runs in its own process with a time and memory limit; the table gives the
+wall time of the fit itself (data loading excluded), the process's peak RSS, the final
+criterion — every system's θ evaluated by lmm's objective, so the numbers compare — and
+each system's time as a ratio to lmm's. Threads are pinned (OMP, OpenBLAS, MKL) for all.
+
+    python benchmarks/bench_fit.py                              # all models and systems
+    python benchmarks/bench_fit.py --models sleepstudy insteval --systems lmm lme4
+    python benchmarks/bench_fit.py --format markdown --timeout 600
+
+Systems: lmm; lme4 (default lmerControl()); lme4_noderivs (calc.derivs = FALSE);
+statsmodels (crossed models as one group with variance components). A system that is
+not installed is reported as such.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = pathlib.Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import simulate  # noqa: E402
+
+MODELS = {
+    "sleepstudy": {
+        "formula": "Reaction ~ Days + (Days | Subject)",
+        "groups": ["Subject"],
+        "statsmodels": {"fixed": "Reaction ~ Days", "groups": "Subject", "re_formula": "~Days"},
+    },
+    "insteval": {
+        "formula": "y ~ 1 + service + (1 | s) + (1 | d) + (1 | dept)",
+        "groups": ["s", "d", "dept"],
+        "statsmodels": {"fixed": "y ~ 1 + C(service)", "vc": {"s": "0 + C(s)", "d": "0 + C(d)", "dept": "0 + C(dept)"},
+                        "vc_order": ["s", "d", "dept"]},
+    },
+    "sim_long": {
+        "formula": "y ~ 1 + t + (1 + t | subj)",
+        "groups": ["subj"],
+        "statsmodels": {"fixed": "y ~ t", "groups": "subj", "re_formula": "~t"},
+    },
+    "sim_crossed": {
+        "formula": "y ~ 1 + (1 | user) + (1 | item)",
+        "groups": ["user", "item"],
+        "statsmodels": {"fixed": "y ~ 1", "vc": {"user": "0 + C(user)", "item": "0 + C(item)"},
+                        "vc_order": ["user", "item"]},
+    },
+    "maximal": {
+        "formula": "y ~ 1 + a*b*c + (1 + a*b*c | subj) + (1 + a*b*c | item)",
+        "groups": ["subj", "item"],
+        "statsmodels": None,
+    },
+}
+SYSTEMS = ["lmm", "lme4", "lme4_noderivs", "statsmodels"]
+
+
+def dataset_path(name: str, directory: pathlib.Path) -> pathlib.Path:
+    """CSV of a model's data: bundled datasets are written out once, simulated ones generated."""
+    path = directory / f"{name}.csv"
+    if not path.exists():
+        directory.mkdir(parents=True, exist_ok=True)
+        if name in ("sleepstudy", "insteval"):
+            import lmm
+
+            lmm.datasets.load(name).to_csv(path, index=False)
+        else:
+            simulate.generate(name).to_csv(path, index=False)
+    return path
+
+
+def command(system: str, model: str, data: pathlib.Path, reml: bool) -> list[str] | str:
+    """The command line for one fit, or a reason it cannot run."""
+    spec = MODELS[model]
+    if system == "lmm":
+        return [sys.executable, str(HERE / "fit_lmm.py"), str(data), spec["formula"]] + ([] if reml else ["--ml"])
+    if system.startswith("lme4"):
+        if shutil.which("Rscript") is None:
+            return "Rscript not found"
+        check = subprocess.run(["Rscript", "-e", "library(lme4)"], capture_output=True)
+        if check.returncode != 0:
+            return "R package lme4 not installed"
+        derivs = "FALSE" if system == "lme4_noderivs" else "TRUE"
+        return ["Rscript", str(HERE / "fit_lme4.R"), str(data), spec["formula"], "TRUE" if reml else "FALSE", derivs,
+                ",".join(spec["groups"])]
+    if system == "statsmodels":
+        if spec["statsmodels"] is None:
+            return "model not expressible in MixedLM"
+        try:
+            import statsmodels  # noqa: F401
+        except ImportError:
+            return "statsmodels not installed"
+        return [sys.executable, str(HERE / "fit_statsmodels.py"), str(data), json.dumps(spec["statsmodels"])] + (
+            [] if reml else ["--ml"])
+    raise ValueError(system)
+
+
+def run(cmd: list[str], env: dict, timeout: float, memory_gib: float) -> dict:
+    """Run a command with limits; its JSON output plus peak RSS (MiB) and status."""
+    limit = int(memory_gib * 2**30)
+
+    def limits():
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env, preexec_fn=limits)
+        start = time.monotonic()
+        status = "ok"
+        while True:
+            pid, code, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.monotonic() - start > timeout:
+                proc.kill()
+                pid, code, usage = os.wait4(proc.pid, 0)
+                status = f"timeout ({timeout:.0f} s)"
+                break
+            time.sleep(0.05)
+        proc.returncode = code
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read().decode(), err.read().decode()
+    result = {"status": status, "rss_mib": usage.ru_maxrss / 1024}
+    if status == "ok":
+        lines = [ln for ln in stdout.splitlines() if ln.startswith("{")]
+        if os.WIFEXITED(code) and os.WEXITSTATUS(code) == 0 and lines:
+            result.update(json.loads(lines[-1]))
+        else:
+            tail = (stderr.strip().splitlines() or ["no output"])[-1]
+            result["status"] = "out of memory" if "MemoryError" in stderr or "cannot allocate" in stderr else \
+                f"failed: {tail[:80]}"
+    return result
+
+
+def criterion(model: str, data: pathlib.Path, reml: bool, thetas: list) -> list:
+    """lmm's objective at each θ (None where there is no θ)."""
+    import pandas as pd
+
+    import lmm
+
+    m = lmm.LinearMixedModel(MODELS[model]["formula"], pd.read_csv(data), REML=reml)
+    return [m.objective(t) if t is not None and len(t) == m.ntheta else None for t in thetas]
+
+
+def fmt(value, spec):
+    return "" if value is None else format(value, spec)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    parser.add_argument("--systems", nargs="+", default=SYSTEMS, choices=SYSTEMS)
+    parser.add_argument("--ml", action="store_true", help="maximum likelihood instead of REML")
+    parser.add_argument("--timeout", type=float, default=600.0, help="seconds per fit")
+    parser.add_argument("--memory", type=float, default=16.0, help="GiB of address space per fit")
+    parser.add_argument("--threads", type=int, default=1, help="threads for every system (BLAS, OpenMP)")
+    parser.add_argument("--data", type=pathlib.Path, default=HERE / "data", help="where simulated data are written")
+    parser.add_argument("--format", choices=["text", "markdown", "json"], default="text")
+    args = parser.parse_args()
+
+    threads = str(args.threads)
+    env = dict(os.environ, OMP_NUM_THREADS=threads, OPENBLAS_NUM_THREADS=threads, MKL_NUM_THREADS=threads,
+               R_DATATABLE_NUM_THREADS=threads)
+    reml = not args.ml
+    rows = []
+    for model in args.models:
+        data = dataset_path(model, args.data)
+        results = {}
+        for system in args.systems:
+            cmd = command(system, model, data, reml)
+            results[system] = {"status": cmd} if isinstance(cmd, str) else run(cmd, env, args.timeout, args.memory)
+            print(f"  {model} / {system}: {results[system]['status']}", file=sys.stderr, flush=True)
+        thetas = [results[s].get("theta") for s in args.systems]
+        for system, crit in zip(args.systems, criterion(model, data, reml, thetas)):
+            results[system]["criterion"] = crit
+        base = results.get("lmm", {})
+        for system in args.systems:
+            r = results[system]
+            ratio = r["time"] / base["time"] if "time" in r and "time" in base else None
+            dcrit = r["criterion"] - base["criterion"] if r.get("criterion") is not None and \
+                base.get("criterion") is not None else None
+            rows.append({"model": model, "system": system, "status": r["status"], "time_s": r.get("time"),
+                         "peak_rss_mib": r.get("rss_mib"), "criterion": r.get("criterion"),
+                         "criterion_minus_lmm": dcrit, "time_ratio_vs_lmm": ratio, "nfev": r.get("nfev")})
+
+    header = {"machine": platform.platform(), "cpus": os.cpu_count(), "threads": args.threads,
+              "criterion": "REML" if reml else "ML deviance", "timeout_s": args.timeout}
+    if args.format == "json":
+        print(json.dumps({"settings": header, "rows": rows}, indent=2))
+        return
+    cols = ["model", "system", "status", "time (s)", "peak RSS (MiB)", "criterion", "Δ vs lmm", "time / lmm"]
+    table = [[r["model"], r["system"], r["status"], fmt(r["time_s"], ".3f"), fmt(r["peak_rss_mib"], ".0f"),
+              fmt(r["criterion"], ".6f"), fmt(r["criterion_minus_lmm"], ".2e"), fmt(r["time_ratio_vs_lmm"], ".1f")]
+             for r in rows]
+    print(f"# {header['criterion']}; threads pinned to {args.threads}; {header['machine']}, {header['cpus']} cpus")
+    if args.format == "markdown":
+        print("| " + " | ".join(cols) + " |")
+        print("|" + "---|" * len(cols))
+        for row in table:
+            print("| " + " | ".join(row) + " |")
+        return
+    widths = [max(len(c), *(len(r[i]) for r in table)) for i, c in enumerate(cols)]
+    print("  ".join(c.ljust(w) for c, w in zip(cols, widths)))
+    for row in table:
+        print("  ".join(v.ljust(w) for v, w in zip(row, widths)))
+
+
+if __name__ == "__main__":
+    main()

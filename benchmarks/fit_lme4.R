@@ -1,0 +1,15 @@
+# Fit one model with lme4 and print a JSON line (used by bench_fit.py).
+#   Rscript benchmarks/fit_lme4.R DATA.csv FORMULA REML(TRUE|FALSE) CALC_DERIVS(TRUE|FALSE) GROUPS
+# GROUPS: comma-separated grouping columns, made factors whatever their type in the CSV.
+suppressMessages(library(lme4))
+args <- commandArgs(trailingOnly = TRUE)
+data <- read.csv(args[1], stringsAsFactors = TRUE)
+form <- as.formula(args[2])
+reml <- as.logical(args[3])
+ctrl <- lmerControl(calc.derivs = as.logical(args[4]))
+for (v in strsplit(args[5], ",")[[1]]) data[[v]] <- factor(data[[v]])
+elapsed <- system.time(fit <- lmer(form, data, REML = reml, control = ctrl))[["elapsed"]]
+crit <- if (reml) REMLcrit(fit) else deviance(fit)
+cat(sprintf('{"time": %.6f, "theta": [%s], "objective": %.10f, "nfev": %d, "converged": %s}\n',
+            elapsed, paste(sprintf("%.12g", getME(fit, "theta")), collapse = ", "), crit,
+            as.integer(fit@optinfo$feval), if (length(fit@optinfo$conv$lme4$messages)) "false" else "true"))
