@@ -63,6 +63,48 @@ Matrix congruence(const Matrix& li, const Eigen::MatrixBase<Derived>& B, const M
   return li.transpose() * B * lj;
 }
 
+// Below this order the recursive kernels below switch to direct solves.
+constexpr Index kRecursionLeaf = 96;
+
+// In place: the lower triangle of L becomes L⁻¹ (LAPACK's trtri), by halving:
+// [[L11, 0], [L21, L22]]⁻¹ = [[L11⁻¹, 0], [−L22⁻¹ L21 L11⁻¹, L22⁻¹]]. The
+// strict upper triangle is neither read nor written. About n³/3 flops.
+void invert_lower(Eigen::Ref<Matrix> L) {
+  const Index n = L.rows();
+  if (n <= kRecursionLeaf) {
+    Matrix inv = Matrix::Identity(n, n);
+    L.triangularView<Eigen::Lower>().solveInPlace(inv);
+    L.triangularView<Eigen::Lower>() = inv;
+    return;
+  }
+  const Index h = n / 2;
+  invert_lower(L.topLeftCorner(h, h));
+  Matrix X21 = L.bottomLeftCorner(n - h, h) * L.topLeftCorner(h, h).triangularView<Eigen::Lower>();
+  L.bottomRightCorner(n - h, n - h).triangularView<Eigen::Lower>().solveInPlace(X21);
+  L.bottomLeftCorner(n - h, h) = -X21;
+  invert_lower(L.bottomRightCorner(n - h, n - h));
+}
+
+// In place: the lower triangle of A (lower triangular) becomes that of A'A
+// (LAPACK's lauum), by halving: with A = [[A11, 0], [A21, A22]],
+// A'A = [[A11'A11 + A21'A21, ·], [A22'A21, A22'A22]]. About n³/3 flops.
+void lauum_lower(Eigen::Ref<Matrix> A) {
+  const Index n = A.rows();
+  if (n <= kRecursionLeaf) {
+    const Matrix lower = A.triangularView<Eigen::Lower>();
+    const Matrix product = lower.transpose() * lower;
+    A.triangularView<Eigen::Lower>() = product;
+    return;
+  }
+  const Index h = n / 2;
+  lauum_lower(A.topLeftCorner(h, h));
+  A.topLeftCorner(h, h).selfadjointView<Eigen::Lower>().rankUpdate(A.bottomLeftCorner(n - h, h).transpose());
+  const Matrix W21 =
+      A.bottomRightCorner(n - h, n - h).triangularView<Eigen::Lower>().transpose() * A.bottomLeftCorner(n - h, h);
+  A.bottomLeftCorner(n - h, h) = W21;
+  lauum_lower(A.bottomRightCorner(n - h, n - h));
+}
+
 std::string pivot_message(const char* where) {
   return std::string("Cholesky factorization failed: a pivot of ") + where +
          " is not positive (X may be rank deficient, or the response is fitted exactly)";
@@ -377,11 +419,11 @@ void BlockedCholesky::selected_inverse(bool with_x, SelectedInverse& W) const {
   const Index px = W.px_;
   const Index mt = q_tail_ + px;
 
-  // Dense tail: the tail is last, so its part of Ω⁻¹ is (T T')⁻¹.
-  Matrix Tinv = Matrix::Identity(mt, mt);
-  T_.topLeftCorner(mt, mt).triangularView<Eigen::Lower>().solveInPlace(Tinv);
-  W.T_.setZero(mt, mt);
-  W.T_.selfadjointView<Eigen::Lower>().rankUpdate(Tinv.transpose());
+  // Dense tail: the tail is last, so its part of Ω⁻¹ is (T T')⁻¹ = T⁻ᵀT⁻¹,
+  // formed in place (LAPACK's potri steps: trtri, then lauum), both triangles.
+  W.T_ = T_.topLeftCorner(mt, mt);
+  invert_lower(W.T_);
+  lauum_lower(W.T_);
   W.T_.triangularView<Eigen::StrictlyUpper>() = W.T_.transpose();
 
   // Same layout as L; every stored block is overwritten below, so storage

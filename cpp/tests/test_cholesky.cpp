@@ -115,6 +115,15 @@ std::vector<Design> designs() {
     d.expected_prefix = 2;
     out.push_back(d);
   }
+  {
+    // A dense tail above the recursion leaf of the tail inverse (trtri/lauum).
+    const Index nbig = 1200;
+    Design d = base("crossed with a large dense tail", nbig, 2);
+    d.terms.push_back({random_codes(nbig, 300), random_columns(nbig, 1, true), 300, lmm::Covariance::Unstructured});
+    d.terms.push_back({random_codes(nbig, 200), random_columns(nbig, 1, true), 200, lmm::Covariance::Unstructured});
+    d.expected_prefix = 1;
+    out.push_back(d);
+  }
   return out;
 }
 

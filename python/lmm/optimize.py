@@ -12,8 +12,11 @@ __all__ = ["OptimizeResult", "optimize_theta", "SINGULAR_TOL"]
 
 #: lme4's isSingular tolerance: a diagonal entry of λ below this is at the boundary.
 SINGULAR_TOL = 1e-4
-#: Largest entry of the projected gradient (deviance units per unit θ) still called converged.
+#: Largest entry of the projected gradient still called converged, in deviance units per
+#: unit θ and, for objectives above 1000, relative to the objective (whose rounding error
+#: and curvature both grow with the number of observations).
 GRADIENT_TOL = 1e-3
+GRADIENT_TOL_REL = 1e-6
 OPTIMIZERS = ("L-BFGS-B", "COBYQA", "Nelder-Mead", "Powell")
 
 
@@ -116,7 +119,7 @@ def optimize_theta(model, start=None, optimizer: str = "L-BFGS-B", tol: float = 
     value, g = model.objective_and_gradient(theta)
     pg = projected_gradient(theta, g, lower)
     max_pg = float(np.max(np.abs(pg), initial=0.0))
-    converged = max_pg <= GRADIENT_TOL
+    converged = max_pg <= max(GRADIENT_TOL, GRADIENT_TOL_REL * abs(value))
     message = f"{'converged' if converged else 'not converged'}: max |projected gradient| {max_pg:.2g}"
     if restarts:
         message += f", {restarts} restart(s) off the boundary"
