@@ -13,54 +13,47 @@ namespace {
 using Codes = py::array_t<std::int32_t, py::array::f_style | py::array::forcecast>;
 using Columns = py::array_t<double, py::array::f_style | py::array::forcecast>;
 
-// Views of Python term tuples (codes, z, nlevels, diagonal); the converted
-// arrays are kept in `codes` and `zs` while the views are used.
-std::vector<lmm::TermData> term_views(const std::vector<py::tuple>& terms, std::vector<Codes>& codes,
-                                      std::vector<Columns>& zs) {
-  std::vector<lmm::TermData> data;
-  codes.reserve(terms.size());
-  zs.reserve(terms.size());
-  for (const auto& t : terms) {
-    if (t.size() != 4) throw std::invalid_argument("a term is a tuple (codes, z, nlevels, diagonal)");
-    codes.push_back(t[0].cast<Codes>());
-    zs.push_back(t[1].cast<Columns>());
-    const auto& c = codes.back();
-    const auto& z = zs.back();
-    if (c.ndim() != 1) throw std::invalid_argument("term codes must be one-dimensional");
-    if (z.ndim() != 2) throw std::invalid_argument("term z must be two-dimensional (n x p)");
-    data.push_back({Eigen::Map<const lmm::IntVector>(c.data(), c.shape(0)),
-                    Eigen::Map<const lmm::Matrix>(z.data(), z.shape(0), z.shape(1)), t[2].cast<lmm::Index>(),
-                    t[3].cast<bool>() ? lmm::Covariance::Diagonal : lmm::Covariance::Unstructured});
-  }
-  return data;
-}
+// The model's data as converted arrays (owned here) and Eigen views of them.
+struct ModelData {
+  std::vector<Codes> codes;
+  std::vector<Columns> zs;
+  Columns X, y;
+  std::vector<lmm::TermData> terms;
 
-void check_Xy(const Columns& X, const Columns& y) {
-  if (X.ndim() != 2) throw std::invalid_argument("X must be two-dimensional (n x p)");
-  if (y.ndim() != 1) throw std::invalid_argument("y must be one-dimensional");
-}
+  // terms: (codes, z, nlevels, diagonal) tuples; X (n × p); y (n).
+  ModelData(const std::vector<py::tuple>& term_tuples, Columns X_, Columns y_) : X(std::move(X_)), y(std::move(y_)) {
+    codes.reserve(term_tuples.size());
+    zs.reserve(term_tuples.size());
+    for (const auto& t : term_tuples) {
+      if (t.size() != 4) throw std::invalid_argument("a term is a tuple (codes, z, nlevels, diagonal)");
+      codes.push_back(t[0].cast<Codes>());
+      zs.push_back(t[1].cast<Columns>());
+      const auto& c = codes.back();
+      const auto& z = zs.back();
+      if (c.ndim() != 1) throw std::invalid_argument("term codes must be one-dimensional");
+      if (z.ndim() != 2) throw std::invalid_argument("term z must be two-dimensional (n x p)");
+      terms.push_back({Eigen::Map<const lmm::IntVector>(c.data(), c.shape(0)),
+                       Eigen::Map<const lmm::Matrix>(z.data(), z.shape(0), z.shape(1)), t[2].cast<lmm::Index>(),
+                       t[3].cast<bool>() ? lmm::Covariance::Diagonal : lmm::Covariance::Unstructured});
+    }
+    if (X.ndim() != 2) throw std::invalid_argument("X must be two-dimensional (n x p)");
+    if (y.ndim() != 1) throw std::invalid_argument("y must be one-dimensional");
+  }
+  Eigen::Map<const lmm::Matrix> Xmap() const { return {X.data(), X.shape(0), X.shape(1)}; }
+  Eigen::Map<const lmm::Vector> ymap() const { return {y.data(), y.shape(0)}; }
+};
 
 lmm::Model make_model(const std::vector<py::tuple>& terms, const Columns& X, const Columns& y,
                       double max_dense_bytes) {
-  std::vector<Codes> codes;
-  std::vector<Columns> zs;
-  const auto data = term_views(terms, codes, zs);
-  check_Xy(X, y);
-  Eigen::Map<const lmm::Matrix> Xm(X.data(), X.shape(0), X.shape(1));
-  Eigen::Map<const lmm::Vector> ym(y.data(), y.shape(0));
+  const ModelData d(terms, X, y);
   py::gil_scoped_release release;
-  return lmm::Model(data, Xm, ym, lmm::ModelOptions{max_dense_bytes});
+  return lmm::Model(d.terms, d.Xmap(), d.ymap(), lmm::ModelOptions{max_dense_bytes});
 }
 
 void set_response(lmm::Model& m, const std::vector<py::tuple>& terms, const Columns& X, const Columns& y) {
-  std::vector<Codes> codes;
-  std::vector<Columns> zs;
-  const auto data = term_views(terms, codes, zs);
-  check_Xy(X, y);
-  Eigen::Map<const lmm::Matrix> Xm(X.data(), X.shape(0), X.shape(1));
-  Eigen::Map<const lmm::Vector> ym(y.data(), y.shape(0));
+  const ModelData d(terms, X, y);
   py::gil_scoped_release release;
-  m.set_response(data, Xm, ym);
+  m.set_response(d.terms, d.Xmap(), d.ymap());
 }
 
 }  // namespace
