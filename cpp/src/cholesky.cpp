@@ -471,7 +471,7 @@ void BlockedCholesky::selected_inverse(bool with_x, SelectedInverse& W) const {
       LS.resize(s, pt);
       WSS.bottomRightCorner(s - sp, s - sp) = W.T_(tidx, tidx);
       for (std::size_t a = 0, ra = 0; a < S.size(); ra += S[a].size, ++a) {
-        LS.middleRows(ra, S[a].size) = S[a].Lblk;
+        LS.middleRows(ra, S[a].size) = S[a].Lblk.topRows(S[a].size);  // X rows: [X y] block without y
         if (S[a].term < 0 || S[a].term >= nprefix_) continue;
         for (std::size_t b = 0, rb = 0; b < S.size(); rb += S[b].size, ++b) {
           if (S[b].term < 0) {

@@ -1,0 +1,121 @@
+// A complete fit: minimize the profiled ML deviance or REML criterion over θ
+// with a bounded quasi-Newton method and the exact gradient, then the
+// estimates (β, σ, conditional modes, Var(β)) and lme4's summaries.
+//
+// Conventions (as in model.hpp): terms are ordered by decreasing number of
+// levels (stable), as lme4 does; θ and every per-term result follow that
+// model order, so θ compares with lme4's getME(fit, "theta") directly.
+// FitResult::order maps model terms back to the caller's terms.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "model.hpp"
+#include "terms.hpp"
+#include "types.hpp"
+
+namespace lmm {
+
+/// Settings of a fit. With the defaults, fits of lme4's test problems end with
+/// a projected gradient below 1e-7 and criteria within 1e-11 relative of lme4's.
+struct FitOptions {
+  /// true: REML criterion (lme4's default); false: maximum likelihood.
+  bool reml = true;
+  /// Starting θ (ntheta, model order). Empty: λ = I (1 on diagonals, 0 elsewhere).
+  /// Diagonal entries of λ must be ≥ 0.
+  Vector theta_start;
+  /// The optimizer stops when the largest entry of the projected gradient is at
+  /// most this (criterion units per unit θ). It also stops when no step along
+  /// the search direction lowers the criterion (flat to rounding) or at a limit below.
+  double gradient_tolerance = 1e-7;
+  /// FitResult::converged is set when the largest entry of the projected
+  /// gradient at the optimum is at most this (criterion units per unit θ).
+  double convergence_tolerance = 1e-3;
+  /// Largest number of quasi-Newton iterations, counted over all restarts.
+  Index max_iterations = 1000;
+  /// Largest number of criterion evaluations, counted over all restarts.
+  Index max_evaluations = 10000;
+  /// Number of correction pairs kept by the limited-memory BFGS update.
+  Index memory = 20;
+  /// Restarts off the boundary (see fit()); 0 disables them.
+  Index max_restarts = 5;
+  /// Options of the Model built by the array overload of fit().
+  ModelOptions model;
+};
+
+/// Outcome of a fit. Per-term entries are in model order (see `order`).
+struct FitResult {
+  bool reml = true;                   ///< REML fit (else ML)
+  Index nobs = 0;                     ///< n, number of observations
+  Index nfixed = 0;                   ///< p, number of fixed-effects columns
+  std::vector<TermShape> shapes;      ///< term shapes, model order
+  std::vector<Index> order;           ///< order[k]: index in the caller's terms of model term k
+
+  Vector theta;                       ///< ntheta, θ at the optimum (model order, lme4's order)
+  Vector theta_lower;                 ///< ntheta, lower bounds of θ (0 or -inf)
+  std::vector<Matrix> lambda;         ///< per term, p_k × p_k lower-triangular λ at the optimum
+  Vector beta;                        ///< p, fixed effects β̂ (the columns of X)
+  Matrix vcov_beta;                   ///< p × p, covariance of β̂: σ² (L_X L_X')⁻¹
+  Vector se_beta;                     ///< p, standard errors: sqrt of the diagonal of vcov_beta
+  double sigma = 0;                   ///< residual standard deviation σ̂ (units of y)
+  /// Covariance matrices of the random effects of each term, σ² λ λ'
+  /// (p_k × p_k, units of y² per unit of z², i.e. lme4's VarCorr).
+  std::vector<Matrix> covariance;
+  /// Conditional modes b̂ = Λû per term: ℓ_k × p_k, row j = level code j,
+  /// column c = column c of the term's z (units of y per unit of z).
+  std::vector<Matrix> b;
+
+  double criterion = 0;               ///< REML criterion (REML) or deviance −2 log L (ML) at θ
+  double loglik = 0;                  ///< −criterion / 2 (restricted log-likelihood for REML, as lme4)
+  double aic = 0;                     ///< criterion + 2 · npar
+  double bic = 0;                     ///< criterion + log(n) · npar
+  Index npar = 0;                     ///< p + ntheta + 1 (β, θ and σ)
+
+  Vector gradient;                    ///< ntheta, exact gradient of the criterion at θ
+  double max_projected_gradient = 0;  ///< largest |entry| of the gradient not pushing against a bound
+  bool converged = false;             ///< max_projected_gradient ≤ FitOptions::convergence_tolerance
+  bool singular = false;              ///< some diagonal entry of λ below 1e-4 (lme4's isSingular)
+  Index iterations = 0;               ///< quasi-Newton iterations, all restarts
+  Index evaluations = 0;              ///< criterion evaluations (factorizations), all restarts
+  Index gradient_evaluations = 0;     ///< gradient evaluations, all restarts
+  Index restarts = 0;                 ///< restarts off the boundary
+  double seconds = 0;                 ///< wall-clock time of the fit (checks, optimization, results)
+  std::string message;                ///< why the optimizer stopped, and the convergence verdict
+};
+
+/// lme4's isSingular tolerance: a diagonal entry of λ below this is at the boundary.
+constexpr double singular_tolerance = 1e-4;
+
+/// Fit a model already built (its θ is changed; at return it is set to the optimum).
+///
+/// Minimizes the criterion over θ with a projected limited-memory BFGS method
+/// (lower bound 0 on diagonal entries of λ, free elsewhere) using
+/// Model::gradient. Where a column of λ has no free entry but its diagonal
+/// (the last column of an unstructured λ, every column of a diagonal one) the
+/// criterion is even in that entry, so its gradient vanishes at 0 whether or
+/// not 0 is the minimum. After convergence each diagonal entry of λ below
+/// singular_tolerance is tried at 1e-3, 1e-2 and 1e-1; if the criterion
+/// decreases the optimizer restarts from there (at most
+/// options.max_restarts times), as lme4's restart_edge.
+///
+/// Fits of distinct Model objects may run concurrently (no shared state).
+///
+/// Throws std::invalid_argument for invalid options (θ start of the wrong
+/// length, below its bounds or non-finite; non-positive tolerances or limits)
+/// or non-finite crossproducts (non-finite X, y or z), std::runtime_error when
+/// the criterion cannot be evaluated at the start (e.g. rank-deficient X).
+FitResult fit(Model& model, const FitOptions& options = {});
+
+/// Build the model from arrays and fit it.
+///   terms: per-term level codes (n, in [0, nlevels)), z (n × p_k) and covariance type,
+///          in any order (the model orders them, see FitResult::order)
+///   X:     n × p fixed-effects model matrix (full column rank; include a column of
+///          ones for an intercept)
+///   y:     n response
+/// Throws std::invalid_argument for mismatched sizes, out-of-range codes or
+/// non-finite values in y, X or z (naming the row), and as fit(Model&, ...).
+FitResult fit(const std::vector<TermData>& terms, Eigen::Ref<const Matrix> X, Eigen::Ref<const Vector> y,
+              const FitOptions& options = {});
+
+}  // namespace lmm

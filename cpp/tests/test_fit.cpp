@@ -1,0 +1,340 @@
+// lmm::fit: complete fits from arrays against lme4 (sleepstudy, Dyestuff2),
+// the restart off the boundary, the result's internal consistency, and the
+// exceptions for invalid input. Reference values: tests/reference/lme4_reference.json
+// (lme4 1.1.31 with tight BOBYQA settings).
+#include <cmath>
+#include <cstdio>
+#include <functional>
+#include <random>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "lmm/fit.hpp"
+
+namespace {
+
+using lmm::Index;
+using lmm::Matrix;
+using lmm::Vector;
+
+int failures = 0;
+
+// Named tolerances (relative): criteria and estimates at the optimum; lme4's
+// own θ is accurate to about 1e-6 (its second entry differs from the exact
+// optimum by 8.7e-7 relative), so θ is compared at the brief's 1e-6.
+constexpr double kCriterionTol = 1e-6;
+constexpr double kEstimateTol = 1e-6;
+constexpr double kConditionalModeTol = 1e-5;
+
+void check(const std::string& what, bool ok) {
+  if (!ok) {
+    std::printf("FAIL %s\n", what.c_str());
+    ++failures;
+  }
+}
+
+void check_close(const std::string& what, double got, double want, double tol) {
+  const double err = std::abs(got - want) / std::max(std::abs(want), 1e-300);
+  if (!(err <= tol)) {
+    std::printf("FAIL %s: got %.15g want %.15g (rel err %.3g)\n", what.c_str(), got, want, err);
+    ++failures;
+  }
+}
+
+void check_abs(const std::string& what, double got, double want, double tol) {
+  if (!(std::abs(got - want) <= tol)) {
+    std::printf("FAIL %s: got %.15g want %.15g (abs err %.3g)\n", what.c_str(), got, want, std::abs(got - want));
+    ++failures;
+  }
+}
+
+// The exception type E is thrown and its message contains `needle`.
+template <class E>
+void check_throws(const std::string& what, const std::function<void()>& f, const std::string& needle) {
+  try {
+    f();
+  } catch (const E& e) {
+    if (std::string(e.what()).find(needle) == std::string::npos) {
+      std::printf("FAIL %s: message \"%s\" does not mention \"%s\"\n", what.c_str(), e.what(), needle.c_str());
+      ++failures;
+    }
+    return;
+  } catch (const std::exception& e) {
+    std::printf("FAIL %s: wrong exception type (%s)\n", what.c_str(), e.what());
+    ++failures;
+    return;
+  }
+  std::printf("FAIL %s: nothing thrown\n", what.c_str());
+  ++failures;
+}
+
+// sleepstudy (lme4): 18 subjects × 10 days, Reaction in ms, in the data set's row order.
+const double kReaction[180] = {
+    249.56,   258.7047, 250.8006, 321.4398, 356.8519, 414.6901, 382.2038, 290.1486, 430.5853, 466.3535,
+    222.7339, 205.2658, 202.9778, 204.707,  207.7161, 215.9618, 213.6303, 217.7272, 224.2957, 237.3142,
+    199.0539, 194.3322, 234.32,   232.8416, 229.3074, 220.4579, 235.4208, 255.7511, 261.0125, 247.5153,
+    321.5426, 300.4002, 283.8565, 285.133,  285.7973, 297.5855, 280.2396, 318.2613, 305.3495, 354.0487,
+    287.6079, 285,      301.8206, 320.1153, 316.2773, 293.3187, 290.075,  334.8177, 293.7469, 371.5811,
+    234.8606, 242.8118, 272.9613, 309.7688, 317.4629, 309.9976, 454.1619, 346.8311, 330.3003, 253.8644,
+    283.8424, 289.555,  276.7693, 299.8097, 297.171,  338.1665, 332.0265, 348.8399, 333.36,   362.0428,
+    265.4731, 276.2012, 243.3647, 254.6723, 279.0244, 284.1912, 305.5248, 331.5229, 335.7469, 377.299,
+    241.6083, 273.9472, 254.4907, 270.8021, 251.4519, 254.6362, 245.4523, 235.311,  235.7541, 237.2466,
+    312.3666, 313.8058, 291.6112, 346.1222, 365.7324, 391.8385, 404.2601, 416.6923, 455.8643, 458.9167,
+    236.1032, 230.3167, 238.9256, 254.922,  250.7103, 269.7744, 281.5648, 308.102,  336.2806, 351.6451,
+    256.2968, 243.4543, 256.2046, 255.5271, 268.9165, 329.7247, 379.4445, 362.9184, 394.4872, 389.0527,
+    250.5265, 300.0576, 269.8939, 280.5891, 271.8274, 304.6336, 287.7466, 266.5955, 321.5418, 347.5655,
+    221.6771, 298.1939, 326.8785, 346.8555, 348.7402, 352.8287, 354.4266, 360.4326, 375.6406, 388.5417,
+    271.9235, 268.4369, 257.2424, 277.6566, 314.8222, 317.2135, 298.1353, 348.1229, 340.28,   366.5131,
+    225.264,  234.5235, 238.9008, 240.473,  267.5373, 344.1937, 281.1481, 347.5855, 365.163,  372.2288,
+    269.8804, 272.4428, 277.8989, 281.7895, 279.1705, 284.512,  259.2658, 304.6306, 350.7807, 369.4692,
+    269.4117, 273.474,  297.5968, 310.6316, 287.1726, 329.6076, 334.4818, 343.2199, 369.1417, 364.1236};
+
+// Dyestuff2 (lme4): 6 batches × 5, Yield; its REML and ML fits are singular.
+const double kYield2[30] = {7.298, 3.846,  2.434,  9.566, 7.99,  5.22,  6.556, 0.608, 11.788, -0.892,
+                            0.11,  10.386, 13.434, 5.51,  8.166, 2.212, 4.852, 7.092, 9.288,  4.98,
+                            0.282, 9.014,  4.458,  9.446, 7.198, 1.722, 4.782, 8.106, 0.758,  3.758};
+
+struct Sleepstudy {
+  lmm::IntVector subject{180};
+  Matrix z{180, 2};  // [1, Days]
+  Matrix X{180, 2};  // [1, Days]
+  Vector y{180};
+
+  Sleepstudy() {
+    for (Index i = 0; i < 180; ++i) {
+      subject[i] = static_cast<std::int32_t>(i / 10);
+      z(i, 0) = X(i, 0) = 1.0;
+      z(i, 1) = X(i, 1) = static_cast<double>(i % 10);
+      y[i] = kReaction[i];
+    }
+  }
+
+  // Reaction ~ Days + (Days | Subject), or (Days || Subject) with a diagonal λ.
+  std::vector<lmm::TermData> terms(lmm::Covariance cov = lmm::Covariance::Unstructured) const {
+    return {{Eigen::Map<const lmm::IntVector>(subject.data(), 180), Eigen::Map<const Matrix>(z.data(), 180, 2), 18,
+             cov}};
+  }
+};
+
+void check_sleepstudy_reml() {
+  const Sleepstudy d;
+  const lmm::FitResult r = lmm::fit(d.terms(), d.X, d.y);
+  const std::string t = "sleepstudy REML";
+  check_close(t + " criterion", r.criterion, 1743.6282719584906, kCriterionTol);
+  const double theta[3] = {0.9667328935905414, 0.015169067546048834, 0.23090959201810426};
+  check(t + " theta length", r.theta.size() == 3);
+  for (Index i = 0; i < 3; ++i) check_close(t + " theta[" + std::to_string(i) + "]", r.theta[i], theta[i], kEstimateTol);
+  check_close(t + " beta[0]", r.beta[0], 251.405104848484, kEstimateTol);
+  check_close(t + " beta[1]", r.beta[1], 10.467285959596424, kEstimateTol);
+  check_close(t + " sigma", r.sigma, 25.591815738629556, kEstimateTol);
+  check_close(t + " se[0]", r.se_beta[0], 6.82455626155296, kEstimateTol);
+  check_close(t + " se[1]", r.se_beta[1], 1.5457888928884913, kEstimateTol);
+  check_close(t + " vcov[0,1]", r.vcov_beta(0, 1), -1.4510952837381519, kEstimateTol);
+  check_close(t + " logLik", r.loglik, -871.8141359792453, kCriterionTol);
+  check_close(t + " AIC", r.aic, 1755.6282719584906, kCriterionTol);
+  check_close(t + " BIC", r.bic, 1774.786013063832, kCriterionTol);
+  check(t + " npar", r.npar == 6);
+  check_close(t + " VarCorr (Intercept)", r.covariance[0](0, 0), 612.0898702223931, kEstimateTol);
+  check_close(t + " VarCorr Days", r.covariance[0](1, 1), 35.07166023933963, kEstimateTol);
+  check_close(t + " VarCorr cov", r.covariance[0](1, 0), 9.60434122725561, 1e-5);
+  check(t + " b shape", r.b.size() == 1 && r.b[0].rows() == 18 && r.b[0].cols() == 2);
+  check_close(t + " b[308, (Intercept)]", r.b[0](0, 0), 2.2585661715956986, kConditionalModeTol);
+  check_close(t + " b[309, (Intercept)]", r.b[0](1, 0), -40.398579278585984, kConditionalModeTol);
+  check_close(t + " b[308, Days]", r.b[0](0, 1), 9.19897177661149, kConditionalModeTol);
+  check(t + " converged", r.converged);
+  check(t + " not singular", !r.singular);
+  check(t + " restarts", r.restarts == 0);
+  check(t + " gradient small", r.max_projected_gradient <= 1e-6 && r.gradient.cwiseAbs().maxCoeff() <= 1e-6);
+  check(t + " counts", r.evaluations > r.iterations && r.gradient_evaluations > 0 && r.iterations > 0);
+  check(t + " message", r.message.rfind("converged", 0) == 0);
+  std::printf("sleepstudy REML: criterion %.10f, theta (%.10f, %.10f, %.10f), %ld evaluations, %ld iterations, "
+              "%.2g s\n",
+              r.criterion, r.theta[0], r.theta[1], r.theta[2], static_cast<long>(r.evaluations),
+              static_cast<long>(r.iterations), r.seconds);
+}
+
+void check_sleepstudy_ml_and_diagonal() {
+  const Sleepstudy d;
+  lmm::FitOptions ml;
+  ml.reml = false;
+  const lmm::FitResult r = lmm::fit(d.terms(), d.X, d.y, ml);
+  check_close("sleepstudy ML deviance", r.criterion, 1751.9393444631976, kCriterionTol);
+  check_close("sleepstudy ML theta[0]", r.theta[0], 0.9292253875951719, kEstimateTol);
+  check_close("sleepstudy ML theta[2]", r.theta[2], 0.2226454240732623, kEstimateTol);
+  check_close("sleepstudy ML sigma", r.sigma, 25.5918158320228, kEstimateTol);
+  check_close("sleepstudy ML se[0]", r.se_beta[0], 6.632276421157222, kEstimateTol);
+  check("sleepstudy ML flags", !r.reml && r.converged && !r.singular);
+
+  const lmm::FitResult u = lmm::fit(d.terms(lmm::Covariance::Diagonal), d.X, d.y);
+  check_close("sleepstudy (Days || Subject) REML criterion", u.criterion, 1743.669293581312, kCriterionTol);
+  check("sleepstudy (Days || Subject) theta length", u.theta.size() == 2);
+  check_close("sleepstudy (Days || Subject) theta[0]", u.theta[0], 0.9798963512503028, kEstimateTol);
+  check_close("sleepstudy (Days || Subject) theta[1]", u.theta[1], 0.2342305899237957, kEstimateTol);
+  check_close("sleepstudy (Days || Subject) sigma", u.sigma, 25.565285152828512, kEstimateTol);
+  check_abs("sleepstudy (Days || Subject) lambda off-diagonal", u.lambda[0](1, 0), 0.0, 0.0);
+}
+
+// Starting on the boundary θ = (1, 0, 0): the criterion is even in the last
+// entry, so its gradient is exactly 0 there and the optimizer cannot leave on
+// its own; the restart off the boundary must find lme4's optimum.
+void check_restart_off_boundary() {
+  const Sleepstudy d;
+  lmm::FitOptions o;
+  o.theta_start = Vector(3);
+  o.theta_start << 1.0, 0.0, 0.0;
+  const lmm::FitResult r = lmm::fit(d.terms(), d.X, d.y, o);
+  check("restart: at least one restart", r.restarts >= 1);
+  check_close("restart: criterion", r.criterion, 1743.6282719584906, kCriterionTol);
+  check_close("restart: theta[2]", r.theta[2], 0.23090959201810426, kEstimateTol);
+  check("restart: not singular", !r.singular && r.converged);
+
+  o.max_restarts = 0;
+  const lmm::FitResult stuck = lmm::fit(d.terms(), d.X, d.y, o);
+  check("no restart: stays at the boundary", stuck.restarts == 0 && stuck.theta[2] == 0.0 && stuck.singular);
+  check("no restart: higher criterion", stuck.criterion > r.criterion + 1.0);
+}
+
+void check_singular_dyestuff2() {
+  lmm::IntVector batch(30);
+  for (Index i = 0; i < 30; ++i) batch[i] = static_cast<std::int32_t>(i / 5);
+  const Matrix ones = Matrix::Ones(30, 1);
+  const Vector y = Eigen::Map<const Vector>(kYield2, 30);
+  const std::vector<lmm::TermData> terms{{Eigen::Map<const lmm::IntVector>(batch.data(), 30),
+                                          Eigen::Map<const Matrix>(ones.data(), 30, 1), 6,
+                                          lmm::Covariance::Unstructured}};
+  for (bool reml : {true, false}) {
+    lmm::FitOptions o;
+    o.reml = reml;
+    const lmm::FitResult r = lmm::fit(terms, ones, y, o);
+    const std::string t = std::string("dyestuff2 ") + (reml ? "REML" : "ML");
+    check_close(t + " criterion", r.criterion, reml ? 161.82827781228843 : 162.87303665382575, kCriterionTol);
+    check_abs(t + " theta", r.theta[0], 0.0, 1e-6);
+    check_close(t + " sigma", r.sigma, reml ? 3.7156842744757266 : 3.653231351374652, kEstimateTol);
+    check_close(t + " beta", r.beta[0], 5.6656, kEstimateTol);
+    check(t + " singular and converged", r.singular && r.converged);
+  }
+}
+
+// Crossed random intercepts plus a correlated slope on simulated data: the fit
+// converges to the same optimum from two starts, and the result is consistent
+// with the model evaluated at the returned θ.
+void check_crossed_consistency() {
+  const Index n = 600;
+  std::mt19937 rng(7);
+  std::normal_distribution<double> nd;
+  lmm::IntVector g1(n), g2(n);
+  Matrix z1(n, 2), z2 = Matrix::Ones(n, 1), X(n, 2);
+  Vector y(n);
+  std::vector<double> a1(40), s1(40), a2(15);
+  for (auto& v : a1) v = 2.0 * nd(rng);
+  for (auto& v : s1) v = 0.5 * nd(rng);
+  for (auto& v : a2) v = 1.0 * nd(rng);
+  for (Index i = 0; i < n; ++i) {
+    g1[i] = static_cast<std::int32_t>(i % 40);
+    g2[i] = static_cast<std::int32_t>((i * 7 + i / 40) % 15);
+    const double x = nd(rng);
+    z1(i, 0) = X(i, 0) = 1.0;
+    z1(i, 1) = X(i, 1) = x;
+    y[i] = 1.0 + 0.3 * x + a1[g1[i]] + s1[g1[i]] * x + a2[g2[i]] + nd(rng);
+  }
+  // Terms given with the smaller factor first: the model puts the 40-level one first.
+  const std::vector<lmm::TermData> terms{
+      {Eigen::Map<const lmm::IntVector>(g2.data(), n), Eigen::Map<const Matrix>(z2.data(), n, 1), 15,
+       lmm::Covariance::Unstructured},
+      {Eigen::Map<const lmm::IntVector>(g1.data(), n), Eigen::Map<const Matrix>(z1.data(), n, 2), 40,
+       lmm::Covariance::Unstructured}};
+  lmm::Model model(terms, X, y);
+  const lmm::FitResult r = lmm::fit(model);
+  check("crossed: model order", r.order.size() == 2 && r.order[0] == 1 && r.order[1] == 0);
+  check("crossed: b shapes", r.b[0].rows() == 40 && r.b[0].cols() == 2 && r.b[1].rows() == 15 && r.b[1].cols() == 1);
+  check("crossed: converged", r.converged && r.max_projected_gradient <= 1e-6);
+
+  lmm::FitOptions o;
+  o.theta_start = Vector::Constant(4, 0.5);
+  o.theta_start[1] = -0.3;
+  const lmm::FitResult r2 = lmm::fit(terms, X, y, o);
+  check_close("crossed: same criterion from another start", r2.criterion, r.criterion, 1e-10);
+  for (Index i = 0; i < 4; ++i)
+    check_close("crossed: same theta[" + std::to_string(i) + "] from another start", r2.theta[i], r.theta[i], 1e-5);
+
+  check("crossed: model left at the optimum", model.theta() == r.theta);
+  check_close("crossed: criterion", model.objective(true), r.criterion, 1e-14);
+  check_close("crossed: loglik", r.loglik, -0.5 * r.criterion, 1e-14);
+  check_close("crossed: AIC", r.aic, r.criterion + 2.0 * 7, 1e-14);
+  check_close("crossed: BIC", r.bic, r.criterion + std::log(600.0) * 7, 1e-14);
+  check_close("crossed: lambda", r.lambda[0](1, 0), r.theta[1], 1e-14);
+  check_close("crossed: covariance", r.covariance[1](0, 0), r.sigma * r.sigma * r.theta[3] * r.theta[3], 1e-12);
+  check_close("crossed: se", r.se_beta[1], std::sqrt(r.vcov_beta(1, 1)), 1e-14);
+  Vector u, beta;
+  model.solve(u, beta);
+  const Vector b = model.b(u);
+  check_close("crossed: b of term 0", r.b[0](3, 1), b[3 * 2 + 1], 1e-14);
+  check_close("crossed: b of term 1", r.b[1](5, 0), b[80 + 5], 1e-14);
+}
+
+void check_exceptions() {
+  const Sleepstudy d;
+  using IA = std::invalid_argument;
+  lmm::FitOptions o;
+  o.theta_start = Vector::Ones(2);
+  check_throws<IA>("theta_start of the wrong length", [&] { lmm::fit(d.terms(), d.X, d.y, o); }, "length 2");
+  o.theta_start = Vector::Ones(3);
+  o.theta_start[2] = -0.5;
+  check_throws<IA>("theta_start below its bound", [&] { lmm::fit(d.terms(), d.X, d.y, o); }, "lower bound");
+  o.theta_start[2] = std::nan("");
+  check_throws<IA>("non-finite theta_start", [&] { lmm::fit(d.terms(), d.X, d.y, o); }, "not finite");
+  lmm::FitOptions bad;
+  bad.max_iterations = 0;
+  check_throws<IA>("max_iterations 0", [&] { lmm::fit(d.terms(), d.X, d.y, bad); }, "max_iterations");
+  bad = {};
+  bad.gradient_tolerance = -1.0;
+  check_throws<IA>("negative gradient_tolerance", [&] { lmm::fit(d.terms(), d.X, d.y, bad); }, "gradient_tolerance");
+
+  lmm::IntVector codes = d.subject;
+  codes[17] = 18;
+  const std::vector<lmm::TermData> bad_codes{{Eigen::Map<const lmm::IntVector>(codes.data(), 180),
+                                              Eigen::Map<const Matrix>(d.z.data(), 180, 2), 18,
+                                              lmm::Covariance::Unstructured}};
+  check_throws<IA>("level code out of range", [&] { lmm::fit(bad_codes, d.X, d.y); }, "row 17");
+  codes[17] = -1;
+  check_throws<IA>("negative level code", [&] { lmm::fit(bad_codes, d.X, d.y); }, "level code -1");
+
+  const std::vector<lmm::TermData> short_codes{{Eigen::Map<const lmm::IntVector>(d.subject.data(), 179),
+                                                Eigen::Map<const Matrix>(d.z.data(), 180, 2), 18,
+                                                lmm::Covariance::Unstructured}};
+  check_throws<IA>("codes shorter than y", [&] { lmm::fit(short_codes, d.X, d.y); }, "179 level codes");
+  check_throws<IA>("X rows differ from y", [&] { lmm::fit(d.terms(), d.X.topRows(170), d.y); }, "170 rows");
+  check_throws<IA>("no terms", [&] { lmm::fit({}, d.X, d.y); }, "at least one random-effects term");
+
+  Vector y = d.y;
+  y[42] = std::nan("");
+  check_throws<IA>("NaN in y", [&] { lmm::fit(d.terms(), d.X, y); }, "y has a non-finite value (nan) at row 42");
+  y[42] = INFINITY;
+  check_throws<IA>("inf in y", [&] { lmm::fit(d.terms(), d.X, y); }, "at row 42");
+  Matrix X = d.X;
+  X(7, 1) = -INFINITY;
+  check_throws<IA>("inf in X", [&] { lmm::fit(d.terms(), X, d.y); }, "X has a non-finite value (-inf) at row 7, column 1");
+  y = d.y;
+  y[3] = std::nan("");
+  lmm::Model nan_model(d.terms(), d.X, y);
+  check_throws<IA>("NaN in a built model", [&] { lmm::fit(nan_model); }, "not finite");
+
+  Matrix rank_deficient(180, 3);
+  rank_deficient << d.X, d.X.col(1) * 2.0;
+  check_throws<std::runtime_error>("rank-deficient X", [&] { lmm::fit(d.terms(), rank_deficient, d.y); },
+                                   "full column rank");
+}
+
+}  // namespace
+
+int main() {
+  check_sleepstudy_reml();
+  check_sleepstudy_ml_and_diagonal();
+  check_restart_off_boundary();
+  check_singular_dyestuff2();
+  check_crossed_consistency();
+  check_exceptions();
+  if (failures == 0) std::printf("all fit checks passed\n");
+  return failures == 0 ? 0 : 1;
+}
