@@ -130,8 +130,10 @@ def optimize_theta(model, start=None, optimizer: str = "L-BFGS-B", tol: float = 
 
 def _minimize(f, fg, theta0, optimizer, bounds, tol, maxiter):
     if optimizer == "L-BFGS-B":
+        # gtol is on the projected gradient, whose size grows with the objective's.
+        gtol = tol * 0.1 * max(1.0, abs(f(theta0)))
         return sopt.minimize(fg, theta0, jac=True, method="L-BFGS-B", bounds=bounds,
-                             options={"maxiter": maxiter, "ftol": 1e-15, "gtol": tol, "maxcor": 20})
+                             options={"maxiter": maxiter, "ftol": 1e-15, "gtol": gtol, "maxcor": 20})
     if optimizer == "COBYQA":
         return sopt.minimize(f, theta0, method="COBYQA", bounds=bounds,
                              options={"maxfev": maxiter, "final_tr_radius": 1e-8})
