@@ -18,6 +18,7 @@ void check_term(const TermData& term, Index k, Index n) {
                                 std::to_string(n) + " observations");
   if (term.z.cols() < 1) throw std::invalid_argument(which + ": z has no columns");
   if (term.nlevels < 1) throw std::invalid_argument(which + ": the grouping factor has no levels");
+  if (!term.z.allFinite()) throw std::invalid_argument(which + ": z has non-finite values");
   for (Index r = 0; r < n; ++r) {
     const auto c = term.codes[r];
     if (c < 0 || c >= term.nlevels)
@@ -79,6 +80,8 @@ Crossprod form_crossprod(const std::vector<TermData>& terms, Eigen::Ref<const Ma
   if (X.rows() != n)
     throw std::invalid_argument("X has " + std::to_string(X.rows()) + " rows but y has " + std::to_string(n));
   if (terms.empty()) throw std::invalid_argument("at least one random-effects term is required");
+  if (!X.allFinite()) throw std::invalid_argument("X has non-finite values");
+  if (!y.allFinite()) throw std::invalid_argument("y has non-finite values");
   const Index K = static_cast<Index>(terms.size());
   for (Index k = 0; k < K; ++k) check_term(terms[k], k, n);
 
@@ -126,6 +129,7 @@ void update_response(Crossprod& A, const std::vector<TermData>& terms, Eigen::Re
   const Index n = A.n, p = A.p;
   if (y.size() != n || X.rows() != n || X.cols() != p || terms.size() != A.shapes.size())
     throw std::invalid_argument("update_response: the data do not match the model's dimensions");
+  if (!y.allFinite()) throw std::invalid_argument("y has non-finite values");
   for (std::size_t k = 0; k < terms.size(); ++k) {
     const TermData& t = terms[k];
     check_term(t, static_cast<Index>(k), n);

@@ -4,17 +4,37 @@ The design holds the response ``y``, the fixed-effects model matrix ``X`` and,
 per random-effects term, the level codes of its grouping factor and the
 columns ``z`` of its own model matrix (n × p_k). The random-effects matrix Z is
 never formed.
+
+This is also where input is validated, before any heavy work, with messages
+in the user's terms (column names, formula text):
+
+- rows with missing values in the columns a formula uses are dropped with a
+  warning that counts them per column (``missing="raise"`` refuses them); rows
+  where an expression evaluates to NaN (``log`` of a negative value) likewise;
+- infinite values, and values so large or small that their squares overflow or
+  underflow (the core works on crossproducts), raise ``ValueError``;
+- a constant response, or one the fixed effects (alone or with one
+  random-effects term) fit exactly, raises ``ValueError``: the residual
+  variance would be 0 and the likelihood unbounded;
+- aliased fixed-effects columns are dropped with a warning naming them, as
+  lme4 does; predictors on very different scales get lme4's warning;
+- a grouping factor with one level, as many levels as observations, or more
+  random effects than observations, raises ``ValueError`` naming the term.
 """
 
 from __future__ import annotations
 
+import os
+import sys
 import warnings
 from dataclasses import dataclass, field
+from typing import Optional
 
 import numpy as np
 import pandas as pd
 
 from .formula import (
+    ModelFrameState,
     ParsedFormula,
     RandomTerm,
     check_columns,
@@ -28,6 +48,28 @@ __all__ = ["Design", "ReTerm", "build_design"]
 
 # Relative tolerance of the rank test on X, as lme4's default (chkRank.drop.cols).
 RANK_TOL = 1e-7
+# lme4's checkScaleX: warn when a continuous predictor's standard deviation, or
+# the ratio of two of them, is beyond this factor.
+SCALE_TOL = 1e3
+# Largest (and smallest nonzero) magnitude allowed in y, X and z. The core forms
+# crossproducts: sums of n squares must neither overflow nor underflow.
+MAX_MAGNITUDE = 1e100
+# A response whose residual, after the best fit by the fixed effects (and one
+# random-effects term), is below this fraction of its norm is fitted exactly:
+# the residual variance is 0 to working precision.
+EXACT_FIT_TOL = 1e-10
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def _warn(message: str) -> None:
+    """Warn with the location of the first caller outside the lmm package."""
+    frame = sys._getframe(1)
+    level = 2
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(_PACKAGE_DIR + os.sep):
+        frame = frame.f_back
+        level += 1
+    warnings.warn(message, UserWarning, stacklevel=level)
 
 
 @dataclass
@@ -43,6 +85,8 @@ class ReTerm:
         z: float64 (n, p) Fortran-ordered columns of the term's model matrix.
         diagonal: True for a diagonal λ (merged from a ``||`` term).
         exprs: the formula text of each piece (one for an ordinary term).
+        states: per piece, the recorded :class:`~lmm.formula.ModelFrameState` of its
+            model matrix (factor levels, ``poly()``/``scale()`` coefficients) for new data.
     """
 
     name: str
@@ -53,6 +97,7 @@ class ReTerm:
     z: np.ndarray
     diagonal: bool
     exprs: list[str] = field(default_factory=list)
+    states: list = field(default_factory=list)
 
     @property
     def nlevels(self) -> int:
@@ -61,6 +106,14 @@ class ReTerm:
     @property
     def p(self) -> int:
         return self.z.shape[1]
+
+    @property
+    def label(self) -> str:
+        """The term as a user would recognise it: ``(Days | Subject)``-like text."""
+        if len(self.exprs) <= 1:
+            return f"({self.exprs[0] if self.exprs else ' + '.join(self.cnames)} | {self.name})"
+        parts = [e[4:] if e.startswith("0 + ") else e for e in self.exprs]
+        return f"({' + '.join(parts)} || {self.name})"
 
 
 @dataclass
@@ -74,6 +127,11 @@ class Design:
         dropped_columns: names of aliased X columns that were dropped.
         terms: random-effects terms in lme4's order (decreasing number of levels).
         rows: index labels of the data rows used.
+        fixed_state: the recorded :class:`~lmm.formula.ModelFrameState` of the
+            fixed-effects model matrix (before aliased columns were dropped), for new data.
+        x_center: (p,) value subtracted from each column of X by :meth:`core_X`
+            (the column means when X has an intercept, else zeros; 0 for the intercept).
+        y_coef: (p,) least-squares coefficients of y on :meth:`core_X`.
     """
 
     y: np.ndarray
@@ -82,44 +140,358 @@ class Design:
     dropped_columns: list[str]
     terms: list[ReTerm]
     rows: pd.Index
+    fixed_state: Optional[ModelFrameState] = None
+    x_center: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    y_coef: np.ndarray = field(default_factory=lambda: np.zeros(0))
+
+    # --- a better-conditioned problem for the core -----------------------------------
+    #
+    # The core works on crossproducts, so r² (the penalized residual sum of squares)
+    # is a difference of large numbers when y has a large component in the column
+    # space of X (a response of 1e6 ± 10 with an intercept), and X'X loses digits
+    # when a predictor has a large offset. Both go away with an exact
+    # reparametrization: X_c = X S with S unit upper triangular (centering the
+    # columns when there is an intercept; det S = 1, so the REML criterion is
+    # unchanged) and y_c = y − X_c γ (β̂_c shifts by γ). θ, σ, û, b̂, the objective
+    # and its gradient are the same functions of θ; only β̂ and Var(β̂) map back.
+
+    def core_X(self) -> np.ndarray:
+        """X_c (n, p), Fortran order: X with ``x_center`` subtracted from its columns."""
+        if not self.X.shape[1] or not np.any(self.x_center):
+            return self.X
+        return np.asfortranarray(self.X - self.x_center)
+
+    def core_response(self, y: Optional[np.ndarray] = None) -> tuple[np.ndarray, np.ndarray]:
+        """(y_c, γ): a response for the core and what to add back to its β̂.
+
+        Args:
+            y: a response on the design's rows (default: the design's own ``y``), e.g. a
+                simulated one for a bootstrap refit.
+
+        Returns:
+            y_c: (n,) residual of y after least squares on X_c, orthogonal to X's columns.
+            γ: (p,) the least-squares coefficients, for :meth:`beta_from_core`.
+        """
+        if y is None:
+            y, gamma = self.y, self.y_coef
+            Xc = self.core_X()
+            return np.ascontiguousarray(y - Xc @ gamma if gamma.size else y), gamma
+        y = np.asarray(y, dtype=np.float64)
+        gamma, resid = _least_squares(self.core_X(), y)
+        return np.ascontiguousarray(resid), gamma
+
+    def core_arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """(X_c, y_c) to build the core from: ``core_X()`` and ``core_response()[0]``.
+
+        The core's β̂ and Var(β̂) for these arrays map back with :meth:`beta_from_core`
+        and :meth:`vcov_from_core`; everything else it computes (objective, gradient,
+        θ, σ, u, b) needs no mapping.
+        """
+        return self.core_X(), self.core_response()[0]
+
+    def _S(self) -> np.ndarray:
+        """S with X_c = X S and β = S β_c: S = I − e₀ x_center' (the intercept is column 0)."""
+        p = self.X.shape[1]
+        S = np.eye(p)
+        if p and np.any(self.x_center):
+            S[0, :] -= self.x_center
+        return S
+
+    def beta_from_core(self, beta_core: np.ndarray, gamma: Optional[np.ndarray] = None) -> np.ndarray:
+        """β̂ for X from the core's β̂ for (X_c, y_c): S (β̂_c + γ).
+
+        Args:
+            beta_core: (p,) the core's fixed effects.
+            gamma: the γ that came with y_c from :meth:`core_response` (default: the
+                design's own response's).
+        """
+        beta_core = np.asarray(beta_core, dtype=np.float64)
+        if beta_core.size == 0:
+            return beta_core.copy()
+        gamma = self.y_coef if gamma is None else np.asarray(gamma, dtype=np.float64)
+        return self._S() @ (beta_core + gamma)
+
+    def vcov_from_core(self, vcov_core: np.ndarray) -> np.ndarray:
+        """Var(β̂) for X from the core's Var(β̂_c) for X_c (p × p): S V S'."""
+        vcov_core = np.asarray(vcov_core, dtype=np.float64)
+        if vcov_core.size == 0:
+            return vcov_core.copy()
+        S = self._S()
+        return S @ vcov_core @ S.T
+
+
+# --- rows ----------------------------------------------------------------------------------
+
+
+def _as_frame(data) -> pd.DataFrame:
+    if data is None:
+        raise TypeError("data is None; pass a pandas DataFrame with the columns the formula uses")
+    if isinstance(data, np.ndarray) and data.dtype.names is None:
+        raise TypeError("data is a NumPy array without column names; pass a pandas DataFrame, "
+                        "e.g. pd.DataFrame(array, columns=[...])")
+    if not isinstance(data, pd.DataFrame):
+        try:
+            data = pd.DataFrame(data)
+        except (TypeError, ValueError) as err:
+            raise TypeError(f"data must be a pandas DataFrame (or a dict of columns), not "
+                            f"{type(data).__name__}: {err}") from None
+    names = [str(c) for c in data.columns]
+    if len(set(names)) < len(names):
+        seen: set[str] = set()
+        dup = sorted({c for c in names if c in seen or seen.add(c)})
+        raise ValueError(f"data has duplicated column names {dup}; rename them so that each column is "
+                         "unique")
+    if any(not isinstance(c, str) for c in data.columns):
+        data = data.set_axis(names, axis=1)
+    return data
 
 
 def _used_rows(data: pd.DataFrame, columns: list[str], missing: str) -> np.ndarray:
     """Boolean mask of rows without missing values in the used columns."""
-    mask = ~data[columns].isna().any(axis=1).to_numpy()
+    na = data[columns].isna()
+    mask = ~na.any(axis=1).to_numpy()
     ndrop = int((~mask).sum())
     if ndrop:
+        counts = na.sum(axis=0)
+        per_column = ", ".join(f"{c}: {int(k)}" for c, k in counts.items() if k)
         if missing == "raise":
-            bad = [c for c in columns if data[c].isna().any()]
-            raise ValueError(f"missing values in column(s) {bad}; drop them or use missing='drop'")
-        warnings.warn(
-            f"{ndrop} of {len(data)} rows dropped because of missing values in {columns}",
-            stacklevel=4,
-        )
-    if not mask.any():
-        raise ValueError("no rows left after dropping rows with missing values")
+            raise ValueError(f"{ndrop} of {len(data)} rows have missing values ({per_column}); "
+                             "drop them or use missing='drop'")
+        if not mask.any():
+            raise ValueError(f"no rows left after dropping rows with missing values ({per_column})")
+        _warn(f"{ndrop} of {len(data)} rows dropped because of missing values ({per_column})")
     return mask
 
 
+# --- values --------------------------------------------------------------------------------
+
+
+@dataclass
+class _Evaluated:
+    y: np.ndarray
+    X: np.ndarray
+    xnames: list[str]
+    pieces: list[ReTerm]
+    fixed_state: ModelFrameState
+
+
+def _evaluate(parsed: ParsedFormula, data: pd.DataFrame) -> _Evaluated:
+    y = np.ascontiguousarray(evaluate_response(parsed.response, data), dtype=np.float64)
+    state = ModelFrameState()
+    X, xnames = model_matrix(parsed.fixed, data, state=state)
+    pieces = [_term(rt, data) for rt in parsed.random]
+    return _Evaluated(y=y, X=np.asarray(X, dtype=np.float64), xnames=list(xnames), pieces=pieces,
+                      fixed_state=state)
+
+
+def _nan_rows(ev: _Evaluated, response: str) -> tuple[np.ndarray, list[str]]:
+    """Rows where an evaluated expression is NaN (log of a negative value, 0/0), and what."""
+    bad = np.isnan(ev.y)
+    what = [f"the response {response!r}"] if bad.any() else []
+    if ev.X.shape[1]:
+        xbad = np.isnan(ev.X)
+        bad |= xbad.any(axis=1)
+        what += [repr(name) for name, b in zip(ev.xnames, xbad.any(axis=0)) if b]
+    for t in ev.pieces:
+        zbad = np.isnan(t.z)
+        if zbad.any():
+            bad |= zbad.any(axis=1)
+            what += [f"{c!r} of the term for {t.name!r}" for c, b in zip(t.cnames, zbad.any(axis=0)) if b]
+    return bad, what
+
+
+def _row_labels(rows: pd.Index, mask: np.ndarray, limit: int = 3) -> str:
+    labels = list(rows[np.flatnonzero(mask)[:limit]])
+    more = int(mask.sum()) - len(labels)
+    return ", ".join(repr(x) for x in labels) + (f" and {more} more" if more > 0 else "")
+
+
+def _check_values(what: str, values: np.ndarray, rows: pd.Index) -> None:
+    """Infinite values, or magnitudes whose squares overflow or underflow, raise ValueError."""
+    inf = np.isinf(values)
+    if inf.any():
+        raise ValueError(f"{what} has infinite values in {int(inf.sum())} row(s) (row labels "
+                         f"{_row_labels(rows, inf)}); remove or transform those rows")
+    big = float(np.max(np.abs(values), initial=0.0))
+    if big > MAX_MAGNITUDE or 0.0 < big < 1.0 / MAX_MAGNITUDE:
+        raise ValueError(f"{what} has values of magnitude {big:.3g}; lmm works with sums of squares of "
+                         f"the data, which {'overflow' if big > 1 else 'underflow'} in floating point: "
+                         f"rescale it (e.g. divide by {big:.0e})")
+
+
 def _full_rank_columns(X: np.ndarray) -> list[int]:
-    """Columns kept by a sequential rank test, dropping later aliased columns as R's qr does."""
+    """Columns kept by a sequential rank test, dropping later aliased columns as R's qr does.
+
+    Each column is scaled by its largest magnitude first, so the test is
+    invariant to the units of each column.
+    """
     kept: list[int] = []
     Q = np.zeros((X.shape[0], 0))
     for j in range(X.shape[1]):
-        x = X[:, j]
+        scale = np.max(np.abs(X[:, j]), initial=0.0)
+        if scale == 0.0:
+            continue
+        x = X[:, j] / scale
         norm = np.linalg.norm(x)
         r = x - Q @ (Q.T @ x)
         r = r - Q @ (Q.T @ r)
         rnorm = np.linalg.norm(r)
-        if norm > 0 and rnorm > RANK_TOL * norm:
+        if rnorm > RANK_TOL * norm:
             kept.append(j)
             Q = np.column_stack([Q, r / rnorm])
     return kept
 
 
-def _check_finite(name: str, values: np.ndarray) -> None:
-    if not np.all(np.isfinite(values)):
-        raise ValueError(f"{name} has infinite values; remove or transform those rows")
+def _check_scale(X: np.ndarray, xnames: list[str]) -> None:
+    """lme4's checkScaleX: warn when continuous predictors are on very different scales.
+
+    Continuous columns are those not entirely 0/1. lme4 warns when the standard
+    deviation of one of them, or the ratio of two, exceeds 1000 (or is below
+    1/1000); the warning here names the columns.
+    """
+    cont = [j for j in range(X.shape[1]) if not np.all((X[:, j] == 0) | (X[:, j] == 1))]
+    if not cont or X.shape[0] < 2:
+        return
+    sd = np.array([np.std(X[:, j], ddof=1) for j in cont])
+    with np.errstate(divide="ignore"):
+        logsd = np.log(sd)
+    bad_single = ~np.isfinite(logsd) | (np.abs(logsd) > np.log(SCALE_TOL))
+    finite = logsd[np.isfinite(logsd)]
+    bad_ratio = finite.size > 1 and float(finite.max() - finite.min()) > np.log(SCALE_TOL)
+    if not (bad_single.any() or bad_ratio):
+        return
+    shown = sorted(range(len(cont)), key=lambda i: sd[i])
+    if len(shown) > 6:
+        shown = sorted(set(shown[:2] + shown[-2:] + [i for i in range(len(cont)) if bad_single[i]][:4]),
+                       key=lambda i: sd[i])
+    listing = ", ".join(f"{xnames[cont[i]]} {sd[i]:.3g}" for i in shown)
+    _warn("Some predictor variables are on very different scales: consider rescaling "
+          f"(standard deviations: {listing})")
+
+
+def _least_squares(X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Coefficients and residual of y on X (QR, one step of iterative refinement).
+
+    X must have full column rank (the rank test has run).
+    """
+    if X.shape[1] == 0:
+        return np.zeros(0), y.copy()
+    Q, R = np.linalg.qr(X)
+    coef = np.linalg.solve(R, Q.T @ y)
+    resid = y - X @ coef
+    coef = coef + np.linalg.solve(R, Q.T @ resid)
+    return coef, y - X @ coef
+
+
+def _center(X: np.ndarray, xnames: list[str]) -> np.ndarray:
+    """Column means to subtract when X has an intercept (first column of ones), else zeros."""
+    center = np.zeros(X.shape[1])
+    if X.shape[1] > 1 and xnames[0] == "(Intercept)" and np.all(X[:, 0] == 1.0):
+        center[1:] = X[:, 1:].mean(axis=0)
+    return center
+
+
+def _project_out_term(V: np.ndarray, t: ReTerm) -> np.ndarray:
+    """V (n × m) minus its least-squares fit, within each level of t, by t's columns z."""
+    z, codes, L, p = t.z, t.codes, t.nlevels, t.p
+    out = np.array(V, dtype=np.float64, order="F")
+    if p == 1:
+        zz = np.bincount(codes, z[:, 0] * z[:, 0], minlength=L)
+        for j in range(V.shape[1]):
+            zv = np.bincount(codes, z[:, 0] * V[:, j], minlength=L)
+            b = np.divide(zv, zz, out=np.zeros(L), where=zz > 0)
+            out[:, j] -= b[codes] * z[:, 0]
+        return out
+    G = np.empty((L, p, p))
+    for a in range(p):
+        for b in range(a, p):
+            G[:, a, b] = G[:, b, a] = np.bincount(codes, z[:, a] * z[:, b], minlength=L)
+    R = np.empty((L, p, V.shape[1]))
+    for a in range(p):
+        for j in range(V.shape[1]):
+            R[:, a, j] = np.bincount(codes, z[:, a] * V[:, j], minlength=L)
+    B = np.linalg.pinv(G, hermitian=True) @ R  # (L, p, m); pinv: a level may have fewer than p rows
+    for j in range(V.shape[1]):
+        for a in range(p):
+            out[:, j] -= z[:, a] * B[codes, a, j]
+    return out
+
+
+def _subset(t: ReTerm, rows: np.ndarray) -> ReTerm:
+    codes, levels = np.unique(t.codes[rows], return_inverse=True)
+    return ReTerm(name=t.name, factors=t.factors, cnames=t.cnames, codes=levels.astype(np.int32).reshape(-1),
+                  levels=t.levels[codes], z=np.asfortranarray(t.z[rows]), diagonal=t.diagonal, exprs=t.exprs,
+                  states=t.states)
+
+
+def _fitted_exactly_by(t: ReTerm, y: np.ndarray, Xc: np.ndarray, ynorm: float) -> float | None:
+    """Relative residual of y on [X, the term's columns within each level], or None if not exact.
+
+    An exact fit on all rows is also exact on the rows of any subset of levels,
+    so a large design is first tried on a sample of its levels (cheap) and only
+    checked in full when the sample is fitted exactly.
+    """
+    n = y.shape[0]
+    stride = -(-n // 50_000)
+    if stride > 1:
+        rows = np.flatnonzero(t.codes % stride == 0)
+        if rows.size:
+            sub = _subset(t, rows)
+            V = _project_out_term(np.column_stack([y[rows], Xc[rows]]), sub)
+            r = _least_squares_any(V[:, 1:], V[:, 0])
+            if np.linalg.norm(r) > EXACT_FIT_TOL * ynorm:
+                return None
+    V = _project_out_term(np.column_stack([y, Xc]), t)
+    r = _least_squares_any(V[:, 1:], V[:, 0])
+    rel = float(np.linalg.norm(r) / ynorm)
+    return rel if rel <= EXACT_FIT_TOL else None
+
+
+def _least_squares_any(X: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Residual of y on X, X of any rank (projected columns can be 0 or aliased)."""
+    if X.shape[1] == 0:
+        return y
+    coef = np.linalg.lstsq(X, y, rcond=None)[0]
+    resid = y - X @ coef
+    return resid - X @ np.linalg.lstsq(X, resid, rcond=None)[0]
+
+
+def _check_response(y: np.ndarray, X: np.ndarray, xnames: list[str], terms: list[ReTerm],
+                    response: str) -> tuple[np.ndarray, np.ndarray]:
+    """Refuse a response with no residual variation; return (x_center, y_coef).
+
+    lme4's glmer stops on a constant response ("Response is constant"); lmer
+    does not check. Here a constant response, one the fixed effects fit exactly,
+    and one the fixed effects and a single random-effects term fit exactly all
+    raise ValueError, before any work: σ̂ would be 0 and the likelihood unbounded.
+    (An exact fit by several crossed terms together is only found by the optimizer.)
+    """
+    if np.all(y == y[0]):
+        raise ValueError(f"the response {response!r} is constant (every value is {y[0]:.6g}); a linear "
+                         "mixed model needs variation in the response (lme4: 'Response is constant')")
+    ynorm = np.linalg.norm(y)
+    x_center = _center(X, xnames)
+    Xc = X - x_center
+    y_coef, resid = _least_squares(Xc, y)
+    rel = np.linalg.norm(resid) / ynorm
+    if rel <= EXACT_FIT_TOL:
+        raise ValueError(f"the response {response!r} is fitted exactly by the fixed effects {xnames} (to 10 "
+                         f"significant digits: the residual is {rel:.1e} of the response's norm), so the residual "
+                         "variance would be 0. Was the response computed from the predictors without noise?")
+    for t in terms:
+        if t.p > 20:
+            continue
+        rel = _fitted_exactly_by(t, y, Xc, ynorm)
+        if rel is not None:
+            raise ValueError(
+                f"the response {response!r} is fitted exactly by the fixed effects and the random-effects term "
+                f"{t.label}: within every level of {t.name!r} it is an exact linear function of "
+                f"{', '.join(t.cnames)} (residual {rel:.1e} of its norm), so the residual variance would be 0. "
+                "Was the response simulated without noise, or is it a group-level variable?")
+    return x_center, y_coef
+
+
+# --- random-effects terms ------------------------------------------------------------------
 
 
 def _lme4_order(pieces: list[ReTerm]) -> list[ReTerm]:
@@ -149,85 +521,39 @@ def _merge_double_bars(pieces: list[ReTerm]) -> list[ReTerm]:
             prev.z = np.asfortranarray(np.column_stack([prev.z, t.z]))
             prev.cnames = prev.cnames + t.cnames
             prev.exprs = prev.exprs + t.exprs
+            prev.states = prev.states + t.states
             continue
         t.diagonal = t.diagonal and t.p == 1
         out.append(t)
     return out
 
 
-def build_design(parsed: ParsedFormula, data: pd.DataFrame, missing: str = "drop") -> Design:
-    """Evaluate a parsed formula on ``data``.
-
-    Args:
-        parsed: the parsed lme4 formula.
-        data: one row per observation.
-        missing: ``"drop"`` (default, like lme4's ``na.omit``, with a warning)
-            or ``"raise"``.
-
-    Returns:
-        The Design with rows containing missing values removed.
-
-    Raises:
-        ValueError: missing columns, non-finite values, a grouping factor with
-            a single level, more random effects than observations.
-    """
-    if missing not in ("drop", "raise"):
-        raise ValueError("missing must be 'drop' or 'raise'")
-    if not isinstance(data, pd.DataFrame):
-        data = pd.DataFrame(data)
-    if data.columns.duplicated().any():
-        dup = list(data.columns[data.columns.duplicated()].unique())
-        raise ValueError(f"data has duplicated column names {dup}")
-    check_columns(parsed, data)
-    columns = required_columns(parsed)
-    mask = _used_rows(data, columns, missing)
-    if not mask.all():
-        data = data.loc[mask]
-    n = len(data)
-
-    y = np.ascontiguousarray(evaluate_response(parsed.response, data), dtype=np.float64)
-    _check_finite(f"the response {parsed.response!r}", y)
-    X, xnames = model_matrix(parsed.fixed, data)
-    _check_finite("the fixed-effects model matrix", X)
-    dropped: list[str] = []
-    if X.shape[1]:
-        kept = _full_rank_columns(X)
-        if len(kept) < X.shape[1]:
-            dropped = [xnames[j] for j in range(X.shape[1]) if j not in kept]
-            warnings.warn(
-                f"fixed-effect model matrix is rank deficient so dropping {len(dropped)} "
-                f"column(s): {dropped}",
-                stacklevel=3,
-            )
-            X = X[:, kept]
-            xnames = [xnames[j] for j in kept]
-    X = np.asfortranarray(X, dtype=np.float64)
-
-    pieces = _lme4_order([_term(rt, data) for rt in parsed.random])
-    terms = _merge_double_bars(pieces)
+def _check_terms(terms: list[ReTerm], n: int) -> None:
     for t in terms:
         if t.nlevels < 2:
             raise ValueError(
-                f"grouping factor {t.name!r} has a single level; a random effect needs at least two levels"
+                f"grouping factor {t.name!r} has a single level ({t.levels[0]!r}) in the {n} rows used; "
+                f"a random effect needs at least two levels: remove the term {t.label}"
             )
         if t.nlevels >= n:
             raise ValueError(
                 f"grouping factor {t.name!r} has {t.nlevels} levels for {n} observations; the random effect "
-                "and the residual variance are not identifiable (number of levels must be < number of observations)"
+                f"{t.label} and the residual variance are not identifiable (number of levels must be < "
+                "number of observations)"
             )
         if t.nlevels * t.p >= n:
             raise ValueError(
-                f"term for {t.name!r} has {t.nlevels * t.p} random effects for {n} observations; "
-                "the random-effects parameters and the residual variance are unidentifiable"
+                f"term {t.label} has {t.nlevels * t.p} random effects for {n} observations ({t.nlevels} levels "
+                f"× {t.p} columns); the random-effects parameters and the residual variance are "
+                "unidentifiable (lme4: number of observations must be > number of random effects)"
             )
-    return Design(y=y, X=X, xnames=xnames, dropped_columns=dropped, terms=terms, rows=data.index)
 
 
 def _term(rt: RandomTerm, data: pd.DataFrame) -> ReTerm:
-    z, cnames = model_matrix(rt.expr, data)
+    state = ModelFrameState()
+    z, cnames = model_matrix(rt.expr, data, state=state)
     if z.shape[1] == 0:
         raise ValueError(f"random-effects term for {rt.name!r} has no columns ({rt.expr!r})")
-    _check_finite(f"the random-effects columns for {rt.name!r}", z)
     codes, levels = grouping_factor(rt, data)
     return ReTerm(
         name=rt.name,
@@ -238,4 +564,99 @@ def _term(rt: RandomTerm, data: pd.DataFrame) -> ReTerm:
         z=np.asfortranarray(z, dtype=np.float64),
         diagonal=rt.double_bar,
         exprs=[rt.expr],
+        states=[state],
     )
+
+
+# --- the design ----------------------------------------------------------------------------
+
+
+def build_design(parsed: ParsedFormula, data: pd.DataFrame, missing: str = "drop") -> Design:
+    """Evaluate a parsed formula on ``data``, validating it on the way.
+
+    Args:
+        parsed: the parsed lme4 formula.
+        data: one row per observation (a DataFrame, or a dict of columns).
+        missing: ``"drop"`` (default, like lme4's ``na.omit``, with a warning)
+            or ``"raise"``.
+
+    Returns:
+        The Design with rows containing missing values removed.
+
+    Raises:
+        FormulaError: unknown columns (with close matches), malformed expressions.
+        TypeError: ``data`` is not tabular with named columns.
+        ValueError: no rows, infinite or unrepresentably scaled values, a response
+            that is constant or fitted exactly, a grouping factor with a single
+            level or with as many levels as observations, more random effects than
+            observations.
+
+    Warns:
+        UserWarning: rows dropped (counted per column), aliased fixed-effects
+            columns dropped (named), predictors on very different scales.
+
+    Example:
+        >>> import lmm
+        >>> from lmm.formula import parse_formula
+        >>> d = build_design(parse_formula("Reaction ~ Days + (Days | Subject)"), lmm.datasets.load("sleepstudy"))
+        >>> d.X.shape, [(t.name, t.nlevels, t.p) for t in d.terms]
+        ((180, 2), [('Subject', 18, 2)])
+    """
+    if missing not in ("drop", "raise"):
+        raise ValueError(f"missing must be 'drop' or 'raise', not {missing!r}")
+    data = _as_frame(data)
+    check_columns(parsed, data)
+    if len(data) == 0:
+        raise ValueError("data has no rows")
+    columns = required_columns(parsed)
+    mask = _used_rows(data, columns, missing)
+    if not mask.all():
+        data = data.loc[mask]
+
+    ev = _evaluate(parsed, data)
+    bad, what = _nan_rows(ev, parsed.response)
+    if bad.any():
+        # As R's na.omit on the model frame: rows where an expression is NaN
+        # (log of a negative value, 0/0) are dropped too.
+        message = (f"{int(bad.sum())} of {len(data)} rows have NaN values of {', '.join(what)} "
+                   f"(row labels {_row_labels(data.index, bad)})")
+        if missing == "raise":
+            raise ValueError(f"{message}; fix the data or use missing='drop'")
+        if bad.all():
+            raise ValueError(f"no rows left: {message}")
+        _warn(f"{message}; those rows are dropped")
+        data = data.loc[~bad]
+        ev = _evaluate(parsed, data)
+        bad, what = _nan_rows(ev, parsed.response)
+        if bad.any():
+            raise ValueError(f"{', '.join(what)} still evaluate to NaN after dropping rows; check the "
+                             "expressions (e.g. scale() of a constant column)")
+    n = len(data)
+    rows = data.index
+
+    y = ev.y
+    _check_values(f"the response {parsed.response!r}", y, rows)
+    X, xnames = ev.X, ev.xnames
+    for j, name in enumerate(xnames):
+        _check_values(f"the fixed-effects column {name!r}", X[:, j], rows)
+    for t in ev.pieces:
+        for j, name in enumerate(t.cnames):
+            _check_values(f"the column {name!r} of the random-effects term for {t.name!r}", t.z[:, j], rows)
+
+    dropped: list[str] = []
+    if X.shape[1]:
+        kept = _full_rank_columns(X)
+        if len(kept) < X.shape[1]:
+            dropped = [xnames[j] for j in range(X.shape[1]) if j not in kept]
+            _warn(f"fixed-effect model matrix is rank deficient so dropping {len(dropped)} "
+                  f"column(s): {dropped}")
+            X = X[:, kept]
+            xnames = [xnames[j] for j in kept]
+        _check_scale(X, xnames)
+    X = np.asfortranarray(X, dtype=np.float64)
+
+    terms = _merge_double_bars(_lme4_order(ev.pieces))
+    _check_terms(terms, n)
+    x_center, y_coef = _check_response(y, X, xnames, terms, parsed.response)
+    return Design(y=y, X=X, xnames=xnames, dropped_columns=dropped, terms=terms, rows=rows,
+                  fixed_state=ev.fixed_state, x_center=x_center, y_coef=y_coef)

@@ -40,8 +40,9 @@ Known differences from R (all deliberate or documented edge cases):
 * ``(1 | a:b/c)``: lme4 mangles the group name; here the groups are ``c:(a:b)`` and
   ``a:b``.  Groups may only be column names combined with ``:`` and ``/`` (lme4 also
   evaluates arbitrary expressions such as ``(1 | factor(g))``).
-* ``poly()`` and ``scale()`` use the data passed in; prediction on new data with the
-  training data's coefficients is not provided.
+* ``poly()`` and ``scale()`` use the data passed in, unless a recorded
+  :class:`ModelFrameState` is given: then new data are evaluated with the fitting data's
+  coefficients and factor levels, as R's ``predict(fit, newdata)``.
 * Missing values are not removed: they give NaN in the affected columns.  Drop
   incomplete rows first (``data.dropna(subset=required_columns(parsed))``) to reproduce
   R's ``na.omit``; ``poly()`` refuses missing values as R does.
@@ -58,6 +59,7 @@ Example
 from __future__ import annotations
 
 import difflib
+import functools
 import math
 import re
 import unicodedata
@@ -79,6 +81,7 @@ __all__ = [
     "model_matrix",
     "evaluate_response",
     "grouping_factor",
+    "ModelFrameState",
 ]
 
 
@@ -223,6 +226,10 @@ class _Tok:
         self.value = value
 
 
+# R's numbers are ASCII digits; str.isdigit() also accepts '²' or '٣'.
+_DIGITS = frozenset("0123456789")
+
+
 def _tokenize(text: str) -> List[_Tok]:
     toks: List[_Tok] = []
     i, n = 0, len(text)
@@ -233,7 +240,7 @@ def _tokenize(text: str) -> List[_Tok]:
             continue
         if c == "#":
             raise FormulaError("comments (#) are not allowed in a formula", text, i)
-        if c.isdigit() or (c == "." and i + 1 < n and text[i + 1].isdigit()):
+        if c in _DIGITS or (c == "." and i + 1 < n and text[i + 1] in _DIGITS):
             m = _NUMBER_RE.match(text, i)
             assert m is not None
             if m.group(2) == "i":
@@ -269,9 +276,13 @@ def _tokenize(text: str) -> List[_Tok]:
             i = j + 1
             continue
         m = _NAME_RE.match(text, i)
-        if m:
-            toks.append(_Tok("name", m.group(0), i, m.end(), (m.group(0), False)))
-            i = m.end()
+        if m and (c.isalpha() or c == "."):
+            # R names are letters, decimal digits, '.' and '_'; \w also admits '²' and the like.
+            name = m.group(0)
+            k = next((j for j, ch in enumerate(name) if not (ch.isalpha() or ch.isdecimal() or ch in "._")), len(name))
+            name = name[:k]
+            toks.append(_Tok("name", name, i, i + k, (name, False)))
+            i += k
             continue
         if c == "%":
             j = text.find("%", i + 1)
@@ -1030,6 +1041,24 @@ def _group_factors(node: _Node) -> Tuple[str, ...]:
     return tuple(out)
 
 
+def _depth_guard(func):
+    """Turn a RecursionError (formulas nested or chained beyond Python's recursion
+    limit, about a thousand operators) into a FormulaError."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except RecursionError:
+            text = args[0] if args and isinstance(args[0], str) else None
+            raise FormulaError("the formula is nested or chained too deeply to parse "
+                               "(more than about a thousand operators or parentheses)",
+                               text if text is not None and len(text) < 200 else None, None, None) from None
+
+    return wrapper
+
+
+@_depth_guard
 def parse_formula(text: str) -> ParsedFormula:
     """Parse an lme4 formula into response, fixed part and random-effects terms.
 
@@ -1323,6 +1352,7 @@ class _Env:
         self.text = text
         self.lookup = {str(c): c for c in data.columns}
         self.cache: Dict[str, _Value] = {}
+        self.state: Optional["ModelFrameState"] = None
 
     def is_integer_column(self, name: str) -> bool:
         col = self.lookup.get(name)
@@ -1420,6 +1450,13 @@ def _as_logical(value: _Value, node: _Node, env: _Env) -> Tuple[Union[np.ndarray
 
 
 def _eval(node: _Node, env: _Env) -> _Value:
+    value = _eval_node(node, env)
+    if env.state is not None and isinstance(value, _Factor):
+        value = env.state._factor(node, value, env)
+    return value
+
+
+def _eval_node(node: _Node, env: _Env) -> _Value:
     if isinstance(node, _Num):
         return node.value
     if isinstance(node, _Str):
@@ -1565,6 +1602,12 @@ def _impl_identity(env: _Env, call: _Call, data: List[_Node], params: Dict[str, 
 def _impl_scale(env: _Env, call: _Call, data: List[_Node], params: Dict[str, _Literal]) -> Any:
     x = _ensure_vector(_eval(data[0], env), data[0], env)
     center, scale = params["center"], params["scale"]
+    if env.state is not None and env.state.frozen:
+        c, s = env.state._get(call, "scale")
+        with np.errstate(all="ignore"):
+            x = (x - c) / s
+        return _Matrix(np.asarray(x, dtype=np.float64).reshape(-1, 1), None)
+    raw = x
     with np.errstate(all="ignore"):
         if center is True:
             valid = x[~np.isnan(x)]
@@ -1576,6 +1619,24 @@ def _impl_scale(env: _Env, call: _Call, data: List[_Node], params: Dict[str, _Li
             x = x / math.sqrt(float(np.dot(valid, valid)) / max(1, valid.size - 1))
         elif isinstance(scale, float):
             x = x / scale
+    if env.state is not None:
+        # x = (raw - c) / s; record c and s for new data
+        with np.errstate(all="ignore"):
+            valid = ~np.isnan(raw) & ~np.isnan(x)
+            if center is True:
+                c = float(raw[valid].mean()) if valid.any() else 0.0
+            elif isinstance(center, float) and center is not False:
+                c = float(center)
+            else:
+                c = 0.0
+            if scale is True:
+                xc = raw[valid] - c
+                s = math.sqrt(float(np.dot(xc, xc)) / max(1, xc.size - 1))
+            elif isinstance(scale, float) and scale is not False:
+                s = float(scale)
+            else:
+                s = 1.0
+        env.state._put(call, "scale", (c, s))
     return _Matrix(np.asarray(x, dtype=np.float64).reshape(-1, 1), None)
 
 
@@ -1590,9 +1651,14 @@ def _impl_poly(env: _Env, call: _Call, data: List[_Node], params: Dict[str, _Lit
     names = [str(j) for j in range(1, degree + 1)]
     if params["raw"]:
         return _Matrix(np.column_stack([x ** j for j in range(1, degree + 1)]), names)
+    if env.state is not None and env.state.frozen:
+        alpha, norm2 = env.state._get(call, "poly")
+        return _Matrix(_predict_poly(x, alpha, norm2), names)
     if degree >= np.unique(x).size:
         raise FormulaError("'degree' of poly() must be less than the number of unique points",
                            env.text, call.pos, call.end)
+    if env.state is not None:
+        env.state._put(call, "poly", _poly_coefs(x, degree))
     return _Matrix(_orthogonal_poly(x, degree), names)
 
 
@@ -1603,6 +1669,28 @@ def _orthogonal_poly(x: np.ndarray, degree: int) -> np.ndarray:
     q, r = np.linalg.qr(vander)
     # R takes Q diag(R) normalized to unit length, i.e. Q with the signs of diag(R).
     return np.asfortranarray(q[:, 1:] * np.sign(np.diag(r))[1:])
+
+
+def _poly_coefs(x: np.ndarray, degree: int) -> Tuple[np.ndarray, np.ndarray]:
+    """R's ``attr(poly(x, degree), "coefs")``: the three-term recurrence (alpha, norm2)."""
+    xbar = x.mean()
+    xc = x - xbar
+    q, r = np.linalg.qr(np.vander(xc, degree + 1, increasing=True))
+    z = q * np.diag(r)                      # Q diag(R), as R's qr.qy(QR, diag(R))
+    norm2 = np.sum(z * z, axis=0)
+    alpha = (np.sum(xc[:, None] * z * z, axis=0) / norm2 + xbar)[:degree]
+    return alpha, np.concatenate([[1.0], norm2])
+
+
+def _predict_poly(x: np.ndarray, alpha: np.ndarray, norm2: np.ndarray) -> np.ndarray:
+    """R's ``predict(poly(...), newdata)``: the orthogonal basis of the training data at new x."""
+    degree = alpha.size
+    z = np.ones((x.size, degree + 1))
+    z[:, 1] = x - alpha[0]
+    for i in range(1, degree):
+        z[:, i + 1] = (x - alpha[i]) * z[:, i] - (norm2[i + 1] / norm2[i]) * z[:, i - 1]
+    z = z / np.sqrt(norm2[1:])
+    return np.asfortranarray(z[:, 1:])
 
 
 def _as_factor(value: _Value, node: _Node, env: _Env) -> _Factor:
@@ -1784,7 +1872,87 @@ def _parse_rhs(rhs: str) -> Tuple[_Node, str]:
     return node, rhs
 
 
-def model_matrix(rhs: str, data: pd.DataFrame) -> Tuple[np.ndarray, List[str]]:
+class ModelFrameState:
+    """What evaluating a right-hand side on the fitting data fixes for new data.
+
+    R keeps this in a model's ``terms`` and ``xlev``: factor levels, the coefficients of
+    ``poly()`` and the centre and scale of ``scale()``, the column names and which term
+    each column belongs to (``assign``). Pass a fresh state to :func:`model_matrix` with the
+    fitting data to record it; pass the same state with new data to evaluate the
+    right-hand side as ``predict(fit, newdata)`` does in R: factors keep the fitting
+    levels (a level not seen there is an error), ``poly()`` and ``scale()`` use the
+    fitting data's coefficients.
+
+    Attributes
+    ----------
+    rhs : str or None
+        The right-hand side recorded.
+    frozen : bool
+        True once recorded; later calls evaluate new data.
+    names : list of str
+        Column names of the recorded model matrix.
+    assign : list of int
+        Term number per column (0 for the intercept, k for ``term_labels[k - 1]``), as R's
+        ``attr(X, "assign")``.
+    term_labels : list of str
+        R's term labels in column order (``"Days"``, ``"Machine"``, ``"Days:Machine"``).
+    term_bits : list of int
+        Each term as a bit mask over the formula's variables (term A is contained in term
+        B when ``A & ~B == 0``).
+
+    Example
+    -------
+    >>> train = pd.DataFrame({"x": [1.0, 2.0, 3.0, 4.0], "f": ["a", "b", "a", "c"]})
+    >>> state = ModelFrameState()
+    >>> X, names = model_matrix("poly(x, 2) + f", train, state=state)
+    >>> Xnew, _ = model_matrix("poly(x, 2) + f", pd.DataFrame({"x": [2.0], "f": ["c"]}), state=state)
+    >>> np.allclose(Xnew[0], X[1] * [1, 1, 1, 0, 0] + [0, 0, 0, 0, 1])
+    True
+    """
+
+    def __init__(self) -> None:
+        self.rhs: Optional[str] = None
+        self.frozen = False
+        self.names: List[str] = []
+        self.assign: List[int] = []
+        self.term_labels: List[str] = []
+        self.term_bits: List[int] = []
+        self._values: Dict[Tuple[int, int, str], Any] = {}
+
+    @staticmethod
+    def _key(node: _Node, kind: str) -> Tuple[int, int, str]:
+        return (node.pos, node.end, kind)
+
+    def _put(self, node: _Node, kind: str, value: Any) -> None:
+        self._values[self._key(node, kind)] = value
+
+    def _get(self, node: _Node, kind: str) -> Any:
+        try:
+            return self._values[self._key(node, kind)]
+        except KeyError:
+            raise ValueError(f"the recorded model frame has no {kind} at {_deparse(node)!r}") from None
+
+    def _factor(self, node: _Node, f: _Factor, env: _Env) -> _Factor:
+        if not self.frozen:
+            self._put(node, "factor", list(f.levels))
+            return f
+        levels = self._get(node, "factor")
+        pos = {lev: i for i, lev in enumerate(levels)}
+        remap = np.array([pos.get(lev, -2) for lev in f.levels], dtype=np.int32)
+        valid = f.codes >= 0
+        codes = np.where(valid, remap[np.where(valid, f.codes, 0)] if remap.size else -1, -1).astype(np.int32)
+        if np.any(codes == -2):
+            new = [lev for lev, r in zip(f.levels, remap) if r == -2]
+            raise FormulaError(
+                f"'{_deparse(node)}' has level{'s' if len(new) > 1 else ''} {new[:10]} not in the data the "
+                f"model was fitted to (levels {levels[:10]}{' ...' if len(levels) > 10 else ''})",
+                env.text, node.pos, node.end)
+        return _Factor(codes, list(levels), f.ordered, f.contrast)
+
+
+@_depth_guard
+def model_matrix(rhs: str, data: pd.DataFrame,
+                 state: Optional[ModelFrameState] = None) -> Tuple[np.ndarray, List[str]]:
     """The model matrix of a right-hand side, as R's ``model.matrix(~ rhs, data)``.
 
     Same columns, order and names as R: ``(Intercept)`` first, then terms by degree
@@ -1802,6 +1970,10 @@ def model_matrix(rhs: str, data: pd.DataFrame) -> Tuple[np.ndarray, List[str]]:
         ``"x * f"``, ``"poly(x, 2)"``.  A leading ``~`` is accepted.
     data : pandas.DataFrame
         The data; column types decide numeric versus categorical (see module docs).
+    state : ModelFrameState, optional
+        A fresh state records the factor levels, ``poly()``/``scale()`` coefficients and
+        term structure of ``data``; a recorded one evaluates ``data`` as new data for
+        the same right-hand side (R's ``predict`` with ``newdata``).
 
     Returns
     -------
@@ -1832,6 +2004,10 @@ def model_matrix(rhs: str, data: pd.DataFrame) -> Tuple[np.ndarray, List[str]]:
     _check(node, "term", text, cols)
     env = _Env(data, text)
     _check_known(cols, text, list(env.lookup))
+    if state is not None:
+        if state.frozen and state.rhs != text:
+            raise ValueError(f"this ModelFrameState was recorded for {state.rhs!r}, not {text!r}")
+        env.state = state
     terms = _terms(node, text)
     variables: List[Union[_Factor, _Matrix]] = []
     used = set()
@@ -1881,9 +2057,11 @@ def model_matrix(rhs: str, data: pd.DataFrame) -> Tuple[np.ndarray, List[str]]:
 
     makers: List[Callable[[], np.ndarray]] = []
     names: List[str] = []
+    assign: List[int] = []
     if terms.intercept:
         makers.append(lambda: np.ones(env.n))
         names.append("(Intercept)")
+        assign.append(0)
     for k, t in enumerate(terms.terms):
         combos: List[Tuple[List[Callable[[], np.ndarray]], List[str]]] = [([], [])]
         for i in _bits(t):
@@ -1906,10 +2084,22 @@ def model_matrix(rhs: str, data: pd.DataFrame) -> Tuple[np.ndarray, List[str]]:
         for col_makers, col_names in combos:
             makers.append(_product(col_makers))
             names.append(":".join(col_names))
+            assign.append(k + 1)
 
     X = np.empty((env.n, len(makers)), dtype=np.float64, order="F")
     for j, make in enumerate(makers):
         X[:, j] = make()
+    if state is not None:
+        if state.frozen:
+            if names != state.names:
+                raise ValueError(f"new data give the columns {names}, the fitting data {state.names}")
+        else:
+            state.rhs = text
+            state.names = list(names)
+            state.assign = assign
+            state.term_labels = [terms.label(t) for t in terms.terms]
+            state.term_bits = list(terms.terms)
+            state.frozen = True
     return X, names
 
 
@@ -1922,6 +2112,7 @@ def _product(parts: List[Callable[[], np.ndarray]]) -> Callable[[], np.ndarray]:
     return make
 
 
+@_depth_guard
 def evaluate_response(expr: str, data: pd.DataFrame) -> np.ndarray:
     """Evaluate a response expression such as ``"Reaction"`` or ``"log(Reaction)"``.
 

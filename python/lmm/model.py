@@ -51,9 +51,16 @@ class LinearMixedModel:
         self.parsed = parse_formula(formula)
         self.design: Design = build_design(self.parsed, data, missing=missing)
         d = self.design
+        if not isinstance(REML, (bool, np.bool_)):
+            raise TypeError(f"REML must be True or False, not {REML!r}")
+        if not max_dense_bytes > 0:
+            raise ValueError(f"max_dense_bytes must be a positive number of bytes, not {max_dense_bytes!r}")
         try:
+            # The core gets X centred and y with its least-squares fit on X removed: the
+            # same model (β maps back through the design), without the cancellation that
+            # large offsets cause in crossproducts.
             self._core = core.Model(
-                [(t.codes, t.z, t.nlevels, t.diagonal) for t in d.terms], d.X, d.y, float(max_dense_bytes)
+                [(t.codes, t.z, t.nlevels, t.diagonal) for t in d.terms], *d.core_arrays(), float(max_dense_bytes)
             )
         except ValueError as err:
             raise ValueError(f"cannot set up the model {formula!r}: {err}") from None
@@ -83,6 +90,24 @@ class LinearMixedModel:
     def theta_start(self) -> np.ndarray:
         """lme4's starting θ: λ = I."""
         return np.asarray(self._core.theta_start)
+
+    @property
+    def theta_scale(self) -> np.ndarray:
+        """Scale of each θ entry used by the optimizer (θ = scale · φ).
+
+        1 unless a column of a term's z has a root mean square outside
+        [1e-2, 1e2]; then the entries of that row of λ are scaled by its
+        inverse, so that φ is of order one whatever the units of the slope.
+        """
+        scales = []
+        for t in self.terms:
+            rms = np.sqrt(np.mean(t.z**2, axis=0))
+            row = np.where((rms > 0) & ((rms < 1e-2) | (rms > 1e2)), 1.0 / np.where(rms > 0, rms, 1.0), 1.0)
+            if t.diagonal:
+                scales.extend(row)
+            else:
+                scales.extend(row[i] for j in range(t.p) for i in range(j, t.p))
+        return np.asarray(scales, dtype=np.float64)
 
     @property
     def theta_names(self) -> list[str]:

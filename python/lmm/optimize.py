@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -78,27 +79,48 @@ def optimize_theta(model, start=None, optimizer: str = "L-BFGS-B", tol: float = 
 
     ``"L-BFGS-B"`` uses the exact gradient from the core; ``"COBYQA"`` (a
     successor of lme4's BOBYQA), ``"Nelder-Mead"`` and ``"Powell"`` are
-    derivative-free. A fit that ends with a diagonal entry of λ at 0 is
-    restarted off the boundary when that lowers the objective (at most
-    ``max_restarts`` times).
+    derivative-free. The optimizer works on φ = θ / ``model.theta_scale``, which
+    is θ itself unless a random-effects column has an extreme scale. A fit that
+    ends with a diagonal entry of λ at 0 is restarted off the boundary when that
+    lowers the objective (at most ``max_restarts`` times). Warns (UserWarning)
+    when the result is not converged.
+
+    Raises:
+        ValueError: the objective cannot be evaluated at a trial θ (the
+            factorization fails), e.g. when the response is fitted exactly.
     """
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {optimizer!r}; choose one of {OPTIMIZERS}")
-    lower = model.theta_lower
-    theta = model.theta_start if start is None else model._theta(start)
+    scale = model.theta_scale
+    lower = model.theta_lower / scale
+    phi = model.theta_start if start is None else model._theta(start) / scale
     counts = {"f": 0, "g": 0}
 
-    def f(theta):
+    def evaluate(phi, gradient: bool):
+        theta = np.maximum(phi, lower) * scale
+        try:
+            if gradient:
+                value, grad = model.objective_and_gradient(theta)
+                return value, grad * scale
+            return model.objective(theta)
+        except RuntimeError as err:
+            raise ValueError(
+                f"the objective cannot be evaluated at theta = {np.array2string(theta, precision=4)}: {err}. "
+                "The residual variance is zero to working precision there: the random effects fit the "
+                "response exactly."
+            ) from None
+
+    def f(phi):
         counts["f"] += 1
-        value = model.objective(np.maximum(theta, lower))
+        value = evaluate(phi, False)
         if verbose:
             print(f"  eval {counts['f']:4d}: objective {value:.10g}")
         return value
 
-    def fg(theta):
+    def fg(phi):
         counts["f"] += 1
         counts["g"] += 1
-        value, grad = model.objective_and_gradient(np.maximum(theta, lower))
+        value, grad = evaluate(phi, True)
         if verbose:
             print(f"  eval {counts['f']:4d}: objective {value:.10g}  |grad| {np.max(np.abs(grad)):.3g}")
         return value, grad
@@ -107,25 +129,26 @@ def optimize_theta(model, start=None, optimizer: str = "L-BFGS-B", tol: float = 
     t0 = time.perf_counter()
     restarts = 0
     while True:
-        res = _minimize(f, fg, theta, optimizer, bounds, tol, maxiter)
-        theta = np.maximum(np.asarray(res.x, dtype=np.float64), lower)
-        value = f(theta)
-        escape = _escape_boundary(f, theta, lower, value) if restarts < max_restarts else None
+        res = _minimize(f, fg, phi, optimizer, bounds, tol, maxiter)
+        phi = np.maximum(np.asarray(res.x, dtype=np.float64), lower)
+        value = f(phi)
+        escape = _escape_boundary(f, phi, lower, value) if restarts < max_restarts else None
         if escape is None:
             break
         restarts += 1
-        theta = escape
+        phi = escape
     elapsed = time.perf_counter() - t0
-    value, g = model.objective_and_gradient(theta)
-    pg = projected_gradient(theta, g, lower)
-    max_pg = float(np.max(np.abs(pg), initial=0.0))
+    value, g = evaluate(phi, True)
+    max_pg = float(np.max(np.abs(projected_gradient(phi, g, lower)), initial=0.0))
     converged = max_pg <= max(GRADIENT_TOL, GRADIENT_TOL_REL * abs(value))
     message = f"{'converged' if converged else 'not converged'}: max |projected gradient| {max_pg:.2g}"
     if restarts:
         message += f", {restarts} restart(s) off the boundary"
-    return OptimizeResult(theta=theta, objective=value, optimizer=optimizer, nfev=counts["f"], ngev=counts["g"],
-                          time=elapsed, message=f"{message} ({optimizer}: {res.message})", converged=converged,
-                          gradient=g)
+    message = f"{message} ({optimizer}: {res.message})"
+    if not converged:
+        warnings.warn(f"the optimizer did not converge: {message}", UserWarning, stacklevel=3)
+    return OptimizeResult(theta=phi * scale, objective=value, optimizer=optimizer, nfev=counts["f"],
+                          ngev=counts["g"], time=elapsed, message=message, converged=converged, gradient=g / scale)
 
 
 def _minimize(f, fg, theta0, optimizer, bounds, tol, maxiter):

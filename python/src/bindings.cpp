@@ -13,6 +13,23 @@ namespace {
 using Codes = py::array_t<std::int32_t, py::array::f_style | py::array::forcecast>;
 using Columns = py::array_t<double, py::array::f_style | py::array::forcecast>;
 
+// Level codes as int32, refusing non-integer arrays and values that int32
+// cannot hold (a silent cast would wrap them into valid-looking codes).
+Codes level_codes(const py::handle& obj, lmm::Index nlevels) {
+  const auto arr = py::array::ensure(obj);
+  if (!arr) throw py::type_error("term codes must be an integer array");
+  const char kind = arr.dtype().kind();
+  if (kind != 'i' && kind != 'u' && kind != 'b') throw py::type_error("term codes must be an integer array");
+  const auto wide = py::array_t<std::int64_t, py::array::f_style | py::array::forcecast>::ensure(arr);
+  if (!wide || wide.ndim() != 1) throw std::invalid_argument("term codes must be one-dimensional");
+  const std::int64_t* c = wide.data();
+  for (py::ssize_t i = 0; i < wide.shape(0); ++i)
+    if (c[i] < 0 || c[i] >= nlevels)
+      throw std::invalid_argument("level code " + std::to_string(c[i]) + " at row " + std::to_string(i) +
+                                  " is outside [0, " + std::to_string(nlevels) + ")");
+  return Codes(wide);
+}
+
 // The model's data as converted arrays (owned here) and Eigen views of them.
 struct ModelData {
   std::vector<Codes> codes;
@@ -26,7 +43,7 @@ struct ModelData {
     zs.reserve(term_tuples.size());
     for (const auto& t : term_tuples) {
       if (t.size() != 4) throw std::invalid_argument("a term is a tuple (codes, z, nlevels, diagonal)");
-      codes.push_back(t[0].cast<Codes>());
+      codes.push_back(level_codes(t[0], t[2].cast<lmm::Index>()));
       zs.push_back(t[1].cast<Columns>());
       const auto& c = codes.back();
       const auto& z = zs.back();
@@ -100,7 +117,13 @@ PYBIND11_MODULE(_core, m) {
           py::arg("theta"), py::arg("reml"), py::call_guard<py::gil_scoped_release>(),
           "set θ and return (objective, gradient)")
       .def_property_readonly("theta", &lmm::Model::theta)
-      .def("lambda_", &lmm::Model::lambda, py::arg("k"), "λ of model term k at the current θ")
+      .def(
+          "lambda_",
+          [](const lmm::Model& m, lmm::Index k) {
+            if (k < 0 || k >= m.nterms()) throw py::index_error("term index out of range");
+            return m.lambda(k);
+          },
+          py::arg("k"), "λ of model term k at the current θ")
       .def_property_readonly("pwrss", &lmm::Model::pwrss)
       .def_property_readonly("ldL2", &lmm::Model::ldL2)
       .def_property_readonly("ldRX2", &lmm::Model::ldRX2)
@@ -112,7 +135,15 @@ PYBIND11_MODULE(_core, m) {
             return py::make_tuple(u, beta);
           },
           "(u, beta): spherical random effects (model term order) and fixed effects")
-      .def("b", &lmm::Model::b, py::arg("u"), "conditional modes Λu")
+      .def(
+          "b",
+          [](const lmm::Model& m, const lmm::Vector& u) {
+            lmm::Index q = 0;
+            for (const auto& s : m.shapes()) q += s.q();
+            if (u.size() != q) throw std::invalid_argument("u has the wrong length");
+            return m.b(u);
+          },
+          py::arg("u"), "conditional modes Λu")
       .def("sigma", &lmm::Model::sigma, py::arg("reml"))
       .def("vcov_beta", &lmm::Model::vcov_beta, py::arg("reml"));
 }
