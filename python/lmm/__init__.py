@@ -8,9 +8,10 @@ Example:
 
 from . import datasets
 from .formula import FormulaError, parse_formula
+from .inference import anova
 from .model import LinearMixedModel, lmer
 from .results import LmmResult
 
 __version__ = "0.1.0"
 
-__all__ = ["FormulaError", "LinearMixedModel", "LmmResult", "datasets", "lmer", "parse_formula", "__version__"]
+__all__ = ["FormulaError", "anova", "LinearMixedModel", "LmmResult", "datasets", "lmer", "parse_formula", "__version__"]

@@ -1,4 +1,4 @@
-"""Command line: ``python -m lmm fit FORMULA (--dataset NAME | --data FILE.csv) [--ml] [--json]``.
+"""Command line: ``python -m lmm fit FORMULA (--dataset NAME | --data FILE.csv) [--ml] [--json] [--plots DIR]``.
 
 With no arguments, fits the sleepstudy example and prints its summary.
 """
@@ -28,6 +28,10 @@ def _parser() -> argparse.ArgumentParser:
     source.add_argument("--data", help="a CSV file with a header row")
     fit.add_argument("--ml", action="store_true", help="maximum likelihood instead of REML")
     fit.add_argument("--json", action="store_true", help="print the fit as JSON")
+    fit.add_argument("--ddf", default="Satterthwaite", choices=["Satterthwaite", "Kenward-Roger", "none"],
+                     help="degrees of freedom of the fixed-effects t tests in the summary (default Satterthwaite)")
+    fit.add_argument("--plots", metavar="DIR",
+                     help="save diagnostic plots as PNG files in DIR (needs matplotlib: pip install 'lmm[plots]')")
     sub.add_parser("datasets", help="list the bundled datasets")
     return parser
 
@@ -48,5 +52,18 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, NotImplementedError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    print(json.dumps(res.to_dict(), indent=2) if args.json else res)
+    ddf = None if args.ddf == "none" else args.ddf
+    print(json.dumps(res.to_dict(), indent=2) if args.json else res.summary(ddf=ddf))
+    if args.plots:
+        try:
+            import matplotlib
+
+            matplotlib.use("Agg")
+            from .plots import save_all
+
+            paths = save_all(res, args.plots)
+        except (ImportError, OSError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        print(f"saved {len(paths)} plots: {', '.join(paths)}", file=sys.stderr)
     return 0
