@@ -156,7 +156,7 @@ def _minimize(f, fg, theta0, optimizer, bounds, tol, maxiter):
         # gtol is on the projected gradient, whose size grows with the objective's.
         gtol = tol * 0.1 * max(1.0, abs(f(theta0)))
         return sopt.minimize(fg, theta0, jac=True, method="L-BFGS-B", bounds=bounds,
-                             options={"maxiter": maxiter, "ftol": 1e-15, "gtol": gtol, "maxcor": 20})
+                             options={"maxiter": maxiter, "ftol": 1e-14, "gtol": gtol, "maxcor": 20})
     if optimizer == "COBYQA":
         return sopt.minimize(f, theta0, method="COBYQA", bounds=bounds,
                              options={"maxfev": maxiter, "final_tr_radius": 1e-8})
