@@ -56,11 +56,15 @@ void rdiv_lower_t(Eigen::MatrixBase<Derived>&& B, const Eigen::MatrixBase<LDeriv
   Lc.template triangularView<Eigen::Lower>().solveInPlace(Bt);
 }
 
-// λ_i' B λ_j for lower-triangular λ.
-template <typename Derived>
-Matrix congruence(const Matrix& li, const Eigen::MatrixBase<Derived>& B, const Matrix& lj) {
-  if (li.size() == 1 && lj.size() == 1) return Matrix::Constant(1, 1, li(0, 0) * B(0, 0) * lj(0, 0));
-  return li.transpose() * B * lj;
+// out = λ_i' B λ_j for lower-triangular λ (tmp: workspace, no allocation once sized).
+template <typename Out, typename Derived>
+void set_congruence(Out&& out, const Matrix& li, const Eigen::MatrixBase<Derived>& B, const Matrix& lj, Matrix& tmp) {
+  if (li.size() == 1 && lj.size() == 1) {
+    out(0, 0) = li(0, 0) * B(0, 0) * lj(0, 0);
+    return;
+  }
+  tmp.noalias() = B * lj;
+  out.noalias() = li.transpose() * tmp;
 }
 
 // Below this order the recursive kernels below switch to direct solves.
@@ -178,6 +182,7 @@ BlockedCholesky::BlockedCholesky(const Crossprod& A, double max_dense_bytes)
 }
 
 void BlockedCholesky::factor(const Crossprod& A, const std::vector<Matrix>& lambda) {
+  Matrix tmp;
   for (Index j = 0; j < nprefix_; ++j) {
     const Matrix& lj = lambda[j];
     const Index pj = shapes_[j].p, lvj = shapes_[j].nlevels;
@@ -185,7 +190,7 @@ void BlockedCholesky::factor(const Crossprod& A, const std::vector<Matrix>& lamb
 
     // Diagonal block: λ'A_jjλ + I minus the (block-diagonal) fill from earlier terms.
     for (Index c = 0; c < lvj; ++c) {
-      D.block(c) = congruence(lj, A.ZZ[j].block(c), lj);
+      set_congruence(D.block(c), lj, A.ZZ[j].block(c), lj, tmp);
       D.block(c).diagonal().array() += 1.0;
     }
     for (Index k = 0; k < j; ++k) {
@@ -209,7 +214,7 @@ void BlockedCholesky::factor(const Crossprod& A, const std::vector<Matrix>& lamb
         Index dst = Lij.colptr[c];
         for (Index e = Aij.colptr[c]; e < Aij.colptr[c + 1]; ++e) {
           while (Lij.rowidx[dst] != Aij.rowidx[e]) ++dst;
-          Lij.block(dst) = congruence(li, Aij.block(e), lj);
+          set_congruence(Lij.block(dst), li, Aij.block(e), lj, tmp);
         }
       }
       for (Index k = 0; k < j; ++k) {
@@ -229,7 +234,11 @@ void BlockedCholesky::factor(const Crossprod& A, const std::vector<Matrix>& lamb
 
     // The [X y] rows.
     Matrix& LX = LXy_[j];
-    for (Index c = 0; c < lvj; ++c) LX.middleCols(c * pj, pj).noalias() = A.XyZ[j].middleCols(c * pj, pj) * lj;
+    if (pj == 1) {
+      LX = A.XyZ[j] * lj(0, 0);
+    } else {
+      for (Index c = 0; c < lvj; ++c) LX.middleCols(c * pj, pj).noalias() = A.XyZ[j].middleCols(c * pj, pj) * lj;
+    }
     for (Index k = 0; k < j; ++k) {
       const SparseBlocks& Ljk = Loff_[j][k];
       const Index pk = shapes_[k].p;
@@ -238,7 +247,11 @@ void BlockedCholesky::factor(const Crossprod& A, const std::vector<Matrix>& lamb
           LX.middleCols(Ljk.rowidx[e] * pj, pj).noalias() -=
               LXy_[k].middleCols(c * pk, pk) * Ljk.block(e).transpose();
     }
-    for (Index c = 0; c < lvj; ++c) rdiv_lower_t(LX.middleCols(c * pj, pj), D.block(c));
+    if (pj == 1) {
+      LX.array().rowwise() /= D.data.row(0).array();
+    } else {
+      for (Index c = 0; c < lvj; ++c) rdiv_lower_t(LX.middleCols(c * pj, pj), D.block(c));
+    }
   }
 
   // Dense tail: the remaining terms and [X y], minus the updates from the prefix.
@@ -248,7 +261,7 @@ void BlockedCholesky::factor(const Crossprod& A, const std::vector<Matrix>& lamb
     const Index oi = tail_offset_[i], pi = shapes_[i].p;
     const Matrix& li = lambda[i];
     for (Index c = 0; c < shapes_[i].nlevels; ++c) {
-      T_.block(oi + c * pi, oi + c * pi, pi, pi) = congruence(li, A.ZZ[i].block(c), li);
+      set_congruence(T_.block(oi + c * pi, oi + c * pi, pi, pi), li, A.ZZ[i].block(c), li, tmp);
       T_.block(oi + c * pi, oi + c * pi, pi, pi).diagonal().array() += 1.0;
     }
     for (Index j = nprefix_; j < i; ++j) {
@@ -256,7 +269,7 @@ void BlockedCholesky::factor(const Crossprod& A, const std::vector<Matrix>& lamb
       const Index oj = tail_offset_[j], pj = shapes_[j].p;
       for (Index c = 0; c < Aij.ncols; ++c)
         for (Index e = Aij.colptr[c]; e < Aij.colptr[c + 1]; ++e)
-          T_.block(oi + Aij.rowidx[e] * pi, oj + c * pj, pi, pj) = congruence(li, Aij.block(e), lambda[j]);
+          set_congruence(T_.block(oi + Aij.rowidx[e] * pi, oj + c * pj, pi, pj), li, Aij.block(e), lambda[j], tmp);
     }
     for (Index c = 0; c < shapes_[i].nlevels; ++c)
       T_.block(xo, oi + c * pi, p_ + 1, pi).noalias() = A.XyZ[i].middleCols(c * pi, pi) * li;
