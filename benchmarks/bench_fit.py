@@ -152,6 +152,20 @@ def criterion(model: str, data: pathlib.Path, reml: bool, thetas: list) -> list:
     return [m.objective(t) if t is not None and len(t) == m.ntheta else None for t in thetas]
 
 
+def print_table(cols: list[str], table: list[list[str]], form: str) -> None:
+    """A table as aligned text or markdown."""
+    if form == "markdown":
+        print("| " + " | ".join(cols) + " |")
+        print("|" + "---|" * len(cols))
+        for row in table:
+            print("| " + " | ".join(row) + " |")
+        return
+    widths = [max(len(c), *(len(r[i]) for r in table)) for i, c in enumerate(cols)]
+    print("  ".join(c.ljust(w) for c, w in zip(cols, widths)))
+    for row in table:
+        print("  ".join(v.ljust(w) for v, w in zip(row, widths)))
+
+
 def fmt(value, spec):
     return "" if value is None else format(value, spec)
 
@@ -203,16 +217,7 @@ def main() -> None:
               fmt(r["criterion"], ".6f"), fmt(r["criterion_minus_lmm"], ".2e"), fmt(r["time_ratio_vs_lmm"], ".1f")]
              for r in rows]
     print(f"# {header['criterion']}; threads pinned to {args.threads}; {header['machine']}, {header['cpus']} cpus")
-    if args.format == "markdown":
-        print("| " + " | ".join(cols) + " |")
-        print("|" + "---|" * len(cols))
-        for row in table:
-            print("| " + " | ".join(row) + " |")
-        return
-    widths = [max(len(c), *(len(r[i]) for r in table)) for i, c in enumerate(cols)]
-    print("  ".join(c.ljust(w) for c, w in zip(cols, widths)))
-    for row in table:
-        print("  ".join(v.ljust(w) for v, w in zip(row, widths)))
+    print_table(cols, table, args.format)
 
 
 if __name__ == "__main__":

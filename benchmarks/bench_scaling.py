@@ -43,6 +43,7 @@ def main() -> None:
     import lmm
 
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import bench_fit
     import simulate
 
     models = {
@@ -65,17 +66,7 @@ def main() -> None:
 
     cols = ["model", "n", "setup (s)", "eval (ms)", "eval + gradient (ms)"]
     print(f"# threads pinned to {args.threads}; median of {args.repeat} evaluations")
-    if args.format == "markdown":
-        print("| " + " | ".join(cols) + " |")
-        print("|" + "---|" * len(cols))
-        for r in rows:
-            print("| " + " | ".join(r) + " |")
-        return
-    widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(cols)]
-    print("  ".join(c.ljust(w) for c, w in zip(cols, widths)))
-    for r in rows:
-        print("  ".join(v.ljust(w) for v, w in zip(r, widths)))
-
+    bench_fit.print_table(cols, rows, args.format)
 
 if __name__ == "__main__":
     main()

@@ -53,25 +53,26 @@ Index Model::ntheta() const {
   return n;
 }
 
-Vector Model::theta_lower() const {
-  Vector lower(ntheta());
+namespace {
+
+// One vector over all terms, in model order, from a per-term vector.
+Vector stack_terms(const std::vector<TermShape>& shapes, Vector (*per_term)(const TermShape&)) {
+  Index n = 0;
+  for (const auto& s : shapes) n += s.ntheta();
+  Vector out(n);
   Index k = 0;
-  for (const auto& s : A_.shapes) {
-    lower.segment(k, s.ntheta()) = lmm::theta_lower(s);
+  for (const auto& s : shapes) {
+    out.segment(k, s.ntheta()) = per_term(s);
     k += s.ntheta();
   }
-  return lower;
+  return out;
 }
 
-Vector Model::theta_start() const {
-  Vector start(ntheta());
-  Index k = 0;
-  for (const auto& s : A_.shapes) {
-    start.segment(k, s.ntheta()) = lmm::theta_start(s);
-    k += s.ntheta();
-  }
-  return start;
-}
+}  // namespace
+
+Vector Model::theta_lower() const { return stack_terms(A_.shapes, lmm::theta_lower); }
+
+Vector Model::theta_start() const { return stack_terms(A_.shapes, lmm::theta_start); }
 
 void Model::set_theta(Eigen::Ref<const Vector> theta) {
   if (theta.size() != ntheta())
