@@ -109,6 +109,30 @@ void lauum_lower(Eigen::Ref<Matrix> A) {
   lauum_lower(A.bottomRightCorner(n - h, n - h));
 }
 
+std::string pivot_message(const char* where);
+
+// The leading term (no fill from earlier terms) with P columns known at
+// compile time: per level, D_c = chol(λ'A_cλ + I) and the [X y] rows
+// (A_[Xy],c λ) D_c⁻ᵀ, with fixed-size kernels (no per-level dispatch cost,
+// which dominates for many levels of a small term).
+template <int P>
+void factor_leading_term(const BlockDiag& Azz, const Matrix& Axy, const Matrix& lambda, BlockDiag& D, Matrix& LX) {
+  using Block = Eigen::Matrix<double, P, P>;
+  using Rows = Eigen::Matrix<double, Eigen::Dynamic, P>;
+  const Block l = lambda;
+  const Index rows = LX.rows();
+  Block d;
+  for (Index c = 0; c < D.nblocks; ++c) {
+    d.noalias() = l.transpose() * Eigen::Map<const Block>(Azz.data.data() + c * P * P) * l;
+    d.diagonal().array() += 1.0;
+    if (!chol_small(d)) throw std::runtime_error(pivot_message("a random-effects block"));
+    Eigen::Map<Block>(D.data.data() + c * P * P) = d;
+    Eigen::Map<Rows> x(LX.data() + c * rows * P, rows, P);
+    x.noalias() = Eigen::Map<const Rows>(Axy.data() + c * rows * P, rows, P) * l;
+    d.template triangularView<Eigen::Lower>().transpose().template solveInPlace<Eigen::OnTheRight>(x);
+  }
+}
+
 std::string pivot_message(const char* where) {
   return std::string("Cholesky factorization failed: a pivot of ") + where +
          " is not positive (X may be rank deficient, or the response is fitted exactly)";
@@ -188,20 +212,28 @@ void BlockedCholesky::factor(const Crossprod& A, const std::vector<Matrix>& lamb
     const Index pj = shapes_[j].p, lvj = shapes_[j].nlevels;
     BlockDiag& D = Ldiag_[j];
 
-    // Diagonal block: λ'A_jjλ + I minus the (block-diagonal) fill from earlier terms.
-    for (Index c = 0; c < lvj; ++c) {
-      set_congruence(D.block(c), lj, A.ZZ[j].block(c), lj, tmp);
-      D.block(c).diagonal().array() += 1.0;
-    }
-    for (Index k = 0; k < j; ++k) {
-      const SparseBlocks& Ljk = Loff_[j][k];
-      for (Index c = 0; c < Ljk.ncols; ++c)
-        for (Index e = Ljk.colptr[c]; e < Ljk.colptr[c + 1]; ++e)
-          D.block(Ljk.rowidx[e]).noalias() -= Ljk.block(e) * Ljk.block(e).transpose();
-    }
-    for (Index c = 0; c < lvj; ++c) {
-      auto blk = D.block(c);
-      if (!chol_small(blk)) throw std::runtime_error(pivot_message("a random-effects block"));
+    // The leading term with 2–4 columns: diagonal and [X y] rows by fixed-size kernels.
+    const bool leading_fixed = j == 0 && pj >= 2 && pj <= 4;
+    if (leading_fixed) {
+      if (pj == 2) factor_leading_term<2>(A.ZZ[0], A.XyZ[0], lj, D, LXy_[0]);
+      if (pj == 3) factor_leading_term<3>(A.ZZ[0], A.XyZ[0], lj, D, LXy_[0]);
+      if (pj == 4) factor_leading_term<4>(A.ZZ[0], A.XyZ[0], lj, D, LXy_[0]);
+    } else {
+      // Diagonal block: λ'A_jjλ + I minus the (block-diagonal) fill from earlier terms.
+      for (Index c = 0; c < lvj; ++c) {
+        set_congruence(D.block(c), lj, A.ZZ[j].block(c), lj, tmp);
+        D.block(c).diagonal().array() += 1.0;
+      }
+      for (Index k = 0; k < j; ++k) {
+        const SparseBlocks& Ljk = Loff_[j][k];
+        for (Index c = 0; c < Ljk.ncols; ++c)
+          for (Index e = Ljk.colptr[c]; e < Ljk.colptr[c + 1]; ++e)
+            D.block(Ljk.rowidx[e]).noalias() -= Ljk.block(e) * Ljk.block(e).transpose();
+      }
+      for (Index c = 0; c < lvj; ++c) {
+        auto blk = D.block(c);
+        if (!chol_small(blk)) throw std::runtime_error(pivot_message("a random-effects block"));
+      }
     }
 
     // Off-diagonal blocks below, in every later term.
@@ -233,6 +265,7 @@ void BlockedCholesky::factor(const Crossprod& A, const std::vector<Matrix>& lamb
     }
 
     // The [X y] rows.
+    if (leading_fixed) continue;
     Matrix& LX = LXy_[j];
     if (pj == 1) {
       LX = A.XyZ[j] * lj(0, 0);
