@@ -133,6 +133,29 @@ void factor_leading_term(const BlockDiag& Azz, const Matrix& Axy, const Matrix& 
   }
 }
 
+// Takahashi for block column c of a prefix term whose structure is only the X
+// rows (px of them, possibly none), with P columns known at compile time:
+//   W_Xc = −W_XX L_Xc L_cc⁻¹,   W_cc = (L_cc⁻ᵀ − (L_Xc' W_Xc)') L_cc⁻¹.
+template <int P>
+void selected_inverse_leaf(const BlockDiag& Ld, const Matrix& LXy, const Matrix& WXX, Index c, BlockDiag& Wd,
+                           Matrix& WX) {
+  using Block = Eigen::Matrix<double, P, P>;
+  using Rows = Eigen::Matrix<double, Eigen::Dynamic, P>;
+  const Index px = WXX.rows();
+  Block Linv = Block::Identity();
+  Eigen::Map<const Block>(Ld.data.data() + c * P * P).template triangularView<Eigen::Lower>().solveInPlace(Linv);
+  Eigen::Map<Block> wcc(Wd.data.data() + c * P * P);
+  if (px == 0) {
+    wcc.noalias() = Linv.transpose() * Linv;
+    return;
+  }
+  const auto LXc = Eigen::Map<const Rows>(LXy.data() + c * LXy.rows() * P, LXy.rows(), P).topRows(px);
+  Eigen::Map<Rows> wxc(WX.data() + c * px * P, px, P);
+  wxc.noalias() = -(WXX * LXc) * Linv;
+  const Block LtW = LXc.transpose() * wxc;
+  wcc.noalias() = (Linv.transpose() - LtW.transpose()) * Linv;
+}
+
 std::string pivot_message(const char* where) {
   return std::string("Cholesky factorization failed: a pivot of ") + where +
          " is not positive (X may be rank deficient, or the response is fitted exactly)";
@@ -449,6 +472,8 @@ double SelectedInverse::coeff(Index a, Index ra, Index b, Index rb) const {
   return off_[a][b].data(0, k);
 }
 
+bool SelectedInverse::in_prefix(Index k) const { return k < L_->nprefix_; }
+
 void SelectedInverse::xblock(Index k, Index r, Matrix& out) const {
   const BlockedCholesky& L = *L_;
   const Index pk = L.shapes_[k].p;
@@ -488,6 +513,7 @@ void BlockedCholesky::selected_inverse(bool with_x, SelectedInverse& W) const {
   // S lists later prefix terms' blocks first, then the rows that live in the
   // dense tail (tail terms, then X); the tail-by-tail part of W_SS is a
   // gather from the dense inverse.
+  const Matrix WXX = W.T_.bottomRightCorner(px, px);
   std::vector<StructEntry> S;
   std::vector<Index> tidx;
   Matrix WSS, LS, wab, Ljj_inv, WL, WSj, LtW;
@@ -511,6 +537,15 @@ void BlockedCholesky::selected_inverse(bool with_x, SelectedInverse& W) const {
       if (px > 0) {
         S.push_back({-1, 0, px, -1, std::as_const(LXy_[t]).middleCols(c * pt, pt)});
         for (Index a = 0; a < px; ++a) tidx.push_back(q_tail_ + a);
+      }
+      // A column whose structure is only the X rows (every level of a single
+      // term, say), with a small fixed number of columns.
+      if (S.size() == (px > 0 ? 1u : 0u) && pt <= 4) {
+        if (pt == 1) selected_inverse_leaf<1>(Ldiag_[t], LXy_[t], WXX, c, W.diag_[t], W.X_[t]);
+        if (pt == 2) selected_inverse_leaf<2>(Ldiag_[t], LXy_[t], WXX, c, W.diag_[t], W.X_[t]);
+        if (pt == 3) selected_inverse_leaf<3>(Ldiag_[t], LXy_[t], WXX, c, W.diag_[t], W.X_[t]);
+        if (pt == 4) selected_inverse_leaf<4>(Ldiag_[t], LXy_[t], WXX, c, W.diag_[t], W.X_[t]);
+        continue;
       }
       const Index s = sp + static_cast<Index>(tidx.size());
       WSS.resize(s, s);

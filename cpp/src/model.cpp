@@ -102,6 +102,38 @@ double Model::objective(bool reml) const {
   return logdet + dof * (1.0 + kLog2Pi + std::log(L_.pwrss() / dof));
 }
 
+namespace {
+
+struct LevelTerms {
+  const BlockDiag& Azz;  // A_kk
+  const Matrix& Axy;     // A_[Xy],k
+  const Matrix& lambda;  // λ_k
+  const BlockDiag& Wd;   // diagonal blocks of W for term k
+  const Matrix& WX;      // W at (X rows, term k), px × q_k
+  Index px;              // X rows in W (0 for ML)
+};
+
+// The per-level parts of the gradient for a prefix term with P columns known at
+// compile time: ze_j −= A_jj b_j and G_j = W_jj λ'A_jj + W_Xj' A_Xj.
+template <int P>
+void level_terms(const LevelTerms& t, Eigen::Ref<const Vector> b, Eigen::Ref<Vector> ze, Matrix& G) {
+  using Block = Eigen::Matrix<double, P, P>;
+  using Rows = Eigen::Matrix<double, Eigen::Dynamic, P>;
+  const Block lt = t.lambda.transpose();
+  const Index rows = t.Axy.rows();
+  for (Index j = 0; j < t.Azz.nblocks; ++j) {
+    const Eigen::Map<const Block> a(t.Azz.data.data() + j * P * P);
+    ze.template segment<P>(j * P).noalias() -= a * b.template segment<P>(j * P);
+    Eigen::Map<Block> g(G.data() + j * P * P);
+    g.noalias() = Eigen::Map<const Block>(t.Wd.data.data() + j * P * P) * (lt * a);
+    if (t.px > 0)
+      g.noalias() += Eigen::Map<const Rows>(t.WX.data() + j * t.px * P, t.px, P).transpose() *
+                     Eigen::Map<const Rows>(t.Axy.data() + j * rows * P, rows, P).topRows(t.px);
+  }
+}
+
+}  // namespace
+
 Vector Model::gradient(bool reml) const {
   require_factored();
   const Index K = nterms(), p = A_.p;
@@ -124,6 +156,16 @@ Vector Model::gradient(bool reml) const {
     ze.segment(off[k], A_.shapes[k].q()) =
         A_.XyZ[k].row(p).transpose() - A_.XyZ[k].topRows(p).transpose() * beta;
     G[k].setZero(pk, A_.shapes[k].q());
+    if (W.in_prefix(k) && pk <= 4) {
+      const LevelTerms args{A_.ZZ[k], A_.XyZ[k], lk, W.diag(k), W.x(k), reml ? p : 0};
+      auto zek = ze.segment(off[k], A_.shapes[k].q());
+      const auto bk = bvec.segment(off[k], A_.shapes[k].q());
+      if (pk == 1) level_terms<1>(args, bk, zek, G[k]);
+      if (pk == 2) level_terms<2>(args, bk, zek, G[k]);
+      if (pk == 3) level_terms<3>(args, bk, zek, G[k]);
+      if (pk == 4) level_terms<4>(args, bk, zek, G[k]);
+      continue;
+    }
     for (Index j = 0; j < A_.shapes[k].nlevels; ++j) {
       const auto Akj = A_.ZZ[k].block(j);
       ze.segment(off[k] + j * pk, pk).noalias() -= Akj * bvec.segment(off[k] + j * pk, pk);

@@ -35,6 +35,12 @@ class SelectedInverse {
   double coeff(Index a, Index ra, Index b, Index rb) const;
   /// W at (X rows, term k level r) into out (p × p_k); only when built with X.
   void xblock(Index k, Index r, Matrix& out) const;
+  /// Whether term k is in the sparse prefix (then diag() and x() hold its blocks).
+  bool in_prefix(Index k) const;
+  /// Diagonal blocks of W for prefix term k (ℓ_k blocks of p_k × p_k).
+  const BlockDiag& diag(Index k) const { return diag_[k]; }
+  /// W at (X rows, prefix term k), p × q_k (0 rows when built without X).
+  const Matrix& x(Index k) const { return X_[k]; }
 
  private:
   friend class BlockedCholesky;
