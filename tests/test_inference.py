@@ -152,11 +152,47 @@ def test_kenward_roger_needs_reml_and_moderate_size(monkeypatch):
         res.coef_table("Kenward-Roger")
 
 
-def test_type3_of_a_term_inside_an_interaction_is_refused():
-    df = lmm.datasets.load("sleepstudy")
-    df["late"] = np.where(df["Days"] > 4, "yes", "no")
-    res = lmm.lmer("Reaction ~ Days * late + (1 | Subject)", df)
-    with pytest.raises(NotImplementedError, match="contained in"):
+TYPE3 = json.loads((pathlib.Path(__file__).parent / "reference" / "type3_reference.json").read_text())
+
+
+def _type3_data(dataset: str) -> pd.DataFrame:
+    """The data of make_type3_reference.R."""
+    if dataset == "simulated":
+        return pd.DataFrame({k: v for k, v in TYPE3["simulated"].items() if k != "rows"})
+    df = lmm.datasets.load(dataset)
+    if dataset == "sleepstudy":
+        df["fday"] = pd.Categorical(np.where(df["Days"] >= 5, "late", "early"), categories=["early", "late"])
+    elif dataset == "machines":
+        df["x"] = ((7 * np.arange(1, len(df) + 1)) % 11) / 10
+    return df
+
+
+@pytest.mark.parametrize("ref", [pytest.param(r, id=r["id"]) for r in TYPE3["fits"]])
+def test_type3_anova_of_terms_inside_interactions_matches_lmertest(ref):
+    res = lmm.lmer(ref["formula"], _type3_data(ref["dataset"]))
+    for ddf, key in (("Satterthwaite", "anova_satterthwaite"), ("Kenward-Roger", "anova_kenward_roger")):
+        want = table(ref[key])
+        got = res.anova(ddf=ddf)
+        assert list(got.index) == list(want.index)
+        np.testing.assert_allclose(got["NumDF"], want["NumDF"])
+        np.testing.assert_allclose(got["F value"], want["F value"], rtol=F_VALUE)
+        np.testing.assert_allclose(got["DenDF"], want["DenDF"], rtol=1e-6)
+        np.testing.assert_allclose(got["Pr(>F)"], want["Pr(>F)"], rtol=1e-5)
+
+
+def test_type3_containment_follows_lmertest():
+    # Days is contained in Days:fday (same numeric variables), fday is not: its contrast
+    # selects its column (the fday effect at Days = 0), Days' is orthogonalized.
+    res = lmm.lmer("Reaction ~ Days * fday + (1 | Subject)", _type3_data("sleepstudy"))
+    L = inference.type3_contrasts(res)
+    np.testing.assert_allclose(L["fday"], [[0, 0, 1, 0]])
+    np.testing.assert_allclose(L["Days:fday"], [[0, 0, 0, 1]])
+    np.testing.assert_allclose(L["Days"], [[0, 1, 0, 0.5]])
+
+
+def test_type3_inside_an_interaction_with_sum_contrasts_is_refused():
+    res = lmm.lmer("Reaction ~ Days * C(fday, contr.sum) + (1 | Subject)", _type3_data("sleepstudy"))
+    with pytest.raises(NotImplementedError, match="treatment contrasts"):
         res.anova()
 
 

@@ -1918,6 +1918,61 @@ class ModelFrameState:
         self.term_labels: List[str] = []
         self.term_bits: List[int] = []
         self._values: Dict[Tuple[int, int, str], Any] = {}
+        # the fitting data's model variables, for complete_design() (type III contrasts)
+        self._variables: List[Union[_Factor, _Matrix]] = []
+        self._variable_labels: List[str] = []
+        self._numeric: List[bool] = []
+        self._intercept = False
+        self._nrow = 0
+
+    def numeric_bits(self) -> int:
+        """Bit mask of the variables that are plain numeric vectors (R's dataClasses "numeric")."""
+        return sum(1 << i for i, num in enumerate(self._numeric) if num)
+
+    def complete_design(self) -> Tuple[np.ndarray, List[str], List[int]]:
+        """lmerTest's rank-deficient "complete" design of the recorded fitting data.
+
+        For each term the columns of R's ``model.matrix(~ 0 + term)``: every factor
+        coded by indicators of all its levels, numeric variables as they are, products
+        for interactions (earlier variables varying fastest), after an ``(Intercept)``
+        column when the model has one.
+
+        Returns:
+            (X, names, assign): the matrix, its column names (a column of the model matrix
+            of treatment-coded factors has the same name as the same column here) and the
+            term number of each column (0 for the intercept).
+        """
+        if not self.frozen:
+            raise ValueError("this ModelFrameState has not recorded a model matrix")
+        cols: List[np.ndarray] = []
+        names: List[str] = []
+        assign: List[int] = []
+        nrow = self._nrow
+        if self._intercept:
+            cols.append(np.ones(nrow))
+            names.append("(Intercept)")
+            assign.append(0)
+        for k, t in enumerate(self.term_bits):
+            combos: List[Tuple[np.ndarray, List[str]]] = [(np.ones(nrow), [])]
+            for i in _bits(t):
+                var = self._variables[i]
+                label = self._variable_labels[i]
+                if isinstance(var, _Factor):
+                    parts = [label + lev for lev in var.levels]
+                    vals = [(var.codes == lev).astype(np.float64) for lev in range(len(var.levels))]
+                else:
+                    ncol = var.values.shape[1]
+                    parts = [label] if ncol == 1 else [
+                        label + s for s in (var.colnames or [str(j + 1) for j in range(ncol)])]
+                    vals = [var.values[:, j] for j in range(ncol)]
+                combos = [(prev * v, prev_names + [name])
+                          for v, name in zip(vals, parts) for prev, prev_names in combos]
+            for col, col_names in combos:
+                cols.append(col)
+                names.append(":".join(col_names))
+                assign.append(k + 1)
+        X = np.column_stack(cols) if cols else np.zeros((nrow, 0))
+        return X, names, assign
 
     @staticmethod
     def _key(node: _Node, kind: str) -> Tuple[int, int, str]:
@@ -2010,14 +2065,18 @@ def model_matrix(rhs: str, data: pd.DataFrame,
         env.state = state
     terms = _terms(node, text)
     variables: List[Union[_Factor, _Matrix]] = []
+    numeric: List[bool] = []
     used = set()
     for t in terms.terms:
         used.update(_bits(t))
     for i, vnode in enumerate(terms.var_nodes):
         if i not in used:
             variables.append(_Matrix(np.zeros((0, 0)), None))  # deleted term's variable: never read
+            numeric.append(False)
             continue
-        value = _model_variable(_eval(vnode, env), vnode, env)
+        raw = _eval(vnode, env)
+        numeric.append(isinstance(raw, np.ndarray))
+        value = _model_variable(raw, vnode, env)
         if isinstance(value, _Factor) and len(value.levels) < 2:
             raise FormulaError(
                 f"'{terms.variables[i]}' has {len(value.levels)} level"
@@ -2099,6 +2158,11 @@ def model_matrix(rhs: str, data: pd.DataFrame,
             state.assign = assign
             state.term_labels = [terms.label(t) for t in terms.terms]
             state.term_bits = list(terms.terms)
+            state._variables = variables
+            state._variable_labels = list(terms.variables)
+            state._numeric = numeric
+            state._intercept = bool(terms.intercept)
+            state._nrow = env.n
             state.frozen = True
     return X, names
 

@@ -710,28 +710,65 @@ def _contest_md(res, L: np.ndarray, rhs: np.ndarray, method: str) -> tuple:
     return _ftable_row(F, q, _fstat_ddf(nu), sigma)
 
 
+def _zapsmall(x: np.ndarray, digits: int = 7) -> np.ndarray:
+    """R's ``zapsmall``: round to ``digits`` significant digits of the largest entry."""
+    mx = float(np.max(np.abs(x))) if x.size else 0.0
+    if not mx > 0:
+        return x
+    return np.round(x, max(0, digits - int(math.ceil(math.log10(mx)))))
+
+
 def type3_contrasts(res) -> dict[str, np.ndarray]:
     """Contrast matrices of lmerTest's type III tests, one per fixed-effects term.
 
     For a term contained in no other term (every term of a main-effects model, the
     highest-order interactions) the contrast selects the term's columns, as lmerTest's.
-    Terms contained in an interaction need lmerTest's orthogonalized contrasts, which
-    are not implemented: they raise NotImplementedError.
+    A term contained in others (its variables a subset of theirs, with the same numeric
+    variables: ``Days`` in ``Days:f``, ``A`` in ``A:B``, not ``f`` in ``Days:f``) gets
+    lmerTest's contrast (``extract_contrasts_type3``): the rows of ginv(X) rdX, with rdX
+    the design with every factor coded by indicators of all levels, orthogonalized
+    against the contrasts of the terms containing it, highest-order terms first.
     """
     info = res._fixed_terms()
+    labels, bits, assign = info["labels"], info["bits"], info["assign"]
     p = len(res.fixef)
-    out: dict[str, np.ndarray] = {}
-    for k, (label, bits) in enumerate(zip(info["labels"], info["bits"])):
-        cols = [j for j, a in enumerate(info["assign"]) if a == k + 1]
-        if not cols:
+    cols = [[j for j, a in enumerate(assign) if a == k + 1] for k in range(len(labels))]
+    state = res._frame_state("fixed")
+    num = state.numeric_bits()
+
+    def contains(a: int, b: int) -> bool:  # lmerTest's term_contain: term a inside term b
+        return a != b and (a & ~b) == 0 and (a & num) == (b & num)
+
+    containing = [[m for m, b in enumerate(bits) if contains(a, b)] for a in bits]
+    if not any(containing[k] and cols[k] for k in range(len(labels))):
+        return {label: np.eye(p)[cols[k]] for k, label in enumerate(labels) if cols[k]}
+
+    X = res.model.design.X
+    names = list(res.fixef.index)
+    rdX, rdnames, _ = state.complete_design()
+    pos = {name: j for j, name in enumerate(rdnames)}
+    rows = [pos.get(name, -1) for name in names]
+    if (X.shape[1] != p or -1 in rows or rdX.shape[0] != X.shape[0]
+            or not np.allclose(rdX[:, rows], X, rtol=1e-12, atol=1e-12)):
+        raise NotImplementedError(
+            "the type III test of a term contained in an interaction is implemented for treatment "
+            "contrasts of the factors only; test the higher-order terms, or a contrast with res.test(L)")
+    L = _zapsmall(np.linalg.pinv(X) @ rdX).T  # rows: columns of rdX, columns: fixed effects
+    order = sorted(range(len(labels)), key=lambda k: -bin(bits[k]).count("1"))  # stable, as R's order()
+    for k in order:
+        if not containing[k] or not cols[k]:
             continue
-        contained = [other for other, obits in zip(info["labels"], info["bits"])
-                     if obits != bits and (bits & ~obits) == 0]
-        if contained:
-            raise NotImplementedError(
-                f"the type III test of {label!r}, which is contained in {contained}, is not implemented; "
-                "test the higher-order terms, or a contrast with res.test(L)")
-        out[label] = np.eye(p)[cols]
+        other = [j for m in containing[k] for j in cols[m]]
+        A, Y = L[:, other], L[:, cols[k]]
+        coef = np.linalg.lstsq(A, Y, rcond=None)[0] if other else np.zeros((0, len(cols[k])))
+        L[:, cols[k]] = _zapsmall(Y - A @ coef)
+    L = L[rows]
+    out: dict[str, np.ndarray] = {}
+    for k, label in enumerate(labels):
+        if not cols[k]:
+            continue
+        C = L[:, cols[k]].T
+        out[label] = C[np.sum(np.abs(C), axis=1) > 1e-8]
     return out
 
 
