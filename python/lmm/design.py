@@ -107,6 +107,13 @@ class ReTerm:
     def p(self) -> int:
         return self.z.shape[1]
 
+    def theta_positions(self) -> list[tuple[int, int]]:
+        """(row, column) of λ for each θ entry of this term, in lme4's θ order
+        (the diagonal for a diagonal λ, else the lower triangle column by column)."""
+        if self.diagonal:
+            return [(j, j) for j in range(self.p)]
+        return [(i, j) for j in range(self.p) for i in range(j, self.p)]
+
     @property
     def label(self) -> str:
         """The term as a user would recognise it: ``(Days | Subject)``-like text."""

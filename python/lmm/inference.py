@@ -145,16 +145,10 @@ def _lambda_from_theta(theta: np.ndarray, terms) -> list[np.ndarray]:
     """Per model term, λ (p × p lower triangular) from θ in lme4's order."""
     out, off = [], 0
     for t in terms:
-        p = t.p
-        lam = np.zeros((p, p))
-        if t.diagonal:
-            lam[np.diag_indices(p)] = theta[off:off + p]
-            off += p
-        else:
-            for j in range(p):
-                for i in range(j, p):
-                    lam[i, j] = theta[off]
-                    off += 1
+        lam = np.zeros((t.p, t.p))
+        for i, j in t.theta_positions():
+            lam[i, j] = theta[off]
+            off += 1
         out.append(lam)
     return out
 

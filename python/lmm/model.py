@@ -103,25 +103,14 @@ class LinearMixedModel:
         for t in self.terms:
             rms = np.sqrt(np.mean(t.z**2, axis=0))
             row = np.where((rms > 0) & ((rms < 1e-2) | (rms > 1e2)), 1.0 / np.where(rms > 0, rms, 1.0), 1.0)
-            if t.diagonal:
-                scales.extend(row)
-            else:
-                scales.extend(row[i] for j in range(t.p) for i in range(j, t.p))
+            scales.extend(row[i] for i, _ in t.theta_positions())
         return np.asarray(scales, dtype=np.float64)
 
     @property
     def theta_names(self) -> list[str]:
         """lme4's names of θ: ``Subject.(Intercept)``, ``Subject.Days.(Intercept)``, ..."""
-        names = []
-        for t in self.terms:
-            cn = t.cnames
-            if t.diagonal:
-                names += [f"{t.name}.{c}" for c in cn]
-                continue
-            for j in range(t.p):
-                for i in range(j, t.p):
-                    names.append(f"{t.name}.{cn[i]}" if i == j else f"{t.name}.{cn[i]}.{cn[j]}")
-        return names
+        return [f"{t.name}.{t.cnames[i]}" if i == j else f"{t.name}.{t.cnames[i]}.{t.cnames[j]}"
+                for t in self.terms for i, j in t.theta_positions()]
 
     # --- evaluation ----------------------------------------------------------------------
 
