@@ -1,6 +1,7 @@
 #include "lmm/cholesky.hpp"
 
-#include <Eigen/Cholesky>
+#include "lmm/dense.hpp"
+
 #include <algorithm>
 #include <cmath>
 #include <stdexcept>
@@ -65,48 +66,6 @@ void set_congruence(Out&& out, const Matrix& li, const Eigen::MatrixBase<Derived
   }
   tmp.noalias() = B * lj;
   out.noalias() = li.transpose() * tmp;
-}
-
-// Below this order the recursive kernels below switch to direct solves.
-constexpr Index kRecursionLeaf = 96;
-
-// In place: the lower triangle of L becomes L⁻¹ (LAPACK's trtri), by halving:
-// [[L11, 0], [L21, L22]]⁻¹ = [[L11⁻¹, 0], [−L22⁻¹ L21 L11⁻¹, L22⁻¹]]. The
-// strict upper triangle is neither read nor written. About n³/3 flops.
-void invert_lower(Eigen::Ref<Matrix> L) {
-  const Index n = L.rows();
-  if (n <= kRecursionLeaf) {
-    Matrix inv = Matrix::Identity(n, n);
-    L.triangularView<Eigen::Lower>().solveInPlace(inv);
-    L.triangularView<Eigen::Lower>() = inv;
-    return;
-  }
-  const Index h = n / 2;
-  invert_lower(L.topLeftCorner(h, h));
-  Matrix X21 = L.bottomLeftCorner(n - h, h) * L.topLeftCorner(h, h).triangularView<Eigen::Lower>();
-  L.bottomRightCorner(n - h, n - h).triangularView<Eigen::Lower>().solveInPlace(X21);
-  L.bottomLeftCorner(n - h, h) = -X21;
-  invert_lower(L.bottomRightCorner(n - h, n - h));
-}
-
-// In place: the lower triangle of A (lower triangular) becomes that of A'A
-// (LAPACK's lauum), by halving: with A = [[A11, 0], [A21, A22]],
-// A'A = [[A11'A11 + A21'A21, ·], [A22'A21, A22'A22]]. About n³/3 flops.
-void lauum_lower(Eigen::Ref<Matrix> A) {
-  const Index n = A.rows();
-  if (n <= kRecursionLeaf) {
-    const Matrix lower = A.triangularView<Eigen::Lower>();
-    const Matrix product = lower.transpose() * lower;
-    A.triangularView<Eigen::Lower>() = product;
-    return;
-  }
-  const Index h = n / 2;
-  lauum_lower(A.topLeftCorner(h, h));
-  A.topLeftCorner(h, h).selfadjointView<Eigen::Lower>().rankUpdate(A.bottomLeftCorner(n - h, h).transpose());
-  const Matrix W21 =
-      A.bottomRightCorner(n - h, n - h).triangularView<Eigen::Lower>().transpose() * A.bottomLeftCorner(n - h, h);
-  A.bottomLeftCorner(n - h, h) = W21;
-  lauum_lower(A.bottomRightCorner(n - h, n - h));
 }
 
 std::string pivot_message(const char* where);
@@ -226,6 +185,30 @@ BlockedCholesky::BlockedCholesky(const Crossprod& A, double max_dense_bytes)
       Loff_[i][j].set_pattern(shapes_[i].nlevels, shapes_[i].p, shapes_[j].p, pat[i][j]);
   }
   T_.setZero(q_tail_ + p_ + 1, q_tail_ + p_ + 1);
+
+  reach_.resize(static_cast<std::size_t>(nprefix_));
+  for (Index k = 0; k < nprefix_; ++k) {
+    TailReach& R = reach_[k];
+    R.colptr.assign(static_cast<std::size_t>(shapes_[k].nlevels) + 1, 0);
+    for (Index c = 0; c < shapes_[k].nlevels; ++c) {
+      for (Index i = nprefix_; i < K_; ++i) {
+        const SparseBlocks& Lik = Loff_[i][k];
+        for (Index e = Lik.colptr[c]; e < Lik.colptr[c + 1]; ++e)
+          for (Index a = 0; a < Lik.pr; ++a) {
+            R.rows.push_back(tail_offset_[i] + Lik.rowidx[e] * Lik.pr + a);
+            R.col.push_back(c);
+          }
+      }
+      R.colptr[c + 1] = static_cast<Index>(R.rows.size());
+    }
+    R.byrow_ptr.assign(static_cast<std::size_t>(q_tail_) + 1, 0);
+    for (Index r : R.rows) ++R.byrow_ptr[r + 1];
+    for (Index r = 0; r < q_tail_; ++r) R.byrow_ptr[r + 1] += R.byrow_ptr[r];
+    R.byrow.resize(R.rows.size());
+    std::vector<Index> next(R.byrow_ptr.begin(), R.byrow_ptr.end() - 1);
+    for (std::size_t g = 0; g < R.rows.size(); ++g) R.byrow[next[R.rows[g]]++] = static_cast<Index>(g);
+    R.V.setZero(shapes_[k].p, static_cast<Index>(R.rows.size()));
+  }
 }
 
 void BlockedCholesky::factor(const Crossprod& A, const std::vector<Matrix>& lambda) {
@@ -333,50 +316,47 @@ void BlockedCholesky::factor(const Crossprod& A, const std::vector<Matrix>& lamb
   T_.bottomRightCorner(p_ + 1, p_ + 1) = A.XyXy;
 
   // Each block column c of a prefix term k updates T by −C C', C its rows in
-  // the tail and [X y]. Gather the tail rows of C (ascending rows of T) into V
-  // and scatter the lower triangle of V V'.
-  std::vector<Index> idx;
-  Matrix V, VVt;
+  // the tail and [X y]. The rows in the tail are packed (reach_[k].V), then
+  // T is swept column by column: column r receives, from every block column
+  // reaching row r, the products with its rows at and below r.
   for (Index k = 0; k < nprefix_; ++k) {
-    const Index pk = shapes_[k].p;
-    for (Index c = 0; c < shapes_[k].nlevels; ++c) {
-      idx.clear();
+    TailReach& R = reach_[k];
+    Index g = 0;
+    for (Index c = 0; c < shapes_[k].nlevels; ++c)
       for (Index i = nprefix_; i < K_; ++i) {
         const SparseBlocks& Lik = Loff_[i][k];
         for (Index e = Lik.colptr[c]; e < Lik.colptr[c + 1]; ++e)
-          for (Index a = 0; a < Lik.pr; ++a) idx.push_back(tail_offset_[i] + Lik.rowidx[e] * Lik.pr + a);
+          for (Index a = 0; a < Lik.pr; ++a, ++g)
+            for (Index j = 0; j < Lik.pc; ++j) R.V(j, g) = Lik.data(a, e * Lik.pc + j);
       }
-      if (idx.empty()) continue;
-      const Index s = static_cast<Index>(idx.size());
-      V.resize(s, pk);
-      Index row = 0;
-      for (Index i = nprefix_; i < K_; ++i) {
-        const SparseBlocks& Lik = Loff_[i][k];
-        for (Index e = Lik.colptr[c]; e < Lik.colptr[c + 1]; ++e, row += Lik.pr)
-          V.middleRows(row, Lik.pr) = Lik.block(e);
-      }
-      if (pk == 1) {
-        const double* v = V.data();
-        for (Index b = 0; b < s; ++b) {
-          double* Tcol = T_.col(idx[b]).data();
-          const double vb = v[b];
-          for (Index a = b; a < s; ++a) Tcol[idx[a]] -= v[a] * vb;
-        }
-      } else {
-        VVt.noalias() = V * V.transpose();
-        for (Index b = 0; b < s; ++b) {
-          double* Tcol = T_.col(idx[b]).data();
-          for (Index a = b; a < s; ++a) Tcol[idx[a]] -= VVt(a, b);
-        }
-      }
-      const auto xk = LXy_[k].middleCols(c * pk, pk);
-      for (Index a = 0; a < s; ++a) T_.col(idx[a]).segment(xo, p_ + 1).noalias() -= xk * V.row(a).transpose();
-    }
-    T_.bottomRightCorner(p_ + 1, p_ + 1).selfadjointView<Eigen::Lower>().rankUpdate(LXy_[k], -1.0);
   }
+  for (Index r = 0; r < q_tail_; ++r) {
+    double* Tcol = T_.col(r).data();
+    for (Index k = 0; k < nprefix_; ++k) {
+      const TailReach& R = reach_[k];
+      const Index pk = shapes_[k].p;
+      const double* V = R.V.data();
+      const Index ldx = LXy_[k].rows();
+      for (Index b = R.byrow_ptr[r]; b < R.byrow_ptr[r + 1]; ++b) {
+        const Index g = R.byrow[b], c = R.col[g], end = R.colptr[c + 1];
+        const double* vg = V + g * pk;
+        for (Index h = g; h < end; ++h) {
+          const double* vh = V + h * pk;
+          double dot = 0.0;
+          for (Index a = 0; a < pk; ++a) dot += vh[a] * vg[a];
+          Tcol[R.rows[h]] -= dot;
+        }
+        // The [X y] rows of column r: −(L[Xy, c]) v_g.
+        const double* lx = LXy_[k].data() + c * pk * ldx;
+        for (Index a = 0; a < pk; ++a, lx += ldx)
+          for (Index x = 0; x <= p_; ++x) Tcol[xo + x] -= lx[x] * vg[a];
+      }
+    }
+  }
+  for (Index k = 0; k < nprefix_; ++k)
+    T_.bottomRightCorner(p_ + 1, p_ + 1).selfadjointView<Eigen::Lower>().rankUpdate(LXy_[k], -1.0);
 
-  Eigen::LLT<Eigen::Ref<Matrix>> llt(T_);
-  if (llt.info() != Eigen::Success) throw std::runtime_error(pivot_message("the dense trailing block"));
+  if (!cholesky_lower(T_)) throw std::runtime_error(pivot_message("the dense trailing block"));
 }
 
 double BlockedCholesky::pwrss() const {
@@ -447,7 +427,16 @@ void SelectedInverse::block(Index a, Index ra, Index b, Index rb, Matrix& out) c
   const Index np = L.nprefix_;
   const Index pa = L.shapes_[a].p, pb = L.shapes_[b].p;
   if (a >= np && b >= np) {
-    out = T_.block(L.tail_offset_[a] + ra * pa, L.tail_offset_[b] + rb * pb, pa, pb);
+    // Only the lower triangle of the tail inverse is stored. Blocks of two
+    // levels never straddle its diagonal; a level's own block sits on it.
+    const Index ia = L.tail_offset_[a] + ra * pa, ib = L.tail_offset_[b] + rb * pb;
+    if (ia > ib) {
+      out = T_.block(ia, ib, pa, pb);
+    } else if (ia < ib) {
+      out = T_.block(ib, ia, pb, pa).transpose();
+    } else {
+      out = T_.block(ia, ia, pa, pa).selfadjointView<Eigen::Lower>();
+    }
   } else if (a == b) {
     if (ra != rb) throw std::logic_error("selected inverse: off-diagonal block of a prefix term requested");
     out = diag_[a].block(ra);
@@ -464,7 +453,10 @@ void SelectedInverse::block(Index a, Index ra, Index b, Index rb, Matrix& out) c
 double SelectedInverse::coeff(Index a, Index ra, Index b, Index rb) const {
   const BlockedCholesky& L = *L_;
   const Index np = L.nprefix_;
-  if (a >= np && b >= np) return T_(L.tail_offset_[a] + ra, L.tail_offset_[b] + rb);
+  if (a >= np && b >= np) {
+    const Index ia = L.tail_offset_[a] + ra, ib = L.tail_offset_[b] + rb;
+    return ia >= ib ? T_(ia, ib) : T_(ib, ia);
+  }
   if (a == b) return diag_[a].data(0, ra);
   if (a < b) return coeff(b, rb, a, ra);
   const Index k = off_[a][b].find(ra, rb);
@@ -491,11 +483,10 @@ void BlockedCholesky::selected_inverse(bool with_x, SelectedInverse& W) const {
   const Index mt = q_tail_ + px;
 
   // Dense tail: the tail is last, so its part of Ω⁻¹ is (T T')⁻¹ = T⁻ᵀT⁻¹,
-  // formed in place (LAPACK's potri steps: trtri, then lauum), both triangles.
+  // formed in place (LAPACK's potri steps: trtri, then lauum), lower triangle.
   W.T_ = T_.topLeftCorner(mt, mt);
   invert_lower(W.T_);
   lauum_lower(W.T_);
-  W.T_.triangularView<Eigen::StrictlyUpper>() = W.T_.transpose();
 
   // Same layout as L; every stored block is overwritten below, so storage
   // from an earlier call on this factor is reused as it is.
@@ -507,37 +498,79 @@ void BlockedCholesky::selected_inverse(bool with_x, SelectedInverse& W) const {
     for (Index j = 0; j < nprefix_; ++j) W.X_[j].setZero(px, shapes_[j].q());
   }
 
+  // The part of W_SS L_Sj (below) with both W indices in the dense tail, for
+  // every prefix column at once: one sweep over the columns of the tail
+  // inverse, each column staying in cache while every prefix column reaching
+  // it reads from it (a gather per prefix column would not).
+  W.WLt_.resize(static_cast<std::size_t>(nprefix_));
+  W.WLx_.resize(static_cast<std::size_t>(nprefix_));
+  for (Index t = 0; t < nprefix_; ++t) {
+    W.WLt_[t].setZero(shapes_[t].p, reach_[t].V.cols());
+    W.WLx_[t].setZero(px, shapes_[t].q());
+  }
+  for (Index r = 0; r < q_tail_; ++r) {
+    const double* Wcol = W.T_.col(r).data();
+    for (Index t = 0; t < nprefix_; ++t) {
+      const TailReach& R = reach_[t];
+      Matrix& WL = W.WLt_[t];
+      const Index pt = shapes_[t].p;
+      const double* V = R.V.data();
+      double* out = WL.data();
+      for (Index b = R.byrow_ptr[r]; b < R.byrow_ptr[r + 1]; ++b) {
+        const Index g = R.byrow[b], c = R.col[g], end = R.colptr[c + 1];
+        const double* vg = V + g * pt;
+        double* og = out + g * pt;
+        for (Index a = 0; a < pt; ++a) og[a] += Wcol[r] * vg[a];
+        for (Index h = g + 1; h < end; ++h) {
+          const double w = Wcol[R.rows[h]];
+          const double* vh = V + h * pt;
+          double* oh = out + h * pt;
+          for (Index a = 0; a < pt; ++a) {
+            oh[a] += w * vg[a];
+            og[a] += w * vh[a];
+          }
+        }
+        if (px > 0) {
+          // X rows of W at column r against the X rows of L (p_t columns of c), and back.
+          const double* wx = Wcol + q_tail_;
+          const double* lx = LXy_[t].data() + c * pt * LXy_[t].rows();
+          double* ox = W.WLx_[t].data() + c * pt * px;
+          for (Index a = 0; a < pt; ++a, lx += LXy_[t].rows(), ox += px) {
+            double dot = 0.0;
+            for (Index x = 0; x < px; ++x) {
+              dot += lx[x] * wx[x];
+              ox[x] += wx[x] * vg[a];
+            }
+            og[a] += dot;
+          }
+        }
+      }
+    }
+  }
+
   // Prefix columns from last to first (Takahashi): for column j with
   // structure S below the diagonal,
   //   W_Sj = −W_SS L_Sj L_jj⁻¹,   W_jj = L_jj⁻ᵀ L_jj⁻¹ − W_Sj' L_Sj L_jj⁻¹.
-  // S lists later prefix terms' blocks first, then the rows that live in the
-  // dense tail (tail terms, then X); the tail-by-tail part of W_SS is a
-  // gather from the dense inverse.
-  const Matrix WXX = W.T_.bottomRightCorner(px, px);
+  // S lists later prefix terms' blocks first (sp rows), then the rows in the
+  // dense tail (tail terms, then X). W_SS L_Sj is the tail-by-tail part
+  // from the sweep above plus the products with the prefix rows of S.
+  const Matrix WXX = W.T_.bottomRightCorner(px, px).selfadjointView<Eigen::Lower>();
   std::vector<StructEntry> S;
-  std::vector<Index> tidx;
-  Matrix WSS, LS, wab, Ljj_inv, WL, WSj, LtW;
+  Matrix WSp, LS, wab, Ljj_inv, WL, WSj, LtW;
   for (Index t = nprefix_ - 1; t >= 0; --t) {
     const Index pt = shapes_[t].p;
+    const TailReach& R = reach_[t];
     for (Index c = 0; c < shapes_[t].nlevels; ++c) {
       S.clear();
-      tidx.clear();
       Index sp = 0;
       for (Index i = t + 1; i < K_; ++i) {
         const SparseBlocks& Lit = Loff_[i][t];
         for (Index e = Lit.colptr[c]; e < Lit.colptr[c + 1]; ++e) {
           S.push_back({i, Lit.rowidx[e], Lit.pr, e, Lit.block(e)});
-          if (i < nprefix_) {
-            sp += Lit.pr;
-          } else {
-            for (Index a = 0; a < Lit.pr; ++a) tidx.push_back(tail_offset_[i] + Lit.rowidx[e] * Lit.pr + a);
-          }
+          if (i < nprefix_) sp += Lit.pr;
         }
       }
-      if (px > 0) {
-        S.push_back({-1, 0, px, -1, std::as_const(LXy_[t]).middleCols(c * pt, pt)});
-        for (Index a = 0; a < px; ++a) tidx.push_back(q_tail_ + a);
-      }
+      if (px > 0) S.push_back({-1, 0, px, -1, std::as_const(LXy_[t]).middleCols(c * pt, pt)});
       // A column whose structure is only the X rows (every level of a single
       // term, say), with a small fixed number of columns.
       if (S.size() == (px > 0 ? 1u : 0u) && pt <= 4) {
@@ -547,28 +580,35 @@ void BlockedCholesky::selected_inverse(bool with_x, SelectedInverse& W) const {
         if (pt == 4) selected_inverse_leaf<4>(Ldiag_[t], LXy_[t], WXX, c, W.diag_[t], W.X_[t]);
         continue;
       }
-      const Index s = sp + static_cast<Index>(tidx.size());
-      WSS.resize(s, s);
+      const Index g0 = R.colptr[c], st = R.colptr[c + 1] - g0;
+      const Index s = sp + st + px;
       LS.resize(s, pt);
-      WSS.bottomRightCorner(s - sp, s - sp) = W.T_(tidx, tidx);
-      for (std::size_t a = 0, ra = 0; a < S.size(); ra += S[a].size, ++a) {
+      for (std::size_t a = 0, ra = 0; a < S.size(); ra += S[a].size, ++a)
         LS.middleRows(ra, S[a].size) = S[a].Lblk.topRows(S[a].size);  // X rows: [X y] block without y
-        if (S[a].term < 0 || S[a].term >= nprefix_) continue;
-        for (std::size_t b = 0, rb = 0; b < S.size(); rb += S[b].size, ++b) {
-          if (S[b].term < 0) {
-            W.xblock(S[a].term, S[a].level, wab);
-            WSS.block(rb, ra, S[b].size, S[a].size) = wab;
-            WSS.block(ra, rb, S[a].size, S[b].size) = wab.transpose();
-          } else {
-            W.block(S[a].term, S[a].level, S[b].term, S[b].level, wab);
-            WSS.block(ra, rb, S[a].size, S[b].size) = wab;
-            WSS.block(rb, ra, S[b].size, S[a].size) = wab.transpose();
+      WL.resize(s, pt);
+      WL.topRows(sp).setZero();
+      WL.middleRows(sp, st) = W.WLt_[t].middleCols(g0, st).transpose();
+      if (px > 0) WL.bottomRows(px).noalias() = W.WLx_[t].middleCols(c * pt, pt) + WXX * LS.bottomRows(px);
+      if (sp > 0) {
+        // Rows of W_SS for the prefix entries of S, against all of S.
+        WSp.resize(sp, s);
+        for (std::size_t a = 0, ra = 0; a < S.size() && S[a].term >= 0 && S[a].term < nprefix_;
+             ra += S[a].size, ++a) {
+          for (std::size_t b = 0, rb = 0; b < S.size(); rb += S[b].size, ++b) {
+            if (S[b].term < 0) {
+              W.xblock(S[a].term, S[a].level, wab);
+              WSp.block(ra, rb, S[a].size, S[b].size) = wab.transpose();
+            } else {
+              W.block(S[a].term, S[a].level, S[b].term, S[b].level, wab);
+              WSp.block(ra, rb, S[a].size, S[b].size) = wab;
+            }
           }
         }
+        WL.topRows(sp).noalias() = WSp * LS;
+        WL.bottomRows(s - sp).noalias() += WSp.rightCols(s - sp).transpose() * LS.topRows(sp);
       }
       Ljj_inv.setIdentity(pt, pt);
       Ldiag_[t].block(c).triangularView<Eigen::Lower>().solveInPlace(Ljj_inv);
-      WL.noalias() = WSS * LS;
       WSj.noalias() = -WL * Ljj_inv;
       LtW.noalias() = LS.transpose() * WSj;
       W.diag_[t].block(c).noalias() = (Ljj_inv.transpose() - LtW.transpose()) * Ljj_inv;

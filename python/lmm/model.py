@@ -13,6 +13,11 @@ __all__ = ["LinearMixedModel", "lmer"]
 
 DEFAULT_MAX_DENSE_BYTES = 4.0 * 2**30
 
+# The dense block of crossed terms is factored and inverted by the LAPACK SciPy
+# carries (OpenBLAS in SciPy's wheels: faster than Eigen's kernels, and
+# multithreaded by OPENBLAS_NUM_THREADS or threadpoolctl).
+core.set_dense_backend("lapack")
+
 
 class LinearMixedModel:
     """A linear mixed model ``y ~ fixed + (expr | group) + ...`` as lme4's ``lmer`` defines it.

@@ -73,10 +73,38 @@ void set_response(lmm::Model& m, const std::vector<py::tuple>& terms, const Colu
   m.set_response(d.terms, d.Xmap(), d.ymap());
 }
 
+// A routine of scipy.linalg.cython_lapack, from the capsule SciPy exports for it.
+template <typename Fn>
+Fn scipy_lapack(const py::module_& cython_lapack, const char* name) {
+  const py::capsule cap = cython_lapack.attr("__pyx_capi__")[name].cast<py::capsule>();
+  return reinterpret_cast<Fn>(cap.get_pointer());
+}
+
+// "lapack": the dense kernels go to the LAPACK SciPy carries (OpenBLAS in
+// SciPy's wheels; its thread count follows OPENBLAS_NUM_THREADS or
+// threadpoolctl); "eigen": Eigen's own kernels.
+void set_dense_backend(const std::string& name) {
+  if (name == "eigen") {
+    lmm::set_lapack({});
+    return;
+  }
+  if (name != "lapack") throw std::invalid_argument("dense backend must be 'lapack' or 'eigen', not '" + name + "'");
+  const py::module_ lapack = py::module_::import("scipy.linalg.cython_lapack");
+  lmm::LapackKernels k;
+  k.potrf = scipy_lapack<lmm::LapackKernels::Potrf>(lapack, "dpotrf");
+  k.trtri = scipy_lapack<lmm::LapackKernels::Trtri>(lapack, "dtrtri");
+  k.lauum = scipy_lapack<lmm::LapackKernels::Lauum>(lapack, "dlauum");
+  lmm::set_lapack(k);
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
   m.doc() = "lmm's compiled core: crossproducts, blocked Cholesky, profiled objective.";
+
+  m.def("set_dense_backend", &set_dense_backend, py::arg("name"),
+        "dense kernels of the crossed block: 'lapack' (SciPy's LAPACK) or 'eigen'");
+  m.def("dense_backend", []() { return lmm::using_lapack() ? "lapack" : "eigen"; }, "the current dense backend");
 
   py::class_<lmm::Model>(m, "Model", "A linear mixed model on its crossproduct blocks.")
       .def(py::init(&make_model), py::arg("terms"), py::arg("X"), py::arg("y"),

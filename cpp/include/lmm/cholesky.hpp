@@ -49,7 +49,22 @@ class SelectedInverse {
   std::vector<BlockDiag> diag_;
   std::vector<std::vector<SparseBlocks>> off_;
   std::vector<Matrix> X_;  // prefix: px × q_j
-  Matrix T_;               // dense tail: (q_tail + px) square
+  Matrix T_;               // dense tail: (q_tail + px) square, lower triangle
+  std::vector<Matrix> WLt_;  // per prefix term: p_k × positions of its TailReach, rows of W_tail,tail L_tail,k
+  std::vector<Matrix> WLx_;  // per prefix term: px × q_k, W_X,tail L_tail,k
+};
+
+/// The rows of the dense tail that the block columns of one prefix term reach
+/// (L[tail terms, k]), packed, with the index transposed: the updates between
+/// the prefix and the tail sweep T column by column, so that each column of T
+/// stays in cache while every prefix column touching it adds to it.
+struct TailReach {
+  std::vector<Index> colptr;     ///< ℓ_k + 1: positions of column c are colptr[c] .. colptr[c+1]-1
+  std::vector<Index> rows;       ///< per position: row of T (ascending within a column)
+  std::vector<Index> col;        ///< per position: its column c
+  std::vector<Index> byrow_ptr;  ///< q_tail + 1: positions with row r are byrow[byrow_ptr[r] .. byrow_ptr[r+1]-1]
+  std::vector<Index> byrow;      ///< positions grouped by row
+  Matrix V;                      ///< p_k × positions: the rows of L there (refreshed by each factorization)
 };
 
 class BlockedCholesky {
@@ -93,7 +108,8 @@ class BlockedCholesky {
   std::vector<BlockDiag> Ldiag_;               // prefix diagonal blocks
   std::vector<std::vector<SparseBlocks>> Loff_;  // Loff_[i][j], j < nprefix_, i > j
   std::vector<Matrix> LXy_;                    // prefix: (p+1) × q_j
-  Matrix T_;                                   // dense tail
+  std::vector<TailReach> reach_;               // per prefix term: its rows in the dense tail
+  Matrix T_;                                   // dense tail (lower triangle)
 };
 
 }  // namespace lmm

@@ -4,6 +4,7 @@
 #include "blocks.hpp"
 #include "cholesky.hpp"
 #include "crossprod.hpp"
+#include "dense.hpp"
 #include "fit.hpp"
 #include "model.hpp"
 #include "terms.hpp"

@@ -1,0 +1,46 @@
+// Dense kernels of the trailing block of L: Cholesky factorization, inverse
+// of a triangular factor, and the product L'L. Eigen implements all three; a
+// LAPACK can take them over at run time (set_lapack), e.g. an optimized,
+// multithreaded one. The Python module installs the LAPACK that SciPy carries.
+#pragma once
+
+#include "types.hpp"
+
+namespace lmm {
+
+/// LAPACK routines by pointer, with the reference LAPACK arguments and no
+/// hidden string lengths (as scipy.linalg.cython_lapack exports them):
+///   potrf(uplo, n, a, lda, info): Cholesky factor of a symmetric matrix
+///   trtri(uplo, diag, n, a, lda, info): inverse of a triangular matrix
+///   lauum(uplo, n, a, lda, info): L'L (uplo = "L") of a triangular L
+/// All three are used together; a null pointer in any means "use Eigen".
+struct LapackKernels {
+  using Potrf = void (*)(char* uplo, int* n, double* a, int* lda, int* info);
+  using Trtri = void (*)(char* uplo, char* diag, int* n, double* a, int* lda, int* info);
+  using Lauum = void (*)(char* uplo, int* n, double* a, int* lda, int* info);
+  Potrf potrf = nullptr;
+  Trtri trtri = nullptr;
+  Lauum lauum = nullptr;
+};
+
+/// Install LAPACK kernels for every later dense operation (process-wide; call
+/// before fitting, not while another thread fits). Pass {} to go back to Eigen.
+void set_lapack(const LapackKernels& kernels);
+
+/// Whether dense operations currently go to an installed LAPACK.
+bool using_lapack();
+
+/// In place: the lower triangle of the symmetric A (n × n, lower triangle read)
+/// becomes its Cholesky factor L with A = LL'. The strict upper triangle is
+/// not referenced. Returns false when A is not positive definite.
+bool cholesky_lower(Eigen::Ref<Matrix> A);
+
+/// In place: the lower triangle of L (n × n, lower triangular) becomes that of
+/// L⁻¹ (LAPACK's trtri). The strict upper triangle is not referenced.
+void invert_lower(Eigen::Ref<Matrix> L);
+
+/// In place: the lower triangle of L (n × n, lower triangular) becomes that of
+/// the symmetric L'L (LAPACK's lauum). The strict upper triangle is not referenced.
+void lauum_lower(Eigen::Ref<Matrix> L);
+
+}  // namespace lmm

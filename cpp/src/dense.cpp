@@ -1,0 +1,112 @@
+#include "lmm/dense.hpp"
+
+#include <Eigen/Cholesky>
+#include <atomic>
+#include <limits>
+#include <stdexcept>
+
+namespace lmm {
+
+namespace {
+
+// The installed kernels. Each pointer is read once per call; set_lapack is
+// documented as not concurrent with fits, the atomics only keep reads whole.
+std::atomic<LapackKernels::Potrf> g_potrf{nullptr};
+std::atomic<LapackKernels::Trtri> g_trtri{nullptr};
+std::atomic<LapackKernels::Lauum> g_lauum{nullptr};
+
+// Below this order Eigen's kernels beat a call into LAPACK (no threads, no
+// blocking to amortize), and the recursive kernels switch to direct solves.
+constexpr Index kSmallOrder = 96;
+
+// LAPACK takes int sizes; the dense block is bounded far below INT_MAX rows
+// by ModelOptions::max_dense_bytes, but a library call must not wrap.
+int lapack_int(Index n) {
+  if (n > std::numeric_limits<int>::max()) throw std::length_error("dense block too large for LAPACK's int sizes");
+  return static_cast<int>(n);
+}
+
+void eigen_invert_lower(Eigen::Ref<Matrix> L) {
+  const Index n = L.rows();
+  if (n <= kSmallOrder) {
+    Matrix inv = Matrix::Identity(n, n);
+    L.triangularView<Eigen::Lower>().solveInPlace(inv);
+    L.triangularView<Eigen::Lower>() = inv;
+    return;
+  }
+  // [[L11, 0], [L21, L22]]⁻¹ = [[L11⁻¹, 0], [−L22⁻¹ L21 L11⁻¹, L22⁻¹]]; about n³/3 flops.
+  const Index h = n / 2;
+  eigen_invert_lower(L.topLeftCorner(h, h));
+  Matrix X21 = L.bottomLeftCorner(n - h, h) * L.topLeftCorner(h, h).triangularView<Eigen::Lower>();
+  L.bottomRightCorner(n - h, n - h).triangularView<Eigen::Lower>().solveInPlace(X21);
+  L.bottomLeftCorner(n - h, h) = -X21;
+  eigen_invert_lower(L.bottomRightCorner(n - h, n - h));
+}
+
+void eigen_lauum_lower(Eigen::Ref<Matrix> A) {
+  const Index n = A.rows();
+  if (n <= kSmallOrder) {
+    const Matrix lower = A.triangularView<Eigen::Lower>();
+    const Matrix product = lower.transpose() * lower;
+    A.triangularView<Eigen::Lower>() = product;
+    return;
+  }
+  // With A = [[A11, 0], [A21, A22]]: A'A = [[A11'A11 + A21'A21, ·], [A22'A21, A22'A22]]; about n³/3 flops.
+  const Index h = n / 2;
+  eigen_lauum_lower(A.topLeftCorner(h, h));
+  A.topLeftCorner(h, h).selfadjointView<Eigen::Lower>().rankUpdate(A.bottomLeftCorner(n - h, h).transpose());
+  const Matrix W21 =
+      A.bottomRightCorner(n - h, n - h).triangularView<Eigen::Lower>().transpose() * A.bottomLeftCorner(n - h, h);
+  A.bottomLeftCorner(n - h, h) = W21;
+  eigen_lauum_lower(A.bottomRightCorner(n - h, n - h));
+}
+
+}  // namespace
+
+void set_lapack(const LapackKernels& kernels) {
+  const bool complete = kernels.potrf && kernels.trtri && kernels.lauum;
+  g_potrf.store(complete ? kernels.potrf : nullptr);
+  g_trtri.store(complete ? kernels.trtri : nullptr);
+  g_lauum.store(complete ? kernels.lauum : nullptr);
+}
+
+bool using_lapack() { return g_potrf.load() != nullptr; }
+
+bool cholesky_lower(Eigen::Ref<Matrix> A) {
+  const auto potrf = g_potrf.load();
+  if (potrf && A.rows() > kSmallOrder) {
+    char uplo = 'L';
+    int n = lapack_int(A.rows()), lda = lapack_int(A.outerStride()), info = 0;
+    potrf(&uplo, &n, A.data(), &lda, &info);
+    return info == 0;
+  }
+  Eigen::LLT<Eigen::Ref<Matrix>> llt(A);
+  return llt.info() == Eigen::Success;
+}
+
+void invert_lower(Eigen::Ref<Matrix> L) {
+  const auto trtri = g_trtri.load();
+  if (trtri && L.rows() > kSmallOrder) {
+    char uplo = 'L', diag = 'N';
+    int n = lapack_int(L.rows()), lda = lapack_int(L.outerStride()), info = 0;
+    trtri(&uplo, &diag, &n, L.data(), &lda, &info);
+    // info > 0 is a zero diagonal entry, impossible for a factor that passed potrf.
+    if (info != 0) throw std::runtime_error("triangular inverse failed (a zero pivot)");
+    return;
+  }
+  eigen_invert_lower(L);
+}
+
+void lauum_lower(Eigen::Ref<Matrix> L) {
+  const auto lauum = g_lauum.load();
+  if (lauum && L.rows() > kSmallOrder) {
+    char uplo = 'L';
+    int n = lapack_int(L.rows()), lda = lapack_int(L.outerStride()), info = 0;
+    lauum(&uplo, &n, L.data(), &lda, &info);
+    if (info != 0) throw std::runtime_error("LAPACK lauum failed");
+    return;
+  }
+  eigen_lauum_lower(L);
+}
+
+}  // namespace lmm
