@@ -110,8 +110,10 @@ void selected_inverse_leaf(const BlockDiag& Ld, const Matrix& LXy, const Matrix&
   }
   const auto LXc = Eigen::Map<const Rows>(LXy.data() + c * LXy.rows() * P, LXy.rows(), P).topRows(px);
   Eigen::Map<Rows> wxc(WX.data() + c * px * P, px, P);
-  wxc.noalias() = -(WXX * LXc) * Linv;
-  const Block LtW = LXc.transpose() * wxc;
+  // Coefficient-wise products: px is small, and a general product's dispatch
+  // would cost more than the arithmetic, once per level.
+  wxc.noalias() = -(WXX.lazyProduct(LXc)).lazyProduct(Linv);
+  const Block LtW = LXc.transpose().lazyProduct(wxc);
   wcc.noalias() = (Linv.transpose() - LtW.transpose()) * Linv;
 }
 
@@ -396,9 +398,15 @@ void BlockedCholesky::solve_u_beta(Vector& u, Vector& beta) const {
         for (Index e = Lij.colptr[c]; e < Lij.colptr[c + 1]; ++e)
           rhs.segment(c * pj, pj).noalias() -= Lij.block(e).transpose() * u.segment(offset_[i] + Lij.rowidx[e] * pi, pi);
     }
+    // Back substitution with each level's L_cc', by hand: p_j is small.
     for (Index c = 0; c < shapes_[j].nlevels; ++c) {
-      auto seg = rhs.segment(c * pj, pj);
-      Ldiag_[j].block(c).transpose().triangularView<Eigen::Upper>().solveInPlace(seg);
+      const double* D = Ldiag_[j].data.data() + c * pj * pj;
+      double* x = rhs.data() + c * pj;
+      for (Index i = pj - 1; i >= 0; --i) {
+        double v = x[i];
+        for (Index k = i + 1; k < pj; ++k) v -= D[i * pj + k] * x[k];
+        x[i] = v / D[i * pj + i];
+      }
     }
     u.segment(offset_[j], shapes_[j].q()) = rhs;
   }

@@ -127,8 +127,8 @@ void level_terms(const LevelTerms& t, Eigen::Ref<const Vector> b, Eigen::Ref<Vec
     Eigen::Map<Block> g(G.data() + j * P * P);
     g.noalias() = Eigen::Map<const Block>(t.Wd.data.data() + j * P * P) * (lt * a);
     if (t.px > 0)
-      g.noalias() += Eigen::Map<const Rows>(t.WX.data() + j * t.px * P, t.px, P).transpose() *
-                     Eigen::Map<const Rows>(t.Axy.data() + j * rows * P, rows, P).topRows(t.px);
+      g.noalias() += Eigen::Map<const Rows>(t.WX.data() + j * t.px * P, t.px, P).transpose().lazyProduct(
+          Eigen::Map<const Rows>(t.Axy.data() + j * rows * P, rows, P).topRows(t.px));
   }
 }
 
@@ -237,8 +237,13 @@ Vector Model::b(const Vector& u) const {
   Index off = 0;
   for (std::size_t t = 0; t < A_.shapes.size(); ++t) {
     const Index p = A_.shapes[t].p;
+    const Matrix& l = lambda_[t];
     for (Index c = 0; c < A_.shapes[t].nlevels; ++c, off += p)
-      out.segment(off, p).noalias() = lambda_[t].triangularView<Eigen::Lower>() * u.segment(off, p);
+      for (Index i = 0; i < p; ++i) {
+        double v = 0.0;
+        for (Index k = 0; k <= i; ++k) v += l(i, k) * u[off + k];
+        out[off + i] = v;
+      }
   }
   return out;
 }

@@ -19,6 +19,17 @@ SINGULAR_TOL = 1e-4
 GRADIENT_TOL = 1e-3
 GRADIENT_TOL_REL = 1e-6
 OPTIMIZERS = ("L-BFGS-B", "COBYQA", "Nelder-Mead", "Powell")
+#: The rounding floor of the objective: a change below this, relative to the objective,
+#: is not progress. Once the projected gradient is below FLOOR_GRADIENT_REL relative to
+#: the objective, FLOOR_STALLS evaluations in a row without progress end the L-BFGS-B run
+#: (its line search would otherwise spend up to 20 evaluations on rounding noise).
+FLOOR_REL = 1e-13
+FLOOR_GRADIENT_REL = 1e-7
+FLOOR_STALLS = 3
+
+
+class _AtFloor(Exception):
+    """Raised inside the objective to end a run that only meets rounding noise."""
 
 
 @dataclass
@@ -96,41 +107,67 @@ def optimize_theta(model, start=None, optimizer: str = "L-BFGS-B", tol: float = 
     phi = model.theta_start if start is None else model._theta(start) / scale
     counts = {"f": 0, "g": 0}
 
+    # The last evaluation, reused when the same θ comes again (the optimizer's
+    # start and end points are asked for more than once).
+    last: dict = {"phi": None, "value": None, "grad": None}
+
     def evaluate(phi, gradient: bool):
+        if last["phi"] is not None and np.array_equal(phi, last["phi"]) and (not gradient or last["grad"] is not None):
+            return (last["value"], last["grad"]) if gradient else last["value"]
         theta = np.maximum(phi, lower) * scale
+        counts["f"] += 1
+        counts["g"] += gradient
         try:
             if gradient:
                 value, grad = model.objective_and_gradient(theta)
-                return value, grad * scale
-            return model.objective(theta)
+                grad = grad * scale
+            else:
+                value, grad = model.objective(theta), None
         except RuntimeError as err:
             raise ValueError(
                 f"the objective cannot be evaluated at theta = {np.array2string(theta, precision=4)}: {err}. "
                 "The residual variance is zero to working precision there: the random effects fit the "
                 "response exactly."
             ) from None
+        last.update(phi=np.array(phi, dtype=np.float64), value=value, grad=grad)
+        return (value, grad) if gradient else value
 
     def f(phi):
-        counts["f"] += 1
         value = evaluate(phi, False)
         if verbose:
             print(f"  eval {counts['f']:4d}: objective {value:.10g}")
         return value
 
+    best: dict = {"phi": None, "value": np.inf, "small_gradient": False, "stalls": 0}
+
     def fg(phi):
-        counts["f"] += 1
-        counts["g"] += 1
         value, grad = evaluate(phi, True)
         if verbose:
             print(f"  eval {counts['f']:4d}: objective {value:.10g}  |grad| {np.max(np.abs(grad)):.3g}")
+        if value < best["value"] - FLOOR_REL * abs(best["value"]) or best["phi"] is None:
+            best["stalls"] = 0
+        else:
+            best["stalls"] += 1
+        if value < best["value"]:
+            pg = np.max(np.abs(projected_gradient(np.maximum(phi, lower), grad, lower)), initial=0.0)
+            best.update(phi=np.array(phi, dtype=np.float64), value=value, grad=grad,
+                        small_gradient=pg <= FLOOR_GRADIENT_REL * max(1.0, abs(value)))
+        if best["small_gradient"] and best["stalls"] >= FLOOR_STALLS:
+            raise _AtFloor
         return value, grad
 
     bounds = sopt.Bounds(lower, np.full_like(lower, np.inf))
     t0 = time.perf_counter()
     restarts = 0
     while True:
-        res = _minimize(f, fg, phi, optimizer, bounds, tol, maxiter)
-        phi = np.maximum(np.asarray(res.x, dtype=np.float64), lower)
+        try:
+            res = _minimize(f, fg, phi, optimizer, bounds, tol, maxiter)
+            phi = np.maximum(np.asarray(res.x, dtype=np.float64), lower)
+        except _AtFloor:
+            res = sopt.OptimizeResult(message="stopped at the objective's rounding floor")
+            phi = np.maximum(best["phi"], lower)
+            last.update(phi=phi, value=best["value"], grad=best["grad"])
+        best.update(phi=None, value=np.inf, small_gradient=False, stalls=0)
         value = f(phi)
         escape = _escape_boundary(f, phi, lower, value) if restarts < max_restarts else None
         if escape is None:
@@ -154,7 +191,7 @@ def optimize_theta(model, start=None, optimizer: str = "L-BFGS-B", tol: float = 
 def _minimize(f, fg, theta0, optimizer, bounds, tol, maxiter):
     if optimizer == "L-BFGS-B":
         # gtol is on the projected gradient, whose size grows with the objective's.
-        gtol = tol * 0.1 * max(1.0, abs(f(theta0)))
+        gtol = tol * 0.1 * max(1.0, abs(fg(theta0)[0]))
         return sopt.minimize(fg, theta0, jac=True, method="L-BFGS-B", bounds=bounds,
                              options={"maxiter": maxiter, "ftol": 1e-14, "gtol": gtol, "maxcor": 20})
     if optimizer == "COBYQA":
