@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -173,6 +174,9 @@ BlockedCholesky::BlockedCholesky(const Crossprod& A, double max_dense_bytes)
                             " x " + std::to_string(q_tail_ + p_ + 1) + " (" +
                             std::to_string(tail * tail * 8.0 / (1 << 20)) + " MiB), above the limit of " +
                             std::to_string(max_dense_bytes / (1 << 20)) + " MiB");
+  // Rows of the tail are stored as 32-bit integers (and LAPACK takes int sizes).
+  if (q_tail_ + p_ + 1 > std::numeric_limits<std::int32_t>::max())
+    throw std::length_error("the crossed random-effects terms have too many levels for one dense block");
 
   Ldiag_.resize(static_cast<std::size_t>(nprefix_));
   LXy_.resize(static_cast<std::size_t>(nprefix_));
@@ -197,14 +201,14 @@ BlockedCholesky::BlockedCholesky(const Crossprod& A, double max_dense_bytes)
         const SparseBlocks& Lik = Loff_[i][k];
         for (Index e = Lik.colptr[c]; e < Lik.colptr[c + 1]; ++e)
           for (Index a = 0; a < Lik.pr; ++a) {
-            R.rows.push_back(tail_offset_[i] + Lik.rowidx[e] * Lik.pr + a);
-            R.col.push_back(c);
+            R.rows.push_back(static_cast<std::int32_t>(tail_offset_[i] + Lik.rowidx[e] * Lik.pr + a));
+            R.col.push_back(static_cast<std::int32_t>(c));
           }
       }
       R.colptr[c + 1] = static_cast<Index>(R.rows.size());
     }
     R.byrow_ptr.assign(static_cast<std::size_t>(q_tail_) + 1, 0);
-    for (Index r : R.rows) ++R.byrow_ptr[r + 1];
+    for (const std::int32_t r : R.rows) ++R.byrow_ptr[r + 1];
     for (Index r = 0; r < q_tail_; ++r) R.byrow_ptr[r + 1] += R.byrow_ptr[r];
     R.byrow.resize(R.rows.size());
     std::vector<Index> next(R.byrow_ptr.begin(), R.byrow_ptr.end() - 1);
@@ -214,6 +218,7 @@ BlockedCholesky::BlockedCholesky(const Crossprod& A, double max_dense_bytes)
 }
 
 void BlockedCholesky::factor(const Crossprod& A, const std::vector<Matrix>& lambda) {
+  factored_ = false;
   Matrix tmp;
   for (Index j = 0; j < nprefix_; ++j) {
     const Matrix& lj = lambda[j];
@@ -296,7 +301,7 @@ void BlockedCholesky::factor(const Crossprod& A, const std::vector<Matrix>& lamb
   }
 
   // Dense tail: the remaining terms and [X y], minus the updates from the prefix.
-  T_.setZero();
+  T_.setZero(q_tail_ + p_ + 1, q_tail_ + p_ + 1);  // reallocated only if W kept the storage
   const Index xo = q_tail_;
   for (Index i = nprefix_; i < K_; ++i) {
     const Index oi = tail_offset_[i], pi = shapes_[i].p;
@@ -359,28 +364,29 @@ void BlockedCholesky::factor(const Crossprod& A, const std::vector<Matrix>& lamb
     T_.bottomRightCorner(p_ + 1, p_ + 1).selfadjointView<Eigen::Lower>().rankUpdate(LXy_[k], -1.0);
 
   if (!cholesky_lower(T_)) throw std::runtime_error(pivot_message("the dense trailing block"));
-}
+  factored_ = true;
 
-double BlockedCholesky::pwrss() const {
   const double r = T_(T_.rows() - 1, T_.cols() - 1);
-  return r * r;
-}
-
-double BlockedCholesky::ldL2() const {
+  pwrss_ = r * r;
   double s = 0.0;
   for (const BlockDiag& D : Ldiag_)
     for (Index c = 0; c < D.nblocks; ++c) s += D.block(c).diagonal().array().log().sum();
   s += T_.diagonal().head(q_tail_).array().log().sum();
-  return 2.0 * s;
+  ldL2_ = 2.0 * s;
+  ldRX2_ = 2.0 * T_.diagonal().segment(q_tail_, p_).array().log().sum();
 }
 
-double BlockedCholesky::ldRX2() const { return 2.0 * T_.diagonal().segment(q_tail_, p_).array().log().sum(); }
+void BlockedCholesky::require_factored() const {
+  if (!factored_) throw std::logic_error("the factor was consumed by selected_inverse(); factor again first");
+}
 
 Matrix BlockedCholesky::LX() const {
+  require_factored();
   return T_.block(q_tail_, q_tail_, p_, p_).triangularView<Eigen::Lower>();
 }
 
 void BlockedCholesky::solve_u_beta(Vector& u, Vector& beta) const {
+  require_factored();
   const Index m = q_tail_ + p_;
   Vector xt = T_.row(m).head(m).transpose();
   T_.topLeftCorner(m, m).transpose().triangularView<Eigen::Upper>().solveInPlace(xt);
@@ -484,17 +490,26 @@ void SelectedInverse::xblock(Index k, Index r, Matrix& out) const {
   }
 }
 
-void BlockedCholesky::selected_inverse(bool with_x, SelectedInverse& W) const {
+void BlockedCholesky::reclaim(SelectedInverse& W) {
+  if (T_.size() == 0) T_.swap(W.T_);
+}
+
+void BlockedCholesky::selected_inverse(bool with_x, SelectedInverse& W) {
+  require_factored();
   W.L_ = this;
   W.px_ = with_x ? p_ : 0;
   const Index px = W.px_;
   const Index mt = q_tail_ + px;
 
   // Dense tail: the tail is last, so its part of Ω⁻¹ is (T T')⁻¹ = T⁻ᵀT⁻¹,
-  // formed in place (LAPACK's potri steps: trtri, then lauum), lower triangle.
-  W.T_ = T_.topLeftCorner(mt, mt);
-  invert_lower(W.T_);
-  lauum_lower(W.T_);
+  // formed in place in the factor's storage (LAPACK's potri steps: trtri,
+  // then lauum), lower triangle; only the leading mt × mt block is used. The
+  // [X y] rows and the prefix blocks of L (read below) are not touched.
+  W.T_.swap(T_);
+  T_.resize(0, 0);
+  factored_ = false;
+  invert_lower(W.T_.topLeftCorner(mt, mt));
+  lauum_lower(W.T_.topLeftCorner(mt, mt));
 
   // Same layout as L; every stored block is overwritten below, so storage
   // from an earlier call on this factor is reused as it is.
@@ -562,7 +577,7 @@ void BlockedCholesky::selected_inverse(bool with_x, SelectedInverse& W) const {
   // S lists later prefix terms' blocks first (sp rows), then the rows in the
   // dense tail (tail terms, then X). W_SS L_Sj is the tail-by-tail part
   // from the sweep above plus the products with the prefix rows of S.
-  const Matrix WXX = W.T_.bottomRightCorner(px, px).selfadjointView<Eigen::Lower>();
+  const Matrix WXX = W.T_.block(q_tail_, q_tail_, px, px).selfadjointView<Eigen::Lower>();
   std::vector<StructEntry> S;
   Matrix WSp, LS, wab, Ljj_inv, WL, WSj, LtW;
   for (Index t = nprefix_ - 1; t >= 0; --t) {

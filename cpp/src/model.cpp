@@ -138,9 +138,9 @@ Vector Model::gradient(bool reml) const {
   require_factored();
   const Index K = nterms(), p = A_.p;
   SelectedInverse& W = W_;
-  L_.selected_inverse(reml, W);
   Vector u, beta;
-  L_.solve_u_beta(u, beta);
+  factor().solve_u_beta(u, beta);
+  L_.selected_inverse(reml, W);
   const Vector bvec = b(u);
   std::vector<Index> off(static_cast<std::size_t>(K) + 1, 0);
   for (Index k = 0; k < K; ++k) off[k + 1] = off[k] + A_.shapes[k].q();
@@ -224,12 +224,18 @@ Vector Model::gradient(bool reml) const {
       grad[t++] = 2.0 * logdet - 2.0 * scale * rss;
     }
   }
+  L_.reclaim(W);
   return grad;
 }
 
-void Model::solve(Vector& u, Vector& beta) const {
+const BlockedCholesky& Model::factor() const {
   require_factored();
-  L_.solve_u_beta(u, beta);
+  if (!L_.factored()) L_.factor(A_, lambda_);
+  return L_;
+}
+
+void Model::solve(Vector& u, Vector& beta) const {
+  factor().solve_u_beta(u, beta);
 }
 
 Vector Model::b(const Vector& u) const {
@@ -258,7 +264,7 @@ Matrix Model::vcov_beta(bool reml) const {
   require_factored();
   const Index p = A_.p;
   Matrix Linv = Matrix::Identity(p, p);
-  L_.LX().triangularView<Eigen::Lower>().solveInPlace(Linv);
+  factor().LX().triangularView<Eigen::Lower>().solveInPlace(Linv);
   const double s = sigma(reml);
   return s * s * (Linv.transpose() * Linv);
 }

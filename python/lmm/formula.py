@@ -1324,10 +1324,22 @@ def _labels_to_factor(codes: np.ndarray, labels: List[str]) -> _Factor:
 
 def _numeric_to_factor(x: np.ndarray, integer: bool) -> _Factor:
     valid = ~np.isnan(x)
-    uniq, inv = np.unique(x[valid], return_inverse=True)
+    values = x[valid]
     codes = np.full(x.shape[0], -1, dtype=np.int32)
-    codes[valid] = inv
-    labels = [str(int(u)) if integer else _r_num(float(u)) for u in uniq]
+    lo = values.min() if values.size else 0.0
+    span = values.max() - lo if values.size else 0.0
+    if integer and span < 4 * values.size + 1024:
+        # Integer codes in a compact range (the usual subject or item ids): levels
+        # by counting, without sorting the rows.
+        offsets = (values - lo).astype(np.int64)
+        present = np.bincount(offsets, minlength=int(span) + 1) > 0
+        rank = np.cumsum(present, dtype=np.int64) - 1
+        codes[valid] = rank[offsets]
+        uniq = np.flatnonzero(present) + int(lo)
+    else:
+        uniq, inv = np.unique(values, return_inverse=True)
+        codes[valid] = inv
+    labels = uniq.astype(np.int64).astype(str).tolist() if integer else [_r_num(float(u)) for u in uniq]
     if len(set(labels)) < len(labels):  # values equal to 15 digits share an R level
         return _labels_to_factor(codes, labels)
     return _Factor(codes, labels)

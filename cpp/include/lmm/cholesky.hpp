@@ -15,6 +15,7 @@
 // The last diagonal entry of L is r, with r² the penalized residual sum of squares.
 #pragma once
 
+#include <cstdint>
 #include <vector>
 
 #include "blocks.hpp"
@@ -60,8 +61,8 @@ class SelectedInverse {
 /// stays in cache while every prefix column touching it adds to it.
 struct TailReach {
   std::vector<Index> colptr;     ///< ℓ_k + 1: positions of column c are colptr[c] .. colptr[c+1]-1
-  std::vector<Index> rows;       ///< per position: row of T (ascending within a column)
-  std::vector<Index> col;        ///< per position: its column c
+  std::vector<std::int32_t> rows;  ///< per position: row of T (ascending within a column; < max_dense_bytes' order)
+  std::vector<std::int32_t> col;   ///< per position: its column c (a level code)
   std::vector<Index> byrow_ptr;  ///< q_tail + 1: positions with row r are byrow[byrow_ptr[r] .. byrow_ptr[r+1]-1]
   std::vector<Index> byrow;      ///< positions grouped by row
   Matrix V;                      ///< p_k × positions: the rows of L there (refreshed by each factorization)
@@ -78,26 +79,41 @@ class BlockedCholesky {
   void factor(const Crossprod& A, const std::vector<Matrix>& lambda);
 
   Index nprefix() const { return nprefix_; }          ///< number of prefix terms
-  Index tail_size() const { return T_.rows(); }        ///< q_tail + p + 1
+  Index tail_size() const { return q_tail_ + p_ + 1; }  ///< order of the dense tail
   Index q_tail() const { return q_tail_; }             ///< random effects in the dense tail
 
-  double pwrss() const;    ///< r²
-  double ldL2() const;     ///< log|L_Z|²
-  double ldRX2() const;    ///< log|L_X|²
+  /// r², log|L_Z|² and log|L_X|² of the last factorization (kept when the
+  /// selected inverse reuses the factor's storage).
+  double pwrss() const { return pwrss_; }
+  double ldL2() const { return ldL2_; }
+  double ldRX2() const { return ldRX2_; }
+
+  /// Whether the factor itself is held (false after selected_inverse() until
+  /// reclaim() and the next factor()).
+  bool factored() const { return factored_; }
 
   /// Solve L'[u; β] = c where c is the y row of L (without r): gives the
   /// spherical random effects u (q, terms in model order) and β (p).
+  /// Requires factored().
   void solve_u_beta(Vector& u, Vector& beta) const;
 
-  /// The lower-triangular p × p block L_X of L (fixed-effects part).
+  /// The lower-triangular p × p block L_X of L (fixed-effects part). Requires factored().
   Matrix LX() const;
 
   /// Selected inverse of the [Z X] part (with_x, for REML) or the Z part (ML)
   /// of Ω_θ, from the current factor. Cost comparable to one factorization.
-  void selected_inverse(bool with_x, SelectedInverse& W) const;
+  /// The dense tail of the inverse is formed in the factor's own storage (no
+  /// second matrix of that size): W takes it over and the factor is consumed
+  /// (factored() turns false). Give the storage back with reclaim(W) when W
+  /// is no longer needed; factor() then refills it.
+  void selected_inverse(bool with_x, SelectedInverse& W);
+
+  /// Return the dense storage W took over in selected_inverse().
+  void reclaim(SelectedInverse& W);
 
  private:
   friend class SelectedInverse;
+  void require_factored() const;
   Index K_ = 0;        // number of terms
   Index p_ = 0;        // fixed-effects columns
   Index nprefix_ = 0;  // terms 0..nprefix_-1 in the prefix
@@ -110,6 +126,8 @@ class BlockedCholesky {
   std::vector<Matrix> LXy_;                    // prefix: (p+1) × q_j
   std::vector<TailReach> reach_;               // per prefix term: its rows in the dense tail
   Matrix T_;                                   // dense tail (lower triangle)
+  bool factored_ = false;
+  double pwrss_ = 0, ldL2_ = 0, ldRX2_ = 0;
 };
 
 }  // namespace lmm

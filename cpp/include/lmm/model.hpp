@@ -64,7 +64,8 @@ class Model {
   /// Exact gradient of objective(reml) with respect to θ at the current θ
   /// (ntheta): selected inverse for the log-determinants, envelope theorem for
   /// the penalized residual sum of squares. Cost a small multiple of one
-  /// evaluation, independent of the length of θ.
+  /// evaluation, independent of the length of θ. The inverse reuses the
+  /// factor's storage, so a solve() or vcov_beta() after it factors again.
   Vector gradient(bool reml) const;
 
   /// β̂ (p) and û (q, terms in model order, levels within terms, columns within levels).
@@ -78,10 +79,14 @@ class Model {
 
  private:
   void require_factored() const;
+  // The factor at the current θ, recomputed when gradient() used its storage.
+  const BlockedCholesky& factor() const;
 
   std::vector<Index> order_;
   Crossprod A_;
-  BlockedCholesky L_;
+  // gradient() forms the inverse of the dense block in L's own storage (no
+  // second matrix of that size); solve() and vcov_beta() refactor afterwards.
+  mutable BlockedCholesky L_;
   std::vector<Matrix> lambda_;
   mutable SelectedInverse W_;  // workspace of gradient(), reused between calls
   Vector theta_;
