@@ -556,6 +556,17 @@ def _check_terms(terms: list[ReTerm], n: int) -> None:
             )
 
 
+def _share_intercepts(terms: list[ReTerm]) -> None:
+    """Random-intercept terms share one read-only column of ones (n doubles, not n per term)."""
+    ones = None
+    for t in terms:
+        if t.cnames == ["(Intercept)"]:
+            if ones is None:
+                ones = np.ones((t.z.shape[0], 1), order="F")
+                ones.setflags(write=False)
+            t.z = ones
+
+
 def _term(rt: RandomTerm, data: pd.DataFrame) -> ReTerm:
     state = ModelFrameState()
     z, cnames = model_matrix(rt.expr, data, state=state)
@@ -664,6 +675,7 @@ def build_design(parsed: ParsedFormula, data: pd.DataFrame, missing: str = "drop
 
     terms = _merge_double_bars(_lme4_order(ev.pieces))
     _check_terms(terms, n)
+    _share_intercepts(terms)
     x_center, y_coef = _check_response(y, X, xnames, terms, parsed.response)
     return Design(y=y, X=X, xnames=xnames, dropped_columns=dropped, terms=terms, rows=rows,
                   fixed_state=ev.fixed_state, x_center=x_center, y_coef=y_coef)
