@@ -190,7 +190,8 @@ BlockedCholesky::BlockedCholesky(const Crossprod& A, double max_dense_bytes)
     for (std::size_t j = 0; j < pat[i].size(); ++j)
       Loff_[i][j].set_pattern(shapes_[i].nlevels, shapes_[i].p, shapes_[j].p, pat[i][j]);
   }
-  T_.setZero(q_tail_ + p_ + 1, q_tail_ + p_ + 1);
+  // T_ is allocated by the first factor(), not here: its q_tail² doubles come
+  // after the construction's temporaries are released.
 
   reach_.resize(static_cast<std::size_t>(nprefix_));
   for (Index k = 0; k < nprefix_; ++k) {
@@ -458,9 +459,10 @@ void SelectedInverse::block(Index a, Index ra, Index b, Index rb, Matrix& out) c
     block(b, rb, a, ra, out);
     out.transposeInPlace();
   } else {
-    const Index k = off_[a][b].find(ra, rb);
+    const SparseBlocks& pattern = L.Loff_[a][b];
+    const Index k = pattern.find(ra, rb);
     if (k < 0) throw std::logic_error("selected inverse: block outside the pattern of L requested");
-    out = off_[a][b].block(k);
+    out = off_[a][b].middleCols(k * pattern.pc, pattern.pc);
   }
 }
 
@@ -473,9 +475,9 @@ double SelectedInverse::coeff(Index a, Index ra, Index b, Index rb) const {
   }
   if (a == b) return diag_[a].data(0, ra);
   if (a < b) return coeff(b, rb, a, ra);
-  const Index k = off_[a][b].find(ra, rb);
+  const Index k = L.Loff_[a][b].find(ra, rb);
   if (k < 0) throw std::logic_error("selected inverse: block outside the pattern of L requested");
-  return off_[a][b].data(0, k);
+  return off_[a][b](0, k);
 }
 
 bool SelectedInverse::in_prefix(Index k) const { return k < L_->nprefix_; }
@@ -516,7 +518,9 @@ void BlockedCholesky::selected_inverse(bool with_x, SelectedInverse& W) {
   if (W.diag_.size() != Ldiag_.size() || W.off_.size() != Loff_.size() || W.X_.size() != Ldiag_.size() ||
       (nprefix_ > 0 && W.X_[0].rows() != px)) {
     W.diag_ = Ldiag_;
-    W.off_ = Loff_;
+    W.off_.assign(Loff_.size(), {});
+    for (std::size_t i = 0; i < Loff_.size(); ++i)
+      for (const SparseBlocks& Lij : Loff_[i]) W.off_[i].push_back(Matrix::Zero(Lij.data.rows(), Lij.data.cols()));
     W.X_.assign(static_cast<std::size_t>(nprefix_), Matrix());
     for (Index j = 0; j < nprefix_; ++j) W.X_[j].setZero(px, shapes_[j].q());
   }
@@ -639,7 +643,7 @@ void BlockedCholesky::selected_inverse(bool with_x, SelectedInverse& W) {
         if (S[a].term < 0) {
           W.X_[t].middleCols(c * pt, pt) = WSj.middleRows(ra, S[a].size);
         } else {
-          W.off_[S[a].term][t].block(S[a].loff_index) = WSj.middleRows(ra, S[a].size);
+          W.off_[S[a].term][t].middleCols(S[a].loff_index * pt, pt) = WSj.middleRows(ra, S[a].size);
         }
       }
     }

@@ -6,6 +6,10 @@
 #include <stdexcept>
 #include <string>
 
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
+
 namespace lmm {
 
 namespace {
@@ -36,6 +40,13 @@ Model::Model(const std::vector<TermData>& terms, Eigen::Ref<const Matrix> X, Eig
       L_(A_, options.max_dense_bytes) {
   for (const auto& s : A_.shapes) lambda_.push_back(Matrix::Identity(s.p, s.p));
   theta_ = theta_start();
+#ifdef __GLIBC__
+  // Forming A and the patterns of L frees many buffers proportional to n or to
+  // the number of level pairs; glibc keeps freed heap memory mapped (its mmap
+  // threshold rises after large frees), which would otherwise stay in the
+  // process's resident set for the whole fit. Hand it back to the system.
+  malloc_trim(0);
+#endif
 }
 
 void Model::set_response(const std::vector<TermData>& terms, Eigen::Ref<const Matrix> X,

@@ -556,14 +556,19 @@ def _check_terms(terms: list[ReTerm], n: int) -> None:
             )
 
 
-def _share_intercepts(terms: list[ReTerm]) -> None:
-    """Random-intercept terms share one read-only column of ones (n doubles, not n per term)."""
-    ones = None
+def _share_intercepts(terms: list[ReTerm], X: np.ndarray, xnames: list[str]) -> None:
+    """Random-intercept terms share one read-only column of ones (n doubles, not n per term):
+    the fixed-effects intercept column when there is one, which X then keeps read-only too."""
+    if not any(t.cnames == ["(Intercept)"] for t in terms):
+        return
+    if xnames[:1] == ["(Intercept)"] and X.flags.f_contiguous:
+        X.setflags(write=False)
+        ones = X[:, :1]
+    else:
+        ones = np.ones((X.shape[0], 1), order="F")
+        ones.setflags(write=False)
     for t in terms:
         if t.cnames == ["(Intercept)"]:
-            if ones is None:
-                ones = np.ones((t.z.shape[0], 1), order="F")
-                ones.setflags(write=False)
             t.z = ones
 
 
@@ -675,7 +680,7 @@ def build_design(parsed: ParsedFormula, data: pd.DataFrame, missing: str = "drop
 
     terms = _merge_double_bars(_lme4_order(ev.pieces))
     _check_terms(terms, n)
-    _share_intercepts(terms)
     x_center, y_coef = _check_response(y, X, xnames, terms, parsed.response)
+    _share_intercepts(terms, X, xnames)
     return Design(y=y, X=X, xnames=xnames, dropped_columns=dropped, terms=terms, rows=rows,
                   fixed_state=ev.fixed_state, x_center=x_center, y_coef=y_coef)

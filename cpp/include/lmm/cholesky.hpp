@@ -48,7 +48,7 @@ class SelectedInverse {
   const BlockedCholesky* L_ = nullptr;
   Index px_ = 0;
   std::vector<BlockDiag> diag_;
-  std::vector<std::vector<SparseBlocks>> off_;
+  std::vector<std::vector<Matrix>> off_;  // values on the pattern of L's Loff_ (same layout as its data)
   std::vector<Matrix> X_;  // prefix: px × q_j
   Matrix T_;               // dense tail: (q_tail + px) square, lower triangle
   std::vector<Matrix> WLt_;  // per prefix term: p_k × positions of its TailReach, rows of W_tail,tail L_tail,k
