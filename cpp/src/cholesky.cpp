@@ -118,6 +118,27 @@ void selected_inverse_leaf(const BlockDiag& Ld, const Matrix& LXy, const Matrix&
   wcc.noalias() = (Linv.transpose() - LtW.transpose()) * Linv;
 }
 
+// diagonal_block_sums() for block column c of a prefix term whose rows below
+// the diagonal are only X rows (px of them, possibly none), with P columns
+// known at compile time: acc += L_cc⁻ᵀ (I + L_Xc' W_XX L_Xc) L_cc⁻¹, with
+// W_XX = T_XX⁻ᵀ T_XX⁻¹ and v (px × P) a workspace.
+template <int P>
+void diagonal_sum_leaf(const BlockDiag& Ld, const Matrix& LXy, const Matrix& WXX, Index c,
+                       Eigen::Matrix<double, Eigen::Dynamic, P>& v, Eigen::Matrix<double, P, P>& acc) {
+  using Block = Eigen::Matrix<double, P, P>;
+  using Rows = Eigen::Matrix<double, Eigen::Dynamic, P>;
+  const Index px = WXX.rows();
+  Block Dinv = Block::Identity();
+  Eigen::Map<const Block>(Ld.data.data() + c * P * P).template triangularView<Eigen::Lower>().solveInPlace(Dinv);
+  Block G = Block::Identity();
+  if (px > 0) {
+    const auto LXc = Eigen::Map<const Rows>(LXy.data() + c * LXy.rows() * P, LXy.rows(), P).topRows(px);
+    v.noalias() = WXX.lazyProduct(LXc);
+    G.noalias() += LXc.transpose().lazyProduct(v);
+  }
+  acc.noalias() += Dinv.transpose() * G * Dinv;
+}
+
 std::string pivot_message(const char* where) {
   return std::string("Cholesky factorization failed: a pivot of ") + where +
          " is not positive (X may be rank deficient, or the response is fitted exactly)";
@@ -192,6 +213,9 @@ BlockedCholesky::BlockedCholesky(const Crossprod& A, double max_dense_bytes)
   }
   // T_ is allocated by the first factor(), not here: its q_tail² doubles come
   // after the construction's temporaries are released.
+
+  for (Index i = 1; i < nprefix_; ++i)
+    for (Index t = 0; t < i; ++t) prefix_independent_ = prefix_independent_ && Loff_[i][t].nnz() == 0;
 
   reach_.resize(static_cast<std::size_t>(nprefix_));
   for (Index k = 0; k < nprefix_; ++k) {
@@ -489,6 +513,97 @@ void SelectedInverse::xblock(Index k, Index r, Matrix& out) const {
     out = T_.block(L.q_tail_, L.tail_offset_[k] + r * pk, px_, pk);
   } else {
     out = X_[k].middleCols(r * pk, pk);
+  }
+}
+
+void BlockedCholesky::diagonal_block_sums(bool with_x, std::vector<Matrix>& sums) {
+  require_factored();
+  if (!prefix_independent_) throw std::logic_error("diagonal_block_sums: prefix terms are nested");
+  const Index px = with_x ? p_ : 0;
+  const Index mt = q_tail_ + px;
+  // With L = [[D, 0], [B, T]] (D the block-diagonal prefix, T the tail's
+  // leading mt rows), L⁻¹ = [[D⁻¹, 0], [−T⁻¹BD⁻¹, T⁻¹]] and Ω⁻¹ = L⁻ᵀL⁻¹:
+  //   tail level block:   Σ_{r ≥ a} T⁻¹[r, a..]' T⁻¹[r, a..]
+  //   prefix level c:     D_c⁻ᵀ (I + H_c'H_c) D_c⁻¹,  H_c = T⁻¹ B_c
+  // with B_c the column's few rows in the tail and X, so H_c costs one column
+  // of T⁻¹ per row of B_c.
+  invert_lower(T_.topLeftCorner(mt, mt));
+  factored_ = false;
+  const auto Tinv = T_.topLeftCorner(mt, mt);
+  sums.assign(static_cast<std::size_t>(K_), Matrix());
+  for (Index k = 0; k < K_; ++k) sums[k].setZero(shapes_[k].p, shapes_[k].p);
+  for (Index k = nprefix_; k < K_; ++k) {
+    const Index pk = shapes_[k].p;
+    for (Index j = 0; j < shapes_[k].nlevels; ++j) {
+      const Index a = tail_offset_[k] + j * pk;
+      if (pk == 1) {
+        sums[k](0, 0) += Tinv.col(a).tail(mt - a).squaredNorm();
+      } else {
+        // The level's diagonal block of T⁻¹ is lower triangular; the storage
+        // above its diagonal holds stale values of T.
+        const Matrix top = Tinv.block(a, a, pk, pk).triangularView<Eigen::Lower>();
+        const auto rest = Tinv.block(a + pk, a, mt - a - pk, pk);
+        sums[k].noalias() += top.transpose() * top;
+        sums[k].noalias() += rest.transpose() * rest;
+      }
+    }
+  }
+  Matrix H, Dinv, G;
+  const Matrix TXXinv = Tinv.bottomRightCorner(px, px).triangularView<Eigen::Lower>();
+  const Matrix WXX = TXXinv.transpose() * TXXinv;
+  for (Index t = 0; t < nprefix_; ++t) {
+    const Index pt = shapes_[t].p;
+    const TailReach& R = reach_[t];
+    const Index ldx = LXy_[t].rows();
+    H.resize(mt, pt);
+    Eigen::Matrix<double, 1, 1> acc1 = Eigen::Matrix<double, 1, 1>::Zero();
+    Eigen::Matrix<double, 2, 2> acc2 = Eigen::Matrix<double, 2, 2>::Zero();
+    Eigen::Matrix<double, 3, 3> acc3 = Eigen::Matrix<double, 3, 3>::Zero();
+    Eigen::Matrix<double, 4, 4> acc4 = Eigen::Matrix<double, 4, 4>::Zero();
+    Eigen::Matrix<double, Eigen::Dynamic, 1> v1(px);
+    Eigen::Matrix<double, Eigen::Dynamic, 2> v2(px, 2);
+    Eigen::Matrix<double, Eigen::Dynamic, 3> v3(px, 3);
+    Eigen::Matrix<double, Eigen::Dynamic, 4> v4(px, 4);
+    for (Index c = 0; c < shapes_[t].nlevels; ++c) {
+      // Columns with no rows in the tail (every level of a lone prefix term, say).
+      if (R.colptr[c] == R.colptr[c + 1] && pt <= 4) {
+        if (pt == 1) diagonal_sum_leaf<1>(Ldiag_[t], LXy_[t], WXX, c, v1, acc1);
+        if (pt == 2) diagonal_sum_leaf<2>(Ldiag_[t], LXy_[t], WXX, c, v2, acc2);
+        if (pt == 3) diagonal_sum_leaf<3>(Ldiag_[t], LXy_[t], WXX, c, v3, acc3);
+        if (pt == 4) diagonal_sum_leaf<4>(Ldiag_[t], LXy_[t], WXX, c, v4, acc4);
+        continue;
+      }
+      // H = T⁻¹ B_c, nonzero from the first row of B_c down.
+      Index first = mt;
+      if (R.colptr[c] < R.colptr[c + 1]) {
+        first = R.rows[R.colptr[c]];
+      } else if (px > 0) {
+        first = q_tail_;
+      }
+      const Index m = mt - first;
+      auto h = H.bottomRows(m);
+      h.setZero();
+      for (Index g = R.colptr[c]; g < R.colptr[c + 1]; ++g) {
+        const Index r = R.rows[g];
+        for (Index a = 0; a < pt; ++a)
+          h.col(a).tail(mt - r).noalias() += R.V(a, g) * Tinv.col(r).tail(mt - r);
+      }
+      const double* lx = LXy_[t].data() + c * pt * ldx;
+      for (Index x = 0; x < px; ++x) {
+        const Index r = q_tail_ + x;
+        for (Index a = 0; a < pt; ++a)
+          h.col(a).tail(mt - r).noalias() += lx[a * ldx + x] * Tinv.col(r).tail(mt - r);
+      }
+      G.noalias() = h.transpose() * h;
+      G.diagonal().array() += 1.0;
+      Dinv.setIdentity(pt, pt);
+      Ldiag_[t].block(c).triangularView<Eigen::Lower>().solveInPlace(Dinv);
+      sums[t].noalias() += Dinv.transpose() * G * Dinv;
+    }
+    if (pt == 1) sums[t] += acc1;
+    if (pt == 2) sums[t] += acc2;
+    if (pt == 3) sums[t] += acc3;
+    if (pt == 4) sums[t] += acc4;
   }
 }
 

@@ -124,17 +124,16 @@ struct LevelTerms {
   Index px;              // X rows in W (0 for ML)
 };
 
-// The per-level parts of the gradient for a prefix term with P columns known at
-// compile time: ze_j −= A_jj b_j and G_j = W_jj λ'A_jj + W_Xj' A_Xj.
+// G_j = W_jj λ'A_jj + W_Xj' A_Xj per level, for a prefix term with P columns
+// known at compile time.
 template <int P>
-void level_terms(const LevelTerms& t, Eigen::Ref<const Vector> b, Eigen::Ref<Vector> ze, Matrix& G) {
+void level_terms(const LevelTerms& t, Matrix& G) {
   using Block = Eigen::Matrix<double, P, P>;
   using Rows = Eigen::Matrix<double, Eigen::Dynamic, P>;
   const Block lt = t.lambda.transpose();
   const Index rows = t.Axy.rows();
   for (Index j = 0; j < t.Azz.nblocks; ++j) {
     const Eigen::Map<const Block> a(t.Azz.data.data() + j * P * P);
-    ze.template segment<P>(j * P).noalias() -= a * b.template segment<P>(j * P);
     Eigen::Map<Block> g(G.data() + j * P * P);
     g.noalias() = Eigen::Map<const Block>(t.Wd.data.data() + j * P * P) * (lt * a);
     if (t.px > 0)
@@ -143,43 +142,78 @@ void level_terms(const LevelTerms& t, Eigen::Ref<const Vector> b, Eigen::Ref<Vec
   }
 }
 
+// Whether every λ is safely invertible: the log-determinant's gradient can
+// then come from the diagonal blocks of Ω⁻¹ alone (Model::gradient). Below
+// this ratio of the smallest diagonal entry to the largest entry, the
+// identity's cancellation (ℓ λ⁻¹ − Σ W_jj λ⁻¹) would cost digits.
+constexpr double kInvertibleRatio = 1e-3;
+
+bool invertible(const std::vector<Matrix>& lambda) {
+  return std::all_of(lambda.begin(), lambda.end(), [](const Matrix& l) {
+    return l.diagonal().minCoeff() >= kInvertibleRatio * std::max(1.0, l.cwiseAbs().maxCoeff());
+  });
+}
+
 }  // namespace
 
-Vector Model::gradient(bool reml) const {
-  require_factored();
+Vector Model::residual_crossprod(const Vector& beta, const Vector& bvec) const {
   const Index K = nterms(), p = A_.p;
-  SelectedInverse& W = W_;
-  Vector u, beta;
-  factor().solve_u_beta(u, beta);
-  L_.selected_inverse(reml, W);
-  const Vector bvec = b(u);
   std::vector<Index> off(static_cast<std::size_t>(K) + 1, 0);
   for (Index k = 0; k < K; ++k) off[k + 1] = off[k] + A_.shapes[k].q();
-
-  // Z'e = Z'y − Z'Xβ − Z'ZΛu from the crossproduct blocks, and
-  // G[k] (p_k × q_k, one p_k × p_k block per level) = Σ_s W_{s,kj}' (Λ'A)_{s,kj}.
   Vector ze(off[K]);
+  for (Index k = 0; k < K; ++k) {
+    const Index pk = A_.shapes[k].p;
+    auto zek = ze.segment(off[k], A_.shapes[k].q());
+    zek.noalias() = A_.XyZ[k].row(p).transpose() - A_.XyZ[k].topRows(p).transpose() * beta;
+    const BlockDiag& Akk = A_.ZZ[k];
+    const double* b = bvec.data() + off[k];
+    for (Index j = 0; j < Akk.nblocks; ++j) {
+      const double* a = Akk.data.data() + j * pk * pk;
+      for (Index c = 0; c < pk; ++c)
+        for (Index r = 0; r < pk; ++r) zek[j * pk + r] -= a[c * pk + r] * b[j * pk + c];
+    }
+  }
+  for (Index i = 1; i < K; ++i) {
+    const Index pi = A_.shapes[i].p;
+    for (Index k = 0; k < i; ++k) {
+      const SparseBlocks& Aik = A_.ZZ_off[i][k];
+      const Index pk = A_.shapes[k].p;
+      for (Index j = 0; j < Aik.ncols; ++j)
+        for (Index e = Aik.colptr[j]; e < Aik.colptr[j + 1]; ++e) {
+          const Index r = Aik.rowidx[e];
+          const double* B = Aik.data.data() + e * pi * pk;  // A at (term i level r, term k level j), pi × pk
+          for (Index c = 0; c < pk; ++c)
+            for (Index a = 0; a < pi; ++a) {
+              ze[off[i] + r * pi + a] -= B[c * pi + a] * bvec[off[k] + j * pk + c];
+              ze[off[k] + j * pk + c] -= B[c * pi + a] * bvec[off[i] + r * pi + a];
+            }
+        }
+    }
+  }
+  return ze;
+}
+
+std::vector<Matrix> Model::logdet_terms_selected(bool reml) const {
+  const Index K = nterms(), p = A_.p;
+  SelectedInverse& W = W_;
+  L_.selected_inverse(reml, W);
+  // G[k] (p_k × q_k, one p_k × p_k block per level) = Σ_s W_{s,kj}' (Λ'A)_{s,kj}.
   std::vector<Matrix> G(static_cast<std::size_t>(K));
   Matrix w;
   for (Index k = 0; k < K; ++k) {
     const Index pk = A_.shapes[k].p;
     const Matrix& lk = lambda_[k];
-    ze.segment(off[k], A_.shapes[k].q()) =
-        A_.XyZ[k].row(p).transpose() - A_.XyZ[k].topRows(p).transpose() * beta;
     G[k].setZero(pk, A_.shapes[k].q());
     if (W.in_prefix(k) && pk <= 4) {
       const LevelTerms args{A_.ZZ[k], A_.XyZ[k], lk, W.diag(k), W.x(k), reml ? p : 0};
-      auto zek = ze.segment(off[k], A_.shapes[k].q());
-      const auto bk = bvec.segment(off[k], A_.shapes[k].q());
-      if (pk == 1) level_terms<1>(args, bk, zek, G[k]);
-      if (pk == 2) level_terms<2>(args, bk, zek, G[k]);
-      if (pk == 3) level_terms<3>(args, bk, zek, G[k]);
-      if (pk == 4) level_terms<4>(args, bk, zek, G[k]);
+      if (pk == 1) level_terms<1>(args, G[k]);
+      if (pk == 2) level_terms<2>(args, G[k]);
+      if (pk == 3) level_terms<3>(args, G[k]);
+      if (pk == 4) level_terms<4>(args, G[k]);
       continue;
     }
     for (Index j = 0; j < A_.shapes[k].nlevels; ++j) {
       const auto Akj = A_.ZZ[k].block(j);
-      ze.segment(off[k] + j * pk, pk).noalias() -= Akj * bvec.segment(off[k] + j * pk, pk);
       W.block(k, j, k, j, w);
       G[k].middleCols(j * pk, pk).noalias() = w * (lk.transpose() * Akj);
       if (reml && p > 0) {
@@ -198,10 +232,7 @@ Vector Model::gradient(bool reml) const {
         for (Index j = 0; j < Aik.ncols; ++j)
           for (Index e = Aik.colptr[j]; e < Aik.colptr[j + 1]; ++e) {
             const Index r = Aik.rowidx[e];
-            const double B = Aik.data(0, e);
-            ze[off[i] + r] -= B * bvec[off[k] + j];
-            ze[off[k] + j] -= B * bvec[off[i] + r];
-            const double Wik = W.coeff(i, r, k, j) * B;
+            const double Wik = W.coeff(i, r, k, j) * Aik.data(0, e);
             G[k](0, j) += Wik * li;
             G[i](0, r) += Wik * lk;
           }
@@ -211,31 +242,65 @@ Vector Model::gradient(bool reml) const {
         for (Index e = Aik.colptr[j]; e < Aik.colptr[j + 1]; ++e) {
           const Index r = Aik.rowidx[e];
           const auto B = Aik.block(e);  // A at (term i level r, term k level j), pi × pk
-          ze.segment(off[i] + r * pi, pi).noalias() -= B * bvec.segment(off[k] + j * pk, pk);
-          ze.segment(off[k] + j * pk, pk).noalias() -= B.transpose() * bvec.segment(off[i] + r * pi, pi);
           W.block(i, r, k, j, w);
           G[k].middleCols(j * pk, pk).noalias() += w.transpose() * (lambda_[i].transpose() * B);
           G[i].middleCols(r * pi, pi).noalias() += w * (lambda_[k].transpose() * B.transpose());
         }
     }
   }
+  L_.reclaim(W);
+  // Σ over levels of each p_k × p_k block, transposed: entry (a, b) of the
+  // result is ∂/∂λ_k[a, b] of log|Ω|, halved.
+  std::vector<Matrix> D(static_cast<std::size_t>(K));
+  for (Index k = 0; k < K; ++k) {
+    const Index pk = A_.shapes[k].p;
+    D[k].setZero(pk, pk);
+    for (Index j = 0; j < A_.shapes[k].nlevels; ++j) D[k] += G[k].middleCols(j * pk, pk).transpose();
+  }
+  return D;
+}
 
-  const double dof = static_cast<double>(reml ? A_.n - p : A_.n);
+std::vector<Matrix> Model::logdet_terms_diagonal(bool reml) const {
+  // With every λ invertible, Ω = P'GP + J (P = diag(Λ, I), J the identity on
+  // the Z rows) gives P'G = (Ω − J)P⁻¹, so
+  //   ∂ log|Ω| / ∂λ_k[a, b] = 2 tr((I − Ω⁻¹J) P⁻¹ ∂P) = 2 Σ_j ((I − W_jj) λ_k⁻¹)[b, a]:
+  // only the sums over levels of the diagonal blocks W_jj of Ω⁻¹ are needed,
+  // without the rest of the selected inverse.
+  const Index K = nterms();
+  std::vector<Matrix> sums;
+  L_.diagonal_block_sums(reml, sums);
+  std::vector<Matrix> D(static_cast<std::size_t>(K));
+  for (Index k = 0; k < K; ++k) {
+    const Index pk = A_.shapes[k].p;
+    Matrix linv = Matrix::Identity(pk, pk);
+    lambda_[k].triangularView<Eigen::Lower>().solveInPlace(linv);
+    const Matrix m = (static_cast<double>(A_.shapes[k].nlevels) * Matrix::Identity(pk, pk) - sums[k]) * linv;
+    D[k] = m.transpose();
+  }
+  return D;
+}
+
+Vector Model::gradient(bool reml) const {
+  require_factored();
+  const Index K = nterms();
+  Vector u, beta;
+  factor().solve_u_beta(u, beta);
+  const Vector ze = residual_crossprod(beta, b(u));
+  const std::vector<Matrix> D = L_.prefix_independent() && invertible(lambda_) ? logdet_terms_diagonal(reml)
+                                                                               : logdet_terms_selected(reml);
+  const double dof = static_cast<double>(reml ? A_.n - A_.p : A_.n);
   const double scale = dof / L_.pwrss();
   Vector grad(ntheta());
-  Index t = 0;
+  Index t = 0, off = 0;
   for (Index k = 0; k < K; ++k) {
     const Index pk = A_.shapes[k].p;
     for (const auto& [a, b] : theta_positions(A_.shapes[k])) {
-      double logdet = 0.0, rss = 0.0;
-      for (Index j = 0; j < A_.shapes[k].nlevels; ++j) {
-        logdet += G[k](b, j * pk + a);
-        rss += ze[off[k] + j * pk + a] * u[off[k] + j * pk + b];
-      }
-      grad[t++] = 2.0 * logdet - 2.0 * scale * rss;
+      double rss = 0.0;
+      for (Index j = 0; j < A_.shapes[k].nlevels; ++j) rss += ze[off + j * pk + a] * u[off + j * pk + b];
+      grad[t++] = 2.0 * D[k](a, b) - 2.0 * scale * rss;
     }
+    off += A_.shapes[k].q();
   }
-  L_.reclaim(W);
   return grad;
 }
 

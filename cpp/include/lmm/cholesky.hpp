@@ -111,6 +111,16 @@ class BlockedCholesky {
   /// Return the dense storage W took over in selected_inverse().
   void reclaim(SelectedInverse& W);
 
+  /// Whether no prefix term's columns reach a later prefix term (no nesting
+  /// among the prefix terms): then diagonal_block_sums() applies.
+  bool prefix_independent() const { return prefix_independent_; }
+
+  /// Per term k, Σ over its levels of the p_k × p_k diagonal blocks of Ω⁻¹
+  /// (Ω the [Z X] part with_x, for REML, or the Z part), from T⁻¹ alone: no
+  /// selected inverse. Requires prefix_independent(). The dense tail's inverse
+  /// is formed in the factor's storage, which consumes the factor.
+  void diagonal_block_sums(bool with_x, std::vector<Matrix>& sums);
+
  private:
   friend class SelectedInverse;
   void require_factored() const;
@@ -127,6 +137,7 @@ class BlockedCholesky {
   std::vector<TailReach> reach_;               // per prefix term: its rows in the dense tail
   Matrix T_;                                   // dense tail (lower triangle)
   bool factored_ = false;
+  bool prefix_independent_ = true;
   double pwrss_ = 0, ldL2_ = 0, ldRX2_ = 0;
 };
 
