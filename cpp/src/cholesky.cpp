@@ -583,7 +583,25 @@ void BlockedCholesky::diagonal_block_sums(bool with_x, std::vector<Matrix>& sums
       const Index m = mt - first;
       auto h = H.bottomRows(m);
       h.setZero();
-      for (Index g = R.colptr[c]; g < R.colptr[c + 1]; ++g) {
+      Index g = R.colptr[c];
+      if (pt == 1) {
+        // Four columns of T⁻¹ at a time: h is read and written once for four
+        // of them on the rows all four reach (rows come in ascending order).
+        for (; g + 3 < R.colptr[c + 1]; g += 4) {
+          const Index r0 = R.rows[g], r1 = R.rows[g + 1], r2 = R.rows[g + 2], r3 = R.rows[g + 3];
+          const double w0 = R.V(0, g), w1 = R.V(0, g + 1), w2 = R.V(0, g + 2), w3 = R.V(0, g + 3);
+          auto h0 = h.col(0);
+          h0.segment(r0 - first, r1 - r0).noalias() += w0 * Tinv.col(r0).segment(r0, r1 - r0);
+          h0.segment(r1 - first, r2 - r1).noalias() +=
+              w0 * Tinv.col(r0).segment(r1, r2 - r1) + w1 * Tinv.col(r1).segment(r1, r2 - r1);
+          h0.segment(r2 - first, r3 - r2).noalias() += w0 * Tinv.col(r0).segment(r2, r3 - r2) +
+                                                       w1 * Tinv.col(r1).segment(r2, r3 - r2) +
+                                                       w2 * Tinv.col(r2).segment(r2, r3 - r2);
+          h0.tail(mt - r3).noalias() += w0 * Tinv.col(r0).tail(mt - r3) + w1 * Tinv.col(r1).tail(mt - r3) +
+                                        w2 * Tinv.col(r2).tail(mt - r3) + w3 * Tinv.col(r3).tail(mt - r3);
+        }
+      }
+      for (; g < R.colptr[c + 1]; ++g) {
         const Index r = R.rows[g];
         for (Index a = 0; a < pt; ++a)
           h.col(a).tail(mt - r).noalias() += R.V(a, g) * Tinv.col(r).tail(mt - r);
