@@ -4,6 +4,9 @@ Each fit runs in its own process with a time and memory limit; the table gives t
 wall time of the fit itself (data loading excluded), the process's peak RSS, the final
 criterion — every system's θ evaluated by lmm's objective, so the numbers compare — and
 each system's time as a ratio to lmm's. Threads are pinned (OMP, OpenBLAS, MKL) for all.
+For lmm, "fit / budget" is the memory the fit adds to the loaded data (peak resident set
+during the call minus the resident set before it) against 2 × the numeric columns used
+plus the blocked factor L (see fit_lmm.py).
 
     python benchmarks/bench_fit.py                              # all models and systems
     python benchmarks/bench_fit.py --models sleepstudy insteval --systems lmm lme4
@@ -204,7 +207,8 @@ def main() -> None:
             dcrit = r["criterion"] - base["criterion"] if r.get("criterion") is not None and \
                 base.get("criterion") is not None else None
             rows.append({"model": model, "system": system, "status": r["status"], "time_s": r.get("time"),
-                         "peak_rss_mib": r.get("rss_mib"), "criterion": r.get("criterion"),
+                         "peak_rss_mib": r.get("rss_mib"), "fit_mib": r.get("fit_mib"),
+                         "budget_mib": r.get("budget_mib"), "criterion": r.get("criterion"),
                          "criterion_minus_lmm": dcrit, "time_ratio_vs_lmm": ratio, "nfev": r.get("nfev")})
 
     header = {"machine": platform.platform(), "cpus": os.cpu_count(), "threads": args.threads,
@@ -212,8 +216,10 @@ def main() -> None:
     if args.format == "json":
         print(json.dumps({"settings": header, "rows": rows}, indent=2))
         return
-    cols = ["model", "system", "status", "time (s)", "peak RSS (MiB)", "criterion", "Δ vs lmm", "time / lmm"]
+    cols = ["model", "system", "status", "time (s)", "peak RSS (MiB)", "fit / budget (MiB)", "criterion",
+            "Δ vs lmm", "time / lmm"]
     table = [[r["model"], r["system"], r["status"], fmt(r["time_s"], ".3f"), fmt(r["peak_rss_mib"], ".0f"),
+              f"{r['fit_mib']:.0f} / {r['budget_mib']:.0f}" if r["fit_mib"] is not None else "",
               fmt(r["criterion"], ".6f"), fmt(r["criterion_minus_lmm"], ".2e"), fmt(r["time_ratio_vs_lmm"], ".1f")]
              for r in rows]
     print(f"# {header['criterion']}; threads pinned to {args.threads}; {header['machine']}, {header['cpus']} cpus")

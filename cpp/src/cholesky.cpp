@@ -401,6 +401,18 @@ void BlockedCholesky::factor(const Crossprod& A, const std::vector<Matrix>& lamb
   ldRX2_ = 2.0 * T_.diagonal().segment(q_tail_, p_).array().log().sum();
 }
 
+double BlockedCholesky::factor_bytes() const {
+  const double tail = static_cast<double>(q_tail_ + p_ + 1);
+  double bytes = tail * tail * sizeof(double);
+  for (const BlockDiag& D : Ldiag_) bytes += static_cast<double>(D.data.size()) * sizeof(double);
+  for (const Matrix& M : LXy_) bytes += static_cast<double>(M.size()) * sizeof(double);
+  for (const auto& row : Loff_)
+    for (const SparseBlocks& S : row)
+      bytes += static_cast<double>(S.data.size()) * sizeof(double) +
+               static_cast<double>(S.rowidx.size() + S.colptr.size()) * sizeof(Index);
+  return bytes;
+}
+
 void BlockedCholesky::require_factored() const {
   if (!factored_) throw std::logic_error("the factor was consumed by selected_inverse(); factor again first");
 }

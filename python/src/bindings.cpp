@@ -124,6 +124,8 @@ PYBIND11_MODULE(_core, m) {
                              "number of leading terms whose diagonal blocks of L stay block diagonal")
       .def_property_readonly("tail_size", [](const lmm::Model& m) { return m.cholesky().tail_size(); },
                              "order of the dense trailing block of L")
+      .def_property_readonly("factor_bytes", [](const lmm::Model& m) { return m.cholesky().factor_bytes(); },
+                             "bytes of the blocked factor L (dense tail, prefix blocks and patterns)")
       .def("set_theta", &lmm::Model::set_theta, py::arg("theta"), py::call_guard<py::gil_scoped_release>())
       .def("objective", &lmm::Model::objective, py::arg("reml"))
       .def(

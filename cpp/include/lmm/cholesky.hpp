@@ -81,6 +81,8 @@ class BlockedCholesky {
   Index nprefix() const { return nprefix_; }          ///< number of prefix terms
   Index tail_size() const { return q_tail_ + p_ + 1; }  ///< order of the dense tail
   Index q_tail() const { return q_tail_; }             ///< random effects in the dense tail
+  /// Bytes of the factor: the dense tail, the prefix's blocks and their patterns.
+  double factor_bytes() const;
 
   /// r², log|L_Z|² and log|L_X|² of the last factorization (kept when the
   /// selected inverse reuses the factor's storage).
