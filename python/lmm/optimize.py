@@ -21,11 +21,14 @@ GRADIENT_TOL_REL = 1e-6
 OPTIMIZERS = ("L-BFGS-B", "COBYQA", "Nelder-Mead", "Powell")
 #: The rounding floor of the objective: a change below this, relative to the objective,
 #: is not progress. Once the projected gradient is below FLOOR_GRADIENT_REL relative to
-#: the objective, FLOOR_STALLS evaluations in a row without progress end the L-BFGS-B run
-#: (its line search would otherwise spend up to 20 evaluations on rounding noise).
+#: the objective, FLOOR_STALLS (plus one per FLOOR_STALLS_PER_THETA entries of θ, whose
+#: flat directions can improve by less than the floor per step and still improve)
+#: evaluations in a row without progress end the L-BFGS-B run (its line search would
+#: otherwise spend up to 20 evaluations on rounding noise).
 FLOOR_REL = 1e-13
 FLOOR_GRADIENT_REL = 1e-7
 FLOOR_STALLS = 3
+FLOOR_STALLS_PER_THETA = 4
 
 
 class _AtFloor(Exception):
@@ -139,6 +142,7 @@ def optimize_theta(model, start=None, optimizer: str = "L-BFGS-B", tol: float = 
         return value
 
     best: dict = {"phi": None, "value": np.inf, "small_gradient": False, "stalls": 0}
+    stalls_allowed = FLOOR_STALLS + phi.size // FLOOR_STALLS_PER_THETA
 
     def fg(phi):
         value, grad = evaluate(phi, True)
@@ -152,7 +156,7 @@ def optimize_theta(model, start=None, optimizer: str = "L-BFGS-B", tol: float = 
             pg = np.max(np.abs(projected_gradient(np.maximum(phi, lower), grad, lower)), initial=0.0)
             best.update(phi=np.array(phi, dtype=np.float64), value=value, grad=grad,
                         small_gradient=pg <= FLOOR_GRADIENT_REL * max(1.0, abs(value)))
-        if best["small_gradient"] and best["stalls"] >= FLOOR_STALLS:
+        if best["small_gradient"] and best["stalls"] >= stalls_allowed:
             raise _AtFloor
         return value, grad
 
