@@ -78,7 +78,6 @@ std::string pivot_message(const char* where);
 template <int P>
 void factor_leading_term(const BlockDiag& Azz, const Matrix& Axy, const Matrix& lambda, BlockDiag& D, Matrix& LX) {
   using Block = Eigen::Matrix<double, P, P>;
-  using Rows = Eigen::Matrix<double, Eigen::Dynamic, P>;
   const Block l = lambda;
   const Index rows = LX.rows();
   Block d;
@@ -87,9 +86,20 @@ void factor_leading_term(const BlockDiag& Azz, const Matrix& Axy, const Matrix& 
     d.diagonal().array() += 1.0;
     if (!chol_small(d)) throw std::runtime_error(pivot_message("a random-effects block"));
     Eigen::Map<Block>(D.data.data() + c * P * P) = d;
-    Eigen::Map<Rows> x(LX.data() + c * rows * P, rows, P);
-    x.noalias() = Eigen::Map<const Rows>(Axy.data() + c * rows * P, rows, P) * l;
-    d.template triangularView<Eigen::Lower>().transpose().template solveInPlace<Eigen::OnTheRight>(x);
+    // x = (A_[Xy],c λ) d⁻ᵀ row by row, by hand: a general product or
+    // triangular solve per level would cost more in dispatch than in arithmetic.
+    const double* a = Axy.data() + c * rows * P;
+    double* x = LX.data() + c * rows * P;
+    for (Index i = 0; i < rows; ++i) {
+      double xi[P];
+      for (int k = 0; k < P; ++k) {
+        double v = 0.0;
+        for (int m = k; m < P; ++m) v += a[m * rows + i] * l(m, k);
+        for (int m = 0; m < k; ++m) v -= d(k, m) * xi[m];
+        xi[k] = v / d(k, k);
+      }
+      for (int k = 0; k < P; ++k) x[k * rows + i] = xi[k];
+    }
   }
 }
 
@@ -126,17 +136,65 @@ template <int P>
 void diagonal_sum_leaf(const BlockDiag& Ld, const Matrix& LXy, const Matrix& WXX, Index c,
                        Eigen::Matrix<double, Eigen::Dynamic, P>& v, Eigen::Matrix<double, P, P>& acc) {
   using Block = Eigen::Matrix<double, P, P>;
-  using Rows = Eigen::Matrix<double, Eigen::Dynamic, P>;
   const Index px = WXX.rows();
-  Block Dinv = Block::Identity();
-  Eigen::Map<const Block>(Ld.data.data() + c * P * P).template triangularView<Eigen::Lower>().solveInPlace(Dinv);
+  // Dinv = L_cc⁻¹ by forward substitution (fixed size, by hand).
+  const double* d = Ld.data.data() + c * P * P;
+  Block Dinv = Block::Zero();
+  for (int j = 0; j < P; ++j) {
+    Dinv(j, j) = 1.0 / d[j * P + j];
+    for (int i = j + 1; i < P; ++i) {
+      double s = 0.0;
+      for (int m = j; m < i; ++m) s += d[m * P + i] * Dinv(m, j);
+      Dinv(i, j) = -s / d[i * P + i];
+    }
+  }
   Block G = Block::Identity();
   if (px > 0) {
-    const auto LXc = Eigen::Map<const Rows>(LXy.data() + c * LXy.rows() * P, LXy.rows(), P).topRows(px);
-    v.noalias() = WXX.lazyProduct(LXc);
-    G.noalias() += LXc.transpose().lazyProduct(v);
+    const Index ld = LXy.rows();
+    const double* lx = LXy.data() + c * ld * P;  // column b of L_Xc at lx + b·ld
+    for (int b = 0; b < P; ++b) {
+      double* vb = v.data() + b * px;
+      for (Index x = 0; x < px; ++x) {
+        double sum = 0.0;
+        for (Index y = 0; y < px; ++y) sum += WXX(x, y) * lx[b * ld + y];
+        vb[x] = sum;
+      }
+      for (int a = 0; a < P; ++a) {
+        double sum = 0.0;
+        for (Index x = 0; x < px; ++x) sum += lx[a * ld + x] * vb[x];
+        G(a, b) += sum;
+      }
+    }
   }
-  acc.noalias() += Dinv.transpose() * G * Dinv;
+  if constexpr (P == 1) {
+    acc(0, 0) += G(0, 0) * Dinv(0, 0) * Dinv(0, 0);
+  } else {
+    acc.noalias() += Dinv.transpose() * G * Dinv;
+  }
+}
+
+// Σ log of the diagonal entries of every block, as the log of their product:
+// one logarithm instead of one per entry (which dominates for many small
+// blocks). The running product is renormalized by its binary exponent every
+// few factors, so it neither overflows nor underflows.
+double sum_log_diagonal(const BlockDiag& D) {
+  constexpr int kRenormalize = 8;
+  double mantissa = 1.0;
+  long exponent = 0;
+  int count = 0;
+  for (Index c = 0; c < D.nblocks; ++c) {
+    const double* d = D.data.data() + c * D.p * D.p;
+    for (Index i = 0; i < D.p; ++i) {
+      mantissa *= d[i * D.p + i];
+      if (++count == kRenormalize) {
+        int e = 0;
+        mantissa = std::frexp(mantissa, &e);
+        exponent += e;
+        count = 0;
+      }
+    }
+  }
+  return std::log(mantissa) + static_cast<double>(exponent) * 0.69314718055994530941723212145818;
 }
 
 std::string pivot_message(const char* where) {
@@ -394,8 +452,7 @@ void BlockedCholesky::factor(const Crossprod& A, const std::vector<Matrix>& lamb
   const double r = T_(T_.rows() - 1, T_.cols() - 1);
   pwrss_ = r * r;
   double s = 0.0;
-  for (const BlockDiag& D : Ldiag_)
-    for (Index c = 0; c < D.nblocks; ++c) s += D.block(c).diagonal().array().log().sum();
+  for (const BlockDiag& D : Ldiag_) s += sum_log_diagonal(D);
   s += T_.diagonal().head(q_tail_).array().log().sum();
   ldL2_ = 2.0 * s;
   ldRX2_ = 2.0 * T_.diagonal().segment(q_tail_, p_).array().log().sum();
@@ -630,7 +687,7 @@ void BlockedCholesky::diagonal_block_sums(bool with_x, std::vector<Matrix>& sums
       Ldiag_[t].block(c).triangularView<Eigen::Lower>().solveInPlace(Dinv);
       sums[t].noalias() += Dinv.transpose() * G * Dinv;
     }
-    if (pt == 1) sums[t] += acc1;
+    if (pt == 1) sums[t](0, 0) += acc1(0, 0);
     if (pt == 2) sums[t] += acc2;
     if (pt == 3) sums[t] += acc3;
     if (pt == 4) sums[t] += acc4;
