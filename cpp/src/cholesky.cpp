@@ -430,11 +430,17 @@ void BlockedCholesky::factor(const Crossprod& A, const std::vector<Matrix>& lamb
       for (Index b = R.byrow_ptr[r]; b < R.byrow_ptr[r + 1]; ++b) {
         const Index g = R.byrow[b], c = R.col[g], end = R.colptr[c + 1];
         const double* vg = V + g * pk;
-        for (Index h = g; h < end; ++h) {
-          const double* vh = V + h * pk;
-          double dot = 0.0;
-          for (Index a = 0; a < pk; ++a) dot += vh[a] * vg[a];
-          Tcol[R.rows[h]] -= dot;
+        if (pk == 1) {
+          const double v0 = vg[0];
+          const std::int32_t* rows = R.rows.data();
+          for (Index h = g; h < end; ++h) Tcol[rows[h]] -= V[h] * v0;
+        } else {
+          for (Index h = g; h < end; ++h) {
+            const double* vh = V + h * pk;
+            double dot = 0.0;
+            for (Index a = 0; a < pk; ++a) dot += vh[a] * vg[a];
+            Tcol[R.rows[h]] -= dot;
+          }
         }
         // The [X y] rows of column r: −(L[Xy, c]) v_g.
         const double* lx = LXy_[k].data() + c * pk * ldx;
