@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import ctypes
 import json
+import re
 import time
 
 import pandas as pd
@@ -49,7 +50,8 @@ def main() -> None:
     elapsed = time.perf_counter() - t0
     fit_mib = status_mib("VmHWM") - before
     model = res.model
-    used = [c for c in data.columns if c in model.formula and pd.api.types.is_numeric_dtype(data[c])]
+    used = [c for c in data.columns
+            if re.search(rf"\b{re.escape(str(c))}\b", model.formula) and pd.api.types.is_numeric_dtype(data[c])]
     data_mib = data[used].memory_usage(index=False).sum() / 2**20
     factor_mib = model._core.factor_bytes / 2**20
     print(json.dumps({"time": elapsed, "theta": res.theta.tolist(), "objective": res.objective,

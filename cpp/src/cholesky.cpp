@@ -103,6 +103,22 @@ void factor_leading_term(const BlockDiag& Azz, const Matrix& Axy, const Matrix& 
   }
 }
 
+// L_cc⁻¹ of a level's P × P lower-triangular block (column-major at d), by
+// forward substitution: fixed size, no solver dispatch per level.
+template <int P>
+Eigen::Matrix<double, P, P> lower_inverse(const double* d) {
+  Eigen::Matrix<double, P, P> inv = Eigen::Matrix<double, P, P>::Zero();
+  for (int j = 0; j < P; ++j) {
+    inv(j, j) = 1.0 / d[j * P + j];
+    for (int i = j + 1; i < P; ++i) {
+      double s = 0.0;
+      for (int m = j; m < i; ++m) s += d[m * P + i] * inv(m, j);
+      inv(i, j) = -s / d[i * P + i];
+    }
+  }
+  return inv;
+}
+
 // Takahashi for block column c of a prefix term whose structure is only the X
 // rows (px of them, possibly none), with P columns known at compile time:
 //   W_Xc = −W_XX L_Xc L_cc⁻¹,   W_cc = (L_cc⁻ᵀ − (L_Xc' W_Xc)') L_cc⁻¹.
@@ -112,8 +128,7 @@ void selected_inverse_leaf(const BlockDiag& Ld, const Matrix& LXy, const Matrix&
   using Block = Eigen::Matrix<double, P, P>;
   using Rows = Eigen::Matrix<double, Eigen::Dynamic, P>;
   const Index px = WXX.rows();
-  Block Linv = Block::Identity();
-  Eigen::Map<const Block>(Ld.data.data() + c * P * P).template triangularView<Eigen::Lower>().solveInPlace(Linv);
+  const Block Linv = lower_inverse<P>(Ld.data.data() + c * P * P);
   Eigen::Map<Block> wcc(Wd.data.data() + c * P * P);
   if (px == 0) {
     wcc.noalias() = Linv.transpose() * Linv;
@@ -137,17 +152,7 @@ void diagonal_sum_leaf(const BlockDiag& Ld, const Matrix& LXy, const Matrix& WXX
                        Eigen::Matrix<double, Eigen::Dynamic, P>& v, Eigen::Matrix<double, P, P>& acc) {
   using Block = Eigen::Matrix<double, P, P>;
   const Index px = WXX.rows();
-  // Dinv = L_cc⁻¹ by forward substitution (fixed size, by hand).
-  const double* d = Ld.data.data() + c * P * P;
-  Block Dinv = Block::Zero();
-  for (int j = 0; j < P; ++j) {
-    Dinv(j, j) = 1.0 / d[j * P + j];
-    for (int i = j + 1; i < P; ++i) {
-      double s = 0.0;
-      for (int m = j; m < i; ++m) s += d[m * P + i] * Dinv(m, j);
-      Dinv(i, j) = -s / d[i * P + i];
-    }
-  }
+  const Block Dinv = lower_inverse<P>(Ld.data.data() + c * P * P);
   Block G = Block::Identity();
   if (px > 0) {
     const Index ld = LXy.rows();
@@ -477,7 +482,8 @@ double BlockedCholesky::factor_bytes() const {
 }
 
 void BlockedCholesky::require_factored() const {
-  if (!factored_) throw std::logic_error("the factor was consumed by selected_inverse(); factor again first");
+  if (!factored_)
+    throw std::logic_error("the factor was consumed by selected_inverse() or diagonal_block_sums(); factor again first");
 }
 
 Matrix BlockedCholesky::LX() const {

@@ -19,12 +19,18 @@ std::atomic<LapackKernels::Lauum> g_lauum{nullptr};
 // blocking to amortize), and the recursive kernels switch to direct solves.
 constexpr Index kSmallOrder = 96;
 
-// LAPACK takes int sizes; the dense block is bounded far below INT_MAX rows
-// by ModelOptions::max_dense_bytes, but a library call must not wrap.
-int lapack_int(Index n) {
-  if (n > std::numeric_limits<int>::max()) throw std::length_error("dense block too large for LAPACK's int sizes");
-  return static_cast<int>(n);
-}
+// Order n and leading dimension lda of A as LAPACK's int arguments. The dense
+// block is bounded far below INT_MAX rows by ModelOptions::max_dense_bytes,
+// but a library call must not wrap.
+struct LapackSizes {
+  int n, lda;
+  explicit LapackSizes(const Eigen::Ref<Matrix>& A) {
+    if (A.outerStride() > std::numeric_limits<int>::max())
+      throw std::length_error("dense block too large for LAPACK's int sizes");
+    n = static_cast<int>(A.rows());
+    lda = static_cast<int>(A.outerStride());
+  }
+};
 
 void eigen_invert_lower(Eigen::Ref<Matrix> L) {
   const Index n = L.rows();
@@ -76,8 +82,9 @@ bool cholesky_lower(Eigen::Ref<Matrix> A) {
   const auto potrf = g_potrf.load();
   if (potrf && A.rows() > kSmallOrder) {
     char uplo = 'L';
-    int n = lapack_int(A.rows()), lda = lapack_int(A.outerStride()), info = 0;
-    potrf(&uplo, &n, A.data(), &lda, &info);
+    LapackSizes s(A);
+    int info = 0;
+    potrf(&uplo, &s.n, A.data(), &s.lda, &info);
     return info == 0;
   }
   Eigen::LLT<Eigen::Ref<Matrix>> llt(A);
@@ -88,8 +95,9 @@ void invert_lower(Eigen::Ref<Matrix> L) {
   const auto trtri = g_trtri.load();
   if (trtri && L.rows() > kSmallOrder) {
     char uplo = 'L', diag = 'N';
-    int n = lapack_int(L.rows()), lda = lapack_int(L.outerStride()), info = 0;
-    trtri(&uplo, &diag, &n, L.data(), &lda, &info);
+    LapackSizes s(L);
+    int info = 0;
+    trtri(&uplo, &diag, &s.n, L.data(), &s.lda, &info);
     // info > 0 is a zero diagonal entry, impossible for a factor that passed potrf.
     if (info != 0) throw std::runtime_error("triangular inverse failed (a zero pivot)");
     return;
@@ -101,8 +109,9 @@ void lauum_lower(Eigen::Ref<Matrix> L) {
   const auto lauum = g_lauum.load();
   if (lauum && L.rows() > kSmallOrder) {
     char uplo = 'L';
-    int n = lapack_int(L.rows()), lda = lapack_int(L.outerStride()), info = 0;
-    lauum(&uplo, &n, L.data(), &lda, &info);
+    LapackSizes s(L);
+    int info = 0;
+    lauum(&uplo, &s.n, L.data(), &s.lda, &info);
     if (info != 0) throw std::runtime_error("LAPACK lauum failed");
     return;
   }

@@ -148,10 +148,8 @@ def optimize_theta(model, start=None, optimizer: str = "L-BFGS-B", tol: float = 
         value, grad = evaluate(phi, True)
         if verbose:
             print(f"  eval {counts['f']:4d}: objective {value:.10g}  |grad| {np.max(np.abs(grad)):.3g}")
-        if value < best["value"] - FLOOR_REL * abs(best["value"]) or best["phi"] is None:
-            best["stalls"] = 0
-        else:
-            best["stalls"] += 1
+        progress = best["phi"] is None or value < best["value"] - FLOOR_REL * abs(best["value"])
+        best["stalls"] = 0 if progress else best["stalls"] + 1
         if value < best["value"]:
             pg = np.max(np.abs(projected_gradient(np.maximum(phi, lower), grad, lower)), initial=0.0)
             best.update(phi=np.array(phi, dtype=np.float64), value=value, grad=grad,

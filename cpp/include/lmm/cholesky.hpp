@@ -50,7 +50,7 @@ class SelectedInverse {
   std::vector<BlockDiag> diag_;
   std::vector<std::vector<Matrix>> off_;  // values on the pattern of L's Loff_ (same layout as its data)
   std::vector<Matrix> X_;  // prefix: px × q_j
-  Matrix T_;               // dense tail: (q_tail + px) square, lower triangle
+  Matrix T_;               // the factor's dense storage; its leading (q_tail + px) block, lower triangle
   std::vector<Matrix> WLt_;  // per prefix term: p_k × positions of its TailReach, rows of W_tail,tail L_tail,k
   std::vector<Matrix> WLx_;  // per prefix term: px × q_k, W_X,tail L_tail,k
 };
