@@ -7,7 +7,7 @@ namespace lmm {
 Index SparseBlocks::find(Index row, Index col) const {
   const auto first = rowidx.begin() + colptr[col];
   const auto last = rowidx.begin() + colptr[col + 1];
-  const auto it = std::lower_bound(first, last, row);
+  const auto it = std::lower_bound(first, last, static_cast<std::int32_t>(row));
   return (it != last && *it == row) ? static_cast<Index>(it - rowidx.begin()) : -1;
 }
 
@@ -19,9 +19,11 @@ void SparseBlocks::set_pattern(Index nrows_, Index pr_, Index pc_,
   pc = pc_;
   colptr.assign(static_cast<std::size_t>(ncols) + 1, 0);
   rowidx.clear();
+  std::size_t total = 0;
+  for (const auto& rows : rows_by_col) total += rows.size();
+  rowidx.reserve(total);
   for (Index c = 0; c < ncols; ++c) {
-    const auto& rows = rows_by_col[static_cast<std::size_t>(c)];
-    rowidx.insert(rowidx.end(), rows.begin(), rows.end());
+    for (const Index r : rows_by_col[static_cast<std::size_t>(c)]) rowidx.push_back(static_cast<std::int32_t>(r));
     colptr[static_cast<std::size_t>(c) + 1] = static_cast<Index>(rowidx.size());
   }
   data.setZero(pr, nnz() * pc);

@@ -280,29 +280,48 @@ BlockedCholesky::BlockedCholesky(const Crossprod& A, double max_dense_bytes)
   for (Index i = 1; i < nprefix_; ++i)
     for (Index t = 0; t < i; ++t) prefix_independent_ = prefix_independent_ && Loff_[i][t].nnz() == 0;
 
+  // One scalar tail term: the positions of a prefix term are the entries of
+  // its block of L in that term, in the same order, so L's storage serves.
+  const bool shared = K_ - nprefix_ == 1 && shapes_[nprefix_].p == 1;
   reach_.resize(static_cast<std::size_t>(nprefix_));
   for (Index k = 0; k < nprefix_; ++k) {
     TailReach& R = reach_[k];
+    R.shared = shared;
     R.colptr.assign(static_cast<std::size_t>(shapes_[k].nlevels) + 1, 0);
+    std::vector<std::int32_t>& rows = R.rows;  // the packed rows; handed back below when shared
     for (Index c = 0; c < shapes_[k].nlevels; ++c) {
       for (Index i = nprefix_; i < K_; ++i) {
         const SparseBlocks& Lik = Loff_[i][k];
         for (Index e = Lik.colptr[c]; e < Lik.colptr[c + 1]; ++e)
           for (Index a = 0; a < Lik.pr; ++a) {
-            R.rows.push_back(static_cast<std::int32_t>(tail_offset_[i] + Lik.rowidx[e] * Lik.pr + a));
+            rows.push_back(static_cast<std::int32_t>(tail_offset_[i] + Lik.rowidx[e] * Lik.pr + a));
             R.col.push_back(static_cast<std::int32_t>(c));
           }
       }
-      R.colptr[c + 1] = static_cast<Index>(R.rows.size());
+      if (rows.size() > static_cast<std::size_t>(std::numeric_limits<std::int32_t>::max()))
+        throw std::length_error("the crossed random-effects terms have too many pairs of levels (over 2^31)");
+      R.colptr[c + 1] = static_cast<Index>(rows.size());
     }
     R.byrow_ptr.assign(static_cast<std::size_t>(q_tail_) + 1, 0);
-    for (const std::int32_t r : R.rows) ++R.byrow_ptr[r + 1];
+    for (const std::int32_t r : rows) ++R.byrow_ptr[r + 1];
     for (Index r = 0; r < q_tail_; ++r) R.byrow_ptr[r + 1] += R.byrow_ptr[r];
-    R.byrow.resize(R.rows.size());
+    R.byrow.resize(rows.size());
     std::vector<Index> next(R.byrow_ptr.begin(), R.byrow_ptr.end() - 1);
-    for (std::size_t g = 0; g < R.rows.size(); ++g) R.byrow[next[R.rows[g]]++] = static_cast<Index>(g);
-    R.V.setZero(shapes_[k].p, static_cast<Index>(R.rows.size()));
+    for (std::size_t g = 0; g < rows.size(); ++g) R.byrow[next[rows[g]]++] = static_cast<std::int32_t>(g);
+    if (shared) {
+      std::vector<std::int32_t>().swap(R.rows);
+    } else {
+      R.V.setZero(shapes_[k].p, R.size());
+    }
   }
+}
+
+const std::int32_t* BlockedCholesky::reach_rows(Index k) const {
+  return reach_[k].shared ? Loff_[nprefix_][k].rowidx.data() : reach_[k].rows.data();
+}
+
+const double* BlockedCholesky::reach_values(Index k) const {
+  return reach_[k].shared ? Loff_[nprefix_][k].data.data() : reach_[k].V.data();
 }
 
 void BlockedCholesky::factor(const Crossprod& A, const std::vector<Matrix>& lambda) {
@@ -389,7 +408,12 @@ void BlockedCholesky::factor(const Crossprod& A, const std::vector<Matrix>& lamb
   }
 
   // Dense tail: the remaining terms and [X y], minus the updates from the prefix.
-  T_.setZero(q_tail_ + p_ + 1, q_tail_ + p_ + 1);  // reallocated only if W kept the storage
+  // Only the lower triangle of T is written or read (the dense kernels take
+  // uplo = 'L'), so the pages of its upper triangle are never touched and take
+  // no memory. Reallocated only if W kept the storage.
+  const Index m = q_tail_ + p_ + 1;
+  if (T_.rows() != m) T_.resize(m, m);
+  for (Index c = 0; c < m; ++c) T_.col(c).tail(m - c).setZero();
   const Index xo = q_tail_;
   for (Index i = nprefix_; i < K_; ++i) {
     const Index oi = tail_offset_[i], pi = shapes_[i].p;
@@ -416,6 +440,7 @@ void BlockedCholesky::factor(const Crossprod& A, const std::vector<Matrix>& lamb
   // reaching row r, the products with its rows at and below r.
   for (Index k = 0; k < nprefix_; ++k) {
     TailReach& R = reach_[k];
+    if (R.shared) continue;
     Index g = 0;
     for (Index c = 0; c < shapes_[k].nlevels; ++c)
       for (Index i = nprefix_; i < K_; ++i) {
@@ -430,21 +455,21 @@ void BlockedCholesky::factor(const Crossprod& A, const std::vector<Matrix>& lamb
     for (Index k = 0; k < nprefix_; ++k) {
       const TailReach& R = reach_[k];
       const Index pk = shapes_[k].p;
-      const double* V = R.V.data();
+      const double* V = reach_values(k);
+      const std::int32_t* rows = reach_rows(k);
       const Index ldx = LXy_[k].rows();
       for (Index b = R.byrow_ptr[r]; b < R.byrow_ptr[r + 1]; ++b) {
         const Index g = R.byrow[b], c = R.col[g], end = R.colptr[c + 1];
         const double* vg = V + g * pk;
         if (pk == 1) {
           const double v0 = vg[0];
-          const std::int32_t* rows = R.rows.data();
           for (Index h = g; h < end; ++h) Tcol[rows[h]] -= V[h] * v0;
         } else {
           for (Index h = g; h < end; ++h) {
             const double* vh = V + h * pk;
             double dot = 0.0;
             for (Index a = 0; a < pk; ++a) dot += vh[a] * vg[a];
-            Tcol[R.rows[h]] -= dot;
+            Tcol[rows[h]] -= dot;
           }
         }
         // The [X y] rows of column r: −(L[Xy, c]) v_g.
@@ -477,7 +502,8 @@ double BlockedCholesky::factor_bytes() const {
   for (const auto& row : Loff_)
     for (const SparseBlocks& S : row)
       bytes += static_cast<double>(S.data.size()) * sizeof(double) +
-               static_cast<double>(S.rowidx.size() + S.colptr.size()) * sizeof(Index);
+               static_cast<double>(S.rowidx.size()) * sizeof(std::int32_t) +
+               static_cast<double>(S.colptr.size()) * sizeof(Index);
   return bytes;
 }
 
@@ -635,6 +661,8 @@ void BlockedCholesky::diagonal_block_sums(bool with_x, std::vector<Matrix>& sums
   for (Index t = 0; t < nprefix_; ++t) {
     const Index pt = shapes_[t].p;
     const TailReach& R = reach_[t];
+    const std::int32_t* rows = reach_rows(t);
+    const double* V = reach_values(t);
     const Index ldx = LXy_[t].rows();
     H.resize(mt, pt);
     Eigen::Matrix<double, 1, 1> acc1 = Eigen::Matrix<double, 1, 1>::Zero();
@@ -657,7 +685,7 @@ void BlockedCholesky::diagonal_block_sums(bool with_x, std::vector<Matrix>& sums
       // H = T⁻¹ B_c, nonzero from the first row of B_c down.
       Index first = mt;
       if (R.colptr[c] < R.colptr[c + 1]) {
-        first = R.rows[R.colptr[c]];
+        first = rows[R.colptr[c]];
       } else if (px > 0) {
         first = q_tail_;
       }
@@ -669,8 +697,8 @@ void BlockedCholesky::diagonal_block_sums(bool with_x, std::vector<Matrix>& sums
         // Four columns of T⁻¹ at a time: h is read and written once for four
         // of them on the rows all four reach (rows come in ascending order).
         for (; g + 3 < R.colptr[c + 1]; g += 4) {
-          const Index r0 = R.rows[g], r1 = R.rows[g + 1], r2 = R.rows[g + 2], r3 = R.rows[g + 3];
-          const double w0 = R.V(0, g), w1 = R.V(0, g + 1), w2 = R.V(0, g + 2), w3 = R.V(0, g + 3);
+          const Index r0 = rows[g], r1 = rows[g + 1], r2 = rows[g + 2], r3 = rows[g + 3];
+          const double w0 = V[g], w1 = V[g + 1], w2 = V[g + 2], w3 = V[g + 3];
           auto h0 = h.col(0);
           h0.segment(r0 - first, r1 - r0).noalias() += w0 * Tinv.col(r0).segment(r0, r1 - r0);
           h0.segment(r1 - first, r2 - r1).noalias() +=
@@ -683,9 +711,9 @@ void BlockedCholesky::diagonal_block_sums(bool with_x, std::vector<Matrix>& sums
         }
       }
       for (; g < R.colptr[c + 1]; ++g) {
-        const Index r = R.rows[g];
+        const Index r = rows[g];
         for (Index a = 0; a < pt; ++a)
-          h.col(a).tail(mt - r).noalias() += R.V(a, g) * Tinv.col(r).tail(mt - r);
+          h.col(a).tail(mt - r).noalias() += V[g * pt + a] * Tinv.col(r).tail(mt - r);
       }
       const double* lx = LXy_[t].data() + c * pt * ldx;
       for (Index x = 0; x < px; ++x) {
@@ -746,7 +774,7 @@ void BlockedCholesky::selected_inverse(bool with_x, SelectedInverse& W) {
   W.WLt_.resize(static_cast<std::size_t>(nprefix_));
   W.WLx_.resize(static_cast<std::size_t>(nprefix_));
   for (Index t = 0; t < nprefix_; ++t) {
-    W.WLt_[t].setZero(shapes_[t].p, reach_[t].V.cols());
+    W.WLt_[t].setZero(shapes_[t].p, reach_[t].size());
     W.WLx_[t].setZero(px, shapes_[t].q());
   }
   for (Index r = 0; r < q_tail_; ++r) {
@@ -755,7 +783,8 @@ void BlockedCholesky::selected_inverse(bool with_x, SelectedInverse& W) {
       const TailReach& R = reach_[t];
       Matrix& WL = W.WLt_[t];
       const Index pt = shapes_[t].p;
-      const double* V = R.V.data();
+      const double* V = reach_values(t);
+      const std::int32_t* rows = reach_rows(t);
       double* out = WL.data();
       for (Index b = R.byrow_ptr[r]; b < R.byrow_ptr[r + 1]; ++b) {
         const Index g = R.byrow[b], c = R.col[g], end = R.colptr[c + 1];
@@ -763,7 +792,7 @@ void BlockedCholesky::selected_inverse(bool with_x, SelectedInverse& W) {
         double* og = out + g * pt;
         for (Index a = 0; a < pt; ++a) og[a] += Wcol[r] * vg[a];
         for (Index h = g + 1; h < end; ++h) {
-          const double w = Wcol[R.rows[h]];
+          const double w = Wcol[rows[h]];
           const double* vh = V + h * pt;
           double* oh = out + h * pt;
           for (Index a = 0; a < pt; ++a) {

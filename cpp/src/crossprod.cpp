@@ -72,22 +72,62 @@ SparseBlocks cross_block(const TermData& ti, const TermData& tj) {
   return A;
 }
 
+// Rows are read in chunks of this many: [X_c y_c] of a chunk is formed in a
+// small buffer, never for all n rows.
+constexpr Index kChunk = 4096;
+
+// Rows [r0, r0 + m) of [X_c y_c] (see Shift) into W, m × (p + 1).
+void shifted_rows(const Eigen::Ref<const Matrix>& X, const Eigen::Ref<const Vector>& y, const Shift& shift, Index r0,
+                  Index m, Matrix& W) {
+  const Index p = X.cols();
+  W.resize(m, p + 1);
+  W.leftCols(p) = X.middleRows(r0, m);
+  if (shift.center.size() > 0) W.leftCols(p).rowwise() -= shift.center.transpose();
+  W.col(p) = y.segment(r0, m);
+  if (shift.gamma.size() > 0) W.col(p).noalias() -= W.leftCols(p) * shift.gamma;
+}
+
+// A_[Xy],k += the rows [r0, r0 + m) of [X_c y_c]' Z_k, for the columns
+// [a0, p] of [X_c y_c] (W holds those rows).
+void add_xyz(Matrix& XyZ, const Matrix& W, Index a0, const TermData& t, Index r0) {
+  const Index m = W.rows(), pk = t.z.cols();
+  const std::int32_t* codes = t.codes.data() + r0;
+  for (Index a = a0; a < W.cols(); ++a) {
+    const double* w = W.col(a).data();
+    for (Index b = 0; b < pk; ++b) {
+      const double* zb = t.z.col(b).data() + r0;
+      for (Index r = 0; r < m; ++r) XyZ(a, codes[r] * pk + b) += w[r] * zb[r];
+    }
+  }
+}
+
+void check_shift(const Shift& shift, Index p) {
+  for (const Vector* v : {&shift.center, &shift.gamma}) {
+    if (v->size() != 0 && v->size() != p)
+      throw std::invalid_argument("the shift of X has " + std::to_string(v->size()) + " entries for " +
+                                  std::to_string(p) + " columns");
+    if (!v->allFinite()) throw std::invalid_argument("the shift of X has non-finite values");
+  }
+}
+
 }  // namespace
 
 Crossprod form_crossprod(const std::vector<TermData>& terms, Eigen::Ref<const Matrix> X,
-                         Eigen::Ref<const Vector> y) {
+                         Eigen::Ref<const Vector> y, const Shift& shift) {
   const Index n = y.size();
   if (X.rows() != n)
     throw std::invalid_argument("X has " + std::to_string(X.rows()) + " rows but y has " + std::to_string(n));
   if (terms.empty()) throw std::invalid_argument("at least one random-effects term is required");
   if (!X.allFinite()) throw std::invalid_argument("X has non-finite values");
   if (!y.allFinite()) throw std::invalid_argument("y has non-finite values");
+  check_shift(shift, X.cols());
   const Index K = static_cast<Index>(terms.size());
   for (Index k = 0; k < K; ++k) check_term(terms[k], k, n);
 
   Crossprod A;
   A.n = n;
   A.p = X.cols();
+  A.shift = shift;
   const Index p = A.p;
   for (const auto& t : terms) A.shapes.push_back(t.shape());
 
@@ -100,27 +140,21 @@ Crossprod form_crossprod(const std::vector<TermData>& terms, Eigen::Ref<const Ma
       for (Index r = 0; r < n; ++r) D.block(t.codes[r]).noalias() += t.z.row(r).transpose() * t.z.row(r);
     }
     A.ZZ.push_back(std::move(D));
-
-    Matrix XyZ = Matrix::Zero(p + 1, t.nlevels * pk);
-    for (Index a = 0; a <= p; ++a) {
-      const double* w = a < p ? X.col(a).data() : y.data();
-      for (Index b = 0; b < pk; ++b) {
-        const double* zb = t.z.col(b).data();
-        for (Index r = 0; r < n; ++r) XyZ(a, t.codes[r] * pk + b) += w[r] * zb[r];
-      }
-    }
-    A.XyZ.push_back(std::move(XyZ));
+    A.XyZ.push_back(Matrix::Zero(p + 1, t.nlevels * pk));
   }
+
+  A.XyXy.setZero(p + 1, p + 1);
+  Matrix W;
+  for (Index r0 = 0; r0 < n; r0 += kChunk) {
+    shifted_rows(X, y, shift, r0, std::min(kChunk, n - r0), W);
+    for (Index k = 0; k < K; ++k) add_xyz(A.XyZ[k], W, 0, terms[k], r0);
+    A.XyXy.selfadjointView<Eigen::Lower>().rankUpdate(W.transpose());
+  }
+  A.XyXy.triangularView<Eigen::StrictlyUpper>() = A.XyXy.transpose();
 
   A.ZZ_off.resize(static_cast<std::size_t>(K));
   for (Index i = 1; i < K; ++i)
     for (Index j = 0; j < i; ++j) A.ZZ_off[i].push_back(cross_block(terms[i], terms[j]));
-
-  A.XyXy.resize(p + 1, p + 1);
-  A.XyXy.topLeftCorner(p, p).noalias() = X.transpose() * X;
-  A.XyXy.bottomLeftCorner(1, p).noalias() = y.transpose() * X;
-  A.XyXy.topRightCorner(p, 1) = A.XyXy.bottomLeftCorner(1, p).transpose();
-  A.XyXy(p, p) = y.squaredNorm();
   return A;
 }
 
@@ -133,19 +167,19 @@ void update_response(Crossprod& A, const std::vector<TermData>& terms, Eigen::Re
   for (std::size_t k = 0; k < terms.size(); ++k) {
     const TermData& t = terms[k];
     check_term(t, static_cast<Index>(k), n);
-    const Index pk = t.z.cols();
-    if (pk != A.shapes[k].p || t.nlevels != A.shapes[k].nlevels)
+    if (t.z.cols() != A.shapes[k].p || t.nlevels != A.shapes[k].nlevels)
       throw std::invalid_argument("update_response: term " + std::to_string(k) + " does not match the model");
-    auto row = A.XyZ[k].row(p);
-    row.setZero();
-    for (Index b = 0; b < pk; ++b) {
-      const double* zb = t.z.col(b).data();
-      for (Index r = 0; r < n; ++r) row[t.codes[r] * pk + b] += y[r] * zb[r];
-    }
+    A.XyZ[k].row(p).setZero();
   }
-  A.XyXy.bottomLeftCorner(1, p).noalias() = y.transpose() * X;
-  A.XyXy.topRightCorner(p, 1) = A.XyXy.bottomLeftCorner(1, p).transpose();
-  A.XyXy(p, p) = y.squaredNorm();
+  Vector last = Vector::Zero(p + 1);  // the y row of A_[Xy],[Xy]
+  Matrix W;
+  for (Index r0 = 0; r0 < n; r0 += kChunk) {
+    shifted_rows(X, y, A.shift, r0, std::min(kChunk, n - r0), W);
+    for (std::size_t k = 0; k < terms.size(); ++k) add_xyz(A.XyZ[k], W, p, terms[k], r0);
+    last.noalias() += W.transpose() * W.col(p);
+  }
+  A.XyXy.row(p) = last.transpose();
+  A.XyXy.col(p) = last;
 }
 
 }  // namespace lmm

@@ -34,9 +34,9 @@ std::vector<TermData> reordered(const std::vector<TermData>& terms, const std::v
 }  // namespace
 
 Model::Model(const std::vector<TermData>& terms, Eigen::Ref<const Matrix> X, Eigen::Ref<const Vector> y,
-             ModelOptions options)
+             ModelOptions options, const Shift& shift)
     : order_(decreasing_levels_order(terms)),
-      A_(form_crossprod(reordered(terms, order_), X, y)),
+      A_(form_crossprod(reordered(terms, order_), X, y, shift)),
       L_(A_, options.max_dense_bytes) {
   for (const auto& s : A_.shapes) lambda_.push_back(Matrix::Identity(s.p, s.p));
   theta_ = theta_start();

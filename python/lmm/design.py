@@ -24,11 +24,12 @@ in the user's terms (column names, formula text):
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import warnings
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Iterable, Iterator, Optional
 
 import numpy as np
 import pandas as pd
@@ -58,6 +59,9 @@ MAX_MAGNITUDE = 1e100
 # random-effects term), is below this fraction of its norm is fitted exactly:
 # the residual variance is 0 to working precision.
 EXACT_FIT_TOL = 1e-10
+# Rows of the sample of levels on which a random-effects term's exact fit is tried
+# before all rows (see _fitted_exactly_by).
+_EXACT_FIT_SAMPLE = 10_000
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 
@@ -82,7 +86,8 @@ class ReTerm:
         cnames: names of the columns of ``z`` (``["(Intercept)", "Days"]``).
         codes: int32 level code per row, in ``[0, nlevels)``.
         levels: level labels (``levels[codes[i]]`` is row i's level).
-        z: float64 (n, p) Fortran-ordered columns of the term's model matrix.
+        z: float64 (n, p) Fortran-ordered columns of the term's model matrix; a read-only
+            view of the design's X (or of another term's z) when those hold the same columns.
         diagonal: True for a diagonal λ (merged from a ``||`` term).
         exprs: the formula text of each piece (one for an ordinary term).
         states: per piece, the recorded :class:`~lmm.formula.ModelFrameState` of its
@@ -129,16 +134,17 @@ class Design:
 
     Attributes:
         y: response (n,).
-        X: fixed-effects model matrix (n, p), Fortran order, full column rank.
+        X: fixed-effects model matrix (n, p), Fortran order, full column rank; read-only
+            when terms' z are views of its columns.
         xnames: names of the columns of X.
         dropped_columns: names of aliased X columns that were dropped.
         terms: random-effects terms in lme4's order (decreasing number of levels).
         rows: index labels of the data rows used.
         fixed_state: the recorded :class:`~lmm.formula.ModelFrameState` of the
             fixed-effects model matrix (before aliased columns were dropped), for new data.
-        x_center: (p,) value subtracted from each column of X by :meth:`core_X`
+        x_center: (p,) value subtracted from each column of X for the core (X_c)
             (the column means when X has an intercept, else zeros; 0 for the intercept).
-        y_coef: (p,) least-squares coefficients of y on :meth:`core_X`.
+        y_coef: (p,) least-squares coefficients of y on X_c (y_c = y − X_c y_coef).
     """
 
     y: np.ndarray
@@ -161,40 +167,8 @@ class Design:
     # columns when there is an intercept; det S = 1, so the REML criterion is
     # unchanged) and y_c = y − X_c γ (β̂_c shifts by γ). θ, σ, û, b̂, the objective
     # and its gradient are the same functions of θ; only β̂ and Var(β̂) map back.
-
-    def core_X(self) -> np.ndarray:
-        """X_c (n, p), Fortran order: X with ``x_center`` subtracted from its columns."""
-        if not self.X.shape[1] or not np.any(self.x_center):
-            return self.X
-        return np.asfortranarray(self.X - self.x_center)
-
-    def core_response(self, y: Optional[np.ndarray] = None) -> tuple[np.ndarray, np.ndarray]:
-        """(y_c, γ): a response for the core and what to add back to its β̂.
-
-        Args:
-            y: a response on the design's rows (default: the design's own ``y``), e.g. a
-                simulated one for a bootstrap refit.
-
-        Returns:
-            y_c: (n,) residual of y after least squares on X_c, orthogonal to X's columns.
-            γ: (p,) the least-squares coefficients, for :meth:`beta_from_core`.
-        """
-        if y is None:
-            y, gamma = self.y, self.y_coef
-            Xc = self.core_X()
-            return np.ascontiguousarray(y - Xc @ gamma if gamma.size else y), gamma
-        y = np.asarray(y, dtype=np.float64)
-        gamma, resid = _least_squares(self.core_X(), y)
-        return np.ascontiguousarray(resid), gamma
-
-    def core_arrays(self) -> tuple[np.ndarray, np.ndarray]:
-        """(X_c, y_c) to build the core from: ``core_X()`` and ``core_response()[0]``.
-
-        The core's β̂ and Var(β̂) for these arrays map back with :meth:`beta_from_core`
-        and :meth:`vcov_from_core`; everything else it computes (objective, gradient,
-        θ, σ, u, b) needs no mapping.
-        """
-        return self.core_X(), self.core_response()[0]
+    # The core applies the shift row by row as it forms the crossproducts
+    # (``x_center`` and ``y_coef``), so neither X_c nor y_c exists in full.
 
     def _S(self) -> np.ndarray:
         """S with X_c = X S and β = S β_c: S = I − e₀ x_center' (the intercept is column 0)."""
@@ -204,19 +178,16 @@ class Design:
             S[0, :] -= self.x_center
         return S
 
-    def beta_from_core(self, beta_core: np.ndarray, gamma: Optional[np.ndarray] = None) -> np.ndarray:
-        """β̂ for X from the core's β̂ for (X_c, y_c): S (β̂_c + γ).
+    def beta_from_core(self, beta_core: np.ndarray) -> np.ndarray:
+        """β̂ for X from the core's β̂ for (X_c, y_c): S (β̂_c + γ), γ = ``y_coef``.
 
         Args:
             beta_core: (p,) the core's fixed effects.
-            gamma: the γ that came with y_c from :meth:`core_response` (default: the
-                design's own response's).
         """
         beta_core = np.asarray(beta_core, dtype=np.float64)
         if beta_core.size == 0:
             return beta_core.copy()
-        gamma = self.y_coef if gamma is None else np.asarray(gamma, dtype=np.float64)
-        return self._S() @ (beta_core + gamma)
+        return self._S() @ (beta_core + self.y_coef)
 
     def vcov_from_core(self, vcov_core: np.ndarray) -> np.ndarray:
         """Var(β̂) for X from the core's Var(β̂_c) for X_c (p × p): S V S'."""
@@ -273,6 +244,19 @@ def _used_rows(data: pd.DataFrame, columns: list[str], missing: str) -> np.ndarr
 # --- values --------------------------------------------------------------------------------
 
 
+# Rows per block of the passes over the data that need temporaries (the rank test, the
+# least squares on X, the scale checks): a block of b columns has about
+# _BLOCK_ELEMENTS / b rows, so those temporaries stay O(block), never O(n × p).
+_BLOCK_ELEMENTS = 1 << 15
+
+
+def _blocks(n: int, width: int = 1) -> Iterator[slice]:
+    """Consecutive row slices covering ``range(n)``, of about ``_BLOCK_ELEMENTS / width`` rows."""
+    step = max(256, _BLOCK_ELEMENTS // max(width, 1))
+    for start in range(0, n, step):
+        yield slice(start, min(start + step, n))
+
+
 @dataclass
 class _Evaluated:
     y: np.ndarray
@@ -286,24 +270,28 @@ def _evaluate(parsed: ParsedFormula, data: pd.DataFrame) -> _Evaluated:
     y = np.ascontiguousarray(evaluate_response(parsed.response, data), dtype=np.float64)
     state = ModelFrameState()
     X, xnames = model_matrix(parsed.fixed, data, state=state)
-    pieces = [_term(rt, data) for rt in parsed.random]
-    return _Evaluated(y=y, X=np.asarray(X, dtype=np.float64), xnames=list(xnames), pieces=pieces,
-                      fixed_state=state)
+    X, xnames = np.asarray(X, dtype=np.float64), list(xnames)
+    pieces = [_term(rt, data, X, xnames) for rt in parsed.random]
+    return _Evaluated(y=y, X=X, xnames=xnames, pieces=pieces, fixed_state=state)
 
 
-def _nan_rows(ev: _Evaluated, response: str) -> tuple[np.ndarray, list[str]]:
-    """Rows where an evaluated expression is NaN (log of a negative value, 0/0), and what."""
-    bad = np.isnan(ev.y)
-    what = [f"the response {response!r}"] if bad.any() else []
-    if ev.X.shape[1]:
-        xbad = np.isnan(ev.X)
-        bad |= xbad.any(axis=1)
-        what += [repr(name) for name, b in zip(ev.xnames, xbad.any(axis=0)) if b]
-    for t in ev.pieces:
-        zbad = np.isnan(t.z)
-        if zbad.any():
-            bad |= zbad.any(axis=1)
-            what += [f"{c!r} of the term for {t.name!r}" for c, b in zip(t.cnames, zbad.any(axis=0)) if b]
+def _has_nan(values: np.ndarray) -> bool:
+    """True when values holds a NaN: np.min propagates NaN, so no n-sized mask is made."""
+    return values.size > 0 and bool(np.isnan(np.min(values)))
+
+
+def _nan_rows(ev: _Evaluated, response: str) -> tuple[Optional[np.ndarray], list[str]]:
+    """Rows where an evaluated expression is NaN (log of a negative value, 0/0), and what
+    (None and [] when there is none: no n-sized mask then)."""
+    bad: Optional[np.ndarray] = None
+    what: list[str] = []
+    columns = [(ev.y, f"the response {response!r}")]
+    columns += [(ev.X[:, j], repr(name)) for j, name in enumerate(ev.xnames)]
+    columns += [(t.z[:, j], f"{c!r} of the term for {t.name!r}") for t in ev.pieces for j, c in enumerate(t.cnames)]
+    for values, name in columns:
+        if _has_nan(values):
+            bad = np.isnan(values) if bad is None else bad | np.isnan(values)
+            what.append(name)
     return bad, what
 
 
@@ -313,40 +301,86 @@ def _row_labels(rows: pd.Index, mask: np.ndarray, limit: int = 3) -> str:
     return ", ".join(repr(x) for x in labels) + (f" and {more} more" if more > 0 else "")
 
 
+def _max_abs(values: np.ndarray) -> float:
+    """max |values| (0 for none), by two reductions rather than an n-sized |values|."""
+    return max(float(np.max(values, initial=0.0)), -float(np.min(values, initial=0.0)))
+
+
 def _check_values(what: str, values: np.ndarray, rows: pd.Index) -> None:
     """Infinite values, or magnitudes whose squares overflow or underflow, raise ValueError."""
-    inf = np.isinf(values)
-    if inf.any():
+    big = _max_abs(values)
+    if math.isinf(big):
+        inf = np.isinf(values)
         raise ValueError(f"{what} has infinite values in {int(inf.sum())} row(s) (row labels "
                          f"{_row_labels(rows, inf)}); remove or transform those rows")
-    big = float(np.max(np.abs(values), initial=0.0))
     if big > MAX_MAGNITUDE or 0.0 < big < 1.0 / MAX_MAGNITUDE:
         raise ValueError(f"{what} has values of magnitude {big:.3g}; lmm works with sums of squares of "
                          f"the data, which {'overflow' if big > 1 else 'underflow'} in floating point: "
                          f"rescale it (e.g. divide by {big:.0e})")
 
 
+def _r_factor(blocks: Iterable[np.ndarray], k: int) -> np.ndarray:
+    """R (min(n, k) × k) of the QR factorization of the row blocks (each m_i × k) stacked.
+
+    One block at a time (TSQR): with [A; B] = diag(Q_A, I) [R_A; B], the R of [R_A; B]
+    is the R of [A; B], so the memory is that of one block, not of all n rows.
+    """
+    R = np.zeros((0, k))
+    for block in blocks:
+        R = np.linalg.qr(np.vstack([R, block]), mode="r")
+    return R
+
+
 def _full_rank_columns(X: np.ndarray) -> list[int]:
     """Columns kept by a sequential rank test, dropping later aliased columns as R's qr does.
 
     Each column is scaled by its largest magnitude first, so the test is
-    invariant to the units of each column.
+    invariant to the units of each column; an all-zero column is dropped. Column j
+    is kept when its residual on the kept columns before it exceeds RANK_TOL times
+    its norm. The test runs on the R factor of the scaled X (TSQR, block by block):
+    X = Q R with Q'Q = I, so R's columns have X's norms and inner products, and
+    Gram–Schmidt on them (k × k) gives X's residuals without an n × k Q.
     """
+    n, k = X.shape
+    scale = np.array([_max_abs(X[:, j]) for j in range(k)])
+    nonzero = np.flatnonzero(scale > 0.0)
+
+    def scaled() -> Iterator[np.ndarray]:
+        for rows in _blocks(n, nonzero.size):
+            block = X[rows][:, nonzero]
+            block /= scale[nonzero]
+            yield block
+
+    R = _r_factor(scaled(), nonzero.size)
     kept: list[int] = []
-    Q = np.zeros((X.shape[0], 0))
-    for j in range(X.shape[1]):
-        scale = np.max(np.abs(X[:, j]), initial=0.0)
-        if scale == 0.0:
-            continue
-        x = X[:, j] / scale
+    Q = np.zeros((R.shape[0], 0))
+    for i, j in enumerate(nonzero):
+        x = R[:, i]
         norm = np.linalg.norm(x)
         r = x - Q @ (Q.T @ x)
         r = r - Q @ (Q.T @ r)
         rnorm = np.linalg.norm(r)
         if rnorm > RANK_TOL * norm:
-            kept.append(j)
+            kept.append(int(j))
             Q = np.column_stack([Q, r / rnorm])
     return kept
+
+
+def _is_binary(x: np.ndarray) -> bool:
+    """True when every value is 0 or 1 (its range first, then block by block: no n-sized masks)."""
+    if x.size and (np.min(x) < 0.0 or np.max(x) > 1.0):
+        return False
+    return all(bool(np.all((x[rows] == 0) | (x[rows] == 1))) for rows in _blocks(x.shape[0]))
+
+
+def _sd(x: np.ndarray) -> float:
+    """Sample standard deviation (ddof=1), the squared deviations summed block by block."""
+    mean = np.mean(x)
+    ss = 0.0
+    for rows in _blocks(x.shape[0]):
+        d = x[rows] - mean
+        ss += float(d @ d)
+    return math.sqrt(ss / (x.shape[0] - 1))
 
 
 def _check_scale(X: np.ndarray, xnames: list[str]) -> None:
@@ -356,10 +390,10 @@ def _check_scale(X: np.ndarray, xnames: list[str]) -> None:
     deviation of one of them, or the ratio of two, exceeds 1000 (or is below
     1/1000); the warning here names the columns.
     """
-    cont = [j for j in range(X.shape[1]) if not np.all((X[:, j] == 0) | (X[:, j] == 1))]
+    cont = [j for j in range(X.shape[1]) if not _is_binary(X[:, j])]
     if not cont or X.shape[0] < 2:
         return
-    sd = np.array([np.std(X[:, j], ddof=1) for j in cont])
+    sd = np.array([_sd(X[:, j]) for j in cont])
     with np.errstate(divide="ignore"):
         logsd = np.log(sd)
     bad_single = ~np.isfinite(logsd) | (np.abs(logsd) > np.log(SCALE_TOL))
@@ -376,39 +410,35 @@ def _check_scale(X: np.ndarray, xnames: list[str]) -> None:
           f"(standard deviations: {listing})")
 
 
-def _least_squares(X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Coefficients and residual of y on X (QR, one step of iterative refinement).
-
-    X must have full column rank (the rank test has run).
-    """
-    if X.shape[1] == 0:
-        return np.zeros(0), y.copy()
-    Q, R = np.linalg.qr(X)
-    coef = np.linalg.solve(R, Q.T @ y)
-    resid = y - X @ coef
-    coef = coef + np.linalg.solve(R, Q.T @ resid)
-    return coef, y - X @ coef
-
-
 def _center(X: np.ndarray, xnames: list[str]) -> np.ndarray:
     """Column means to subtract when X has an intercept (first column of ones), else zeros."""
     center = np.zeros(X.shape[1])
-    if X.shape[1] > 1 and xnames[0] == "(Intercept)" and np.all(X[:, 0] == 1.0):
+    if X.shape[1] > 1 and xnames[0] == "(Intercept)" and np.min(X[:, 0]) == 1.0 == np.max(X[:, 0]):
         center[1:] = X[:, 1:].mean(axis=0)
     return center
 
 
+def _centred_blocks(X: np.ndarray, x_center: np.ndarray, y: np.ndarray) -> Iterator[np.ndarray]:
+    """Row blocks of [X_c y], X_c = X − x_center: never all n rows at once."""
+    n, p = X.shape
+    for rows in _blocks(n, p + 1):
+        block = np.empty((rows.stop - rows.start, p + 1), order="F")
+        np.subtract(X[rows], x_center, out=block[:, :p])
+        block[:, p] = y[rows]
+        yield block
+
+
 def _project_out_term(V: np.ndarray, t: ReTerm) -> np.ndarray:
-    """V (n × m) minus its least-squares fit, within each level of t, by t's columns z."""
+    """V (n × m, float64, Fortran order) minus its least-squares fit within each level of t
+    by t's columns z, in place."""
     z, codes, L, p = t.z, t.codes, t.nlevels, t.p
-    out = np.array(V, dtype=np.float64, order="F")
     if p == 1:
         zz = np.bincount(codes, z[:, 0] * z[:, 0], minlength=L)
         for j in range(V.shape[1]):
             zv = np.bincount(codes, z[:, 0] * V[:, j], minlength=L)
             b = np.divide(zv, zz, out=np.zeros(L), where=zz > 0)
-            out[:, j] -= b[codes] * z[:, 0]
-        return out
+            V[:, j] -= b[codes] * z[:, 0]
+        return V
     G = np.empty((L, p, p))
     for a in range(p):
         for b in range(a, p):
@@ -420,8 +450,8 @@ def _project_out_term(V: np.ndarray, t: ReTerm) -> np.ndarray:
     B = np.linalg.pinv(G, hermitian=True) @ R  # (L, p, m); pinv: a level may have fewer than p rows
     for j in range(V.shape[1]):
         for a in range(p):
-            out[:, j] -= z[:, a] * B[codes, a, j]
-    return out
+            V[:, j] -= z[:, a] * B[codes, a, j]
+    return V
 
 
 def _subset(t: ReTerm, rows: np.ndarray) -> ReTerm:
@@ -431,24 +461,52 @@ def _subset(t: ReTerm, rows: np.ndarray) -> ReTerm:
                   states=t.states)
 
 
-def _fitted_exactly_by(t: ReTerm, y: np.ndarray, Xc: np.ndarray, ynorm: float) -> float | None:
-    """Relative residual of y on [X, the term's columns within each level], or None if not exact.
+def _response_and_centred(y: np.ndarray, X: np.ndarray, x_center: np.ndarray,
+                          rows: Optional[np.ndarray] = None) -> np.ndarray:
+    """[y X_c] (Fortran order) on ``rows`` (default: all), X_c = X − x_center, column by column."""
+    m = y.shape[0] if rows is None else rows.shape[0]
+    V = np.empty((m, X.shape[1] + 1), order="F")
+    V[:, 0] = y if rows is None else y[rows]
+    for j in range(X.shape[1]):
+        V[:, j + 1] = X[:, j] if rows is None else X[rows, j]
+        V[:, j + 1] -= x_center[j]
+    return V
 
-    An exact fit on all rows is also exact on the rows of any subset of levels,
-    so a large design is first tried on a sample of its levels (cheap) and only
+
+def _sample_rows(t: ReTerm, size: int) -> np.ndarray:
+    """Rows of a subset of t's levels, about ``size`` of them (at least one level).
+
+    The levels are taken in a fixed pseudo-random order (seeded: the same sample
+    every time), not in code order, where the first levels are often the largest.
+    """
+    n, L = t.codes.shape[0], t.nlevels
+    counts = np.zeros(L, dtype=np.int64)
+    for rows in _blocks(n):
+        counts += np.bincount(t.codes[rows], minlength=L)
+    order = np.random.default_rng(0).permutation(L)
+    picked = np.zeros(L, dtype=bool)
+    picked[order[:int(np.searchsorted(np.cumsum(counts[order]), size)) + 1]] = True
+    return np.concatenate([np.flatnonzero(picked[t.codes[rows]]) + rows.start for rows in _blocks(n)])
+
+
+def _fitted_exactly_by(t: ReTerm, y: np.ndarray, X: np.ndarray, x_center: np.ndarray,
+                       ynorm: float) -> float | None:
+    """Relative residual of y on [X_c, the term's columns within each level], or None if not exact.
+
+    An exact fit on all rows is also exact on the rows of any subset of levels
+    (the residual on a subset is at most the residual on all rows), so a large
+    design is first tried on the rows of a sample of its levels (cheap) and only
     checked in full when the sample is fitted exactly.
     """
     n = y.shape[0]
-    stride = -(-n // 50_000)
-    if stride > 1:
-        rows = np.flatnonzero(t.codes % stride == 0)
-        if rows.size:
-            sub = _subset(t, rows)
-            V = _project_out_term(np.column_stack([y[rows], Xc[rows]]), sub)
+    if n > _EXACT_FIT_SAMPLE:
+        rows = _sample_rows(t, _EXACT_FIT_SAMPLE)
+        if rows.size < n:
+            V = _project_out_term(_response_and_centred(y, X, x_center, rows), _subset(t, rows))
             r = _least_squares_any(V[:, 1:], V[:, 0])
             if np.linalg.norm(r) > EXACT_FIT_TOL * ynorm:
                 return None
-    V = _project_out_term(np.column_stack([y, Xc]), t)
+    V = _project_out_term(_response_and_centred(y, X, x_center), t)
     r = _least_squares_any(V[:, 1:], V[:, 0])
     rel = float(np.linalg.norm(r) / ynorm)
     return rel if rel <= EXACT_FIT_TOL else None
@@ -472,15 +530,30 @@ def _check_response(y: np.ndarray, X: np.ndarray, xnames: list[str], terms: list
     and one the fixed effects and a single random-effects term fit exactly all
     raise ValueError, before any work: σ̂ would be 0 and the likelihood unbounded.
     (An exact fit by several crossed terms together is only found by the optimizer.)
+
+    The least squares of y on X_c = X − x_center runs on the R factor of [X_c y]
+    (TSQR, block by block, X_c never formed in full): y_coef solves R_xx γ = r_xy,
+    refined once by the corrected semi-normal equations, and |R_yy| is the norm of
+    the residual.
     """
-    if np.all(y == y[0]):
+    if np.min(y) == np.max(y):
         raise ValueError(f"the response {response!r} is constant (every value is {y[0]:.6g}); a linear "
                          "mixed model needs variation in the response (lme4: 'Response is constant')")
     ynorm = np.linalg.norm(y)
     x_center = _center(X, xnames)
-    Xc = X - x_center
-    y_coef, resid = _least_squares(Xc, y)
-    rel = np.linalg.norm(resid) / ynorm
+    p = X.shape[1]
+    R = _r_factor(_centred_blocks(X, x_center, y), p + 1)
+    y_coef = np.zeros(p)
+    if p:
+        Rxx = R[:p, :p]
+        y_coef = np.linalg.solve(Rxx, R[:p, p])
+        # One step of iterative refinement with R alone: R'R δ = X_c'(y − X_c γ).
+        g = np.zeros(p)
+        for rows in _blocks(X.shape[0], p):
+            Xc = X[rows] - x_center
+            g += Xc.T @ (y[rows] - Xc @ y_coef)
+        y_coef = y_coef + np.linalg.solve(Rxx, np.linalg.solve(Rxx.T, g))
+    rel = abs(R[p, p]) / ynorm if R.shape[0] > p else 0.0
     if rel <= EXACT_FIT_TOL:
         raise ValueError(f"the response {response!r} is fitted exactly by the fixed effects {xnames} (to 10 "
                          f"significant digits: the residual is {rel:.1e} of the response's norm), so the residual "
@@ -488,7 +561,7 @@ def _check_response(y: np.ndarray, X: np.ndarray, xnames: list[str], terms: list
     for t in terms:
         if t.p > 20:
             continue
-        rel = _fitted_exactly_by(t, y, Xc, ynorm)
+        rel = _fitted_exactly_by(t, y, X, x_center, ynorm)
         if rel is not None:
             raise ValueError(
                 f"the response {response!r} is fitted exactly by the fixed effects and the random-effects term "
@@ -525,7 +598,9 @@ def _merge_double_bars(pieces: list[ReTerm]) -> list[ReTerm]:
     for t in pieces:
         prev = out[-1] if out else None
         if t.diagonal and t.p == 1 and prev is not None and prev.diagonal and prev.factors == t.factors:
-            prev.z = np.asfortranarray(np.column_stack([prev.z, t.z]))
+            z = np.empty((prev.z.shape[0], prev.p + t.p), order="F")  # one copy, in Fortran order
+            z[:, :prev.p], z[:, prev.p:] = prev.z, t.z
+            prev.z = z
             prev.cnames = prev.cnames + t.cnames
             prev.exprs = prev.exprs + t.exprs
             prev.states = prev.states + t.states
@@ -556,25 +631,68 @@ def _check_terms(terms: list[ReTerm], n: int) -> None:
             )
 
 
-def _share_intercepts(terms: list[ReTerm], X: np.ndarray, xnames: list[str]) -> None:
-    """Random-intercept terms share one read-only column of ones (n doubles, not n per term):
-    the fixed-effects intercept column when there is one, which X then keeps read-only too."""
-    if not any(t.cnames == ["(Intercept)"] for t in terms):
-        return
-    if xnames[:1] == ["(Intercept)"] and X.flags.f_contiguous:
-        X.setflags(write=False)
-        ones = X[:, :1]
-    else:
-        ones = np.ones((X.shape[0], 1), order="F")
-        ones.setflags(write=False)
+def _same_values(a: np.ndarray, b: np.ndarray) -> bool:
+    """a and b (n × p) have equal values, compared block by block (no n × p mask)."""
+    return a.shape == b.shape and all(np.array_equal(a[rows], b[rows]) for rows in _blocks(a.shape[0], a.shape[1]))
+
+
+def _ones(n: int) -> np.ndarray:
+    """An n × 1 read-only column of ones without storage (one value, broadcast).
+
+    A lone intercept column (X of ``y ~ 1 + (1 | a) + (1 | b)``, z of ``(1 | g)``) takes
+    n doubles otherwise; the core copies it only while it forms the crossproducts.
+    """
+    return np.broadcast_to(np.ones((1, 1)), (n, 1))
+
+
+def _view_in(X: np.ndarray, xnames: list[str], t: ReTerm) -> Optional[np.ndarray]:
+    """The view ``X[:, a:a + p]`` when t's columns are that run of X's (names and values), else None."""
+    p = t.p
+    if xnames == ["(Intercept)"] == t.cnames:
+        return X
+    if not X.flags.f_contiguous or t.cnames[0] not in xnames:
+        return None
+    a = xnames.index(t.cnames[0])
+    if xnames[a:a + p] != t.cnames or not _same_values(X[:, a:a + p], t.z):
+        return None
+    return X[:, a:a + p]
+
+
+def _share_columns(terms: list[ReTerm], X: np.ndarray, xnames: list[str]) -> None:
+    """Terms hold views of columns the design has already, not copies (n × p doubles each).
+
+    A term whose columns are a run of X's columns, with the same names and values (the
+    intercept of ``(1 | g)``, the ``1 + t`` of ``(1 + t | g)`` in ``y ~ 1 + t + ...``),
+    holds the view ``X[:, a:a + p]`` (Fortran-contiguous); a random intercept otherwise
+    holds :func:`_ones`; a term with the same columns as an earlier one shares that term's z.
+    X and each shared z are then read-only, so that writing into one cannot change
+    another. A z that still views the X from before aliased columns were dropped gets
+    its own copy, so that the old X is freed.
+    """
+    own: list[ReTerm] = []  # earlier terms whose z is their own array
     for t in terms:
-        if t.cnames == ["(Intercept)"]:
-            t.z = ones
+        view = _view_in(X, xnames, t)
+        if view is None and t.cnames == ["(Intercept)"]:
+            view = _ones(X.shape[0])
+        if view is not None:
+            X.setflags(write=False)
+            view.setflags(write=False)  # (a view made before X was read-only is not)
+            t.z = view
+            continue
+        if t.z.base is not None:
+            t.z = np.array(t.z, order="F")
+        same = next((u for u in own if u.cnames == t.cnames and _same_values(u.z, t.z)), None)
+        if same is None:
+            own.append(t)
+        else:
+            same.z.setflags(write=False)
+            t.z = same.z
 
 
-def _term(rt: RandomTerm, data: pd.DataFrame) -> ReTerm:
+def _term(rt: RandomTerm, data: pd.DataFrame, X: np.ndarray, xnames: list[str]) -> ReTerm:
+    """The term's codes and columns; z is a view of X when its columns are a run of X's."""
     state = ModelFrameState()
-    z, cnames = model_matrix(rt.expr, data, state=state)
+    z, cnames = model_matrix(rt.expr, data, state=state, like=(X, xnames))
     if z.shape[1] == 0:
         raise ValueError(f"random-effects term for {rt.name!r} has no columns ({rt.expr!r})")
     codes, levels = grouping_factor(rt, data)
@@ -635,10 +753,11 @@ def build_design(parsed: ParsedFormula, data: pd.DataFrame, missing: str = "drop
     mask = _used_rows(data, columns, missing)
     if not mask.all():
         data = data.loc[mask]
+    del mask  # (a byte a row, not needed while the design is built)
 
     ev = _evaluate(parsed, data)
     bad, what = _nan_rows(ev, parsed.response)
-    if bad.any():
+    if bad is not None:
         # As R's na.omit on the model frame: rows where an expression is NaN
         # (log of a negative value, 0/0) are dropped too.
         message = (f"{int(bad.sum())} of {len(data)} rows have NaN values of {', '.join(what)} "
@@ -649,9 +768,10 @@ def build_design(parsed: ParsedFormula, data: pd.DataFrame, missing: str = "drop
             raise ValueError(f"no rows left: {message}")
         _warn(f"{message}; those rows are dropped")
         data = data.loc[~bad]
+        del ev, bad  # not alive while the rows left are evaluated
         ev = _evaluate(parsed, data)
         bad, what = _nan_rows(ev, parsed.response)
-        if bad.any():
+        if bad is not None:
             raise ValueError(f"{', '.join(what)} still evaluate to NaN after dropping rows; check the "
                              "expressions (e.g. scale() of a constant column)")
     n = len(data)
@@ -676,11 +796,18 @@ def build_design(parsed: ParsedFormula, data: pd.DataFrame, missing: str = "drop
             X = X[:, kept]
             xnames = [xnames[j] for j in kept]
         _check_scale(X, xnames)
-    X = np.asfortranarray(X, dtype=np.float64)
+    X = _ones(n) if xnames == ["(Intercept)"] else np.asfortranarray(X, dtype=np.float64)
 
     terms = _merge_double_bars(_lme4_order(ev.pieces))
     _check_terms(terms, n)
     x_center, y_coef = _check_response(y, X, xnames, terms, parsed.response)
-    _share_intercepts(terms, X, xnames)
+    _share_columns(terms, X, xnames)
+    # The recorded numeric variables (for complete_design()) become views of the
+    # columns held here already, which are then read-only.
+    sources = [(X, xnames, [ev.fixed_state] + [state for t in terms for state in t.states])]
+    sources += [(t.z, t.cnames, t.states) for t in terms]
+    for M, names, states in sources:
+        if any([state.share_columns(M, names) for state in states]):
+            M.setflags(write=False)
     return Design(y=y, X=X, xnames=xnames, dropped_columns=dropped, terms=terms, rows=rows,
                   fixed_state=ev.fixed_state, x_center=x_center, y_coef=y_coef)

@@ -1301,10 +1301,15 @@ def _level_label(v: Any) -> str:
 
 def _drop_unused(f: _Factor) -> _Factor:
     nlev = len(f.levels)
-    valid = f.codes >= 0
-    present = np.bincount(f.codes[valid], minlength=nlev) > 0 if nlev else np.zeros(0, bool)
+    valid = f.codes >= 0 if f.codes.size and f.codes.min() < 0 else None  # None: nothing missing
+    present = np.zeros(nlev, dtype=bool)
+    if nlev:
+        # (not bincount, which would make an int64 copy of the codes)
+        present[f.codes if valid is None else f.codes[valid]] = True
     if present.all():
         return f
+    if valid is None:
+        valid = np.ones(f.codes.shape, dtype=bool)
     remap = np.full(nlev, -1, dtype=np.int32)
     remap[present] = np.arange(int(present.sum()), dtype=np.int32)
     codes = np.where(valid, remap[np.where(valid, f.codes, 0)], -1).astype(np.int32)
@@ -1317,29 +1322,63 @@ def _labels_to_factor(codes: np.ndarray, labels: List[str]) -> _Factor:
     levels = sorted(set(labels), key=_collate_key)
     pos = {lev: i for i, lev in enumerate(levels)}
     remap = np.array([pos[lab] for lab in labels], dtype=np.int32) if labels else np.zeros(0, np.int32)
+    if codes.size and codes.min() >= 0:
+        return _Factor(remap[codes], levels)
     valid = codes >= 0
     out = np.where(valid, remap[np.where(valid, codes, 0)] if len(remap) else 0, -1).astype(np.int32)
     return _Factor(out, levels)
 
 
+# Rows per block of the passes over a column that need temporaries: O(block), not O(n).
+_BLOCK_ROWS = 1 << 15
+
+
+def _compact_codes(values: np.ndarray, lo: Any, span: int) -> Tuple[np.ndarray, np.ndarray]:
+    """Level codes of integer values in ``[lo, lo + span]`` by counting, without sorting the rows.
+
+    Returns the int32 code of each value (levels in increasing order) and the offsets
+    from ``lo`` of the values present.  Block by block: the temporaries are O(span + block).
+    """
+    n = values.shape[0]
+    blocks = [slice(start, start + _BLOCK_ROWS) for start in range(0, n, _BLOCK_ROWS)]
+    present = np.zeros(span + 1, dtype=bool)
+    for rows in blocks:
+        present[(values[rows] - lo).astype(np.int64, copy=False)] = True
+    rank = (np.cumsum(present, dtype=np.int64) - 1).astype(np.int32)
+    codes = np.empty(n, dtype=np.int32)
+    for rows in blocks:
+        codes[rows] = rank[(values[rows] - lo).astype(np.int64, copy=False)]
+    return codes, np.flatnonzero(present)
+
+
+def _int_labels(values: np.ndarray) -> List[str]:
+    """Decimal labels of integers, converted a block at a time (no array or list of all the ints)."""
+    labels: List[str] = []
+    for start in range(0, values.shape[0], _BLOCK_ROWS):
+        labels.extend(map(str, values[start:start + _BLOCK_ROWS].tolist()))
+    return labels
+
+
 def _numeric_to_factor(x: np.ndarray, integer: bool) -> _Factor:
-    valid = ~np.isnan(x)
-    values = x[valid]
-    codes = np.full(x.shape[0], -1, dtype=np.int32)
+    # np.min propagates NaN: the test needs no n-sized mask, and a column without
+    # missing values is read in place.
+    valid = ~np.isnan(x) if x.size and np.isnan(np.min(x)) else None
+    values = x if valid is None else x[valid]
     lo = values.min() if values.size else 0.0
     span = values.max() - lo if values.size else 0.0
     if integer and span < 4 * values.size + 1024:
         # Integer codes in a compact range (the usual subject or item ids): levels
         # by counting, without sorting the rows.
-        offsets = (values - lo).astype(np.int64)
-        present = np.bincount(offsets, minlength=int(span) + 1) > 0
-        rank = np.cumsum(present, dtype=np.int64) - 1
-        codes[valid] = rank[offsets]
-        uniq = np.flatnonzero(present) + int(lo)
+        inv, offsets = _compact_codes(values, lo, int(span))
+        uniq = offsets + int(lo)
     else:
         uniq, inv = np.unique(values, return_inverse=True)
-        codes[valid] = inv
-    labels = uniq.astype(np.int64).astype(str).tolist() if integer else [_r_num(float(u)) for u in uniq]
+    if valid is None:
+        codes = np.asarray(inv, dtype=np.int32).reshape(-1)
+    else:
+        codes = np.full(x.shape[0], -1, dtype=np.int32)
+        codes[valid] = np.asarray(inv).reshape(-1)
+    labels = _int_labels(uniq.astype(np.int64)) if integer else [_r_num(float(u)) for u in uniq]
     if len(set(labels)) < len(labels):  # values equal to 15 digits share an R level
         return _labels_to_factor(codes, labels)
     return _Factor(codes, labels)
@@ -1412,7 +1451,7 @@ def _series_value(s: pd.Series, node: _Name, text: str) -> _Value:
     if inferred in ("integer", "floating", "mixed-integer-float", "decimal"):
         return pd.to_numeric(s).to_numpy(dtype=np.float64, na_value=np.nan)
     codes, uniques = pd.factorize(s, sort=False, use_na_sentinel=True)
-    return _labels_to_factor(np.asarray(codes, dtype=np.int32), [_level_label(u) for u in uniques])
+    return _labels_to_factor(np.asarray(codes), [_level_label(u) for u in uniques])
 
 
 # --------------------------------------------------------------------------- evaluation
@@ -1872,6 +1911,20 @@ def _model_variable(value: _Value, node: _Node, env: _Env) -> Union[_Factor, _Ma
                        env.text, node.pos, node.end)
 
 
+def _matrix_names(label: str, var: _Matrix) -> List[str]:
+    """Names of the model-matrix columns of a numeric variable: ``x``, ``poly(x, 2)1``, ..."""
+    ncol = var.values.shape[1]
+    if ncol == 1:
+        return [label]
+    return [label + s for s in (var.colnames or [str(j + 1) for j in range(ncol)])]
+
+
+def _same_values(a: np.ndarray, b: np.ndarray) -> bool:
+    """a and b (n or n × k) have equal values, compared a block of rows at a time (no n-sized mask)."""
+    return a.shape == b.shape and all(np.array_equal(a[start:start + _BLOCK_ROWS], b[start:start + _BLOCK_ROWS])
+                                      for start in range(0, a.shape[0], _BLOCK_ROWS))
+
+
 def _parse_rhs(rhs: str) -> Tuple[_Node, str]:
     if not isinstance(rhs, str):
         raise TypeError(f"rhs must be a str, not {type(rhs).__name__}")
@@ -1973,10 +2026,8 @@ class ModelFrameState:
                     parts = [label + lev for lev in var.levels]
                     vals = [(var.codes == lev).astype(np.float64) for lev in range(len(var.levels))]
                 else:
-                    ncol = var.values.shape[1]
-                    parts = [label] if ncol == 1 else [
-                        label + s for s in (var.colnames or [str(j + 1) for j in range(ncol)])]
-                    vals = [var.values[:, j] for j in range(ncol)]
+                    parts = _matrix_names(label, var)
+                    vals = [var.values[:, j] for j in range(var.values.shape[1])]
                 combos = [(prev * v, prev_names + [name])
                           for v, name in zip(vals, parts) for prev, prev_names in combos]
             for col, col_names in combos:
@@ -1985,6 +2036,45 @@ class ModelFrameState:
                 assign.append(k + 1)
         X = np.column_stack(cols) if cols else np.zeros((nrow, 0))
         return X, names, assign
+
+    def share_columns(self, M: np.ndarray, names: Sequence[str]) -> bool:
+        """Hold the recorded numeric variables that are also columns of ``M`` as views of ``M``.
+
+        :meth:`complete_design` needs the fitting data's model variables. A numeric one
+        (``x``, ``poly(x, 2)``) is usually also a run of columns of the model matrix, with
+        the same names and values: pointing at those columns instead of keeping its own
+        array (or a view that keeps the caller's data frame alive) saves n doubles per
+        column. Variables that are not such a run are kept as they are.
+
+        Parameters
+        ----------
+        M : numpy.ndarray
+            (n, k) float64 matrix evaluated on the same rows, e.g. the model matrix that
+            this state recorded (after aliased columns were dropped). It must not be
+            written to afterwards (the views are read-only; make ``M`` read-only too).
+        names : sequence of str
+            The column names of ``M``.
+
+        Returns
+        -------
+        bool
+            True when some variable is now a view of ``M``.
+        """
+        names = list(names)
+        shared = False
+        for i, var in enumerate(self._variables):
+            if not isinstance(var, _Matrix) or var.values.shape[0] != M.shape[0] or not var.values.size:
+                continue
+            cols = _matrix_names(self._variable_labels[i], var)
+            if cols[0] not in names:
+                continue
+            a = names.index(cols[0])
+            run = M[:, a:a + len(cols)]
+            if names[a:a + len(cols)] == cols and _same_values(run, var.values):
+                run.setflags(write=False)
+                self._variables[i] = _Matrix(run, var.colnames)
+                shared = True
+        return shared
 
     @staticmethod
     def _key(node: _Node, kind: str) -> Tuple[int, int, str]:
@@ -2018,8 +2108,8 @@ class ModelFrameState:
 
 
 @_depth_guard
-def model_matrix(rhs: str, data: pd.DataFrame,
-                 state: Optional[ModelFrameState] = None) -> Tuple[np.ndarray, List[str]]:
+def model_matrix(rhs: str, data: pd.DataFrame, state: Optional[ModelFrameState] = None,
+                 like: Optional[Tuple[np.ndarray, Sequence[str]]] = None) -> Tuple[np.ndarray, List[str]]:
     """The model matrix of a right-hand side, as R's ``model.matrix(~ rhs, data)``.
 
     Same columns, order and names as R: ``(Intercept)`` first, then terms by degree
@@ -2041,11 +2131,17 @@ def model_matrix(rhs: str, data: pd.DataFrame,
         A fresh state records the factor levels, ``poly()``/``scale()`` coefficients and
         term structure of ``data``; a recorded one evaluates ``data`` as new data for
         the same right-hand side (R's ``predict`` with ``newdata``).
+    like : (M, names), optional
+        A model matrix already built from the same ``data`` (Fortran order) and its column
+        names.  When the columns of ``rhs`` are a run ``M[:, a:a + k]`` of its columns, with
+        the same names and equal values, that view of ``M`` is returned instead of a new
+        array (``1 + x`` inside ``1 + x + f``): the columns are made one at a time to
+        compare, never all at once.
 
     Returns
     -------
     X : numpy.ndarray
-        float64 array of shape (n, k) in Fortran order.
+        float64 array of shape (n, k) in Fortran order (with ``like``, possibly a view of ``M``).
     names : list of str
         R's column names.
 
@@ -2126,11 +2222,11 @@ def model_matrix(rhs: str, data: pd.DataFrame,
             if done:
                 break
 
-    makers: List[Callable[[], np.ndarray]] = []
+    makers: List[Callable[[], Union[np.ndarray, float]]] = []
     names: List[str] = []
     assign: List[int] = []
     if terms.intercept:
-        makers.append(lambda: np.ones(env.n))
+        makers.append(lambda: 1.0)  # broadcast into its column: no n-vector of ones to copy
         names.append("(Intercept)")
         assign.append(0)
     for k, t in enumerate(terms.terms):
@@ -2143,12 +2239,8 @@ def model_matrix(rhs: str, data: pd.DataFrame,
                 parts = [label + s for s in block.suffixes]
                 cols_i = block.columns
             else:
-                ncol = var.values.shape[1]
-                if ncol == 1:
-                    parts = [label]
-                else:
-                    parts = [label + s for s in (var.colnames or [str(j + 1) for j in range(ncol)])]
-                cols_i = [(lambda v=var, j=j: v.values[:, j]) for j in range(ncol)]
+                parts = _matrix_names(label, var)
+                cols_i = [(lambda v=var, j=j: v.values[:, j]) for j in range(var.values.shape[1])]
             # earlier variables vary fastest: the new variable is the outer loop
             combos = [(prev_cols + [col], prev_names + [name])
                       for col, name in zip(cols_i, parts) for prev_cols, prev_names in combos]
@@ -2157,9 +2249,11 @@ def model_matrix(rhs: str, data: pd.DataFrame,
             names.append(":".join(col_names))
             assign.append(k + 1)
 
-    X = np.empty((env.n, len(makers)), dtype=np.float64, order="F")
-    for j, make in enumerate(makers):
-        X[:, j] = make()
+    X = _run_of(like, names, makers, env.n) if like is not None else None
+    if X is None:
+        X = np.empty((env.n, len(makers)), dtype=np.float64, order="F")
+        for j, make in enumerate(makers):
+            X[:, j] = make()
     if state is not None:
         if state.frozen:
             if names != state.names:
@@ -2177,6 +2271,25 @@ def model_matrix(rhs: str, data: pd.DataFrame,
             state._nrow = env.n
             state.frozen = True
     return X, names
+
+
+def _run_of(like: Tuple[np.ndarray, Sequence[str]], names: List[str],
+            makers: List[Callable[[], Union[np.ndarray, float]]], n: int) -> Optional[np.ndarray]:
+    """``M[:, a:a + k]`` when the columns the makers give are that run of ``M`` (names and
+    values), else None; each column is made and compared block by block, then dropped."""
+    M, mnames = like
+    mnames = list(mnames)
+    k = len(names)
+    if (not k or M.ndim != 2 or M.shape[0] != n or M.dtype != np.float64 or not M.flags.f_contiguous
+            or names[0] not in mnames):
+        return None
+    a = mnames.index(names[0])
+    if mnames[a:a + k] != names:
+        return None
+    for j, make in enumerate(makers):
+        if not _same_values(np.broadcast_to(make(), (n,)), M[:, a + j]):
+            return None
+    return M[:, a:a + k]
 
 
 def _product(parts: List[Callable[[], np.ndarray]]) -> Callable[[], np.ndarray]:
@@ -2242,6 +2355,27 @@ def evaluate_response(expr: str, data: pd.DataFrame) -> np.ndarray:
     return np.array(out, dtype=np.float64)  # a copy: never a view of the caller's frame
 
 
+def _grouping_column(env: _Env, node: _Name) -> _Factor:
+    """The factor of one grouping column, as ``_as_factor(env.column(node), ...)`` makes it.
+
+    An integer column (the usual subject or item ids) is coded from its integers in
+    place, without the float64 copy that its numeric value would be. Beyond 2**53 the
+    float64 values (what R reads) can merge ids: the general path keeps that.
+    """
+    series = env.data[env.lookup[node.name]]
+    if isinstance(series, pd.Series) and isinstance(series.dtype, np.dtype) and series.dtype.kind in "iu":
+        values = series.to_numpy()
+        if values.size:
+            lo, hi = int(values.min()), int(values.max())
+            if -2 ** 53 <= lo and hi <= 2 ** 53:
+                if hi - lo < 4 * values.size + 1024:
+                    codes, offsets = _compact_codes(values, lo, hi - lo)
+                    return _Factor(codes, _int_labels(offsets + lo))
+                uniq, inv = np.unique(values, return_inverse=True)
+                return _Factor(np.asarray(inv, dtype=np.int32).reshape(-1), _int_labels(uniq))
+    return _as_factor(env.column(node), node, env)
+
+
 def grouping_factor(term: RandomTerm, data: pd.DataFrame) -> Tuple[np.ndarray, List[str]]:
     """Codes and levels of a term's grouping factor, as lme4's ``factor(a:b)``.
 
@@ -2274,10 +2408,10 @@ def grouping_factor(term: RandomTerm, data: pd.DataFrame) -> Tuple[np.ndarray, L
         node = _Name(name, True, 0, len(term.name))
         if name not in env.lookup:
             raise _unknown_column_error([node], term.name, list(env.lookup), "grouping column")
-        factors.append(_drop_unused(_as_factor(env.column(node), node, env)))
+        factors.append(_drop_unused(_grouping_column(env, node)))
     if len(factors) == 1:
         f = factors[0]
-        return f.codes.copy(), list(f.levels)
+        return f.codes, list(f.levels)  # the factor's own array, made here: not a view of data
     missing = np.zeros(env.n, dtype=bool)
     for f in factors:
         missing |= f.codes < 0

@@ -61,11 +61,13 @@ class LinearMixedModel:
         if not max_dense_bytes > 0:
             raise ValueError(f"max_dense_bytes must be a positive number of bytes, not {max_dense_bytes!r}")
         try:
-            # The core gets X centred and y with its least-squares fit on X removed: the
-            # same model (β maps back through the design), without the cancellation that
-            # large offsets cause in crossproducts.
+            # The core works on X centred and y with its least-squares fit on X removed
+            # (formed row by row as it reads the data): the same model, β mapping back
+            # through the design, without the cancellation that large offsets cause in
+            # crossproducts.
             self._core = core.Model(
-                [(t.codes, t.z, t.nlevels, t.diagonal) for t in d.terms], *d.core_arrays(), float(max_dense_bytes)
+                [(t.codes, t.z, t.nlevels, t.diagonal) for t in d.terms], d.X, d.y, float(max_dense_bytes),
+                x_center=d.x_center, y_coef=d.y_coef,
             )
         except ValueError as err:
             raise ValueError(f"cannot set up the model {formula!r}: {err}") from None

@@ -4,6 +4,8 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <optional>
+
 #include <lmm/lmm.hpp>
 
 namespace py = pybind11;
@@ -13,20 +15,32 @@ namespace {
 using Codes = py::array_t<std::int32_t, py::array::f_style | py::array::forcecast>;
 using Columns = py::array_t<double, py::array::f_style | py::array::forcecast>;
 
+// Codes outside [0, nlevels) raise ValueError.
+template <typename T>
+void check_codes(const T* c, py::ssize_t n, lmm::Index nlevels) {
+  for (py::ssize_t i = 0; i < n; ++i)
+    if (c[i] < 0 || c[i] >= nlevels)
+      throw std::invalid_argument("level code " + std::to_string(c[i]) + " at row " + std::to_string(i) +
+                                  " is outside [0, " + std::to_string(nlevels) + ")");
+}
+
 // Level codes as int32, refusing non-integer arrays and values that int32
 // cannot hold (a silent cast would wrap them into valid-looking codes).
+// int32 codes (the design's own) are checked in place, not copied.
 Codes level_codes(const py::handle& obj, lmm::Index nlevels) {
   const auto arr = py::array::ensure(obj);
   if (!arr) throw py::type_error("term codes must be an integer array");
   const char kind = arr.dtype().kind();
   if (kind != 'i' && kind != 'u' && kind != 'b') throw py::type_error("term codes must be an integer array");
+  if (arr.ndim() != 1) throw std::invalid_argument("term codes must be one-dimensional");
+  if (arr.dtype().is(py::dtype::of<std::int32_t>())) {
+    const auto codes = Codes::ensure(arr);
+    check_codes(codes.data(), codes.shape(0), nlevels);
+    return codes;
+  }
   const auto wide = py::array_t<std::int64_t, py::array::f_style | py::array::forcecast>::ensure(arr);
-  if (!wide || wide.ndim() != 1) throw std::invalid_argument("term codes must be one-dimensional");
-  const std::int64_t* c = wide.data();
-  for (py::ssize_t i = 0; i < wide.shape(0); ++i)
-    if (c[i] < 0 || c[i] >= nlevels)
-      throw std::invalid_argument("level code " + std::to_string(c[i]) + " at row " + std::to_string(i) +
-                                  " is outside [0, " + std::to_string(nlevels) + ")");
+  if (!wide) throw py::type_error("term codes must be an integer array");
+  check_codes(wide.data(), wide.shape(0), nlevels);
   return Codes(wide);
 }
 
@@ -61,10 +75,14 @@ struct ModelData {
 };
 
 lmm::Model make_model(const std::vector<py::tuple>& terms, const Columns& X, const Columns& y,
-                      double max_dense_bytes) {
+                      double max_dense_bytes, const std::optional<lmm::Vector>& x_center,
+                      const std::optional<lmm::Vector>& y_coef) {
   const ModelData d(terms, X, y);
+  lmm::Shift shift;
+  if (x_center) shift.center = *x_center;
+  if (y_coef) shift.gamma = *y_coef;
   py::gil_scoped_release release;
-  return lmm::Model(d.terms, d.Xmap(), d.ymap(), lmm::ModelOptions{max_dense_bytes});
+  return lmm::Model(d.terms, d.Xmap(), d.ymap(), lmm::ModelOptions{max_dense_bytes}, shift);
 }
 
 void set_response(lmm::Model& m, const std::vector<py::tuple>& terms, const Columns& X, const Columns& y) {
@@ -108,9 +126,12 @@ PYBIND11_MODULE(_core, m) {
 
   py::class_<lmm::Model>(m, "Model", "A linear mixed model on its crossproduct blocks.")
       .def(py::init(&make_model), py::arg("terms"), py::arg("X"), py::arg("y"),
-           py::arg("max_dense_bytes") = lmm::ModelOptions{}.max_dense_bytes,
+           py::arg("max_dense_bytes") = lmm::ModelOptions{}.max_dense_bytes, py::arg("x_center") = py::none(),
+           py::arg("y_coef") = py::none(),
            "terms: list of (codes int32 (n,), z float64 (n, p_k), nlevels, diagonal); X (n, p); y (n,).\n"
-           "Terms are reordered by decreasing number of levels; see `order`.")
+           "Terms are reordered by decreasing number of levels; see `order`.\n"
+           "x_center, y_coef (p,): the core works on X_c = X - x_center and y_c = y - X_c y_coef, formed\n"
+           "row by row (never in full); beta and vcov_beta are then those of X_c.")
       .def("set_response", &set_response, py::arg("terms"), py::arg("X"), py::arg("y"),
            "replace y (same terms, in the constructor's order, and X); θ must be set again")
       .def_property_readonly("order", &lmm::Model::order, "order[k]: input index of model term k")

@@ -2,6 +2,7 @@
 // Dense blocks are plain Eigen matrices.
 #pragma once
 
+#include <cstdint>
 #include <vector>
 
 #include "types.hpp"
@@ -25,15 +26,15 @@ struct BlockDiag {
 /// Sparse matrix of blocks, compressed by block column.
 /// Rows are the levels of one term (blocks of pr rows), columns the levels of
 /// another (blocks of pc columns). Stored blocks of column c are
-/// k = colptr[c] .. colptr[c+1]-1, with block row rowidx[k] (sorted ascending)
-/// and values data.middleCols(k·pc, pc), a pr × pc matrix.
+/// k = colptr[c] .. colptr[c+1]-1, with block row rowidx[k] (sorted ascending;
+/// 32-bit, as level codes are) and values data.middleCols(k·pc, pc), a pr × pc matrix.
 struct SparseBlocks {
   Index nrows = 0;
   Index ncols = 0;
   Index pr = 0;
   Index pc = 0;
   std::vector<Index> colptr;
-  std::vector<Index> rowidx;
+  std::vector<std::int32_t> rowidx;
   Matrix data;
 
   Index nnz() const { return static_cast<Index>(rowidx.size()); }

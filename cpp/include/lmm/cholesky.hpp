@@ -56,16 +56,25 @@ class SelectedInverse {
 };
 
 /// The rows of the dense tail that the block columns of one prefix term reach
-/// (L[tail terms, k]), packed, with the index transposed: the updates between
-/// the prefix and the tail sweep T column by column, so that each column of T
-/// stays in cache while every prefix column touching it adds to it.
+/// (L[tail terms, k]), in positions ordered by column, with the index
+/// transposed: the updates between the prefix and the tail sweep T column by
+/// column, so that each column of T stays in cache while every prefix column
+/// touching it adds to it. Positions are 32-bit (checked at construction).
+///
+/// The row of T and the p_k values of L at each position are read through
+/// BlockedCholesky::reach_rows()/reach_values(): with a single scalar tail
+/// term they are that term's block of L itself (same order and layout, no
+/// copy), otherwise the packed copies here, refreshed by each factorization.
 struct TailReach {
-  std::vector<Index> colptr;     ///< ℓ_k + 1: positions of column c are colptr[c] .. colptr[c+1]-1
-  std::vector<std::int32_t> rows;  ///< per position: row of T (ascending within a column; < max_dense_bytes' order)
-  std::vector<std::int32_t> col;   ///< per position: its column c (a level code)
-  std::vector<Index> byrow_ptr;  ///< q_tail + 1: positions with row r are byrow[byrow_ptr[r] .. byrow_ptr[r+1]-1]
-  std::vector<Index> byrow;      ///< positions grouped by row
-  Matrix V;                      ///< p_k × positions: the rows of L there (refreshed by each factorization)
+  std::vector<Index> colptr;         ///< ℓ_k + 1: positions of column c are colptr[c] .. colptr[c+1]-1
+  std::vector<std::int32_t> col;     ///< per position: its column c (a level code)
+  std::vector<Index> byrow_ptr;      ///< q_tail + 1: positions with row r are byrow[byrow_ptr[r] .. byrow_ptr[r+1]-1]
+  std::vector<std::int32_t> byrow;   ///< positions grouped by row
+  bool shared = false;               ///< rows and values are L's own block (see above)
+  std::vector<std::int32_t> rows;    ///< packed: per position, its row of T (ascending within a column)
+  Matrix V;                          ///< packed: p_k × positions, the rows of L there
+
+  Index size() const { return static_cast<Index>(col.size()); }  ///< number of positions
 };
 
 class BlockedCholesky {
@@ -137,6 +146,9 @@ class BlockedCholesky {
   std::vector<std::vector<SparseBlocks>> Loff_;  // Loff_[i][j], j < nprefix_, i > j
   std::vector<Matrix> LXy_;                    // prefix: (p+1) × q_j
   std::vector<TailReach> reach_;               // per prefix term: its rows in the dense tail
+  // Row of T and values (p_k × positions, column-major) at the positions of reach_[k].
+  const std::int32_t* reach_rows(Index k) const;
+  const double* reach_values(Index k) const;
   Matrix T_;                                   // dense tail (lower triangle)
   bool factored_ = false;
   bool prefix_independent_ = true;

@@ -9,6 +9,18 @@
 
 namespace lmm {
 
+/// An exact reparametrization applied to the rows as A is formed:
+///   X_c = X − 1 center',   y_c = y − X_c gamma.
+/// With the column means as `center` (when X has an intercept) and the least-
+/// squares coefficients of y on X_c as `gamma`, the crossproducts of X_c and
+/// y_c lose no digits to large offsets, and neither copy is ever formed in
+/// full. The model is the same: β̂ for X is S(β̂_c + γ) with X_c = X S. Empty
+/// vectors mean no shift.
+struct Shift {
+  Vector center;  ///< p, or empty
+  Vector gamma;   ///< p, or empty
+};
+
 /// Blocks of A for terms in model order (the order of `shapes`).
 struct Crossprod {
   Index n = 0;                                 ///< number of observations
@@ -18,19 +30,22 @@ struct Crossprod {
   std::vector<std::vector<SparseBlocks>> ZZ_off;  ///< ZZ_off[i][j], j < i: rows levels of i, columns levels of j
   std::vector<Matrix> XyZ;                     ///< A_[Xy],k: (p+1) × (ℓ_k·p_k)
   Matrix XyXy;                                 ///< A_[Xy],[Xy]: (p+1) × (p+1), full symmetric
+  Shift shift;                                 ///< applied to X and y (also by update_response)
 };
 
 /// Form A in one pass over the rows.
 ///   terms: per-term codes (n) and z (n × p_k), already in model order
 ///   X:     n × p fixed-effects model matrix
 ///   y:     n response
+///   shift: applied to X and y row by row (see Shift)
 /// Throws std::invalid_argument on mismatched lengths or out-of-range codes.
 Crossprod form_crossprod(const std::vector<TermData>& terms, Eigen::Ref<const Matrix> X,
-                         Eigen::Ref<const Vector> y);
+                         Eigen::Ref<const Vector> y, const Shift& shift = {});
 
 /// Replace the response in A: recompute the y row of every A_[Xy],k and of
-/// A_[Xy],[Xy] in one pass. `terms` and `X` must be the data A was formed
-/// from (model order); only y changes. Used by refits such as the bootstrap.
+/// A_[Xy],[Xy] in one pass, with A's shift. `terms` and `X` must be the data A
+/// was formed from (model order); only y changes. Used by refits such as the
+/// bootstrap.
 void update_response(Crossprod& A, const std::vector<TermData>& terms, Eigen::Ref<const Matrix> X,
                      Eigen::Ref<const Vector> y);
 

@@ -23,13 +23,15 @@ class Model {
   ///   terms: per-term codes (n) and z (n × p_k), in any order
   ///   X:     n × p fixed-effects model matrix (full column rank)
   ///   y:     n response
+  ///   shift: a reparametrization of X and y applied as A is formed (see
+  ///          Shift); β̂ and Var(β̂) are then those of X_c and y_c
   /// The data are not kept: after construction nothing depends on n.
   Model(const std::vector<TermData>& terms, Eigen::Ref<const Matrix> X, Eigen::Ref<const Vector> y,
-        ModelOptions options = {});
+        ModelOptions options = {}, const Shift& shift = {});
 
   /// Replace the response: same terms and X as at construction (in the
-  /// constructor's order), a new y. One pass over the rows; the structure of
-  /// L is kept. θ must be set again afterwards.
+  /// constructor's order), a new y (shifted as at construction). One pass over
+  /// the rows; the structure of L is kept. θ must be set again afterwards.
   void set_response(const std::vector<TermData>& terms, Eigen::Ref<const Matrix> X, Eigen::Ref<const Vector> y);
 
   Index nobs() const { return A_.n; }

@@ -1,0 +1,226 @@
+"""The design's memory: blockwise checks that keep their answers, and views instead of copies."""
+
+from __future__ import annotations
+
+import gc
+import tracemalloc
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import lmm
+from lmm.design import RANK_TOL, _full_rank_columns, build_design
+from lmm.formula import ModelFrameState, grouping_factor, model_matrix, parse_formula
+
+# More rows than one block of the blockwise passes (and than the exact-fit sample), so
+# that the QR is accumulated over many blocks.
+N_LARGE = 120_000
+
+
+def _design(formula: str, data: pd.DataFrame):
+    return build_design(parse_formula(formula), data)
+
+
+def _gram_schmidt_rank(X: np.ndarray) -> list[int]:
+    """The rank test on the full n × k matrix (reference): Gram–Schmidt on scaled columns."""
+    kept: list[int] = []
+    Q = np.zeros((X.shape[0], 0))
+    for j in range(X.shape[1]):
+        scale = np.max(np.abs(X[:, j]), initial=0.0)
+        if scale == 0.0:
+            continue
+        x = X[:, j] / scale
+        r = x - Q @ (Q.T @ x)
+        r = r - Q @ (Q.T @ r)
+        if np.linalg.norm(r) > RANK_TOL * np.linalg.norm(x):
+            kept.append(j)
+            Q = np.column_stack([Q, r / np.linalg.norm(r)])
+    return kept
+
+
+def _near(x: np.ndarray, other: np.ndarray, rel: float) -> np.ndarray:
+    """x + a component orthogonal to x of rel times |x| (after scaling x by its max |x|)."""
+    xs = x / np.abs(x).max()
+    e = other - xs * (xs @ other) / (xs @ xs)
+    return xs + rel * np.linalg.norm(xs) * e / np.linalg.norm(e)
+
+
+@pytest.mark.parametrize("n", [500, N_LARGE])
+def test_rank_test_on_near_aliased_columns_on_very_different_scales(n):
+    rng = np.random.default_rng(7)
+    x, u, v = rng.normal(size=(3, n))
+    X = np.asfortranarray(np.column_stack([
+        np.ones(n),
+        1e6 * x,  # large units
+        1e-6 * _near(x, u, 1e-9),  # aliased with x to 1e-9: dropped
+        1e-3 * _near(x, u, 1e-5),  # 1e-5 away from x: kept
+        np.zeros(n),  # all zero: dropped
+        1e8 * (2.0 * x - 3.0),  # a combination of the intercept and x: dropped
+        1e-8 * v,  # independent, tiny units: kept
+    ]))
+    kept = _full_rank_columns(X)
+    assert kept == [0, 1, 3, 6]
+    assert kept == _gram_schmidt_rank(X)
+
+
+def test_rank_test_agrees_with_gram_schmidt_on_random_aliasing():
+    rng = np.random.default_rng(11)
+    for _ in range(40):
+        n, k = int(rng.choice([300, N_LARGE])), int(rng.integers(2, 8))
+        X = rng.normal(size=(n, k))
+        for j in range(1, k):
+            if rng.random() < 0.5:  # near a combination of earlier columns, across the tolerance
+                comb = X[:, :j] @ rng.normal(size=j)
+                X[:, j] = _near(comb, rng.normal(size=n), 10.0 ** rng.uniform(-9, -5))
+        X *= 10.0 ** rng.uniform(-6, 6, k)
+        X = np.asfortranarray(X)
+        assert _full_rank_columns(X) == _gram_schmidt_rank(X)
+
+
+def test_rank_deficient_columns_dropped_on_many_rows():
+    rng = np.random.default_rng(3)
+    data = pd.DataFrame({"x": rng.normal(size=N_LARGE), "g": rng.integers(0, 400, N_LARGE)})
+    data["x2"] = 1e-4 * data["x"] + 5.0
+    data["y"] = data["x"] + rng.normal(size=N_LARGE)
+    with pytest.warns(UserWarning, match=r"rank deficient so dropping 1 column\(s\): \['x2'\]"):
+        d = _design("y ~ x + x2 + (1 + x2 | g)", data)
+    assert d.xnames == ["(Intercept)", "x"]
+    t = d.terms[0]
+    # (1 + x2) is not a run of the X kept: its own array, not a view of the X before the drop
+    assert t.cnames == ["(Intercept)", "x2"] and t.z.base is None
+    np.testing.assert_array_equal(t.z[:, 1], data["x2"].to_numpy())
+
+
+def test_random_slopes_are_a_view_of_X(sleep):
+    d = _design("Reaction ~ Days + (Days | Subject)", sleep)
+    t = d.terms[0]
+    assert t.z.base is d.X and np.shares_memory(t.z, d.X)
+    assert t.z.flags.f_contiguous and not d.X.flags.writeable and not t.z.flags.writeable
+    with pytest.raises(ValueError, match="read-only"):
+        t.z[0, 1] = 1.0
+    np.testing.assert_array_equal(t.z, model_matrix("1 + Days", sleep)[0])
+    # the fixed state's Days is that column too (not a copy of the int column)
+    days = d.fixed_state._variables[0].values
+    assert np.shares_memory(days, d.X)
+
+
+def test_double_bar_and_intercept_terms_share_columns():
+    rng = np.random.default_rng(5)
+    n = 400
+    data = pd.DataFrame({"x": rng.normal(size=n), "g": rng.integers(0, 20, n), "h": rng.integers(0, 15, n)})
+    data["y"] = data["x"] + rng.normal(size=n)
+    d = _design("y ~ x + (x || g) + (1 | h)", data)
+    assert [t.cnames for t in d.terms] == [["(Intercept)", "x"], ["(Intercept)"]]
+    assert all(t.z.base is d.X for t in d.terms)
+    # without a fixed intercept, random intercepts are columns of ones without storage
+    d = _design("y ~ 0 + x + (1 | g) + (1 | h)", data)
+    for t in d.terms:
+        assert t.z.shape == (n, 1) and t.z.strides[0] == 0 and not t.z.flags.writeable
+        np.testing.assert_array_equal(t.z, 1.0)
+    # an intercept-only X is one too, and the random intercepts are X
+    d = _design("y ~ 1 + (1 | g) + (1 | h)", data)
+    assert d.X.shape == (n, 1) and d.X.strides[0] == 0 and not d.X.flags.writeable
+    assert all(t.z is d.X for t in d.terms)
+    np.testing.assert_array_equal(d.X, 1.0)
+    # a slope of a variable that is not a fixed effect: its own column
+    d = _design("y ~ 1 + (0 + x | g)", data)
+    assert d.terms[0].z.base is None
+
+
+def test_terms_that_only_share_names_are_not_views():
+    # the same names, other values: model_matrix(like=...) must compare the values
+    df = pd.DataFrame({"x": [1.0, 2.0, 3.0, 4.0]})
+    other = pd.DataFrame({"x": [1.0, 2.0, 3.0, 5.0]})
+    M, names = model_matrix("1 + x", df)
+    z, _ = model_matrix("1 + x", other, like=(M, names))
+    assert not np.shares_memory(z, M) and z[3, 1] == 5.0
+    z, _ = model_matrix("x", df, like=(M, names))
+    assert np.shares_memory(z, M)
+
+
+def test_view_of_columns_keeps_complete_design(sleep):
+    state = ModelFrameState()
+    X, names = model_matrix("Days * Subject", sleep.assign(Subject=sleep["Subject"].astype(str)), state=state)
+    before = state.complete_design()
+    state.share_columns(X, names)
+    assert np.shares_memory(state._variables[0].values, X)
+    after = state.complete_design()
+    np.testing.assert_array_equal(after[0], before[0])
+    assert after[1:] == before[1:]
+
+
+@pytest.mark.parametrize("ids", [
+    np.arange(40) - 17,  # compact, negative
+    np.arange(40) * 10**9,  # sparse: sorted, not counted
+    np.arange(40) + 2**60,  # beyond 2**53: float64 as R reads them (ids merge)
+])
+def test_integer_grouping_codes_as_from_floats(ids):
+    rng = np.random.default_rng(2)
+    values = rng.permutation(np.repeat(ids, 5))
+    term = parse_formula("y ~ (1 | g)").random[0]
+    codes, levels = grouping_factor(term, pd.DataFrame({"g": values}))
+    fcodes, flevels = grouping_factor(term, pd.DataFrame({"g": values.astype(np.float64)}))
+    np.testing.assert_array_equal(codes, fcodes)
+    assert codes.dtype == np.int32
+    if ids[-1] < 2**53:
+        assert levels == [str(v) for v in np.sort(ids)]
+    else:
+        assert len(levels) < len(ids)  # merged as doubles
+        assert levels == [str(int(float(v))) for v in np.unique(values.astype(np.float64))]
+
+
+def test_exact_fit_still_raises_on_many_rows():
+    rng = np.random.default_rng(9)
+    n = N_LARGE
+    g = rng.integers(0, n // 10, n)
+    data = pd.DataFrame({"x": rng.normal(size=n), "g": g, "u": rng.normal(size=n)})
+    data["y_fixed"] = 3.0 + 2.0 * data["x"]
+    data["y_group"] = 0.01 * g + 2.0 * data["x"]
+    data["y_slope"] = 0.01 * g + (g % 7) * data["x"] + data["u"]
+    with pytest.raises(ValueError, match=r"fitted exactly by the fixed effects \['\(Intercept\)', 'x'\]"):
+        _design("y_fixed ~ x + (1 | g)", data)
+    with pytest.raises(ValueError, match=r"fitted exactly by the fixed effects and the random-effects term \(1 \| g\)"):
+        _design("y_group ~ x + (1 | g)", data)
+    with pytest.raises(ValueError, match=r"random-effects term \(1 \+ x \| g\)"):
+        _design("y_slope ~ u + (1 + x | g)", data)
+    noisy = data.assign(y_group=data["y_group"] + 1e-3 * rng.normal(size=n))
+    _design("y_group ~ x + (1 | g)", noisy)
+
+
+def test_response_coefficients_are_least_squares_on_centred_X():
+    rng = np.random.default_rng(4)
+    n = N_LARGE
+    data = pd.DataFrame({"x": 1e4 + rng.normal(size=n), "z": rng.normal(size=n), "g": rng.integers(0, 300, n)})
+    data["y"] = 1e6 + 3.0 * data["x"] - data["z"] + rng.normal(size=n)
+    d = _design("y ~ x + z + (1 | g)", data)
+    Xc = d.X - d.x_center
+    expected = np.linalg.lstsq(Xc, d.y, rcond=None)[0]
+    np.testing.assert_allclose(d.y_coef, expected, rtol=1e-12)
+
+
+def test_build_peak_is_little_above_what_the_design_keeps():
+    # The rank test, the least squares and the checks run block by block, and the
+    # slope term's z is a view of X: building needs little beyond the design itself.
+    rng = np.random.default_rng(1)
+    n = 200_000
+    data = pd.DataFrame({"t": rng.integers(0, 10, n).astype(float), "subj": np.repeat(np.arange(n // 10), 10)})
+    data["y"] = 10.0 + 0.5 * data["t"] + rng.normal(size=n)
+    parsed = parse_formula("y ~ 1 + t + (1 + t | subj)")
+    build_design(parsed, data.iloc[:2000])
+    gc.collect()
+    tracemalloc.start()
+    try:
+        d = build_design(parsed, data)
+        gc.collect()
+        kept, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    arrays = d.y.nbytes + d.X.nbytes + d.terms[0].codes.nbytes
+    assert kept < arrays + 2 * 2**20  # + the level labels
+    assert peak < kept + 3 * 2**20
+
+
+@pytest.fixture(scope="module")
+def sleep() -> pd.DataFrame:
+    return lmm.datasets.load("sleepstudy")
