@@ -6,7 +6,8 @@ criterion — every system's θ evaluated by lmm's objective, so the numbers com
 each system's time as a ratio to lmm's. Threads are pinned (OMP, OpenBLAS, MKL) for all.
 For lmm, "fit / budget" is the memory the fit adds to the loaded data (peak resident set
 during the call minus the resident set before it) against 2 × the numeric columns used
-plus the blocked factor L (see fit_lmm.py).
+plus the blocked factor L (see fit_lmm.py). Each process fits a small model first, so
+that one-time costs of the process count for no system.
 
     python benchmarks/bench_fit.py                              # all models and systems
     python benchmarks/bench_fit.py --models sleepstudy insteval --systems lmm lme4

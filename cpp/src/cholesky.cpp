@@ -412,27 +412,27 @@ void BlockedCholesky::factor(const Crossprod& A, const std::vector<Matrix>& lamb
   // uplo = 'L'), so the pages of its upper triangle are never touched and take
   // no memory. Reallocated only if W kept the storage.
   const Index m = q_tail_ + p_ + 1;
-  if (T_.rows() != m) T_.resize(m, m);
-  for (Index c = 0; c < m; ++c) T_.col(c).tail(m - c).setZero();
+  if (T_.order() != m) T_.resize(m);
+  for (Index c = 0; c < m; ++c) T_.matrix().col(c).tail(m - c).setZero();
   const Index xo = q_tail_;
   for (Index i = nprefix_; i < K_; ++i) {
     const Index oi = tail_offset_[i], pi = shapes_[i].p;
     const Matrix& li = lambda[i];
     for (Index c = 0; c < shapes_[i].nlevels; ++c) {
-      set_congruence(T_.block(oi + c * pi, oi + c * pi, pi, pi), li, A.ZZ[i].block(c), li, tmp);
-      T_.block(oi + c * pi, oi + c * pi, pi, pi).diagonal().array() += 1.0;
+      set_congruence(T_.matrix().block(oi + c * pi, oi + c * pi, pi, pi), li, A.ZZ[i].block(c), li, tmp);
+      T_.matrix().block(oi + c * pi, oi + c * pi, pi, pi).diagonal().array() += 1.0;
     }
     for (Index j = nprefix_; j < i; ++j) {
       const SparseBlocks& Aij = A.ZZ_off[i][j];
       const Index oj = tail_offset_[j], pj = shapes_[j].p;
       for (Index c = 0; c < Aij.ncols; ++c)
         for (Index e = Aij.colptr[c]; e < Aij.colptr[c + 1]; ++e)
-          set_congruence(T_.block(oi + Aij.rowidx[e] * pi, oj + c * pj, pi, pj), li, Aij.block(e), lambda[j], tmp);
+          set_congruence(T_.matrix().block(oi + Aij.rowidx[e] * pi, oj + c * pj, pi, pj), li, Aij.block(e), lambda[j], tmp);
     }
     for (Index c = 0; c < shapes_[i].nlevels; ++c)
-      T_.block(xo, oi + c * pi, p_ + 1, pi).noalias() = A.XyZ[i].middleCols(c * pi, pi) * li;
+      T_.matrix().block(xo, oi + c * pi, p_ + 1, pi).noalias() = A.XyZ[i].middleCols(c * pi, pi) * li;
   }
-  T_.bottomRightCorner(p_ + 1, p_ + 1) = A.XyXy;
+  T_.matrix().bottomRightCorner(p_ + 1, p_ + 1) = A.XyXy;
 
   // Each block column c of a prefix term k updates T by −C C', C its rows in
   // the tail and [X y]. The rows in the tail are packed (reach_[k].V), then
@@ -451,7 +451,7 @@ void BlockedCholesky::factor(const Crossprod& A, const std::vector<Matrix>& lamb
       }
   }
   for (Index r = 0; r < q_tail_; ++r) {
-    double* Tcol = T_.col(r).data();
+    double* Tcol = T_.matrix().col(r).data();
     for (Index k = 0; k < nprefix_; ++k) {
       const TailReach& R = reach_[k];
       const Index pk = shapes_[k].p;
@@ -480,18 +480,18 @@ void BlockedCholesky::factor(const Crossprod& A, const std::vector<Matrix>& lamb
     }
   }
   for (Index k = 0; k < nprefix_; ++k)
-    T_.bottomRightCorner(p_ + 1, p_ + 1).selfadjointView<Eigen::Lower>().rankUpdate(LXy_[k], -1.0);
+    T_.matrix().bottomRightCorner(p_ + 1, p_ + 1).selfadjointView<Eigen::Lower>().rankUpdate(LXy_[k], -1.0);
 
-  if (!cholesky_lower(T_)) throw std::runtime_error(pivot_message("the dense trailing block"));
+  if (!cholesky_lower(T_.matrix())) throw std::runtime_error(pivot_message("the dense trailing block"));
   factored_ = true;
 
-  const double r = T_(T_.rows() - 1, T_.cols() - 1);
+  const double r = T_.matrix()(m - 1, m - 1);
   pwrss_ = r * r;
   double s = 0.0;
   for (const BlockDiag& D : Ldiag_) s += sum_log_diagonal(D);
-  s += T_.diagonal().head(q_tail_).array().log().sum();
+  s += T_.matrix().diagonal().head(q_tail_).array().log().sum();
   ldL2_ = 2.0 * s;
-  ldRX2_ = 2.0 * T_.diagonal().segment(q_tail_, p_).array().log().sum();
+  ldRX2_ = 2.0 * T_.matrix().diagonal().segment(q_tail_, p_).array().log().sum();
 }
 
 double BlockedCholesky::factor_bytes() const {
@@ -514,14 +514,14 @@ void BlockedCholesky::require_factored() const {
 
 Matrix BlockedCholesky::LX() const {
   require_factored();
-  return T_.block(q_tail_, q_tail_, p_, p_).triangularView<Eigen::Lower>();
+  return T_.matrix().block(q_tail_, q_tail_, p_, p_).triangularView<Eigen::Lower>();
 }
 
 void BlockedCholesky::solve_u_beta(Vector& u, Vector& beta) const {
   require_factored();
   const Index m = q_tail_ + p_;
-  Vector xt = T_.row(m).head(m).transpose();
-  T_.topLeftCorner(m, m).transpose().triangularView<Eigen::Upper>().solveInPlace(xt);
+  Vector xt = T_.matrix().row(m).head(m).transpose();
+  T_.matrix().topLeftCorner(m, m).transpose().triangularView<Eigen::Upper>().solveInPlace(xt);
   beta = xt.tail(p_);
   u.resize(offset_[K_]);
   for (Index i = nprefix_; i < K_; ++i) u.segment(offset_[i], shapes_[i].q()) = xt.segment(tail_offset_[i], shapes_[i].q());
@@ -577,11 +577,11 @@ void SelectedInverse::block(Index a, Index ra, Index b, Index rb, Matrix& out) c
     // levels never straddle its diagonal; a level's own block sits on it.
     const Index ia = L.tail_offset_[a] + ra * pa, ib = L.tail_offset_[b] + rb * pb;
     if (ia > ib) {
-      out = T_.block(ia, ib, pa, pb);
+      out = T_.matrix().block(ia, ib, pa, pb);
     } else if (ia < ib) {
-      out = T_.block(ib, ia, pb, pa).transpose();
+      out = T_.matrix().block(ib, ia, pb, pa).transpose();
     } else {
-      out = T_.block(ia, ia, pa, pa).selfadjointView<Eigen::Lower>();
+      out = T_.matrix().block(ia, ia, pa, pa).selfadjointView<Eigen::Lower>();
     }
   } else if (a == b) {
     if (ra != rb) throw std::logic_error("selected inverse: off-diagonal block of a prefix term requested");
@@ -602,7 +602,7 @@ double SelectedInverse::coeff(Index a, Index ra, Index b, Index rb) const {
   const Index np = L.nprefix_;
   if (a >= np && b >= np) {
     const Index ia = L.tail_offset_[a] + ra, ib = L.tail_offset_[b] + rb;
-    return ia >= ib ? T_(ia, ib) : T_(ib, ia);
+    return ia >= ib ? T_.matrix()(ia, ib) : T_.matrix()(ib, ia);
   }
   if (a == b) return diag_[a].data(0, ra);
   if (a < b) return coeff(b, rb, a, ra);
@@ -617,7 +617,7 @@ void SelectedInverse::xblock(Index k, Index r, Matrix& out) const {
   const BlockedCholesky& L = *L_;
   const Index pk = L.shapes_[k].p;
   if (k >= L.nprefix_) {
-    out = T_.block(L.q_tail_, L.tail_offset_[k] + r * pk, px_, pk);
+    out = T_.matrix().block(L.q_tail_, L.tail_offset_[k] + r * pk, px_, pk);
   } else {
     out = X_[k].middleCols(r * pk, pk);
   }
@@ -634,9 +634,9 @@ void BlockedCholesky::diagonal_block_sums(bool with_x, std::vector<Matrix>& sums
   //   prefix level c:     D_c⁻ᵀ (I + H_c'H_c) D_c⁻¹,  H_c = T⁻¹ B_c
   // with B_c the column's few rows in the tail and X, so H_c costs one column
   // of T⁻¹ per row of B_c.
-  invert_lower(T_.topLeftCorner(mt, mt));
+  invert_lower(T_.matrix().topLeftCorner(mt, mt));
   factored_ = false;
-  const auto Tinv = T_.topLeftCorner(mt, mt);
+  const auto Tinv = T_.matrix().topLeftCorner(mt, mt);
   sums.assign(static_cast<std::size_t>(K_), Matrix());
   for (Index k = 0; k < K_; ++k) sums[k].setZero(shapes_[k].p, shapes_[k].p);
   for (Index k = nprefix_; k < K_; ++k) {
@@ -735,7 +735,7 @@ void BlockedCholesky::diagonal_block_sums(bool with_x, std::vector<Matrix>& sums
 }
 
 void BlockedCholesky::reclaim(SelectedInverse& W) {
-  if (T_.size() == 0) T_.swap(W.T_);
+  if (T_.empty()) T_.swap(W.T_);
 }
 
 void BlockedCholesky::selected_inverse(bool with_x, SelectedInverse& W) {
@@ -750,10 +750,10 @@ void BlockedCholesky::selected_inverse(bool with_x, SelectedInverse& W) {
   // then lauum), lower triangle; only the leading mt × mt block is used. The
   // [X y] rows and the prefix blocks of L (read below) are not touched.
   W.T_.swap(T_);
-  T_.resize(0, 0);
+  T_.release();  // what W held before, if it was not reclaimed
   factored_ = false;
-  invert_lower(W.T_.topLeftCorner(mt, mt));
-  lauum_lower(W.T_.topLeftCorner(mt, mt));
+  invert_lower(W.T_.matrix().topLeftCorner(mt, mt));
+  lauum_lower(W.T_.matrix().topLeftCorner(mt, mt));
 
   // Same layout as L; every stored block is overwritten below, so storage
   // from an earlier call on this factor is reused as it is.
@@ -778,7 +778,7 @@ void BlockedCholesky::selected_inverse(bool with_x, SelectedInverse& W) {
     W.WLx_[t].setZero(px, shapes_[t].q());
   }
   for (Index r = 0; r < q_tail_; ++r) {
-    const double* Wcol = W.T_.col(r).data();
+    const double* Wcol = W.T_.matrix().col(r).data();
     for (Index t = 0; t < nprefix_; ++t) {
       const TailReach& R = reach_[t];
       Matrix& WL = W.WLt_[t];
@@ -824,7 +824,7 @@ void BlockedCholesky::selected_inverse(bool with_x, SelectedInverse& W) {
   // S lists later prefix terms' blocks first (sp rows), then the rows in the
   // dense tail (tail terms, then X). W_SS L_Sj is the tail-by-tail part
   // from the sweep above plus the products with the prefix rows of S.
-  const Matrix WXX = W.T_.block(q_tail_, q_tail_, px, px).selfadjointView<Eigen::Lower>();
+  const Matrix WXX = W.T_.matrix().block(q_tail_, q_tail_, px, px).selfadjointView<Eigen::Lower>();
   std::vector<StructEntry> S;
   Matrix WSp, LS, wab, Ljj_inv, WL, WSj, LtW;
   for (Index t = nprefix_ - 1; t >= 0; --t) {

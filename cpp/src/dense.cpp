@@ -2,12 +2,26 @@
 
 #include <Eigen/Cholesky>
 #include <atomic>
+#include <cstdlib>
+#include <new>
 #include <limits>
 #include <stdexcept>
+
+#if defined(__unix__) || defined(__APPLE__)
+#include <sys/mman.h>
+#define LMM_HAVE_MMAP 1
+#endif
 
 namespace lmm {
 
 namespace {
+
+std::size_t block_bytes(Index n) {
+  if (n > 0 && static_cast<double>(n) * static_cast<double>(n) * sizeof(double) >
+                   static_cast<double>(std::numeric_limits<std::size_t>::max() / 2))
+    throw std::length_error("dense block too large to allocate");
+  return static_cast<std::size_t>(n) * static_cast<std::size_t>(n) * sizeof(double);
+}
 
 // The installed kernels. Each pointer is read once per call; set_lapack is
 // documented as not concurrent with fits, the atomics only keep reads whole.
@@ -68,6 +82,34 @@ void eigen_lauum_lower(Eigen::Ref<Matrix> A) {
 }
 
 }  // namespace
+
+void DenseBlock::resize(Index n) {
+  if (n == n_) return;
+  release();
+  if (n == 0) return;
+  const std::size_t bytes = block_bytes(n);
+#ifdef LMM_HAVE_MMAP
+  void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) throw std::bad_alloc();
+  data_ = static_cast<double*>(p);  // zero pages, mapped in when first written
+#else
+  data_ = static_cast<double*>(std::calloc(bytes / sizeof(double), sizeof(double)));
+  if (data_ == nullptr) throw std::bad_alloc();
+#endif
+  n_ = n;
+}
+
+void DenseBlock::release() {
+  if (data_ != nullptr) {
+#ifdef LMM_HAVE_MMAP
+    munmap(data_, block_bytes(n_));
+#else
+    std::free(data_);
+#endif
+  }
+  data_ = nullptr;
+  n_ = 0;
+}
 
 void set_lapack(const LapackKernels& kernels) {
   const bool complete = kernels.potrf && kernels.trtri && kernels.lauum;

@@ -108,7 +108,7 @@ class LinearMixedModel:
         """
         scales = []
         for t in self.terms:
-            rms = np.sqrt(np.mean(t.z**2, axis=0))
+            rms = np.sqrt(np.einsum("ij,ij->j", t.z, t.z) / t.z.shape[0])  # no n × p temporary
             row = np.where((rms > 0) & ((rms < 1e-2) | (rms > 1e2)), 1.0 / np.where(rms > 0, rms, 1.0), 1.0)
             scales.extend(row[i] for i, _ in t.theta_positions())
         return np.asarray(scales, dtype=np.float64)

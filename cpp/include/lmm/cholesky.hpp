@@ -20,6 +20,7 @@
 
 #include "blocks.hpp"
 #include "crossprod.hpp"
+#include "dense.hpp"
 
 namespace lmm {
 
@@ -50,7 +51,7 @@ class SelectedInverse {
   std::vector<BlockDiag> diag_;
   std::vector<std::vector<Matrix>> off_;  // values on the pattern of L's Loff_ (same layout as its data)
   std::vector<Matrix> X_;  // prefix: px × q_j
-  Matrix T_;               // the factor's dense storage; its leading (q_tail + px) block, lower triangle
+  DenseBlock T_;           // the factor's dense storage; its leading (q_tail + px) block, lower triangle
   std::vector<Matrix> WLt_;  // per prefix term: p_k × positions of its TailReach, rows of W_tail,tail L_tail,k
   std::vector<Matrix> WLx_;  // per prefix term: px × q_k, W_X,tail L_tail,k
 };
@@ -149,7 +150,7 @@ class BlockedCholesky {
   // Row of T and values (p_k × positions, column-major) at the positions of reach_[k].
   const std::int32_t* reach_rows(Index k) const;
   const double* reach_values(Index k) const;
-  Matrix T_;                                   // dense tail (lower triangle)
+  DenseBlock T_;                               // dense tail (lower triangle)
   bool factored_ = false;
   bool prefix_independent_ = true;
   double pwrss_ = 0, ldL2_ = 0, ldRX2_ = 0;

@@ -4,9 +4,46 @@
 // multithreaded one. The Python module installs the LAPACK that SciPy carries.
 #pragma once
 
+#include <utility>
+
 #include "types.hpp"
 
 namespace lmm {
+
+/// Storage of a square column-major matrix of doubles in its own anonymous
+/// memory map (POSIX; the heap elsewhere): pages never written take no memory
+/// (the dense block of L is only ever touched in its lower triangle), and
+/// freeing returns the memory to the system at once, whatever the allocator
+/// would do with a block of that size.
+class DenseBlock {
+ public:
+  DenseBlock() = default;
+  DenseBlock(const DenseBlock&) = delete;
+  DenseBlock& operator=(const DenseBlock&) = delete;
+  DenseBlock(DenseBlock&& other) noexcept { swap(other); }
+  DenseBlock& operator=(DenseBlock&& other) noexcept {
+    swap(other);
+    return *this;
+  }
+  ~DenseBlock() { release(); }
+
+  /// Make it n × n: new storage, all zeros (unless n is the current order: then unchanged).
+  void resize(Index n);
+  /// Free the storage (order 0).
+  void release();
+  Index order() const { return n_; }
+  bool empty() const { return n_ == 0; }
+  Eigen::Map<Matrix> matrix() { return {data_, n_, n_}; }
+  Eigen::Map<const Matrix> matrix() const { return {data_, n_, n_}; }
+  void swap(DenseBlock& other) noexcept {
+    std::swap(data_, other.data_);
+    std::swap(n_, other.n_);
+  }
+
+ private:
+  double* data_ = nullptr;
+  Index n_ = 0;
+};
 
 /// LAPACK routines by pointer, with the reference LAPACK arguments and no
 /// hidden string lengths (as scipy.linalg.cython_lapack exports them):
