@@ -226,6 +226,34 @@ void check_design(const Design& d) {
   }
 }
 
+// A model given a Shift equals one given the shifted arrays X_c = X − 1 center',
+// y_c = y − X_c gamma (formed here in full), also after a new response.
+void check_shift(const Design& d) {
+  std::vector<lmm::TermData> data;
+  for (const auto& t : d.terms)
+    data.push_back({Eigen::Map<const lmm::IntVector>(t.codes.data(), t.codes.size()),
+                    Eigen::Map<const Matrix>(t.z.data(), t.z.rows(), t.z.cols()), t.nlevels, t.cov});
+  const Index p = d.X.cols();
+  lmm::Shift shift{Vector::LinSpaced(p, 0.5, 2.0), Vector::LinSpaced(p, -1.0, 3.0)};
+  const Matrix Xc = d.X.rowwise() - shift.center.transpose();
+  const Vector yc = d.y - Xc * shift.gamma;
+  lmm::Model shifted(data, d.X, d.y, {}, shift), plain(data, Xc, yc);
+  const Vector y2 = d.y.reverse();
+  for (int pass = 0; pass < 2; ++pass) {
+    const std::string tag = d.name + (pass ? " shift, new response" : " shift");
+    const lmm::Crossprod &a = shifted.crossprod(), &b = plain.crossprod();
+    check_close(tag + " |XyXy|", (a.XyXy - b.XyXy).norm(), 0.0, 1e-10 * b.XyXy.norm());
+    for (std::size_t k = 0; k < a.XyZ.size(); ++k)
+      check_close(tag + " |XyZ|", (a.XyZ[k] - b.XyZ[k]).norm(), 0.0, 1e-10 * b.XyZ[k].norm());
+    const Vector theta = shifted.theta_start() * 0.7;
+    shifted.set_theta(theta);
+    plain.set_theta(theta);
+    check_close(tag + " objective", shifted.objective(true), plain.objective(true), 1e-12);
+    shifted.set_response(data, d.X, y2);
+    plain.set_response(data, Xc, y2 - Xc * shift.gamma);
+  }
+}
+
 void check_errors() {
   lmm::IntVector codes(3);
   codes << 0, 1, 5;
@@ -248,7 +276,10 @@ void check_errors() {
 }  // namespace
 
 int main() {
-  for (const auto& d : designs()) check_design(d);
+  for (const auto& d : designs()) {
+    check_design(d);
+    check_shift(d);
+  }
   check_errors();
   if (failures == 0) std::printf("all blocked Cholesky checks passed\n");
   return failures == 0 ? 0 : 1;
