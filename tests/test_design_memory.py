@@ -217,8 +217,120 @@ def test_build_peak_is_little_above_what_the_design_keeps():
     finally:
         tracemalloc.stop()
     arrays = d.y.nbytes + d.X.nbytes + d.terms[0].codes.nbytes
-    assert kept < arrays + 2 * 2**20  # + the level labels
+    # + the 20,000 ids as int64 (156 KiB): not their labels as strings (about 1.2 MiB)
+    assert kept < arrays + 2**18
     assert peak < kept + 3 * 2**20
+    assert d.terms[0]._levels is None
+
+
+def _int_ids_data(ids: np.ndarray, reps: int = 6, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    g = rng.permutation(np.repeat(ids, reps))
+    code = np.unique(g.astype(np.float64), return_inverse=True)[1]  # the level, as R reads the ids
+    x = rng.normal(size=g.size)
+    return pd.DataFrame({"x": x, "g": g, "y": x + 0.3 * (code % 5) + rng.normal(size=g.size)})
+
+
+def test_fit_does_not_make_level_labels():
+    # Neither the design (its checks included: with more than 10,000 rows the exact-fit
+    # test first runs on a sample of the levels) nor the fit makes the labels; the first
+    # read of levels (ranef here) makes them, once.
+    ids = np.arange(3000) * 7 - 5000
+    data = _int_ids_data(ids, reps=5)
+    res = lmm.lmer("y ~ x + (1 | g) + (1 | g:h)", data.assign(h=data["g"] % 3))
+    res.fitted()
+    res.predict()
+    assert all(t._levels is None for t in res.model.terms)
+    assert [t.nlevels for t in res.model.terms] == [3000, 3000]
+    ranef = res.ranef
+    g = next(t for t in res.model.terms if t.name == "g")
+    assert g._levels is not None and g.levels is g._levels
+    assert list(ranef["g"].index) == [str(v) for v in ids]
+    assert list(ranef["g:h"].index) == [f"{v}:{v % 3}" for v in ids]
+
+
+@pytest.mark.parametrize("ids", [
+    np.arange(40) * 3 + 1,  # gaps
+    np.arange(40) - 17,  # negative
+    np.arange(40) * 10**12 - 10**13,  # sparse: sorted, not counted
+    np.arange(40) * 2**20 + 2**55,  # beyond 2**53, distinct as doubles
+    np.arange(40) * 128 + 2**60,  # beyond 2**53: pairs of ids are one double, one level
+])
+def test_integer_levels_are_made_on_request_as_r_labels(ids):
+    data = _int_ids_data(ids)
+    res = lmm.lmer("y ~ x + (1 | g)", data)
+    t = res.model.terms[0]
+    assert t._levels is None
+    # the labels R gives (factor() of the doubles), as the eager factor() of a model matrix makes them
+    expected = [name[len("factor(g)"):] for name in model_matrix("0 + factor(g)", data)[1]]
+    assert expected == [str(int(v)) for v in np.unique(ids.astype(np.float64))]
+    assert t.nlevels == len(expected) and t._levels is None
+    assert t.levels.equals(pd.Index(expected)) and t.levels.dtype == pd.Index(expected).dtype
+    assert list(res.ranef["g"].index) == expected
+    np.testing.assert_allclose(res.predict(data), res.fitted(), rtol=1e-12)
+
+
+def test_nullable_integer_ids_with_missing_values():
+    data = _int_ids_data(np.arange(30) * 5 - 40)
+    data["g"] = pd.array(data["g"], dtype="Int64")
+    data.loc[::11, "g"] = pd.NA
+    with pytest.warns(UserWarning, match="missing"):
+        res = lmm.lmer("y ~ x + (1 | g)", data)
+    assert res.model.terms[0]._levels is None
+    assert list(res.ranef["g"].index) == [str(v) for v in np.arange(30) * 5 - 40]
+
+
+def test_interaction_and_other_levels_equal_eager_labels():
+    rng = np.random.default_rng(3)
+    n = 400
+    a = rng.integers(0, 4, n)
+    b = rng.integers(0, 6, n) * 10 - 20
+    k = rng.integers(0, 5, n)
+    data = pd.DataFrame({"a": a, "b": b, "s": np.array(["b", "a", "B", "10", "9"])[k],
+                         "c": pd.Categorical(np.array(["z", "x", "y", "w"])[a], categories=["z", "y", "x", "w", "v"]),
+                         "x": rng.normal(size=n)})
+    data["y"] = data["x"] + 0.2 * a + 0.01 * b + rng.normal(size=n)
+
+    def combos(first: list, second: list, keys) -> list[str]:
+        # the combinations that occur, first factor slowest, as R's factor(a:b)
+        present = set(keys)
+        return [f"{u}:{v}" for i, u in enumerate(first) for j, v in enumerate(second) if (i, j) in present]
+
+    blevels = [str(v) for v in sorted(set(b))]
+    bcode = np.searchsorted(sorted(set(b)), b)
+    slevels = ["10", "9", "a", "b", "B"]  # R's collation
+    scode = np.array([slevels.index(v) for v in data["s"]])
+    ccode = np.array([["z", "y", "x", "w"].index(v) for v in data["c"]])
+    cases = {
+        "y ~ x + (1 | a:b)": {"a:b": combos(["0", "1", "2", "3"], blevels, zip(a, bcode))},
+        "y ~ x + (1 | a/b)": {"b:a": combos(blevels, ["0", "1", "2", "3"], zip(bcode, a)), "a": ["0", "1", "2", "3"]},
+        "y ~ x + (1 | s:b)": {"s:b": combos(slevels, blevels, zip(scode, bcode))},
+        "y ~ x + (1 | b:c)": {"b:c": combos(blevels, ["z", "y", "x", "w"], zip(bcode, ccode))},
+        "y ~ x + (1 | s) + (1 | c)": {"s": slevels, "c": ["z", "y", "x", "w"]},
+    }
+    for formula, expected in cases.items():
+        res = lmm.lmer(formula, data)
+        assert all(t._levels is None for t in res.model.terms)
+        for t in res.model.terms:
+            assert t.nlevels == len(expected[t.name])
+            assert list(t.levels) == expected[t.name], (formula, t.name)
+            assert t.levels.equals(pd.Index(expected[t.name])) and t.levels.dtype == pd.Index(expected[t.name]).dtype
+            assert list(res.ranef[t.name].index) == expected[t.name]
+            assert list(res.coef()[t.name].index) == expected[t.name]
+        np.testing.assert_allclose(res.predict(data), res.fitted(), rtol=1e-12)
+
+
+def test_new_level_error_names_the_labels():
+    data = _int_ids_data(np.arange(20) - 3)
+    res = lmm.lmer("y ~ x + (1 | g)", data)
+    with pytest.raises(ValueError, match=r"new level\(s\) \['1000'\]"):
+        res.predict(data.iloc[:3].assign(g=1000))
+
+
+def test_single_integer_level_error_shows_the_label():
+    data = _int_ids_data(np.arange(20))
+    with pytest.raises(ValueError, match=r"has a single level \('308'\)"):
+        lmm.lmer("y ~ x + (1 | one)", data.assign(one=308))
 
 
 @pytest.fixture(scope="module")

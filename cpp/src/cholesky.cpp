@@ -527,7 +527,8 @@ void BlockedCholesky::solve_u_beta(Vector& u, Vector& beta) const {
   for (Index i = nprefix_; i < K_; ++i) u.segment(offset_[i], shapes_[i].q()) = xt.segment(tail_offset_[i], shapes_[i].q());
   for (Index j = nprefix_ - 1; j >= 0; --j) {
     const Index pj = shapes_[j].p;
-    Vector rhs = LXy_[j].row(p_).transpose();
+    auto rhs = u.segment(offset_[j], shapes_[j].q());  // solved in place
+    rhs = LXy_[j].row(p_).transpose();
     rhs.noalias() -= LXy_[j].topRows(p_).transpose() * beta;
     for (Index i = j + 1; i < K_; ++i) {
       const SparseBlocks& Lij = Loff_[i][j];
@@ -546,7 +547,6 @@ void BlockedCholesky::solve_u_beta(Vector& u, Vector& beta) const {
         x[i] = v / D[i * pj + i];
       }
     }
-    u.segment(offset_[j], shapes_[j].q()) = rhs;
   }
 }
 

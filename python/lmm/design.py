@@ -35,12 +35,13 @@ import numpy as np
 import pandas as pd
 
 from .formula import (
+    GroupLevels,
     ModelFrameState,
     ParsedFormula,
     RandomTerm,
     check_columns,
     evaluate_response,
-    grouping_factor,
+    grouping_codes,
     model_matrix,
     required_columns,
 )
@@ -85,7 +86,9 @@ class ReTerm:
         factors: data columns whose interaction is the grouping factor.
         cnames: names of the columns of ``z`` (``["(Intercept)", "Days"]``).
         codes: int32 level code per row, in ``[0, nlevels)``.
-        levels: level labels (``levels[codes[i]]`` is row i's level).
+        group_levels: the grouping factor's levels in a compact form
+            (:class:`~lmm.formula.GroupLevels`: integer ids as their values); the
+            labels ``levels`` are made from them on first use.
         z: float64 (n, p) Fortran-ordered columns of the term's model matrix; a read-only
             view of the design's X (or of another term's z) when those hold the same columns.
         diagonal: True for a diagonal λ (merged from a ``||`` term).
@@ -98,15 +101,25 @@ class ReTerm:
     factors: tuple[str, ...]
     cnames: list[str]
     codes: np.ndarray
-    levels: pd.Index
+    group_levels: GroupLevels
     z: np.ndarray
     diagonal: bool
     exprs: list[str] = field(default_factory=list)
     states: list = field(default_factory=list)
+    # The labels, made by the first read of ``levels``: a fit never needs them, and for
+    # many levels they are larger than the codes (some 60 bytes a level).
+    _levels: Optional[pd.Index] = field(default=None, init=False, repr=False, compare=False)
+
+    @property
+    def levels(self) -> pd.Index:
+        """Level labels, R's strings (``levels[codes[i]]`` is row i's level); made on first use."""
+        if self._levels is None:
+            self._levels = pd.Index(self.group_levels.labels())
+        return self._levels
 
     @property
     def nlevels(self) -> int:
-        return len(self.levels)
+        return len(self.group_levels)
 
     @property
     def p(self) -> int:
@@ -455,10 +468,10 @@ def _project_out_term(V: np.ndarray, t: ReTerm) -> np.ndarray:
 
 
 def _subset(t: ReTerm, rows: np.ndarray) -> ReTerm:
-    codes, levels = np.unique(t.codes[rows], return_inverse=True)
-    return ReTerm(name=t.name, factors=t.factors, cnames=t.cnames, codes=levels.astype(np.int32).reshape(-1),
-                  levels=t.levels[codes], z=np.asfortranarray(t.z[rows]), diagonal=t.diagonal, exprs=t.exprs,
-                  states=t.states)
+    present, codes = np.unique(t.codes[rows], return_inverse=True)
+    return ReTerm(name=t.name, factors=t.factors, cnames=t.cnames, codes=codes.astype(np.int32).reshape(-1),
+                  group_levels=t.group_levels.take(present), z=np.asfortranarray(t.z[rows]), diagonal=t.diagonal,
+                  exprs=t.exprs, states=t.states)
 
 
 def _response_and_centred(y: np.ndarray, X: np.ndarray, x_center: np.ndarray,
@@ -695,13 +708,13 @@ def _term(rt: RandomTerm, data: pd.DataFrame, X: np.ndarray, xnames: list[str]) 
     z, cnames = model_matrix(rt.expr, data, state=state, like=(X, xnames))
     if z.shape[1] == 0:
         raise ValueError(f"random-effects term for {rt.name!r} has no columns ({rt.expr!r})")
-    codes, levels = grouping_factor(rt, data)
+    codes, levels = grouping_codes(rt, data)
     return ReTerm(
         name=rt.name,
         factors=rt.factors,
         cnames=list(cnames),
         codes=codes,
-        levels=pd.Index(levels),
+        group_levels=levels,
         z=np.asfortranarray(z, dtype=np.float64),
         diagonal=rt.double_bar,
         exprs=[rt.expr],

@@ -11,8 +11,8 @@ builds the fixed-effects model matrices exactly as R's ``model.matrix`` does:
   ``"0 + Machine"`` on a :class:`pandas.DataFrame` and returns a dense Fortran-ordered
   float64 matrix with R's columns, column order and column names (treatment contrasts,
   R's rules for when a factor gets contrasts and when indicator columns).
-* :func:`evaluate_response`, :func:`required_columns`, :func:`check_columns` and
-  :func:`grouping_factor` serve the design step.
+* :func:`evaluate_response`, :func:`required_columns`, :func:`check_columns`,
+  :func:`grouping_codes` and :func:`grouping_factor` serve the design step.
 
 The formula language is R's, parsed by this module (no ``eval`` of user text):
 operators ``+ - * / : ^ %in%``, ``0``/``1``/``-1``, parentheses, and inside function
@@ -81,6 +81,8 @@ __all__ = [
     "model_matrix",
     "evaluate_response",
     "grouping_factor",
+    "grouping_codes",
+    "GroupLevels",
     "ModelFrameState",
 ]
 
@@ -1359,7 +1361,8 @@ def _int_labels(values: np.ndarray) -> List[str]:
     return labels
 
 
-def _numeric_to_factor(x: np.ndarray, integer: bool) -> _Factor:
+def _numeric_codes(x: np.ndarray, integer: bool) -> Tuple[np.ndarray, np.ndarray]:
+    """int32 codes of a numeric vector (-1 where NaN) and its sorted distinct values."""
     # np.min propagates NaN: the test needs no n-sized mask, and a column without
     # missing values is read in place.
     valid = ~np.isnan(x) if x.size and np.isnan(np.min(x)) else None
@@ -1378,6 +1381,11 @@ def _numeric_to_factor(x: np.ndarray, integer: bool) -> _Factor:
     else:
         codes = np.full(x.shape[0], -1, dtype=np.int32)
         codes[valid] = np.asarray(inv).reshape(-1)
+    return codes, uniq
+
+
+def _numeric_to_factor(x: np.ndarray, integer: bool) -> _Factor:
+    codes, uniq = _numeric_codes(x, integer)
     labels = _int_labels(uniq.astype(np.int64)) if integer else [_r_num(float(u)) for u in uniq]
     if len(set(labels)) < len(labels):  # values equal to 15 digits share an R level
         return _labels_to_factor(codes, labels)
@@ -2355,12 +2363,113 @@ def evaluate_response(expr: str, data: pd.DataFrame) -> np.ndarray:
     return np.array(out, dtype=np.float64)  # a copy: never a view of the caller's frame
 
 
-def _grouping_column(env: _Env, node: _Name) -> _Factor:
-    """The factor of one grouping column, as ``_as_factor(env.column(node), ...)`` makes it.
+class GroupLevels:
+    """The levels of a grouping factor in a compact form; their labels are made on request.
+
+    Fitting needs only a grouping factor's codes and its number of levels; the labels
+    (R's strings: ``"308"``, ``"a1:b1"``) are for output, at some 60 bytes a level as
+    Python strings.  Integer ids are kept as their sorted int64 values (8 bytes a level),
+    an interaction ``a:b`` as each level's codes in the levels of ``a`` and of ``b``
+    (4 bytes a level per factor), and other factors (strings, categories, decimals,
+    whose labels can merge values) as their labels.  :func:`grouping_codes` makes them.
+
+    Example
+    -------
+    >>> term = parse_formula("y ~ (1 | g)").random[0]
+    >>> codes, levels = grouping_codes(term, pd.DataFrame({"g": [7, -2, 7]}))
+    >>> len(levels), levels.labels()
+    (2, ['-2', '7'])
+    """
+
+    __slots__ = ()
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def labels(self) -> List[str]:
+        """The level labels, R's ``levels()``, made anew at each call (a new list)."""
+        raise NotImplementedError
+
+    def take(self, index: np.ndarray) -> "GroupLevels":
+        """The levels at the positions ``index`` (integer array), in that order."""
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__.lstrip('_')}({len(self)} levels)"
+
+
+class _LabelLevels(GroupLevels):
+    """Levels kept as their labels."""
+
+    __slots__ = ("_labels",)
+
+    def __init__(self, labels: List[str]) -> None:
+        self._labels = labels
+
+    def __len__(self) -> int:
+        return len(self._labels)
+
+    def labels(self) -> List[str]:
+        return list(self._labels)
+
+    def take(self, index: np.ndarray) -> GroupLevels:
+        return _LabelLevels([self._labels[i] for i in index.tolist()])
+
+
+class _IntLevels(GroupLevels):
+    """Integer levels: distinct int64 values in increasing order, labelled in decimal.
+
+    Distinct integers have distinct decimal labels, so no two values share a level.
+    """
+
+    __slots__ = ("values",)
+
+    def __init__(self, values: np.ndarray) -> None:
+        self.values = values
+
+    def __len__(self) -> int:
+        return self.values.shape[0]
+
+    def labels(self) -> List[str]:
+        return _int_labels(self.values)
+
+    def take(self, index: np.ndarray) -> GroupLevels:
+        return _IntLevels(self.values[index])
+
+
+class _InteractionLevels(GroupLevels):
+    """Levels of ``a:b:...``: the levels of each factor, and (k × L, int32) each level's
+    code in each factor's levels; labels join the factors' labels with ``:``."""
+
+    __slots__ = ("factors", "parts")
+
+    def __init__(self, factors: List[GroupLevels], parts: np.ndarray) -> None:
+        self.factors = factors
+        self.parts = parts
+
+    def __len__(self) -> int:
+        return self.parts.shape[1]
+
+    def labels(self) -> List[str]:
+        names = [f.labels() for f in self.factors]
+        return [":".join(name[c] for name, c in zip(names, combo)) for combo in zip(*self.parts.tolist())]
+
+    def take(self, index: np.ndarray) -> GroupLevels:
+        return _InteractionLevels(self.factors, self.parts[:, index])
+
+
+def _is_increasing(values: np.ndarray) -> bool:
+    return bool(np.all(values[1:] > values[:-1]))
+
+
+def _grouping_column(env: _Env, node: _Name) -> Tuple[np.ndarray, GroupLevels]:
+    """Codes and levels of one grouping column, as ``_drop_unused(_as_factor(env.column(node), ...))``.
 
     An integer column (the usual subject or item ids) is coded from its integers in
     place, without the float64 copy that its numeric value would be. Beyond 2**53 the
-    float64 values (what R reads) can merge ids: the general path keeps that.
+    float64 values (what R reads) can merge ids: the general path keeps that.  Integer
+    levels are kept as their values (labels made on request) whenever the labels are the
+    decimal values that R's numbers print as, one per level.
     """
     series = env.data[env.lookup[node.name]]
     if isinstance(series, pd.Series) and isinstance(series.dtype, np.dtype) and series.dtype.kind in "iu":
@@ -2370,10 +2479,79 @@ def _grouping_column(env: _Env, node: _Name) -> _Factor:
             if -2 ** 53 <= lo and hi <= 2 ** 53:
                 if hi - lo < 4 * values.size + 1024:
                     codes, offsets = _compact_codes(values, lo, hi - lo)
-                    return _Factor(codes, _int_labels(offsets + lo))
+                    return codes, _IntLevels(offsets + lo)
                 uniq, inv = np.unique(values, return_inverse=True)
-                return _Factor(np.asarray(inv, dtype=np.int32).reshape(-1), _int_labels(uniq))
-    return _as_factor(env.column(node), node, env)
+                return np.asarray(inv, dtype=np.int32).reshape(-1), _IntLevels(uniq.astype(np.int64))
+    value = env.column(node)
+    if isinstance(value, np.ndarray) and env.is_integer_column(node.name):
+        # The float64 values R reads: _numeric_to_factor's codes and levels.  Its labels
+        # are those of the values as int64; values beyond int64, or two with one label,
+        # are left to the general path (which merges and sorts labels).
+        codes, uniq = _numeric_codes(value, integer=True)
+        if not uniq.size or (-2.0 ** 63 <= uniq[0] and uniq[-1] < 2.0 ** 63):
+            ints = uniq.astype(np.int64)
+            if _is_increasing(ints):
+                return codes, _IntLevels(ints)
+    f = _drop_unused(_as_factor(value, node, env))
+    return f.codes, _LabelLevels(f.levels)
+
+
+def grouping_codes(term: RandomTerm, data: pd.DataFrame) -> Tuple[np.ndarray, GroupLevels]:
+    """Codes and compact levels of a term's grouping factor, as lme4's ``factor(a:b)``.
+
+    The same factor as :func:`grouping_factor`, with the levels as a
+    :class:`GroupLevels`: their number without their labels, which
+    ``levels.labels()`` makes (equal to :func:`grouping_factor`'s).
+
+    Parameters
+    ----------
+    term : RandomTerm
+    data : pandas.DataFrame
+
+    Returns
+    -------
+    codes : numpy.ndarray
+        int32 of shape (n,), -1 where a grouping variable is missing.
+    levels : GroupLevels
+        ``len(levels) == codes.max() + 1``.
+
+    Example
+    -------
+    >>> df = pd.DataFrame({"batch": [2, 1, 1], "cask": ["a", "a", "b"]})
+    >>> codes, levels = grouping_codes(parse_formula("y ~ (1 | batch/cask)").random[1], df)
+    >>> codes, len(levels), levels.labels()
+    (array([1, 0, 0], dtype=int32), 2, ['1', '2'])
+    """
+    env = _Env(data, term.name)
+    factors: List[Tuple[np.ndarray, GroupLevels]] = []
+    for name in term.factors:
+        node = _Name(name, True, 0, len(term.name))
+        if name not in env.lookup:
+            raise _unknown_column_error([node], term.name, list(env.lookup), "grouping column")
+        factors.append(_grouping_column(env, node))
+    if len(factors) == 1:
+        return factors[0]  # the factor's own array, made here: not a view of data
+    missing = np.zeros(env.n, dtype=bool)
+    for fcodes, _ in factors:
+        missing |= fcodes < 0
+    sizes = [len(levels) for _, levels in factors]
+    if math.prod(sizes) < 2 ** 62:
+        key = np.zeros(env.n, dtype=np.int64)
+        for (fcodes, _), size in zip(factors, sizes):
+            key = key * size + np.where(fcodes < 0, 0, fcodes)
+        uniq, inv = np.unique(key[~missing], return_inverse=True)
+        parts = np.empty((len(factors), uniq.shape[0]), dtype=np.int32)
+        rem = uniq
+        for j in reversed(range(len(factors))):
+            parts[j] = rem % sizes[j]
+            rem = rem // sizes[j]
+    else:  # astronomically many combinations: sort rows of codes instead
+        stacked = np.column_stack([fcodes for fcodes, _ in factors])[~missing]
+        uniq_rows, inv = np.unique(stacked, axis=0, return_inverse=True)
+        parts = np.ascontiguousarray(uniq_rows.T, dtype=np.int32)
+    codes = np.full(env.n, -1, dtype=np.int32)
+    codes[~missing] = np.asarray(inv).reshape(-1)
+    return codes, _InteractionLevels([levels for _, levels in factors], parts)
 
 
 def grouping_factor(term: RandomTerm, data: pd.DataFrame) -> Tuple[np.ndarray, List[str]]:
@@ -2382,7 +2560,8 @@ def grouping_factor(term: RandomTerm, data: pd.DataFrame) -> Tuple[np.ndarray, L
     Each variable is made a factor as R would (numbers sorted numerically, strings by
     collation, categoricals in category order, unused levels dropped).  An interaction
     keeps the level combinations that occur, ordered with the first factor varying
-    slowest, labelled ``"a1:b1"``.
+    slowest, labelled ``"a1:b1"``.  :func:`grouping_codes` gives the same factor with
+    its levels in a compact form, labels made on request.
 
     Parameters
     ----------
@@ -2402,36 +2581,5 @@ def grouping_factor(term: RandomTerm, data: pd.DataFrame) -> Tuple[np.ndarray, L
     >>> grouping_factor(parse_formula("y ~ (1 | batch/cask)").random[0], df)
     (array([1, 0, 2], dtype=int32), ['a:A', 'a:B', 'b:A'])
     """
-    env = _Env(data, term.name)
-    factors: List[_Factor] = []
-    for name in term.factors:
-        node = _Name(name, True, 0, len(term.name))
-        if name not in env.lookup:
-            raise _unknown_column_error([node], term.name, list(env.lookup), "grouping column")
-        factors.append(_drop_unused(_grouping_column(env, node)))
-    if len(factors) == 1:
-        f = factors[0]
-        return f.codes, list(f.levels)  # the factor's own array, made here: not a view of data
-    missing = np.zeros(env.n, dtype=bool)
-    for f in factors:
-        missing |= f.codes < 0
-    sizes = [len(f.levels) for f in factors]
-    if math.prod(sizes) < 2 ** 62:
-        key = np.zeros(env.n, dtype=np.int64)
-        for f, size in zip(factors, sizes):
-            key = key * size + np.where(f.codes < 0, 0, f.codes)
-        uniq, inv = np.unique(key[~missing], return_inverse=True)
-        parts = []
-        rem = uniq
-        for size in reversed(sizes):
-            parts.append(rem % size)
-            rem = rem // size
-        parts.reverse()
-    else:  # astronomically many combinations: sort rows of codes instead
-        stacked = np.column_stack([f.codes for f in factors])[~missing]
-        uniq_rows, inv = np.unique(stacked, axis=0, return_inverse=True)
-        parts = [uniq_rows[:, j] for j in range(len(factors))]
-    levels = [":".join(f.levels[int(c)] for f, c in zip(factors, combo)) for combo in zip(*parts)]
-    codes = np.full(env.n, -1, dtype=np.int32)
-    codes[~missing] = np.asarray(inv).reshape(-1)
-    return codes, levels
+    codes, levels = grouping_codes(term, data)
+    return codes, levels.labels()

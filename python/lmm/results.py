@@ -5,6 +5,7 @@ statistics to :mod:`lmm.inference`."""
 from __future__ import annotations
 
 import copy
+import functools
 import math
 from typing import Optional, Sequence
 
@@ -46,7 +47,8 @@ class LmmResult:
         nobs: number of observations used.
         ngroups: levels per grouping factor.
         varcorr: DataFrame grp, var1, var2, vcov, sdcor as R's ``as.data.frame(VarCorr(fit))``.
-        ranef: dict group → DataFrame of conditional modes (levels × coefficients).
+        ranef: dict group → DataFrame of conditional modes (levels × coefficients), made
+            on first use (the level labels are not needed before).
         vcov: covariance of the fixed effects (DataFrame).
         converged, singular: convergence and boundary flags.
         optinfo: what the optimizer did (OptimizeResult).
@@ -84,7 +86,6 @@ class LmmResult:
         for t in model.terms:
             self.ngroups.setdefault(t.name, t.nlevels)
         self.varcorr = self._varcorr()
-        self.ranef = self._ranef()
         self._cache: dict = {}
 
     # --- variance components ----------------------------------------------------------
@@ -118,7 +119,9 @@ class LmmResult:
         rows.append(("Residual", None, None, s2, self.sigma))
         return pd.DataFrame(rows, columns=["grp", "var1", "var2", "vcov", "sdcor"])
 
-    def _ranef(self) -> dict[str, pd.DataFrame]:
+    @functools.cached_property
+    def ranef(self) -> dict[str, pd.DataFrame]:
+        """dict group → DataFrame of conditional modes (levels × coefficients), lme4's ``ranef(fit)``."""
         out: dict[str, pd.DataFrame] = {}
         off = 0
         for t in self.model.terms:
