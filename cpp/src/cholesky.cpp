@@ -644,7 +644,10 @@ void BlockedCholesky::diagonal_block_sums(bool with_x, std::vector<Matrix>& sums
     for (Index j = 0; j < shapes_[k].nlevels; ++j) {
       const Index a = tail_offset_[k] + j * pk;
       if (pk == 1) {
-        sums[k](0, 0) += Tinv.col(a).tail(mt - a).squaredNorm();
+        const double* tc = Tinv.data() + a * Tinv.outerStride();
+        double ss = 0.0;
+        for (Index x = a; x < mt; ++x) ss += tc[x] * tc[x];
+        sums[k](0, 0) += ss;
       } else {
         // The level's diagonal block of T⁻¹ is lower triangular; the storage
         // above its diagonal holds stale values of T.
@@ -693,34 +696,35 @@ void BlockedCholesky::diagonal_block_sums(bool with_x, std::vector<Matrix>& sums
       auto h = H.bottomRows(m);
       h.setZero();
       Index g = R.colptr[c];
+      // Raw loops over the columns of T⁻¹ (ld: its leading dimension; hc: row
+      // `first` of column a of H): the compiler vectorizes them, where Eigen
+      // expressions on the mapped storage were not always inlined.
+      const double* T = Tinv.data();
+      const Index ld = Tinv.outerStride();
+      auto add_column = [&](Index a, double w, Index r) {  // H[r.., a] += w T⁻¹[r.., r]
+        double* hc = h.col(a).data() - first;
+        const double* tc = T + r * ld;
+        for (Index x = r; x < mt; ++x) hc[x] += w * tc[x];
+      };
       if (pt == 1) {
         // Four columns of T⁻¹ at a time: h is read and written once for four
         // of them on the rows all four reach (rows come in ascending order).
+        double* hc = h.col(0).data() - first;
         for (; g + 3 < R.colptr[c + 1]; g += 4) {
           const Index r0 = rows[g], r1 = rows[g + 1], r2 = rows[g + 2], r3 = rows[g + 3];
           const double w0 = V[g], w1 = V[g + 1], w2 = V[g + 2], w3 = V[g + 3];
-          auto h0 = h.col(0);
-          h0.segment(r0 - first, r1 - r0).noalias() += w0 * Tinv.col(r0).segment(r0, r1 - r0);
-          h0.segment(r1 - first, r2 - r1).noalias() +=
-              w0 * Tinv.col(r0).segment(r1, r2 - r1) + w1 * Tinv.col(r1).segment(r1, r2 - r1);
-          h0.segment(r2 - first, r3 - r2).noalias() += w0 * Tinv.col(r0).segment(r2, r3 - r2) +
-                                                       w1 * Tinv.col(r1).segment(r2, r3 - r2) +
-                                                       w2 * Tinv.col(r2).segment(r2, r3 - r2);
-          h0.tail(mt - r3).noalias() += w0 * Tinv.col(r0).tail(mt - r3) + w1 * Tinv.col(r1).tail(mt - r3) +
-                                        w2 * Tinv.col(r2).tail(mt - r3) + w3 * Tinv.col(r3).tail(mt - r3);
+          const double *c0 = T + r0 * ld, *c1 = T + r1 * ld, *c2 = T + r2 * ld, *c3 = T + r3 * ld;
+          for (Index x = r0; x < r1; ++x) hc[x] += w0 * c0[x];
+          for (Index x = r1; x < r2; ++x) hc[x] += w0 * c0[x] + w1 * c1[x];
+          for (Index x = r2; x < r3; ++x) hc[x] += w0 * c0[x] + w1 * c1[x] + w2 * c2[x];
+          for (Index x = r3; x < mt; ++x) hc[x] += w0 * c0[x] + w1 * c1[x] + w2 * c2[x] + w3 * c3[x];
         }
       }
-      for (; g < R.colptr[c + 1]; ++g) {
-        const Index r = rows[g];
-        for (Index a = 0; a < pt; ++a)
-          h.col(a).tail(mt - r).noalias() += V[g * pt + a] * Tinv.col(r).tail(mt - r);
-      }
+      for (; g < R.colptr[c + 1]; ++g)
+        for (Index a = 0; a < pt; ++a) add_column(a, V[g * pt + a], rows[g]);
       const double* lx = LXy_[t].data() + c * pt * ldx;
-      for (Index x = 0; x < px; ++x) {
-        const Index r = q_tail_ + x;
-        for (Index a = 0; a < pt; ++a)
-          h.col(a).tail(mt - r).noalias() += lx[a * ldx + x] * Tinv.col(r).tail(mt - r);
-      }
+      for (Index x = 0; x < px; ++x)
+        for (Index a = 0; a < pt; ++a) add_column(a, lx[a * ldx + x], q_tail_ + x);
       G.noalias() = h.transpose() * h;
       G.diagonal().array() += 1.0;
       Dinv.setIdentity(pt, pt);
