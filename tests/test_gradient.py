@@ -68,6 +68,34 @@ def test_gradient_matches_central_differences(case, reml):
         np.testing.assert_allclose(got, want, rtol=GRADIENT_REL, atol=GRADIENT_REL * np.max(np.abs(want)))
 
 
+@pytest.mark.parametrize("case", ["penicillin", "sleepstudy_diag", "two_vector_terms"])
+def test_gradient_with_a_term_at_zero(case):
+    """A term whose λ is 0 (where line searches probe the bounds): the objective is even in
+    it, so its gradient is 0, and the other entries match central differences (taken on
+    the core, which accepts the negative side of the boundary)."""
+    formula, data = CASES[case]
+    model = lmm.LinearMixedModel(formula, data())
+    theta = random_thetas(model, np.random.default_rng(11), near_boundary=False)
+    names = model.theta_names
+    # every θ entry of the last term (its whole λ) set to 0
+    last = [i for i, n in enumerate(names) if n.split(".")[0] == names[-1].split(".")[0]]
+    theta[last] = 0.0
+
+    def objective(th):
+        return model._core.evaluate(th, True)
+
+    want = np.empty_like(theta)
+    for i in range(theta.size):
+        h = STEP * max(1.0, abs(theta[i]))
+        up, down = theta.copy(), theta.copy()
+        up[i] += h
+        down[i] -= h
+        want[i] = (objective(up) - objective(down)) / (2 * h)
+    got = model.gradient(theta)
+    np.testing.assert_allclose(got, want, rtol=GRADIENT_REL, atol=GRADIENT_REL * np.max(np.abs(want)))
+    np.testing.assert_array_equal(got[last], 0.0)
+
+
 def test_gradient_vanishes_at_interior_optimum():
     res = lmm.lmer("Reaction ~ Days + (Days | Subject)", lmm.datasets.load("sleepstudy"))
     assert np.max(np.abs(res.optinfo.gradient)) < 1e-3

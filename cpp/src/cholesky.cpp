@@ -293,10 +293,8 @@ BlockedCholesky::BlockedCholesky(const Crossprod& A, double max_dense_bytes)
       for (Index i = nprefix_; i < K_; ++i) {
         const SparseBlocks& Lik = Loff_[i][k];
         for (Index e = Lik.colptr[c]; e < Lik.colptr[c + 1]; ++e)
-          for (Index a = 0; a < Lik.pr; ++a) {
+          for (Index a = 0; a < Lik.pr; ++a)
             rows.push_back(static_cast<std::int32_t>(tail_offset_[i] + Lik.rowidx[e] * Lik.pr + a));
-            R.col.push_back(static_cast<std::int32_t>(c));
-          }
       }
       if (rows.size() > static_cast<std::size_t>(std::numeric_limits<std::int32_t>::max()))
         throw std::length_error("the crossed random-effects terms have too many pairs of levels (over 2^31)");
@@ -459,7 +457,7 @@ void BlockedCholesky::factor(const Crossprod& A, const std::vector<Matrix>& lamb
       const std::int32_t* rows = reach_rows(k);
       const Index ldx = LXy_[k].rows();
       for (Index b = R.byrow_ptr[r]; b < R.byrow_ptr[r + 1]; ++b) {
-        const Index g = R.byrow[b], c = R.col[g], end = R.colptr[c + 1];
+        const Index g = R.byrow[b], c = R.column(g), end = R.colptr[c + 1];
         const double* vg = V + g * pk;
         if (pk == 1) {
           const double v0 = vg[0];
@@ -791,7 +789,7 @@ void BlockedCholesky::selected_inverse(bool with_x, SelectedInverse& W) {
       const std::int32_t* rows = reach_rows(t);
       double* out = WL.data();
       for (Index b = R.byrow_ptr[r]; b < R.byrow_ptr[r + 1]; ++b) {
-        const Index g = R.byrow[b], c = R.col[g], end = R.colptr[c + 1];
+        const Index g = R.byrow[b], c = R.column(g), end = R.colptr[c + 1];
         const double* vg = V + g * pt;
         double* og = out + g * pt;
         for (Index a = 0; a < pt; ++a) og[a] += Wcol[r] * vg[a];

@@ -148,10 +148,15 @@ void level_terms(const LevelTerms& t, Matrix& G) {
 // identity's cancellation (ℓ λ⁻¹ − Σ W_jj λ⁻¹) would cost digits.
 constexpr double kInvertibleRatio = 1e-3;
 
-bool invertible(const std::vector<Matrix>& lambda) {
-  return std::all_of(lambda.begin(), lambda.end(), [](const Matrix& l) {
-    return l.diagonal().minCoeff() >= kInvertibleRatio * std::max(1.0, l.cwiseAbs().maxCoeff());
-  });
+bool invertible(const Matrix& l) {
+  return l.diagonal().minCoeff() >= kInvertibleRatio * std::max(1.0, l.cwiseAbs().maxCoeff());
+}
+
+// Whether every λ is invertible or zero (a term at the boundary, as the
+// optimizer's line searches probe): the diagonal-sum identity then holds
+// term by term (Model::logdet_terms_diagonal).
+bool invertible_or_zero(const std::vector<Matrix>& lambda) {
+  return std::all_of(lambda.begin(), lambda.end(), [](const Matrix& l) { return l.isZero(0.0) || invertible(l); });
 }
 
 }  // namespace
@@ -261,17 +266,23 @@ std::vector<Matrix> Model::logdet_terms_selected(bool reml) const {
 }
 
 std::vector<Matrix> Model::logdet_terms_diagonal(bool reml) const {
-  // With every λ invertible, Ω = P'GP + J (P = diag(Λ, I), J the identity on
-  // the Z rows) gives P'G = (Ω − J)P⁻¹, so
+  // Ω = P'GP + J (P = diag(Λ, I), block diagonal; J the identity on the Z
+  // rows) gives the columns of term k of P'G as (Ω − J)_{·,k} λ_k⁻¹ when λ_k
+  // is invertible (whatever the other terms' λ), so
   //   ∂ log|Ω| / ∂λ_k[a, b] = 2 tr((I − Ω⁻¹J) P⁻¹ ∂P) = 2 Σ_j ((I − W_jj) λ_k⁻¹)[b, a]:
   // only the sums over levels of the diagonal blocks W_jj of Ω⁻¹ are needed,
-  // without the rest of the selected inverse.
+  // without the rest of the selected inverse. When λ_k = 0, term k's rows of
+  // Ω are those of I, so Ω⁻¹ is I there and tr(Ω⁻¹ P'G ∂P) = tr(P_kk' G_kk ∂P_kk) = 0.
   const Index K = nterms();
   std::vector<Matrix> sums;
   L_.diagonal_block_sums(reml, sums);
   std::vector<Matrix> D(static_cast<std::size_t>(K));
   for (Index k = 0; k < K; ++k) {
     const Index pk = A_.shapes[k].p;
+    if (lambda_[k].isZero(0.0)) {
+      D[k].setZero(pk, pk);
+      continue;
+    }
     Matrix linv = Matrix::Identity(pk, pk);
     lambda_[k].triangularView<Eigen::Lower>().solveInPlace(linv);
     const Matrix m = (static_cast<double>(A_.shapes[k].nlevels) * Matrix::Identity(pk, pk) - sums[k]) * linv;
@@ -286,8 +297,9 @@ Vector Model::gradient(bool reml) const {
   Vector u, beta;
   factor().solve_u_beta(u, beta);
   const Vector ze = residual_crossprod(beta, b(u));
-  const std::vector<Matrix> D = L_.prefix_independent() && invertible(lambda_) ? logdet_terms_diagonal(reml)
-                                                                               : logdet_terms_selected(reml);
+  const std::vector<Matrix> D = L_.prefix_independent() && invertible_or_zero(lambda_)
+                                    ? logdet_terms_diagonal(reml)
+                                    : logdet_terms_selected(reml);
   const double dof = static_cast<double>(reml ? A_.n - A_.p : A_.n);
   const double scale = dof / L_.pwrss();
   Vector grad(ntheta());

@@ -85,7 +85,7 @@ class Model {
   Vector residual_crossprod(const Vector& beta, const Vector& bvec) const;
   // Per term, the p_k × p_k matrix whose (a, b) entry is half of ∂ log|Ω| / ∂λ_k[a, b]
   // (Ω the [Z X] part for REML, the Z part for ML): from the selected inverse, or,
-  // when every λ is invertible, from the sums of the diagonal blocks of Ω⁻¹ alone.
+  // when every λ is invertible or zero, from the sums of the diagonal blocks of Ω⁻¹ alone.
   std::vector<Matrix> logdet_terms_selected(bool reml) const;
   std::vector<Matrix> logdet_terms_diagonal(bool reml) const;
   // The factor at the current θ, recomputed when gradient() used its storage.
