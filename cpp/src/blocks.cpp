@@ -18,14 +18,15 @@ void SparseBlocks::set_pattern(Index nrows_, Index pr_, Index pc_,
   pr = pr_;
   pc = pc_;
   colptr.assign(static_cast<std::size_t>(ncols) + 1, 0);
-  rowidx.clear();
+  std::vector<std::int32_t> rows;
   std::size_t total = 0;
-  for (const auto& rows : rows_by_col) total += rows.size();
-  rowidx.reserve(total);
+  for (const auto& col : rows_by_col) total += col.size();
+  rows.reserve(total);
   for (Index c = 0; c < ncols; ++c) {
-    for (const Index r : rows_by_col[static_cast<std::size_t>(c)]) rowidx.push_back(static_cast<std::int32_t>(r));
-    colptr[static_cast<std::size_t>(c) + 1] = static_cast<Index>(rowidx.size());
+    for (const Index r : rows_by_col[static_cast<std::size_t>(c)]) rows.push_back(static_cast<std::int32_t>(r));
+    colptr[static_cast<std::size_t>(c) + 1] = static_cast<Index>(rows.size());
   }
+  rowidx.assign(std::move(rows));
   data.setZero(pr, nnz() * pc);
 }
 

@@ -271,8 +271,13 @@ BlockedCholesky::BlockedCholesky(const Crossprod& A, double max_dense_bytes)
   Loff_.resize(static_cast<std::size_t>(K_));
   for (Index i = 1; i < K_; ++i) {
     Loff_[i].resize(pat[i].size());
-    for (std::size_t j = 0; j < pat[i].size(); ++j)
-      Loff_[i][j].set_pattern(shapes_[i].nlevels, shapes_[i].p, shapes_[j].p, pat[i][j]);
+    for (std::size_t j = 0; j < pat[i].size(); ++j) {
+      SparseBlocks& Lij = Loff_[i][j];
+      const SparseBlocks& Aij = A.ZZ_off[i][j];
+      Lij.set_pattern(shapes_[i].nlevels, shapes_[i].p, shapes_[j].p, pat[i][j]);
+      if (Lij.colptr == Aij.colptr && std::equal(Lij.rowidx.begin(), Lij.rowidx.end(), Aij.rowidx.begin()))
+        Lij.rowidx.share(Aij.rowidx);  // no fill: A's pattern serves
+    }
   }
   // T_ is allocated by the first factor(), not here: its q_tail² doubles come
   // after the construction's temporaries are released.
@@ -500,7 +505,7 @@ double BlockedCholesky::factor_bytes() const {
   for (const auto& row : Loff_)
     for (const SparseBlocks& S : row)
       bytes += static_cast<double>(S.data.size()) * sizeof(double) +
-               static_cast<double>(S.rowidx.size()) * sizeof(std::int32_t) +
+               static_cast<double>(S.rowidx.size()) * sizeof(std::int32_t) +  // (maybe shared with A)
                static_cast<double>(S.colptr.size()) * sizeof(Index);
   return bytes;
 }

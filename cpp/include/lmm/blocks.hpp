@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "types.hpp"
@@ -23,6 +24,31 @@ struct BlockDiag {
   ConstColBlock block(Index j) const { return data.middleCols(j * p, p); }
 };
 
+/// Read-only row indices of a sparse pattern, which matrices of the same
+/// pattern share (A's block and L's block where no fill enters).
+class PatternRows {
+ public:
+  std::int32_t operator[](Index e) const { return data_[e]; }
+  Index size() const { return size_; }
+  const std::int32_t* begin() const { return data_; }
+  const std::int32_t* end() const { return data_ + size_; }
+  const std::int32_t* data() const { return data_; }
+  /// Own these indices.
+  void assign(std::vector<std::int32_t> rows) {
+    auto owner = std::make_shared<const std::vector<std::int32_t>>(std::move(rows));
+    data_ = owner->data();
+    size_ = static_cast<Index>(owner->size());
+    owner_ = std::move(owner);
+  }
+  /// Use other's indices (equal to these) instead of a copy.
+  void share(const PatternRows& other) { *this = other; }
+
+ private:
+  std::shared_ptr<const std::vector<std::int32_t>> owner_;
+  const std::int32_t* data_ = nullptr;
+  Index size_ = 0;
+};
+
 /// Sparse matrix of blocks, compressed by block column.
 /// Rows are the levels of one term (blocks of pr rows), columns the levels of
 /// another (blocks of pc columns). Stored blocks of column c are
@@ -34,10 +60,10 @@ struct SparseBlocks {
   Index pr = 0;
   Index pc = 0;
   std::vector<Index> colptr;
-  std::vector<std::int32_t> rowidx;
+  PatternRows rowidx;
   Matrix data;
 
-  Index nnz() const { return static_cast<Index>(rowidx.size()); }
+  Index nnz() const { return rowidx.size(); }
   ColBlock block(Index k) { return data.middleCols(k * pc, pc); }
   ConstColBlock block(Index k) const { return data.middleCols(k * pc, pc); }
 
