@@ -39,6 +39,8 @@ from .formula import (
     ModelFrameState,
     ParsedFormula,
     RandomTerm,
+    _row_blocks,
+    _same_values,
     check_columns,
     evaluate_response,
     grouping_codes,
@@ -257,19 +259,6 @@ def _used_rows(data: pd.DataFrame, columns: list[str], missing: str) -> np.ndarr
 # --- values --------------------------------------------------------------------------------
 
 
-# Rows per block of the passes over the data that need temporaries (the rank test, the
-# least squares on X, the scale checks): a block of b columns has about
-# _BLOCK_ELEMENTS / b rows, so those temporaries stay O(block), never O(n × p).
-_BLOCK_ELEMENTS = 1 << 15
-
-
-def _blocks(n: int, width: int = 1) -> Iterator[slice]:
-    """Consecutive row slices covering ``range(n)``, of about ``_BLOCK_ELEMENTS / width`` rows."""
-    step = max(256, _BLOCK_ELEMENTS // max(width, 1))
-    for start in range(0, n, step):
-        yield slice(start, min(start + step, n))
-
-
 @dataclass
 class _Evaluated:
     y: np.ndarray
@@ -359,7 +348,7 @@ def _full_rank_columns(X: np.ndarray) -> list[int]:
     nonzero = np.flatnonzero(scale > 0.0)
 
     def scaled() -> Iterator[np.ndarray]:
-        for rows in _blocks(n, nonzero.size):
+        for rows in _row_blocks(n, nonzero.size):
             block = X[rows][:, nonzero]
             block /= scale[nonzero]
             yield block
@@ -383,14 +372,14 @@ def _is_binary(x: np.ndarray) -> bool:
     """True when every value is 0 or 1 (its range first, then block by block: no n-sized masks)."""
     if x.size and (np.min(x) < 0.0 or np.max(x) > 1.0):
         return False
-    return all(bool(np.all((x[rows] == 0) | (x[rows] == 1))) for rows in _blocks(x.shape[0]))
+    return all(bool(np.all((x[rows] == 0) | (x[rows] == 1))) for rows in _row_blocks(x.shape[0]))
 
 
 def _sd(x: np.ndarray) -> float:
     """Sample standard deviation (ddof=1), the squared deviations summed block by block."""
     mean = np.mean(x)
     ss = 0.0
-    for rows in _blocks(x.shape[0]):
+    for rows in _row_blocks(x.shape[0]):
         d = x[rows] - mean
         ss += float(d @ d)
     return math.sqrt(ss / (x.shape[0] - 1))
@@ -434,7 +423,7 @@ def _center(X: np.ndarray, xnames: list[str]) -> np.ndarray:
 def _centred_blocks(X: np.ndarray, x_center: np.ndarray, y: np.ndarray) -> Iterator[np.ndarray]:
     """Row blocks of [X_c y], X_c = X − x_center: never all n rows at once."""
     n, p = X.shape
-    for rows in _blocks(n, p + 1):
+    for rows in _row_blocks(n, p + 1):
         block = np.empty((rows.stop - rows.start, p + 1), order="F")
         np.subtract(X[rows], x_center, out=block[:, :p])
         block[:, p] = y[rows]
@@ -494,12 +483,12 @@ def _sample_rows(t: ReTerm, size: int) -> np.ndarray:
     """
     n, L = t.codes.shape[0], t.nlevels
     counts = np.zeros(L, dtype=np.int64)
-    for rows in _blocks(n):
+    for rows in _row_blocks(n):
         counts += np.bincount(t.codes[rows], minlength=L)
     order = np.random.default_rng(0).permutation(L)
     picked = np.zeros(L, dtype=bool)
     picked[order[:int(np.searchsorted(np.cumsum(counts[order]), size)) + 1]] = True
-    return np.concatenate([np.flatnonzero(picked[t.codes[rows]]) + rows.start for rows in _blocks(n)])
+    return np.concatenate([np.flatnonzero(picked[t.codes[rows]]) + rows.start for rows in _row_blocks(n)])
 
 
 def _fitted_exactly_by(t: ReTerm, y: np.ndarray, X: np.ndarray, x_center: np.ndarray,
@@ -562,7 +551,7 @@ def _check_response(y: np.ndarray, X: np.ndarray, xnames: list[str], terms: list
         y_coef = np.linalg.solve(Rxx, R[:p, p])
         # One step of iterative refinement with R alone: R'R δ = X_c'(y − X_c γ).
         g = np.zeros(p)
-        for rows in _blocks(X.shape[0], p):
+        for rows in _row_blocks(X.shape[0], p):
             Xc = X[rows] - x_center
             g += Xc.T @ (y[rows] - Xc @ y_coef)
         y_coef = y_coef + np.linalg.solve(Rxx, np.linalg.solve(Rxx.T, g))
@@ -642,11 +631,6 @@ def _check_terms(terms: list[ReTerm], n: int) -> None:
                 f"× {t.p} columns); the random-effects parameters and the residual variance are "
                 "unidentifiable (lme4: number of observations must be > number of random effects)"
             )
-
-
-def _same_values(a: np.ndarray, b: np.ndarray) -> bool:
-    """a and b (n × p) have equal values, compared block by block (no n × p mask)."""
-    return a.shape == b.shape and all(np.array_equal(a[rows], b[rows]) for rows in _blocks(a.shape[0], a.shape[1]))
 
 
 def _ones(n: int) -> np.ndarray:

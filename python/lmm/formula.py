@@ -64,7 +64,7 @@ import math
 import re
 import unicodedata
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import pandas as pd
@@ -1331,8 +1331,17 @@ def _labels_to_factor(codes: np.ndarray, labels: List[str]) -> _Factor:
     return _Factor(out, levels)
 
 
-# Rows per block of the passes over a column that need temporaries: O(block), not O(n).
-_BLOCK_ROWS = 1 << 15
+# Elements per block of the passes over the data that need temporaries (here and in the
+# design's checks): a block of b columns has about _BLOCK_ELEMENTS / b rows, so those
+# temporaries stay O(block), never O(n × p).
+_BLOCK_ELEMENTS = 1 << 15
+
+
+def _row_blocks(n: int, width: int = 1) -> Iterator[slice]:
+    """Consecutive row slices covering ``range(n)``, of about ``_BLOCK_ELEMENTS / width`` rows."""
+    step = max(256, _BLOCK_ELEMENTS // max(width, 1))
+    for start in range(0, n, step):
+        yield slice(start, min(start + step, n))
 
 
 def _compact_codes(values: np.ndarray, lo: Any, span: int) -> Tuple[np.ndarray, np.ndarray]:
@@ -1342,7 +1351,7 @@ def _compact_codes(values: np.ndarray, lo: Any, span: int) -> Tuple[np.ndarray, 
     from ``lo`` of the values present.  Block by block: the temporaries are O(span + block).
     """
     n = values.shape[0]
-    blocks = [slice(start, start + _BLOCK_ROWS) for start in range(0, n, _BLOCK_ROWS)]
+    blocks = list(_row_blocks(n))
     present = np.zeros(span + 1, dtype=bool)
     for rows in blocks:
         present[(values[rows] - lo).astype(np.int64, copy=False)] = True
@@ -1356,8 +1365,8 @@ def _compact_codes(values: np.ndarray, lo: Any, span: int) -> Tuple[np.ndarray, 
 def _int_labels(values: np.ndarray) -> List[str]:
     """Decimal labels of integers, converted a block at a time (no array or list of all the ints)."""
     labels: List[str] = []
-    for start in range(0, values.shape[0], _BLOCK_ROWS):
-        labels.extend(map(str, values[start:start + _BLOCK_ROWS].tolist()))
+    for rows in _row_blocks(values.shape[0]):
+        labels.extend(map(str, values[rows].tolist()))
     return labels
 
 
@@ -1929,8 +1938,8 @@ def _matrix_names(label: str, var: _Matrix) -> List[str]:
 
 def _same_values(a: np.ndarray, b: np.ndarray) -> bool:
     """a and b (n or n × k) have equal values, compared a block of rows at a time (no n-sized mask)."""
-    return a.shape == b.shape and all(np.array_equal(a[start:start + _BLOCK_ROWS], b[start:start + _BLOCK_ROWS])
-                                      for start in range(0, a.shape[0], _BLOCK_ROWS))
+    width = a.shape[1] if a.ndim == 2 else 1
+    return a.shape == b.shape and all(np.array_equal(a[rows], b[rows]) for rows in _row_blocks(a.shape[0], width))
 
 
 def _parse_rhs(rhs: str) -> Tuple[_Node, str]:
@@ -2474,14 +2483,9 @@ def _grouping_column(env: _Env, node: _Name) -> Tuple[np.ndarray, GroupLevels]:
     series = env.data[env.lookup[node.name]]
     if isinstance(series, pd.Series) and isinstance(series.dtype, np.dtype) and series.dtype.kind in "iu":
         values = series.to_numpy()
-        if values.size:
-            lo, hi = int(values.min()), int(values.max())
-            if -2 ** 53 <= lo and hi <= 2 ** 53:
-                if hi - lo < 4 * values.size + 1024:
-                    codes, offsets = _compact_codes(values, lo, hi - lo)
-                    return codes, _IntLevels(offsets + lo)
-                uniq, inv = np.unique(values, return_inverse=True)
-                return np.asarray(inv, dtype=np.int32).reshape(-1), _IntLevels(uniq.astype(np.int64))
+        if values.size and -2 ** 53 <= int(values.min()) and int(values.max()) <= 2 ** 53:
+            codes, uniq = _numeric_codes(values, integer=True)
+            return codes, _IntLevels(uniq.astype(np.int64))
     value = env.column(node)
     if isinstance(value, np.ndarray) and env.is_integer_column(node.name):
         # The float64 values R reads: _numeric_to_factor's codes and levels.  Its labels
