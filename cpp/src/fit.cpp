@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cmath>
 #include <deque>
+#include <functional>
 #include <limits>
 #include <sstream>
 #include <stdexcept>
@@ -23,6 +24,13 @@ constexpr double kApproxArmijo = 0.1;
 constexpr double kRounding = 1e-11;
 constexpr Index kMaxLineSearchTrials = 40;
 constexpr Index kMaxFlatSteps = 10;
+// Growth of a trial step that is too short (curvature condition not met, no
+// upper bracket yet), and the largest fraction of the distance to a bound the
+// first step (without curvature information) may cover.
+constexpr double kExtrapolate = 4.0;
+constexpr double kFirstStepToBound = 0.5;
+// Fraction of the way to the bound of an interior entry a line search's first trial may go.
+constexpr double kInterior = 0.9;
 // Trial values for a diagonal entry of λ found at the boundary.
 constexpr double kEdgeSteps[] = {1e-3, 1e-2, 1e-1};
 
@@ -33,11 +41,17 @@ std::string format_double(double x) {
   return s.str();
 }
 
-void check_options(const FitOptions& o, const Vector& lower) {
+void check_options(const FitOptions& o, const Vector& lower, const Vector& upper) {
   auto positive = [](double v) { return std::isfinite(v) && v > 0.0; };
   if (!positive(o.gradient_tolerance))
     throw std::invalid_argument("gradient_tolerance must be positive and finite, got " +
                                 format_double(o.gradient_tolerance));
+  if (!(o.gradient_tolerance_rel >= 0.0 && std::isfinite(o.gradient_tolerance_rel)))
+    throw std::invalid_argument("gradient_tolerance_rel must be non-negative and finite, got " +
+                                format_double(o.gradient_tolerance_rel));
+  if (!(o.convergence_tolerance_rel >= 0.0 && std::isfinite(o.convergence_tolerance_rel)))
+    throw std::invalid_argument("convergence_tolerance_rel must be non-negative and finite, got " +
+                                format_double(o.convergence_tolerance_rel));
   if (!positive(o.convergence_tolerance))
     throw std::invalid_argument("convergence_tolerance must be positive and finite, got " +
                                 format_double(o.convergence_tolerance));
@@ -48,6 +62,14 @@ void check_options(const FitOptions& o, const Vector& lower) {
   if (o.memory < 1) throw std::invalid_argument("memory must be at least 1, got " + std::to_string(o.memory));
   if (o.max_restarts < 0)
     throw std::invalid_argument("max_restarts must be non-negative, got " + std::to_string(o.max_restarts));
+  if (o.theta_scale.size() != 0) {
+    if (o.theta_scale.size() != lower.size())
+      throw std::invalid_argument("theta_scale has length " + std::to_string(o.theta_scale.size()) +
+                                  ", the model needs " + std::to_string(lower.size()));
+    for (Index i = 0; i < o.theta_scale.size(); ++i)
+      if (!positive(o.theta_scale[i]))
+        throw std::invalid_argument("theta_scale[" + std::to_string(i) + "] must be positive and finite");
+  }
   const Vector& t = o.theta_start;
   if (t.size() == 0) return;
   if (t.size() != lower.size())
@@ -58,7 +80,11 @@ void check_options(const FitOptions& o, const Vector& lower) {
       throw std::invalid_argument("theta_start[" + std::to_string(i) + "] is not finite");
     if (t[i] < lower[i])
       throw std::invalid_argument("theta_start[" + std::to_string(i) + "] = " + format_double(t[i]) +
-                                  " is below its lower bound 0 (a diagonal entry of lambda)");
+                                  " is below its lower bound " + format_double(lower[i]) +
+                                  (lower[i] == 0.0 ? " (a diagonal entry of lambda)" : ""));
+    if (t[i] > upper[i])
+      throw std::invalid_argument("theta_start[" + std::to_string(i) + "] = " + format_double(t[i]) +
+                                  " is above its upper bound " + format_double(upper[i]));
   }
 }
 
@@ -81,39 +107,54 @@ void check_finite_rows(const std::string& what, Eigen::Ref<const Matrix> M) {
                                     std::to_string(i) + (M.cols() > 1 ? ", column " + std::to_string(j) : ""));
 }
 
+// The box of θ (in the optimizer's scaled coordinates).
+struct Bounds {
+  Vector lower, upper;
+};
+
 // x − P(x − g): the gradient with the part that pushes against an active
-// lower bound removed; its largest entry measures first-order optimality.
-Vector projected_gradient(const Vector& x, const Vector& g, const Vector& lower) {
+// bound removed; its largest entry measures first-order optimality.
+Vector projected_gradient(const Vector& x, const Vector& g, const Bounds& box) {
   Vector pg(x.size());
-  for (Index i = 0; i < x.size(); ++i) pg[i] = x[i] - std::max(x[i] - g[i], lower[i]);
+  for (Index i = 0; i < x.size(); ++i) pg[i] = x[i] - std::clamp(x[i] - g[i], box.lower[i], box.upper[i]);
   return pg;
 }
 
-Vector project(const Vector& x, const Vector& lower) { return x.cwiseMax(lower); }
+Vector project(const Vector& x, const Bounds& box) { return x.cwiseMax(box.lower).cwiseMin(box.upper); }
 
 // The criterion as the optimizer sees it: counted evaluations, failures of
 // the factorization (only possible far from the start, e.g. overflow after a
 // huge trial step) reported as +inf so that the line search backs off.
+// The optimizer works on φ = θ / scale (entrywise), which is θ itself unless
+// a term's columns have extreme scales (FitOptions::theta_scale).
 class Objective {
  public:
-  Objective(Model& model, bool reml) : model_(model), reml_(reml) {}
+  Objective(Model& model, const FitOptions& o)
+      : model_(model),
+        reml_(o.reml),
+        scale_(o.theta_scale.size() ? o.theta_scale : Vector::Ones(model.ntheta())),
+        trace_(o.trace) {}
 
-  double value(const Vector& theta) {
+  Vector theta(const Vector& phi) const { return phi.cwiseProduct(scale_); }
+  Vector phi(const Vector& theta) const { return theta.cwiseQuotient(scale_); }
+
+  double value(const Vector& phi) {
     ++evaluations;
-    if (!theta.allFinite()) return kInf;
+    if (!phi.allFinite()) return kInf;
     try {
-      model_.set_theta(theta);
+      model_.set_theta(theta(phi));
     } catch (const std::runtime_error&) {
       return kInf;
     }
     const double f = model_.objective(reml_);
+    if (trace_) trace_(evaluations, f);
     return std::isfinite(f) ? f : kInf;
   }
 
-  // Gradient at the θ of the last successful value() call.
+  // Gradient in φ at the φ of the last successful value() call.
   Vector gradient() {
     ++gradient_evaluations;
-    return model_.gradient(reml_);
+    return model_.gradient(reml_).cwiseProduct(scale_);
   }
 
   Index evaluations = 0;
@@ -122,7 +163,14 @@ class Objective {
  private:
   Model& model_;
   bool reml_;
+  Vector scale_;
+  std::function<void(Index, double)> trace_;
 };
+
+// Largest projected gradient entry accepted, at criterion value f.
+double tolerance(double absolute, double relative, double f) {
+  return std::max(absolute, relative * std::abs(f));
+}
 
 // Limited-memory BFGS approximation H of the inverse Hessian.
 class LbfgsMemory {
@@ -200,13 +248,14 @@ std::string describe(Stop s) {
 // (the ε-active set) take a scaled steepest-descent step, which the projection
 // clips at the bound; the others take the L-BFGS step restricted to them.
 // g'd = −(P g)'H(P g) − γ|g_active|² < 0, so d is a descent direction.
-Vector search_direction(const Point& pt, const Vector& lower, const LbfgsMemory& H) {
+Vector search_direction(const Point& pt, const Bounds& box, const LbfgsMemory& H) {
   const Index n = pt.x.size();
-  const double eps = std::min(1e-3, projected_gradient(pt.x, pt.g, lower).norm());
+  const double eps = std::min(1e-3, projected_gradient(pt.x, pt.g, box).norm());
   std::vector<bool> active(static_cast<std::size_t>(n));
   Vector v = pt.g;
   for (Index i = 0; i < n; ++i) {
-    active[i] = std::isfinite(lower[i]) && pt.x[i] <= lower[i] + eps && pt.g[i] > 0.0;
+    active[i] = (std::isfinite(box.lower[i]) && pt.x[i] <= box.lower[i] + eps && pt.g[i] > 0.0) ||
+                (std::isfinite(box.upper[i]) && pt.x[i] >= box.upper[i] - eps && pt.g[i] < 0.0);
     if (active[i]) v[i] = 0.0;
   }
   Vector d = -H.apply(v);
@@ -223,15 +272,31 @@ Vector search_direction(const Point& pt, const Vector& lower, const LbfgsMemory&
 // accepted under Hager and Zhang's approximate Wolfe conditions
 // σ φ'(0) ≤ φ'(α) ≤ (2δ − 1) φ'(0). Returns false when no acceptable point
 // is found.
-bool line_search(Objective& obj, const Point& cur, const Vector& d, const Vector& lower, double alpha,
+bool line_search(Objective& obj, const Point& cur, const Vector& d, const Bounds& box, double alpha,
                  Index max_evaluations, Point& next) {
   const double dg = cur.g.dot(d);
   const double flat = kRounding * std::max(1.0, std::abs(cur.f));
   double alpha_feasible = kInf;  // largest α with x + α d feasible
-  for (Index i = 0; i < d.size(); ++i)
-    if (d[i] < 0.0 && std::isfinite(lower[i]))
-      alpha_feasible = std::min(alpha_feasible, (lower[i] - cur.x[i]) / d[i]);
+  for (Index i = 0; i < d.size(); ++i) {
+    if (d[i] < 0.0 && std::isfinite(box.lower[i]))
+      alpha_feasible = std::min(alpha_feasible, (box.lower[i] - cur.x[i]) / d[i]);
+    if (d[i] > 0.0 && std::isfinite(box.upper[i]))
+      alpha_feasible = std::min(alpha_feasible, (box.upper[i] - cur.x[i]) / d[i]);
+  }
   double lo = 0.0, hi = kInf;
+  // The first trial stops short of the bounds of entries that are still
+  // interior: the criterion is even in a diagonal entry of λ whose column has
+  // no other free entry, so its gradient is 0 at the bound, and an entry put
+  // there by one long step would stay whatever the optimum. Entries whose
+  // optimum is on the bound approach it geometrically and are set on it at
+  // the end of the fit (see snap_to_boundary).
+  double alpha_interior = kInf;
+  for (Index i = 0; i < d.size(); ++i) {
+    if (d[i] < 0.0 && cur.x[i] > box.lower[i])
+      alpha_interior = std::min(alpha_interior, (box.lower[i] - cur.x[i]) / d[i]);
+    if (d[i] > 0.0 && cur.x[i] < box.upper[i])
+      alpha_interior = std::min(alpha_interior, (box.upper[i] - cur.x[i]) / d[i]);
+  }
   Point best;  // the last point with sufficient decrease but too little curvature
   auto shrink = [&](double f, bool bent) {
     hi = alpha;
@@ -246,7 +311,7 @@ bool line_search(Objective& obj, const Point& cur, const Vector& d, const Vector
     }
   };
   for (Index trial = 0; trial < kMaxLineSearchTrials && obj.evaluations < max_evaluations; ++trial) {
-    const Vector x = project(cur.x + alpha * d, lower);
+    const Vector x = project(cur.x + alpha * d, box);
     const Vector s = x - cur.x;
     if (s.cwiseAbs().maxCoeff() <= 1e-16 * (1.0 + cur.x.cwiseAbs().maxCoeff())) break;
     const bool bent = alpha > alpha_feasible;
@@ -274,7 +339,10 @@ bool line_search(Objective& obj, const Point& cur, const Vector& d, const Vector
     if (gd < kWolfe * dg) {
       if (armijo) best = {x, f, std::move(g)};
       lo = alpha;
-      alpha = std::isfinite(hi) ? 0.5 * (lo + hi) : 2.0 * alpha;
+      // Extrapolation, too, stops short of interior entries' bounds.
+      alpha = std::isfinite(hi) ? 0.5 * (lo + hi)
+              : alpha < alpha_interior ? std::min(kExtrapolate * alpha, alpha + kInterior * (alpha_interior - alpha))
+                                       : kExtrapolate * alpha;
     } else {
       hi = alpha;
       alpha = 0.5 * (lo + hi);
@@ -290,21 +358,30 @@ struct MinimizeOutcome {
   Stop stop = Stop::Gradient;
 };
 
-MinimizeOutcome minimize(Objective& obj, Point pt, const Vector& lower, const FitOptions& o, Index& iterations) {
+MinimizeOutcome minimize(Objective& obj, Point pt, const Bounds& box, const FitOptions& o, Index& iterations) {
   LbfgsMemory H(o.memory);
   Index flat_steps = 0;
   while (true) {
-    const double pg = projected_gradient(pt.x, pt.g, lower).cwiseAbs().maxCoeff();
-    if (pg <= o.gradient_tolerance) return {pt, Stop::Gradient};
+    const double pg = projected_gradient(pt.x, pt.g, box).cwiseAbs().maxCoeff();
+    if (pg <= tolerance(o.gradient_tolerance, o.gradient_tolerance_rel, pt.f)) return {pt, Stop::Gradient};
     if (iterations >= o.max_iterations) return {pt, Stop::Iterations};
     if (obj.evaluations >= o.max_evaluations) return {pt, Stop::Evaluations};
     ++iterations;
-    Vector d = search_direction(pt, lower, H);
+    Vector d = search_direction(pt, box, H);
     // Without curvature information the first step moves θ by at most 1
-    // (θ is of order 1: λ relative to σ).
-    const double alpha = H.empty() ? std::min(1.0, 1.0 / d.cwiseAbs().maxCoeff()) : 1.0;
+    // (θ is of order 1: λ relative to σ) and at most half way to a bound: a
+    // steepest-descent step dominated by one entry would otherwise pin that
+    // entry at its bound, where the projected path bends and progress is slow.
+    double alpha = 1.0;
+    if (H.empty()) {
+      alpha = std::min(1.0, 1.0 / d.cwiseAbs().maxCoeff());
+      for (Index i = 0; i < d.size(); ++i) {
+        if (d[i] < 0.0 && pt.x[i] > box.lower[i]) alpha = std::min(alpha, kFirstStepToBound * (box.lower[i] - pt.x[i]) / d[i]);
+        if (d[i] > 0.0 && pt.x[i] < box.upper[i]) alpha = std::min(alpha, kFirstStepToBound * (box.upper[i] - pt.x[i]) / d[i]);
+      }
+    }
     Point next;
-    if (!line_search(obj, pt, d, lower, alpha, o.max_evaluations, next)) {
+    if (!line_search(obj, pt, d, box, alpha, o.max_evaluations, next)) {
       if (H.empty()) return {pt, obj.evaluations >= o.max_evaluations ? Stop::Evaluations : Stop::LineSearch};
       // A stale quasi-Newton model can give a poor direction: retry once
       // from steepest descent before giving up.
@@ -324,13 +401,16 @@ MinimizeOutcome minimize(Objective& obj, Point pt, const Vector& lower, const Fi
 // boundary holds. The criterion is even in a diagonal entry of λ whose column
 // has no other free entry, so its gradient vanishes at 0 whether or not 0 is
 // the minimum; entries found at or very near 0 are tried at small values.
-Vector escape_boundary(Objective& obj, const Point& pt, const Vector& lower) {
+// Works on θ (the singular tolerance is in units of θ), evaluates in φ.
+Vector escape_boundary(Objective& obj, const Point& pt, const Vector& theta_lower) {
   const double threshold = pt.f - 1e-10 * std::max(1.0, std::abs(pt.f));
-  for (Index i = 0; i < pt.x.size(); ++i) {
-    if (!(lower[i] == 0.0 && pt.x[i] < singular_tolerance)) continue;
+  const Vector theta = obj.theta(pt.x);
+  for (Index i = 0; i < theta.size(); ++i) {
+    if (!(theta_lower[i] == 0.0 && theta[i] < singular_tolerance)) continue;
     for (double step : kEdgeSteps) {
-      Vector trial = pt.x;
+      Vector trial = theta;
       trial[i] = step;
+      trial = obj.phi(trial);
       if (obj.value(trial) < threshold) return trial;
     }
   }
@@ -339,10 +419,27 @@ Vector escape_boundary(Objective& obj, const Point& pt, const Vector& lower) {
 
 }  // namespace
 
+// Entries with lower bound 0 left just above it (the line search approaches
+// a bound geometrically) are set on it where that does not raise the
+// criterion beyond rounding: singular fits end at θ = 0 exactly, as lme4's.
+void snap_to_boundary(Objective& obj, Point& pt, const Vector& theta_lower) {
+  const Vector theta = obj.theta(pt.x);
+  for (Index i = 0; i < theta.size(); ++i) {
+    if (!(theta_lower[i] == 0.0 && theta[i] > 0.0 && theta[i] < singular_tolerance)) continue;
+    Vector trial = pt.x;
+    trial[i] = 0.0;
+    const double f = obj.value(trial);
+    if (f <= pt.f + kRounding * std::max(1.0, std::abs(pt.f))) {
+      pt.x = trial;
+      pt.f = std::min(f, pt.f);
+    }
+  }
+}
+
 FitResult fit(Model& model, const FitOptions& options) {
   const auto t0 = std::chrono::steady_clock::now();
-  const Vector lower = model.theta_lower();
-  check_options(options, lower);
+  const Vector lower = model.theta_lower(), upper = model.theta_upper();
+  check_options(options, lower, upper);
   check_crossprod(model.crossprod());
   const Index n = model.nobs(), p = model.nfixed();
   if (n < 1) throw std::invalid_argument("the model has no observations");
@@ -350,17 +447,19 @@ FitResult fit(Model& model, const FitOptions& options) {
     throw std::invalid_argument("REML needs more observations (" + std::to_string(n) +
                                 ") than fixed-effects columns (" + std::to_string(p) + ")");
 
-  Objective obj(model, options.reml);
+  Objective obj(model, options);
+  const Bounds box{obj.phi(lower), obj.phi(upper)};
   Point pt;
-  pt.x = options.theta_start.size() ? options.theta_start : model.theta_start();
+  pt.x = obj.phi(options.theta_start.size() ? options.theta_start : model.theta_start());
   try {
-    model.set_theta(pt.x);
+    model.set_theta(obj.theta(pt.x));
   } catch (const std::runtime_error& e) {
     throw std::runtime_error(std::string("the criterion cannot be evaluated at the starting theta: ") + e.what() +
                              " (is X of full column rank?)");
   }
   ++obj.evaluations;
   pt.f = model.objective(options.reml);
+  if (options.trace) options.trace(obj.evaluations, pt.f);
   pt.g = obj.gradient();
   if (!std::isfinite(pt.f) || !pt.g.allFinite())
     throw std::runtime_error("the criterion or its gradient is not finite at the starting theta");
@@ -368,7 +467,7 @@ FitResult fit(Model& model, const FitOptions& options) {
   Index iterations = 0, restarts = 0;
   MinimizeOutcome out;
   while (true) {
-    out = minimize(obj, pt, lower, options, iterations);
+    out = minimize(obj, pt, box, options, iterations);
     pt = out.pt;
     if (restarts >= options.max_restarts || obj.evaluations >= options.max_evaluations) break;
     const Vector escape = escape_boundary(obj, pt, lower);
@@ -378,6 +477,7 @@ FitResult fit(Model& model, const FitOptions& options) {
     pt.f = obj.value(pt.x);
     pt.g = obj.gradient();
   }
+  snap_to_boundary(obj, pt, lower);
 
   FitResult r;
   r.reml = options.reml;
@@ -385,13 +485,15 @@ FitResult fit(Model& model, const FitOptions& options) {
   r.nfixed = p;
   r.shapes = model.shapes();
   r.order = model.order();
-  r.theta = pt.x;
+  r.theta = obj.theta(pt.x);
   r.theta_lower = lower;
+  r.theta_upper = upper;
   model.set_theta(r.theta);
   r.criterion = model.objective(options.reml);
   r.gradient = model.gradient(options.reml);
-  r.max_projected_gradient = projected_gradient(r.theta, r.gradient, lower).cwiseAbs().maxCoeff();
-  r.converged = r.max_projected_gradient <= options.convergence_tolerance;
+  r.max_projected_gradient = projected_gradient(r.theta, r.gradient, {lower, upper}).cwiseAbs().maxCoeff();
+  r.converged = r.max_projected_gradient <=
+                tolerance(options.convergence_tolerance, options.convergence_tolerance_rel, r.criterion);
   for (Index i = 0; i < lower.size(); ++i) r.singular = r.singular || (lower[i] == 0.0 && r.theta[i] < singular_tolerance);
 
   Vector u;

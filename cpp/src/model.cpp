@@ -16,11 +16,19 @@ namespace {
 
 constexpr double kLog2Pi = 1.8378770664093454835606594728112;
 
-std::vector<Index> decreasing_levels_order(const std::vector<TermData>& terms) {
+// lme4's term order (mkReTrms): terms are reordered only when some term has
+// more levels than the one before it, and then by decreasing number of levels
+// with ties in reverse input order (R's rev(order(nl))). θ then compares with
+// lme4's getME(fit, "theta") entry by entry.
+std::vector<Index> lme4_term_order(const std::vector<TermData>& terms) {
   std::vector<Index> order(terms.size());
   std::iota(order.begin(), order.end(), Index{0});
+  bool increases = false;
+  for (std::size_t k = 1; k < terms.size(); ++k) increases = increases || terms[k].nlevels > terms[k - 1].nlevels;
+  if (!increases) return order;
   std::stable_sort(order.begin(), order.end(),
-                   [&](Index a, Index b) { return terms[a].nlevels > terms[b].nlevels; });
+                   [&](Index a, Index b) { return terms[a].nlevels < terms[b].nlevels; });
+  std::reverse(order.begin(), order.end());
   return order;
 }
 
@@ -35,7 +43,7 @@ std::vector<TermData> reordered(const std::vector<TermData>& terms, const std::v
 
 Model::Model(const std::vector<TermData>& terms, Eigen::Ref<const Matrix> X, Eigen::Ref<const Vector> y,
              ModelOptions options, const Shift& shift)
-    : order_(decreasing_levels_order(terms)),
+    : order_(lme4_term_order(terms)),
       A_(form_crossprod(reordered(terms, order_), X, y, shift)),
       L_(A_, options.max_dense_bytes) {
   for (const auto& s : A_.shapes) lambda_.push_back(Matrix::Identity(s.p, s.p));
@@ -82,6 +90,8 @@ Vector stack_terms(const std::vector<TermShape>& shapes, Vector (*per_term)(cons
 }  // namespace
 
 Vector Model::theta_lower() const { return stack_terms(A_.shapes, lmm::theta_lower); }
+
+Vector Model::theta_upper() const { return stack_terms(A_.shapes, lmm::theta_upper); }
 
 Vector Model::theta_start() const { return stack_terms(A_.shapes, lmm::theta_start); }
 
@@ -302,16 +312,24 @@ Vector Model::gradient(bool reml) const {
                                     : logdet_terms_selected(reml);
   const double dof = static_cast<double>(reml ? A_.n - A_.p : A_.n);
   const double scale = dof / L_.pwrss();
+  // ∂f/∂λ_k(a, b) for every lower-triangular entry, then θ through the term's
+  // parameterization (the chain rule through ∂λ/∂θ).
   Vector grad(ntheta());
   Index t = 0, off = 0;
+  Matrix G;
   for (Index k = 0; k < K; ++k) {
-    const Index pk = A_.shapes[k].p;
-    for (const auto& [a, b] : theta_positions(A_.shapes[k])) {
-      double rss = 0.0;
-      for (Index j = 0; j < A_.shapes[k].nlevels; ++j) rss += ze[off + j * pk + a] * u[off + j * pk + b];
-      grad[t++] = 2.0 * D[k](a, b) - 2.0 * scale * rss;
-    }
-    off += A_.shapes[k].q();
+    const TermShape& s = A_.shapes[k];
+    const Index pk = s.p;
+    G.setZero(pk, pk);
+    for (Index b = 0; b < pk; ++b)
+      for (Index a = b; a < pk; ++a) {
+        double rss = 0.0;
+        for (Index j = 0; j < s.nlevels; ++j) rss += ze[off + j * pk + a] * u[off + j * pk + b];
+        G(a, b) = 2.0 * D[k](a, b) - 2.0 * scale * rss;
+      }
+    s.parameterization().chain(pk, theta_.data() + t, G, grad.data() + t);
+    t += s.ntheta();
+    off += s.q();
   }
   return grad;
 }
@@ -355,6 +373,24 @@ Matrix Model::vcov_beta(bool reml) const {
   factor().LX().triangularView<Eigen::Lower>().solveInPlace(Linv);
   const double s = sigma(reml);
   return s * s * (Linv.transpose() * Linv);
+}
+
+std::vector<Matrix> Model::conditional_variances() const {
+  factor();
+  L_.selected_inverse(false, W_);
+  std::vector<Matrix> out;
+  out.reserve(A_.shapes.size());
+  Matrix w;
+  for (Index k = 0; k < nterms(); ++k) {
+    const TermShape& s = A_.shapes[k];
+    const Matrix& l = lambda_[k];
+    Matrix& c = out.emplace_back(s.p, s.q());
+    for (Index j = 0; j < s.nlevels; ++j) {
+      W_.block(k, j, k, j, w);
+      c.middleCols(j * s.p, s.p).noalias() = l * w * l.transpose();
+    }
+  }
+  return out;
 }
 
 }  // namespace lmm

@@ -222,6 +222,21 @@ void check_design(const Design& d) {
     const Matrix LX = L.block(q, q, p, p);
     const Matrix vcov = (LX * LX.transpose()).inverse() * (m.pwrss() / static_cast<double>(n));
     check_close(tag + " vcov", (m.vcov_beta(false) - vcov).norm(), 0.0, 1e-10);
+
+    // Conditional variances: the diagonal blocks of Λ (Λ'Z'ZΛ + I)⁻¹ Λ'.
+    Matrix OmegaZ = ZL.transpose() * ZL;
+    OmegaZ.diagonal().array() += 1.0;
+    const Matrix Lam = dense_Lambda(m);
+    const Matrix C = Lam * OmegaZ.inverse() * Lam.transpose();
+    const std::vector<Matrix> cv = m.conditional_variances();
+    Index off = 0;
+    double cv_err = 0.0;
+    for (Index k = 0; k < m.nterms(); ++k) {
+      const Index pk = m.shapes()[k].p;
+      for (Index j = 0; j < m.shapes()[k].nlevels; ++j, off += pk)
+        cv_err = std::max(cv_err, (cv[k].middleCols(j * pk, pk) - C.block(off, off, pk, pk)).cwiseAbs().maxCoeff());
+    }
+    check_close(tag + " conditional variances", cv_err, 0.0, 1e-10);
     check_gradient(m, theta, tag);
   }
 }

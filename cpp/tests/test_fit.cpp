@@ -273,6 +273,57 @@ void check_crossed_consistency() {
   check_close("crossed: b of term 1", r.b[1](5, 0), b[80 + 5], 1e-14);
 }
 
+// lme4's term order (mkReTrms): terms already in non-increasing order of
+// levels keep it, ties included; otherwise decreasing levels with ties in
+// reverse input order, R's rev(order(nl)).
+void check_term_order() {
+  const Index n = 240;
+  std::mt19937 rng(11);
+  std::normal_distribution<double> nd;
+  auto codes = [&](Index nlevels, Index stride) {
+    lmm::IntVector c(n);
+    for (Index i = 0; i < n; ++i) c[i] = static_cast<std::int32_t>((i * stride + i / nlevels) % nlevels);
+    return c;
+  };
+  const lmm::IntVector g10 = codes(10, 1), a12 = codes(12, 5), b12 = codes(12, 7);
+  const Matrix one = Matrix::Ones(n, 1);
+  Vector y(n);
+  for (Index i = 0; i < n; ++i) y[i] = nd(rng) + 0.5 * g10[i] - 0.3 * a12[i] + 0.2 * b12[i];
+  auto term = [&](const lmm::IntVector& c, Index nlevels) {
+    return lmm::TermData{Eigen::Map<const lmm::IntVector>(c.data(), n), Eigen::Map<const Matrix>(one.data(), n, 1),
+                         nlevels, lmm::Covariance::Unstructured};
+  };
+  // (1 | g10) + (1 | a12) + (1 | b12): lme4 orders b12, a12, g10.
+  const lmm::FitResult up = lmm::fit({term(g10, 10), term(a12, 12), term(b12, 12)}, one, y);
+  check("order: ties after an increase reversed",
+        up.order.size() == 3 && up.order[0] == 2 && up.order[1] == 1 && up.order[2] == 0);
+  // (1 | a12) + (1 | b12): equal levels, already non-increasing: kept, as lme4.
+  const lmm::FitResult tie = lmm::fit({term(a12, 12), term(b12, 12)}, one, y);
+  check("order: equal levels kept", tie.order.size() == 2 && tie.order[0] == 0 && tie.order[1] == 1);
+  // (1 | b12) + (1 | a12) + (1 | g10): non-increasing: kept.
+  const lmm::FitResult down = lmm::fit({term(b12, 12), term(a12, 12), term(g10, 10)}, one, y);
+  check("order: non-increasing kept",
+        down.order.size() == 3 && down.order[0] == 0 && down.order[1] == 1 && down.order[2] == 2);
+  // The same model whichever way it is written: θ per factor agrees.
+  check_close("order: same criterion", down.criterion, up.criterion, 1e-10);
+  for (Index k = 0; k < 3; ++k) check_close("order: same theta", down.theta[k], up.theta[k], 1e-5);
+}
+
+// θ = scale · φ: the optimizer's scaling changes the path, not the optimum.
+void check_theta_scale() {
+  const Sleepstudy d;
+  const lmm::FitResult r = lmm::fit(d.terms(), d.X, d.y);
+  lmm::FitOptions o;
+  o.theta_scale = Vector(3);
+  o.theta_scale << 1.0, 0.1, 0.1;
+  const lmm::FitResult s = lmm::fit(d.terms(), d.X, d.y, o);
+  check_close("theta_scale: criterion", s.criterion, r.criterion, 1e-10);
+  for (Index i = 0; i < 3; ++i) check_abs("theta_scale: theta", s.theta[i], r.theta[i], 1e-5);
+  check("theta_scale: converged", s.converged);
+  o.theta_scale[1] = 0.0;
+  check_throws<std::invalid_argument>("theta_scale 0", [&] { lmm::fit(d.terms(), d.X, d.y, o); }, "theta_scale[1]");
+}
+
 void check_exceptions() {
   const Sleepstudy d;
   using IA = std::invalid_argument;
@@ -333,6 +384,8 @@ int main() {
   check_restart_off_boundary();
   check_singular_dyestuff2();
   check_crossed_consistency();
+  check_term_order();
+  check_theta_scale();
   check_exceptions();
   if (failures == 0) std::printf("all fit checks passed\n");
   return failures == 0 ? 0 : 1;

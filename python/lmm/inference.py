@@ -103,21 +103,22 @@ class _CoreObjective:
     """The interface :func:`lmm.optimize.optimize_theta` needs, over a core model and a criterion."""
 
     def __init__(self, core_model, reml: bool, theta_scale: np.ndarray) -> None:
-        self._core = core_model
+        self._core = self.core = core_model
         self.REML = bool(reml)
         self.theta_scale = np.asarray(theta_scale, dtype=np.float64)
         self.theta_lower = np.asarray(core_model.theta_lower)
+        self.theta_upper = np.asarray(core_model.theta_upper)
         self.theta_start = np.asarray(core_model.theta_start)
         self.ntheta = int(core_model.ntheta)
 
     def _theta(self, theta) -> np.ndarray:
         return np.asarray(theta, dtype=np.float64).reshape(-1)
 
-    def objective(self, theta) -> float:
-        return float(self._core.evaluate(self._theta(theta), self.REML))
+    def objective(self, theta, reml: bool | None = None) -> float:
+        return float(self._core.evaluate(self._theta(theta), self.REML if reml is None else reml))
 
-    def objective_and_gradient(self, theta) -> tuple[float, np.ndarray]:
-        value, grad = self._core.evaluate_with_gradient(self._theta(theta), self.REML)
+    def objective_and_gradient(self, theta, reml: bool | None = None) -> tuple[float, np.ndarray]:
+        value, grad = self._core.evaluate_with_gradient(self._theta(theta), self.REML if reml is None else reml)
         return float(value), np.asarray(grad)
 
 
@@ -779,40 +780,19 @@ def anova_type3(res, ddf="Satterthwaite") -> pd.DataFrame:
 # --------------------------------------------------------------------------- conditional variances
 
 
-def conditional_covariances(res, max_q: int = 20000) -> list[np.ndarray]:
+def conditional_covariances(res) -> list[np.ndarray]:
     """Per model term, the (ℓ, p, p) conditional covariances of b given y (lme4's condVar).
 
     σ² Λ (Λ'Z'ZΛ + I)⁻¹ Λ' restricted to each level's block, at the estimates (β fixed),
-    as lme4's ``ranef(fit, condVar = TRUE)``. Uses a sparse LU of Λ'Z'ZΛ + I and solves
-    for the columns of each term block (q ≤ ``max_q``).
+    as lme4's ``ranef(fit, condVar = TRUE)``: from the core's factor (its selected
+    inverse), for any number of levels.
     """
-    from scipy.sparse import linalg as spla
-
-    model = res.model
-    Z = z_matrix(model)
-    q = Z.shape[1]
-    if q > max_q:
-        raise ValueError(f"conditional variances for q = {q} random effects exceed max_q = {max_q}")
-    Lam = lambda_matrix(res._lambdas, model.terms)
-    B = (Z @ Lam).tocsc()
-    A = (B.T @ B + sparse.identity(q, format="csc")).tocsc()
-    lu = spla.splu(A)
+    core_model = res.model.core
+    core_model.set_theta(res.theta)
     out = []
-    off = 0
-    for t, lam in zip(model.terms, res._lambdas):
-        size = t.nlevels * t.p
-        blocks = np.empty((t.nlevels, t.p, t.p))
-        for start in range(0, size, 512):
-            stop = min(size, start + 512)
-            rhs = np.zeros((q, stop - start))
-            rhs[off + start + np.arange(stop - start), np.arange(stop - start)] = 1.0
-            sol = lu.solve(rhs)
-            for col in range(start, stop):
-                j, a = divmod(col, t.p)
-                blocks[j, :, a] = sol[off + j * t.p + np.arange(t.p), col - start]
-        blocks = res.sigma**2 * np.einsum("ij,ljk,mk->lim", lam, blocks, lam)
-        out.append(blocks)
-        off += size
+    for t, c in zip(res.model.terms, core_model.conditional_variances()):
+        # c is p × (p·ℓ), block j in columns j·p .. j·p + p − 1.
+        out.append(res.sigma**2 * np.asarray(c).reshape(t.p, t.nlevels, t.p).transpose(1, 0, 2))
     return out
 
 

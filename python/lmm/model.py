@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 
@@ -12,6 +14,9 @@ from .formula import parse_formula
 __all__ = ["LinearMixedModel", "lmer"]
 
 DEFAULT_MAX_DENSE_BYTES = 4.0 * 2**30
+# A fitted residual SD below this fraction of the response's SD is zero to working
+# precision (the criterion then falls without bound as θ grows).
+EXACT_FIT_SIGMA = 1e-6
 
 # The dense block of crossed terms is factored and inverted by the LAPACK SciPy
 # carries (OpenBLAS in SciPy's wheels: faster than Eigen's kernels, and
@@ -89,9 +94,19 @@ class LinearMixedModel:
         return self._core.ntheta
 
     @property
+    def core(self) -> core.Model:
+        """The compiled model (crossproducts and factor, built with the shift)."""
+        return self._core
+
+    @property
     def theta_lower(self) -> np.ndarray:
-        """Lower bounds of θ: 0 for diagonal entries of each λ, -inf otherwise."""
+        """Lower bounds of θ (the core's parameterizations): 0 for diagonal entries of λ."""
         return np.asarray(self._core.theta_lower)
+
+    @property
+    def theta_upper(self) -> np.ndarray:
+        """Upper bounds of θ (+inf where unbounded)."""
+        return np.asarray(self._core.theta_upper)
 
     @property
     def theta_start(self) -> np.ndarray:
@@ -117,7 +132,7 @@ class LinearMixedModel:
     def theta_names(self) -> list[str]:
         """lme4's names of θ: ``Subject.(Intercept)``, ``Subject.Days.(Intercept)``, ..."""
         return [f"{t.name}.{t.cnames[i]}" if i == j else f"{t.name}.{t.cnames[i]}.{t.cnames[j]}"
-                for t in self.terms for i, j in t.theta_positions()]
+                for k, t in enumerate(self.terms) for i, j in self._core.theta_positions(k)]
 
     # --- evaluation ----------------------------------------------------------------------
 
@@ -127,33 +142,40 @@ class LinearMixedModel:
             raise ValueError(f"theta has {theta.size} entries; this model has {self.ntheta}: {self.theta_names}")
         if np.any(theta < self.theta_lower):
             raise ValueError("theta violates its lower bounds (diagonal entries of λ must be >= 0)")
+        if np.any(theta > self.theta_upper):
+            raise ValueError(f"theta violates its upper bounds {self.theta_upper}")
         return theta
 
-    def objective(self, theta) -> float:
+    def _reml(self, reml: bool | None) -> bool:
+        return self.REML if reml is None else bool(reml)
+
+    def objective(self, theta, reml: bool | None = None) -> float:
         """Profiled REML criterion (REML models) or ML deviance at ``theta``.
 
         Args:
             theta: relative covariance parameters in lme4's order (``theta_names``).
+            reml: the criterion (None: the model's).
 
         Returns:
             The criterion lme4's ``devfun`` returns at the same θ.
         """
-        return float(self._core.evaluate(self._theta(theta), self.REML))
+        return float(self._core.evaluate(self._theta(theta), self._reml(reml)))
 
-    def gradient(self, theta) -> np.ndarray:
+    def gradient(self, theta, reml: bool | None = None) -> np.ndarray:
         """Exact gradient of :meth:`objective` with respect to θ.
 
         Args:
             theta: relative covariance parameters in lme4's order.
+            reml: the criterion (None: the model's).
 
         Returns:
             Array of length ``ntheta``.
         """
-        return self.objective_and_gradient(theta)[1]
+        return self.objective_and_gradient(theta, reml)[1]
 
-    def objective_and_gradient(self, theta) -> tuple[float, np.ndarray]:
+    def objective_and_gradient(self, theta, reml: bool | None = None) -> tuple[float, np.ndarray]:
         """The objective and its exact gradient at ``theta`` from one factorization."""
-        value, grad = self._core.evaluate_with_gradient(self._theta(theta), self.REML)
+        value, grad = self._core.evaluate_with_gradient(self._theta(theta), self._reml(reml))
         return float(value), np.asarray(grad)
 
     def fit(self, start=None, *, optimizer: str = "L-BFGS-B", tol: float = 1e-8, maxiter: int = 10000,
@@ -162,10 +184,11 @@ class LinearMixedModel:
 
         Args:
             start: starting θ (default λ = I).
-            optimizer: ``"L-BFGS-B"`` (default, exact gradient) or a derivative-free
-                ``"COBYQA"``, ``"Nelder-Mead"`` or ``"Powell"``.
+            optimizer: ``"L-BFGS-B"`` (default, SciPy's, exact gradient), ``"core"``
+                (the C++ library's projected L-BFGS, exact gradient) or SciPy's
+                derivative-free ``"COBYQA"``, ``"Nelder-Mead"`` or ``"Powell"``.
             tol: tolerance on the projected gradient (L-BFGS-B) or the objective.
-            maxiter: iteration limit.
+            maxiter: limit on evaluations.
             verbose: print the objective at each evaluation.
 
         Returns:
@@ -175,7 +198,14 @@ class LinearMixedModel:
         from .results import LmmResult
 
         opt = optimize_theta(self, start=start, optimizer=optimizer, tol=tol, maxiter=maxiter, verbose=verbose)
-        return LmmResult(self, opt)
+        res = LmmResult(self, opt)
+        y = self.design.y
+        if res.sigma <= EXACT_FIT_SIGMA * float(np.std(y)):
+            warnings.warn(
+                f"the residual standard deviation {res.sigma:.3g} is zero to working precision against the "
+                f"response's ({np.std(y):.3g}): the random effects fit the response exactly, and θ is not "
+                "determined", UserWarning, stacklevel=2)
+        return res
 
 
 def lmer(formula: str, data: pd.DataFrame, REML: bool = True, **kwargs):

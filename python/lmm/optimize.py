@@ -1,4 +1,11 @@
-"""Optimization of the profiled objective over θ."""
+"""Optimization of the profiled objective over θ.
+
+SciPy's L-BFGS-B with the core's exact gradient is the default; ``"core"`` is the
+C++ library's own projected L-BFGS (``lmm::fit``, run with the GIL released),
+and SciPy's derivative-free methods are available through the same objective.
+The convergence verdict, the singular tolerance and the restart rule off the
+boundary are the core's (``lmm._core.FIT_DEFAULTS``), whichever method runs.
+"""
 
 from __future__ import annotations
 
@@ -9,16 +16,19 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import optimize as sopt
 
-__all__ = ["OptimizeResult", "optimize_theta", "SINGULAR_TOL"]
+from . import _core as core
 
+__all__ = ["OptimizeResult", "optimize_theta", "SINGULAR_TOL", "OPTIMIZERS"]
+
+_DEFAULTS = core.FIT_DEFAULTS
 #: lme4's isSingular tolerance: a diagonal entry of λ below this is at the boundary.
-SINGULAR_TOL = 1e-4
+SINGULAR_TOL: float = _DEFAULTS["singular_tolerance"]
 #: Largest entry of the projected gradient still called converged, in deviance units per
 #: unit θ and, for objectives above 1000, relative to the objective (whose rounding error
 #: and curvature both grow with the number of observations).
-GRADIENT_TOL = 1e-3
-GRADIENT_TOL_REL = 1e-6
-OPTIMIZERS = ("L-BFGS-B", "COBYQA", "Nelder-Mead", "Powell")
+GRADIENT_TOL: float = _DEFAULTS["convergence_tolerance"]
+GRADIENT_TOL_REL: float = _DEFAULTS["convergence_tolerance_rel"]
+OPTIMIZERS = ("L-BFGS-B", "core", "COBYQA", "Nelder-Mead", "Powell")
 #: The rounding floor of the objective: a change below this, relative to the objective,
 #: is not progress. Once the projected gradient is below FLOOR_GRADIENT_REL relative to
 #: the objective, FLOOR_STALLS (plus one per FLOOR_STALLS_PER_THETA entries of θ, whose
@@ -62,11 +72,13 @@ class OptimizeResult:
     gradient: np.ndarray
 
 
-def projected_gradient(theta: np.ndarray, grad: np.ndarray, lower: np.ndarray) -> np.ndarray:
-    """Gradient with the entries that push against an active lower bound removed."""
+def projected_gradient(theta: np.ndarray, grad: np.ndarray, lower: np.ndarray,
+                       upper: np.ndarray | None = None) -> np.ndarray:
+    """Gradient with the entries that push against an active bound removed."""
     pg = grad.copy()
-    at_bound = (theta <= lower + 1e-12) & (grad > 0)
-    pg[at_bound] = 0.0
+    pg[(theta <= lower + 1e-12) & (grad > 0)] = 0.0
+    if upper is not None:
+        pg[(theta >= upper - 1e-12) & (grad < 0)] = 0.0
     return pg
 
 
@@ -76,9 +88,10 @@ def _escape_boundary(f, theta: np.ndarray, lower: np.ndarray, value: float) -> n
     Where a column of λ has only its diagonal entry left, the objective is even
     in that entry, so its gradient vanishes at 0 whether or not 0 is the
     minimum: a gradient method that lands there stays. lme4's restart_edge
-    handles the same trap. Try small positive values; any decrease restarts.
+    handles the same trap. Entries below the singular tolerance are tried at
+    small positive values (the core's rule, lmm::fit); any decrease restarts.
     """
-    for i in np.flatnonzero((lower == 0) & (theta <= 0)):
+    for i in np.flatnonzero((lower == 0) & (theta < SINGULAR_TOL)):
         for step in (1e-3, 1e-2, 1e-1):
             trial = theta.copy()
             trial[i] = step
@@ -88,12 +101,14 @@ def _escape_boundary(f, theta: np.ndarray, lower: np.ndarray, value: float) -> n
 
 
 def optimize_theta(model, start=None, optimizer: str = "L-BFGS-B", tol: float = 1e-8, maxiter: int = 10000,
-                   verbose: bool = False, max_restarts: int = 5) -> OptimizeResult:
-    """Minimize ``model.objective`` over θ within lme4's bounds (diagonal of each λ ≥ 0).
+                   verbose: bool = False, max_restarts: int = int(_DEFAULTS["max_restarts"]),
+                   reml: bool | None = None) -> OptimizeResult:
+    """Minimize ``model.objective`` over θ within the bounds of each term's parameterization.
 
-    ``"L-BFGS-B"`` uses the exact gradient from the core; ``"COBYQA"`` (a
+    ``"L-BFGS-B"`` uses the exact gradient from the core; ``"core"`` is the C++
+    library's projected L-BFGS (also exact gradient); ``"COBYQA"`` (a
     successor of lme4's BOBYQA), ``"Nelder-Mead"`` and ``"Powell"`` are
-    derivative-free. The optimizer works on φ = θ / ``model.theta_scale``, which
+    derivative-free. ``reml`` picks the criterion (None: the model's). The optimizer works on φ = θ / ``model.theta_scale``, which
     is θ itself unless a random-effects column has an extreme scale. A fit that
     ends with a diagonal entry of λ at 0 is restarted off the boundary when that
     lowers the objective (at most ``max_restarts`` times). Warns (UserWarning)
@@ -105,8 +120,11 @@ def optimize_theta(model, start=None, optimizer: str = "L-BFGS-B", tol: float = 
     """
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {optimizer!r}; choose one of {OPTIMIZERS}")
+    reml = model.REML if reml is None else bool(reml)
+    if optimizer == "core":
+        return _core_fit(model, start, reml, maxiter, verbose)
     scale = model.theta_scale
-    lower = model.theta_lower / scale
+    lower, upper = model.theta_lower / scale, model.theta_upper / scale
     phi = model.theta_start if start is None else model._theta(start) / scale
     counts = {"f": 0, "g": 0}
 
@@ -117,15 +135,15 @@ def optimize_theta(model, start=None, optimizer: str = "L-BFGS-B", tol: float = 
     def evaluate(phi, gradient: bool):
         if last["phi"] is not None and np.array_equal(phi, last["phi"]) and (not gradient or last["grad"] is not None):
             return (last["value"], last["grad"]) if gradient else last["value"]
-        theta = np.maximum(phi, lower) * scale
+        theta = np.clip(phi, lower, upper) * scale
         counts["f"] += 1
         counts["g"] += gradient
         try:
             if gradient:
-                value, grad = model.objective_and_gradient(theta)
+                value, grad = model.objective_and_gradient(theta, reml=reml)
                 grad = grad * scale
             else:
-                value, grad = model.objective(theta), None
+                value, grad = model.objective(theta, reml=reml), None
         except RuntimeError as err:
             raise ValueError(
                 f"the objective cannot be evaluated at theta = {np.array2string(theta, precision=4)}: {err}. "
@@ -151,23 +169,23 @@ def optimize_theta(model, start=None, optimizer: str = "L-BFGS-B", tol: float = 
         progress = best["phi"] is None or value < best["value"] - FLOOR_REL * abs(best["value"])
         best["stalls"] = 0 if progress else best["stalls"] + 1
         if value < best["value"]:
-            pg = np.max(np.abs(projected_gradient(np.maximum(phi, lower), grad, lower)), initial=0.0)
+            pg = np.max(np.abs(projected_gradient(np.clip(phi, lower, upper), grad, lower, upper)), initial=0.0)
             best.update(phi=np.array(phi, dtype=np.float64), value=value, grad=grad,
                         small_gradient=pg <= FLOOR_GRADIENT_REL * max(1.0, abs(value)))
         if best["small_gradient"] and best["stalls"] >= stalls_allowed:
             raise _AtFloor
         return value, grad
 
-    bounds = sopt.Bounds(lower, np.full_like(lower, np.inf))
+    bounds = sopt.Bounds(lower, upper)
     t0 = time.perf_counter()
     restarts = 0
     while True:
         try:
             res = _minimize(f, fg, phi, optimizer, bounds, tol, maxiter)
-            phi = np.maximum(np.asarray(res.x, dtype=np.float64), lower)
+            phi = np.clip(np.asarray(res.x, dtype=np.float64), lower, upper)
         except _AtFloor:
             res = sopt.OptimizeResult(message="stopped at the objective's rounding floor")
-            phi = np.maximum(best["phi"], lower)
+            phi = np.clip(best["phi"], lower, upper)
             last.update(phi=phi, value=best["value"], grad=best["grad"])
         best.update(phi=None, value=np.inf, small_gradient=False, stalls=0)
         value = f(phi)
@@ -178,7 +196,7 @@ def optimize_theta(model, start=None, optimizer: str = "L-BFGS-B", tol: float = 
         phi = escape
     elapsed = time.perf_counter() - t0
     value, g = evaluate(phi, True)
-    max_pg = float(np.max(np.abs(projected_gradient(phi, g, lower)), initial=0.0))
+    max_pg = float(np.max(np.abs(projected_gradient(phi, g, lower, upper)), initial=0.0))
     converged = max_pg <= max(GRADIENT_TOL, GRADIENT_TOL_REL * abs(value))
     message = f"{'converged' if converged else 'not converged'}: max |projected gradient| {max_pg:.2g}"
     if restarts:
@@ -188,6 +206,22 @@ def optimize_theta(model, start=None, optimizer: str = "L-BFGS-B", tol: float = 
         warnings.warn(f"the optimizer did not converge: {message}", UserWarning, stacklevel=3)
     return OptimizeResult(theta=phi * scale, objective=value, optimizer=optimizer, nfev=counts["f"],
                           ngev=counts["g"], time=elapsed, message=message, converged=converged, gradient=g / scale)
+
+
+def _core_fit(model, start, reml: bool, maxiter: int, verbose: bool) -> OptimizeResult:
+    """The C++ optimizer (lmm::fit) on the model's core, with the same scaling of θ."""
+    trace = (lambda k, value: print(f"  eval {k:4d}: objective {value:.10g}")) if verbose else None
+    theta0 = model.theta_start if start is None else model._theta(start)
+    try:
+        r = model.core.fit(reml, theta_start=theta0, theta_scale=model.theta_scale, max_evaluations=maxiter,
+                           trace=trace)
+    except RuntimeError as err:
+        raise ValueError(f"the objective cannot be evaluated at the starting theta: {err}") from None
+    if not r.converged:
+        warnings.warn(f"the optimizer did not converge: {r.message}", UserWarning, stacklevel=3)
+    return OptimizeResult(theta=np.asarray(r.theta), objective=r.criterion, optimizer="core", nfev=r.evaluations,
+                          ngev=r.gradient_evaluations, time=r.seconds, message=f"{r.message} (core)",
+                          converged=r.converged, gradient=np.asarray(r.gradient))
 
 
 def _minimize(f, fg, theta0, optimizer, bounds, tol, maxiter):

@@ -91,6 +91,33 @@ void set_response(lmm::Model& m, const std::vector<py::tuple>& terms, const Colu
   m.set_response(d.terms, d.Xmap(), d.ymap());
 }
 
+// lmm::fit on a built model. The GIL is released while the optimizer runs and
+// taken again only to call trace.
+lmm::FitResult fit_model(lmm::Model& m, bool reml, const std::optional<lmm::Vector>& theta_start,
+                         const std::optional<lmm::Vector>& theta_scale, lmm::Index max_evaluations,
+                         lmm::Index max_iterations, double gradient_tolerance, double gradient_tolerance_rel,
+                         const std::optional<py::function>& trace) {
+  lmm::FitOptions o;
+  o.gradient_tolerance = gradient_tolerance;
+  o.gradient_tolerance_rel = gradient_tolerance_rel;
+  o.reml = reml;
+  if (theta_start) o.theta_start = *theta_start;
+  if (theta_scale) o.theta_scale = *theta_scale;
+  o.max_evaluations = max_evaluations;
+  o.max_iterations = max_iterations;
+  if (trace) {
+    // By reference: the function outlives the fit, and is not copied (or
+    // released) without the GIL.
+    const py::function& f = *trace;
+    o.trace = [&f](lmm::Index k, double value) {
+      py::gil_scoped_acquire gil;
+      f(k, value);
+    };
+  }
+  py::gil_scoped_release release;
+  return lmm::fit(m, o);
+}
+
 // A routine of scipy.linalg.cython_lapack, from the capsule SciPy exports for it.
 template <typename Fn>
 Fn scipy_lapack(const py::module_& cython_lapack, const char* name) {
@@ -124,6 +151,28 @@ PYBIND11_MODULE(_core, m) {
         "dense kernels of the crossed block: 'lapack' (SciPy's LAPACK) or 'eigen'");
   m.def("dense_backend", []() { return lmm::using_lapack() ? "lapack" : "eigen"; }, "the current dense backend");
 
+  const lmm::FitOptions defaults;
+  m.attr("FIT_DEFAULTS") = py::dict(
+      py::arg("gradient_tolerance") = defaults.gradient_tolerance,
+      py::arg("gradient_tolerance_rel") = defaults.gradient_tolerance_rel,
+      py::arg("convergence_tolerance") = defaults.convergence_tolerance,
+      py::arg("convergence_tolerance_rel") = defaults.convergence_tolerance_rel,
+      py::arg("max_restarts") = defaults.max_restarts, py::arg("singular_tolerance") = lmm::singular_tolerance);
+
+  py::class_<lmm::FitResult>(m, "FitResult", "Outcome of Model.fit (see lmm::FitResult).")
+      .def_readonly("theta", &lmm::FitResult::theta)
+      .def_readonly("criterion", &lmm::FitResult::criterion)
+      .def_readonly("gradient", &lmm::FitResult::gradient)
+      .def_readonly("max_projected_gradient", &lmm::FitResult::max_projected_gradient)
+      .def_readonly("converged", &lmm::FitResult::converged)
+      .def_readonly("singular", &lmm::FitResult::singular)
+      .def_readonly("iterations", &lmm::FitResult::iterations)
+      .def_readonly("evaluations", &lmm::FitResult::evaluations)
+      .def_readonly("gradient_evaluations", &lmm::FitResult::gradient_evaluations)
+      .def_readonly("restarts", &lmm::FitResult::restarts)
+      .def_readonly("seconds", &lmm::FitResult::seconds)
+      .def_readonly("message", &lmm::FitResult::message);
+
   py::class_<lmm::Model>(m, "Model", "A linear mixed model on its crossproduct blocks.")
       .def(py::init(&make_model), py::arg("terms"), py::arg("X"), py::arg("y"),
            py::arg("max_dense_bytes") = lmm::ModelOptions{}.max_dense_bytes, py::arg("x_center") = py::none(),
@@ -141,6 +190,21 @@ PYBIND11_MODULE(_core, m) {
       .def_property_readonly("ntheta", &lmm::Model::ntheta)
       .def_property_readonly("theta_lower", &lmm::Model::theta_lower)
       .def_property_readonly("theta_start", &lmm::Model::theta_start)
+      .def_property_readonly("theta_upper", &lmm::Model::theta_upper)
+      .def(
+          "theta_positions",
+          [](const lmm::Model& m, lmm::Index k) {
+            if (k < 0 || k >= m.nterms()) throw py::index_error("term index out of range");
+            return lmm::theta_positions(m.shapes()[k]);
+          },
+          py::arg("k"), "(row, col) of λ for each θ entry of model term k, in θ order")
+      .def(
+          "structure",
+          [](const lmm::Model& m, lmm::Index k) {
+            if (k < 0 || k >= m.nterms()) throw py::index_error("term index out of range");
+            return m.shapes()[k].parameterization().name();
+          },
+          py::arg("k"), "covariance structure of model term k ('us', 'diag')")
       .def_property_readonly("nprefix", [](const lmm::Model& m) { return m.cholesky().nprefix(); },
                              "number of leading terms whose diagonal blocks of L stay block diagonal")
       .def_property_readonly("tail_size", [](const lmm::Model& m) { return m.cholesky().tail_size(); },
@@ -196,5 +260,14 @@ PYBIND11_MODULE(_core, m) {
           },
           py::arg("u"), "conditional modes Λu")
       .def("sigma", &lmm::Model::sigma, py::arg("reml"))
-      .def("vcov_beta", &lmm::Model::vcov_beta, py::arg("reml"));
+      .def("vcov_beta", &lmm::Model::vcov_beta, py::arg("reml"))
+      .def("conditional_variances", &lmm::Model::conditional_variances, py::call_guard<py::gil_scoped_release>(),
+           "per model term, p × (p·ℓ): block j is λ W_jj λ' (W = (Λ'Z'ZΛ + I)⁻¹), condVar / σ²")
+      .def("fit", &fit_model, py::arg("reml"), py::arg("theta_start") = py::none(),
+           py::arg("theta_scale") = py::none(), py::arg("max_evaluations") = lmm::FitOptions{}.max_evaluations,
+           py::arg("max_iterations") = lmm::FitOptions{}.max_iterations,
+           py::arg("gradient_tolerance") = lmm::FitOptions{}.gradient_tolerance,
+           py::arg("gradient_tolerance_rel") = lmm::FitOptions{}.gradient_tolerance_rel, py::arg("trace") = py::none(),
+           "minimize the criterion over θ (projected L-BFGS, exact gradient, restarts off the boundary);\n"
+           "leaves θ at the optimum. trace(evaluation, value) is called after each evaluation.");
 }

@@ -8,6 +8,7 @@
 // FitResult::order maps model terms back to the caller's terms.
 #pragma once
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -25,13 +26,22 @@ struct FitOptions {
   /// Starting θ (ntheta, model order). Empty: λ = I (1 on diagonals, 0 elsewhere).
   /// Diagonal entries of λ must be ≥ 0.
   Vector theta_start;
-  /// The optimizer stops when the largest entry of the projected gradient is at
-  /// most this (criterion units per unit θ). It also stops when no step along
-  /// the search direction lowers the criterion (flat to rounding) or at a limit below.
+  /// Scale of each θ entry (ntheta, positive): the optimizer works on
+  /// φ = θ / theta_scale, so that φ is of order one whatever the units of a
+  /// term's columns. Empty: 1.
+  Vector theta_scale;
+  /// The optimizer stops when the largest entry of the projected gradient (in φ)
+  /// is at most max(gradient_tolerance, gradient_tolerance_rel · |criterion|):
+  /// the criterion's rounding error, and with it the gradient's, grows with the
+  /// number of observations. It also stops when no step along the search
+  /// direction lowers the criterion (flat to rounding) or at a limit below.
   double gradient_tolerance = 1e-7;
+  double gradient_tolerance_rel = 0.0;
   /// FitResult::converged is set when the largest entry of the projected
-  /// gradient at the optimum is at most this (criterion units per unit θ).
+  /// gradient at the optimum (in θ) is at most
+  /// max(convergence_tolerance, convergence_tolerance_rel · |criterion|).
   double convergence_tolerance = 1e-3;
+  double convergence_tolerance_rel = 1e-6;
   /// Largest number of quasi-Newton iterations, counted over all restarts.
   Index max_iterations = 1000;
   /// Largest number of criterion evaluations, counted over all restarts.
@@ -42,6 +52,9 @@ struct FitOptions {
   Index max_restarts = 5;
   /// Options of the Model built by the array overload of fit().
   ModelOptions model;
+  /// Called after each evaluation of the criterion with its count and value
+  /// (empty: not called). Runs on the fitting thread.
+  std::function<void(Index, double)> trace;
 };
 
 /// Outcome of a fit. Per-term entries are in model order (see `order`).
@@ -53,7 +66,8 @@ struct FitResult {
   std::vector<Index> order;           ///< order[k]: index in the caller's terms of model term k
 
   Vector theta;                       ///< ntheta, θ at the optimum (model order, lme4's order)
-  Vector theta_lower;                 ///< ntheta, lower bounds of θ (0 or -inf)
+  Vector theta_lower;                 ///< ntheta, lower bounds of θ (0 or -inf for us/diag)
+  Vector theta_upper;                 ///< ntheta, upper bounds of θ (+inf where unbounded)
   std::vector<Matrix> lambda;         ///< per term, p_k × p_k lower-triangular λ at the optimum
   Vector beta;                        ///< p, fixed effects β̂ (the columns of X)
   Matrix vcov_beta;                   ///< p × p, covariance of β̂: σ² (L_X L_X')⁻¹
@@ -74,7 +88,7 @@ struct FitResult {
 
   Vector gradient;                    ///< ntheta, exact gradient of the criterion at θ
   double max_projected_gradient = 0;  ///< largest |entry| of the gradient not pushing against a bound
-  bool converged = false;             ///< max_projected_gradient ≤ FitOptions::convergence_tolerance
+  bool converged = false;             ///< max_projected_gradient within FitOptions' convergence tolerance
   bool singular = false;              ///< some diagonal entry of λ below 1e-4 (lme4's isSingular)
   Index iterations = 0;               ///< quasi-Newton iterations, all restarts
   Index evaluations = 0;              ///< criterion evaluations (factorizations), all restarts

@@ -7,5 +7,6 @@
 #include "dense.hpp"
 #include "fit.hpp"
 #include "model.hpp"
+#include "parameterization.hpp"
 #include "terms.hpp"
 #include "types.hpp"

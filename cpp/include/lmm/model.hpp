@@ -18,8 +18,8 @@ struct ModelOptions {
 
 class Model {
  public:
-  /// Build the model: order the terms by decreasing number of levels (stable,
-  /// as lme4 does), form the crossproducts in one pass and analyse L.
+  /// Build the model: order the terms as lme4 does (by decreasing number of
+  /// levels when they are not already, ties in reverse input order), form the crossproducts in one pass and analyse L.
   ///   terms: per-term codes (n) and z (n × p_k), in any order
   ///   X:     n × p fixed-effects model matrix (full column rank)
   ///   y:     n response
@@ -45,7 +45,8 @@ class Model {
   const BlockedCholesky& cholesky() const { return L_; }
 
   Index ntheta() const;
-  Vector theta_lower() const;  ///< ntheta lower bounds (0 or -inf)
+  Vector theta_lower() const;  ///< ntheta lower bounds (from each term's parameterization)
+  Vector theta_upper() const;  ///< ntheta upper bounds (+inf where unbounded)
   Vector theta_start() const;  ///< ntheta starting values (λ = I)
 
   /// Set θ (ntheta, model order) and factor L. Throws std::invalid_argument for
@@ -78,6 +79,12 @@ class Model {
   double sigma(bool reml) const;
   /// Covariance of β̂ (p × p): σ² (L_X L_X')⁻¹.
   Matrix vcov_beta(bool reml) const;
+  /// Conditional covariances of the random effects at the current θ, relative
+  /// to σ² (lme4's condVar divided by σ²): per term (model order), a
+  /// p_k × (p_k ℓ_k) matrix whose block j is λ_k W_jj λ_k', W = (Λ'Z'ZΛ + I)⁻¹
+  /// on the pattern of L (selected inverse; any number of levels). Like
+  /// gradient(), it uses the factor's storage.
+  std::vector<Matrix> conditional_variances() const;
 
  private:
   void require_factored() const;

@@ -1,15 +1,13 @@
 // Random-effects terms: level codes, the columns z of the term's model matrix,
-// and the map θ → λ for unstructured and diagonal covariance.
+// and each term's covariance structure (its θ → λ map is in parameterization.hpp).
 #pragma once
 
 #include <vector>
 
+#include "parameterization.hpp"
 #include "types.hpp"
 
 namespace lmm {
-
-/// Covariance structure of one random-effects term.
-enum class Covariance { Unstructured, Diagonal };
 
 /// Shape of one term: number of levels ℓ, number of columns p, structure.
 struct TermShape {
@@ -17,10 +15,10 @@ struct TermShape {
   Index p = 0;
   Covariance covariance = Covariance::Unstructured;
 
-  /// Number of θ entries of this term: p(p+1)/2 unstructured, p diagonal.
-  Index ntheta() const {
-    return covariance == Covariance::Diagonal ? p : p * (p + 1) / 2;
-  }
+  /// The structure's parameterization (θ count, bounds, start, θ → λ, chain rule).
+  const Parameterization& parameterization() const { return lmm::parameterization(covariance); }
+  /// Number of θ entries of this term.
+  Index ntheta() const { return parameterization().ntheta(p); }
   /// Number of random effects of this term, ℓ·p.
   Index q() const { return nlevels * p; }
 };
@@ -37,17 +35,20 @@ struct TermData {
   TermShape shape() const { return {nlevels, z.cols(), covariance}; }
 };
 
-/// Fill the p × p lower-triangular λ of a term from its θ segment
-/// (column-major lower triangle for unstructured, the diagonal for diagonal).
+/// λ (p × p lower triangular) of a term from its θ segment.
 void theta_to_lambda(const TermShape& shape, const double* theta, Matrix& lambda);
 
-/// Lower bounds of a term's θ: 0 for diagonal entries of λ, -inf otherwise.
+/// Lower bounds of a term's θ (0 for diagonal entries of λ, -inf for free entries).
 Vector theta_lower(const TermShape& shape);
 
-/// Starting θ of a term (λ = I): 1 on the diagonal, 0 elsewhere.
+/// Upper bounds of a term's θ (+inf where unbounded).
+Vector theta_upper(const TermShape& shape);
+
+/// Starting θ of a term (lme4's: λ = I).
 Vector theta_start(const TermShape& shape);
 
-/// (row, col) of λ for each θ entry of the term, in θ order.
+/// (row, col) of λ for each θ entry of the term, in θ order; empty for
+/// structures whose θ entries are not entries of λ.
 std::vector<std::pair<Index, Index>> theta_positions(const TermShape& shape);
 
 }  // namespace lmm

@@ -1,0 +1,119 @@
+"""Type stub of lmm's compiled core (python/src/bindings.cpp)."""
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+FloatArray = npt.NDArray[np.float64]
+
+#: The optimizer's tolerances and lme4's singular tolerance (lmm::FitOptions defaults).
+FIT_DEFAULTS: dict[str, float]
+
+def set_dense_backend(name: str) -> None:
+    """Dense kernels of the crossed block: 'lapack' (SciPy's LAPACK) or 'eigen'."""
+
+def dense_backend() -> str:
+    """The current dense backend."""
+
+class FitResult:
+    """Outcome of Model.fit (see lmm::FitResult)."""
+
+    @property
+    def theta(self) -> FloatArray: ...
+    @property
+    def criterion(self) -> float: ...
+    @property
+    def gradient(self) -> FloatArray: ...
+    @property
+    def max_projected_gradient(self) -> float: ...
+    @property
+    def converged(self) -> bool: ...
+    @property
+    def singular(self) -> bool: ...
+    @property
+    def iterations(self) -> int: ...
+    @property
+    def evaluations(self) -> int: ...
+    @property
+    def gradient_evaluations(self) -> int: ...
+    @property
+    def restarts(self) -> int: ...
+    @property
+    def seconds(self) -> float: ...
+    @property
+    def message(self) -> str: ...
+
+Term = tuple[npt.ArrayLike, npt.ArrayLike, int, bool]
+
+class Model:
+    """A linear mixed model on its crossproduct blocks.
+
+    terms: (codes int (n,), z float64 (n, p_k), nlevels, diagonal) per term, in
+    any order (the model orders them as lme4, see ``order``); X (n, p); y (n,).
+    x_center, y_coef (p,): the core works on X_c = X - x_center and
+    y_c = y - X_c y_coef, formed row by row; beta and vcov_beta are those of X_c.
+    """
+
+    def __init__(self, terms: Sequence[Term], X: npt.ArrayLike, y: npt.ArrayLike,
+                 max_dense_bytes: float = ..., x_center: npt.ArrayLike | None = None,
+                 y_coef: npt.ArrayLike | None = None) -> None: ...
+    def set_response(self, terms: Sequence[Term], X: npt.ArrayLike, y: npt.ArrayLike) -> None:
+        """Replace y (same terms, in the constructor's order, and X); θ must be set again."""
+    @property
+    def order(self) -> list[int]:
+        """order[k]: input index of model term k."""
+    @property
+    def nobs(self) -> int: ...
+    @property
+    def nfixed(self) -> int: ...
+    @property
+    def nterms(self) -> int: ...
+    @property
+    def ntheta(self) -> int: ...
+    @property
+    def theta_lower(self) -> FloatArray: ...
+    @property
+    def theta_upper(self) -> FloatArray: ...
+    @property
+    def theta_start(self) -> FloatArray: ...
+    def theta_positions(self, k: int) -> list[tuple[int, int]]:
+        """(row, col) of λ for each θ entry of model term k, in θ order."""
+    def structure(self, k: int) -> str:
+        """Covariance structure of model term k ('us', 'diag')."""
+    @property
+    def nprefix(self) -> int: ...
+    @property
+    def tail_size(self) -> int: ...
+    @property
+    def factor_bytes(self) -> float: ...
+    def set_theta(self, theta: npt.ArrayLike) -> None: ...
+    def objective(self, reml: bool) -> float: ...
+    def evaluate(self, theta: npt.ArrayLike, reml: bool) -> float:
+        """Set θ and return the ML deviance or REML criterion."""
+    def gradient(self, reml: bool) -> FloatArray:
+        """Exact gradient of the objective in θ at the current θ."""
+    def evaluate_with_gradient(self, theta: npt.ArrayLike, reml: bool) -> tuple[float, FloatArray]:
+        """Set θ and return (objective, gradient)."""
+    @property
+    def theta(self) -> FloatArray: ...
+    def lambda_(self, k: int) -> FloatArray:
+        """λ of model term k at the current θ."""
+    @property
+    def pwrss(self) -> float: ...
+    @property
+    def ldL2(self) -> float: ...
+    @property
+    def ldRX2(self) -> float: ...
+    def solve(self) -> tuple[FloatArray, FloatArray]:
+        """(u, beta): spherical random effects (model term order) and fixed effects."""
+    def b(self, u: FloatArray) -> FloatArray:
+        """Conditional modes Λu."""
+    def sigma(self, reml: bool) -> float: ...
+    def vcov_beta(self, reml: bool) -> FloatArray: ...
+    def conditional_variances(self) -> list[FloatArray]:
+        """Per model term, p × (p·ℓ): block j is λ W_jj λ' (W = (Λ'Z'ZΛ + I)⁻¹), condVar / σ²."""
+    def fit(self, reml: bool, theta_start: npt.ArrayLike | None = None, theta_scale: npt.ArrayLike | None = None,
+            max_evaluations: int = ..., max_iterations: int = ...,
+            trace: Callable[[int, float], object] | None = None) -> FitResult:
+        """Minimize the criterion over θ (projected L-BFGS, exact gradient, restarts off the boundary)."""

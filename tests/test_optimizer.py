@@ -1,0 +1,58 @@
+"""The core's optimizer (lmm::fit, optimizer="core") against the default, and the shared constants."""
+
+import numpy as np
+import pytest
+
+import lmm
+from lmm import _core
+from lmm import optimize
+
+# The two optimizers reach the same optimum: criterion (relative) and θ (absolute).
+CRITERION = 1e-9
+THETA = 2e-4
+
+MODELS = [
+    ("Reaction ~ Days + (Days | Subject)", "sleepstudy"),
+    ("Reaction ~ Days + (Days || Subject)", "sleepstudy"),
+    ("diameter ~ 1 + (1 | plate) + (1 | sample)", "penicillin"),
+    ("strength ~ 1 + (1 | batch/cask)", "pastes"),
+    ("Yield ~ 1 + (1 | Batch)", "dyestuff2"),
+]
+
+
+@pytest.mark.parametrize("formula,dataset", MODELS)
+@pytest.mark.parametrize("reml", [True, False])
+def test_core_optimizer_reaches_the_default_optimum(formula, dataset, reml):
+    model = lmm.LinearMixedModel(formula, lmm.datasets.load(dataset), REML=reml)
+    ref = model.fit()
+    got = model.fit(optimizer="core")
+    assert got.converged and got.optinfo.optimizer == "core"
+    assert got.objective <= ref.objective + CRITERION * abs(ref.objective)
+    np.testing.assert_allclose(got.objective, ref.objective, rtol=CRITERION)
+    np.testing.assert_allclose(got.theta, ref.theta, atol=THETA)
+    assert got.singular == ref.singular
+
+
+def test_core_optimizer_scaled_theta():
+    """A slope in tiny units (θ scaled by the optimizer) gives the same fit as in ordinary units."""
+    df = lmm.datasets.load("sleepstudy")
+    df = df.assign(Days=df["Days"] * 1e-4)
+    with pytest.warns(UserWarning, match="very different scales"):
+        model = lmm.LinearMixedModel("Reaction ~ Days + (Days | Subject)", df)
+    ref, got = model.fit(), model.fit(optimizer="core")
+    np.testing.assert_allclose(got.objective, ref.objective, rtol=CRITERION)
+    np.testing.assert_allclose(got.theta / model.theta_scale, ref.theta / model.theta_scale, atol=THETA)
+
+
+def test_one_set_of_constants():
+    """Python's verdict and singular tolerance are the core's."""
+    d = _core.FIT_DEFAULTS
+    assert optimize.SINGULAR_TOL == d["singular_tolerance"] == 1e-4
+    assert optimize.GRADIENT_TOL == d["convergence_tolerance"]
+    assert optimize.GRADIENT_TOL_REL == d["convergence_tolerance_rel"]
+
+
+def test_core_optimizer_trace(capsys):
+    lmm.lmer("Reaction ~ Days + (Days | Subject)", lmm.datasets.load("sleepstudy"), optimizer="core", verbose=True)
+    out = capsys.readouterr().out
+    assert out.startswith("  eval    1: objective 1773.")
