@@ -273,7 +273,7 @@ Vector search_direction(const Point& pt, const Bounds& box, const LbfgsMemory& H
 // σ φ'(0) ≤ φ'(α) ≤ (2δ − 1) φ'(0). Returns false when no acceptable point
 // is found.
 bool line_search(Objective& obj, const Point& cur, const Vector& d, const Bounds& box, double alpha,
-                 Index max_evaluations, Point& next) {
+                 bool cautious, Index max_evaluations, Point& next) {
   const double dg = cur.g.dot(d);
   const double flat = kRounding * std::max(1.0, std::abs(cur.f));
   double alpha_feasible = kInf;  // largest α with x + α d feasible
@@ -284,12 +284,11 @@ bool line_search(Objective& obj, const Point& cur, const Vector& d, const Bounds
       alpha_feasible = std::min(alpha_feasible, (box.upper[i] - cur.x[i]) / d[i]);
   }
   double lo = 0.0, hi = kInf;
-  // The first trial stops short of the bounds of entries that are still
-  // interior: the criterion is even in a diagonal entry of λ whose column has
-  // no other free entry, so its gradient is 0 at the bound, and an entry put
-  // there by one long step would stay whatever the optimum. Entries whose
-  // optimum is on the bound approach it geometrically and are set on it at
-  // the end of the fit (see snap_to_boundary).
+  // Without curvature information (cautious), extrapolation stops short of the
+  // bounds of entries that are still interior: the criterion is even in a
+  // diagonal entry of λ whose column has no other free entry, so its gradient
+  // is 0 at the bound, and an entry put there by a long steepest-descent step
+  // would stay whatever the optimum.
   double alpha_interior = kInf;
   for (Index i = 0; i < d.size(); ++i) {
     if (d[i] < 0.0 && cur.x[i] > box.lower[i])
@@ -341,7 +340,7 @@ bool line_search(Objective& obj, const Point& cur, const Vector& d, const Bounds
       lo = alpha;
       // Extrapolation, too, stops short of interior entries' bounds.
       alpha = std::isfinite(hi) ? 0.5 * (lo + hi)
-              : alpha < alpha_interior ? std::min(kExtrapolate * alpha, alpha + kInterior * (alpha_interior - alpha))
+              : cautious && alpha < alpha_interior ? std::min(kExtrapolate * alpha, alpha + kInterior * (alpha_interior - alpha))
                                        : kExtrapolate * alpha;
     } else {
       hi = alpha;
@@ -381,7 +380,7 @@ MinimizeOutcome minimize(Objective& obj, Point pt, const Bounds& box, const FitO
       }
     }
     Point next;
-    if (!line_search(obj, pt, d, box, alpha, o.max_evaluations, next)) {
+    if (!line_search(obj, pt, d, box, alpha, H.empty(), o.max_evaluations, next)) {
       if (H.empty()) return {pt, obj.evaluations >= o.max_evaluations ? Stop::Evaluations : Stop::LineSearch};
       // A stale quasi-Newton model can give a poor direction: retry once
       // from steepest descent before giving up.
