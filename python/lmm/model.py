@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import numpy as np
@@ -199,13 +200,20 @@ class LinearMixedModel:
 
         opt = optimize_theta(self, start=start, optimizer=optimizer, tol=tol, maxiter=maxiter, verbose=verbose)
         res = LmmResult(self, opt)
-        y = self.design.y
-        if res.sigma <= EXACT_FIT_SIGMA * float(np.std(y)):
+        sd = _sd(self.design.y)
+        if res.sigma <= EXACT_FIT_SIGMA * sd:
             warnings.warn(
                 f"the residual standard deviation {res.sigma:.3g} is zero to working precision against the "
-                f"response's ({np.std(y):.3g}): the random effects fit the response exactly, and θ is not "
+                f"response's ({sd:.3g}): the random effects fit the response exactly, and θ is not "
                 "determined", UserWarning, stacklevel=2)
         return res
+
+
+def _sd(y: np.ndarray, block: int = 1 << 12) -> float:
+    """Standard deviation of y, in blocks (no temporary of y's length)."""
+    mean = float(y.mean())
+    ss = sum(float(np.square(y[i:i + block] - mean).sum()) for i in range(0, len(y), block))
+    return math.sqrt(ss / max(len(y), 1))
 
 
 def lmer(formula: str, data: pd.DataFrame, REML: bool = True, **kwargs):
