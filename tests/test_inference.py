@@ -79,7 +79,7 @@ def test_satterthwaite_matches_lmertest(ref):
     np.testing.assert_allclose(got["Std. Error"], want["Std. Error"], rtol=1e-5)
     np.testing.assert_allclose(got["df"], want["df"], rtol=SATT_DF)
     np.testing.assert_allclose(got["Pr(>|t|)"], want["Pr(>|t|)"], rtol=SATT_P)
-    np.testing.assert_allclose(res._satterthwaite().vcov_varpar, np.array(ref["vcov_varpar"]), rtol=VCOV_VARPAR,
+    np.testing.assert_allclose(res.satterthwaite().vcov_varpar, np.array(ref["vcov_varpar"]), rtol=VCOV_VARPAR,
                                atol=VCOV_VARPAR * np.max(np.abs(ref["vcov_varpar"])))
 
 
@@ -147,7 +147,7 @@ def test_kenward_roger_needs_reml_and_moderate_size(monkeypatch):
     with pytest.raises(ValueError, match="only available for REML"):
         ml.coef_table("Kenward-Roger")
     res = lmm.lmer("Reaction ~ Days + (Days | Subject)", lmm.datasets.load("sleepstudy"))
-    monkeypatch.setattr(inference, "KR_MAX_ELEMENTS", 1000)
+    monkeypatch.setattr(inference.kenward_roger, "KR_MAX_ELEMENTS", 1000)
     with pytest.raises(ValueError, match="KR_MAX_ELEMENTS"):
         res.coef_table("Kenward-Roger")
 
@@ -283,12 +283,12 @@ def test_bootstrap_use_u_and_confint_method():
 
 
 def test_progress_bar_draws_on_a_terminal(capsys):
-    bar = inference._Progress(10, enabled=True, desc="boot")
+    bar = inference.Progress(10, enabled=True, desc="boot")
     bar.bar = None   # the plain bar, whether or not tqdm is installed
     bar.update(5)
     bar.close()
     assert "5/10" in capsys.readouterr().err
-    quiet = inference._Progress(10, enabled=None)   # stderr captured: not a terminal
+    quiet = inference.Progress(10, enabled=None)   # stderr captured: not a terminal
     quiet.update(10)
     quiet.close()
     assert capsys.readouterr().err == ""
@@ -408,7 +408,7 @@ def test_simulate_reproduces_moments():
     np.testing.assert_array_equal(y, res.simulate(nsim, seed=11))
     mean = d.X @ res.fixef.to_numpy()
     t = res.model.terms[0]
-    lam = res._lambdas[0]
+    lam = res.solution.lambdas[0]
     cov_b = res.sigma**2 * lam @ lam.T
     var = res.sigma**2 + np.einsum("ij,jk,ik->i", t.z, cov_b, t.z)
     sd_mean = np.sqrt(var / nsim)

@@ -88,7 +88,7 @@ def _escape_boundary(f, theta: np.ndarray, lower: np.ndarray, value: float) -> n
 
 
 def optimize_theta(model, start=None, optimizer: str = "L-BFGS-B", tol: float = 1e-8, maxiter: int = 10000,
-                   verbose: bool = False, max_restarts: int = 5) -> OptimizeResult:
+                   verbose: bool = False, max_restarts: int = 5, reml: bool | None = None) -> OptimizeResult:
     """Minimize ``model.objective`` over θ within lme4's bounds (diagonal of each λ ≥ 0).
 
     ``"L-BFGS-B"`` uses the exact gradient from the core; ``"COBYQA"`` (a
@@ -97,7 +97,8 @@ def optimize_theta(model, start=None, optimizer: str = "L-BFGS-B", tol: float = 
     is θ itself unless a random-effects column has an extreme scale. A fit that
     ends with a diagonal entry of λ at 0 is restarted off the boundary when that
     lowers the objective (at most ``max_restarts`` times). Warns (UserWarning)
-    when the result is not converged.
+    when the result is not converged. ``reml`` chooses the criterion passed to the
+    model's objective (None: ``model.REML``).
 
     Raises:
         ValueError: the objective cannot be evaluated at a trial θ (the
@@ -109,6 +110,7 @@ def optimize_theta(model, start=None, optimizer: str = "L-BFGS-B", tol: float = 
     lower = model.theta_lower / scale
     phi = model.theta_start if start is None else model._theta(start) / scale
     counts = {"f": 0, "g": 0}
+    reml = bool(model.REML) if reml is None else bool(reml)
 
     # The last evaluation, reused when the same θ comes again (the optimizer's
     # start and end points are asked for more than once).
@@ -122,10 +124,10 @@ def optimize_theta(model, start=None, optimizer: str = "L-BFGS-B", tol: float = 
         counts["g"] += gradient
         try:
             if gradient:
-                value, grad = model.objective_and_gradient(theta)
+                value, grad = model.objective_and_gradient(theta, reml=reml)
                 grad = grad * scale
             else:
-                value, grad = model.objective(theta), None
+                value, grad = model.objective(theta, reml=reml), None
         except RuntimeError as err:
             raise ValueError(
                 f"the objective cannot be evaluated at theta = {np.array2string(theta, precision=4)}: {err}. "
