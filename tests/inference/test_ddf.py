@@ -16,11 +16,13 @@ from inference_cases import SATT_DF, SATT_P, VCOV_VARPAR, KR_DF, KR_SE, VCOV_KR,
 
 # --------------------------------------------------------------------------- Satterthwaite and Kenward–Roger
 
+
 def test_sleepstudy_days_satterthwaite_df_is_17():
     res = fit("Reaction ~ Days + (Days | Subject)", "sleepstudy")
     tab = res.coef_table()
     assert tab.loc["Days", "df"] == pytest.approx(16.9997, abs=1e-3)
     assert tab.loc["Days", "Pr(>|t|)"] == pytest.approx(3.2637878e-06, rel=SATT_P)
+
 
 @pytest.mark.parametrize("ref", cases("tests"))
 def test_satterthwaite_matches_lmertest(ref):
@@ -35,6 +37,7 @@ def test_satterthwaite_matches_lmertest(ref):
     np.testing.assert_allclose(res.satterthwaite().vcov_varpar, np.array(ref["vcov_varpar"]), rtol=VCOV_VARPAR,
                                atol=VCOV_VARPAR * np.max(np.abs(ref["vcov_varpar"])))
 
+
 @pytest.mark.parametrize("ref", [r for r in cases("tests") if "kenward_roger" in r.values[0]])
 def test_kenward_roger_matches_pbkrtest(ref):
     res = fit(ref["formula"], ref["dataset"], ref["REML"])
@@ -45,6 +48,7 @@ def test_kenward_roger_matches_pbkrtest(ref):
     np.testing.assert_allclose(got["Pr(>|t|)"], want["Pr(>|t|)"], rtol=SATT_P)
     np.testing.assert_allclose(res.vcov_kr().to_numpy(), np.array(ref["vcov_kr"]), rtol=VCOV_KR,
                                atol=VCOV_KR * np.max(np.abs(ref["vcov_kr"])))
+
 
 @pytest.mark.parametrize("ref", [r for r in cases("tests") if "contrasts" in r.values[0]])
 def test_contrast_f_tests_match_lmertest(ref):
@@ -60,6 +64,7 @@ def test_contrast_f_tests_match_lmertest(ref):
             assert got["Pr(>F)"].iloc[0] == pytest.approx(want["Pr(>F)"].iloc[0], rel=SATT_P)
             assert got["Sum Sq"].iloc[0] == pytest.approx(want["Sum Sq"].iloc[0], rel=F_VALUE)
 
+
 @pytest.mark.parametrize("ref", [r for r in cases("tests") if "anova_satterthwaite" in r.values[0]])
 def test_type3_anova_matches_lmertest(ref):
     res = fit(ref["formula"], ref["dataset"], ref["REML"])
@@ -73,6 +78,7 @@ def test_type3_anova_matches_lmertest(ref):
         np.testing.assert_allclose(got["Pr(>F)"], want["Pr(>F)"], rtol=SATT_P)
     # lmm.anova with one model is the type III table
     pd.testing.assert_frame_equal(lmm.anova(res), res.anova())
+
 
 def test_contrast_forms_agree():
     res = fit("Reaction ~ Days + (Days | Subject)", "sleepstudy")
@@ -90,6 +96,7 @@ def test_contrast_forms_agree():
     with pytest.raises(ValueError, match="unknown fixed effect"):
         res.test({"days": 1})
 
+
 def test_kenward_roger_needs_reml_and_moderate_size(monkeypatch):
     ml = fit("Reaction ~ Days + (Days | Subject)", "sleepstudy", REML=False)
     with pytest.raises(ValueError, match="only available for REML"):
@@ -99,7 +106,9 @@ def test_kenward_roger_needs_reml_and_moderate_size(monkeypatch):
     with pytest.raises(ValueError, match="KR_MAX_ELEMENTS"):
         res.coef_table("Kenward-Roger")
 
+
 TYPE3 = json.loads((pathlib.Path(__file__).parent.parent / "reference" / "type3_reference.json").read_text())
+
 
 def _type3_data(dataset: str) -> pd.DataFrame:
     """The data of make_type3_reference.R."""
@@ -111,6 +120,7 @@ def _type3_data(dataset: str) -> pd.DataFrame:
     elif dataset == "machines":
         df["x"] = ((7 * np.arange(1, len(df) + 1)) % 11) / 10
     return df
+
 
 @pytest.mark.parametrize("ref", [pytest.param(r, id=r["id"]) for r in TYPE3["fits"]])
 def test_type3_anova_of_terms_inside_interactions_matches_lmertest(ref):
@@ -124,6 +134,7 @@ def test_type3_anova_of_terms_inside_interactions_matches_lmertest(ref):
         np.testing.assert_allclose(got["DenDF"], want["DenDF"], rtol=1e-6)
         np.testing.assert_allclose(got["Pr(>F)"], want["Pr(>F)"], rtol=1e-5)
 
+
 def test_type3_containment_follows_lmertest():
     # Days is contained in Days:fday (same numeric variables), fday is not: its contrast
     # selects its column (the fday effect at Days = 0), Days' is orthogonalized.
@@ -133,10 +144,12 @@ def test_type3_containment_follows_lmertest():
     np.testing.assert_allclose(L["Days:fday"], [[0, 0, 0, 1]])
     np.testing.assert_allclose(L["Days"], [[0, 1, 0, 0.5]])
 
+
 def test_type3_inside_an_interaction_with_sum_contrasts_is_refused():
     res = lmm.lmer("Reaction ~ Days * C(fday, contr.sum) + (1 | Subject)", _type3_data("sleepstudy"))
     with pytest.raises(NotImplementedError, match="treatment contrasts"):
         res.anova()
+
 
 def test_summary_prints_lmertest_columns():
     res = fit("Reaction ~ Days + (Days | Subject)", "sleepstudy")
@@ -147,6 +160,7 @@ def test_summary_prints_lmertest_columns():
     assert "Kenward-Roger" in res.summary(ddf="Kenward-Roger")
     with pytest.raises(ValueError, match="unknown ddf"):
         res.summary(ddf="Satterwhite")
+
 
 def test_singular_fit_summary_and_tests_run():
     res = fit("Yield ~ 1 + (1 | Batch)", "dyestuff2")
