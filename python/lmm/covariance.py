@@ -135,7 +135,7 @@ def components(terms: Sequence[ReTerm], lambdas: Sequence[np.ndarray], sigma: fl
     Example:
         >>> import lmm
         >>> res = lmm.lmer("Reaction ~ Days + (Days | Subject)", lmm.datasets.load("sleepstudy"))
-        >>> [round(s, 2) for s in components(res.model.terms, res.solution.lambdas, res.sigma)[0].sd]
+        >>> components(res.model.terms, res.solution.lambdas, res.sigma)[0].sd.round(2).tolist()
         [24.74, 5.92]
     """
     pieces = []

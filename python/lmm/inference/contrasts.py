@@ -63,11 +63,18 @@ def check_ddf(ddf) -> str | None:
     raise ValueError(f"unknown ddf {ddf!r}; use 'Satterthwaite', 'Kenward-Roger' or None")
 
 
-def coef_table(res, ddf="Satterthwaite") -> pd.DataFrame:
+def coef_table(res, ddf: str | None = "Satterthwaite") -> pd.DataFrame:
     """Fixed-effects table: Estimate, Std. Error, df, t value, Pr(>|t|) (lmerTest's summary).
 
     With ``ddf=None`` the df and p columns are left out (lme4's summary). Kenward–Roger
     uses the adjusted standard errors, as lmerTest does.
+
+    Args:
+        res: the fitted result.
+        ddf: ``"Satterthwaite"``, ``"Kenward-Roger"`` or None.
+
+    Returns:
+        DataFrame indexed by fixed effect.
     """
     method = check_ddf(ddf)
     names = list(res.fixef.index)
@@ -94,8 +101,15 @@ def _contrast_var_df(res, L: np.ndarray, method: str) -> tuple[float, float]:
     return float(L @ kr.phi_adj @ L), kr_adjust(kr, L[None, :])["ddf"]
 
 
-def contrast_test(res, L, rhs=0.0, ddf="Satterthwaite", joint: bool = True) -> pd.DataFrame:
+def contrast_test(res, L, rhs=0.0, ddf: str | None = "Satterthwaite", joint: bool = True) -> pd.DataFrame:
     """Test L β = rhs: one F test over the rows (``joint=True``, lmerTest's contestMD) or a t test per row.
+
+    Args:
+        res: the fitted result.
+        L: contrasts in any form :func:`as_contrast` accepts.
+        rhs: right-hand side(s).
+        ddf: ``"Satterthwaite"`` (also for None) or ``"Kenward-Roger"``.
+        joint: one F test of all rows, or a t test per row.
 
     Returns:
         joint: one row with Sum Sq, Mean Sq, NumDF, DenDF, F value, Pr(>F);
@@ -178,6 +192,15 @@ def type3_contrasts(res) -> dict[str, np.ndarray]:
     lmerTest's contrast (``extract_contrasts_type3``): the rows of ginv(X) rdX, with rdX
     the design with every factor coded by indicators of all levels, orthogonalized
     against the contrasts of the terms containing it, highest-order terms first.
+
+    Args:
+        res: the fitted result.
+
+    Returns:
+        dict term label → its contrast matrix (rows × fixed effects).
+
+    Raises:
+        NotImplementedError: a term inside an interaction with other than treatment contrasts.
     """
     info = res.fixed_terms()
     labels, bits, assign, state = info.labels, info.bits, info.assign, info.state
@@ -221,8 +244,16 @@ def type3_contrasts(res) -> dict[str, np.ndarray]:
     return out
 
 
-def anova_type3(res, ddf="Satterthwaite") -> pd.DataFrame:
-    """Type III F tests of the fixed-effects terms, as lmerTest's ``anova(fit)``."""
+def anova_type3(res, ddf: str | None = "Satterthwaite") -> pd.DataFrame:
+    """Type III F tests of the fixed-effects terms, as lmerTest's ``anova(fit)``.
+
+    Args:
+        res: the fitted result.
+        ddf: ``"Satterthwaite"`` (also for None) or ``"Kenward-Roger"``.
+
+    Returns:
+        DataFrame indexed by term with Sum Sq, Mean Sq, NumDF, DenDF, F value, Pr(>F).
+    """
     method = check_ddf(ddf) or "Satterthwaite"
     rows, names = [], []
     for label, L in type3_contrasts(res).items():

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import linalg as sla
 
+from ..covariance import theta_positions
 from .matrices import lambda_matrix, z_matrix
 
 __all__ = ["KR_MAX_ELEMENTS", "KenwardRoger", "kenward_roger_setup", "kr_adjust"]
@@ -86,8 +87,7 @@ def kenward_roger_setup(res) -> KenwardRoger:
     off = 0
     for t in terms:
         base = off + np.arange(t.nlevels) * t.p
-        entries = [(a, a) for a in range(t.p)] if t.diagonal else [(a, b) for b in range(t.p) for a in range(b, t.p)]
-        for a, b in entries:
+        for a, b in theta_positions(t):
             ia, ib = base + a, base + b
             if a == b:
                 pairs.append((ia, ia))

@@ -10,7 +10,7 @@ import pandas as pd
 from scipy import optimize as sopt
 from scipy import stats
 
-from ..covariance import sdcor_to_theta, theta_to_sdcor, varpar_names
+from ..covariance import sdcor_to_theta, theta_positions, theta_to_sdcor, varpar_names
 from ..model import build_core
 from ..optimize import optimize_theta
 from .common import blas_single_thread, percent_names
@@ -145,8 +145,7 @@ class _MLDeviance:
         off, i = 0, 0
         for t in self.terms:
             base = off + np.arange(t.nlevels) * t.p
-            entries = [(a, a) for a in range(t.p)] if t.diagonal else [(a, b) for b in range(t.p) for a in range(b, t.p)]
-            for a, b in entries:
+            for a, b in theta_positions(t):
                 rows_a.append(base + a)
                 rows_b.append(base + b)
                 owner.append(np.full(t.nlevels, i))
