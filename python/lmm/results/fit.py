@@ -8,7 +8,7 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 import pandas as pd
@@ -27,6 +27,9 @@ from .predict import PredictionMixin
 from .summary import format_summary
 from .tidy import tidy
 
+if TYPE_CHECKING:
+    from ..formula import ModelFrameState
+
 __all__ = ["FixedTerms", "LmmResult"]
 
 
@@ -44,7 +47,7 @@ class FixedTerms:
     labels: list[str]
     bits: list[int]
     assign: list[int]
-    state: object
+    state: ModelFrameState
 
 
 class LmmResult(PredictionMixin):
