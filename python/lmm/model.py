@@ -1,28 +1,327 @@
-"""The linear mixed model: formula + data → compiled core → fit."""
+"""The linear mixed model: formula + data → compiled core → fit.
+
+A model owns one compiled core, built with the shift (X centred, y's least-squares fit
+removed, row by row as the crossproducts are formed), and evaluates it through a small
+typed interface: :meth:`LinearMixedModel.objective`, :meth:`~LinearMixedModel.objective_and_gradient`
+and :meth:`~LinearMixedModel.solution`. Results and inference use only that interface.
+Where inference needs a different model (new responses for the bootstrap, X without a
+column for the profile of a fixed effect), :func:`build_core` makes its core, always
+with the shift.
+"""
 
 from __future__ import annotations
 
 import math
 import warnings
+from dataclasses import dataclass
+from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
 
 from . import _core as core
+from .covariance import theta_names, theta_positions
 from .design import Design, ReTerm, build_design
 from .formula import parse_formula
 
-__all__ = ["LinearMixedModel", "lmer"]
+__all__ = ["CoreModel", "LinearMixedModel", "Solution", "build_core", "lmer", "shift_for"]
 
 DEFAULT_MAX_DENSE_BYTES = 4.0 * 2**30
 # A fitted residual SD below this fraction of the response's SD is zero to working
 # precision (the criterion then falls without bound as θ grows).
 EXACT_FIT_SIGMA = 1e-6
+#: Rows per block when the shift is computed (never all n rows of X_c at once).
+_BLOCK_ROWS = 1 << 14
 
 # The dense block of crossed terms is factored and inverted by the LAPACK SciPy
 # carries (OpenBLAS in SciPy's wheels: faster than Eigen's kernels, and
 # multithreaded by OPENBLAS_NUM_THREADS or threadpoolctl).
 core.set_dense_backend("lapack")
+
+
+@dataclass(frozen=True)
+class Solution:
+    """The model at one θ: criterion, estimates and random effects (arrays are read-only).
+
+    Attributes:
+        theta: θ (lme4's order).
+        reml: whether ``objective`` is the REML criterion (else the ML deviance).
+        objective: the criterion at ``theta``.
+        sigma: σ̂ given θ.
+        beta: β̂ given θ, for the user's X (p,).
+        vcov: Var(β̂) for the user's X (p × p).
+        u: spherical random effects û (q,), model term order.
+        b: per term, the conditional modes b̂ = Λû as (levels × p).
+        lambdas: per term, λ (p × p lower triangular).
+        pwrss: penalized residual sum of squares r².
+        ldL2: log|L_Z|².
+        ldRX2: log|L_X|².
+        gradient: exact gradient of ``objective`` in θ, when asked for (else None).
+    """
+
+    theta: np.ndarray
+    reml: bool
+    objective: float
+    sigma: float
+    beta: np.ndarray
+    vcov: np.ndarray
+    u: np.ndarray
+    b: list[np.ndarray]
+    lambdas: list[np.ndarray]
+    pwrss: float
+    ldL2: float
+    ldRX2: float
+    gradient: np.ndarray | None = None
+
+    @property
+    def b_vector(self) -> np.ndarray:
+        """b̂ as one vector (q,), the core's layout: terms in model order, levels' p entries consecutive."""
+        return np.concatenate([b.ravel() for b in self.b]) if self.b else np.zeros(0)
+
+
+def _readonly(a) -> np.ndarray:
+    a = np.array(a, dtype=np.float64)
+    a.setflags(write=False)
+    return a
+
+
+def _row_blocks(n: int):
+    for start in range(0, n, _BLOCK_ROWS):
+        yield slice(start, min(n, start + _BLOCK_ROWS))
+
+
+def _centred_r_factor(X: np.ndarray, x_center: np.ndarray) -> np.ndarray:
+    """R (p × p) of X_c = X − x_center = QR, one row block at a time (TSQR)."""
+    p = X.shape[1]
+    R = np.zeros((0, p))
+    for rows in _row_blocks(X.shape[0]):
+        R = np.linalg.qr(np.vstack([R, X[rows] - x_center]), mode="r")
+    if R.shape[0] < p:
+        R = np.vstack([R, np.zeros((p - R.shape[0], p))])
+    return R
+
+
+def _centred_times(X: np.ndarray, x_center: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """X_c v (n,)."""
+    return X @ v - float(x_center @ v)
+
+
+def _centred_t_times(X: np.ndarray, x_center: np.ndarray, r: np.ndarray) -> np.ndarray:
+    """X_c' r (p,)."""
+    return X.T @ r - x_center * float(np.sum(r))
+
+
+def _least_squares(R: np.ndarray, X: np.ndarray, x_center: np.ndarray, r: np.ndarray) -> np.ndarray:
+    """Coefficients of r on X_c by the corrected semi-normal equations (R'R δ = X_c'r, refined once)."""
+    delta = np.zeros(X.shape[1])
+    for _ in range(2):
+        g = _centred_t_times(X, x_center, r - _centred_times(X, x_center, delta))
+        delta = delta + np.linalg.solve(R, np.linalg.solve(R.T, g))
+    return delta
+
+
+def shift_for(X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The shift of a design: (x_center, y_coef) as :func:`lmm.design.build_design` defines them.
+
+    x_center holds the column means of X except the intercept's when X's first column
+    is all ones (else zeros); y_coef the least-squares coefficients of y on
+    X_c = X − x_center. The core works on X_c and y − X_c y_coef.
+
+    Args:
+        X: (n, p) fixed-effects model matrix of full column rank.
+        y: (n,) response.
+
+    Returns:
+        (x_center, y_coef), both (p,).
+
+    Example:
+        >>> import numpy as np
+        >>> X = np.column_stack([np.ones(4), [0.0, 1.0, 2.0, 3.0]])
+        >>> [v.round(6).tolist() for v in shift_for(X, 1e6 + 2 * X[:, 1])]
+        [[0.0, 1.5], [1000003.0, 2.0]]
+    """
+    n, p = X.shape
+    x_center = np.zeros(p)
+    if p > 1 and n and np.min(X[:, 0]) == 1.0 == np.max(X[:, 0]):
+        x_center[1:] = X[:, 1:].mean(axis=0)
+    if p == 0:
+        return x_center, np.zeros(0)
+    R = _centred_r_factor(X, x_center)
+    return x_center, _least_squares(R, X, x_center, np.asarray(y, dtype=np.float64))
+
+
+def _core_terms(terms: Sequence[ReTerm]) -> list[tuple]:
+    return [(t.codes, t.z, t.nlevels, t.diagonal) for t in terms]
+
+
+class CoreModel:
+    """One compiled core with its shift: evaluation at any θ for one design and response.
+
+    Made by :func:`build_core`. It is what :func:`lmm.optimize.optimize_theta` needs
+    (``objective``, ``objective_and_gradient``, ``theta_lower``, ``theta_start``,
+    ``theta_scale``, ``_theta``, ``REML``) and gives a :class:`Solution` at any θ.
+    """
+
+    def __init__(self, terms: Sequence[ReTerm], X: np.ndarray, y: np.ndarray, *, x_center: np.ndarray,
+                 y_coef: np.ndarray, max_dense_bytes: float, theta_scale: np.ndarray | None, reml: bool,
+                 beta_map: Callable[[np.ndarray], np.ndarray] | None,
+                 vcov_map: Callable[[np.ndarray], np.ndarray] | None) -> None:
+        self._design_terms = list(terms)
+        self._tuples = _core_terms(terms)
+        self._X = X
+        self._x_center = np.asarray(x_center, dtype=np.float64)
+        self._y_coef = np.asarray(y_coef, dtype=np.float64)
+        #: The compiled core (``lmm._core.Model``).
+        self.core = core.Model(self._tuples, X, y, float(max_dense_bytes), x_center=self._x_center,
+                               y_coef=self._y_coef)
+        #: Terms in model order (the core's).
+        self.terms: list[ReTerm] = [self._design_terms[k] for k in self.core.order]
+        self.REML = bool(reml)
+        self.theta_scale = np.ones(self.ntheta) if theta_scale is None else np.asarray(theta_scale, np.float64)
+        self._beta_map = beta_map or self._map_beta
+        self._vcov_map = vcov_map or self._map_vcov
+        # y's least-squares coefficients beyond y_coef (a response set after construction)
+        self._delta = np.zeros(X.shape[1])
+        self._R: np.ndarray | None = None
+
+    @property
+    def ntheta(self) -> int:
+        return int(self.core.ntheta)
+
+    @property
+    def theta_lower(self) -> np.ndarray:
+        return np.asarray(self.core.theta_lower)
+
+    @property
+    def theta_upper(self) -> np.ndarray:
+        return np.asarray(self.core.theta_upper)
+
+    @property
+    def theta_start(self) -> np.ndarray:
+        return np.asarray(self.core.theta_start)
+
+    def _S(self) -> np.ndarray:
+        p = self._X.shape[1]
+        S = np.eye(p)
+        if p and np.any(self._x_center):
+            S[0, :] -= self._x_center
+        return S
+
+    def _map_beta(self, beta_core: np.ndarray) -> np.ndarray:
+        """β for X from the core's: S (β_c + y_coef), S = I − e₀ x_center' (as Design.beta_from_core)."""
+        return self._S() @ (beta_core + self._y_coef) if beta_core.size else beta_core.copy()
+
+    def _map_vcov(self, vcov_core: np.ndarray) -> np.ndarray:
+        S = self._S()
+        return S @ vcov_core @ S.T if vcov_core.size else vcov_core.copy()
+
+    def set_response(self, y: np.ndarray) -> None:
+        """Replace the response (same terms and X), keeping the protection of the shift.
+
+        The core re-applies its constructor's shift; the least-squares fit of the new
+        response beyond it (δ) is removed here first, so the core again works on a
+        response without a component in the column space of X, whatever the new
+        response's offset. θ must be set again (any evaluation does).
+
+        Args:
+            y: (n,) the new response.
+        """
+        y = np.asarray(y, dtype=np.float64)
+        X, xc = self._X, self._x_center
+        if X.shape[1]:
+            if self._R is None:
+                self._R = _centred_r_factor(X, xc)
+            delta = _least_squares(self._R, X, xc, y - _centred_times(X, xc, self._y_coef))
+            y = y - _centred_times(X, xc, delta)
+        else:
+            delta = np.zeros(0)
+        self.core.set_response(self._tuples, X, np.ascontiguousarray(y))
+        self._delta = delta
+
+    def _theta(self, theta, bounds: bool = True) -> np.ndarray:
+        theta = np.asarray(theta, dtype=np.float64).reshape(-1)
+        if theta.size != self.ntheta:
+            raise ValueError(f"theta has {theta.size} entries; this model has {self.ntheta}: "
+                             f"{theta_names(self.terms)}")
+        if bounds and np.any(theta < self.theta_lower):
+            raise ValueError("theta violates its lower bounds (diagonal entries of λ must be >= 0)")
+        if bounds and np.any(theta > self.theta_upper):
+            raise ValueError(f"theta violates its upper bounds {self.theta_upper}")
+        return theta
+
+    def _reml(self, reml: bool | None) -> bool:
+        return self.REML if reml is None else bool(reml)
+
+    def objective(self, theta, reml: bool | None = None) -> float:
+        """The REML criterion or ML deviance at ``theta`` (None: ``REML``)."""
+        return float(self.core.evaluate(self._theta(theta), self._reml(reml)))
+
+    def objective_and_gradient(self, theta, reml: bool | None = None) -> tuple[float, np.ndarray]:
+        """The criterion and its exact gradient at ``theta`` from one factorization."""
+        value, grad = self.core.evaluate_with_gradient(self._theta(theta), self._reml(reml))
+        return float(value), np.asarray(grad)
+
+    def solution(self, theta, reml: bool | None = None, *, gradient: bool = False) -> Solution:
+        """The :class:`Solution` at ``theta`` (see :meth:`LinearMixedModel.solution`).
+
+        θ may lie below its bounds (a negative diagonal entry of λ gives the covariance of
+        its absolute value): numerical derivatives at a boundary fit step across it.
+        """
+        theta = self._theta(theta, bounds=False)
+        reml = self._reml(reml)
+        c = self.core
+        grad = None
+        if gradient:
+            value, grad = c.evaluate_with_gradient(theta, reml)
+            grad = _readonly(grad)
+        else:
+            value = c.evaluate(theta, reml)
+        u, beta_c = c.solve()
+        u = np.asarray(u)
+        b = np.asarray(c.b(u))
+        blocks, off = [], 0
+        for t in self.terms:
+            size = t.nlevels * t.p
+            blocks.append(_readonly(b[off:off + size].reshape(t.nlevels, t.p)))
+            off += size
+        beta = self._beta_map(np.asarray(beta_c) + self._delta)
+        return Solution(theta=_readonly(theta), reml=reml, objective=float(value), sigma=float(c.sigma(reml)),
+                        beta=_readonly(beta), vcov=_readonly(self._vcov_map(np.asarray(c.vcov_beta(reml)))),
+                        u=_readonly(u), b=blocks,
+                        lambdas=[_readonly(c.lambda_(k)) for k in range(len(self.terms))],
+                        pwrss=float(c.pwrss), ldL2=float(c.ldL2), ldRX2=float(c.ldRX2), gradient=grad)
+
+
+def build_core(terms: Sequence[ReTerm], X: np.ndarray, y: np.ndarray, *, x_center: np.ndarray | None = None,
+               y_coef: np.ndarray | None = None, max_dense_bytes: float = DEFAULT_MAX_DENSE_BYTES,
+               theta_scale: np.ndarray | None = None, reml: bool = True,
+               beta_map: Callable[[np.ndarray], np.ndarray] | None = None,
+               vcov_map: Callable[[np.ndarray], np.ndarray] | None = None) -> CoreModel:
+    """The one factory of cores: a compiled core of (terms, X, y), always with the shift.
+
+    Args:
+        terms: random-effects terms in design order (the core orders them).
+        X: (n, p) fixed-effects matrix, Fortran order.
+        y: (n,) response.
+        x_center, y_coef: the shift (default: :func:`shift_for` of X and y).
+        max_dense_bytes: the largest dense block of L allowed.
+        theta_scale: the optimizer's θ scale (default ones).
+        reml: the default criterion of the evaluations.
+        beta_map, vcov_map: map the core's β̂ (for the constructor's shift) and Var(β̂) to
+            the user's X (default: from x_center and y_coef, as :class:`~lmm.design.Design` does).
+
+    Returns:
+        CoreModel.
+
+    Raises:
+        ValueError: the core cannot be set up (e.g. the dense block would exceed ``max_dense_bytes``).
+    """
+    X = np.asfortranarray(X, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    if x_center is None or y_coef is None:
+        x_center, y_coef = shift_for(X, y)
+    return CoreModel(terms, X, y, x_center=x_center, y_coef=y_coef, max_dense_bytes=max_dense_bytes,
+                     theta_scale=theta_scale, reml=reml, beta_map=beta_map, vcov_map=vcov_map)
 
 
 class LinearMixedModel:
@@ -66,19 +365,21 @@ class LinearMixedModel:
             raise TypeError(f"REML must be True or False, not {REML!r}")
         if not max_dense_bytes > 0:
             raise ValueError(f"max_dense_bytes must be a positive number of bytes, not {max_dense_bytes!r}")
+        self.max_dense_bytes = float(max_dense_bytes)
         try:
             # The core works on X centred and y with its least-squares fit on X removed
             # (formed row by row as it reads the data): the same model, β mapping back
             # through the design, without the cancellation that large offsets cause in
             # crossproducts.
-            self._core = core.Model(
-                [(t.codes, t.z, t.nlevels, t.diagonal) for t in d.terms], d.X, d.y, float(max_dense_bytes),
-                x_center=d.x_center, y_coef=d.y_coef,
-            )
+            self._shifted = build_core(d.terms, d.X, d.y, x_center=d.x_center, y_coef=d.y_coef,
+                                       max_dense_bytes=self.max_dense_bytes, reml=self.REML,
+                                       beta_map=d.beta_from_core, vcov_map=d.vcov_from_core)
         except ValueError as err:
             raise ValueError(f"cannot set up the model {formula!r}: {err}") from None
+        self._core = self._shifted.core
         #: Random-effects terms in model order (decreasing number of levels, as lme4).
-        self.terms: list[ReTerm] = [d.terms[k] for k in self._core.order]
+        self.terms: list[ReTerm] = self._shifted.terms
+        self._shifted.theta_scale = self.theta_scale
 
     # --- sizes and parameters ---------------------------------------------------------
 
@@ -126,41 +427,30 @@ class LinearMixedModel:
         for t in self.terms:
             rms = np.sqrt(np.einsum("ij,ij->j", t.z, t.z) / t.z.shape[0])  # no n × p temporary
             row = np.where((rms > 0) & ((rms < 1e-2) | (rms > 1e2)), 1.0 / np.where(rms > 0, rms, 1.0), 1.0)
-            scales.extend(row[i] for i, _ in t.theta_positions())
+            scales.extend(row[i] for i, _ in theta_positions(t))
         return np.asarray(scales, dtype=np.float64)
 
     @property
     def theta_names(self) -> list[str]:
         """lme4's names of θ: ``Subject.(Intercept)``, ``Subject.Days.(Intercept)``, ..."""
-        return [f"{t.name}.{t.cnames[i]}" if i == j else f"{t.name}.{t.cnames[i]}.{t.cnames[j]}"
-                for k, t in enumerate(self.terms) for i, j in self._core.theta_positions(k)]
+        return theta_names(self.terms)
 
     # --- evaluation ----------------------------------------------------------------------
 
     def _theta(self, theta) -> np.ndarray:
-        theta = np.asarray(theta, dtype=np.float64).reshape(-1)
-        if theta.size != self.ntheta:
-            raise ValueError(f"theta has {theta.size} entries; this model has {self.ntheta}: {self.theta_names}")
-        if np.any(theta < self.theta_lower):
-            raise ValueError("theta violates its lower bounds (diagonal entries of λ must be >= 0)")
-        if np.any(theta > self.theta_upper):
-            raise ValueError(f"theta violates its upper bounds {self.theta_upper}")
-        return theta
-
-    def _reml(self, reml: bool | None) -> bool:
-        return self.REML if reml is None else bool(reml)
+        return self._shifted._theta(theta)
 
     def objective(self, theta, reml: bool | None = None) -> float:
-        """Profiled REML criterion (REML models) or ML deviance at ``theta``.
+        """Profiled REML criterion or ML deviance at ``theta``.
 
         Args:
             theta: relative covariance parameters in lme4's order (``theta_names``).
-            reml: the criterion (None: the model's).
+            reml: the criterion (None: the model's, ``REML``).
 
         Returns:
             The criterion lme4's ``devfun`` returns at the same θ.
         """
-        return float(self._core.evaluate(self._theta(theta), self._reml(reml)))
+        return self._shifted.objective(theta, self.REML if reml is None else reml)
 
     def gradient(self, theta, reml: bool | None = None) -> np.ndarray:
         """Exact gradient of :meth:`objective` with respect to θ.
@@ -175,16 +465,58 @@ class LinearMixedModel:
         return self.objective_and_gradient(theta, reml)[1]
 
     def objective_and_gradient(self, theta, reml: bool | None = None) -> tuple[float, np.ndarray]:
-        """The objective and its exact gradient at ``theta`` from one factorization."""
-        value, grad = self._core.evaluate_with_gradient(self._theta(theta), self._reml(reml))
-        return float(value), np.asarray(grad)
+        """The objective and its exact gradient at ``theta`` from one factorization.
 
-    def fit(self, start=None, *, optimizer: str = "L-BFGS-B", tol: float = 1e-8, maxiter: int = 10000,
-            verbose: bool = False):
+        Args:
+            theta: relative covariance parameters in lme4's order.
+            reml: the criterion (None: the model's).
+        """
+        return self._shifted.objective_and_gradient(theta, self.REML if reml is None else reml)
+
+    def solution(self, theta, reml: bool | None = None, *, gradient: bool = False) -> Solution:
+        """Everything the model determines at ``theta``: objective, σ, β̂, Var(β̂), û, b̂, λ.
+
+        β̂ and Var(β̂) are those of the user's X (mapped back from the core's shifted
+        problem by :meth:`Design.beta_from_core` and :meth:`Design.vcov_from_core`).
+        Evaluating at any θ changes nothing a fitted result depends on: results keep
+        their own :class:`Solution`. θ may lie below its bounds (numerical derivatives
+        at a boundary fit step across it).
+
+        Args:
+            theta: relative covariance parameters in lme4's order.
+            reml: the criterion (None: the model's).
+            gradient: also compute the exact gradient of the objective.
+
+        Returns:
+            Solution.
+
+        Example:
+            >>> import lmm
+            >>> m = lmm.LinearMixedModel("Reaction ~ Days + (Days | Subject)", lmm.datasets.load("sleepstudy"))
+            >>> round(m.solution([1.0, 0.0, 1.0]).sigma, 3)  # doctest: +SKIP
+        """
+        return self._shifted.solution(theta, self.REML if reml is None else reml, gradient=gradient)
+
+    def response_core(self) -> CoreModel:
+        """A new core of this design for other responses (one per bootstrap worker thread).
+
+        It carries the model's shift, re-applied (and refreshed for the new response's
+        least-squares fit) by :meth:`CoreModel.set_response`; β̂ maps back to the user's X
+        as the model's does.
+        """
+        d = self.design
+        return build_core(self.design.terms, d.X, d.y, x_center=d.x_center, y_coef=d.y_coef,
+                          max_dense_bytes=self.max_dense_bytes, theta_scale=self.theta_scale, reml=self.REML,
+                          beta_map=d.beta_from_core, vcov_map=d.vcov_from_core)
+
+    def fit(self, start=None, *, reml: bool | None = None, optimizer: str = "L-BFGS-B", tol: float = 1e-8,
+            maxiter: int = 10000, verbose: bool = False):
         """Optimize θ and return the fitted result.
 
         Args:
             start: starting θ (default λ = I).
+            reml: the criterion (None: the model's ``REML``); ``reml=False`` on a REML
+                model is its ML fit (``LmmResult.refit_ml``).
             optimizer: ``"L-BFGS-B"`` (default, SciPy's, exact gradient), ``"core"``
                 (the C++ library's projected L-BFGS, exact gradient) or SciPy's
                 derivative-free ``"COBYQA"``, ``"Nelder-Mead"`` or ``"Powell"``.
@@ -198,8 +530,10 @@ class LinearMixedModel:
         from .optimize import optimize_theta
         from .results import LmmResult
 
-        opt = optimize_theta(self, start=start, optimizer=optimizer, tol=tol, maxiter=maxiter, verbose=verbose)
-        res = LmmResult(self, opt)
+        reml = self.REML if reml is None else bool(reml)
+        opt = optimize_theta(self, start=start, reml=reml, optimizer=optimizer, tol=tol, maxiter=maxiter,
+                             verbose=verbose)
+        res = LmmResult(self, opt, reml=reml)
         sd = _sd(self.design.y)
         if res.sigma <= EXACT_FIT_SIGMA * sd:
             warnings.warn(

@@ -108,11 +108,12 @@ def optimize_theta(model, start=None, optimizer: str = "L-BFGS-B", tol: float = 
     ``"L-BFGS-B"`` uses the exact gradient from the core; ``"core"`` is the C++
     library's projected L-BFGS (also exact gradient); ``"COBYQA"`` (a
     successor of lme4's BOBYQA), ``"Nelder-Mead"`` and ``"Powell"`` are
-    derivative-free. ``reml`` picks the criterion (None: the model's). The optimizer works on φ = θ / ``model.theta_scale``, which
-    is θ itself unless a random-effects column has an extreme scale. A fit that
+    derivative-free. ``reml`` picks the criterion (None: the model's). The
+    optimizer works on φ = θ / ``model.theta_scale``, which is θ itself unless a random-effects column has an extreme scale. A fit that
     ends with a diagonal entry of λ at 0 is restarted off the boundary when that
     lowers the objective (at most ``max_restarts`` times). Warns (UserWarning)
-    when the result is not converged.
+    when the result is not converged. ``reml`` chooses the criterion passed to the
+    model's objective (None: ``model.REML``).
 
     Raises:
         ValueError: the objective cannot be evaluated at a trial θ (the

@@ -1,0 +1,188 @@
+"""Kenward–Roger adjusted covariance and degrees of freedom as pbkrtest (0.5)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import linalg as sla
+
+from ..covariance import theta_positions
+from .matrices import lambda_matrix, z_matrix
+
+__all__ = ["KR_MAX_ELEMENTS", "KenwardRoger", "kenward_roger_setup", "kr_adjust"]
+
+#: Largest n·q + q² (doubles) Kenward–Roger works with densely (about 400 MB).
+KR_MAX_ELEMENTS = 50_000_000
+
+
+@dataclass
+class KenwardRoger:
+    """pbkrtest's ``vcovAdj``: Φ (unadjusted Var(β̂)), Φ_A (adjusted), P_i and W = 2·I_E⁻¹.
+
+    Attributes:
+        phi: p × p unadjusted covariance of β̂.
+        phi_adj: p × p adjusted covariance of β̂.
+        P: the P_i matrices, one per covariance parameter.
+        W: 2 times the inverse expected information of the covariance parameters.
+    """
+
+    phi: np.ndarray
+    phi_adj: np.ndarray
+    P: list
+    W: np.ndarray
+
+
+def kenward_roger_setup(res) -> KenwardRoger:
+    """pbkrtest's adjusted covariance of β̂ (``vcovAdj``) for a REML fit.
+
+    Works with q × q and n × q dense matrices (q = number of random effects), not
+    pbkrtest's n × n ones.
+
+    Args:
+        res: the fitted result (REML).
+
+    Returns:
+        KenwardRoger.
+
+    Raises:
+        ValueError: an ML fit, or n·q + q² exceeds ``KR_MAX_ELEMENTS``.
+    """
+    if not res.REML:
+        raise ValueError("Kenward-Roger's method is only available for REML fits; refit with REML=True")
+    model = res.model
+    terms = model.terms
+    n, p = model.nobs, model.nfixed
+    Z = z_matrix(model)
+    q = Z.shape[1]
+    if n * q + q * q > KR_MAX_ELEMENTS:
+        raise ValueError(f"Kenward-Roger needs dense {n} x {q} and {q} x {q} matrices here (n·q + q² = "
+                         f"{n * q + q * q:.3g} > KR_MAX_ELEMENTS = {KR_MAX_ELEMENTS:.3g}); use "
+                         "ddf='Satterthwaite' for models this size")
+    X = model.design.X
+    s2 = res.sigma**2
+    Lam = lambda_matrix(res.solution.lambdas, terms)
+    B = (Z @ Lam).tocsc()                         # n × q
+    A = (B.T @ B).toarray() + np.eye(q)           # Λ'Z'ZΛ + I
+    cho = sla.cho_factor(A, lower=True)
+    Ainv = sla.cho_solve(cho, np.eye(q))
+
+    def apply_w(V: np.ndarray) -> np.ndarray:
+        """Σ⁻¹ V = σ⁻²(V − B A⁻¹ B'V) (Woodbury)."""
+        return (V - B @ sla.cho_solve(cho, B.T @ V)) / s2
+
+    WX = apply_w(X)
+    WZ = apply_w(Z.toarray())
+    M = np.asarray(Z.T @ WZ)                      # Z'WZ
+    N = np.asarray(Z.T @ WX)                      # Z'WX
+    R = WZ.T @ WX                                 # Z'W²X
+    S2 = WZ.T @ WZ                                # Z'W²Z
+    XW2X = WX.T @ WX
+    XW3X = WX.T @ apply_w(WX)
+    trW2 = (n - 2 * (q - np.trace(Ainv)) + (q - 2 * np.trace(Ainv) + np.sum(Ainv * Ainv))) / s2**2
+    phi = np.linalg.inv(X.T @ WX)
+
+    # Covariance parameters: per term the entries (a, b), a >= b, of its covariance; then σ².
+    pairs: list[tuple[np.ndarray, np.ndarray]] = []   # D_i = Σ e_r e_c' over (r, c) in the pair lists
+    off = 0
+    for t in terms:
+        base = off + np.arange(t.nlevels) * t.p
+        for a, b in theta_positions(t):
+            ia, ib = base + a, base + b
+            if a == b:
+                pairs.append((ia, ia))
+            else:
+                pairs.append((np.concatenate([ia, ib]), np.concatenate([ib, ia])))
+        off += t.nlevels * t.p
+    g = len(pairs) + 1
+
+    def d_times(i: int, V: np.ndarray) -> np.ndarray:
+        """D_i V for a q × k array V."""
+        r, c = pairs[i]
+        out = np.zeros_like(V)
+        np.add.at(out, r, V[c])
+        return out
+
+    DN = [d_times(i, N) for i in range(g - 1)]
+    P = [-(N.T @ DN[i]) for i in range(g - 1)] + [-XW2X]
+    P = [(m + m.T) / 2 for m in P]
+
+    def Q(i: int, j: int) -> np.ndarray:
+        res_i, res_j = i == g - 1, j == g - 1
+        if not res_i and not res_j:
+            return DN[i].T @ M @ DN[j]
+        if not res_i and res_j:
+            return DN[i].T @ R
+        if res_i and not res_j:
+            return R.T @ DN[j]
+        return XW3X
+
+    def ktrace(i: int, j: int) -> float:
+        res_i, res_j = i == g - 1, j == g - 1
+        if not res_i and not res_j:
+            ri, ci = pairs[i]
+            rj, cj = pairs[j]
+            return float(np.sum(M[np.ix_(ci, rj)] * M[np.ix_(cj, ri)].T))
+        if res_i and res_j:
+            return float(trW2)
+        r, c = pairs[j] if res_i else pairs[i]
+        return float(np.sum(S2[c, r]))
+
+    IE2 = np.zeros((g, g))
+    Qs = {}
+    for i in range(g):
+        phiP = phi @ P[i]
+        for j in range(i, g):
+            Qs[i, j] = Q(i, j)
+            IE2[i, j] = IE2[j, i] = ktrace(i, j) - 2 * np.sum(phi * Qs[i, j]) + np.sum(phiP * (P[j] @ phi))
+    condi = np.min(np.abs(np.linalg.eigvalsh(IE2)))
+    W = 2 * (np.linalg.inv(IE2) if condi > 1e-10 else np.linalg.pinv(IE2))
+    W = (W + W.T) / 2
+    U = np.zeros((p, p))
+    for i in range(g - 1):
+        for j in range(i + 1, g):
+            U += W[i, j] * (Qs[i, j] - P[i] @ phi @ P[j])
+    U = U + U.T
+    for i in range(g):
+        U += W[i, i] * (Qs[i, i] - P[i] @ phi @ P[i])
+    phi_adj = phi + 2 * phi @ U @ phi
+    return KenwardRoger(phi=phi, phi_adj=phi_adj, P=P, W=W)
+
+
+def kr_adjust(kr: KenwardRoger, L: np.ndarray) -> dict:
+    """pbkrtest's ``.KR_adjust`` (and ``Lb_ddf``) for the rows of L.
+
+    Args:
+        kr: the adjusted covariance of the fit.
+        L: (m, p) contrasts.
+
+    Returns:
+        dict with ``q`` (rank of L), ``ddf`` and ``F.scaling``.
+    """
+    L = np.atleast_2d(L)
+    phi = kr.phi
+    Theta = L.T @ np.linalg.solve(L @ phi @ L.T, L)
+    TP = Theta @ phi
+    g = len(kr.P)
+    u = [TP @ kr.P[i] @ phi for i in range(g)]
+    A1 = A2 = 0.0
+    for i in range(g):
+        for j in range(i, g):
+            e = 1.0 if i == j else 2.0
+            A1 += e * kr.W[i, j] * np.trace(u[i]) * np.trace(u[j])
+            A2 += e * kr.W[i, j] * np.sum(u[i] * u[j].T)
+    q = np.linalg.matrix_rank(L)
+    B = (A1 + 6 * A2) / (2 * q)
+    gg = ((q + 1) * A1 - (q + 4) * A2) / ((q + 2) * A2)
+    c1 = gg / (3 * q + 2 * (1 - gg))
+    c2 = (q - gg) / (3 * q + 2 * (1 - gg))
+    c3 = (q + 2 - gg) / (3 * q + 2 * (1 - gg))
+    V0 = 1 + c1 * B
+    V1 = 1 - c2 * B
+    V2 = 1 - c3 * B
+    V0 = 0.0 if abs(V0) < 1e-10 else V0
+    ratio = 1.0 if (abs(1 - A2 / q) < 1e-14 and abs(V1) < 1e-14) else (1 - A2 / q) / V1
+    rho = ratio**2 * V0 / (V2 * q)
+    df2 = 4 + (q + 2) / (q * rho - 1)
+    scaling = 1.0 if abs(df2 - 2) < 1e-2 else df2 * (1 - A2 / q) / (df2 - 2)
+    return {"q": int(q), "ddf": float(df2), "F.scaling": float(scaling)}

@@ -1,0 +1,275 @@
+"""Likelihood profiles and profile intervals as lme4's profile/confint."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from scipy import optimize as sopt
+from scipy import stats
+
+from ..covariance import sdcor_to_theta, theta_positions, theta_to_sdcor, varpar_names
+from ..model import build_core
+from ..optimize import optimize_theta
+from .common import blas_single_thread, percent_names
+from .matrices import z_matrix
+
+__all__ = ["Profile", "profile"]
+
+
+@dataclass
+class Profile:
+    """A likelihood profile, as lme4's ``profile(fit)``.
+
+    Attributes:
+        curves: dict parameter name → DataFrame with columns ``value`` and ``zeta``,
+            sorted by value (zeta = sign(value − estimate)·sqrt(deviance − minimum)).
+        estimates: ML estimates of the parameters (lme4 profiles the ML deviance).
+        lower, upper: bounds of the parameters (0 for standard deviations, ±1 for correlations).
+        zeta_functions: parameter name → exact zeta(value) (one profiled optimization per call).
+    """
+
+    curves: dict
+    estimates: pd.Series
+    lower: pd.Series
+    upper: pd.Series
+    zeta_functions: dict = field(repr=False, default_factory=dict)
+
+    def confint(self, level: float = 0.95) -> pd.DataFrame:
+        """Profile intervals: where zeta = ±z_{(1+level)/2}; a bound where the profile does not reach it."""
+        z = stats.norm.ppf((1 + level) / 2)
+        lo_name, hi_name = percent_names(level)
+        rows = []
+        for name in self.curves:
+            rows.append([self._root(name, -z), self._root(name, z)])
+        return pd.DataFrame(rows, index=list(self.curves), columns=[lo_name, hi_name])
+
+    def _root(self, name: str, target: float) -> float:
+        curve = self.curves[name]
+        v, zt = curve["value"].to_numpy(), curve["zeta"].to_numpy()
+        f = self.zeta_functions.get(name)
+        if target > 0:
+            idx = np.flatnonzero(zt >= target)
+            if idx.size == 0:
+                return float(self.upper[name]) if np.isfinite(self.upper[name]) else float("nan")
+            i = idx[0]
+        else:
+            idx = np.flatnonzero(zt <= target)
+            if idx.size == 0:
+                return float(self.lower[name]) if np.isfinite(self.lower[name]) else float("nan")
+            i = idx[-1]
+        j = i - 1 if target > 0 else i + 1
+        a, b = sorted((v[i], v[j]))
+        if f is None:
+            return float(np.interp(target, zt[min(i, j):max(i, j) + 1], v[min(i, j):max(i, j) + 1]))
+        return float(sopt.brentq(lambda x: f(x) - target, a, b, xtol=1e-10, rtol=1e-12))
+
+
+def profile(res, which=None, alphamax: float = 0.01, maxpts: int = 100, delta_cutoff: float = 1 / 8,
+            cutoff: float | None = None) -> Profile:
+    """Profile the ML deviance over σ's, correlations, σ and the fixed effects (lme4's ``profile``).
+
+    Args:
+        res: the fitted result (REML fits are refitted by ML, as lme4 does).
+        which: parameter names (``.sig01``, ``.sigma``, fixed-effect names) or None for all.
+        alphamax: the profile extends to zeta = sqrt(χ²_{1−alphamax}(number of parameters)), lme4's default.
+        maxpts: most points per direction.
+        delta_cutoff: target step in zeta as a fraction of the cutoff (lme4's 1/8).
+        cutoff: override the zeta range.
+
+    Returns:
+        Profile.
+    """
+    model = res.model
+    terms = model.terms
+    ml = res.refit_ml()
+    theta_ml, sigma_ml, beta_ml, base = ml.theta, ml.sigma, ml.fixef.to_numpy(), ml.objective
+    vnames = varpar_names(terms)
+    xnames = list(res.fixef.index)
+    pars0 = theta_to_sdcor(theta_ml, sigma_ml, terms)
+    names = vnames + xnames
+    estimates = pd.Series(np.concatenate([pars0, beta_ml]), index=names)
+    lower_theta = model.theta_lower
+    lower = np.concatenate([np.where(lower_theta == 0, 0.0, -1.0), [0.0], np.full(len(xnames), -np.inf)])
+    upper = np.concatenate([np.where(lower_theta == 0, np.inf, 1.0), [np.inf], np.full(len(xnames), np.inf)])
+    lower_s, upper_s = pd.Series(lower, index=names), pd.Series(upper, index=names)
+    if which is None:
+        which = names
+    elif isinstance(which, str):
+        which = [which]
+    unknown = [w for w in which if w not in names]
+    if unknown:
+        raise ValueError(f"unknown parameters {unknown}; parameters are {names}")
+    if cutoff is None:
+        cutoff = math.sqrt(stats.chi2.ppf(1 - alphamax, len(names)))
+    delta = cutoff * delta_cutoff
+    nv = len(vnames)
+
+    mldev = _MLDeviance(model)
+    curves, funcs = {}, {}
+    with blas_single_thread():
+        se_ml = ml.se.to_numpy()
+        for w in which:
+            if w in vnames:
+                i = vnames.index(w)
+                f = _VarparZeta(mldev, pars0, i, lower[:nv], upper[:nv], base)
+                start_step = 0.001 if pars0[i] == 0 else pars0[i] * 0.01
+            else:
+                j = xnames.index(w)
+                f = _FixedZeta(model, j, beta_ml[j], theta_ml, base)
+                start_step = delta * se_ml[j]
+            curves[w] = _trace(f, estimates[w], start_step, lower_s[w], upper_s[w], cutoff, delta, maxpts)
+            funcs[w] = f
+    return Profile(curves=curves, estimates=estimates, lower=lower_s, upper=upper_s, zeta_functions=funcs)
+
+
+class _MLDeviance:
+    """The ML deviance as a function of (sd/cor parameters, σ), with β profiled out, and its exact gradient.
+
+    deviance = ldL2(θ) + r²(θ)/σ² + n log(2πσ²), θ from the sd/cor scale (lme4's devfun2).
+    The gradient in θ at fixed σ combines the core's exact gradient of the profiled ML
+    deviance, ∂ldL2 + (n/r²)∂r², with ∂r²/∂θ_i = −2 Σ_j (Z'e)_{j,a} u_{j,b} (envelope
+    theorem, e the residual at β̂ and b̂); the sd/cor → θ map is differenced centrally.
+    """
+
+    def __init__(self, model) -> None:
+        self.model = model
+        self.terms = model.terms
+        self.n = model.nobs
+        self.y, self.X = model.design.y, model.design.X
+        self.Z = z_matrix(model)
+        self.Zt = self.Z.T.tocsr()
+        rows_a, rows_b, owner = [], [], []
+        off, i = 0, 0
+        for t in self.terms:
+            base = off + np.arange(t.nlevels) * t.p
+            for a, b in theta_positions(t):
+                rows_a.append(base + a)
+                rows_b.append(base + b)
+                owner.append(np.full(t.nlevels, i))
+                i += 1
+            off += t.nlevels * t.p
+        self.ia = np.concatenate(rows_a) if rows_a else np.zeros(0, int)
+        self.ib = np.concatenate(rows_b) if rows_b else np.zeros(0, int)
+        self.owner = np.concatenate(owner) if owner else np.zeros(0, int)
+        self.ntheta = i
+
+    def theta_value_grad(self, theta: np.ndarray, sigma: float) -> tuple[float, np.ndarray, float]:
+        sol = self.model.solution(theta, reml=False, gradient=True)
+        g_ml, r2, ldL2, u = sol.gradient, sol.pwrss, sol.ldL2, sol.u
+        e = self.y - self.X @ sol.beta - self.Z @ sol.b_vector
+        ze = self.Zt @ e
+        dr2 = -2 * np.bincount(self.owner, weights=ze[self.ia] * u[self.ib], minlength=self.ntheta)
+        s2 = sigma * sigma
+        value = ldL2 + r2 / s2 + self.n * (math.log(2 * math.pi) + math.log(s2))
+        dtheta = np.asarray(g_ml) - (self.n / r2) * dr2 + dr2 / s2
+        dsigma = -2 * r2 / sigma**3 + 2 * self.n / sigma
+        return value, dtheta, dsigma
+
+    def __call__(self, pars: np.ndarray) -> tuple[float, np.ndarray]:
+        theta = sdcor_to_theta(pars, self.terms)
+        if theta is None:
+            return 1e100, np.zeros_like(pars)
+        try:
+            value, dtheta, dsigma = self.theta_value_grad(theta, pars[-1])
+        except RuntimeError:
+            # θ = sd/σ so large that the factorization breaks down (σ → 0 in a trial step):
+            # a huge value makes the line search step back
+            return 1e100, np.zeros_like(pars)
+        grad = np.zeros_like(pars)
+        grad[-1] = dsigma
+        for k in range(pars.size):
+            h = 1e-6 * max(1.0, abs(pars[k]))
+            up, dn = pars.copy(), pars.copy()
+            up[k] += h
+            dn[k] -= h
+            tu, td = sdcor_to_theta(up, self.terms), sdcor_to_theta(dn, self.terms)
+            if tu is None or td is None:   # at a correlation of ±1: one-sided
+                tu = tu if tu is not None else theta
+                td = td if td is not None else theta
+                hh = h if (tu is theta) != (td is theta) else 2 * h
+            else:
+                hh = 2 * h
+            grad[k] += dtheta @ ((tu - td) / hh)
+        return value, grad
+
+
+class _VarparZeta:
+    """zeta for one sd/cor/σ parameter: the ML deviance minimized over the others."""
+
+    def __init__(self, dev: _MLDeviance, pars0, i, lower, upper, base):
+        self.dev, self.i, self.base = dev, i, base
+        self.est = pars0[i]
+        self.start = np.delete(pars0, i)
+        self.lo = np.delete(lower, i)
+        self.hi = np.delete(upper, i)
+        if i != pars0.size - 1:
+            self.lo[-1] = 1e-3 * pars0[-1]   # σ > 0, and θ = sd/σ within reach of the factorization
+
+    def __call__(self, x: float) -> float:
+        i = self.i
+
+        def fun(rest):
+            value, grad = self.dev(np.insert(rest, i, x))
+            return value, np.delete(grad, i)
+
+        start = np.clip(self.start, self.lo, self.hi)
+        opt = sopt.minimize(fun, start, method="L-BFGS-B", jac=True, bounds=sopt.Bounds(self.lo, self.hi),
+                            options={"ftol": 1e-15, "gtol": 1e-9, "maxiter": 2000, "maxcor": 20})
+        self.start = np.asarray(opt.x)
+        diff = max(0.0, float(opt.fun) - self.base)
+        return math.copysign(math.sqrt(diff), x - self.est) if x != self.est else 0.0
+
+
+class _FixedZeta:
+    """zeta for fixed effect j: y − x_j b on X without column j, θ re-optimized (ML).
+
+    Its core comes from :func:`lmm.model.build_core`, with the shift of X without
+    column j and y − x_j b̂; each new b replaces the response, which refreshes the shift.
+    """
+
+    def __init__(self, model, j, est, theta0, base):
+        d = model.design
+        self.xj = d.X[:, j].copy()
+        Xd = np.asfortranarray(np.delete(d.X, j, axis=1))
+        self.y = d.y
+        self.est, self.base = est, base
+        self.core = build_core(d.terms, Xd, self.y - self.xj * est, max_dense_bytes=model.max_dense_bytes,
+                               theta_scale=model.theta_scale, reml=False)
+        self.start = np.asarray(theta0, dtype=float)
+
+    def __call__(self, b: float) -> float:
+        self.core.set_response(self.y - self.xj * b)
+        opt = optimize_theta(self.core, start=np.maximum(self.start, self.core.theta_lower), reml=False)
+        self.start = opt.theta
+        diff = max(0.0, opt.objective - self.base)
+        return math.copysign(math.sqrt(diff), b - self.est) if b != self.est else 0.0
+
+
+def _trace(f, est: float, step0: float, lo: float, hi: float, cutoff: float, delta: float, maxpts: int) -> pd.DataFrame:
+    """Points of a zeta curve in both directions until |zeta| > cutoff or a bound (lme4's fillmat)."""
+    pts = [(est, 0.0)]
+    for sign in (1.0, -1.0):
+        if (sign < 0 and est <= lo) or (sign > 0 and est >= hi):
+            continue
+        prev_x, prev_z = est, 0.0
+        x = min(hi, max(lo, est + sign * step0))
+        for _ in range(maxpts):
+            z = f(x)
+            pts.append((x, z))
+            if abs(z) > cutoff or x <= lo or x >= hi:
+                break
+            dz = z - prev_z
+            dx = x - prev_x
+            if dz * sign <= 0 or dx == 0:
+                step = abs(dx) if dx != 0 else step0
+            else:
+                step = min(abs(delta * dx / dz), 10 * abs(dx))
+            prev_x, prev_z = x, z
+            x = min(hi, max(lo, x + sign * step))
+            if x == prev_x:
+                break
+    frame = pd.DataFrame(pts, columns=["value", "zeta"]).drop_duplicates("value").sort_values("value")
+    return frame.reset_index(drop=True)

@@ -1,0 +1,116 @@
+"""Satterthwaite degrees of freedom as lmerTest (3.1)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .numdiff import hessian_richardson, jacobian_richardson
+
+__all__ = ["HESSIAN_TOL", "Satterthwaite", "fstat_ddf", "satterthwaite_setup", "variance_and_df"]
+
+#: lmerTest's tolerance on the eigenvalues of the varpar Hessian.
+HESSIAN_TOL = 1e-8
+
+
+@dataclass
+class Satterthwaite:
+    """lmerTest's ingredients: Var(β̂), Cov(varpar) = 2H⁻¹, and ∂Var(β̂)/∂varpar.
+
+    Attributes:
+        vcov_beta: p × p covariance of β̂.
+        vcov_varpar: covariance of (θ, σ) from the Hessian of the deviance.
+        jacobian: list over (θ, σ) of p × p derivatives of Var(β̂).
+        hessian: the Hessian itself.
+        notes: messages about the Hessian (non-positive eigenvalues), as lmerTest's warnings.
+    """
+
+    vcov_beta: np.ndarray
+    vcov_varpar: np.ndarray
+    jacobian: list
+    hessian: np.ndarray
+    notes: list = field(default_factory=list)
+
+
+def satterthwaite_setup(res) -> Satterthwaite:
+    """Compute lmerTest's Satterthwaite ingredients for a fitted result (costs O(dim θ²) evaluations).
+
+    The deviance and Var(β̂) come from the model's :meth:`~lmm.model.LinearMixedModel.solution`
+    at each trial θ (the model's one core, with its shift), so the result does not depend
+    on an offset of the response or of a predictor.
+
+    Args:
+        res: the fitted result.
+
+    Returns:
+        Satterthwaite.
+    """
+    model = res.model
+    reml = res.REML
+    n, p = model.nobs, model.nfixed
+    log2pi = math.log(2 * math.pi)
+
+    def deviance(varpar: np.ndarray) -> float:
+        sol = model.solution(varpar[:-1], reml=reml)
+        sigma2 = varpar[-1] ** 2
+        dev = sol.ldL2 + sol.pwrss / sigma2 + n * (log2pi + math.log(sigma2))
+        if reml:
+            dev += sol.ldRX2 - p * (log2pi + math.log(sigma2))
+        return dev
+
+    def covbeta(varpar: np.ndarray) -> np.ndarray:
+        sol = model.solution(varpar[:-1], reml=reml)
+        return varpar[-1] ** 2 * (sol.vcov / sol.sigma**2)
+
+    x = np.concatenate([res.theta, [res.sigma]])
+    H = hessian_richardson(deviance, x)
+    J = jacobian_richardson(covbeta, x)
+    evals, evecs = np.linalg.eigh(H)
+    notes = []
+    neg = evals < -HESSIAN_TOL
+    zero = np.abs(evals) <= HESSIAN_TOL
+    if neg.any():
+        notes.append(f"the Hessian of the deviance has {int(neg.sum())} negative eigenvalue(s) "
+                     f"{', '.join(f'{v:.1e}' for v in evals[neg])}: the fit may not have converged")
+    if zero.any():
+        notes.append(f"the Hessian of the deviance has {int(zero.sum())} eigenvalue(s) close to zero "
+                     f"{', '.join(f'{v:.1e}' for v in evals[zero])}")
+    pos = evals > HESSIAN_TOL
+    hinv = (evecs[:, pos] / evals[pos]) @ evecs[:, pos].T
+    jac = [J[:, i].reshape(p, p) for i in range(x.size)]
+    return Satterthwaite(vcov_beta=res.vcov.to_numpy(), vcov_varpar=2 * hinv, jacobian=jac, hessian=H, notes=notes)
+
+
+def variance_and_df(s: Satterthwaite, L: np.ndarray) -> tuple[float, float]:
+    """Variance of L'β̂ and its Satterthwaite df (lmerTest's ``contest1D``).
+
+    Args:
+        s: the ingredients of the fit.
+        L: (p,) one contrast.
+
+    Returns:
+        (variance, df).
+    """
+    var = float(L @ s.vcov_beta @ L)
+    grad = np.array([float(L @ J @ L) for J in s.jacobian])
+    denom = float(grad @ s.vcov_varpar @ grad)
+    return var, 2 * var**2 / denom if denom > 0 else float("inf")
+
+
+def fstat_ddf(nu: np.ndarray, tol: float = 1e-8) -> float:
+    """lmerTest's ``get_Fstat_ddf``: the F test's df from the df ``nu`` of its eigen-contrasts.
+
+    Args:
+        nu: df of each orthogonal contrast.
+        tol: equal df within this tolerance give their mean.
+    """
+    if nu.size == 1:
+        return float(nu[0])
+    if np.all(np.abs(np.diff(nu)) < tol):
+        return float(nu.mean())
+    if np.any(nu <= 2):
+        return 2.0
+    E = float(np.sum(nu / (nu - 2)))
+    return 2 * E / (E - nu.size)

@@ -1,0 +1,402 @@
+"""The fitted model: estimates, variance components, conditional modes, and everything a user
+does after the fit (tests, intervals, predictions), delegating the statistics to
+:mod:`lmm.inference`, printing to :mod:`lmm.results.summary` and tables to
+:mod:`lmm.results.tidy`."""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Sequence
+
+import numpy as np
+import pandas as pd
+
+from ..covariance import varcorr_frame
+from ..inference.bootstrap import BootstrapResult, bootstrap
+from ..inference.condvar import conditional_covariances
+from ..inference.confint import confint
+from ..inference.contrasts import anova_type3, coef_table, contrast_test
+from ..inference.kenward_roger import KenwardRoger, kenward_roger_setup
+from ..inference.profile import Profile, profile
+from ..inference.satterthwaite import Satterthwaite, satterthwaite_setup
+from ..model import LinearMixedModel, Solution
+from ..optimize import SINGULAR_TOL, OptimizeResult
+from .predict import PredictionMixin
+from .summary import format_summary
+from .tidy import tidy
+
+if TYPE_CHECKING:
+    from ..formula import ModelFrameState
+
+__all__ = ["FixedTerms", "LmmResult"]
+
+
+@dataclass(frozen=True)
+class FixedTerms:
+    """The fixed-effects terms of a fit and the columns of X they make.
+
+    Attributes:
+        labels: term labels (``"Days"``, ``"A:B"``).
+        bits: per term, a bit mask of the variables it contains.
+        assign: per column of X, the 1-based index of its term (0: the intercept).
+        state: the recorded :class:`~lmm.formula.ModelFrameState` of the fixed-effects model frame.
+    """
+
+    labels: list[str]
+    bits: list[int]
+    assign: list[int]
+    state: ModelFrameState
+
+
+class LmmResult(PredictionMixin):
+    """A fitted linear mixed model.
+
+    Attributes:
+        theta: θ at the optimum (lme4's order, see ``theta_names``).
+        fixef: fixed effects (pandas Series in model-matrix column order).
+        sigma: residual standard deviation.
+        objective: REML criterion (REML fits) or deviance (ML fits).
+        loglik, aic, bic: log-likelihood (REML fits: the restricted one, as lme4) and criteria.
+        nobs: number of observations used.
+        ngroups: levels per grouping factor.
+        varcorr: DataFrame grp, var1, var2, vcov, sdcor as R's ``as.data.frame(VarCorr(fit))``.
+        ranef: dict group → DataFrame of conditional modes (levels × coefficients), made
+            on first use (the level labels are not needed before).
+        vcov: covariance of the fixed effects (DataFrame).
+        converged, singular: convergence and boundary flags.
+        optinfo: what the optimizer did (OptimizeResult).
+        solution: the model's :class:`~lmm.model.Solution` at θ̂ (β̂, σ̂, û, b̂ per term,
+            λ per term), stored at construction: the result never reads the model's core again.
+    """
+
+
+    def __init__(self, model: LinearMixedModel, opt: OptimizeResult, reml: bool | None = None) -> None:
+        self.model = model
+        self.optinfo = opt
+        self.REML = model.REML if reml is None else bool(reml)
+        self.formula = model.formula
+        sol = model.solution(opt.theta, reml=self.REML)
+        self.solution: Solution = sol
+        self.theta = np.array(sol.theta)
+        self.theta_names = model.theta_names
+        self.objective = sol.objective
+        self.sigma = sol.sigma
+        xnames = model.design.xnames
+        self.fixef = pd.Series(np.array(sol.beta), index=xnames, name="Estimate")
+        self.vcov = pd.DataFrame(np.array(sol.vcov), index=xnames, columns=xnames)
+        self.nobs = model.nobs
+        self.loglik = -0.5 * self.objective
+        npar = model.nfixed + model.ntheta + 1
+        self.npar = npar
+        self.aic = -2.0 * self.loglik + 2.0 * npar
+        self.bic = -2.0 * self.loglik + math.log(self.nobs) * npar
+        lower = model.theta_lower
+        self.singular = bool(np.any(self.theta[lower == 0] < SINGULAR_TOL))
+        self.converged = opt.converged
+        self.ngroups = {}
+        for t in model.terms:
+            self.ngroups.setdefault(t.name, t.nlevels)
+        self.varcorr = varcorr_frame(model.terms, sol.lambdas, self.sigma)
+        self._cache: dict = {}
+
+    # --- variance components ----------------------------------------------------------
+
+    @functools.cached_property
+    def ranef(self) -> dict[str, pd.DataFrame]:
+        """dict group → DataFrame of conditional modes (levels × coefficients), lme4's ``ranef(fit)``."""
+        out: dict[str, pd.DataFrame] = {}
+        for t, b in zip(self.model.terms, self.solution.b):
+            frame = pd.DataFrame(np.array(b), index=t.levels, columns=t.cnames)
+            if t.name in out:
+                out[t.name] = pd.concat([out[t.name], frame], axis=1)
+            else:
+                out[t.name] = frame
+        return out
+
+    @property
+    def se(self) -> pd.Series:
+        """Standard errors of the fixed effects."""
+        return pd.Series(np.sqrt(np.diag(self.vcov.to_numpy())), index=self.fixef.index, name="Std. Error")
+
+    # --- fitted values ----------------------------------------------------------------
+
+    def fitted(self) -> np.ndarray:
+        """Fitted values Xβ̂ + Zb̂ on the rows used in the fit."""
+        out = self.model.design.X @ self.fixef.to_numpy()
+        for t, b in zip(self.model.terms, self.solution.b):
+            out += np.einsum("ij,ij->i", t.z, b[t.codes])
+        return out
+
+    def residuals(self, type: str = "response", scaled: bool = False) -> np.ndarray:
+        """Residuals y − fitted on the rows used in the fit.
+
+        Args:
+            type: ``"response"`` (y − ŷ) or ``"pearson"`` (divided by σ̂; lme4's
+                ``residuals(fit, type = "pearson")`` for unweighted fits).
+            scaled: divide by σ̂ (lme4's ``scaled = TRUE``); same as ``type="pearson"``.
+
+        Returns:
+            Array of length nobs.
+        """
+        if type not in ("response", "pearson"):
+            raise ValueError("type must be 'response' or 'pearson'")
+        r = self.model.design.y - self.fitted()
+        return r / self.sigma if scaled or type == "pearson" else r
+
+    # --- random effects ---------------------------------------------------------------------
+
+    def coef(self) -> dict[str, pd.DataFrame]:
+        """Fixed plus random effects per level, as lme4's ``coef(fit)``.
+
+        Returns:
+            dict group → DataFrame (levels × coefficients): the fixed effects, with each
+            level's random effect added where the names agree; random-only columns
+            (not among the fixed effects) come first with fixed part 0, as in lme4.
+        """
+        fixed = self.fixef
+        out = {}
+        for grp, re in self.ranef.items():
+            missing = [c for c in re.columns if c not in fixed.index]
+            cols = missing + list(fixed.index)
+            base = pd.Series(0.0, index=cols)
+            base[list(fixed.index)] = fixed.to_numpy()
+            frame = pd.DataFrame(np.tile(base.to_numpy(), (len(re), 1)), index=re.index, columns=cols)
+            for c in re.columns:
+                frame[c] = frame[c] + re[c].to_numpy()
+            out[grp] = frame
+        return out
+
+    def ranef_condvar(self) -> dict[str, np.ndarray]:
+        """Conditional covariances of the random effects per level (lme4's ``condVar``).
+
+        Returns:
+            dict group → array (levels, P, P), P the number of columns of ``ranef[group]``:
+            σ̂² Λ (Λ'Z'ZΛ + I)⁻¹ Λ' on each level's block at the estimates, as
+            ``attr(ranef(fit, condVar = TRUE)[[group]], "postVar")``. Blocks between two
+            terms on one factor (``(1|g) + (0+x|g)``) are 0, as lme4 reports per term.
+        """
+        if "condvar" not in self._cache:
+            blocks = conditional_covariances(self)
+            out: dict[str, list] = {}
+            for t, blk in zip(self.model.terms, blocks):
+                out.setdefault(t.name, []).append(blk)
+            result = {}
+            for grp, parts in out.items():
+                nl = parts[0].shape[0]
+                P = sum(b.shape[1] for b in parts)
+                arr = np.zeros((nl, P, P))
+                o = 0
+                for b in parts:
+                    arr[:, o:o + b.shape[1], o:o + b.shape[1]] = b
+                    o += b.shape[1]
+                result[grp] = arr
+            self._cache["condvar"] = result
+        return self._cache["condvar"]
+
+    def ranef_frame(self, cond_var: bool = True) -> pd.DataFrame:
+        """Conditional modes as one long table (R's ``as.data.frame(ranef(fit, condVar = TRUE))``).
+
+        Returns:
+            DataFrame with columns grpvar, term, grp, condval and (with ``cond_var``) condsd.
+        """
+        cv = self.ranef_condvar() if cond_var else None
+        rows = []
+        for grp, re in self.ranef.items():
+            for j, term in enumerate(re.columns):
+                sd = np.sqrt(cv[grp][:, j, j]) if cv is not None else None
+                for i, lev in enumerate(re.index):
+                    row = [grp, term, str(lev), re.iloc[i, j]]
+                    if sd is not None:
+                        row.append(sd[i])
+                    rows.append(row)
+        cols = ["grpvar", "term", "grp", "condval"] + (["condsd"] if cond_var else [])
+        return pd.DataFrame(rows, columns=cols)
+
+
+    # --- inference ----------------------------------------------------------------------------
+
+    def satterthwaite(self) -> Satterthwaite:
+        """lmerTest's Satterthwaite ingredients for this fit (computed once, then kept).
+
+        Returns:
+            :class:`~lmm.inference.satterthwaite.Satterthwaite`.
+        """
+        if "satt" not in self._cache:
+            self._cache["satt"] = satterthwaite_setup(self)
+        return self._cache["satt"]
+
+    def kenward_roger(self) -> KenwardRoger:
+        """pbkrtest's adjusted covariance of β̂ for this REML fit (computed once, then kept).
+
+        Returns:
+            :class:`~lmm.inference.kenward_roger.KenwardRoger`.
+
+        Raises:
+            ValueError: an ML fit, or a model too large for the dense matrices it needs.
+        """
+        if "kr" not in self._cache:
+            self._cache["kr"] = kenward_roger_setup(self)
+        return self._cache["kr"]
+
+    def fixed_terms(self) -> FixedTerms:
+        """The fixed-effects terms behind the columns of X (for type III tests).
+
+        Raises:
+            NotImplementedError: the design does not record the fixed-effects model frame.
+        """
+        state = self._frame_state("fixed")
+        assign = [state.assign[state.names.index(c)] for c in self.fixef.index]
+        return FixedTerms(labels=state.term_labels, bits=state.term_bits, assign=assign, state=state)
+
+    def vcov_kr(self) -> pd.DataFrame:
+        """Kenward–Roger adjusted covariance of the fixed effects (pbkrtest's ``vcovAdj``; REML fits)."""
+        names = self.fixef.index
+        return pd.DataFrame(self.kenward_roger().phi_adj, index=names, columns=names)
+
+    def coef_table(self, ddf: str | None = "Satterthwaite") -> pd.DataFrame:
+        """Fixed-effects table with df and p-values (lmerTest's ``coef(summary(fit))``).
+
+        Args:
+            ddf: ``"Satterthwaite"`` (default, as lmerTest), ``"Kenward-Roger"`` (as
+                pbkrtest; adjusted standard errors; REML fits) or None (lme4's table
+                without df and p).
+
+        Returns:
+            DataFrame with columns Estimate, Std. Error, df, t value, Pr(>|t|).
+        """
+        return coef_table(self, ddf)
+
+    def test(self, L, rhs=0.0, ddf: str | None = "Satterthwaite", joint: bool = True) -> pd.DataFrame:
+        """Test the contrasts L β = rhs (lmerTest's ``contest``).
+
+        Args:
+            L: a vector or matrix with one column per fixed effect, a dict or Series
+               {name: weight}, a DataFrame with fixed-effect columns, or a fixed-effect name.
+            rhs: right-hand side(s).
+            ddf: ``"Satterthwaite"`` or ``"Kenward-Roger"``.
+            joint: one F test of all rows (default) or a t test per row.
+
+        Returns:
+            DataFrame: F table (Sum Sq, Mean Sq, NumDF, DenDF, F value, Pr(>F)) or t table.
+
+        Example:
+            >>> res.test([0, 1])  # doctest: +SKIP  (H0: the Days slope is 0)
+        """
+        return contrast_test(self, L, rhs=rhs, ddf=ddf, joint=joint)
+
+    def anova(self, ddf: str | None = "Satterthwaite") -> pd.DataFrame:
+        """Type III F tests of the fixed-effects terms (lmerTest's ``anova(fit)``).
+
+        Returns:
+            DataFrame indexed by term with Sum Sq, Mean Sq, NumDF, DenDF, F value, Pr(>F).
+        """
+        return anova_type3(self, ddf=ddf)
+
+    def confint(self, method: str = "profile", level: float = 0.95, parm=None, **kwargs) -> pd.DataFrame:
+        """Confidence intervals (lme4's ``confint``): ``"profile"`` (default), ``"wald"`` or ``"bootstrap"``.
+
+        Rows are lme4's: ``.sig01``, ``.sig02``, ... (standard deviations and
+        correlations of the random effects in θ's order), ``.sigma`` and the fixed
+        effects. Profile intervals profile the ML deviance (REML fits are refitted by
+        ML first, as lme4 does). Bootstrap keywords (``nsim``, ``seed``, ``n_jobs``,
+        ``progress``) go to :meth:`bootstrap`.
+
+        Returns:
+            DataFrame with columns ``"2.5 %"`` and ``"97.5 %"`` (for level 0.95).
+        """
+        return confint(self, method=method, level=level, parm=parm, **kwargs)
+
+    def profile(self, which=None, **kwargs) -> Profile:
+        """Likelihood profile (lme4's ``profile(fit)``); see :func:`lmm.inference.profile`."""
+        return profile(self, which=which, **kwargs)
+
+    def bootstrap(self, nsim: int = 500, seed=None, use_u: bool = False, n_jobs: int | None = None,
+                  progress: bool | None = None) -> BootstrapResult:
+        """Parametric bootstrap (lme4's ``bootMer``), refitting only the response, in parallel.
+
+        Args:
+            nsim: number of replicates.
+            seed: random seed (results do not depend on ``n_jobs``).
+            use_u: condition on the conditional modes (simulate only the noise).
+            n_jobs: worker threads (default: all CPUs).
+            progress: progress bar on stderr (default: when stderr is a terminal; tqdm if installed).
+
+        Returns:
+            BootstrapResult with ``replicates`` (sd/cor, σ, β per replicate) and ``confint()``.
+        """
+        return bootstrap(self, nsim=nsim, seed=seed, use_u=use_u, n_jobs=n_jobs, progress=progress)
+
+    def refit_ml(self) -> "LmmResult":
+        """The same model fitted by maximum likelihood (self for ML fits), starting at this θ.
+
+        A fit of the same model with ``reml=False``: nothing is copied, and this result is unchanged.
+        """
+        if not self.REML:
+            return self
+        if "ml" not in self._cache:
+            self._cache["ml"] = self.model.fit(start=self.theta, reml=False)
+        return self._cache["ml"]
+
+
+    # --- tables ---------------------------------------------------------------------------
+
+    def tidy(self, effects: Sequence[str] = ("fixed", "ran_pars"), ddf: str | None = "Satterthwaite",
+             conf_int: bool = False, conf_level: float = 0.95, conf_method: str = "wald") -> pd.DataFrame:
+        """A broom.mixed-style table of the estimates; see :func:`lmm.results.tidy.tidy`."""
+        return tidy(self, effects=effects, ddf=ddf, conf_int=conf_int, conf_level=conf_level,
+                    conf_method=conf_method)
+
+    def to_frame(self, **kwargs) -> pd.DataFrame:
+        """Same as :meth:`tidy`."""
+        return self.tidy(**kwargs)
+
+    # --- reporting ----------------------------------------------------------------------------
+
+    def to_dict(self) -> dict:
+        """Plain-Python summary of the fit (for JSON)."""
+        vc = self.varcorr.astype(object).where(self.varcorr.notna(), None)
+        return {
+            "formula": self.formula,
+            "REML": self.REML,
+            "objective": self.objective,
+            "loglik": self.loglik,
+            "aic": self.aic,
+            "bic": self.bic,
+            "nobs": self.nobs,
+            "ngroups": self.ngroups,
+            "theta": dict(zip(self.theta_names, self.theta.tolist())),
+            "fixef": self.fixef.to_dict(),
+            "se": self.se.to_dict(),
+            "sigma": self.sigma,
+            "varcorr": vc.to_dict(orient="records"),
+            "converged": self.converged,
+            "singular": self.singular,
+            "optimizer": {
+                "name": self.optinfo.optimizer,
+                "nfev": self.optinfo.nfev,
+                "ngev": self.optinfo.ngev,
+                "time": self.optinfo.time,
+                "message": self.optinfo.message,
+                "gradient": self.optinfo.gradient.tolist(),
+            },
+        }
+
+    def summary(self, ddf: str | None = "Satterthwaite") -> str:
+        """Summary text as lmerTest's ``summary(fit, ddf = ...)``.
+
+        Args:
+            ddf: ``"Satterthwaite"`` (default), ``"Kenward-Roger"`` or None (lme4's
+                summary: no df and p-value columns).
+        """
+        return format_summary(self, ddf)
+
+    def __str__(self) -> str:
+        return self.summary()
+
+    def __repr__(self) -> str:
+        kind = "REML" if self.REML else "ML"
+        return f"<LmmResult {self.formula!r} {kind} objective={self.objective:.4f}>"
+
+

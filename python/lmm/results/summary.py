@@ -1,0 +1,148 @@
+"""The printed summary of a fit, as lme4's and lmerTest's ``summary``."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..covariance import components
+from ..inference.contrasts import check_ddf
+
+__all__ = ["format_summary"]
+
+
+def _table(rows: list[list[str]], align: list[str]) -> list[str]:
+    """Columns padded to their widest cell; align is 'l' or 'r' per column."""
+    widths = [max(len(r[j]) for r in rows) for j in range(len(align))]
+    return [" ".join(c.ljust(w) if a == "l" else c.rjust(w) for c, w, a in zip(r, widths, align)).rstrip()
+            for r in rows]
+
+
+def _abbreviate(name: str, width: int = 6) -> str:
+    """R's abbreviate(): drop lower-case vowels, then lower-case letters, from the right."""
+    chars = list(name)
+    for droppable in ("aeiou", "abcdefghijklmnopqrstuvwxyz"):
+        i = len(chars) - 1
+        while len(chars) > width and i > 0:
+            if chars[i] in droppable and chars[i - 1] != " ":
+                del chars[i]
+            i -= 1
+    return "".join(chars[:width]) if len(chars) > width else "".join(chars)
+
+
+def _g(x: float, digits: int = 4) -> str:
+    return f"{x:.{digits}g}" if abs(x) >= 1e-3 or x == 0 else f"{x:.3e}"
+
+
+def _format_pval(p: float) -> str:
+    """R's format.pval(p, digits = 3, eps = 2e-16) as printCoefmat shows it."""
+    if not np.isfinite(p):
+        return "NA"
+    if p < 2.2e-16:
+        return "< 2e-16"
+    return f"{p:.3g}" if p >= 1e-4 else f"{p:.2e}"
+
+
+def _stars(p: float) -> str:
+    if not np.isfinite(p):
+        return ""
+    for cut, mark in ((0.001, "***"), (0.01, "**"), (0.05, "*"), (0.1, ".")):
+        if p < cut:
+            return mark
+    return ""
+
+
+def format_summary(res, ddf: str | None = "Satterthwaite") -> str:
+    """Summary text as lmerTest's ``summary(fit, ddf = ...)`` (lme4's with ``ddf=None``).
+
+    Args:
+        res: the fitted result.
+        ddf: ``"Satterthwaite"``, ``"Kenward-Roger"`` or None.
+
+    Returns:
+        The text.
+    """
+    lines = []
+    method = check_ddf(ddf)
+    table = None
+    note_ddf = None
+    if method is not None:
+        try:
+            table = res.coef_table(method)
+        except (ValueError, np.linalg.LinAlgError) as err:
+            note_ddf = f"{method} degrees of freedom unavailable: {err}"
+            method = None
+    tests = f". t-tests use {method}'s method" if method else ""
+    if res.REML:
+        lines.append(f"Linear mixed model fit by REML{tests}")
+    else:
+        lines.append(f"Linear mixed model fit by maximum likelihood{tests}")
+    lines.append(f"Formula: {res.formula}")
+    lines.append("")
+    if res.REML:
+        lines.append(f"REML criterion at convergence: {res.objective:.4f}")
+    else:
+        df_resid = res.nobs - res.npar
+        lines += _table([["AIC", "BIC", "logLik", "deviance", "df.resid"],
+                         [f"{res.aic:.1f}", f"{res.bic:.1f}", f"{res.loglik:.1f}", f"{res.objective:.1f}",
+                          str(df_resid)]], ["r"] * 5)
+    lines.append("")
+    q = np.quantile(res.residuals(scaled=True), [0, 0.25, 0.5, 0.75, 1])
+    lines.append("Scaled residuals:")
+    lines += _table([["Min", "1Q", "Median", "3Q", "Max"], [f"{v:.4f}" for v in q]], ["r"] * 5)
+    lines.append("")
+    lines.append("Random effects:")
+    rows = [["Groups", "Name", "Variance", "Std.Dev.", "Corr"]]
+    for c in components(res.model.terms, res.solution.lambdas, res.sigma):
+        for i, name in enumerate(c.names):
+            corr_cells = " ".join(f"{c.corr[i, k]:.2f}" for k in range(i)) if i else ""
+            rows.append([c.group if i == 0 else "", name, _g(c.cov[i, i]), _g(c.sd[i]), corr_cells])
+    rows.append(["Residual", "", _g(res.sigma**2), _g(res.sigma), ""])
+    lines += [" " + r for r in _table(rows, ["l", "l", "r", "r", "l"])]
+    groups = ", ".join(f"{k}, {v}" for k, v in res.ngroups.items())
+    lines.append(f"Number of obs: {res.nobs}, groups:  {groups}")
+    lines.append("")
+    lines.append("Fixed effects:")
+    if table is None:
+        se = res.se
+        rows = [["", "Estimate", "Std. Error", "t value"]]
+        for name in res.fixef.index:
+            est, s = res.fixef[name], se[name]
+            rows.append([name, _g(est, 6), _g(s, 5), f"{est / s:.3f}" if s > 0 else "NaN"])
+        lines += _table(rows, ["l", "r", "r", "r"])
+    else:
+        rows = [["", "Estimate", "Std. Error", "df", "t value", "Pr(>|t|)", ""]]
+        for name, r in table.iterrows():
+            rows.append([name, _g(r["Estimate"], 6), _g(r["Std. Error"], 5), f"{r['df']:.3f}",
+                         f"{r['t value']:.3f}", _format_pval(r["Pr(>|t|)"]), _stars(r["Pr(>|t|)"])])
+        lines += _table(rows, ["l", "r", "r", "r", "r", "r", "l"])
+        lines.append("---")
+        lines.append("Signif. codes:  0 '***' 0.001 '**' 0.01 '*' 0.05 '.' 0.1 ' ' 1")
+    if len(res.fixef) > 1:
+        lines.append("")
+        lines.append("Correlation of Fixed Effects:")
+        v = res.vcov.to_numpy()
+        d = np.sqrt(np.diag(v))
+        corr = v / np.outer(d, d)
+        abbrev = [_abbreviate(n) for n in res.fixef.index]
+        rows = [[""] + abbrev[:-1]]
+        for i, name in enumerate(res.fixef.index):
+            if i == 0:
+                continue
+            rows.append([name] + [f"{corr[i, j]:.3f}" for j in range(i)] + [""] * (len(abbrev) - 1 - i))
+        lines += _table(rows, ["l"] + ["r"] * (len(abbrev) - 1))
+    notes = []
+    if res.singular:
+        notes.append("boundary (singular) fit: see the variance components")
+    if not res.converged:
+        notes.append(f"the optimizer did not converge: {res.optinfo.message}")
+    if note_ddf:
+        notes.append(note_ddf)
+    if table is not None and method == "Satterthwaite":
+        notes += res.satterthwaite().notes
+    if res.model.design.dropped_columns:
+        notes.append(f"rank deficient X: dropped {res.model.design.dropped_columns}")
+    if notes:
+        lines.append("")
+        lines += [f"note: {n}" for n in notes]
+    return "\n".join(lines)
+
