@@ -10,6 +10,9 @@ FloatArray = npt.NDArray[np.float64]
 #: The optimizer's tolerances and lme4's singular tolerance (lmm::FitOptions defaults).
 FIT_DEFAULTS: dict[str, float]
 
+def theta_positions(p: int, structure: str) -> list[tuple[int, int]]:
+    """(row, col) of λ for each θ entry of a term with p columns and structure 'us' or 'diag'."""
+
 def set_dense_backend(name: str) -> None:
     """Dense kernels of the crossed block: 'lapack' (SciPy's LAPACK) or 'eigen'."""
 

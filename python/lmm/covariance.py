@@ -16,6 +16,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from . import _core as core
 from .design import ReTerm
 
 __all__ = [
@@ -34,7 +35,8 @@ __all__ = [
 
 
 def theta_positions(term: ReTerm) -> list[tuple[int, int]]:
-    """(row, column) of λ for each θ entry of ``term``, in lme4's θ order.
+    """(row, column) of λ for each θ entry of ``term``, in lme4's θ order, from the core
+    (the owner of each structure's parameterization).
 
     Args:
         term: a random-effects term.
@@ -42,7 +44,8 @@ def theta_positions(term: ReTerm) -> list[tuple[int, int]]:
     Returns:
         The diagonal for a diagonal λ, else the lower triangle column by column.
     """
-    return term.theta_positions()
+    structure = "diag" if term.diagonal else "us"
+    return [(int(i), int(j)) for i, j in core.theta_positions(term.p, structure)]
 
 
 def theta_names(terms: Sequence[ReTerm]) -> list[str]:

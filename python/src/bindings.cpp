@@ -118,6 +118,13 @@ lmm::FitResult fit_model(lmm::Model& m, bool reml, const std::optional<lmm::Vect
   return lmm::fit(m, o);
 }
 
+// The covariance structure named as lme4 2.x names it.
+lmm::Covariance covariance_of(const std::string& structure) {
+  for (const lmm::Covariance c : {lmm::Covariance::Unstructured, lmm::Covariance::Diagonal})
+    if (lmm::parameterization(c).name() == structure) return c;
+  throw std::invalid_argument("unknown covariance structure '" + structure + "' (use 'us' or 'diag')");
+}
+
 // A routine of scipy.linalg.cython_lapack, from the capsule SciPy exports for it.
 template <typename Fn>
 Fn scipy_lapack(const py::module_& cython_lapack, const char* name) {
@@ -150,6 +157,15 @@ PYBIND11_MODULE(_core, m) {
   m.def("set_dense_backend", &set_dense_backend, py::arg("name"),
         "dense kernels of the crossed block: 'lapack' (SciPy's LAPACK) or 'eigen'");
   m.def("dense_backend", []() { return lmm::using_lapack() ? "lapack" : "eigen"; }, "the current dense backend");
+
+  m.def(
+      "theta_positions",
+      [](lmm::Index p, const std::string& structure) {
+        if (p < 1) throw std::invalid_argument("a term has at least one column");
+        return lmm::theta_positions(lmm::TermShape{1, p, covariance_of(structure)});
+      },
+      py::arg("p"), py::arg("structure"),
+      "(row, col) of λ for each θ entry of a term with p columns and structure 'us' or 'diag'");
 
   const lmm::FitOptions defaults;
   m.attr("FIT_DEFAULTS") = py::dict(
