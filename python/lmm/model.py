@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -163,9 +163,7 @@ class CoreModel:
     """
 
     def __init__(self, terms: Sequence[ReTerm], X: np.ndarray, y: np.ndarray, *, x_center: np.ndarray,
-                 y_coef: np.ndarray, max_dense_bytes: float, theta_scale: np.ndarray | None, reml: bool,
-                 beta_map: Callable[[np.ndarray], np.ndarray] | None,
-                 vcov_map: Callable[[np.ndarray], np.ndarray] | None) -> None:
+                 y_coef: np.ndarray, max_dense_bytes: float, theta_scale: np.ndarray | None, reml: bool) -> None:
         self._design_terms = list(terms)
         self._tuples = _core_terms(terms)
         self._X = X
@@ -178,8 +176,6 @@ class CoreModel:
         self.terms: list[ReTerm] = [self._design_terms[k] for k in self.core.order]
         self.REML = bool(reml)
         self.theta_scale = np.ones(self.ntheta) if theta_scale is None else np.asarray(theta_scale, np.float64)
-        self._beta_map = beta_map or self._map_beta
-        self._vcov_map = vcov_map or self._map_vcov
         # y's least-squares coefficients beyond y_coef (a response set after construction)
         self._delta = np.zeros(X.shape[1])
         self._R: np.ndarray | None = None
@@ -200,6 +196,8 @@ class CoreModel:
     def theta_start(self) -> np.ndarray:
         return np.asarray(self.core.theta_start)
 
+    # X_c = X S with S = I − e₀ x_center' (unit upper triangular: the intercept is
+    # column 0), y_c = y − X_c y_coef: β = S (β_c + y_coef) and Var(β) = S Var(β_c) S'.
     def _S(self) -> np.ndarray:
         p = self._X.shape[1]
         S = np.eye(p)
@@ -207,11 +205,14 @@ class CoreModel:
             S[0, :] -= self._x_center
         return S
 
-    def _map_beta(self, beta_core: np.ndarray) -> np.ndarray:
-        """β for X from the core's: S (β_c + y_coef), S = I − e₀ x_center' (as Design.beta_from_core)."""
+    def beta_from_core(self, beta_core: np.ndarray) -> np.ndarray:
+        """β̂ for the user's X from the core's β̂ for the shifted problem (p,)."""
+        beta_core = np.asarray(beta_core, dtype=np.float64)
         return self._S() @ (beta_core + self._y_coef) if beta_core.size else beta_core.copy()
 
-    def _map_vcov(self, vcov_core: np.ndarray) -> np.ndarray:
+    def vcov_from_core(self, vcov_core: np.ndarray) -> np.ndarray:
+        """Var(β̂) for the user's X from the core's (p × p)."""
+        vcov_core = np.asarray(vcov_core, dtype=np.float64)
         S = self._S()
         return S @ vcov_core @ S.T if vcov_core.size else vcov_core.copy()
 
@@ -284,9 +285,9 @@ class CoreModel:
             size = t.nlevels * t.p
             blocks.append(_readonly(b[off:off + size].reshape(t.nlevels, t.p)))
             off += size
-        beta = self._beta_map(np.asarray(beta_c) + self._delta)
+        beta = self.beta_from_core(np.asarray(beta_c) + self._delta)
         return Solution(theta=_readonly(theta), reml=reml, objective=float(value), sigma=float(c.sigma(reml)),
-                        beta=_readonly(beta), vcov=_readonly(self._vcov_map(np.asarray(c.vcov_beta(reml)))),
+                        beta=_readonly(beta), vcov=_readonly(self.vcov_from_core(np.asarray(c.vcov_beta(reml)))),
                         u=_readonly(u), b=blocks,
                         lambdas=[_readonly(c.lambda_(k)) for k in range(len(self.terms))],
                         pwrss=float(c.pwrss), ldL2=float(c.ldL2), ldRX2=float(c.ldRX2), gradient=grad)
@@ -294,9 +295,7 @@ class CoreModel:
 
 def build_core(terms: Sequence[ReTerm], X: np.ndarray, y: np.ndarray, *, x_center: np.ndarray | None = None,
                y_coef: np.ndarray | None = None, max_dense_bytes: float = DEFAULT_MAX_DENSE_BYTES,
-               theta_scale: np.ndarray | None = None, reml: bool = True,
-               beta_map: Callable[[np.ndarray], np.ndarray] | None = None,
-               vcov_map: Callable[[np.ndarray], np.ndarray] | None = None) -> CoreModel:
+               theta_scale: np.ndarray | None = None, reml: bool = True) -> CoreModel:
     """The one factory of cores: a compiled core of (terms, X, y), always with the shift.
 
     Args:
@@ -307,8 +306,6 @@ def build_core(terms: Sequence[ReTerm], X: np.ndarray, y: np.ndarray, *, x_cente
         max_dense_bytes: the largest dense block of L allowed.
         theta_scale: the optimizer's θ scale (default ones).
         reml: the default criterion of the evaluations.
-        beta_map, vcov_map: map the core's β̂ (for the constructor's shift) and Var(β̂) to
-            the user's X (default: from x_center and y_coef, as :class:`~lmm.design.Design` does).
 
     Returns:
         CoreModel.
@@ -321,7 +318,7 @@ def build_core(terms: Sequence[ReTerm], X: np.ndarray, y: np.ndarray, *, x_cente
     if x_center is None or y_coef is None:
         x_center, y_coef = shift_for(X, y)
     return CoreModel(terms, X, y, x_center=x_center, y_coef=y_coef, max_dense_bytes=max_dense_bytes,
-                     theta_scale=theta_scale, reml=reml, beta_map=beta_map, vcov_map=vcov_map)
+                     theta_scale=theta_scale, reml=reml)
 
 
 class LinearMixedModel:
@@ -372,8 +369,7 @@ class LinearMixedModel:
             # through the design, without the cancellation that large offsets cause in
             # crossproducts.
             self._shifted = build_core(d.terms, d.X, d.y, x_center=d.x_center, y_coef=d.y_coef,
-                                       max_dense_bytes=self.max_dense_bytes, reml=self.REML,
-                                       beta_map=d.beta_from_core, vcov_map=d.vcov_from_core)
+                                       max_dense_bytes=self.max_dense_bytes, reml=self.REML)
         except ValueError as err:
             raise ValueError(f"cannot set up the model {formula!r}: {err}") from None
         self._core = self._shifted.core
@@ -477,7 +473,7 @@ class LinearMixedModel:
         """Everything the model determines at ``theta``: objective, σ, β̂, Var(β̂), û, b̂, λ.
 
         β̂ and Var(β̂) are those of the user's X (mapped back from the core's shifted
-        problem by :meth:`Design.beta_from_core` and :meth:`Design.vcov_from_core`).
+        problem by :meth:`CoreModel.beta_from_core` and :meth:`CoreModel.vcov_from_core`).
         Evaluating at any θ changes nothing a fitted result depends on: results keep
         their own :class:`Solution`. θ may lie below its bounds (numerical derivatives
         at a boundary fit step across it).
@@ -506,8 +502,7 @@ class LinearMixedModel:
         """
         d = self.design
         return build_core(self.design.terms, d.X, d.y, x_center=d.x_center, y_coef=d.y_coef,
-                          max_dense_bytes=self.max_dense_bytes, theta_scale=self.theta_scale, reml=self.REML,
-                          beta_map=d.beta_from_core, vcov_map=d.vcov_from_core)
+                          max_dense_bytes=self.max_dense_bytes, theta_scale=self.theta_scale, reml=self.REML)
 
     def fit(self, start=None, *, reml: bool | None = None, optimizer: str = "L-BFGS-B", tol: float = 1e-8,
             maxiter: int = 10000, verbose: bool = False):
