@@ -64,10 +64,12 @@ import math
 import re
 import unicodedata
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import pandas as pd
+
+from ._util import row_blocks, same_values
 
 __all__ = [
     "FormulaError",
@@ -1331,19 +1333,6 @@ def _labels_to_factor(codes: np.ndarray, labels: List[str]) -> _Factor:
     return _Factor(out, levels)
 
 
-# Elements per block of the passes over the data that need temporaries (here and in the
-# design's checks): a block of b columns has about _BLOCK_ELEMENTS / b rows, so those
-# temporaries stay O(block), never O(n × p).
-_BLOCK_ELEMENTS = 1 << 15
-
-
-def _row_blocks(n: int, width: int = 1) -> Iterator[slice]:
-    """Consecutive row slices covering ``range(n)``, of about ``_BLOCK_ELEMENTS / width`` rows."""
-    step = max(256, _BLOCK_ELEMENTS // max(width, 1))
-    for start in range(0, n, step):
-        yield slice(start, min(start + step, n))
-
-
 def _compact_codes(values: np.ndarray, lo: Any, span: int) -> Tuple[np.ndarray, np.ndarray]:
     """Level codes of integer values in ``[lo, lo + span]`` by counting, without sorting the rows.
 
@@ -1351,7 +1340,7 @@ def _compact_codes(values: np.ndarray, lo: Any, span: int) -> Tuple[np.ndarray, 
     from ``lo`` of the values present.  Block by block: the temporaries are O(span + block).
     """
     n = values.shape[0]
-    blocks = list(_row_blocks(n))
+    blocks = list(row_blocks(n))
     present = np.zeros(span + 1, dtype=bool)
     for rows in blocks:
         present[(values[rows] - lo).astype(np.int64, copy=False)] = True
@@ -1365,7 +1354,7 @@ def _compact_codes(values: np.ndarray, lo: Any, span: int) -> Tuple[np.ndarray, 
 def _int_labels(values: np.ndarray) -> List[str]:
     """Decimal labels of integers, converted a block at a time (no array or list of all the ints)."""
     labels: List[str] = []
-    for rows in _row_blocks(values.shape[0]):
+    for rows in row_blocks(values.shape[0]):
         labels.extend(map(str, values[rows].tolist()))
     return labels
 
@@ -1936,12 +1925,6 @@ def _matrix_names(label: str, var: _Matrix) -> List[str]:
     return [label + s for s in (var.colnames or [str(j + 1) for j in range(ncol)])]
 
 
-def _same_values(a: np.ndarray, b: np.ndarray) -> bool:
-    """a and b (n or n × k) have equal values, compared a block of rows at a time (no n-sized mask)."""
-    width = a.shape[1] if a.ndim == 2 else 1
-    return a.shape == b.shape and all(np.array_equal(a[rows], b[rows]) for rows in _row_blocks(a.shape[0], width))
-
-
 def _parse_rhs(rhs: str) -> Tuple[_Node, str]:
     if not isinstance(rhs, str):
         raise TypeError(f"rhs must be a str, not {type(rhs).__name__}")
@@ -2087,7 +2070,7 @@ class ModelFrameState:
                 continue
             a = names.index(cols[0])
             run = M[:, a:a + len(cols)]
-            if names[a:a + len(cols)] == cols and _same_values(run, var.values):
+            if names[a:a + len(cols)] == cols and same_values(run, var.values):
                 run.setflags(write=False)
                 self._variables[i] = _Matrix(run, var.colnames)
                 shared = True
@@ -2304,7 +2287,7 @@ def _run_of(like: Tuple[np.ndarray, Sequence[str]], names: List[str],
     if mnames[a:a + k] != names:
         return None
     for j, make in enumerate(makers):
-        if not _same_values(np.broadcast_to(make(), (n,)), M[:, a + j]):
+        if not same_values(np.broadcast_to(make(), (n,)), M[:, a + j]):
             return None
     return M[:, a:a + k]
 
