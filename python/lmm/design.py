@@ -268,9 +268,9 @@ class _Evaluated:
 
 
 def _evaluate(parsed: ParsedFormula, data: pd.DataFrame) -> _Evaluated:
-    y = np.ascontiguousarray(evaluate_response(parsed.response, data), dtype=np.float64)
+    y = np.ascontiguousarray(evaluate_response(parsed.response_expr, data), dtype=np.float64)
     state = ModelFrameState()
-    X, xnames = model_matrix(parsed.fixed, data, state=state)
+    X, xnames = model_matrix(parsed.fixed_terms, data, state=state)
     X, xnames = np.asarray(X, dtype=np.float64), list(xnames)
     pieces = [_term(rt, data, X, xnames) for rt in parsed.random]
     return _Evaluated(y=y, X=X, xnames=xnames, pieces=pieces, fixed_state=state)
@@ -688,7 +688,7 @@ def _share_columns(terms: list[ReTerm], X: np.ndarray, xnames: list[str]) -> Non
 def _term(rt: RandomTerm, data: pd.DataFrame, X: np.ndarray, xnames: list[str]) -> ReTerm:
     """The term's codes and columns; z is a view of X when its columns are a run of X's."""
     state = ModelFrameState()
-    z, cnames = model_matrix(rt.expr, data, state=state, like=(X, xnames))
+    z, cnames = model_matrix(rt.terms, data, state=state, like=(X, xnames))
     if z.shape[1] == 0:
         raise ValueError(f"random-effects term for {rt.name!r} has no columns ({rt.expr!r})")
     codes, levels = grouping_codes(rt, data)
