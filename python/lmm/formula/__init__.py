@@ -14,11 +14,12 @@ builds the model matrices exactly as R's ``model.matrix`` does:
 * :func:`evaluate_response`, :func:`required_columns`, :func:`check_columns`,
   :func:`grouping_codes` and :func:`grouping_factor` serve the design step.
 
-The formula language is R's, parsed by this package (no ``eval`` of user text), once:
-the parsed formula carries syntax-tree objects (:class:`Terms`, :class:`Expression`,
+Formula text is parsed once, by :func:`parse_formula` (no ``eval`` of user text): the
+parsed formula carries syntax-tree objects (:class:`Terms`, :class:`Expression`,
 :class:`RandomTerm`) that every later stage takes, so nothing is parsed again.
-operators ``+ - * / : ^ %in%``, ``0``/``1``/``-1``, parentheses, and inside function
-calls R arithmetic (``+ - * / ^ %% %/%``), comparisons and ``& | !``.  Supported
+
+The formula language is R's: operators ``+ - * / : ^ %in%``, ``0``/``1``/``-1``,
+parentheses, and inside function calls R arithmetic (``+ - * / ^ %% %/%``), comparisons and ``& | !``.  Supported
 functions: ``I``, ``log`` (with ``base``), ``exp``, ``sqrt``, ``abs`` and other
 elementwise maths, ``scale``, ``poly`` (orthogonal like R's, or ``raw = TRUE``),
 ``factor``, ``as.factor``, ``ordered``, ``relevel``, ``C`` (treatment, sum, helmert and

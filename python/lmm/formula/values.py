@@ -83,10 +83,12 @@ class Matrix:
         self.colnames = colnames
 
 
+# An evaluated expression's value (a runtime alias, so ``Union`` for Python 3.9).
 Value = Union[np.ndarray, Factor, Logical, Matrix, float, bool, str]
 
 
 def level_label(v: Any) -> str:
+    """R's label of a level value: ``"TRUE"``, ``"3"``, ``"1e+05"``, or the string itself."""
     if isinstance(v, (bool, np.bool_)):
         return "TRUE" if v else "FALSE"
     if isinstance(v, (int, np.integer)):
@@ -97,6 +99,7 @@ def level_label(v: Any) -> str:
 
 
 def drop_unused(f: Factor) -> Factor:
+    """The factor without its levels that no row has (R's ``droplevels``); ``f`` itself when none."""
     nlev = len(f.levels)
     valid = f.codes >= 0 if f.codes.size and f.codes.min() < 0 else None  # None: nothing missing
     present = np.zeros(nlev, dtype=bool)
@@ -176,6 +179,7 @@ def numeric_codes(x: np.ndarray, integer: bool) -> tuple[np.ndarray, np.ndarray]
 
 
 def numeric_to_factor(x: np.ndarray, integer: bool) -> Factor:
+    """R's ``factor()`` of numbers: levels sorted numerically, labelled as R prints them."""
     codes, uniq = numeric_codes(x, integer)
     labels = int_labels(uniq.astype(np.int64)) if integer else [r_num(float(u)) for u in uniq]
     if len(set(labels)) < len(labels):  # values equal to 15 digits share an R level
@@ -184,6 +188,7 @@ def numeric_to_factor(x: np.ndarray, integer: bool) -> Factor:
 
 
 def logical_to_factor(v: Logical, all_levels: bool) -> Factor:
+    """A logical as a factor with levels ``FALSE``, ``TRUE`` (unused ones dropped unless ``all_levels``)."""
     codes = v.values.astype(np.int32)
     if v.na is not None:
         codes[v.na] = -1
