@@ -38,6 +38,8 @@ _SINGLE_OPS = "~+-*/^:|&!<>$@[]{};?"
 
 
 class Token:
+    """A token: its kind (``"name"``, ``"num"``, ``"str"``, ``"op"``, ``"("``, ...), text, span and value."""
+
     __slots__ = ("kind", "text", "pos", "end", "value")
 
     def __init__(self, kind: str, text: str, pos: int, end: int, value: Any = None) -> None:
@@ -53,6 +55,7 @@ _DIGITS = frozenset("0123456789")
 
 
 def tokenize(text: str) -> list[Token]:
+    """R tokens of ``text``, ending with an ``"eof"`` token; FormulaError for what R would not read."""
     toks: list[Token] = []
     i, n = 0, len(text)
     while i < n:
@@ -144,10 +147,14 @@ def tokenize(text: str) -> list[Token]:
 
 
 class Node:
+    """A node of the syntax tree; ``pos`` and ``end`` are its span in the parsed text."""
+
     __slots__ = ("pos", "end")
 
 
 class Name(Node):
+    """A name: a column, or an R constant (``TRUE``, ``pi``); ``quoted`` for a backtick-quoted name."""
+
     __slots__ = ("name", "quoted")
 
     def __init__(self, name: str, quoted: bool, pos: int, end: int) -> None:
@@ -159,6 +166,8 @@ class Name(Node):
 
 
 class Num(Node):
+    """A number literal (float value)."""
+
     __slots__ = ("value",)
 
     def __init__(self, value: float, pos: int, end: int) -> None:
@@ -166,6 +175,8 @@ class Num(Node):
 
 
 class Str(Node):
+    """A string literal."""
+
     __slots__ = ("value",)
 
     def __init__(self, value: str, pos: int, end: int) -> None:
@@ -173,6 +184,8 @@ class Str(Node):
 
 
 class Call(Node):
+    """A function call ``func(args)``; ``keywords[i]`` names argument i (None when positional)."""
+
     __slots__ = ("func", "func_end", "args", "keywords")
 
     def __init__(self, func: str, args: list[Node], keywords: list[str | None],
@@ -182,6 +195,8 @@ class Call(Node):
 
 
 class BinOp(Node):
+    """A binary operator; ``op_pos`` is the operator's position."""
+
     __slots__ = ("op", "left", "right", "op_pos")
 
     def __init__(self, op: str, left: Node, right: Node, op_pos: int) -> None:
@@ -190,6 +205,8 @@ class BinOp(Node):
 
 
 class Unary(Node):
+    """A prefix operator: ``-``, ``+``, ``!`` or ``~``."""
+
     __slots__ = ("op", "operand")
 
     def __init__(self, op: str, operand: Node, pos: int) -> None:
@@ -197,6 +214,8 @@ class Unary(Node):
 
 
 class Paren(Node):
+    """Parentheses around ``inner`` (kept: R's deparse keeps them)."""
+
     __slots__ = ("inner",)
 
     def __init__(self, inner: Node, pos: int, end: int) -> None:
@@ -224,6 +243,8 @@ def _binary_prec(tok: Token) -> tuple[int, bool] | None:
 
 
 class Parser:
+    """Precedence-climbing parser with R's operator precedence (``?Syntax``)."""
+
     def __init__(self, text: str) -> None:
         self.text = text
         self.toks = tokenize(text)
