@@ -1,13 +1,16 @@
-"""Shared fixtures: the lme4 reference values and a cache of fitted models."""
+"""Shared fixtures: the lme4 reference values, a cache of fitted models, the formula tests' frame."""
 
 from __future__ import annotations
 
 import json
 import pathlib
+from typing import Callable
 
+import pandas as pd
 import pytest
 
 import lmm
+from lmm.formula import FormulaError
 
 REFERENCE = pathlib.Path(__file__).parent / "reference" / "lme4_reference.json"
 
@@ -33,3 +36,33 @@ def fitted(ref: dict):
 @pytest.fixture(scope="session")
 def reference() -> dict:
     return load_reference()
+
+
+@pytest.fixture
+def frame() -> pd.DataFrame:
+    """The frame used for the R runs (factors as pandas Categoricals, s as strings)."""
+    d = pd.DataFrame(
+        {
+            "x": [1.5, 2, 3.25, -1, 0.5, 4],
+            "z": [2.0, 1, 0, 3, 5, 1],
+            "n": [1, 2, 3, 1, 2, 1e5],
+            "a": pd.Categorical(list("pqpqpq")),
+            "b": pd.Categorical(list("rrsstt")),
+            "c": pd.Categorical(list("mnnmmn")),
+            "s": ["dog", "cat", "Cat", "dog", "ant", "cat"],
+            "l": [True, False, True, True, False, False],
+        }
+    )
+    d["o"] = pd.Categorical(["lo", "mid", "hi", "lo", "mid", "hi"], categories=["lo", "mid", "hi"], ordered=True)
+    return d
+
+
+@pytest.fixture
+def caret_col() -> Callable[[FormulaError], int]:
+    """Column of the first caret of an error message, relative to the quoted formula."""
+
+    def col(err: FormulaError) -> int:
+        lines = str(err).splitlines()
+        return lines[-1].index("^") - 4
+
+    return col

@@ -34,13 +34,12 @@ from typing import Iterable, Iterator, Optional
 import numpy as np
 import pandas as pd
 
+from ._util import row_blocks, same_values
 from .formula import (
     GroupLevels,
     ModelFrameState,
     ParsedFormula,
     RandomTerm,
-    _row_blocks,
-    _same_values,
     check_columns,
     evaluate_response,
     grouping_codes,
@@ -269,9 +268,9 @@ class _Evaluated:
 
 
 def _evaluate(parsed: ParsedFormula, data: pd.DataFrame) -> _Evaluated:
-    y = np.ascontiguousarray(evaluate_response(parsed.response, data), dtype=np.float64)
+    y = np.ascontiguousarray(evaluate_response(parsed.response_expr, data), dtype=np.float64)
     state = ModelFrameState()
-    X, xnames = model_matrix(parsed.fixed, data, state=state)
+    X, xnames = model_matrix(parsed.fixed_terms, data, state=state)
     X, xnames = np.asarray(X, dtype=np.float64), list(xnames)
     pieces = [_term(rt, data, X, xnames) for rt in parsed.random]
     return _Evaluated(y=y, X=X, xnames=xnames, pieces=pieces, fixed_state=state)
@@ -348,7 +347,7 @@ def _full_rank_columns(X: np.ndarray) -> list[int]:
     nonzero = np.flatnonzero(scale > 0.0)
 
     def scaled() -> Iterator[np.ndarray]:
-        for rows in _row_blocks(n, nonzero.size):
+        for rows in row_blocks(n, nonzero.size):
             block = X[rows][:, nonzero]
             block /= scale[nonzero]
             yield block
@@ -372,14 +371,14 @@ def _is_binary(x: np.ndarray) -> bool:
     """True when every value is 0 or 1 (its range first, then block by block: no n-sized masks)."""
     if x.size and (np.min(x) < 0.0 or np.max(x) > 1.0):
         return False
-    return all(bool(np.all((x[rows] == 0) | (x[rows] == 1))) for rows in _row_blocks(x.shape[0]))
+    return all(bool(np.all((x[rows] == 0) | (x[rows] == 1))) for rows in row_blocks(x.shape[0]))
 
 
 def _sd(x: np.ndarray) -> float:
     """Sample standard deviation (ddof=1), the squared deviations summed block by block."""
     mean = np.mean(x)
     ss = 0.0
-    for rows in _row_blocks(x.shape[0]):
+    for rows in row_blocks(x.shape[0]):
         d = x[rows] - mean
         ss += float(d @ d)
     return math.sqrt(ss / (x.shape[0] - 1))
@@ -423,7 +422,7 @@ def _center(X: np.ndarray, xnames: list[str]) -> np.ndarray:
 def _centred_blocks(X: np.ndarray, x_center: np.ndarray, y: np.ndarray) -> Iterator[np.ndarray]:
     """Row blocks of [X_c y], X_c = X − x_center: never all n rows at once."""
     n, p = X.shape
-    for rows in _row_blocks(n, p + 1):
+    for rows in row_blocks(n, p + 1):
         block = np.empty((rows.stop - rows.start, p + 1), order="F")
         np.subtract(X[rows], x_center, out=block[:, :p])
         block[:, p] = y[rows]
@@ -483,12 +482,12 @@ def _sample_rows(t: ReTerm, size: int) -> np.ndarray:
     """
     n, L = t.codes.shape[0], t.nlevels
     counts = np.zeros(L, dtype=np.int64)
-    for rows in _row_blocks(n):
+    for rows in row_blocks(n):
         counts += np.bincount(t.codes[rows], minlength=L)
     order = np.random.default_rng(0).permutation(L)
     picked = np.zeros(L, dtype=bool)
     picked[order[:int(np.searchsorted(np.cumsum(counts[order]), size)) + 1]] = True
-    return np.concatenate([np.flatnonzero(picked[t.codes[rows]]) + rows.start for rows in _row_blocks(n)])
+    return np.concatenate([np.flatnonzero(picked[t.codes[rows]]) + rows.start for rows in row_blocks(n)])
 
 
 def _fitted_exactly_by(t: ReTerm, y: np.ndarray, X: np.ndarray, x_center: np.ndarray,
@@ -551,7 +550,7 @@ def _check_response(y: np.ndarray, X: np.ndarray, xnames: list[str], terms: list
         y_coef = np.linalg.solve(Rxx, R[:p, p])
         # One step of iterative refinement with R alone: R'R δ = X_c'(y − X_c γ).
         g = np.zeros(p)
-        for rows in _row_blocks(X.shape[0], p):
+        for rows in row_blocks(X.shape[0], p):
             Xc = X[rows] - x_center
             g += Xc.T @ (y[rows] - Xc @ y_coef)
         y_coef = y_coef + np.linalg.solve(Rxx, np.linalg.solve(Rxx.T, g))
@@ -650,7 +649,7 @@ def _view_in(X: np.ndarray, xnames: list[str], t: ReTerm) -> Optional[np.ndarray
     if not X.flags.f_contiguous or t.cnames[0] not in xnames:
         return None
     a = xnames.index(t.cnames[0])
-    if xnames[a:a + p] != t.cnames or not _same_values(X[:, a:a + p], t.z):
+    if xnames[a:a + p] != t.cnames or not same_values(X[:, a:a + p], t.z):
         return None
     return X[:, a:a + p]
 
@@ -678,7 +677,7 @@ def _share_columns(terms: list[ReTerm], X: np.ndarray, xnames: list[str]) -> Non
             continue
         if t.z.base is not None:
             t.z = np.array(t.z, order="F")
-        same = next((u for u in own if u.cnames == t.cnames and _same_values(u.z, t.z)), None)
+        same = next((u for u in own if u.cnames == t.cnames and same_values(u.z, t.z)), None)
         if same is None:
             own.append(t)
         else:
@@ -689,7 +688,7 @@ def _share_columns(terms: list[ReTerm], X: np.ndarray, xnames: list[str]) -> Non
 def _term(rt: RandomTerm, data: pd.DataFrame, X: np.ndarray, xnames: list[str]) -> ReTerm:
     """The term's codes and columns; z is a view of X when its columns are a run of X's."""
     state = ModelFrameState()
-    z, cnames = model_matrix(rt.expr, data, state=state, like=(X, xnames))
+    z, cnames = model_matrix(rt.terms, data, state=state, like=(X, xnames))
     if z.shape[1] == 0:
         raise ValueError(f"random-effects term for {rt.name!r} has no columns ({rt.expr!r})")
     codes, levels = grouping_codes(rt, data)

@@ -145,14 +145,14 @@ class PredictionMixin:
         from ..formula import model_matrix
 
         state = self._frame_state("fixed")
-        X, names = model_matrix(self.model.parsed.fixed, newdata, state=state)
+        X, names = model_matrix(state.terms, newdata, state=state)
         return X[:, [names.index(c) for c in self.fixef.index]]
 
     def _new_codes_z(self, t, newdata: pd.DataFrame, allow_new_levels: bool):
         from ..formula import RandomTerm, grouping_factor, model_matrix
 
         states = self._frame_state("random", t)
-        zs = [model_matrix(e, newdata, state=st)[0] for e, st in zip(t.exprs, states)]
+        zs = [model_matrix(st.terms, newdata, state=st)[0] for st in states]
         z = np.column_stack(zs) if zs else np.zeros((len(newdata), 0))
         codes, labels = grouping_factor(RandomTerm(t.exprs[0], t.factors, t.name, t.diagonal), newdata)
         idx = t.levels.get_indexer(pd.Index(labels, dtype=object)) if labels else np.zeros(0, dtype=np.intp)
