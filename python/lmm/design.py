@@ -126,13 +126,6 @@ class ReTerm:
     def p(self) -> int:
         return self.z.shape[1]
 
-    def theta_positions(self) -> list[tuple[int, int]]:
-        """(row, column) of λ for each θ entry of this term, in lme4's θ order
-        (the diagonal for a diagonal λ, else the lower triangle column by column)."""
-        if self.diagonal:
-            return [(j, j) for j in range(self.p)]
-        return [(i, j) for j in range(self.p) for i in range(j, self.p)]
-
     @property
     def label(self) -> str:
         """The term as a user would recognise it: ``(Days | Subject)``-like text."""
@@ -182,37 +175,8 @@ class Design:
     # unchanged) and y_c = y − X_c γ (β̂_c shifts by γ). θ, σ, û, b̂, the objective
     # and its gradient are the same functions of θ; only β̂ and Var(β̂) map back.
     # The core applies the shift row by row as it forms the crossproducts
-    # (``x_center`` and ``y_coef``), so neither X_c nor y_c exists in full.
-
-    def _S(self) -> np.ndarray:
-        """S with X_c = X S and β = S β_c: S = I − e₀ x_center' (the intercept is column 0)."""
-        p = self.X.shape[1]
-        S = np.eye(p)
-        if p and np.any(self.x_center):
-            S[0, :] -= self.x_center
-        return S
-
-    def beta_from_core(self, beta_core: np.ndarray) -> np.ndarray:
-        """β̂ for X from the core's β̂ for (X_c, y_c): S (β̂_c + γ), γ = ``y_coef``.
-
-        Args:
-            beta_core: (p,) the core's fixed effects.
-        """
-        beta_core = np.asarray(beta_core, dtype=np.float64)
-        if beta_core.size == 0:
-            return beta_core.copy()
-        return self._S() @ (beta_core + self.y_coef)
-
-    def vcov_from_core(self, vcov_core: np.ndarray) -> np.ndarray:
-        """Var(β̂) for X from the core's Var(β̂_c) for X_c (p × p): S V S'."""
-        vcov_core = np.asarray(vcov_core, dtype=np.float64)
-        if vcov_core.size == 0:
-            return vcov_core.copy()
-        S = self._S()
-        return S @ vcov_core @ S.T
-
-
-# --- rows ----------------------------------------------------------------------------------
+    # (``x_center`` and ``y_coef``), so neither X_c nor y_c exists in full;
+    # model.CoreModel maps β̂ and Var(β̂) back.
 
 
 def _as_frame(data) -> pd.DataFrame:
@@ -580,7 +544,10 @@ def _lme4_order(pieces: list[ReTerm]) -> list[ReTerm]:
 
     lme4 reorders only when some term has more levels than the one before it,
     and then by decreasing number of levels with ties in reverse formula order
-    (``rev(order(nl))``).
+    (``rev(order(nl))``). The core applies the same rule (lmm::Model), so for C++
+    callers too θ follows lme4; here it is applied first because the pieces of a
+    ``||`` term are merged into one diagonal term in that order (with reversed ties
+    their columns come in lme4's order), after which the core's order keeps them.
     """
     nl = np.array([t.nlevels for t in pieces])
     if not np.any(np.diff(nl) > 0):

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from . import _core as core
+from ._util import row_blocks
 from .covariance import theta_names, theta_positions
 from .design import Design, ReTerm, build_design
 from .formula import parse_formula
@@ -30,8 +31,6 @@ DEFAULT_MAX_DENSE_BYTES = 4.0 * 2**30
 # A fitted residual SD below this fraction of the response's SD is zero to working
 # precision (the criterion then falls without bound as θ grows).
 EXACT_FIT_SIGMA = 1e-6
-#: Rows per block when the shift is computed (never all n rows of X_c at once).
-_BLOCK_ROWS = 1 << 14
 
 # The dense block of crossed terms is factored and inverted by the LAPACK SciPy
 # carries (OpenBLAS in SciPy's wheels: faster than Eigen's kernels, and
@@ -85,16 +84,11 @@ def _readonly(a) -> np.ndarray:
     return a
 
 
-def _row_blocks(n: int):
-    for start in range(0, n, _BLOCK_ROWS):
-        yield slice(start, min(n, start + _BLOCK_ROWS))
-
-
 def _centred_r_factor(X: np.ndarray, x_center: np.ndarray) -> np.ndarray:
     """R (p × p) of X_c = X − x_center = QR, one row block at a time (TSQR)."""
     p = X.shape[1]
     R = np.zeros((0, p))
-    for rows in _row_blocks(X.shape[0]):
+    for rows in row_blocks(X.shape[0], X.shape[1]):
         R = np.linalg.qr(np.vstack([R, X[rows] - x_center]), mode="r")
     if R.shape[0] < p:
         R = np.vstack([R, np.zeros((p - R.shape[0], p))])
