@@ -227,7 +227,7 @@ void check_design(const Design& d) {
     Matrix OmegaZ = ZL.transpose() * ZL;
     OmegaZ.diagonal().array() += 1.0;
     const Matrix Lam = dense_Lambda(m);
-    const Matrix C = Lam * OmegaZ.inverse() * Lam.transpose();
+    const Matrix C = Lam * OmegaZ.llt().solve(Matrix(Lam.transpose()));
     const std::vector<Matrix> cv = m.conditional_variances();
     Index off = 0;
     double cv_err = 0.0;
