@@ -98,10 +98,14 @@ class LmmResult(PredictionMixin):
         self.ngroups = {}
         for t in model.terms:
             self.ngroups.setdefault(t.name, t.nlevels)
-        self.varcorr = varcorr_frame(model.terms, sol.lambdas, self.sigma)
         self._cache: dict = {}
 
     # --- variance components ----------------------------------------------------------
+
+    @functools.cached_property
+    def varcorr(self) -> pd.DataFrame:
+        """lme4's ``as.data.frame(VarCorr(fit))``: grp, var1, var2, vcov, sdcor (built when first read)."""
+        return varcorr_frame(self.model.terms, self.solution.lambdas, self.sigma)
 
     @functools.cached_property
     def ranef(self) -> dict[str, pd.DataFrame]:
