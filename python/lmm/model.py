@@ -369,7 +369,7 @@ class LinearMixedModel:
         self._core = self._shifted.core
         #: Random-effects terms in model order (decreasing number of levels, as lme4).
         self.terms: list[ReTerm] = self._shifted.terms
-        self._shifted.theta_scale = self.theta_scale
+        self._shifted.theta_scale = _theta_scale(self.terms)
 
     # --- sizes and parameters ---------------------------------------------------------
 
@@ -393,17 +393,17 @@ class LinearMixedModel:
     @property
     def theta_lower(self) -> np.ndarray:
         """Lower bounds of θ (the core's parameterizations): 0 for diagonal entries of λ."""
-        return np.asarray(self._core.theta_lower)
+        return self._shifted.theta_lower
 
     @property
     def theta_upper(self) -> np.ndarray:
         """Upper bounds of θ (+inf where unbounded)."""
-        return np.asarray(self._core.theta_upper)
+        return self._shifted.theta_upper
 
     @property
     def theta_start(self) -> np.ndarray:
         """lme4's starting θ: λ = I."""
-        return np.asarray(self._core.theta_start)
+        return self._shifted.theta_start
 
     @property
     def theta_scale(self) -> np.ndarray:
@@ -412,13 +412,9 @@ class LinearMixedModel:
         1 unless a column of a term's z has a root mean square outside
         [1e-2, 1e2]; then the entries of that row of λ are scaled by its
         inverse, so that φ is of order one whatever the units of the slope.
+        Computed once, when the model is built.
         """
-        scales = []
-        for t in self.terms:
-            rms = np.sqrt(np.einsum("ij,ij->j", t.z, t.z) / t.z.shape[0])  # no n × p temporary
-            row = np.where((rms > 0) & ((rms < 1e-2) | (rms > 1e2)), 1.0 / np.where(rms > 0, rms, 1.0), 1.0)
-            scales.extend(row[i] for i, _ in theta_positions(t))
-        return np.asarray(scales, dtype=np.float64)
+        return self._shifted.theta_scale
 
     @property
     def theta_names(self) -> list[str]:
@@ -530,6 +526,16 @@ class LinearMixedModel:
                 f"response's ({sd:.3g}): the random effects fit the response exactly, and θ is not "
                 "determined", UserWarning, stacklevel=2)
         return res
+
+
+def _theta_scale(terms: Sequence[ReTerm]) -> np.ndarray:
+    """The optimizer's θ scale for terms in model order (see LinearMixedModel.theta_scale)."""
+    scales = []
+    for t in terms:
+        rms = np.sqrt(np.einsum("ij,ij->j", t.z, t.z) / t.z.shape[0])  # no n × p temporary
+        row = np.where((rms > 0) & ((rms < 1e-2) | (rms > 1e2)), 1.0 / np.where(rms > 0, rms, 1.0), 1.0)
+        scales.extend(row[i] for i, _ in theta_positions(t))
+    return np.asarray(scales, dtype=np.float64)
 
 
 def _sd(y: np.ndarray, block: int = 1 << 12) -> float:
