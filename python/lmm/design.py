@@ -202,20 +202,31 @@ def _as_frame(data) -> pd.DataFrame:
     return data
 
 
-def _used_rows(data: pd.DataFrame, columns: list[str], missing: str) -> np.ndarray:
-    """Boolean mask of rows without missing values in the used columns."""
-    na = data[columns].isna()
-    mask = ~na.any(axis=1).to_numpy()
-    ndrop = int((~mask).sum())
-    if ndrop:
-        counts = na.sum(axis=0)
-        per_column = ", ".join(f"{c}: {int(k)}" for c, k in counts.items() if k)
-        if missing == "raise":
-            raise ValueError(f"{ndrop} of {len(data)} rows have missing values ({per_column}); "
-                             "drop them or use missing='drop'")
-        if not mask.any():
-            raise ValueError(f"no rows left after dropping rows with missing values ({per_column})")
-        _warn(f"{ndrop} of {len(data)} rows dropped because of missing values ({per_column})")
+def _used_rows(data: pd.DataFrame, columns: list[str], missing: str) -> Optional[np.ndarray]:
+    """Boolean mask of rows without missing values in the used columns (None: every row).
+
+    Column by column (``Series.hasnans`` is one pass, no n-sized mask), so complete
+    data, the common case, costs no copy of the used columns.
+    """
+    counts: dict[str, int] = {}
+    mask: Optional[np.ndarray] = None
+    for c in columns:
+        s = data[c]
+        if not s.hasnans:
+            continue
+        na = s.isna().to_numpy()
+        counts[c] = int(na.sum())
+        mask = ~na if mask is None else mask & ~na
+    if mask is None:
+        return None
+    ndrop = len(data) - int(mask.sum())
+    per_column = ", ".join(f"{c}: {k}" for c, k in counts.items())
+    if missing == "raise":
+        raise ValueError(f"{ndrop} of {len(data)} rows have missing values ({per_column}); "
+                         "drop them or use missing='drop'")
+    if not mask.any():
+        raise ValueError(f"no rows left after dropping rows with missing values ({per_column})")
+    _warn(f"{ndrop} of {len(data)} rows dropped because of missing values ({per_column})")
     return mask
 
 
@@ -714,7 +725,7 @@ def build_design(parsed: ParsedFormula, data: pd.DataFrame, missing: str = "drop
         raise ValueError("data has no rows")
     columns = required_columns(parsed)
     mask = _used_rows(data, columns, missing)
-    if not mask.all():
+    if mask is not None:
         data = data.loc[mask]
     del mask  # (a byte a row, not needed while the design is built)
 
