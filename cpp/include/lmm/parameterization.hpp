@@ -13,10 +13,22 @@
 
 namespace lmm {
 
-/// Covariance structure of one random-effects term.
+/// Covariance structure of one random-effects term, as lme4 2.x names them.
+/// For the structured ones (all but Unstructured and Diagonal) θ is lme4 2.x's
+/// `par`: standard deviations relative to σ (one per column, or one shared by
+/// all columns for the homogeneous variants), then the correlation parameters;
+/// λ = D L_R, D the diagonal of SDs and L_R the Cholesky factor of the
+/// correlation matrix R.
 enum class Covariance {
-  Unstructured,  ///< λ lower triangular, θ its lower triangle column by column (lme4's `(x | g)`)
-  Diagonal,      ///< λ diagonal, θ its diagonal (lme4's `(x || g)`)
+  Unstructured,         ///< λ lower triangular, θ its lower triangle column by column (`us(x | g)`, `(x | g)`)
+  Diagonal,             ///< λ diagonal, θ its diagonal (`diag(x | g)`, lme4's `(x || g)` on one factor)
+  DiagonalHomogeneous,  ///< λ = s I, θ = s (`diag(x | g, hom = TRUE)`)
+  CompoundSymmetry,     ///< SDs, then ρ: R = (1 − ρ) I + ρ 11', −1/(p − 1) ≤ ρ ≤ 1 (`cs(x | g)`)
+  CompoundSymmetryHomogeneous,  ///< one SD, then ρ (`cs(x | g, hom = TRUE)`)
+  AR1,                  ///< one SD, then ρ: R_ij = ρ^|i−j|, −1 ≤ ρ ≤ 1 (`ar1(x | g)`)
+  AR1Heterogeneous,     ///< SDs, then ρ (`ar1(x | g, hom = FALSE)`)
+  Toeplitz,             ///< SDs, then the p − 1 partial autocorrelations of R_ij = r_|i−j| (`toep(x | g)`)
+  ToeplitzHomogeneous,  ///< one SD, then the p − 1 partial autocorrelations (`toep(x | g, hom = TRUE)`)
 };
 
 /// The map θ_k → λ_k of one covariance structure for a term with p columns.
@@ -26,7 +38,9 @@ class Parameterization {
  public:
   virtual ~Parameterization() = default;
 
-  /// Short name, as lme4 2.x spells the structure ("us", "diag").
+  /// Short name: lme4 2.x's spelling of the structure ("us", "diag", "cs",
+  /// "ar1"; "toep" as glmmTMB), with "_hom" or "_het" for the variant that is
+  /// not the structure's default ("diag_hom", "cs_hom", "ar1_het", "toep_hom").
   virtual std::string name() const = 0;
   /// Number of parameters for p columns.
   virtual Index ntheta(Index p) const = 0;
@@ -46,5 +60,15 @@ class Parameterization {
 
 /// The parameterization of a structure (a reference to a static instance).
 const Parameterization& parameterization(Covariance covariance);
+
+/// The structure called `name` (Parameterization::name()); throws
+/// std::invalid_argument naming the known structures otherwise.
+Covariance covariance_from_name(const std::string& name);
+
+/// Correlation parameters nearer than this (relative to the width of their
+/// interval) to a bound at which R is singular are evaluated at that distance
+/// inside: λ and its derivative are then finite, and the criterion differs
+/// from its limit at the bound by far less than its rounding error.
+constexpr double correlation_bound_margin = 1e-10;
 
 }  // namespace lmm
