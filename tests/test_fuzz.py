@@ -304,8 +304,9 @@ _CORE_FUZZ = _LOADER + textwrap.dedent(r"""
             nz = n if not maybe(0.05) else n + 1
             z = array(nz, p)
             c = codes(n, nl if isinstance(nl, int) and 0 < nl < 2**20 else 1)
-            diag = [True, False, None, 1, "x"][rng.integers(5)] if maybe(0.1) else bool(rng.integers(0, 2))
-            term = (c, z, nl, diag)
+            structure = ([True, None, 1, "x", "cs_het"][rng.integers(5)] if maybe(0.1)
+                         else _core.STRUCTURES[rng.integers(len(_core.STRUCTURES))])
+            term = (c, z, nl, structure)
             if maybe(0.03): term = term[:3]
             if maybe(0.02): term = list(term)
             terms.append(term)
@@ -363,7 +364,7 @@ _UB_SCRIPT = _LOADER + textwrap.dedent(r"""
     _core = _load_core(sys.argv[2])
     n = 20
     codes = (np.arange(n) % 4).astype(np.int32)
-    m = _core.Model([(codes, np.ones((n, 1)), 4, False)], np.ones((n, 1)), np.arange(n, dtype=float) % 7)
+    m = _core.Model([(codes, np.ones((n, 1)), 4, "us")], np.ones((n, 1)), np.arange(n, dtype=float) % 7)
     m.set_theta(np.ones(1))
     what = sys.argv[1]
     try:
@@ -374,19 +375,19 @@ _UB_SCRIPT = _LOADER + textwrap.dedent(r"""
         elif what == "b":
             m.b(np.ones(2))
         elif what == "codes_int64":
-            _core.Model([(codes.astype(np.int64) + 2**32, np.ones((n, 1)), 4, False)], np.ones((n, 1)),
+            _core.Model([(codes.astype(np.int64) + 2**32, np.ones((n, 1)), 4, "us")], np.ones((n, 1)),
                         np.arange(n, dtype=float) % 7)
         elif what == "codes_fractional":
-            _core.Model([(codes + 0.5, np.ones((n, 1)), 4, False)], np.ones((n, 1)), np.arange(n, dtype=float) % 7)
+            _core.Model([(codes + 0.5, np.ones((n, 1)), 4, "us")], np.ones((n, 1)), np.arange(n, dtype=float) % 7)
         elif what == "nan_X":
             X = np.ones((n, 2)); X[3, 1] = np.nan
-            _core.Model([(codes, np.ones((n, 1)), 4, False)], X, np.arange(n, dtype=float) % 7)
+            _core.Model([(codes, np.ones((n, 1)), 4, "us")], X, np.arange(n, dtype=float) % 7)
         elif what == "nan_y":
             y = np.arange(n, dtype=float) % 7; y[0] = np.nan
-            _core.Model([(codes, np.ones((n, 1)), 4, False)], np.ones((n, 1)), y)
+            _core.Model([(codes, np.ones((n, 1)), 4, "us")], np.ones((n, 1)), y)
         elif what == "inf_z":
             z = np.ones((n, 1)); z[2, 0] = np.inf
-            _core.Model([(codes, z, 4, False)], np.ones((n, 1)), np.arange(n, dtype=float) % 7)
+            _core.Model([(codes, z, 4, "us")], np.ones((n, 1)), np.arange(n, dtype=float) % 7)
     except Exception as err:
         print(type(err).__name__, err)
         sys.exit(0)

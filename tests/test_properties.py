@@ -106,7 +106,7 @@ def dense_Z_Lambda(model, theta):
     for t in model.terms:
         p = t.p
         lam = np.zeros((p, p))
-        if t.diagonal:
+        if t.structure == "diag":
             lam[np.diag_indices(p)] = theta[k:k + p]
             k += p
         else:

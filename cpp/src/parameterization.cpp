@@ -309,6 +309,12 @@ constexpr Covariance kAllCovariances[] = {
     Covariance::Toeplitz,         Covariance::ToeplitzHomogeneous};
 }  // namespace
 
+std::vector<std::string> covariance_names() {
+  std::vector<std::string> names;
+  for (Covariance c : kAllCovariances) names.push_back(parameterization(c).name());
+  return names;
+}
+
 Covariance covariance_from_name(const std::string& name) {
   std::string known;
   for (Covariance c : kAllCovariances) {

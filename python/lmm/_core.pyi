@@ -10,8 +10,17 @@ FloatArray = npt.NDArray[np.float64]
 #: The optimizer's tolerances and lme4's singular tolerance (lmm::FitOptions defaults).
 FIT_DEFAULTS: dict[str, float]
 
+#: The covariance structures the core knows (lmm::covariance_names()).
+STRUCTURES: tuple[str, ...]
+
 def theta_positions(p: int, structure: str) -> list[tuple[int, int]]:
-    """(row, col) of λ for each θ entry of a term with p columns and structure 'us' or 'diag'."""
+    """(row, col) of λ for each θ entry of a term with p columns (empty for structures whose θ are not λ's entries)."""
+
+def parameterization(p: int, structure: str) -> dict[str, object]:
+    """name, ntheta, lower, upper and start of the θ of a term with p columns and this structure."""
+
+def theta_to_lambda(p: int, structure: str, theta: npt.ArrayLike) -> FloatArray:
+    """λ (p × p, lower triangular) of a term at its θ."""
 
 def set_dense_backend(name: str) -> None:
     """Dense kernels of the crossed block: 'lapack' (SciPy's LAPACK) or 'eigen'."""
@@ -52,7 +61,7 @@ Term = tuple[npt.ArrayLike, npt.ArrayLike, int, bool]
 class Model:
     """A linear mixed model on its crossproduct blocks.
 
-    terms: (codes int (n,), z float64 (n, p_k), nlevels, diagonal) per term, in
+    terms: (codes int (n,), z float64 (n, p_k), nlevels, structure) per term, in
     any order (the model orders them as lme4, see ``order``); X (n, p); y (n,).
     x_center, y_coef (p,): the core works on X_c = X - x_center and
     y_c = y - X_c y_coef, formed row by row; beta and vcov_beta are those of X_c.
@@ -83,7 +92,7 @@ class Model:
     def theta_positions(self, k: int) -> list[tuple[int, int]]:
         """(row, col) of λ for each θ entry of model term k, in θ order."""
     def structure(self, k: int) -> str:
-        """Covariance structure of model term k ('us', 'diag')."""
+        """Covariance structure of model term k (one of STRUCTURES)."""
     @property
     def nprefix(self) -> int: ...
     @property

@@ -1,14 +1,18 @@
 """Covariance parameters: θ ↔ λ per term, and λ → variances, standard deviations, correlations.
 
 The one owner of the θ layout and of the variance components. Each random-effects term
-has a p × p lower-triangular relative factor λ (Σ = σ² λλ'); θ lists its free entries in
-lme4's order. Everything that turns θ or λ into numbers a user reads (``VarCorr``,
-summary, tidy, lme4's ``.sig01`` parameters of profiles and bootstraps) goes through
-this module, and every read of the θ layout goes through :func:`theta_positions`.
+has a p × p lower-triangular relative factor λ (Σ = σ² λλ'). θ is the vector the core's
+parameterization of each term's structure reads: for ``us`` and ``diag`` terms the free
+entries of λ in lme4's order; for lme4 2.x's structured terms (``cs``, ``ar1``, ``diag``
+with ``hom = TRUE``, and ``toep``) lme4 2.x's ``par``: standard deviations relative to σ,
+then correlation parameters. Everything that turns θ or λ into numbers a user reads
+(``VarCorr``, summary, tidy, lme4's ``.sig01`` parameters of profiles and bootstraps)
+goes through this module, and every read of the θ layout goes through the core.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Sequence
@@ -23,15 +27,39 @@ __all__ = [
     "Component",
     "components",
     "lambdas_from_theta",
+    "is_entry_structure",
+    "lme4_theta",
     "make_unique",
+    "ntheta",
     "sdcor_to_theta",
     "theta_from_lambdas",
     "theta_names",
     "theta_positions",
+    "theta_scale_of",
     "theta_to_sdcor",
     "varcorr_frame",
     "varpar_names",
 ]
+
+
+@functools.lru_cache(maxsize=256)
+def _parameterization(p: int, structure: str) -> dict:
+    return core.parameterization(p, structure)
+
+
+def is_entry_structure(term: ReTerm) -> bool:
+    """True when the term's θ entries are entries of λ (``us`` and ``diag``: θ is lme4's θ)."""
+    return term.structure in ("us", "diag")
+
+
+def ntheta(term: ReTerm) -> int:
+    """Number of θ entries of the term (its structure's parameter count)."""
+    return int(_parameterization(term.p, term.structure)["ntheta"])
+
+
+def _nsd(term: ReTerm) -> int:
+    """Number of standard deviations leading a structured term's θ (those bounded below by 0)."""
+    return int(np.sum(np.asarray(_parameterization(term.p, term.structure)["lower"]) == 0.0))
 
 
 def theta_positions(term: ReTerm) -> list[tuple[int, int]]:
@@ -42,20 +70,53 @@ def theta_positions(term: ReTerm) -> list[tuple[int, int]]:
         term: a random-effects term.
 
     Returns:
-        The diagonal for a diagonal λ, else the lower triangle column by column.
+        The diagonal for a diagonal λ, else the lower triangle column by column; empty for
+        structured terms, whose θ entries are not entries of λ.
     """
-    structure = "diag" if term.diagonal else "us"
-    return [(int(i), int(j)) for i, j in core.theta_positions(term.p, structure)]
+    return [(int(i), int(j)) for i, j in core.theta_positions(term.p, term.structure)]
+
+
+def theta_scale_of(term: ReTerm, column_scale: np.ndarray) -> list[float]:
+    """Per θ entry, the scale of its row of λ (``column_scale[row]``): the optimizer's units.
+
+    A structured term's SD of column a scales as column a (a shared SD: 1 unless every
+    column has the same scale); its correlation parameters are unitless (1).
+    """
+    if is_entry_structure(term):
+        return [float(column_scale[i]) for i, _ in theta_positions(term)]
+    nsd = _nsd(term)
+    if nsd == term.p:
+        sds = [float(v) for v in column_scale]
+    else:
+        sds = [float(column_scale[0]) if np.all(column_scale == column_scale[0]) else 1.0]
+    return sds + [1.0] * (ntheta(term) - nsd)
+
+
+def _par_names(t: ReTerm) -> list[str]:
+    """lme4 2.x's names of a structured term's par (``Subject.Days``, ``Subject.*``, ``Subject.rho``)."""
+    nsd = _nsd(t)
+    sds = [f"{t.name}.{c}" for c in t.cnames] if nsd == t.p else [f"{t.name}.*"]
+    nc = ntheta(t) - nsd
+    corr = [f"{t.name}.rho"] if nc == 1 and not t.structure.startswith("toep") else \
+        [f"{t.name}.pacf{k + 1}" for k in range(nc)]
+    return sds + corr
 
 
 def theta_names(terms: Sequence[ReTerm]) -> list[str]:
-    """lme4's names of θ: ``Subject.(Intercept)``, ``Subject.Days.(Intercept)``, ...
+    """lme4's names of θ: ``Subject.(Intercept)``, ``Subject.Days.(Intercept)``, ...;
+    lme4 2.x's par names for structured terms (``Subject.Days``, ``Subject.rho``).
 
     Args:
         terms: the model's random-effects terms in model order.
     """
-    return [f"{t.name}.{t.cnames[i]}" if i == j else f"{t.name}.{t.cnames[i]}.{t.cnames[j]}"
-            for t in terms for i, j in theta_positions(t)]
+    out: list[str] = []
+    for t in terms:
+        if is_entry_structure(t):
+            out += [f"{t.name}.{t.cnames[i]}" if i == j else f"{t.name}.{t.cnames[i]}.{t.cnames[j]}"
+                    for i, j in theta_positions(t)]
+        else:
+            out += _par_names(t)
+    return out
 
 
 def varpar_names(terms: Sequence[ReTerm]) -> list[str]:
@@ -64,12 +125,12 @@ def varpar_names(terms: Sequence[ReTerm]) -> list[str]:
     Args:
         terms: the model's random-effects terms in model order.
     """
-    k = sum(len(theta_positions(t)) for t in terms)
+    k = sum(ntheta(t) for t in terms)
     return [f".sig{i + 1:02d}" for i in range(k)] + [".sigma"]
 
 
 def lambdas_from_theta(theta: np.ndarray, terms: Sequence[ReTerm]) -> list[np.ndarray]:
-    """Per term, λ (p × p lower triangular) from θ in lme4's order.
+    """Per term, λ (p × p lower triangular) from θ, by the core's parameterization.
 
     Args:
         theta: relative covariance parameters.
@@ -78,17 +139,30 @@ def lambdas_from_theta(theta: np.ndarray, terms: Sequence[ReTerm]) -> list[np.nd
     theta = np.asarray(theta, dtype=np.float64)
     out, off = [], 0
     for t in terms:
-        lam = np.zeros((t.p, t.p))
-        for i, j in theta_positions(t):
-            lam[i, j] = theta[off]
-            off += 1
-        out.append(lam)
+        k = ntheta(t)
+        out.append(np.asarray(core.theta_to_lambda(t.p, t.structure, theta[off:off + k])))
+        off += k
     return out
 
 
 def theta_from_lambdas(lams: Sequence[np.ndarray], terms: Sequence[ReTerm]) -> np.ndarray:
-    """θ in lme4's order from the per-term λ (inverse of :func:`lambdas_from_theta`)."""
+    """θ in lme4's order from the per-term λ (inverse of :func:`lambdas_from_theta`; ``us``
+    and ``diag`` terms only)."""
+    if not all(is_entry_structure(t) for t in terms):
+        raise NotImplementedError("θ from λ is defined for us and diag terms only")
     return np.asarray([lam[i, j] for t, lam in zip(terms, lams) for i, j in theta_positions(t)], dtype=np.float64)
+
+
+def lme4_theta(theta: np.ndarray, terms: Sequence[ReTerm]) -> np.ndarray:
+    """lme4's ``getME(fit, "theta")``: the entries of each λ, lower triangle column by column
+    (the diagonal for ``diag`` terms), whatever the structure; equal to θ for us and diag terms."""
+    out = []
+    for t, lam in zip(terms, lambdas_from_theta(theta, terms)):
+        if t.structure in ("diag", "diag_hom"):
+            out += list(np.diag(lam)) if t.structure == "diag" else [lam[0, 0]]
+        else:
+            out += [lam[i, j] for j in range(t.p) for i in range(j, t.p)]
+    return np.asarray(out, dtype=np.float64)
 
 
 def make_unique(names: list[str]) -> list[str]:
@@ -107,7 +181,7 @@ def make_unique(names: list[str]) -> list[str]:
 
 @dataclass(frozen=True)
 class Component:
-    """One block of lme4's ``VarCorr``: a term, or one column of a diagonal term.
+    """One block of lme4's ``VarCorr``: a term, or one column of a ``||`` term.
 
     Attributes:
         group: lme4's group name, made unique (``Subject``, ``Subject.1``).
@@ -133,7 +207,7 @@ def components(terms: Sequence[ReTerm], lambdas: Sequence[np.ndarray], sigma: fl
         sigma: residual standard deviation.
 
     Returns:
-        One component per term, one per column for a diagonal term, in model order.
+        One component per term, one per column for the merged pieces of a ``||`` term, in model order.
 
     Example:
         >>> import lmm
@@ -143,7 +217,7 @@ def components(terms: Sequence[ReTerm], lambdas: Sequence[np.ndarray], sigma: fl
     """
     pieces = []
     for t, lam in zip(terms, lambdas):
-        blocks = [[j] for j in range(t.p)] if t.diagonal else [list(range(t.p))]
+        blocks = [[j] for j in range(t.p)] if t.double_bar else [list(range(t.p))]
         pieces += [(t, lam, cols) for cols in blocks]
     groups = make_unique([t.name for t, _, _ in pieces])
     out = []
@@ -179,6 +253,8 @@ def varcorr_frame(terms: Sequence[ReTerm], lambdas: Sequence[np.ndarray], sigma:
 def theta_to_sdcor(theta: np.ndarray, sigma: float, terms: Sequence[ReTerm]) -> np.ndarray:
     """θ and σ → standard deviations and correlations in θ's order (lme4's ``Cv_to_Sv``), then σ.
 
+    For structured terms: their SDs (relative SDs times σ) and correlation parameters.
+
     Args:
         theta: relative covariance parameters.
         sigma: residual standard deviation.
@@ -187,11 +263,22 @@ def theta_to_sdcor(theta: np.ndarray, sigma: float, terms: Sequence[ReTerm]) -> 
     Returns:
         Array of length ``len(theta) + 1``, named by :func:`varpar_names`.
     """
-    out = []
-    for c in components(terms, lambdas_from_theta(theta, terms), sigma):
-        for j in range(len(c.names)):
-            for i in range(j, len(c.names)):
-                out.append(c.sd[i] if i == j else c.corr[i, j])
+    theta = np.asarray(theta, dtype=np.float64)
+    out: list[float] = []
+    off = 0
+    for t in terms:
+        k = ntheta(t)
+        if is_entry_structure(t):
+            for c in components([t], lambdas_from_theta(theta[off:off + k], [t]), sigma):
+                for j in range(len(c.names)):
+                    for i in range(j, len(c.names)):
+                        if t.structure == "diag" and i != j:
+                            continue
+                        out.append(c.sd[i] if i == j else c.corr[i, j])
+        else:
+            nsd = _nsd(t)
+            out += list(np.abs(theta[off:off + nsd]) * sigma) + list(theta[off + nsd:off + k])
+        off += k
     out.append(sigma)
     return np.asarray(out, dtype=np.float64)
 
@@ -209,26 +296,30 @@ def sdcor_to_theta(pars: np.ndarray, terms: Sequence[ReTerm]) -> np.ndarray | No
     sigma = pars[-1]
     if not sigma > 0:
         return None
-    lams, off = [], 0
+    out: list[np.ndarray] = []
+    off = 0
     for t in terms:
-        p = t.p
-        if t.diagonal:
-            lams.append(np.diag(pars[off:off + p]) / sigma)
-            off += p
-            continue
-        sd = np.zeros(p)
-        corr = np.eye(p)
-        for i, j in theta_positions(t):
-            if i == j:
-                sd[i] = pars[off]
-            else:
-                corr[i, j] = corr[j, i] = pars[off]
-            off += 1
-        chol = _psd_cholesky(corr)
-        if chol is None:
-            return None
-        lams.append((sd[:, None] * chol) / sigma)
-    return theta_from_lambdas(lams, terms)
+        p, k = t.p, ntheta(t)
+        if not is_entry_structure(t):
+            nsd = _nsd(t)
+            out.append(np.concatenate([pars[off:off + nsd] / sigma, pars[off + nsd:off + k]]))
+        elif t.structure == "diag":
+            out.append(np.asarray(pars[off:off + p]) / sigma)
+        else:
+            sd = np.zeros(p)
+            corr = np.eye(p)
+            for m, (i, j) in enumerate(theta_positions(t)):
+                if i == j:
+                    sd[i] = pars[off + m]
+                else:
+                    corr[i, j] = corr[j, i] = pars[off + m]
+            chol = _psd_cholesky(corr)
+            if chol is None:
+                return None
+            lam = (sd[:, None] * chol) / sigma
+            out.append(np.asarray([lam[i, j] for i, j in theta_positions(t)]))
+        off += k
+    return np.concatenate(out) if out else np.zeros(0)
 
 
 def _psd_cholesky(c: np.ndarray) -> np.ndarray | None:

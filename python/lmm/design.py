@@ -92,7 +92,10 @@ class ReTerm:
             labels ``levels`` are made from them on first use.
         z: float64 (n, p) Fortran-ordered columns of the term's model matrix; a read-only
             view of the design's X (or of another term's z) when those hold the same columns.
-        diagonal: True for a diagonal λ (merged from a ``||`` term).
+        structure: the covariance structure (``lmm._core.STRUCTURES``): ``"us"``,
+            ``"diag"`` for the merged pieces of a ``||`` term or ``diag(x | g)``, ``"cs"``, ...
+        double_bar: True for the merged pieces of a ``||`` term (named per column in
+            ``VarCorr``, as lme4 does).
         exprs: the formula text of each piece (one for an ordinary term).
         states: per piece, the recorded :class:`~lmm.formula.ModelFrameState` of its
             model matrix (factor levels, ``poly()``/``scale()`` coefficients) for new data.
@@ -104,7 +107,8 @@ class ReTerm:
     codes: np.ndarray
     group_levels: GroupLevels
     z: np.ndarray
-    diagonal: bool
+    structure: str = "us"
+    double_bar: bool = False
     exprs: list[str] = field(default_factory=list)
     states: list = field(default_factory=list)
     # The labels, made by the first read of ``levels``: a fit never needs them, and for
@@ -433,7 +437,7 @@ def _project_out_term(V: np.ndarray, t: ReTerm) -> np.ndarray:
 def _subset(t: ReTerm, rows: np.ndarray) -> ReTerm:
     present, codes = np.unique(t.codes[rows], return_inverse=True)
     return ReTerm(name=t.name, factors=t.factors, cnames=t.cnames, codes=codes.astype(np.int32).reshape(-1),
-                  group_levels=t.group_levels.take(present), z=np.asfortranarray(t.z[rows]), diagonal=t.diagonal,
+                  group_levels=t.group_levels.take(present), z=np.asfortranarray(t.z[rows]), structure=t.structure, double_bar=t.double_bar,
                   exprs=t.exprs, states=t.states)
 
 
@@ -576,15 +580,16 @@ def _merge_double_bars(pieces: list[ReTerm]) -> list[ReTerm]:
     out: list[ReTerm] = []
     for t in pieces:
         prev = out[-1] if out else None
-        if t.diagonal and t.p == 1 and prev is not None and prev.diagonal and prev.factors == t.factors:
+        if t.double_bar and t.p == 1 and prev is not None and prev.double_bar and prev.factors == t.factors:
             z = np.empty((prev.z.shape[0], prev.p + t.p), order="F")  # one copy, in Fortran order
             z[:, :prev.p], z[:, prev.p:] = prev.z, t.z
             prev.z = z
             prev.cnames = prev.cnames + t.cnames
             prev.exprs = prev.exprs + t.exprs
             prev.states = prev.states + t.states
+            prev.structure = "diag"
             continue
-        t.diagonal = t.diagonal and t.p == 1
+        t.double_bar = t.double_bar and t.p == 1
         out.append(t)
     return out
 
@@ -677,7 +682,8 @@ def _term(rt: RandomTerm, data: pd.DataFrame, X: np.ndarray, xnames: list[str]) 
         codes=codes,
         group_levels=levels,
         z=np.asfortranarray(z, dtype=np.float64),
-        diagonal=rt.double_bar,
+        structure=rt.structure,
+        double_bar=rt.double_bar,
         exprs=[rt.expr],
         states=[state],
     )

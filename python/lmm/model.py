@@ -21,7 +21,7 @@ import pandas as pd
 
 from . import _core as core
 from ._util import row_blocks
-from .covariance import theta_names, theta_positions
+from .covariance import theta_names, theta_scale_of
 from .design import Design, ReTerm, build_design
 from .formula import parse_formula
 
@@ -145,7 +145,7 @@ def shift_for(X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _core_terms(terms: Sequence[ReTerm]) -> list[tuple]:
-    return [(t.codes, t.z, t.nlevels, t.diagonal) for t in terms]
+    return [(t.codes, t.z, t.nlevels, t.structure) for t in terms]
 
 
 class CoreModel:
@@ -534,7 +534,7 @@ def _theta_scale(terms: Sequence[ReTerm]) -> np.ndarray:
     for t in terms:
         rms = np.sqrt(np.einsum("ij,ij->j", t.z, t.z) / t.z.shape[0])  # no n × p temporary
         row = np.where((rms > 0) & ((rms < 1e-2) | (rms > 1e2)), 1.0 / np.where(rms > 0, rms, 1.0), 1.0)
-        scales.extend(row[i] for i, _ in theta_positions(t))
+        scales.extend(theta_scale_of(t, row))
     return np.asarray(scales, dtype=np.float64)
 
 

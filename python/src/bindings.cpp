@@ -51,12 +51,12 @@ struct ModelData {
   Columns X, y;
   std::vector<lmm::TermData> terms;
 
-  // terms: (codes, z, nlevels, diagonal) tuples; X (n × p); y (n).
+  // terms: (codes, z, nlevels, structure) tuples; X (n × p); y (n).
   ModelData(const std::vector<py::tuple>& term_tuples, Columns X_, Columns y_) : X(std::move(X_)), y(std::move(y_)) {
     codes.reserve(term_tuples.size());
     zs.reserve(term_tuples.size());
     for (const auto& t : term_tuples) {
-      if (t.size() != 4) throw std::invalid_argument("a term is a tuple (codes, z, nlevels, diagonal)");
+      if (t.size() != 4) throw std::invalid_argument("a term is a tuple (codes, z, nlevels, structure)");
       codes.push_back(level_codes(t[0], t[2].cast<lmm::Index>()));
       zs.push_back(t[1].cast<Columns>());
       const auto& c = codes.back();
@@ -65,7 +65,7 @@ struct ModelData {
       if (z.ndim() != 2) throw std::invalid_argument("term z must be two-dimensional (n x p)");
       terms.push_back({Eigen::Map<const lmm::IntVector>(c.data(), c.shape(0)),
                        Eigen::Map<const lmm::Matrix>(z.data(), z.shape(0), z.shape(1)), t[2].cast<lmm::Index>(),
-                       t[3].cast<bool>() ? lmm::Covariance::Diagonal : lmm::Covariance::Unstructured});
+                       lmm::covariance_from_name(t[3].cast<std::string>())});
     }
     if (X.ndim() != 2) throw std::invalid_argument("X must be two-dimensional (n x p)");
     if (y.ndim() != 1) throw std::invalid_argument("y must be one-dimensional");
@@ -118,13 +118,6 @@ lmm::FitResult fit_model(lmm::Model& m, bool reml, const std::optional<lmm::Vect
   return lmm::fit(m, o);
 }
 
-// The covariance structure named as lme4 2.x names it.
-lmm::Covariance covariance_of(const std::string& structure) {
-  for (const lmm::Covariance c : {lmm::Covariance::Unstructured, lmm::Covariance::Diagonal})
-    if (lmm::parameterization(c).name() == structure) return c;
-  throw std::invalid_argument("unknown covariance structure '" + structure + "' (use 'us' or 'diag')");
-}
-
 // A routine of scipy.linalg.cython_lapack, from the capsule SciPy exports for it.
 template <typename Fn>
 Fn scipy_lapack(const py::module_& cython_lapack, const char* name) {
@@ -158,14 +151,39 @@ PYBIND11_MODULE(_core, m) {
         "dense kernels of the crossed block: 'lapack' (SciPy's LAPACK) or 'eigen'");
   m.def("dense_backend", []() { return lmm::using_lapack() ? "lapack" : "eigen"; }, "the current dense backend");
 
+  auto shape_of = [](lmm::Index p, const std::string& structure) {
+    if (p < 1) throw std::invalid_argument("a term has at least one column");
+    return lmm::TermShape{1, p, lmm::covariance_from_name(structure)};
+  };
   m.def(
       "theta_positions",
-      [](lmm::Index p, const std::string& structure) {
-        if (p < 1) throw std::invalid_argument("a term has at least one column");
-        return lmm::theta_positions(lmm::TermShape{1, p, covariance_of(structure)});
+      [shape_of](lmm::Index p, const std::string& structure) { return lmm::theta_positions(shape_of(p, structure)); },
+      py::arg("p"), py::arg("structure"),
+      "(row, col) of λ for each θ entry of a term with p columns (empty for structures whose θ are not λ's entries)");
+  m.def(
+      "parameterization",
+      [shape_of](lmm::Index p, const std::string& structure) {
+        const lmm::TermShape s = shape_of(p, structure);
+        return py::dict(py::arg("name") = s.parameterization().name(), py::arg("ntheta") = s.ntheta(),
+                        py::arg("lower") = lmm::theta_lower(s), py::arg("upper") = lmm::theta_upper(s),
+                        py::arg("start") = lmm::theta_start(s));
       },
       py::arg("p"), py::arg("structure"),
-      "(row, col) of λ for each θ entry of a term with p columns and structure 'us' or 'diag'");
+      "name, ntheta, lower, upper and start of the θ of a term with p columns and this structure");
+  m.def(
+      "theta_to_lambda",
+      [shape_of](lmm::Index p, const std::string& structure, const Eigen::Ref<const lmm::Vector>& theta) {
+        const lmm::TermShape s = shape_of(p, structure);
+        if (theta.size() != s.ntheta())
+          throw std::invalid_argument("theta has length " + std::to_string(theta.size()) + ", a " + structure +
+                                      " term with " + std::to_string(p) + " columns needs " +
+                                      std::to_string(s.ntheta()));
+        lmm::Matrix lambda;
+        lmm::theta_to_lambda(s, theta.data(), lambda);
+        return lambda;
+      },
+      py::arg("p"), py::arg("structure"), py::arg("theta"), "λ (p × p, lower triangular) of a term at its θ");
+  m.attr("STRUCTURES") = py::tuple(py::cast(lmm::covariance_names()));
 
   const lmm::FitOptions defaults;
   m.attr("FIT_DEFAULTS") = py::dict(
@@ -193,7 +211,8 @@ PYBIND11_MODULE(_core, m) {
       .def(py::init(&make_model), py::arg("terms"), py::arg("X"), py::arg("y"),
            py::arg("max_dense_bytes") = lmm::ModelOptions{}.max_dense_bytes, py::arg("x_center") = py::none(),
            py::arg("y_coef") = py::none(),
-           "terms: list of (codes int32 (n,), z float64 (n, p_k), nlevels, diagonal); X (n, p); y (n,).\n"
+           "terms: list of (codes int32 (n,), z float64 (n, p_k), nlevels, structure); X (n, p); y (n,).\n"
+           "structure: 'us', 'diag', 'diag_hom', 'cs', 'cs_hom', 'ar1', 'ar1_het', 'toep', 'toep_hom'.\n"
            "Terms are reordered by decreasing number of levels; see `order`.\n"
            "x_center, y_coef (p,): the core works on X_c = X - x_center and y_c = y - X_c y_coef, formed\n"
            "row by row (never in full); beta and vcov_beta are then those of X_c.")
@@ -220,7 +239,7 @@ PYBIND11_MODULE(_core, m) {
             if (k < 0 || k >= m.nterms()) throw py::index_error("term index out of range");
             return m.shapes()[k].parameterization().name();
           },
-          py::arg("k"), "covariance structure of model term k ('us', 'diag')")
+          py::arg("k"), "covariance structure of model term k (one of STRUCTURES)")
       .def_property_readonly("nprefix", [](const lmm::Model& m) { return m.cholesky().nprefix(); },
                              "number of leading terms whose diagonal blocks of L stay block diagonal")
       .def_property_readonly("tail_size", [](const lmm::Model& m) { return m.cholesky().tail_size(); },

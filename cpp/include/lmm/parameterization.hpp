@@ -61,6 +61,9 @@ class Parameterization {
 /// The parameterization of a structure (a reference to a static instance).
 const Parameterization& parameterization(Covariance covariance);
 
+/// Names of every structure (Parameterization::name()), in Covariance's order.
+std::vector<std::string> covariance_names();
+
 /// The structure called `name` (Parameterization::name()); throws
 /// std::invalid_argument naming the known structures otherwise.
 Covariance covariance_from_name(const std::string& name);

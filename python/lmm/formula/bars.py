@@ -1,4 +1,5 @@
-"""Random-effects terms: bars ``(expr | g)``, lme4's ``||`` and nested groups ``a/b``.
+"""Random-effects terms: bars ``(expr | g)``, lme4's ``||``, nested groups ``a/b`` and
+lme4 2.x's covariance structures ``us()``, ``diag()``, ``cs()``, ``ar1()`` (and ``toep()``).
 
 :func:`flatten_sum` separates a formula's right-hand side into fixed summands and bar
 terms; :func:`random_terms` expands one bar term as lme4's ``expandDoubleVerts`` and
@@ -12,10 +13,20 @@ from typing import Any
 
 from .checks import ColumnRef, check
 from .errors import FormulaError
-from .syntax import BinOp, Name, Node, Num, Paren, deparse, strip_parens
+from .syntax import BinOp, Call, Name, Node, Num, Paren, deparse, strip_parens
 from .terms import Terms, build_terms, parse_rhs
 
-__all__ = ["RandomTerm", "flatten_sum", "random_terms"]
+__all__ = ["RandomTerm", "STRUCTURE_CALLS", "flatten_sum", "random_terms", "structure_of"]
+
+#: lme4 2.x's covariance structures (and glmmTMB's ``toep``) wrapping a bar, with the
+#: core's structure name for ``hom = FALSE`` and ``hom = TRUE`` (the default first).
+STRUCTURE_CALLS: dict[str, tuple[bool, str, str]] = {
+    "us": (False, "us", ""),
+    "diag": (False, "diag", "diag_hom"),
+    "cs": (False, "cs", "cs_hom"),
+    "ar1": (True, "ar1_het", "ar1"),
+    "toep": (False, "toep", "toep_hom"),
+}
 
 
 @dataclass(frozen=True)
@@ -29,6 +40,10 @@ class RandomTerm:
             ``name``: ``("Subject",)``, ``("cask", "batch")``.
         name: lme4's name of the group: ``"Subject"``, ``"cask:batch"``, ``"c:(b:a)"``.
         double_bar: True when the term came from splitting a ``||`` term.
+        structure: the core's covariance structure (``lmm._core.STRUCTURES``): ``"us"``
+            for ``(x | g)`` and ``us(x | g)``, ``"cs"`` for ``cs(x | g)``, ``"cs_hom"`` for
+            ``cs(x | g, hom = TRUE)``, ``"ar1"``, ``"ar1_het"``, ``"diag"``, ``"diag_hom"``,
+            ``"toep"``, ``"toep_hom"``.
         terms: the term's :class:`~.terms.Terms` (its syntax tree in the formula, for
             :func:`~.matrix.model_matrix`); made by :func:`~.parsed.parse_formula`, or
             parsed from ``expr`` on first use for a term built by hand.
@@ -43,6 +58,7 @@ class RandomTerm:
     factors: tuple[str, ...]
     name: str
     double_bar: bool
+    structure: str = "us"
     _terms: Terms | None = field(default=None, compare=False, repr=False)
 
     @property
@@ -65,6 +81,11 @@ def flatten_sum(node: Node, sign: str, out: list[tuple[str, Node, bool]], text: 
         raise FormulaError(
             f"a random-effects term must be in parentheses: (expr {node.op} group)",
             text, node.op_pos, node.op_pos + len(node.op))
+    if isinstance(node, Call) and node.func in STRUCTURE_CALLS and node.args and _is_bar(node.args[0]):
+        if sign == "-":
+            raise FormulaError("a random-effects term cannot be subtracted", text, node.pos, node.end)
+        out.append((sign, node, True))
+        return
     if isinstance(node, Paren):
         inner = strip_parens(node)
         is_bar = isinstance(inner, BinOp) and inner.op in ("|", "||")
@@ -78,6 +99,40 @@ def flatten_sum(node: Node, sign: str, out: list[tuple[str, Node, bool]], text: 
                 flatten_sum(inner, sign, out, text)
             return
     out.append((sign, node, False))
+
+
+def _is_bar(node: Node) -> bool:
+    inner = strip_parens(node)
+    return isinstance(inner, BinOp) and inner.op in ("|", "||")
+
+
+def structure_of(call: Call, text: str) -> tuple[str, BinOp]:
+    """The structure and the bar of ``cs(x | g, hom = TRUE)`` and its kin.
+
+    Raises:
+        FormulaError: an argument other than the bar and ``hom = TRUE/FALSE``, a
+            ``||`` inside (its meaning is a diagonal structure: write ``diag(x | g)``),
+            or ``hom`` for ``us()``.
+    """
+    default, het, hom_name = STRUCTURE_CALLS[call.func]
+    bar = strip_parens(call.args[0])
+    assert isinstance(bar, BinOp)
+    if bar.op == "||":
+        raise FormulaError(f"'||' inside {call.func}() has no meaning; write {call.func}(x | g) (or diag(x | g) "
+                           "for independent effects)", text, bar.op_pos, bar.op_pos + 2)
+    if call.keywords[0] is not None:
+        raise FormulaError(f"the first argument of {call.func}() is the term (x | g), not a named argument",
+                           text, call.args[0].pos, call.args[0].end)
+    hom = default
+    for arg, key in zip(call.args[1:], call.keywords[1:]):
+        value = strip_parens(arg)
+        if key != "hom" or not (isinstance(value, Name) and value.name in ("TRUE", "FALSE", "T", "F")):
+            raise FormulaError(f"{call.func}() takes the term and hom = TRUE or FALSE", text, arg.pos, arg.end)
+        if not hom_name:
+            raise FormulaError("us() has no homogeneous variant; use diag(x | g, hom = TRUE) or "
+                               "cs(x | g, hom = TRUE)", text, arg.pos, arg.end)
+        hom = value.name in ("TRUE", "T")
+    return (hom_name if hom else het), bar
 
 
 def _contains_bar(node: Node) -> bool:
@@ -148,7 +203,7 @@ def group_factors(node: Node) -> tuple[str, ...]:
     return tuple(out)
 
 
-def random_terms(bar: BinOp, text: str, refs: list[ColumnRef]) -> list[RandomTerm]:
+def random_terms(bar: BinOp, text: str, refs: list[ColumnRef], structure: str = "us") -> list[RandomTerm]:
     """The random-effects terms of one bar term ``(expr | g)`` or ``(expr || g)``.
 
     ``(x || g)`` becomes ``(1 | g) + (0 + x | g)`` (lme4's ``expandDoubleVerts``) and
@@ -158,6 +213,7 @@ def random_terms(bar: BinOp, text: str, refs: list[ColumnRef]) -> list[RandomTer
         bar: the ``|`` or ``||`` node.
         text: the formula text, for error carets.
         refs: receives the column references of both sides, in source order.
+        structure: the term's covariance structure (:func:`structure_of`).
 
     Returns:
         The terms, each with its :class:`~.terms.Terms` built from nodes of the formula.
@@ -183,5 +239,5 @@ def random_terms(bar: BinOp, text: str, refs: list[ColumnRef]) -> list[RandomTer
     else:
         pieces = [(deparse(bar.left), terms)]
     groups = group_expansion(bar.right, text)
-    return [RandomTerm(expr, group_factors(grp), deparse(grp), bar.op == "||", piece_terms)
+    return [RandomTerm(expr, group_factors(grp), deparse(grp), bar.op == "||", structure, piece_terms)
             for expr, piece_terms in pieces for grp in groups]

@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from .bars import RandomTerm, flatten_sum, random_terms
+from .bars import RandomTerm, flatten_sum, random_terms, structure_of
 from .checks import ColumnRef, check, check_known
 from .errors import FormulaError
 from .response import Expression, build_expression
-from .syntax import BinOp, Node, Num, Unary, deparse, depth_guard, parse
+from .syntax import BinOp, Call, Node, Num, Unary, deparse, depth_guard, parse
 from .terms import Terms, build_terms
 
 __all__ = ["ParsedFormula", "parse_formula", "required_columns", "check_columns"]
@@ -142,8 +142,12 @@ def parse_formula(text: str) -> ParsedFormula:
     random: list[RandomTerm] = []
     for sign, node, is_bar in summands:
         if is_bar:
-            assert isinstance(node, BinOp)
-            random.extend(random_terms(node, text, refs))
+            if isinstance(node, Call):
+                structure, bar = structure_of(node, text)
+                random.extend(random_terms(bar, text, refs, structure))
+            else:
+                assert isinstance(node, BinOp)
+                random.extend(random_terms(node, text, refs))
         else:
             check(node, "term", text, fixed_refs)
             fixed.append((sign, node))

@@ -116,7 +116,7 @@ class PredictionMixin:
         for t in terms:
             cols: list = []
             exprs = t.exprs or []
-            if t.diagonal and len(exprs) == t.p:
+            if t.double_bar and len(exprs) == t.p:
                 for j, e in enumerate(exprs):
                     if (e, t.name) in wanted:
                         cols.append(j)
@@ -154,7 +154,7 @@ class PredictionMixin:
         states = self._frame_state("random", t)
         zs = [model_matrix(st.terms, newdata, state=st)[0] for st in states]
         z = np.column_stack(zs) if zs else np.zeros((len(newdata), 0))
-        codes, labels = grouping_factor(RandomTerm(t.exprs[0], t.factors, t.name, t.diagonal), newdata)
+        codes, labels = grouping_factor(RandomTerm(t.exprs[0], t.factors, t.name, t.double_bar, t.structure), newdata)
         idx = t.levels.get_indexer(pd.Index(labels, dtype=object)) if labels else np.zeros(0, dtype=np.intp)
         mapped = np.where(codes >= 0, idx[np.where(codes >= 0, codes, 0)] if idx.size else -1, -1)
         unknown = (mapped < 0) & (codes >= 0)
