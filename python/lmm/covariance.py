@@ -29,6 +29,7 @@ __all__ = [
     "lambdas_from_theta",
     "is_entry_structure",
     "lme4_theta",
+    "lme4_theta_names",
     "make_unique",
     "ntheta",
     "sdcor_to_theta",
@@ -151,6 +152,21 @@ def theta_from_lambdas(lams: Sequence[np.ndarray], terms: Sequence[ReTerm]) -> n
     if not all(is_entry_structure(t) for t in terms):
         raise NotImplementedError("θ from λ is defined for us and diag terms only")
     return np.asarray([lam[i, j] for t, lam in zip(terms, lams) for i, j in theta_positions(t)], dtype=np.float64)
+
+
+def lme4_theta_names(terms: Sequence[ReTerm]) -> list[str]:
+    """Names of :func:`lme4_theta`'s entries: :func:`theta_names` for us and diag terms, λ's
+    entries (``Subject.Days.(Intercept)``) for structured ones (``Subject.*`` for ``diag_hom``)."""
+    out: list[str] = []
+    for t in terms:
+        if is_entry_structure(t):
+            out += theta_names([t])
+        elif t.structure == "diag_hom":
+            out.append(f"{t.name}.*")
+        else:
+            out += [f"{t.name}.{t.cnames[i]}" if i == j else f"{t.name}.{t.cnames[i]}.{t.cnames[j]}"
+                    for j in range(t.p) for i in range(j, t.p)]
+    return out
 
 
 def lme4_theta(theta: np.ndarray, terms: Sequence[ReTerm]) -> np.ndarray:

@@ -134,7 +134,11 @@ class ReTerm:
     def label(self) -> str:
         """The term as a user would recognise it: ``(Days | Subject)``-like text."""
         if len(self.exprs) <= 1:
-            return f"({self.exprs[0] if self.exprs else ' + '.join(self.cnames)} | {self.name})"
+            bar = f"{self.exprs[0] if self.exprs else ' + '.join(self.cnames)} | {self.name}"
+            if self.structure == "us":
+                return f"({bar})"
+            call, _, variant = self.structure.partition("_")
+            return f"{call}({bar}{', hom = TRUE' if variant == 'hom' else ', hom = FALSE' if variant else ''})"
         parts = [e[4:] if e.startswith("0 + ") else e for e in self.exprs]
         return f"({' + '.join(parts)} || {self.name})"
 
@@ -539,7 +543,9 @@ def _check_response(y: np.ndarray, X: np.ndarray, xnames: list[str], terms: list
                          f"significant digits: the residual is {rel:.1e} of the response's norm), so the residual "
                          "variance would be 0. Was the response computed from the predictors without noise?")
     for t in terms:
-        if t.p > 20:
+        # (A structured term's few parameters cannot absorb the residual variance: one
+        # effect per observation is a proper model there, see _check_terms.)
+        if t.p > 20 or t.structure not in ("us", "diag"):
             continue
         rel = _fitted_exactly_by(t, y, X, x_center, ynorm)
         if rel is not None:
@@ -607,7 +613,10 @@ def _check_terms(terms: list[ReTerm], n: int) -> None:
                 f"{t.label} and the residual variance are not identifiable (number of levels must be < "
                 "number of observations)"
             )
-        if t.nlevels * t.p >= n:
+        # A structured covariance (cs, ar1, ...) restricts the term's p × p covariance to
+        # a few parameters, so one effect per observation stays identifiable, as in lme4 2.x
+        # (Orthodont's ar1(0 + factor(age) | Subject) has as many effects as rows).
+        if t.nlevels * t.p >= n and t.structure in ("us", "diag"):
             raise ValueError(
                 f"term {t.label} has {t.nlevels * t.p} random effects for {n} observations ({t.nlevels} levels "
                 f"× {t.p} columns); the random-effects parameters and the residual variance are "

@@ -144,6 +144,13 @@ def shift_for(X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return x_center, _least_squares(R, X, x_center, np.asarray(y, dtype=np.float64))
 
 
+def _theta_or_par(theta, par):
+    """The one of θ and lme4 2.x's par that was given (they are one vector here)."""
+    if (theta is None) == (par is None):
+        raise TypeError("give the covariance parameters as theta or as par (one of them)")
+    return theta if par is None else par
+
+
 def _core_terms(terms: Sequence[ReTerm]) -> list[tuple]:
     return [(t.codes, t.z, t.nlevels, t.structure) for t in terms]
 
@@ -418,7 +425,8 @@ class LinearMixedModel:
 
     @property
     def theta_names(self) -> list[str]:
-        """lme4's names of θ: ``Subject.(Intercept)``, ``Subject.Days.(Intercept)``, ..."""
+        """Names of θ: lme4's (``Subject.(Intercept)``, ``Subject.Days.(Intercept)``) for us and
+        diag terms, lme4 2.x's par names (``Subject.Days``, ``Subject.rho``) for structured ones."""
         return theta_names(self.terms)
 
     # --- evaluation ----------------------------------------------------------------------
@@ -426,38 +434,45 @@ class LinearMixedModel:
     def _theta(self, theta) -> np.ndarray:
         return self._shifted._theta(theta)
 
-    def objective(self, theta, reml: bool | None = None) -> float:
-        """Profiled REML criterion or ML deviance at ``theta``.
+    def objective(self, theta=None, reml: bool | None = None, *, par=None) -> float:
+        """Profiled REML criterion or ML deviance at ``theta`` (or ``par``).
 
         Args:
-            theta: relative covariance parameters in lme4's order (``theta_names``).
+            theta: the covariance parameters in the order of ``theta_names``: lme4's θ
+                for us and diag terms, lme4 2.x's ``par`` (relative SDs, then correlation
+                parameters) for structured terms.
             reml: the criterion (None: the model's, ``REML``).
+            par: the same vector under lme4 2.x's name (give one of ``theta``, ``par``).
 
         Returns:
-            The criterion lme4's ``devfun`` returns at the same θ.
+            The criterion lme4's ``devfun`` returns at the same parameters (lme4 2.x's
+            devfun takes ``par``).
         """
-        return self._shifted.objective(theta, self.REML if reml is None else reml)
+        return self._shifted.objective(_theta_or_par(theta, par), self.REML if reml is None else reml)
 
-    def gradient(self, theta, reml: bool | None = None) -> np.ndarray:
-        """Exact gradient of :meth:`objective` with respect to θ.
+    def gradient(self, theta=None, reml: bool | None = None, *, par=None) -> np.ndarray:
+        """Exact gradient of :meth:`objective` with respect to θ (``par``).
 
         Args:
-            theta: relative covariance parameters in lme4's order.
+            theta: the covariance parameters (see :meth:`objective`).
             reml: the criterion (None: the model's).
+            par: the same vector under lme4 2.x's name.
 
         Returns:
             Array of length ``ntheta``.
         """
-        return self.objective_and_gradient(theta, reml)[1]
+        return self.objective_and_gradient(theta, reml, par=par)[1]
 
-    def objective_and_gradient(self, theta, reml: bool | None = None) -> tuple[float, np.ndarray]:
-        """The objective and its exact gradient at ``theta`` from one factorization.
+    def objective_and_gradient(self, theta=None, reml: bool | None = None, *,
+                               par=None) -> tuple[float, np.ndarray]:
+        """The objective and its exact gradient at ``theta`` (``par``) from one factorization.
 
         Args:
-            theta: relative covariance parameters in lme4's order.
+            theta: the covariance parameters (see :meth:`objective`).
             reml: the criterion (None: the model's).
+            par: the same vector under lme4 2.x's name.
         """
-        return self._shifted.objective_and_gradient(theta, self.REML if reml is None else reml)
+        return self._shifted.objective_and_gradient(_theta_or_par(theta, par), self.REML if reml is None else reml)
 
     def solution(self, theta, reml: bool | None = None, *, gradient: bool = False) -> Solution:
         """Everything the model determines at ``theta``: objective, σ, β̂, Var(β̂), û, b̂, λ.

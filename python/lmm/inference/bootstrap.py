@@ -77,7 +77,7 @@ class _Refitter:
     def __init__(self, res, simulate: Callable[[np.random.Generator], np.ndarray]) -> None:
         self.core = res.model.response_core()
         self.reml = res.REML
-        self.theta0 = res.theta
+        self.theta0 = res.par
         self.simulate = simulate
 
     def refit(self, y: np.ndarray) -> tuple[np.ndarray, float, np.ndarray, bool]:
@@ -184,7 +184,7 @@ def _default_jobs(res) -> int:
     """
     t0 = time.perf_counter()
     for _ in range(3):
-        res.model.objective_and_gradient(res.theta, reml=res.REML)
+        res.model.objective_and_gradient(res.par, reml=res.REML)
     per_eval = (time.perf_counter() - t0) / 3
     return (os.cpu_count() or 1) if per_eval > 1e-3 else 1
 
@@ -241,9 +241,9 @@ def bootstrap(res, nsim: int = 500, seed=None, use_u: bool = False, n_jobs: int 
     rows = [np.concatenate([theta_to_sdcor(r[:ntheta], r[ntheta], model.terms), r[ntheta + 1:ntheta + 1 + p]])
             for r in raw]
     frame = pd.DataFrame(rows, columns=vn + xnames)
-    for i, name in enumerate(res.theta_names):
+    for i, name in enumerate(res.par_names):
         frame[f"theta_{name}"] = raw[:, i]
-    t0_stats = pd.Series(np.concatenate([theta_to_sdcor(res.theta, res.sigma, model.terms), res.fixef.to_numpy()]),
+    t0_stats = pd.Series(np.concatenate([theta_to_sdcor(res.par, res.sigma, model.terms), res.fixef.to_numpy()]),
                          index=vn + xnames)
     return BootstrapResult(replicates=frame, estimates=t0_stats, converged=raw[:, -1].astype(bool),
                            seconds=seconds, n_jobs=n_jobs)

@@ -21,7 +21,7 @@ def conditional_covariances(res) -> list[np.ndarray]:
         Per term (model order), an array (levels, p, p).
     """
     core_model = res.model.core
-    core_model.set_theta(res.theta)
+    core_model.set_theta(res.par)
     out = []
     for t, c in zip(res.model.terms, core_model.conditional_variances()):
         # c is p × (p·ℓ), level j's block in columns j·p .. j·p + p − 1.

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import linalg as sla
 
-from ..covariance import theta_positions
+from ..covariance import is_entry_structure, theta_positions
 from .matrices import lambda_matrix, z_matrix
 
 __all__ = ["KR_MAX_ELEMENTS", "KenwardRoger", "kenward_roger_setup", "kr_adjust"]
@@ -47,7 +47,12 @@ def kenward_roger_setup(res) -> KenwardRoger:
 
     Raises:
         ValueError: an ML fit, or n·q + q² exceeds ``KR_MAX_ELEMENTS``.
+        NotImplementedError: a structured covariance term (cs, ar1, diag with hom, toep).
     """
+    structured = [t.label for t in res.model.terms if not is_entry_structure(t)]
+    if structured:
+        raise NotImplementedError(f"Kenward-Roger's method is not implemented for structured covariance terms "
+                                  f"({', '.join(structured)}); use ddf='Satterthwaite'")
     if not res.REML:
         raise ValueError("Kenward-Roger's method is only available for REML fits; refit with REML=True")
     model = res.model

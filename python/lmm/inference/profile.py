@@ -10,7 +10,7 @@ import pandas as pd
 from scipy import optimize as sopt
 from scipy import stats
 
-from ..covariance import sdcor_to_theta, theta_positions, theta_to_sdcor, varpar_names
+from ..covariance import is_entry_structure, sdcor_to_theta, theta_positions, theta_to_sdcor, varpar_names
 from ..model import build_core
 from ..optimize import optimize_theta
 from .common import blas_single_thread, percent_names
@@ -81,11 +81,18 @@ def profile(res, which=None, alphamax: float = 0.01, maxpts: int = 100, delta_cu
 
     Returns:
         Profile.
+
+    Raises:
+        NotImplementedError: a structured covariance term (cs, ar1, diag with hom, toep).
     """
     model = res.model
     terms = model.terms
+    structured = [t.label for t in terms if not is_entry_structure(t)]
+    if structured:
+        raise NotImplementedError(f"profiles are not implemented for structured covariance terms "
+                                  f"({', '.join(structured)}); use confint(method='Wald') or 'boot'")
     ml = res.refit_ml()
-    theta_ml, sigma_ml, beta_ml, base = ml.theta, ml.sigma, ml.fixef.to_numpy(), ml.objective
+    theta_ml, sigma_ml, beta_ml, base = ml.par, ml.sigma, ml.fixef.to_numpy(), ml.objective
     vnames = varpar_names(terms)
     xnames = list(res.fixef.index)
     pars0 = theta_to_sdcor(theta_ml, sigma_ml, terms)

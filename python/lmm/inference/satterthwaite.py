@@ -64,7 +64,7 @@ def satterthwaite_setup(res) -> Satterthwaite:
         sol = model.solution(varpar[:-1], reml=reml)
         return varpar[-1] ** 2 * (sol.vcov / sol.sigma**2)
 
-    x = np.concatenate([res.theta, [res.sigma]])
+    x = np.concatenate([res.par, [res.sigma]])
     H = hessian_richardson(deviance, x)
     J = jacobian_richardson(covbeta, x)
     evals, evecs = np.linalg.eigh(H)

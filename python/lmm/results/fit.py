@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 import pandas as pd
 
-from ..covariance import varcorr_frame
+from ..covariance import lme4_theta, lme4_theta_names, varcorr_frame
 from ..inference.bootstrap import BootstrapResult, bootstrap
 from ..inference.condvar import conditional_covariances
 from ..inference.confint import confint
@@ -54,7 +54,13 @@ class LmmResult(PredictionMixin):
     """A fitted linear mixed model.
 
     Attributes:
-        theta: θ at the optimum (lme4's order, see ``theta_names``).
+        par: the covariance parameters at the optimum, as the optimizer sees them (lme4
+            2.x's ``getME(fit, "par")``, named by ``par_names``): for ``us`` and ``diag``
+            terms the entries of λ (lme4's θ); for structured terms relative SDs then
+            correlation parameters.
+        theta: lme4's ``getME(fit, "theta")``: the entries of each term's λ, lower triangle
+            column by column (the diagonal of ``diag`` terms, one entry for ``hom = TRUE``
+            diagonals); equal to ``par`` when every term is ``us`` or ``diag``.
         fixef: fixed effects (pandas Series in model-matrix column order).
         sigma: residual standard deviation.
         objective: REML criterion (REML fits) or deviance (ML fits).
@@ -79,8 +85,10 @@ class LmmResult(PredictionMixin):
         self.formula = model.formula
         sol = model.solution(opt.theta, reml=self.REML)
         self.solution: Solution = sol
-        self.theta = np.array(sol.theta)
-        self.theta_names = model.theta_names
+        self.par = np.array(sol.theta)
+        self.par_names = model.theta_names
+        self.theta = lme4_theta(self.par, model.terms)
+        self.theta_names = lme4_theta_names(model.terms)
         self.objective = sol.objective
         self.sigma = sol.sigma
         xnames = model.design.xnames
@@ -93,7 +101,7 @@ class LmmResult(PredictionMixin):
         self.aic = -2.0 * self.loglik + 2.0 * npar
         self.bic = -2.0 * self.loglik + math.log(self.nobs) * npar
         lower = model.theta_lower
-        self.singular = bool(np.any(self.theta[lower == 0] < SINGULAR_TOL))
+        self.singular = bool(np.any(self.par[lower == 0] < SINGULAR_TOL))
         self.converged = opt.converged
         self.ngroups = {}
         for t in model.terms:
@@ -340,7 +348,7 @@ class LmmResult(PredictionMixin):
         if not self.REML:
             return self
         if "ml" not in self._cache:
-            self._cache["ml"] = self.model.fit(start=self.theta, reml=False)
+            self._cache["ml"] = self.model.fit(start=self.par, reml=False)
         return self._cache["ml"]
 
 
@@ -371,6 +379,7 @@ class LmmResult(PredictionMixin):
             "nobs": self.nobs,
             "ngroups": self.ngroups,
             "theta": dict(zip(self.theta_names, self.theta.tolist())),
+            "par": dict(zip(self.par_names, self.par.tolist())),
             "fixef": self.fixef.to_dict(),
             "se": self.se.to_dict(),
             "sigma": self.sigma,
