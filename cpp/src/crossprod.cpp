@@ -1,6 +1,7 @@
 #include "lmm/crossprod.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <stdexcept>
 #include <string>
 
@@ -30,7 +31,7 @@ void check_term(const TermData& term, Index k, Index n) {
 // A_ij for j < i: blocks z_i(r,:)' z_j(r,:) summed over rows r with the same
 // (level of i, level of j). Rows are bucketed by the level of j (counting
 // sort), so the pattern is built column by column without a hash map.
-SparseBlocks cross_block(const TermData& ti, const TermData& tj) {
+SparseBlocks cross_block(const TermData& ti, const TermData& tj, const Vector& w) {
   const Index n = ti.codes.size();
   const Index li = ti.nlevels, lj = tj.nlevels, pi = ti.z.cols(), pj = tj.z.cols();
   std::vector<Index> start(static_cast<std::size_t>(lj) + 1, 0);
@@ -62,10 +63,11 @@ SparseBlocks cross_block(const TermData& ti, const TermData& tj) {
     for (Index k = start[c]; k < start[c + 1]; ++k) {
       const Index r = rows_sorted[k];
       auto blk = A.block(slot[ti.codes[r]]);
+      const double wr = w.size() ? w[r] : 1.0;
       if (pi == 1 && pj == 1) {
-        blk(0, 0) += ti.z(r, 0) * tj.z(r, 0);
+        blk(0, 0) += wr * ti.z(r, 0) * tj.z(r, 0);
       } else {
-        blk.noalias() += ti.z.row(r).transpose() * tj.z.row(r);
+        blk.noalias() += (wr * ti.z.row(r).transpose()) * tj.z.row(r);
       }
     }
   }
@@ -101,6 +103,22 @@ void add_xyz(Matrix& XyZ, const Matrix& W, Index a0, const TermData& t, Index r0
   }
 }
 
+// The rows of W scaled by w (a chunk of the weights), in place.
+void scale_rows(Matrix& W, const Vector& weights, Index r0, bool square_root) {
+  if (weights.size() == 0) return;
+  for (Index r = 0; r < W.rows(); ++r) W.row(r) *= square_root ? std::sqrt(weights[r0 + r]) : weights[r0 + r];
+}
+
+void check_weights(const Vector& w, Index n) {
+  if (w.size() == 0) return;
+  if (w.size() != n)
+    throw std::invalid_argument(std::to_string(w.size()) + " weights for " + std::to_string(n) + " observations");
+  for (Index i = 0; i < n; ++i)
+    if (!(std::isfinite(w[i]) && w[i] > 0.0))
+      throw std::invalid_argument("weight " + std::to_string(w[i]) + " at row " + std::to_string(i) +
+                                  " is not positive and finite (drop rows with zero weight)");
+}
+
 void check_shift(const Shift& shift, Index p) {
   for (const Vector* v : {&shift.center, &shift.gamma}) {
     if (v->size() != 0 && v->size() != p)
@@ -113,7 +131,7 @@ void check_shift(const Shift& shift, Index p) {
 }  // namespace
 
 Crossprod form_crossprod(const std::vector<TermData>& terms, Eigen::Ref<const Matrix> X,
-                         Eigen::Ref<const Vector> y, const Shift& shift) {
+                         Eigen::Ref<const Vector> y, const Shift& shift, const Vector& weights) {
   const Index n = y.size();
   if (X.rows() != n)
     throw std::invalid_argument("X has " + std::to_string(X.rows()) + " rows but y has " + std::to_string(n));
@@ -121,6 +139,7 @@ Crossprod form_crossprod(const std::vector<TermData>& terms, Eigen::Ref<const Ma
   if (!X.allFinite()) throw std::invalid_argument("X has non-finite values");
   if (!y.allFinite()) throw std::invalid_argument("y has non-finite values");
   check_shift(shift, X.cols());
+  check_weights(weights, n);
   const Index K = static_cast<Index>(terms.size());
   for (Index k = 0; k < K; ++k) check_term(terms[k], k, n);
 
@@ -128,6 +147,9 @@ Crossprod form_crossprod(const std::vector<TermData>& terms, Eigen::Ref<const Ma
   A.n = n;
   A.p = X.cols();
   A.shift = shift;
+  A.weights = weights;
+  for (Index i = 0; i < weights.size(); ++i) A.sum_log_weights += std::log(weights[i]);
+  const Vector& w = A.weights;
   const Index p = A.p;
   for (const auto& t : terms) A.shapes.push_back(t.shape());
 
@@ -135,26 +157,30 @@ Crossprod form_crossprod(const std::vector<TermData>& terms, Eigen::Ref<const Ma
     const Index pk = t.z.cols();
     BlockDiag D(t.nlevels, pk);
     if (pk == 1) {
-      for (Index r = 0; r < n; ++r) D.data(0, t.codes[r]) += t.z(r, 0) * t.z(r, 0);
+      for (Index r = 0; r < n; ++r) D.data(0, t.codes[r]) += (w.size() ? w[r] : 1.0) * t.z(r, 0) * t.z(r, 0);
     } else {
-      for (Index r = 0; r < n; ++r) D.block(t.codes[r]).noalias() += t.z.row(r).transpose() * t.z.row(r);
+      for (Index r = 0; r < n; ++r)
+        D.block(t.codes[r]).noalias() += ((w.size() ? w[r] : 1.0) * t.z.row(r).transpose()) * t.z.row(r);
     }
     A.ZZ.push_back(std::move(D));
     A.XyZ.push_back(Matrix::Zero(p + 1, t.nlevels * pk));
   }
 
   A.XyXy.setZero(p + 1, p + 1);
+  // With weights: W^{1/2}[X_c y_c] for A_[Xy],[Xy], then W[X_c y_c] for A_[Xy],k.
   Matrix W;
   for (Index r0 = 0; r0 < n; r0 += kChunk) {
     shifted_rows(X, y, shift, r0, std::min(kChunk, n - r0), W);
-    for (Index k = 0; k < K; ++k) add_xyz(A.XyZ[k], W, 0, terms[k], r0);
+    scale_rows(W, w, r0, true);
     A.XyXy.selfadjointView<Eigen::Lower>().rankUpdate(W.transpose());
+    scale_rows(W, w, r0, true);
+    for (Index k = 0; k < K; ++k) add_xyz(A.XyZ[k], W, 0, terms[k], r0);
   }
   A.XyXy.triangularView<Eigen::StrictlyUpper>() = A.XyXy.transpose();
 
   A.ZZ_off.resize(static_cast<std::size_t>(K));
   for (Index i = 1; i < K; ++i)
-    for (Index j = 0; j < i; ++j) A.ZZ_off[i].push_back(cross_block(terms[i], terms[j]));
+    for (Index j = 0; j < i; ++j) A.ZZ_off[i].push_back(cross_block(terms[i], terms[j], w));
   return A;
 }
 
@@ -175,8 +201,10 @@ void update_response(Crossprod& A, const std::vector<TermData>& terms, Eigen::Re
   Matrix W;
   for (Index r0 = 0; r0 < n; r0 += kChunk) {
     shifted_rows(X, y, A.shift, r0, std::min(kChunk, n - r0), W);
-    for (std::size_t k = 0; k < terms.size(); ++k) add_xyz(A.XyZ[k], W, p, terms[k], r0);
+    scale_rows(W, A.weights, r0, true);
     last.noalias() += W.transpose() * W.col(p);
+    scale_rows(W, A.weights, r0, true);
+    for (std::size_t k = 0; k < terms.size(); ++k) add_xyz(A.XyZ[k], W, p, terms[k], r0);
   }
   A.XyXy.row(p) = last.transpose();
   A.XyXy.col(p) = last;

@@ -44,7 +44,7 @@ std::vector<TermData> reordered(const std::vector<TermData>& terms, const std::v
 Model::Model(const std::vector<TermData>& terms, Eigen::Ref<const Matrix> X, Eigen::Ref<const Vector> y,
              ModelOptions options, const Shift& shift)
     : order_(lme4_term_order(terms)),
-      A_(form_crossprod(reordered(terms, order_), X, y, shift)),
+      A_(form_crossprod(reordered(terms, order_), X, y, shift, options.weights)),
       L_(A_, options.max_dense_bytes) {
   for (const auto& s : A_.shapes) lambda_.push_back(Matrix::Identity(s.p, s.p));
   theta_ = theta_start();
@@ -120,7 +120,7 @@ double Model::objective(bool reml) const {
   const double n = static_cast<double>(A_.n);
   const double dof = reml ? n - static_cast<double>(A_.p) : n;
   const double logdet = reml ? L_.ldL2() + L_.ldRX2() : L_.ldL2();
-  return logdet + dof * (1.0 + kLog2Pi + std::log(L_.pwrss() / dof));
+  return logdet - A_.sum_log_weights + dof * (1.0 + kLog2Pi + std::log(L_.pwrss() / dof));
 }
 
 namespace {

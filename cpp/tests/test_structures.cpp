@@ -1,4 +1,4 @@
-// Structured covariances (lmm/parameterization.hpp): λλ' against the
+// Structured covariances (lmm/parameterization.hpp) and prior weights: λλ' against the
 // covariance D R D built here from its definition, the criterion against a
 // dense likelihood built from V = σ²(Z S Z' + I), the exact gradient against
 // central differences in the interior and next to the bounds of ρ, and fits
@@ -147,9 +147,11 @@ struct Data {
 };
 
 // The profiled criterion from its definition: σ² profiled out of the dense
-// likelihood with V/σ² = Z S Z' + I (S block diagonal over levels), β by GLS.
-double dense_criterion(const Data& d, const Matrix& S, bool reml) {
+// likelihood with V/σ² = Z S Z' + W⁻¹ (S block diagonal over levels, W the
+// prior weights, I without), β by GLS.
+double dense_criterion(const Data& d, const Matrix& S, bool reml, const Vector& weights = Vector()) {
   Matrix V = Matrix::Identity(d.n, d.n);
+  if (weights.size()) V.diagonal() = weights.cwiseInverse();
   for (Index a = 0; a < d.n; ++a)
     for (Index b = 0; b < d.n; ++b)
       if (d.codes[a] == d.codes[b]) V(a, b) += d.z.row(a) * S * d.z.row(b).transpose();
@@ -247,6 +249,38 @@ void check_structure(const Data& d, const Case& c) {
   }
 }
 
+// Prior weights: the criterion is that of V/σ² = Z S Z' + W⁻¹ (lme4's, with its
+// −Σ log w_i), for ML and REML, and fits run with them.
+void check_weights(const Data& d) {
+  Vector w(d.n);
+  for (Index i = 0; i < d.n; ++i) w[i] = 0.5 + static_cast<double>(i % 7) / 4.0;
+  lmm::ModelOptions mo;
+  mo.weights = w;
+  const std::vector<double> theta{1.1, 0.7, 0.4, 0.3};
+  lmm::Model model(d.terms(Covariance::CompoundSymmetry), d.X, d.y, mo);
+  model.set_theta(Eigen::Map<const Vector>(theta.data(), 4));
+  const Matrix S = covariance_from_definition(Covariance::CompoundSymmetry, d.p, theta);
+  for (bool reml : {false, true}) {
+    const double dense = dense_criterion(d, S, reml, w);
+    check_abs(std::string("weighted cs ") + (reml ? "REML" : "ML") + " criterion vs dense likelihood",
+              model.objective(reml), dense, kCriterionTol * std::abs(dense));
+  }
+  lmm::FitOptions o;
+  o.model = mo;
+  const lmm::FitResult r = lmm::fit(d.terms(Covariance::Unstructured), d.X, d.y, o);
+  check("weighted us fit converged (" + r.message + ")", r.converged);
+  bool threw = false;
+  try {
+    lmm::ModelOptions bad;
+    bad.weights = Vector::Constant(d.n, 1.0);
+    bad.weights[3] = 0.0;
+    lmm::Model m(d.terms(Covariance::Unstructured), d.X, d.y, bad);
+  } catch (const std::invalid_argument& e) {
+    threw = std::string(e.what()).find("row 3") != std::string::npos;
+  }
+  check("a zero weight is refused, naming its row", threw);
+}
+
 void check_names() {
   for (const char* n : {"us", "diag", "diag_hom", "cs", "cs_hom", "ar1", "ar1_het", "toep", "toep_hom"})
     check(std::string("covariance_from_name ") + n,
@@ -285,6 +319,7 @@ int main() {
   };
   for (const Case& c : cases) check_structure(d, c);
   check_names();
+  check_weights(d);
   if (failures) {
     std::printf("%d failure(s)\n", failures);
     return 1;

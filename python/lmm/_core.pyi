@@ -65,11 +65,12 @@ class Model:
     any order (the model orders them as lme4, see ``order``); X (n, p); y (n,).
     x_center, y_coef (p,): the core works on X_c = X - x_center and
     y_c = y - X_c y_coef, formed row by row; beta and vcov_beta are those of X_c.
+    weights (n,): prior weights (residual variance σ²/w_i, lme4's criterion); None: all 1.
     """
 
     def __init__(self, terms: Sequence[Term], X: npt.ArrayLike, y: npt.ArrayLike,
                  max_dense_bytes: float = ..., x_center: npt.ArrayLike | None = None,
-                 y_coef: npt.ArrayLike | None = None) -> None: ...
+                 y_coef: npt.ArrayLike | None = None, weights: npt.ArrayLike | None = None) -> None: ...
     def set_response(self, terms: Sequence[Term], X: npt.ArrayLike, y: npt.ArrayLike) -> None:
         """Replace y (same terms, in the constructor's order, and X); θ must be set again."""
     @property

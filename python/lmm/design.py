@@ -160,6 +160,7 @@ class Design:
         x_center: (p,) value subtracted from each column of X for the core (X_c)
             (the column means when X has an intercept, else zeros; 0 for the intercept).
         y_coef: (p,) least-squares coefficients of y on X_c (y_c = y − X_c y_coef).
+        weights: (n,) prior weights of the rows used (residual variance σ²/w_i), or None.
     """
 
     y: np.ndarray
@@ -171,6 +172,7 @@ class Design:
     fixed_state: Optional[ModelFrameState] = None
     x_center: np.ndarray = field(default_factory=lambda: np.zeros(0))
     y_coef: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    weights: Optional[np.ndarray] = None
 
     # --- a better-conditioned problem for the core -----------------------------------
     #
@@ -701,7 +703,38 @@ def _term(rt: RandomTerm, data: pd.DataFrame, X: np.ndarray, xnames: list[str]) 
 # --- the design ----------------------------------------------------------------------------
 
 
-def build_design(parsed: ParsedFormula, data: pd.DataFrame, missing: str = "drop") -> Design:
+#: The column under which an array of weights travels with the rows of the data.
+_WEIGHTS = "(weights)"
+
+
+def _with_weights(data: pd.DataFrame, weights) -> tuple[pd.DataFrame, Optional[str]]:
+    """The data with the weights as a column (a name of one, or an array of one per row)."""
+    if weights is None:
+        return data, None
+    if isinstance(weights, str):
+        if weights not in data.columns:
+            raise ValueError(f"weights column {weights!r} is not in the data")
+        return data, weights
+    values = np.asarray(weights)
+    if values.ndim != 1 or len(values) != len(data):
+        raise ValueError(f"weights must be a column name or one value per row of the data ({len(data)}), "
+                         f"got shape {values.shape}")
+    return data.assign(**{_WEIGHTS: values}), _WEIGHTS
+
+
+def _checked_weights(data: pd.DataFrame, column: str) -> np.ndarray:
+    values = data[column]
+    if not (pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)):
+        raise TypeError(f"weights must be numeric, not {values.dtype}")
+    w = np.ascontiguousarray(values.to_numpy(dtype=np.float64))
+    bad = ~(np.isfinite(w) & (w > 0))
+    if bad.any():
+        raise ValueError(f"weights must be positive and finite: {int(bad.sum())} row(s) are not (row labels "
+                         f"{_row_labels(data.index, bad)}); drop rows with zero weight")
+    return w
+
+
+def build_design(parsed: ParsedFormula, data: pd.DataFrame, missing: str = "drop", weights=None) -> Design:
     """Evaluate a parsed formula on ``data``, validating it on the way.
 
     Args:
@@ -709,6 +742,8 @@ def build_design(parsed: ParsedFormula, data: pd.DataFrame, missing: str = "drop
         data: one row per observation (a DataFrame, or a dict of columns).
         missing: ``"drop"`` (default, like lme4's ``na.omit``, with a warning)
             or ``"raise"``.
+        weights: prior weights, a column name or one value per row (None: all 1);
+            rows with a missing weight are dropped as rows with missing values.
 
     Returns:
         The Design with rows containing missing values removed.
@@ -736,9 +771,10 @@ def build_design(parsed: ParsedFormula, data: pd.DataFrame, missing: str = "drop
         raise ValueError(f"missing must be 'drop' or 'raise', not {missing!r}")
     data = _as_frame(data)
     check_columns(parsed, data)
+    data, weights_column = _with_weights(data, weights)
     if len(data) == 0:
         raise ValueError("data has no rows")
-    columns = required_columns(parsed)
+    columns = required_columns(parsed) + ([weights_column] if weights_column else [])
     mask = _used_rows(data, columns, missing)
     if mask is not None:
         data = data.loc[mask]
@@ -798,5 +834,6 @@ def build_design(parsed: ParsedFormula, data: pd.DataFrame, missing: str = "drop
     for M, names, states in sources:
         if any([state.share_columns(M, names) for state in states]):
             M.setflags(write=False)
+    w = _checked_weights(data, weights_column) if weights_column else None
     return Design(y=y, X=X, xnames=xnames, dropped_columns=dropped, terms=terms, rows=rows,
-                  fixed_state=ev.fixed_state, x_center=x_center, y_coef=y_coef)
+                  fixed_state=ev.fixed_state, x_center=x_center, y_coef=y_coef, weights=w)

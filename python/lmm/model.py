@@ -164,15 +164,18 @@ class CoreModel:
     """
 
     def __init__(self, terms: Sequence[ReTerm], X: np.ndarray, y: np.ndarray, *, x_center: np.ndarray,
-                 y_coef: np.ndarray, max_dense_bytes: float, theta_scale: np.ndarray | None, reml: bool) -> None:
+                 y_coef: np.ndarray, max_dense_bytes: float, theta_scale: np.ndarray | None, reml: bool,
+                 weights: np.ndarray | None = None) -> None:
         self._design_terms = list(terms)
         self._tuples = _core_terms(terms)
         self._X = X
         self._x_center = np.asarray(x_center, dtype=np.float64)
         self._y_coef = np.asarray(y_coef, dtype=np.float64)
         #: The compiled core (``lmm._core.Model``).
+        #: Prior weights (n,) or None.
+        self.weights = weights
         self.core = core.Model(self._tuples, X, y, float(max_dense_bytes), x_center=self._x_center,
-                               y_coef=self._y_coef)
+                               y_coef=self._y_coef, weights=weights)
         #: Terms in model order (the core's).
         self.terms: list[ReTerm] = [self._design_terms[k] for k in self.core.order]
         self.REML = bool(reml)
@@ -296,7 +299,8 @@ class CoreModel:
 
 def build_core(terms: Sequence[ReTerm], X: np.ndarray, y: np.ndarray, *, x_center: np.ndarray | None = None,
                y_coef: np.ndarray | None = None, max_dense_bytes: float = DEFAULT_MAX_DENSE_BYTES,
-               theta_scale: np.ndarray | None = None, reml: bool = True) -> CoreModel:
+               theta_scale: np.ndarray | None = None, reml: bool = True,
+               weights: np.ndarray | None = None) -> CoreModel:
     """The one factory of cores: a compiled core of (terms, X, y), always with the shift.
 
     Args:
@@ -307,6 +311,7 @@ def build_core(terms: Sequence[ReTerm], X: np.ndarray, y: np.ndarray, *, x_cente
         max_dense_bytes: the largest dense block of L allowed.
         theta_scale: the optimizer's θ scale (default ones).
         reml: the default criterion of the evaluations.
+        weights: prior weights (n,), or None.
 
     Returns:
         CoreModel.
@@ -319,7 +324,7 @@ def build_core(terms: Sequence[ReTerm], X: np.ndarray, y: np.ndarray, *, x_cente
     if x_center is None or y_coef is None:
         x_center, y_coef = shift_for(X, y)
     return CoreModel(terms, X, y, x_center=x_center, y_coef=y_coef, max_dense_bytes=max_dense_bytes,
-                     theta_scale=theta_scale, reml=reml)
+                     theta_scale=theta_scale, reml=reml, weights=weights)
 
 
 class LinearMixedModel:
@@ -353,11 +358,12 @@ class LinearMixedModel:
         *,
         missing: str = "drop",
         max_dense_bytes: float = DEFAULT_MAX_DENSE_BYTES,
+        weights=None,
     ) -> None:
         self.formula = formula
         self.REML = bool(REML)
         self.parsed = parse_formula(formula)
-        self.design: Design = build_design(self.parsed, data, missing=missing)
+        self.design: Design = build_design(self.parsed, data, missing=missing, weights=weights)
         d = self.design
         if not isinstance(REML, (bool, np.bool_)):
             raise TypeError(f"REML must be True or False, not {REML!r}")
@@ -370,7 +376,7 @@ class LinearMixedModel:
             # through the design, without the cancellation that large offsets cause in
             # crossproducts.
             self._shifted = build_core(d.terms, d.X, d.y, x_center=d.x_center, y_coef=d.y_coef,
-                                       max_dense_bytes=self.max_dense_bytes, reml=self.REML)
+                                       max_dense_bytes=self.max_dense_bytes, reml=self.REML, weights=d.weights)
         except ValueError as err:
             raise ValueError(f"cannot set up the model {formula!r}: {err}") from None
         self._core = self._shifted.core
@@ -507,7 +513,8 @@ class LinearMixedModel:
         """
         d = self.design
         return build_core(self.design.terms, d.X, d.y, x_center=d.x_center, y_coef=d.y_coef,
-                          max_dense_bytes=self.max_dense_bytes, theta_scale=self.theta_scale, reml=self.REML)
+                          max_dense_bytes=self.max_dense_bytes, theta_scale=self.theta_scale, reml=self.REML,
+                          weights=d.weights)
 
     def fit(self, start=None, *, reml: bool | None = None, optimizer: str = "L-BFGS-B", tol: float = 1e-8,
             maxiter: int = 10000, verbose: bool = False):
@@ -567,7 +574,7 @@ def lmer(formula: str, data: pd.DataFrame, REML: bool = True, **kwargs):
         formula: an lme4 formula.
         data: the data frame.
         REML: REML (default) or maximum likelihood.
-        **kwargs: ``missing``/``max_dense_bytes`` go to :class:`LinearMixedModel`,
+        **kwargs: ``missing``/``max_dense_bytes``/``weights`` go to :class:`LinearMixedModel`,
             the rest to :meth:`LinearMixedModel.fit`.
 
     Returns:
@@ -579,7 +586,7 @@ def lmer(formula: str, data: pd.DataFrame, REML: bool = True, **kwargs):
         >>> round(res.objective, 3)
         1743.628
     """
-    model_keys = {"missing", "max_dense_bytes"}
+    model_keys = {"missing", "max_dense_bytes", "weights"}
     model_kwargs = {k: v for k, v in kwargs.items() if k in model_keys}
     fit_kwargs = {k: v for k, v in kwargs.items() if k not in model_keys}
     return LinearMixedModel(formula, data, REML=REML, **model_kwargs).fit(**fit_kwargs)

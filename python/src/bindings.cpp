@@ -76,13 +76,16 @@ struct ModelData {
 
 lmm::Model make_model(const std::vector<py::tuple>& terms, const Columns& X, const Columns& y,
                       double max_dense_bytes, const std::optional<lmm::Vector>& x_center,
-                      const std::optional<lmm::Vector>& y_coef) {
+                      const std::optional<lmm::Vector>& y_coef, const std::optional<lmm::Vector>& weights) {
   const ModelData d(terms, X, y);
   lmm::Shift shift;
   if (x_center) shift.center = *x_center;
   if (y_coef) shift.gamma = *y_coef;
+  lmm::ModelOptions options;
+  options.max_dense_bytes = max_dense_bytes;
+  if (weights) options.weights = *weights;
   py::gil_scoped_release release;
-  return lmm::Model(d.terms, d.Xmap(), d.ymap(), lmm::ModelOptions{max_dense_bytes}, shift);
+  return lmm::Model(d.terms, d.Xmap(), d.ymap(), options, shift);
 }
 
 void set_response(lmm::Model& m, const std::vector<py::tuple>& terms, const Columns& X, const Columns& y) {
@@ -210,12 +213,13 @@ PYBIND11_MODULE(_core, m) {
   py::class_<lmm::Model>(m, "Model", "A linear mixed model on its crossproduct blocks.")
       .def(py::init(&make_model), py::arg("terms"), py::arg("X"), py::arg("y"),
            py::arg("max_dense_bytes") = lmm::ModelOptions{}.max_dense_bytes, py::arg("x_center") = py::none(),
-           py::arg("y_coef") = py::none(),
+           py::arg("y_coef") = py::none(), py::arg("weights") = py::none(),
            "terms: list of (codes int32 (n,), z float64 (n, p_k), nlevels, structure); X (n, p); y (n,).\n"
            "structure: 'us', 'diag', 'diag_hom', 'cs', 'cs_hom', 'ar1', 'ar1_het', 'toep', 'toep_hom'.\n"
            "Terms are reordered by decreasing number of levels; see `order`.\n"
            "x_center, y_coef (p,): the core works on X_c = X - x_center and y_c = y - X_c y_coef, formed\n"
-           "row by row (never in full); beta and vcov_beta are then those of X_c.")
+           "row by row (never in full); beta and vcov_beta are then those of X_c.\n"
+           "weights (n,): prior weights (residual variance sigma^2 / w_i, lme4's criterion); None: all 1.")
       .def("set_response", &set_response, py::arg("terms"), py::arg("X"), py::arg("y"),
            "replace y (same terms, in the constructor's order, and X); θ must be set again")
       .def_property_readonly("order", &lmm::Model::order, "order[k]: input index of model term k")

@@ -31,6 +31,8 @@ struct Crossprod {
   std::vector<Matrix> XyZ;                     ///< A_[Xy],k: (p+1) × (ℓ_k·p_k)
   Matrix XyXy;                                 ///< A_[Xy],[Xy]: (p+1) × (p+1), full symmetric
   Shift shift;                                 ///< applied to X and y (also by update_response)
+  Vector weights;                              ///< prior weights (n), or empty for all 1
+  double sum_log_weights = 0;                  ///< Σ log w_i (0 without weights)
 };
 
 /// Form A in one pass over the rows.
@@ -38,9 +40,12 @@ struct Crossprod {
 ///   X:     n × p fixed-effects model matrix
 ///   y:     n response
 ///   shift: applied to X and y row by row (see Shift)
-/// Throws std::invalid_argument on mismatched lengths or out-of-range codes.
+///   weights: prior weights (n, positive), or empty: every crossproduct is then
+///            weighted, [Z X y]' W [Z X y]
+/// Throws std::invalid_argument on mismatched lengths, out-of-range codes or
+/// weights that are not positive and finite.
 Crossprod form_crossprod(const std::vector<TermData>& terms, Eigen::Ref<const Matrix> X,
-                         Eigen::Ref<const Vector> y, const Shift& shift = {});
+                         Eigen::Ref<const Vector> y, const Shift& shift = {}, const Vector& weights = Vector());
 
 /// Replace the response in A: recompute the y row of every A_[Xy],k and of
 /// A_[Xy],[Xy] in one pass, with A's shift. `terms` and `X` must be the data A

@@ -14,6 +14,10 @@ struct ModelOptions {
   /// Largest dense trailing block of L allowed, in bytes. Crossed factors with
   /// very many levels would otherwise exhaust memory; exceeding it throws.
   double max_dense_bytes = 4.0 * 1024 * 1024 * 1024;
+  /// Prior weights (n, positive and finite; empty: all 1): the residual variance
+  /// of observation i is σ²/w_i, as lme4's `weights`. The criterion is lme4's,
+  /// including its −Σ log w_i.
+  Vector weights;
 };
 
 class Model {

@@ -83,7 +83,7 @@ def profile(res, which=None, alphamax: float = 0.01, maxpts: int = 100, delta_cu
         Profile.
 
     Raises:
-        NotImplementedError: a structured covariance term (cs, ar1, diag with hom, toep).
+        NotImplementedError: a structured covariance term (cs, ar1, diag with hom, toep), or weights.
     """
     model = res.model
     terms = model.terms
@@ -91,6 +91,9 @@ def profile(res, which=None, alphamax: float = 0.01, maxpts: int = 100, delta_cu
     if structured:
         raise NotImplementedError(f"profiles are not implemented for structured covariance terms "
                                   f"({', '.join(structured)}); use confint(method='Wald') or 'boot'")
+    if model.design.weights is not None:
+        raise NotImplementedError("profiles are not implemented for weighted fits; use confint(method='Wald') "
+                                  "or 'boot'")
     ml = res.refit_ml()
     theta_ml, sigma_ml, beta_ml, base = ml.par, ml.sigma, ml.fixef.to_numpy(), ml.objective
     vnames = varpar_names(terms)
@@ -244,7 +247,7 @@ class _FixedZeta:
         self.y = d.y
         self.est, self.base = est, base
         self.core = build_core(d.terms, Xd, self.y - self.xj * est, max_dense_bytes=model.max_dense_bytes,
-                               theta_scale=model.theta_scale, reml=False)
+                               theta_scale=model.theta_scale, reml=False, weights=d.weights)
         self.start = np.asarray(theta0, dtype=float)
 
     def __call__(self, b: float) -> float:

@@ -145,9 +145,9 @@ class LmmResult(PredictionMixin):
         """Residuals y − fitted on the rows used in the fit.
 
         Args:
-            type: ``"response"`` (y − ŷ) or ``"pearson"`` (divided by σ̂; lme4's
-                ``residuals(fit, type = "pearson")`` for unweighted fits).
-            scaled: divide by σ̂ (lme4's ``scaled = TRUE``); same as ``type="pearson"``.
+            type: ``"response"`` (y − ŷ) or ``"pearson"`` (times √w_i / σ̂, lme4's
+                ``residuals(fit, type = "pearson")``).
+            scaled: divide by σ̂ (lme4's ``scaled = TRUE``); ``type="pearson"`` without weights.
 
         Returns:
             Array of length nobs.
@@ -155,6 +155,9 @@ class LmmResult(PredictionMixin):
         if type not in ("response", "pearson"):
             raise ValueError("type must be 'response' or 'pearson'")
         r = self.model.design.y - self.fitted()
+        w = self.model.design.weights
+        if type == "pearson" and w is not None:
+            return r * np.sqrt(w) / self.sigma
         return r / self.sigma if scaled or type == "pearson" else r
 
     # --- random effects ---------------------------------------------------------------------

@@ -42,9 +42,10 @@ def simulate_response(model: LinearMixedModel, solution: Solution, rng: np.rando
         >>> simulate_response(res.model, res.solution, np.random.default_rng(1)).shape
         (180,)
     """
-    X = model.design.X
+    X, w = model.design.X, model.design.weights
     sigma = solution.sigma
-    y = X @ solution.beta + sigma * rng.standard_normal(X.shape[0])
+    noise = rng.standard_normal(X.shape[0])
+    y = X @ solution.beta + sigma * (noise if w is None else noise / np.sqrt(w))
     for t, lam, b_hat in zip(model.terms, solution.lambdas, solution.b):
         b = b_hat if use_u else sigma * rng.standard_normal((t.nlevels, t.p)) @ lam.T
         y += np.einsum("ij,ij->i", t.z, b[t.codes])
