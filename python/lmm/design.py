@@ -161,6 +161,8 @@ class Design:
             (the column means when X has an intercept, else zeros; 0 for the intercept).
         y_coef: (p,) least-squares coefficients of y on X_c (y_c = y − X_c y_coef).
         weights: (n,) prior weights of the rows used (residual variance σ²/w_i), or None.
+        offset: (n,) the sum of the formula's ``offset()`` terms and the ``offset`` argument,
+            or None; the core fits ``y_fit`` = y − offset.
     """
 
     y: np.ndarray
@@ -173,6 +175,12 @@ class Design:
     x_center: np.ndarray = field(default_factory=lambda: np.zeros(0))
     y_coef: np.ndarray = field(default_factory=lambda: np.zeros(0))
     weights: Optional[np.ndarray] = None
+    offset: Optional[np.ndarray] = None
+
+    @property
+    def y_fit(self) -> np.ndarray:
+        """The response the core fits: y − offset (y itself without an offset)."""
+        return self.y if self.offset is None else self.y - self.offset
 
     # --- a better-conditioned problem for the core -----------------------------------
     #
@@ -250,15 +258,34 @@ class _Evaluated:
     xnames: list[str]
     pieces: list[ReTerm]
     fixed_state: ModelFrameState
+    offset: Optional[np.ndarray] = None
 
 
-def _evaluate(parsed: ParsedFormula, data: pd.DataFrame) -> _Evaluated:
+def evaluate_offset(parsed: ParsedFormula, data: pd.DataFrame, column: Optional[str] = None) -> Optional[np.ndarray]:
+    """The sum of the formula's ``offset()`` terms on ``data`` (and of ``data[column]``), or None."""
+    parts = [evaluate_response(e, data) for e in parsed.offset_exprs]
+    if column is not None:
+        parts.append(_numeric_column(data, column, "offset"))
+    if not parts:
+        return None
+    return np.ascontiguousarray(np.sum(parts, axis=0), dtype=np.float64)
+
+
+def _numeric_column(data: pd.DataFrame, column: str, what: str) -> np.ndarray:
+    values = data[column]
+    if not (pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)):
+        raise TypeError(f"{what} must be numeric, not {values.dtype}")
+    return values.to_numpy(dtype=np.float64)
+
+
+def _evaluate(parsed: ParsedFormula, data: pd.DataFrame, offset_column: Optional[str] = None) -> _Evaluated:
     y = np.ascontiguousarray(evaluate_response(parsed.response_expr, data), dtype=np.float64)
     state = ModelFrameState()
     X, xnames = model_matrix(parsed.fixed_terms, data, state=state)
     X, xnames = np.asarray(X, dtype=np.float64), list(xnames)
     pieces = [_term(rt, data, X, xnames) for rt in parsed.random]
-    return _Evaluated(y=y, X=X, xnames=xnames, pieces=pieces, fixed_state=state)
+    return _Evaluated(y=y, X=X, xnames=xnames, pieces=pieces, fixed_state=state,
+                      offset=evaluate_offset(parsed, data, offset_column))
 
 
 def _has_nan(values: np.ndarray) -> bool:
@@ -272,6 +299,8 @@ def _nan_rows(ev: _Evaluated, response: str) -> tuple[Optional[np.ndarray], list
     bad: Optional[np.ndarray] = None
     what: list[str] = []
     columns = [(ev.y, f"the response {response!r}")]
+    if ev.offset is not None:
+        columns.append((ev.offset, "the offset"))
     columns += [(ev.X[:, j], repr(name)) for j, name in enumerate(ev.xnames)]
     columns += [(t.z[:, j], f"{c!r} of the term for {t.name!r}") for t in ev.pieces for j, c in enumerate(t.cnames)]
     for values, name in columns:
@@ -707,26 +736,26 @@ def _term(rt: RandomTerm, data: pd.DataFrame, X: np.ndarray, xnames: list[str]) 
 _WEIGHTS = "(weights)"
 
 
-def _with_weights(data: pd.DataFrame, weights) -> tuple[pd.DataFrame, Optional[str]]:
-    """The data with the weights as a column (a name of one, or an array of one per row)."""
-    if weights is None:
+_OFFSET = "(offset)"
+
+
+def with_column(data: pd.DataFrame, values, what: str, name: str) -> tuple[pd.DataFrame, Optional[str]]:
+    """The data with ``values`` as a column (given as a column name, or one value per row)."""
+    if values is None:
         return data, None
-    if isinstance(weights, str):
-        if weights not in data.columns:
-            raise ValueError(f"weights column {weights!r} is not in the data")
-        return data, weights
-    values = np.asarray(weights)
-    if values.ndim != 1 or len(values) != len(data):
-        raise ValueError(f"weights must be a column name or one value per row of the data ({len(data)}), "
-                         f"got shape {values.shape}")
-    return data.assign(**{_WEIGHTS: values}), _WEIGHTS
+    if isinstance(values, str):
+        if values not in data.columns:
+            raise ValueError(f"{what} column {values!r} is not in the data")
+        return data, values
+    array = np.asarray(values)
+    if array.ndim != 1 or len(array) != len(data):
+        raise ValueError(f"{what} must be a column name or one value per row of the data ({len(data)}), "
+                         f"got shape {array.shape}")
+    return data.assign(**{name: array}), name
 
 
 def _checked_weights(data: pd.DataFrame, column: str) -> np.ndarray:
-    values = data[column]
-    if not (pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)):
-        raise TypeError(f"weights must be numeric, not {values.dtype}")
-    w = np.ascontiguousarray(values.to_numpy(dtype=np.float64))
+    w = np.ascontiguousarray(_numeric_column(data, column, "weights"))
     bad = ~(np.isfinite(w) & (w > 0))
     if bad.any():
         raise ValueError(f"weights must be positive and finite: {int(bad.sum())} row(s) are not (row labels "
@@ -734,7 +763,8 @@ def _checked_weights(data: pd.DataFrame, column: str) -> np.ndarray:
     return w
 
 
-def build_design(parsed: ParsedFormula, data: pd.DataFrame, missing: str = "drop", weights=None) -> Design:
+def build_design(parsed: ParsedFormula, data: pd.DataFrame, missing: str = "drop", weights=None,
+                 offset=None) -> Design:
     """Evaluate a parsed formula on ``data``, validating it on the way.
 
     Args:
@@ -744,6 +774,8 @@ def build_design(parsed: ParsedFormula, data: pd.DataFrame, missing: str = "drop
             or ``"raise"``.
         weights: prior weights, a column name or one value per row (None: all 1);
             rows with a missing weight are dropped as rows with missing values.
+        offset: a known term added to the linear predictor, a column name or one value
+            per row (None: none), summed with the formula's ``offset()`` terms.
 
     Returns:
         The Design with rows containing missing values removed.
@@ -771,16 +803,17 @@ def build_design(parsed: ParsedFormula, data: pd.DataFrame, missing: str = "drop
         raise ValueError(f"missing must be 'drop' or 'raise', not {missing!r}")
     data = _as_frame(data)
     check_columns(parsed, data)
-    data, weights_column = _with_weights(data, weights)
+    data, weights_column = with_column(data, weights, "weights", _WEIGHTS)
+    data, offset_column = with_column(data, offset, "offset", _OFFSET)
     if len(data) == 0:
         raise ValueError("data has no rows")
-    columns = required_columns(parsed) + ([weights_column] if weights_column else [])
+    columns = required_columns(parsed) + [c for c in (weights_column, offset_column) if c]
     mask = _used_rows(data, columns, missing)
     if mask is not None:
         data = data.loc[mask]
     del mask  # (a byte a row, not needed while the design is built)
 
-    ev = _evaluate(parsed, data)
+    ev = _evaluate(parsed, data, offset_column)
     bad, what = _nan_rows(ev, parsed.response)
     if bad is not None:
         # As R's na.omit on the model frame: rows where an expression is NaN
@@ -794,7 +827,7 @@ def build_design(parsed: ParsedFormula, data: pd.DataFrame, missing: str = "drop
         _warn(f"{message}; those rows are dropped")
         data = data.loc[~bad]
         del ev, bad  # not alive while the rows left are evaluated
-        ev = _evaluate(parsed, data)
+        ev = _evaluate(parsed, data, offset_column)
         bad, what = _nan_rows(ev, parsed.response)
         if bad is not None:
             raise ValueError(f"{', '.join(what)} still evaluate to NaN after dropping rows; check the "
@@ -825,7 +858,10 @@ def build_design(parsed: ParsedFormula, data: pd.DataFrame, missing: str = "drop
 
     terms = _merge_double_bars(_lme4_order(ev.pieces))
     _check_terms(terms, n)
-    x_center, y_coef = _check_response(y, X, xnames, terms, parsed.response)
+    offset = ev.offset
+    if offset is not None:
+        _check_values("the offset", offset, rows)
+    x_center, y_coef = _check_response(y if offset is None else y - offset, X, xnames, terms, parsed.response)
     _share_columns(terms, X, xnames)
     # The recorded numeric variables (for complete_design()) become views of the
     # columns held here already, which are then read-only.
@@ -836,4 +872,4 @@ def build_design(parsed: ParsedFormula, data: pd.DataFrame, missing: str = "drop
             M.setflags(write=False)
     w = _checked_weights(data, weights_column) if weights_column else None
     return Design(y=y, X=X, xnames=xnames, dropped_columns=dropped, terms=terms, rows=rows,
-                  fixed_state=ev.fixed_state, x_center=x_center, y_coef=y_coef, weights=w)
+                  fixed_state=ev.fixed_state, x_center=x_center, y_coef=y_coef, weights=w, offset=offset)

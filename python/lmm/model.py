@@ -359,11 +359,14 @@ class LinearMixedModel:
         missing: str = "drop",
         max_dense_bytes: float = DEFAULT_MAX_DENSE_BYTES,
         weights=None,
+        offset=None,
     ) -> None:
         self.formula = formula
         self.REML = bool(REML)
         self.parsed = parse_formula(formula)
-        self.design: Design = build_design(self.parsed, data, missing=missing, weights=weights)
+        self.design: Design = build_design(self.parsed, data, missing=missing, weights=weights, offset=offset)
+        #: Whether the offset argument was given (new data for predict() then need its values).
+        self.offset_argument = offset is not None
         d = self.design
         if not isinstance(REML, (bool, np.bool_)):
             raise TypeError(f"REML must be True or False, not {REML!r}")
@@ -375,7 +378,7 @@ class LinearMixedModel:
             # (formed row by row as it reads the data): the same model, β mapping back
             # through the design, without the cancellation that large offsets cause in
             # crossproducts.
-            self._shifted = build_core(d.terms, d.X, d.y, x_center=d.x_center, y_coef=d.y_coef,
+            self._shifted = build_core(d.terms, d.X, d.y_fit, x_center=d.x_center, y_coef=d.y_coef,
                                        max_dense_bytes=self.max_dense_bytes, reml=self.REML, weights=d.weights)
         except ValueError as err:
             raise ValueError(f"cannot set up the model {formula!r}: {err}") from None
@@ -512,7 +515,7 @@ class LinearMixedModel:
         as the model's does.
         """
         d = self.design
-        return build_core(self.design.terms, d.X, d.y, x_center=d.x_center, y_coef=d.y_coef,
+        return build_core(self.design.terms, d.X, d.y_fit, x_center=d.x_center, y_coef=d.y_coef,
                           max_dense_bytes=self.max_dense_bytes, theta_scale=self.theta_scale, reml=self.REML,
                           weights=d.weights)
 
@@ -574,7 +577,7 @@ def lmer(formula: str, data: pd.DataFrame, REML: bool = True, **kwargs):
         formula: an lme4 formula.
         data: the data frame.
         REML: REML (default) or maximum likelihood.
-        **kwargs: ``missing``/``max_dense_bytes``/``weights`` go to :class:`LinearMixedModel`,
+        **kwargs: ``missing``/``max_dense_bytes``/``weights``/``offset`` go to :class:`LinearMixedModel`,
             the rest to :meth:`LinearMixedModel.fit`.
 
     Returns:
@@ -586,7 +589,7 @@ def lmer(formula: str, data: pd.DataFrame, REML: bool = True, **kwargs):
         >>> round(res.objective, 3)
         1743.628
     """
-    model_keys = {"missing", "max_dense_bytes", "weights"}
+    model_keys = {"missing", "max_dense_bytes", "weights", "offset"}
     model_kwargs = {k: v for k, v in kwargs.items() if k in model_keys}
     fit_kwargs = {k: v for k, v in kwargs.items() if k not in model_keys}
     return LinearMixedModel(formula, data, REML=REML, **model_kwargs).fit(**fit_kwargs)

@@ -49,7 +49,7 @@ Known differences from R (all deliberate or documented edge cases):
 * Missing values are not removed: they give NaN in the affected columns.  Drop
   incomplete rows first (``data.dropna(subset=required_columns(parsed))``) to reproduce
   R's ``na.omit``; ``poly()`` refuses missing values as R does.
-* Not supported: ``offset()``, ``cbind()`` responses, ``.``, ``%in%`` as a value
+* Not supported: ``cbind()`` responses, ``.``, ``%in%`` as a value
   operator, splines and other functions not listed above.
 
 Modules, one concept each: :mod:`.errors`, :mod:`.syntax` (tokens, syntax tree,

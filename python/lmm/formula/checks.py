@@ -44,7 +44,7 @@ def check(node: Node, ctx: str, text: str, cols: list[ColumnRef]) -> None:
     Raises:
         FormulaError: what R's formula rules forbid here (a number other than 0 or 1
             as a term, ``|`` outside parentheses, unknown functions, ...).
-        FormulaNotImplementedError: valid R that lmm does not support (``.``, ``offset()``).
+        FormulaNotImplementedError: valid R that lmm does not support (``.``; ``offset()`` other than as a fixed term).
     """
     if ctx == "group":
         if isinstance(node, Name) and not node.literal:

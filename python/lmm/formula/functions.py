@@ -37,7 +37,7 @@ class FuncSpec:
 
 # R functions users plausibly write that lmm does not support (FormulaNotImplementedError).
 UNSUPPORTED_FUNCS = {
-    "offset": "offset() is not supported yet; lmm fits have no offset term",
+    "offset": "offset() is a term of the fixed part (y ~ x + offset(log(n))), not a function of a value",
     "cbind": "cbind() responses are for binomial models; lmm fits Gaussian linear mixed models only",
     "ns": "spline bases (ns) are not supported; use poly() or precomputed columns",
     "bs": "spline bases (bs) are not supported; use poly() or precomputed columns",

@@ -17,7 +17,7 @@ from .bars import RandomTerm, flatten_sum, random_terms, structure_of
 from .checks import ColumnRef, check, check_known
 from .errors import FormulaError
 from .response import Expression, build_expression
-from .syntax import BinOp, Call, Node, Num, Unary, deparse, depth_guard, parse
+from .syntax import BinOp, Call, Node, Num, Unary, deparse, depth_guard, parse, strip_parens
 from .terms import Terms, build_terms
 
 __all__ = ["ParsedFormula", "parse_formula", "required_columns", "check_columns"]
@@ -30,6 +30,7 @@ class _Parts:
     response: Expression
     fixed: Terms
     refs: tuple[ColumnRef, ...]
+    offsets: tuple[Expression, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,7 @@ class ParsedFormula:
         fixed_terms: the fixed part as a :class:`~.terms.Terms` (for
             :func:`~.matrix.model_matrix`).
         refs: every column reference, in source order.
+        offset_exprs: the arguments of the fixed part's ``offset()`` terms (summed, as R does).
 
     The last three come from :func:`parse_formula`'s one parse; a ParsedFormula built by
     hand parses ``text`` for them on first use.
@@ -74,6 +76,11 @@ class ParsedFormula:
     def fixed_terms(self) -> Terms:
         """The fixed-effects right-hand side as a terms object."""
         return self._get_parts().fixed
+
+    @property
+    def offset_exprs(self) -> tuple[Expression, ...]:
+        """The expressions of the ``offset()`` terms (empty when there is none)."""
+        return self._get_parts().offsets
 
     @property
     def refs(self) -> tuple[ColumnRef, ...]:
@@ -121,7 +128,7 @@ def parse_formula(text: str) -> ParsedFormula:
         FormulaError: malformed formulas (missing ``~``, unbalanced parentheses, an empty
             side of ``|``, ``|`` outside parentheses, unknown functions, trailing
             operators), with a caret under the position.
-        FormulaNotImplementedError: ``offset()``, ``cbind()`` responses, ``.``.
+        FormulaNotImplementedError: ``cbind()`` responses, ``.``.
 
     Example:
         >>> p = parse_formula("strength ~ 1 + (1 | batch/cask)")
@@ -140,7 +147,16 @@ def parse_formula(text: str) -> ParsedFormula:
     flatten_sum(rhs, "+", summands, text)
     fixed: list[tuple[str, Node]] = []
     random: list[RandomTerm] = []
+    offsets: list[Expression] = []
     for sign, node, is_bar in summands:
+        inner = strip_parens(node)
+        if not is_bar and isinstance(inner, Call) and inner.func == "offset":
+            if sign == "-" or len(inner.args) != 1 or inner.keywords[0] is not None:
+                raise FormulaError("an offset is a term offset(expr) with one argument, added to the fixed part",
+                                   text, inner.pos, inner.end)
+            offsets.append(build_expression(inner.args[0], text))
+            refs.extend(offsets[-1].refs)
+            continue
         if is_bar:
             if isinstance(node, Call):
                 structure, bar = structure_of(node, text)
@@ -155,7 +171,7 @@ def parse_formula(text: str) -> ParsedFormula:
     fixed_terms = build_terms(_fixed_node(fixed, rhs), text, fixed_refs)
     refs.sort(key=lambda ref: ref.node.pos)
     return ParsedFormula(text=text, response=deparse(lhs), fixed=str(fixed_terms), random=tuple(random),
-                         _parts=_Parts(response, fixed_terms, tuple(refs)))
+                         _parts=_Parts(response, fixed_terms, tuple(refs), tuple(offsets)))
 
 
 def required_columns(parsed: ParsedFormula) -> list[str]:

@@ -79,9 +79,10 @@ class _Refitter:
         self.reml = res.REML
         self.theta0 = res.par
         self.simulate = simulate
+        self.offset = res.model.design.offset
 
     def refit(self, y: np.ndarray) -> tuple[np.ndarray, float, np.ndarray, bool]:
-        self.core.set_response(y)
+        self.core.set_response(y if self.offset is None else y - self.offset)
         opt = optimize_theta(self.core, start=self.theta0, reml=self.reml)
         sol = self.core.solution(opt.theta, reml=self.reml)
         return opt.theta, sol.sigma, sol.beta, bool(opt.converged)

@@ -148,7 +148,7 @@ class _MLDeviance:
         self.model = model
         self.terms = model.terms
         self.n = model.nobs
-        self.y, self.X = model.design.y, model.design.X
+        self.y, self.X = model.design.y_fit, model.design.X
         self.Z = z_matrix(model)
         self.Zt = self.Z.T.tocsr()
         rows_a, rows_b, owner = [], [], []
@@ -244,7 +244,7 @@ class _FixedZeta:
         d = model.design
         self.xj = d.X[:, j].copy()
         Xd = np.asfortranarray(np.delete(d.X, j, axis=1))
-        self.y = d.y
+        self.y = d.y_fit
         self.est, self.base = est, base
         self.core = build_core(d.terms, Xd, self.y - self.xj * est, max_dense_bytes=model.max_dense_bytes,
                                theta_scale=model.theta_scale, reml=False, weights=d.weights)

@@ -135,10 +135,12 @@ class LmmResult(PredictionMixin):
     # --- fitted values ----------------------------------------------------------------
 
     def fitted(self) -> np.ndarray:
-        """Fitted values Xβ̂ + Zb̂ on the rows used in the fit."""
+        """Fitted values Xβ̂ + Zb̂ (+ the offset) on the rows used in the fit."""
         out = self.model.design.X @ self.fixef.to_numpy()
         for t, b in zip(self.model.terms, self.solution.b):
             out += np.einsum("ij,ij->i", t.z, b[t.codes])
+        if self.model.design.offset is not None:
+            out += self.model.design.offset
         return out
 
     def residuals(self, type: str = "response", scaled: bool = False) -> np.ndarray:

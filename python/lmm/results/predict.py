@@ -12,6 +12,7 @@ import math
 import numpy as np
 import pandas as pd
 
+from ..design import with_column, evaluate_offset
 from ..model import LinearMixedModel, Solution
 
 __all__ = ["PredictionMixin", "simulate_response"]
@@ -49,6 +50,8 @@ def simulate_response(model: LinearMixedModel, solution: Solution, rng: np.rando
     for t, lam, b_hat in zip(model.terms, solution.lambdas, solution.b):
         b = b_hat if use_u else sigma * rng.standard_normal((t.nlevels, t.p)) @ lam.T
         y += np.einsum("ij,ij->i", t.z, b[t.codes])
+    if model.design.offset is not None:
+        y += model.design.offset
     return y
 
 
@@ -57,8 +60,11 @@ class PredictionMixin:
     ``model``, ``fixef``, ``sigma`` and ``solution``)."""
 
     def predict(self, newdata: pd.DataFrame | None = None, re_form=None,
-                allow_new_levels: bool = False) -> np.ndarray:
+                allow_new_levels: bool = False, offset=None) -> np.ndarray:
         """Predictions, as lme4's ``predict(fit, newdata, re.form, allow.new.levels)``.
+
+        The formula's ``offset()`` terms are evaluated on ``newdata`` and added; a model
+        fitted with the ``offset`` argument needs ``offset`` here too for new data.
 
         Args:
             newdata: a data frame with the columns the formula uses (the response is not
@@ -68,6 +74,8 @@ class PredictionMixin:
                 formula of random-effects terms of the model, e.g. ``"~(1 | Subject)"``.
             allow_new_levels: levels of a grouping factor not in the fitting data (and
                 missing ones) get random effects 0; otherwise they raise ValueError.
+            offset: for new data, the offset argument's values (a column of ``newdata``
+                or one value per row).
 
         Returns:
             Array of predictions, one per row of ``newdata`` (NaN where a used column is missing).
@@ -83,10 +91,18 @@ class PredictionMixin:
         beta = self.fixef.to_numpy()
         if newdata is None:
             out = self.model.design.X @ beta
+            if self.model.design.offset is not None:
+                out = out + self.model.design.offset
             pieces = [(t, t.codes, t.z) for t in self.model.terms]
         else:
             newdata = newdata if isinstance(newdata, pd.DataFrame) else pd.DataFrame(newdata)
             out = self._new_X(newdata) @ beta
+            if self.model.offset_argument and offset is None:
+                raise ValueError("the model was fitted with an offset argument: give predict(newdata, offset=...)")
+            data, column = (newdata, None) if offset is None else with_column(newdata, offset, "offset", "(offset)")
+            new_offset = evaluate_offset(self.model.parsed, data, column)
+            if new_offset is not None:
+                out = out + new_offset
             pieces = [(t, *self._new_codes_z(t, newdata, allow_new_levels)) if selected[k] else (t, None, None)
                       for k, t in enumerate(self.model.terms)]
         for k, (t, codes, z) in enumerate(pieces):
