@@ -27,11 +27,13 @@ sources <- list(
   pastes     = lme4::Pastes,
   insteval   = lme4::InstEval,
   ## Machines is an nlme groupedData object; keep only the plain columns.
-  machines   = as.data.frame(nlme::Machines)[, c("score", "Worker", "Machine")]
+  machines   = as.data.frame(nlme::Machines)[, c("score", "Worker", "Machine")],
+  ## Orthodont too (Subject stays ordered, as nlme defines it; Sex is a plain factor).
+  orthodont  = as.data.frame(nlme::Orthodont)[, c("distance", "age", "Subject", "Sex")]
 )
 origin <- c(sleepstudy = "lme4", dyestuff = "lme4", dyestuff2 = "lme4",
             penicillin = "lme4", pastes = "lme4", insteval = "lme4",
-            machines = "nlme")
+            machines = "nlme", orthodont = "nlme")
 
 column_schema <- function(x, name) {
   if (is.factor(x)) {
