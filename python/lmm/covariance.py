@@ -154,31 +154,41 @@ def theta_from_lambdas(lams: Sequence[np.ndarray], terms: Sequence[ReTerm]) -> n
     return np.asarray([lam[i, j] for t, lam in zip(terms, lams) for i, j in theta_positions(t)], dtype=np.float64)
 
 
+def _lme4_theta_positions(t: ReTerm) -> list[tuple[int, int]]:
+    """(row, col) of λ for each entry of lme4's θ of a term: the lower triangle column by
+    column, or only the distinct entries where the structure repeats them (as lme4 2.x
+    stores them): the diagonal of ``diag``, λ[0, 0] of ``diag_hom``, the diagonal and
+    first subdiagonal entry of each column for ``cs_hom``, the first two columns for ``ar1``."""
+    p = t.p
+    if t.structure == "diag":
+        return [(j, j) for j in range(p)]
+    if t.structure == "diag_hom":
+        return [(0, 0)]
+    if t.structure == "cs_hom":
+        return [pos for j in range(p) for pos in ([(j, j), (j + 1, j)] if j + 1 < p else [(j, j)])]
+    if t.structure == "ar1":
+        return [(i, j) for j in range(min(2, p)) for i in range(j, p)]
+    return [(i, j) for j in range(p) for i in range(j, p)]
+
+
 def lme4_theta_names(terms: Sequence[ReTerm]) -> list[str]:
     """Names of :func:`lme4_theta`'s entries: :func:`theta_names` for us and diag terms, λ's
-    entries (``Subject.Days.(Intercept)``) for structured ones (``Subject.*`` for ``diag_hom``)."""
+    entries (``Subject.Days.(Intercept)``) for structured ones."""
     out: list[str] = []
     for t in terms:
         if is_entry_structure(t):
             out += theta_names([t])
-        elif t.structure == "diag_hom":
-            out.append(f"{t.name}.*")
         else:
             out += [f"{t.name}.{t.cnames[i]}" if i == j else f"{t.name}.{t.cnames[i]}.{t.cnames[j]}"
-                    for j in range(t.p) for i in range(j, t.p)]
+                    for i, j in _lme4_theta_positions(t)]
     return out
 
 
 def lme4_theta(theta: np.ndarray, terms: Sequence[ReTerm]) -> np.ndarray:
-    """lme4's ``getME(fit, "theta")``: the entries of each λ, lower triangle column by column
-    (the diagonal for ``diag`` terms), whatever the structure; equal to θ for us and diag terms."""
-    out = []
-    for t, lam in zip(terms, lambdas_from_theta(theta, terms)):
-        if t.structure in ("diag", "diag_hom"):
-            out += list(np.diag(lam)) if t.structure == "diag" else [lam[0, 0]]
-        else:
-            out += [lam[i, j] for j in range(t.p) for i in range(j, t.p)]
-    return np.asarray(out, dtype=np.float64)
+    """lme4's ``getME(fit, "theta")``: the entries of each term's λ that its structure does
+    not repeat (see :func:`_lme4_theta_positions`); equal to θ for us and diag terms."""
+    return np.asarray([lam[i, j] for t, lam in zip(terms, lambdas_from_theta(theta, terms))
+                       for i, j in _lme4_theta_positions(t)], dtype=np.float64)
 
 
 def make_unique(names: list[str]) -> list[str]:
