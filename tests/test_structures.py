@@ -249,3 +249,22 @@ def test_unimplemented_inference_says_so(method):
             res.summary(ddf="Kenward-Roger")
         else:
             res.profile()
+
+
+def test_satterthwaite_df_do_not_depend_on_the_parameterization():
+    """cs and toep with two columns are the unstructured model in other coordinates (ρ
+    mapped inside its interval for the numerical derivatives): the same df as us."""
+    data = lmm.datasets.load("sleepstudy")
+    us = lmm.lmer("Reaction ~ Days + (Days | Subject)", data).coef_table()["df"].to_numpy()
+    for s in ("cs", "toep"):
+        df = lmm.lmer(f"Reaction ~ Days + {s}(Days | Subject)", data).coef_table()["df"].to_numpy()
+        np.testing.assert_allclose(df, us, rtol=1e-6)
+
+
+def test_summary_prints_structures_as_lme4_2():
+    res = lmm.lmer("distance ~ age + ar1(0 + factor(age) | Subject)", lmm.datasets.load("orthodont"))
+    block = str(res).split("Random effects:")[1].split("Number of obs")[0].splitlines()
+    assert block[2].split()[:2] == ["Subject", "factor(age)8"] and block[2].endswith(f"{res.par[1]:.2f} (ar1)")
+    assert block[3].split()[0] == "Residual"          # one row: the columns share the SD
+    res = lmm.lmer("Reaction ~ Days + cs(Days | Subject)", lmm.datasets.load("sleepstudy"))
+    assert "0.07 (cs)" in str(res)

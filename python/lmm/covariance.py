@@ -215,6 +215,7 @@ class Component:
         cov: covariance matrix σ² λλ' of the block (P × P).
         sd: standard deviations (P,).
         corr: correlations (P × P; NaN where a standard deviation is 0).
+        structure: the term's covariance structure (``"us"``, ``"cs"``, ...).
     """
 
     group: str
@@ -222,6 +223,7 @@ class Component:
     cov: np.ndarray
     sd: np.ndarray
     corr: np.ndarray
+    structure: str = "us"
 
 
 def components(terms: Sequence[ReTerm], lambdas: Sequence[np.ndarray], sigma: float) -> list[Component]:
@@ -253,7 +255,8 @@ def components(terms: Sequence[ReTerm], lambdas: Sequence[np.ndarray], sigma: fl
         sd = np.sqrt(np.maximum(np.diag(cov), 0.0))
         with np.errstate(invalid="ignore", divide="ignore"):
             corr = np.where(np.outer(sd, sd) > 0, cov / np.outer(sd, sd), np.nan)
-        out.append(Component(group=group, names=[t.cnames[j] for j in cols], cov=cov, sd=sd, corr=corr))
+        out.append(Component(group=group, names=[t.cnames[j] for j in cols], cov=cov, sd=sd, corr=corr,
+                             structure=t.structure))
     return out
 
 

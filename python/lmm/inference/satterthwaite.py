@@ -64,11 +64,42 @@ def satterthwaite_setup(res) -> Satterthwaite:
         sol = model.solution(varpar[:-1], reml=reml)
         return varpar[-1] ** 2 * (sol.vcov / sol.sigma**2)
 
-    x = np.concatenate([res.par, [res.sigma]])
-    H = hessian_richardson(deviance, x)
-    J = jacobian_richardson(covbeta, x)
-    evals, evecs = np.linalg.eigh(H)
+    # Correlation parameters of structured terms (bounded on both sides) are
+    # differentiated through a logistic map of their interval, so that numDeriv's steps
+    # (10 % of the value) stay inside it; the df do not depend on the parameterization.
+    # Parameters on such a bound are held there (known). Everything maps back to θ.
+    x0 = np.concatenate([res.par, [res.sigma]])
+    lower = np.append(model.theta_lower, 0.0)
+    upper = np.append(model.theta_upper, np.inf)
+    corr = np.isfinite(lower) & np.isfinite(upper)
+    width = np.where(corr, upper - lower, 1.0)
+    z = np.where(corr, (x0 - lower) / width, 0.5)
+    held = corr & ((z <= 1e-8) | (z >= 1 - 1e-8))
+    mapped = corr & ~held
+    free = ~held
+
+    def to_x(u: np.ndarray) -> np.ndarray:
+        x = x0.copy()
+        v = u.copy()
+        v[mapped[free]] = lower[mapped] + width[mapped] / (1 + np.exp(-u[mapped[free]]))
+        x[free] = v
+        return x
+
+    u0 = x0[free].copy()
+    u0[mapped[free]] = np.log(z[mapped] / (1 - z[mapped]))
+    dx = np.ones(free.sum())                       # dx/du at u0
+    dx[mapped[free]] = width[mapped] * z[mapped] * (1 - z[mapped])
+    Hu = hessian_richardson(lambda u: deviance(to_x(u)), u0)
+    Ju = jacobian_richardson(lambda u: covbeta(to_x(u)), u0)
+    # Back to θ (at the optimum the gradient term of the Hessian's change of variables vanishes).
+    H = np.zeros((x0.size, x0.size))
+    H[np.ix_(free, free)] = Hu / np.outer(dx, dx)
+    J = np.zeros((p * p, x0.size))
+    J[:, free] = Ju / dx
+    evals, evecs = np.linalg.eigh(H[np.ix_(free, free)])
     notes = []
+    if held.any():
+        notes.append(f"{int(held.sum())} correlation parameter(s) on a bound held fixed")
     neg = evals < -HESSIAN_TOL
     zero = np.abs(evals) <= HESSIAN_TOL
     if neg.any():
@@ -78,8 +109,9 @@ def satterthwaite_setup(res) -> Satterthwaite:
         notes.append(f"the Hessian of the deviance has {int(zero.sum())} eigenvalue(s) close to zero "
                      f"{', '.join(f'{v:.1e}' for v in evals[zero])}")
     pos = evals > HESSIAN_TOL
-    hinv = (evecs[:, pos] / evals[pos]) @ evecs[:, pos].T
-    jac = [J[:, i].reshape(p, p) for i in range(x.size)]
+    hinv = np.zeros((x0.size, x0.size))
+    hinv[np.ix_(free, free)] = (evecs[:, pos] / evals[pos]) @ evecs[:, pos].T
+    jac = [J[:, i].reshape(p, p) for i in range(x0.size)]
     return Satterthwaite(vcov_beta=res.vcov.to_numpy(), vcov_varpar=2 * hinv, jacobian=jac, hessian=H, notes=notes)
 
 

@@ -51,6 +51,26 @@ def _stars(p: float) -> str:
     return ""
 
 
+def _component_rows(c) -> list[list[str]]:
+    """Rows of one variance component as lme4 (2.x for structured terms) prints them.
+
+    Unstructured: the lower triangle of the correlations. ``cs`` and ``ar1``: their ρ and
+    the structure's name on the first row (``0.95 (ar1)``); ``toep``: the lag
+    correlations r_1 … r_{p−1}; homogeneous ``cs``, ``ar1`` and ``toep`` terms show one
+    row (their columns share the SD); ``diag`` terms no correlations.
+    """
+    structure = c.structure.partition("_")[0]
+    corr = np.full(len(c.names), "", dtype=object)
+    if structure in ("cs", "ar1") and len(c.names) > 1:
+        corr[0] = f"{c.corr[1, 0]:.2f} ({structure})"
+    elif structure == "toep" and len(c.names) > 1:
+        corr[0] = " ".join(f"{c.corr[k, 0]:.2f}" for k in range(1, len(c.names))) + " (toep)"
+    elif structure == "us":
+        corr = [" ".join(f"{c.corr[i, k]:.2f}" for k in range(i)) for i in range(len(c.names))]
+    shown = 1 if c.structure in ("cs_hom", "ar1", "toep_hom") else len(c.names)
+    return [[c.group if i == 0 else "", c.names[i], _g(c.cov[i, i]), _g(c.sd[i]), corr[i]] for i in range(shown)]
+
+
 def format_summary(res, ddf: str | None = "Satterthwaite") -> str:
     """Summary text as lmerTest's ``summary(fit, ddf = ...)`` (lme4's with ``ddf=None``).
 
@@ -93,9 +113,7 @@ def format_summary(res, ddf: str | None = "Satterthwaite") -> str:
     lines.append("Random effects:")
     rows = [["Groups", "Name", "Variance", "Std.Dev.", "Corr"]]
     for c in components(res.model.terms, res.solution.lambdas, res.sigma):
-        for i, name in enumerate(c.names):
-            corr_cells = " ".join(f"{c.corr[i, k]:.2f}" for k in range(i)) if i else ""
-            rows.append([c.group if i == 0 else "", name, _g(c.cov[i, i]), _g(c.sd[i]), corr_cells])
+        rows += _component_rows(c)
     rows.append(["Residual", "", _g(res.sigma**2), _g(res.sigma), ""])
     lines += [" " + r for r in _table(rows, ["l", "l", "r", "r", "l"])]
     groups = ", ".join(f"{k}, {v}" for k, v in res.ngroups.items())
