@@ -15,6 +15,8 @@ pastes         Pastes       Davies & Goldsmith (1972), section 6.5
 insteval       InstEval     ETH Zurich lecture evaluations, from lme4
 machines       Machines     Milliken & Johnson (1992), via nlme;
                             Pinheiro & Bates (2000), appendix A.14
+orthodont      Orthodont    Potthoff & Roy (1964), via nlme;
+                            Pinheiro & Bates (2000), appendix A.17
 =============  ===========  ================================================
 
 lme4 itself: Bates, D., Mächler, M., Bolker, B. and Walker, S. (2015). Fitting linear
@@ -211,6 +213,28 @@ Licence: Exported from the R package nlme (GPL-2 | GPL-3) with values and factor
   stated.
 Typical models: score ~ Machine + (1 | Worker/Machine);
   score ~ Machine + (0 + Machine | Worker)""",
+    "orthodont": """\
+orthodont: growth of the distance from the pituitary to the pterygomaxillary fissure (108 rows).
+
+Twenty-seven children (16 boys, 11 girls) were measured at ages 8, 10, 12 and 14 years
+by x-ray of the skull; the distance is in millimetres.
+
+Columns:
+  distance  float64              distance (mm)
+  age       float64              age (years: 8, 10, 12, 14)
+  Subject   categorical ordered  child (nlme's order, by the mean distance within sex)
+  Sex       categorical          Male or Female
+
+Source: R package nlme, data set `Orthodont` (as a plain data frame).
+Citation: Potthoff, R. F. and Roy, S. N. (1964). A generalized multivariate analysis of
+  variance model useful especially for growth curve problems. Biometrika 51, 313-326.
+  Pinheiro, J. C. and Bates, D. M. (2000). Mixed-Effects Models in S and S-PLUS.
+  Springer, New York, appendix A.17.
+Licence: Exported from the R package nlme (GPL-2 | GPL-3) with values and factor
+  levels unchanged; the data are factual records reproduced with their source
+  stated.
+Typical models: distance ~ age + (age | Subject);
+  distance ~ age + ar1(0 + factor(age) | Subject) (lme4 2.x's structured covariances)""",
 }
 
 
