@@ -35,6 +35,7 @@ import numpy as np
 import pandas as pd
 
 from ._util import row_blocks, same_values
+from .formula.functions import CONTRASTS
 from .formula import (
     GroupLevels,
     ModelFrameState,
@@ -278,12 +279,19 @@ def _numeric_column(data: pd.DataFrame, column: str, what: str) -> np.ndarray:
     return values.to_numpy(dtype=np.float64)
 
 
-def _evaluate(parsed: ParsedFormula, data: pd.DataFrame, offset_column: Optional[str] = None) -> _Evaluated:
-    y = np.ascontiguousarray(evaluate_response(parsed.response_expr, data), dtype=np.float64)
+def _state(contrasts: dict[str, str]) -> ModelFrameState:
     state = ModelFrameState()
+    state.transforms.contrasts = dict(contrasts)
+    return state
+
+
+def _evaluate(parsed: ParsedFormula, data: pd.DataFrame, offset_column: Optional[str] = None,
+              contrasts: Optional[dict[str, str]] = None) -> _Evaluated:
+    y = np.ascontiguousarray(evaluate_response(parsed.response_expr, data), dtype=np.float64)
+    state = _state(contrasts or {})
     X, xnames = model_matrix(parsed.fixed_terms, data, state=state)
     X, xnames = np.asarray(X, dtype=np.float64), list(xnames)
-    pieces = [_term(rt, data, X, xnames) for rt in parsed.random]
+    pieces = [_term(rt, data, X, xnames, contrasts or {}) for rt in parsed.random]
     return _Evaluated(y=y, X=X, xnames=xnames, pieces=pieces, fixed_state=state,
                       offset=evaluate_offset(parsed, data, offset_column))
 
@@ -708,9 +716,10 @@ def _share_columns(terms: list[ReTerm], X: np.ndarray, xnames: list[str]) -> Non
             t.z = same.z
 
 
-def _term(rt: RandomTerm, data: pd.DataFrame, X: np.ndarray, xnames: list[str]) -> ReTerm:
+def _term(rt: RandomTerm, data: pd.DataFrame, X: np.ndarray, xnames: list[str],
+          contrasts: dict[str, str]) -> ReTerm:
     """The term's codes and columns; z is a view of X when its columns are a run of X's."""
-    state = ModelFrameState()
+    state = _state(contrasts)
     z, cnames = model_matrix(rt.terms, data, state=state, like=(X, xnames))
     if z.shape[1] == 0:
         raise ValueError(f"random-effects term for {rt.name!r} has no columns ({rt.expr!r})")
@@ -763,8 +772,31 @@ def _checked_weights(data: pd.DataFrame, column: str) -> np.ndarray:
     return w
 
 
+def _checked_contrasts(contrasts, parsed: ParsedFormula) -> dict[str, str]:
+    """lme4's ``contrasts = list(f = "contr.sum")`` as column → coding kind."""
+    if contrasts is None:
+        return {}
+    if not isinstance(contrasts, dict):
+        raise TypeError("contrasts must be a dict of column name -> coding, e.g. {'Machine': 'contr.sum'}")
+    out = {}
+    used = set(required_columns(parsed))
+    for column, coding in contrasts.items():
+        if not isinstance(coding, str):
+            raise NotImplementedError(f"contrasts[{column!r}]: only named codings are supported "
+                                      f"({', '.join(sorted(CONTRASTS))}), not a matrix")
+        # lme4's contrasts argument names contr.treatment's columns by level (unlike C()'s).
+        kind = "treatment" if coding == "contr.treatment" else CONTRASTS.get(coding)
+        if kind is None:
+            raise ValueError(f"contrasts[{column!r}] = {coding!r} is not a coding; use one of "
+                             f"{', '.join(sorted(CONTRASTS))}")
+        if column not in used:
+            _warn(f"variable {column!r} is absent, its contrast will be ignored")
+        out[str(column)] = kind
+    return out
+
+
 def build_design(parsed: ParsedFormula, data: pd.DataFrame, missing: str = "drop", weights=None,
-                 offset=None) -> Design:
+                 offset=None, contrasts=None) -> Design:
     """Evaluate a parsed formula on ``data``, validating it on the way.
 
     Args:
@@ -776,6 +808,9 @@ def build_design(parsed: ParsedFormula, data: pd.DataFrame, missing: str = "drop
             rows with a missing weight are dropped as rows with missing values.
         offset: a known term added to the linear predictor, a column name or one value
             per row (None: none), summed with the formula's ``offset()`` terms.
+        contrasts: lme4's ``contrasts``: a dict of factor column → coding (``"contr.sum"``,
+            ``"contr.helmert"``, ``"contr.poly"``, ``"contr.treatment"``), for every model
+            matrix (fixed and random); None: R's defaults.
 
     Returns:
         The Design with rows containing missing values removed.
@@ -803,6 +838,7 @@ def build_design(parsed: ParsedFormula, data: pd.DataFrame, missing: str = "drop
         raise ValueError(f"missing must be 'drop' or 'raise', not {missing!r}")
     data = _as_frame(data)
     check_columns(parsed, data)
+    coding = _checked_contrasts(contrasts, parsed)
     data, weights_column = with_column(data, weights, "weights", _WEIGHTS)
     data, offset_column = with_column(data, offset, "offset", _OFFSET)
     if len(data) == 0:
@@ -813,7 +849,7 @@ def build_design(parsed: ParsedFormula, data: pd.DataFrame, missing: str = "drop
         data = data.loc[mask]
     del mask  # (a byte a row, not needed while the design is built)
 
-    ev = _evaluate(parsed, data, offset_column)
+    ev = _evaluate(parsed, data, offset_column, coding)
     bad, what = _nan_rows(ev, parsed.response)
     if bad is not None:
         # As R's na.omit on the model frame: rows where an expression is NaN
@@ -827,7 +863,7 @@ def build_design(parsed: ParsedFormula, data: pd.DataFrame, missing: str = "drop
         _warn(f"{message}; those rows are dropped")
         data = data.loc[~bad]
         del ev, bad  # not alive while the rows left are evaluated
-        ev = _evaluate(parsed, data, offset_column)
+        ev = _evaluate(parsed, data, offset_column, coding)
         bad, what = _nan_rows(ev, parsed.response)
         if bad is not None:
             raise ValueError(f"{', '.join(what)} still evaluate to NaN after dropping rows; check the "

@@ -360,11 +360,13 @@ class LinearMixedModel:
         max_dense_bytes: float = DEFAULT_MAX_DENSE_BYTES,
         weights=None,
         offset=None,
+        contrasts=None,
     ) -> None:
         self.formula = formula
         self.REML = bool(REML)
         self.parsed = parse_formula(formula)
-        self.design: Design = build_design(self.parsed, data, missing=missing, weights=weights, offset=offset)
+        self.design: Design = build_design(self.parsed, data, missing=missing, weights=weights, offset=offset,
+                                           contrasts=contrasts)
         #: Whether the offset argument was given (new data for predict() then need its values).
         self.offset_argument = offset is not None
         d = self.design
@@ -577,7 +579,7 @@ def lmer(formula: str, data: pd.DataFrame, REML: bool = True, **kwargs):
         formula: an lme4 formula.
         data: the data frame.
         REML: REML (default) or maximum likelihood.
-        **kwargs: ``missing``/``max_dense_bytes``/``weights``/``offset`` go to :class:`LinearMixedModel`,
+        **kwargs: ``missing``/``max_dense_bytes``/``weights``/``offset``/``contrasts`` go to :class:`LinearMixedModel`,
             the rest to :meth:`LinearMixedModel.fit`.
 
     Returns:
@@ -589,7 +591,7 @@ def lmer(formula: str, data: pd.DataFrame, REML: bool = True, **kwargs):
         >>> round(res.objective, 3)
         1743.628
     """
-    model_keys = {"missing", "max_dense_bytes", "weights", "offset"}
+    model_keys = {"missing", "max_dense_bytes", "weights", "offset", "contrasts"}
     model_kwargs = {k: v for k, v in kwargs.items() if k in model_keys}
     fit_kwargs = {k: v for k, v in kwargs.items() if k not in model_keys}
     return LinearMixedModel(formula, data, REML=REML, **model_kwargs).fit(**fit_kwargs)

@@ -41,9 +41,11 @@ class TransformState:
         frozen: True once recorded; later evaluations use the recorded values.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, contrasts: dict[str, str] | None = None) -> None:
         self.frozen = False
         self._values: dict[tuple[str, str], Any] = {}
+        #: Coding per data column (lme4's ``contrasts`` argument): column → contrast kind.
+        self.contrasts: dict[str, str] = dict(contrasts or {})
 
     def keys(self) -> list[tuple[str, str]]:
         """The recorded (expression, kind) pairs, e.g. ``("scale(x)", "scale")``."""
@@ -118,6 +120,9 @@ class Env:
         if isinstance(series, pd.DataFrame):
             raise FormulaError(f"the data has several columns named '{node.name}'", self.text, node.pos, node.end)
         value = series_value(series, node, self.text)
+        kind = self.transforms.contrasts.get(node.name) if self.transforms is not None else None
+        if kind is not None and isinstance(value, Factor):
+            value = Factor(value.codes, value.levels, value.ordered, kind)
         self.cache[node.name] = value
         return value
 
@@ -471,6 +476,8 @@ def _impl_relevel(env: Env, call: Call, data: list[Node], params: dict[str, Para
 
 def _impl_C(env: Env, call: Call, data: list[Node], params: dict[str, ParamValue]) -> Any:
     f = as_factor(evaluate(data[0], env), data[0], env)
+    if params["contr"] is None:  # C(f): the default coding (treatment, or polynomial when ordered)
+        return Factor(f.codes, f.levels, f.ordered, f.contrast)
     return Factor(f.codes, f.levels, f.ordered, CONTRASTS[str(params["contr"])])
 
 

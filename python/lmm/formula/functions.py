@@ -163,5 +163,5 @@ SIGNATURES.update({
     "ordered": FuncSpec("ordered", ("x",)),
     "as.ordered": FuncSpec("as.ordered", ("x",)),
     "relevel": FuncSpec("relevel", ("x",), (("ref", REQUIRED, "ref"),)),
-    "C": FuncSpec("C", ("object",), (("contr", REQUIRED, "contrast"),)),
+    "C": FuncSpec("C", ("object",), (("contr", None, "contrast"),)),
 })
