@@ -198,6 +198,9 @@ def group_factors(node: Node) -> tuple[str, ...]:
         elif isinstance(n, BinOp):
             walk(n.left)
             walk(n.right)
+        elif isinstance(n, Call):   # factor(g)
+            for arg in n.args:
+                walk(arg)
 
     walk(node)
     return tuple(out)

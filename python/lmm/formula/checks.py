@@ -54,9 +54,15 @@ def check(node: Node, ctx: str, text: str, cols: list[ColumnRef]) -> None:
         elif isinstance(node, BinOp) and node.op in (":", "/"):
             check(node.left, ctx, text, cols)
             check(node.right, ctx, text, cols)
+        elif (isinstance(node, Call) and node.func in ("factor", "as.factor") and len(node.args) == 1
+              and isinstance(strip_parens(node.args[0]), Name)):
+            check(node.args[0], ctx, text, cols)   # (1 | factor(g)) is the factor g, as in lme4
+        elif isinstance(node, Call) and node.func == "interaction":
+            raise FormulaNotImplementedError("interaction() as a grouping factor is not supported; write a:b",
+                                             text, node.pos, node.end)
         else:
             raise FormulaError(
-                "a grouping factor must be a column name, an interaction a:b or a nesting a/b",
+                "a grouping factor must be a column name, factor(column), an interaction a:b or a nesting a/b",
                 text, node.pos, node.end)
         return
     if isinstance(node, Name):

@@ -144,7 +144,12 @@ def parse_formula(text: str) -> ParsedFormula:
     refs: list[ColumnRef] = list(response.refs)
     fixed_refs: list[ColumnRef] = []
     summands: list[tuple[str, Node, bool]] = []
-    flatten_sum(rhs, "+", summands, text)
+    bare = strip_parens(rhs)
+    if isinstance(bare, BinOp) and bare.op in ("|", "||") and bare is rhs:
+        # A bar at the top level: lme4 reads y ~ x | g as y ~ 1 + (x | g) ('|' binds last).
+        summands.append(("+", bare, True))
+    else:
+        flatten_sum(rhs, "+", summands, text)
     fixed: list[tuple[str, Node]] = []
     random: list[RandomTerm] = []
     offsets: list[Expression] = []

@@ -1,0 +1,33 @@
+"""Formula corners lme4 accepts: a bare bar at the top level and grouping factors given as
+factor(g). (lme4 1.1.31: REMLcrit of Reaction ~ Days | Subject is 1769.8449038626.)"""
+
+from __future__ import annotations
+
+import pytest
+
+import lmm
+from lmm.formula import FormulaNotImplementedError, parse_formula
+
+BARE_BAR_REML = 1769.8449038626   # lme4 1.1.31 and 2.1-0, REMLcrit(lmer(Reaction ~ Days | Subject))
+
+
+def test_bare_bar_is_one_random_term_and_an_intercept():
+    p = parse_formula("log(y) ~ x | g")
+    assert p.fixed == "1" and [(t.expr, t.name) for t in p.random] == [("x", "g")]
+    d = lmm.datasets.load("sleepstudy")
+    res = lmm.lmer("Reaction ~ Days | Subject", d)
+    assert list(res.fixef.index) == ["(Intercept)"]
+    assert res.objective == pytest.approx(BARE_BAR_REML, rel=1e-9)
+
+
+def test_factor_of_a_column_groups_as_the_column():
+    d = lmm.datasets.load("sleepstudy")
+    a = lmm.lmer("Reaction ~ Days + (1 | factor(Subject))", d)
+    b = lmm.lmer("Reaction ~ Days + (1 | Subject)", d)
+    assert a.objective == pytest.approx(b.objective, rel=1e-12)
+    assert list(a.ranef) == ["factor(Subject)"]
+
+
+def test_interaction_grouping_says_it_is_not_supported():
+    with pytest.raises(FormulaNotImplementedError, match="a:b"):
+        parse_formula("y ~ 1 + (1 | interaction(a, b))")
