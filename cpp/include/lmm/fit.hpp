@@ -33,10 +33,25 @@ struct FitOptions {
   /// The optimizer stops when the largest entry of the projected gradient (in φ)
   /// is at most max(gradient_tolerance, gradient_tolerance_rel · |criterion|):
   /// the criterion's rounding error, and with it the gradient's, grows with the
-  /// number of observations. It also stops when no step along the search
-  /// direction lowers the criterion (flat to rounding) or at a limit below.
+  /// number of observations. It also stops when an iteration lowers the
+  /// criterion by at most relative_decrease_tolerance relative to
+  /// max(|criterion|, 1) (SciPy's ftol; 0, the default, disables the rule: the
+  /// gradient is usually still informative when the criterion is flat to
+  /// rounding), at the rounding floor (below), when no step along the
+  /// steepest-descent path lowers the criterion, or at a limit below.
   double gradient_tolerance = 1e-7;
   double gradient_tolerance_rel = 0.0;
+  double relative_decrease_tolerance = 0.0;
+  /// The rounding floor: once the projected gradient at the best point is at
+  /// most floor_gradient_rel · max(1, |criterion|), floor_stalls + ntheta /
+  /// floor_stalls_per_theta evaluations in a row that lower the best criterion
+  /// by at most floor_rel relative end the run at the best point (flat
+  /// directions can still improve by a little less than the floor per step,
+  /// hence the allowance per θ entry). floor_stalls = 0 disables the rule.
+  double floor_rel = 1e-13;
+  double floor_gradient_rel = 1e-7;
+  Index floor_stalls = 3;
+  Index floor_stalls_per_theta = 4;
   /// FitResult::converged is set when the largest entry of the projected
   /// gradient at the optimum (in θ) is at most
   /// max(convergence_tolerance, convergence_tolerance_rel · |criterion|).
@@ -103,9 +118,9 @@ constexpr double singular_tolerance = 1e-4;
 
 /// Fit a model already built (its θ is changed; at return it is set to the optimum).
 ///
-/// Minimizes the criterion over θ with a projected limited-memory BFGS method
-/// (lower bound 0 on diagonal entries of λ, free elsewhere) using
-/// Model::gradient. Where a column of λ has no free entry but its diagonal
+/// Minimizes the criterion over θ within its bounds (lower bound 0 on diagonal
+/// entries of λ, free elsewhere unless the parameterization bounds them) by
+/// L-BFGS-B (lbfgsb.hpp) using Model::gradient. Where a column of λ has no free entry but its diagonal
 /// (the last column of an unstructured λ, every column of a diagonal one) the
 /// criterion is even in that entry, so its gradient vanishes at 0 whether or
 /// not 0 is the minimum. After convergence each diagonal entry of λ below
