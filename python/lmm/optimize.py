@@ -29,16 +29,21 @@ SINGULAR_TOL: float = _DEFAULTS["singular_tolerance"]
 GRADIENT_TOL: float = _DEFAULTS["convergence_tolerance"]
 GRADIENT_TOL_REL: float = _DEFAULTS["convergence_tolerance_rel"]
 OPTIMIZERS = ("L-BFGS-B", "core", "COBYQA", "Nelder-Mead", "Powell")
-#: The rounding floor of the objective: a change below this, relative to the objective,
-#: is not progress. Once the projected gradient is below FLOOR_GRADIENT_REL relative to
-#: the objective, FLOOR_STALLS (plus one per FLOOR_STALLS_PER_THETA entries of θ, whose
-#: flat directions can improve by less than the floor per step and still improve)
-#: evaluations in a row without progress end the L-BFGS-B run (its line search would
-#: otherwise spend up to 20 evaluations on rounding noise).
-FLOOR_REL = 1e-13
-FLOOR_GRADIENT_REL = 1e-7
-FLOOR_STALLS = 3
-FLOOR_STALLS_PER_THETA = 4
+#: The rounding floor of the objective (the core's rule, lmm::FitOptions): a change below
+#: this, relative to the objective, is not progress. Once the projected gradient is below
+#: FLOOR_GRADIENT_REL relative to the objective, FLOOR_STALLS (plus one per
+#: FLOOR_STALLS_PER_THETA entries of θ, whose flat directions can improve by less than the
+#: floor per step and still improve) evaluations in a row without progress end the run
+#: (the line search would otherwise spend up to 20 evaluations on rounding noise).
+FLOOR_REL: float = _DEFAULTS["floor_rel"]
+FLOOR_GRADIENT_REL: float = _DEFAULTS["floor_gradient_rel"]
+FLOOR_STALLS: int = int(_DEFAULTS["floor_stalls"])
+FLOOR_STALLS_PER_THETA: int = int(_DEFAULTS["floor_stalls_per_theta"])
+#: Relative decrease of the objective in one iteration below which both L-BFGS-B
+#: methods stop (SciPy's ftol).
+FTOL = 1e-14
+#: Correction pairs kept by both L-BFGS-B methods (SciPy's maxcor).
+MEMORY: int = int(_DEFAULTS["memory"])
 
 
 class _AtFloor(Exception):
@@ -123,7 +128,7 @@ def optimize_theta(model, start=None, optimizer: str = "L-BFGS-B", tol: float = 
         raise ValueError(f"unknown optimizer {optimizer!r}; choose one of {OPTIMIZERS}")
     reml = model.REML if reml is None else bool(reml)
     if optimizer == "core":
-        return _core_fit(model, start, reml, maxiter, verbose)
+        return _core_fit(model, start, reml, tol, maxiter, verbose)
     scale = model.theta_scale
     lower, upper = model.theta_lower / scale, model.theta_upper / scale
     phi = model.theta_start if start is None else model._theta(start) / scale
@@ -209,13 +214,16 @@ def optimize_theta(model, start=None, optimizer: str = "L-BFGS-B", tol: float = 
                           ngev=counts["g"], time=elapsed, message=message, converged=converged, gradient=g / scale)
 
 
-def _core_fit(model, start, reml: bool, maxiter: int, verbose: bool) -> OptimizeResult:
-    """The C++ optimizer (lmm::fit) on the model's core, with the same scaling of θ."""
+def _core_fit(model, start, reml: bool, tol: float, maxiter: int, verbose: bool) -> OptimizeResult:
+    """The C++ optimizer (lmm::fit) on the model's core, with the same scaling of θ and the same
+    stopping rule on the projected gradient as L-BFGS-B's (``tol`` / 10, relative to the objective
+    above 1)."""
     trace = (lambda k, value: print(f"  eval {k:4d}: objective {value:.10g}")) if verbose else None
     theta0 = model.theta_start if start is None else model._theta(start)
     try:
         r = model.core.fit(reml, theta_start=theta0, theta_scale=model.theta_scale, max_evaluations=maxiter,
-                           trace=trace)
+                           gradient_tolerance=0.1 * tol, gradient_tolerance_rel=0.1 * tol,
+                           relative_decrease_tolerance=FTOL, memory=MEMORY, trace=trace)
     except RuntimeError as err:
         raise ValueError(f"the objective cannot be evaluated at the starting theta: {err}") from None
     if not r.converged:
@@ -230,7 +238,7 @@ def _minimize(f, fg, theta0, optimizer, bounds, tol, maxiter):
         # gtol is on the projected gradient, whose size grows with the objective's.
         gtol = tol * 0.1 * max(1.0, abs(fg(theta0)[0]))
         return sopt.minimize(fg, theta0, jac=True, method="L-BFGS-B", bounds=bounds,
-                             options={"maxiter": maxiter, "ftol": 1e-14, "gtol": gtol, "maxcor": 20})
+                             options={"maxiter": maxiter, "ftol": FTOL, "gtol": gtol, "maxcor": MEMORY})
     if optimizer == "COBYQA":
         return sopt.minimize(f, theta0, method="COBYQA", bounds=bounds,
                              options={"maxfev": maxiter, "final_tr_radius": 1e-8})
