@@ -479,16 +479,25 @@ LbfgsbResult minimize_lbfgsb(const LbfgsbFunction& fg, const Vector& x0, double 
   CompactBfgs B(n, o.memory);
   LbfgsbResult r;
   auto finish = [&](LbfgsbStop stop) {
-    // The best point evaluated (a trial of an unfinished line search may beat the iterate).
-    const Point& best = evaluate.best().f < cur.f ? evaluate.best() : cur;
-    r.x = best.x, r.f = best.f, r.g = best.g;
+    // The iterate, unless a point evaluated before it (an approximate Wolfe
+    // step may go up by rounding) or after it (a trial of an unfinished line
+    // search) is lower beyond the rounding floor; at the floor, the best
+    // point. On the gradient test, the iterate that passed it: a line search
+    // can end on a bound where the gradient vanishes (λ's diagonal entries,
+    // in which the criterion is even) above a lower trial, and the caller's
+    // restart off the boundary needs to see that point.
+    const Point& best = evaluate.best();
+    const double slack = stop == LbfgsbStop::Floor ? 0.0 : o.floor_rel * std::max(1.0, std::abs(cur.f));
+    const Point& pick = stop != LbfgsbStop::Gradient && best.f < cur.f - slack ? best : cur;
+    r.x = pick.x, r.f = pick.f, r.g = pick.g;
     r.stop = stop;
     r.evaluations = evaluate.evaluations;
     return r;
   };
+  // Relative to f at the start, as SciPy's pgtol: the scale of f's rounding error for the run.
+  const double gtol = tolerance(o.gradient_tolerance, o.gradient_tolerance_rel, f0);
   auto converged = [&](const Point& pt) {
-    return projected_gradient(pt.x, pt.g, lower, upper).cwiseAbs().maxCoeff() <=
-           tolerance(o.gradient_tolerance, o.gradient_tolerance_rel, pt.f);
+    return projected_gradient(pt.x, pt.g, lower, upper).cwiseAbs().maxCoeff() <= gtol;
   };
   if (converged(cur)) return finish(LbfgsbStop::Gradient);
   CauchyPoint cp;

@@ -21,9 +21,9 @@ namespace lmm {
 /// Settings and stopping rules of minimize_lbfgsb.
 struct LbfgsbOptions {
   /// Correction pairs (s, y) kept by the limited-memory BFGS matrix.
-  Index memory = 20;
+  Index memory = 40;
   /// Stop when the largest entry of the projected gradient x − P(x − g) is at
-  /// most max(gradient_tolerance, gradient_tolerance_rel · |f|).
+  /// most max(gradient_tolerance, gradient_tolerance_rel · |f0|), f0 = f(x0).
   double gradient_tolerance = 1e-7;
   double gradient_tolerance_rel = 0.0;
   /// Stop when an iteration lowers f by at most this, relative to
@@ -58,7 +58,7 @@ std::string describe(LbfgsbStop stop);
 
 /// Outcome of minimize_lbfgsb.
 struct LbfgsbResult {
-  Vector x;                  ///< n, the best point found (feasible)
+  Vector x;                  ///< n, the point found (feasible; see minimize_lbfgsb)
   double f = 0;              ///< f(x)
   Vector g;                  ///< n, gradient at x
   LbfgsbStop stop = LbfgsbStop::Gradient;
@@ -72,8 +72,10 @@ using LbfgsbFunction = std::function<double(const Vector& x, Vector& g)>;
 
 /// Minimize fg over the box [lower, upper] (n each, lower ≤ upper) from x0
 /// (n, feasible), given f0 = f(x0) and g0 (n) its gradient, both finite.
-/// Every call of fg counts as an evaluation. The iterate returned is always
-/// the best point evaluated.
+/// Every call of fg counts as an evaluation. The point returned is the last
+/// iterate: on the gradient test always, otherwise unless the best point
+/// evaluated is lower by more than floor_rel (relative); at the rounding floor
+/// the best point.
 LbfgsbResult minimize_lbfgsb(const LbfgsbFunction& fg, const Vector& x0, double f0, const Vector& g0,
                              const Vector& lower, const Vector& upper, const LbfgsbOptions& options = {});
 
