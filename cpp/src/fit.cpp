@@ -201,17 +201,15 @@ LbfgsbOptions lbfgsb_options(const FitOptions& o, Index iterations, Index evalua
 // or false when the boundary holds. The criterion is even in a diagonal entry
 // of λ whose column has no other free entry, so its gradient vanishes at 0
 // whether or not 0 is the minimum; entries found at or very near 0 are tried
-// at small values. Works on θ (the singular tolerance is in units of θ),
-// evaluates in φ.
-bool escape_boundary(Objective& obj, const Point& pt, const Vector& theta_lower, Point& escape) {
+// at small values. Works on φ, where a term's scale is one whatever the units
+// of its columns (as optimize.py's rule for SciPy's methods).
+bool escape_boundary(Objective& obj, const Point& pt, const Vector& lower, Point& escape) {
   const double threshold = pt.f - 1e-10 * std::max(1.0, std::abs(pt.f));
-  const Vector theta = obj.theta(pt.x);
-  for (Index i = 0; i < theta.size(); ++i) {
-    if (!(theta_lower[i] == 0.0 && theta[i] < singular_tolerance)) continue;
+  for (Index i = 0; i < pt.x.size(); ++i) {
+    if (!(lower[i] == 0.0 && pt.x[i] < singular_tolerance)) continue;
     for (double step : kEdgeSteps) {
-      Vector trial = theta;
+      Vector trial = pt.x;
       trial[i] = step;
-      trial = obj.phi(trial);
       const double f = obj.value(trial);
       if (f < threshold) {
         escape = {trial, f, obj.gradient()};
@@ -225,10 +223,10 @@ bool escape_boundary(Objective& obj, const Point& pt, const Vector& theta_lower,
 // Entries with lower bound 0 left just above it (the line search approaches
 // a bound geometrically) are set on it where that does not raise the
 // criterion beyond rounding: singular fits end at θ = 0 exactly, as lme4's.
-void snap_to_boundary(Objective& obj, Point& pt, const Vector& theta_lower) {
-  const Vector theta = obj.theta(pt.x);
-  for (Index i = 0; i < theta.size(); ++i) {
-    if (!(theta_lower[i] == 0.0 && theta[i] > 0.0 && theta[i] < singular_tolerance)) continue;
+// In φ, as escape_boundary.
+void snap_to_boundary(Objective& obj, Point& pt, const Vector& lower) {
+  for (Index i = 0; i < pt.x.size(); ++i) {
+    if (!(lower[i] == 0.0 && pt.x[i] > 0.0 && pt.x[i] < singular_tolerance)) continue;
     Vector trial = pt.x;
     trial[i] = 0.0;
     const double f = obj.value(trial);
@@ -282,11 +280,11 @@ FitResult fit(Model& model, const FitOptions& options) {
     pt = {run.x, run.f, run.g};
     if (restarts >= options.max_restarts || obj.evaluations >= options.max_evaluations) break;
     Point escape;
-    if (!escape_boundary(obj, pt, lower, escape)) break;
+    if (!escape_boundary(obj, pt, lower_phi, escape)) break;
     ++restarts;
     pt = std::move(escape);
   }
-  snap_to_boundary(obj, pt, lower);
+  snap_to_boundary(obj, pt, lower_phi);
 
   FitResult r;
   r.reml = options.reml;
@@ -334,6 +332,7 @@ FitResult fit(Model& model, const FitOptions& options) {
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   r.message = std::string(r.converged ? "converged" : "not converged") + ": max |projected gradient| " +
               format_double(r.max_projected_gradient) + " (" + describe(stop) + ")";
+  r.stop_reason = describe(stop);
   if (restarts) r.message += ", " + std::to_string(restarts) + " restart(s) off the boundary";
   return r;
 }
