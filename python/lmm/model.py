@@ -494,7 +494,7 @@ class LinearMixedModel:
         return build_core(self.design.terms, d.X, d.y, x_center=d.x_center, y_coef=d.y_coef,
                           max_dense_bytes=self.max_dense_bytes, theta_scale=self.theta_scale, reml=self.REML)
 
-    def fit(self, start=None, *, reml: bool | None = None, optimizer: str = "L-BFGS-B", tol: float = 1e-8,
+    def fit(self, start=None, *, reml: bool | None = None, optimizer: str = "core", tol: float = 1e-8,
             maxiter: int = 10000, verbose: bool = False):
         """Optimize θ and return the fitted result.
 
@@ -502,8 +502,8 @@ class LinearMixedModel:
             start: starting θ (default λ = I).
             reml: the criterion (None: the model's ``REML``); ``reml=False`` on a REML
                 model is its ML fit (``LmmResult.refit_ml``).
-            optimizer: ``"L-BFGS-B"`` (default, SciPy's, exact gradient), ``"core"``
-                (the C++ library's projected L-BFGS, exact gradient) or SciPy's
+            optimizer: ``"core"`` (default, the C++ library's L-BFGS-B, exact gradient),
+                ``"L-BFGS-B"`` (SciPy's, exact gradient, same stopping rules) or SciPy's
                 derivative-free ``"COBYQA"``, ``"Nelder-Mead"`` or ``"Powell"``.
             tol: tolerance on the projected gradient (L-BFGS-B) or the objective.
             maxiter: limit on evaluations.

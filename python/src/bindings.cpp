@@ -194,7 +194,8 @@ PYBIND11_MODULE(_core, m) {
       .def_readonly("gradient_evaluations", &lmm::FitResult::gradient_evaluations)
       .def_readonly("restarts", &lmm::FitResult::restarts)
       .def_readonly("seconds", &lmm::FitResult::seconds)
-      .def_readonly("message", &lmm::FitResult::message);
+      .def_readonly("message", &lmm::FitResult::message)
+      .def_readonly("stop_reason", &lmm::FitResult::stop_reason);
 
   py::class_<lmm::Model>(m, "Model", "A linear mixed model on its crossproduct blocks.")
       .def(py::init(&make_model), py::arg("terms"), py::arg("X"), py::arg("y"),
