@@ -2,7 +2,7 @@
 
 56 subjects × 32 items fully crossed, three two-level factors coded ±0.5,
 ``y ~ 1 + a*b*c + (1 + a*b*c | subj) + (1 + a*b*c | item)``: 72 covariance parameters.
-lmm optimizes θ with the exact gradient (L-BFGS-B); lme4 derivative-free (its default
+lmm optimizes θ with the exact gradient (the core's L-BFGS-B); lme4 derivative-free (its default
 nloptwrap BOBYQA). Both in separate processes, threads pinned; the criterion of each
 is lmm's REML criterion at that system's θ.
 

@@ -149,9 +149,9 @@ void check_sleepstudy_reml() {
   check(t + " counts", r.evaluations > r.iterations && r.gradient_evaluations > 0 && r.iterations > 0);
   check(t + " message", r.message.rfind("converged", 0) == 0);
   std::printf("sleepstudy REML: criterion %.10f, theta (%.10f, %.10f, %.10f), %ld evaluations, %ld iterations, "
-              "%.2g s\n",
+              "%.2g s; %s\n",
               r.criterion, r.theta[0], r.theta[1], r.theta[2], static_cast<long>(r.evaluations),
-              static_cast<long>(r.iterations), r.seconds);
+              static_cast<long>(r.iterations), r.seconds, r.message.c_str());
 }
 
 void check_sleepstudy_ml_and_diagonal() {
@@ -249,6 +249,7 @@ void check_crossed_consistency() {
   check("crossed: model order", r.order.size() == 2 && r.order[0] == 1 && r.order[1] == 0);
   check("crossed: b shapes", r.b[0].rows() == 40 && r.b[0].cols() == 2 && r.b[1].rows() == 15 && r.b[1].cols() == 1);
   check("crossed: converged", r.converged && r.max_projected_gradient <= 1e-6);
+  std::printf("crossed: %s, %ld evaluations\n", r.message.c_str(), static_cast<long>(r.evaluations));
 
   lmm::FitOptions o;
   o.theta_start = Vector::Constant(4, 0.5);

@@ -55,6 +55,8 @@ class FitResult:
     def seconds(self) -> float: ...
     @property
     def message(self) -> str: ...
+    @property
+    def stop_reason(self) -> str: ...
 
 Term = tuple[npt.ArrayLike, npt.ArrayLike, int, bool]
 
@@ -127,6 +129,7 @@ class Model:
     def conditional_variances(self) -> list[FloatArray]:
         """Per model term, p × (p·ℓ): block j is λ W_jj λ' (W = (Λ'Z'ZΛ + I)⁻¹), condVar / σ²."""
     def fit(self, reml: bool, theta_start: npt.ArrayLike | None = None, theta_scale: npt.ArrayLike | None = None,
-            max_evaluations: int = ..., max_iterations: int = ...,
+            max_evaluations: int = ..., max_iterations: int = ..., gradient_tolerance: float = ...,
+            gradient_tolerance_rel: float = ..., relative_decrease_tolerance: float = ..., memory: int = ...,
             trace: Callable[[int, float], object] | None = None) -> FitResult:
-        """Minimize the criterion over θ (projected L-BFGS, exact gradient, restarts off the boundary)."""
+        """Minimize the criterion over θ (L-BFGS-B, exact gradient, restarts off the boundary)."""

@@ -521,7 +521,7 @@ class LinearMixedModel:
                           max_dense_bytes=self.max_dense_bytes, theta_scale=self.theta_scale, reml=self.REML,
                           weights=d.weights)
 
-    def fit(self, start=None, *, reml: bool | None = None, optimizer: str = "L-BFGS-B", tol: float = 1e-8,
+    def fit(self, start=None, *, reml: bool | None = None, optimizer: str = "core", tol: float = 1e-8,
             maxiter: int = 10000, verbose: bool = False):
         """Optimize θ and return the fitted result.
 
@@ -529,8 +529,8 @@ class LinearMixedModel:
             start: starting θ (default λ = I).
             reml: the criterion (None: the model's ``REML``); ``reml=False`` on a REML
                 model is its ML fit (``LmmResult.refit_ml``).
-            optimizer: ``"L-BFGS-B"`` (default, SciPy's, exact gradient), ``"core"``
-                (the C++ library's projected L-BFGS, exact gradient) or SciPy's
+            optimizer: ``"core"`` (default, the C++ library's L-BFGS-B, exact gradient),
+                ``"L-BFGS-B"`` (SciPy's, exact gradient, same stopping rules) or SciPy's
                 derivative-free ``"COBYQA"``, ``"Nelder-Mead"`` or ``"Powell"``.
             tol: tolerance on the projected gradient (L-BFGS-B) or the objective.
             maxiter: limit on evaluations.

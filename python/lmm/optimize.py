@@ -1,8 +1,9 @@
 """Optimization of the profiled objective over θ.
 
-SciPy's L-BFGS-B with the core's exact gradient is the default; ``"core"`` is the
-C++ library's own projected L-BFGS (``lmm::fit``, run with the GIL released),
-and SciPy's derivative-free methods are available through the same objective.
+``"core"``, the default, is the C++ library's L-BFGS-B (``lmm::fit``, run with the GIL
+released, no Python work per evaluation); ``"L-BFGS-B"`` is SciPy's, driven from Python
+with the core's exact gradient and the same stopping rules, and SciPy's derivative-free
+methods are available through the same objective.
 The convergence verdict, the singular tolerance and the restart rule off the
 boundary are the core's (``lmm._core.FIT_DEFAULTS``), whichever method runs.
 """
@@ -29,16 +30,19 @@ SINGULAR_TOL: float = _DEFAULTS["singular_tolerance"]
 GRADIENT_TOL: float = _DEFAULTS["convergence_tolerance"]
 GRADIENT_TOL_REL: float = _DEFAULTS["convergence_tolerance_rel"]
 OPTIMIZERS = ("L-BFGS-B", "core", "COBYQA", "Nelder-Mead", "Powell")
-#: The rounding floor of the objective: a change below this, relative to the objective,
-#: is not progress. Once the projected gradient is below FLOOR_GRADIENT_REL relative to
-#: the objective, FLOOR_STALLS (plus one per FLOOR_STALLS_PER_THETA entries of θ, whose
-#: flat directions can improve by less than the floor per step and still improve)
-#: evaluations in a row without progress end the L-BFGS-B run (its line search would
-#: otherwise spend up to 20 evaluations on rounding noise).
-FLOOR_REL = 1e-13
-FLOOR_GRADIENT_REL = 1e-7
-FLOOR_STALLS = 3
-FLOOR_STALLS_PER_THETA = 4
+#: The rounding floor of the objective (the core's rule, lmm::FitOptions): a change below
+#: this, relative to the objective, is not progress. Once the projected gradient is below
+#: FLOOR_GRADIENT_REL relative to the objective, FLOOR_STALLS (plus one per
+#: FLOOR_STALLS_PER_THETA entries of θ, whose flat directions can improve by less than the
+#: floor per step and still improve) evaluations in a row without progress end the run
+#: (the line search would otherwise spend up to 20 evaluations on rounding noise).
+FLOOR_REL: float = _DEFAULTS["floor_rel"]
+FLOOR_GRADIENT_REL: float = _DEFAULTS["floor_gradient_rel"]
+FLOOR_STALLS: int = int(_DEFAULTS["floor_stalls"])
+FLOOR_STALLS_PER_THETA: int = int(_DEFAULTS["floor_stalls_per_theta"])
+#: Relative decrease of the objective in one iteration below which both L-BFGS-B
+#: methods stop (SciPy's ftol).
+FTOL = 1e-14
 
 
 class _AtFloor(Exception):
@@ -100,13 +104,13 @@ def _escape_boundary(f, theta: np.ndarray, lower: np.ndarray, value: float) -> n
     return None
 
 
-def optimize_theta(model, start=None, optimizer: str = "L-BFGS-B", tol: float = 1e-8, maxiter: int = 10000,
+def optimize_theta(model, start=None, optimizer: str = "core", tol: float = 1e-8, maxiter: int = 10000,
                    verbose: bool = False, max_restarts: int = int(_DEFAULTS["max_restarts"]),
                    reml: bool | None = None) -> OptimizeResult:
     """Minimize ``model.objective`` over θ within the bounds of each term's parameterization.
 
-    ``"L-BFGS-B"`` uses the exact gradient from the core; ``"core"`` is the C++
-    library's projected L-BFGS (also exact gradient); ``"COBYQA"`` (a
+    ``"core"`` (the default) is the C++ library's L-BFGS-B; ``"L-BFGS-B"`` is
+    SciPy's (both with the exact gradient from the core); ``"COBYQA"`` (a
     successor of lme4's BOBYQA), ``"Nelder-Mead"`` and ``"Powell"`` are
     derivative-free. ``reml`` picks the criterion (None: the model's). The
     optimizer works on φ = θ / ``model.theta_scale``, which is θ itself unless a random-effects column has an extreme scale. A fit that
@@ -123,7 +127,7 @@ def optimize_theta(model, start=None, optimizer: str = "L-BFGS-B", tol: float = 
         raise ValueError(f"unknown optimizer {optimizer!r}; choose one of {OPTIMIZERS}")
     reml = model.REML if reml is None else bool(reml)
     if optimizer == "core":
-        return _core_fit(model, start, reml, maxiter, verbose)
+        return _core_fit(model, start, reml, tol, maxiter, verbose)
     scale = model.theta_scale
     lower, upper = model.theta_lower / scale, model.theta_upper / scale
     phi = model.theta_start if start is None else model._theta(start) / scale
@@ -209,20 +213,33 @@ def optimize_theta(model, start=None, optimizer: str = "L-BFGS-B", tol: float = 
                           ngev=counts["g"], time=elapsed, message=message, converged=converged, gradient=g / scale)
 
 
-def _core_fit(model, start, reml: bool, maxiter: int, verbose: bool) -> OptimizeResult:
-    """The C++ optimizer (lmm::fit) on the model's core, with the same scaling of θ."""
+def _core_fit(model, start, reml: bool, tol: float, maxiter: int, verbose: bool) -> OptimizeResult:
+    """The C++ optimizer (lmm::fit) on the model's core, with the same scaling of θ, the same
+    stopping rules as SciPy's L-BFGS-B here (gtol from ``tol``, ftol, the rounding floor) and
+    the same verdict (on the projected gradient in φ = θ / scale)."""
     trace = (lambda k, value: print(f"  eval {k:4d}: objective {value:.10g}")) if verbose else None
-    theta0 = model.theta_start if start is None else model._theta(start)
+    scale = model.theta_scale
+    # λ = I in φ units by default, as for SciPy's methods.
+    theta0 = model.theta_start * scale if start is None else model._theta(start)
     try:
-        r = model.core.fit(reml, theta_start=theta0, theta_scale=model.theta_scale, max_evaluations=maxiter,
-                           trace=trace)
+        r = model.core.fit(reml, theta_start=theta0, theta_scale=scale, max_evaluations=maxiter,
+                           gradient_tolerance=0.1 * tol, gradient_tolerance_rel=0.1 * tol,
+                           relative_decrease_tolerance=FTOL, trace=trace)
     except RuntimeError as err:
         raise ValueError(f"the objective cannot be evaluated at the starting theta: {err}") from None
-    if not r.converged:
-        warnings.warn(f"the optimizer did not converge: {r.message}", UserWarning, stacklevel=3)
-    return OptimizeResult(theta=np.asarray(r.theta), objective=r.criterion, optimizer="core", nfev=r.evaluations,
-                          ngev=r.gradient_evaluations, time=r.seconds, message=f"{r.message} (core)",
-                          converged=r.converged, gradient=np.asarray(r.gradient))
+    theta, grad = np.asarray(r.theta), np.asarray(r.gradient)
+    max_pg = float(np.max(np.abs(projected_gradient(theta / scale, grad * scale, model.theta_lower / scale,
+                                                    model.theta_upper / scale)), initial=0.0))
+    converged = max_pg <= max(GRADIENT_TOL, GRADIENT_TOL_REL * abs(r.criterion))
+    message = f"{'converged' if converged else 'not converged'}: max |projected gradient| {max_pg:.2g}"
+    if r.restarts:
+        message += f", {r.restarts} restart(s) off the boundary"
+    message = f"{message} (core: {r.stop_reason})"
+    if not converged:
+        warnings.warn(f"the optimizer did not converge: {message}", UserWarning, stacklevel=3)
+    return OptimizeResult(theta=theta, objective=r.criterion, optimizer="core", nfev=r.evaluations,
+                          ngev=r.gradient_evaluations, time=r.seconds, message=message, converged=converged,
+                          gradient=grad)
 
 
 def _minimize(f, fg, theta0, optimizer, bounds, tol, maxiter):
@@ -230,7 +247,7 @@ def _minimize(f, fg, theta0, optimizer, bounds, tol, maxiter):
         # gtol is on the projected gradient, whose size grows with the objective's.
         gtol = tol * 0.1 * max(1.0, abs(fg(theta0)[0]))
         return sopt.minimize(fg, theta0, jac=True, method="L-BFGS-B", bounds=bounds,
-                             options={"maxiter": maxiter, "ftol": 1e-14, "gtol": gtol, "maxcor": 20})
+                             options={"maxiter": maxiter, "ftol": FTOL, "gtol": gtol, "maxcor": 20})
     if optimizer == "COBYQA":
         return sopt.minimize(f, theta0, method="COBYQA", bounds=bounds,
                              options={"maxfev": maxiter, "final_tr_radius": 1e-8})

@@ -99,10 +99,13 @@ void set_response(lmm::Model& m, const std::vector<py::tuple>& terms, const Colu
 lmm::FitResult fit_model(lmm::Model& m, bool reml, const std::optional<lmm::Vector>& theta_start,
                          const std::optional<lmm::Vector>& theta_scale, lmm::Index max_evaluations,
                          lmm::Index max_iterations, double gradient_tolerance, double gradient_tolerance_rel,
+                         double relative_decrease_tolerance, lmm::Index memory,
                          const std::optional<py::function>& trace) {
   lmm::FitOptions o;
   o.gradient_tolerance = gradient_tolerance;
   o.gradient_tolerance_rel = gradient_tolerance_rel;
+  o.relative_decrease_tolerance = relative_decrease_tolerance;
+  o.memory = memory;
   o.reml = reml;
   if (theta_start) o.theta_start = *theta_start;
   if (theta_scale) o.theta_scale = *theta_scale;
@@ -194,7 +197,11 @@ PYBIND11_MODULE(_core, m) {
       py::arg("gradient_tolerance_rel") = defaults.gradient_tolerance_rel,
       py::arg("convergence_tolerance") = defaults.convergence_tolerance,
       py::arg("convergence_tolerance_rel") = defaults.convergence_tolerance_rel,
-      py::arg("max_restarts") = defaults.max_restarts, py::arg("singular_tolerance") = lmm::singular_tolerance);
+      py::arg("relative_decrease_tolerance") = defaults.relative_decrease_tolerance,
+      py::arg("floor_rel") = defaults.floor_rel, py::arg("floor_gradient_rel") = defaults.floor_gradient_rel,
+      py::arg("floor_stalls") = defaults.floor_stalls, py::arg("floor_stalls_per_theta") = defaults.floor_stalls_per_theta,
+      py::arg("memory") = defaults.memory, py::arg("max_restarts") = defaults.max_restarts,
+      py::arg("singular_tolerance") = lmm::singular_tolerance);
 
   py::class_<lmm::FitResult>(m, "FitResult", "Outcome of Model.fit (see lmm::FitResult).")
       .def_readonly("theta", &lmm::FitResult::theta)
@@ -208,7 +215,8 @@ PYBIND11_MODULE(_core, m) {
       .def_readonly("gradient_evaluations", &lmm::FitResult::gradient_evaluations)
       .def_readonly("restarts", &lmm::FitResult::restarts)
       .def_readonly("seconds", &lmm::FitResult::seconds)
-      .def_readonly("message", &lmm::FitResult::message);
+      .def_readonly("message", &lmm::FitResult::message)
+      .def_readonly("stop_reason", &lmm::FitResult::stop_reason);
 
   py::class_<lmm::Model>(m, "Model", "A linear mixed model on its crossproduct blocks.")
       .def(py::init(&make_model), py::arg("terms"), py::arg("X"), py::arg("y"),
@@ -306,7 +314,9 @@ PYBIND11_MODULE(_core, m) {
            py::arg("theta_scale") = py::none(), py::arg("max_evaluations") = lmm::FitOptions{}.max_evaluations,
            py::arg("max_iterations") = lmm::FitOptions{}.max_iterations,
            py::arg("gradient_tolerance") = lmm::FitOptions{}.gradient_tolerance,
-           py::arg("gradient_tolerance_rel") = lmm::FitOptions{}.gradient_tolerance_rel, py::arg("trace") = py::none(),
-           "minimize the criterion over θ (projected L-BFGS, exact gradient, restarts off the boundary);\n"
+           py::arg("gradient_tolerance_rel") = lmm::FitOptions{}.gradient_tolerance_rel,
+           py::arg("relative_decrease_tolerance") = lmm::FitOptions{}.relative_decrease_tolerance,
+           py::arg("memory") = lmm::FitOptions{}.memory, py::arg("trace") = py::none(),
+           "minimize the criterion over θ (L-BFGS-B, exact gradient, restarts off the boundary);\n"
            "leaves θ at the optimum. trace(evaluation, value) is called after each evaluation.");
 }

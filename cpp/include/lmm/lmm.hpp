@@ -6,6 +6,7 @@
 #include "crossprod.hpp"
 #include "dense.hpp"
 #include "fit.hpp"
+#include "lbfgsb.hpp"
 #include "model.hpp"
 #include "parameterization.hpp"
 #include "terms.hpp"
