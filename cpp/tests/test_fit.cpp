@@ -10,15 +10,20 @@
 #include <string>
 #include <vector>
 
+#include "check.hpp"
 #include "lmm/fit.hpp"
 
 namespace {
 
+using lmm_test::check;
+using lmm_test::check_abs;
+using lmm_test::check_throws;
+using lmm_test::check_close;
+using lmm_test::failures;
+
 using lmm::Index;
 using lmm::Matrix;
 using lmm::Vector;
-
-int failures = 0;
 
 // Named tolerances (relative): criteria and estimates at the optimum; lme4's
 // own θ is accurate to about 1e-6 (its second entry differs from the exact
@@ -27,48 +32,7 @@ constexpr double kCriterionTol = 1e-6;
 constexpr double kEstimateTol = 1e-6;
 constexpr double kConditionalModeTol = 1e-5;
 
-void check(const std::string& what, bool ok) {
-  if (!ok) {
-    std::printf("FAIL %s\n", what.c_str());
-    ++failures;
-  }
-}
-
-void check_close(const std::string& what, double got, double want, double tol) {
-  const double err = std::abs(got - want) / std::max(std::abs(want), 1e-300);
-  if (!(err <= tol)) {
-    std::printf("FAIL %s: got %.15g want %.15g (rel err %.3g)\n", what.c_str(), got, want, err);
-    ++failures;
-  }
-}
-
-void check_abs(const std::string& what, double got, double want, double tol) {
-  if (!(std::abs(got - want) <= tol)) {
-    std::printf("FAIL %s: got %.15g want %.15g (abs err %.3g)\n", what.c_str(), got, want, std::abs(got - want));
-    ++failures;
-  }
-}
-
 // The exception type E is thrown and its message contains `needle`.
-template <class E>
-void check_throws(const std::string& what, const std::function<void()>& f, const std::string& needle) {
-  try {
-    f();
-  } catch (const E& e) {
-    if (std::string(e.what()).find(needle) == std::string::npos) {
-      std::printf("FAIL %s: message \"%s\" does not mention \"%s\"\n", what.c_str(), e.what(), needle.c_str());
-      ++failures;
-    }
-    return;
-  } catch (const std::exception& e) {
-    std::printf("FAIL %s: wrong exception type (%s)\n", what.c_str(), e.what());
-    ++failures;
-    return;
-  }
-  std::printf("FAIL %s: nothing thrown\n", what.c_str());
-  ++failures;
-}
-
 // sleepstudy (lme4): 18 subjects × 10 days, Reaction in ms, in the data set's row order.
 const double kReaction[180] = {
     249.56,   258.7047, 250.8006, 321.4398, 356.8519, 414.6901, 382.2038, 290.1486, 430.5853, 466.3535,

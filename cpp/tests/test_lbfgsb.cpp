@@ -9,9 +9,14 @@
 #include <random>
 #include <string>
 
+#include "check.hpp"
 #include "lmm/lbfgsb.hpp"
 
 namespace {
+
+using lmm_test::check;
+using lmm_test::check_abs;
+using lmm_test::failures;
 
 using lmm::Index;
 using lmm::Matrix;
@@ -21,22 +26,6 @@ constexpr double kInf = std::numeric_limits<double>::infinity();
 // Solutions are checked to this (absolute, in x) and the projected gradient to kGradientTol.
 constexpr double kSolutionTol = 1e-6;
 constexpr double kGradientTol = 1e-7;
-
-int failures = 0;
-
-void check(const std::string& what, bool ok) {
-  if (!ok) {
-    std::printf("FAIL %s\n", what.c_str());
-    ++failures;
-  }
-}
-
-void check_abs(const std::string& what, double got, double want, double tol) {
-  if (!(std::abs(got - want) <= tol)) {
-    std::printf("FAIL %s: got %.15g want %.15g (abs err %.3g)\n", what.c_str(), got, want, std::abs(got - want));
-    ++failures;
-  }
-}
 
 lmm::LbfgsbResult run(const lmm::LbfgsbFunction& fg, const Vector& x0, const Vector& lower, const Vector& upper,
                       const lmm::LbfgsbOptions& o = {}) {

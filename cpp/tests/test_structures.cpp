@@ -11,16 +11,19 @@
 
 #include <Eigen/Cholesky>
 
+#include "check.hpp"
 #include "lmm/fit.hpp"
 
 namespace {
+
+using lmm_test::check;
+using lmm_test::check_abs;
+using lmm_test::failures;
 
 using lmm::Covariance;
 using lmm::Index;
 using lmm::Matrix;
 using lmm::Vector;
-
-int failures = 0;
 
 // Named tolerances: λλ' and the dense criterion agree to rounding; central
 // differences (step 1e-6 relative) agree with the exact gradient to 1e-6
@@ -28,20 +31,6 @@ int failures = 0;
 constexpr double kCovarianceTol = 1e-12;
 constexpr double kCriterionTol = 1e-10;
 constexpr double kGradientTol = 1e-6;
-
-void check(const std::string& what, bool ok) {
-  if (!ok) {
-    std::printf("FAIL %s\n", what.c_str());
-    ++failures;
-  }
-}
-
-void check_abs(const std::string& what, double got, double want, double tol) {
-  if (!(std::abs(got - want) <= tol)) {
-    std::printf("FAIL %s: got %.15g want %.15g (abs err %.3g)\n", what.c_str(), got, want, std::abs(got - want));
-    ++failures;
-  }
-}
 
 struct Case {
   Covariance covariance;
