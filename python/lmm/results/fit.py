@@ -93,7 +93,6 @@ class LmmResult(PredictionMixin):
         self.sigma = sol.sigma
         xnames = model.design.xnames
         self.fixef = pd.Series(np.array(sol.beta), index=xnames, name="Estimate")
-        self.vcov = pd.DataFrame(np.array(sol.vcov), index=xnames, columns=xnames)
         self.nobs = model.nobs
         self.loglik = -0.5 * self.objective
         npar = model.nfixed + model.ntheta + 1
@@ -109,6 +108,12 @@ class LmmResult(PredictionMixin):
         self._cache: dict = {}
 
     # --- variance components ----------------------------------------------------------
+
+    @functools.cached_property
+    def vcov(self) -> pd.DataFrame:
+        """Covariance of the fixed effects (DataFrame; built when first read)."""
+        xnames = list(self.fixef.index)
+        return pd.DataFrame(np.array(self.solution.vcov), index=xnames, columns=xnames)
 
     @functools.cached_property
     def varcorr(self) -> pd.DataFrame:
@@ -130,7 +135,7 @@ class LmmResult(PredictionMixin):
     @property
     def se(self) -> pd.Series:
         """Standard errors of the fixed effects."""
-        return pd.Series(np.sqrt(np.diag(self.vcov.to_numpy())), index=self.fixef.index, name="Std. Error")
+        return pd.Series(np.sqrt(np.diag(self.solution.vcov)), index=self.fixef.index, name="Std. Error")
 
     # --- fitted values ----------------------------------------------------------------
 
