@@ -37,3 +37,14 @@ if ! awk -v c="$criterion" 'BEGIN { d = c - 1743.62827; exit !(c != "" && d < 5e
   exit 1
 fi
 echo "fit_csv reproduces lme4's sleepstudy REML criterion ($criterion)"
+
+# A structured term: with two columns cs(Days | Subject) is the unstructured model again.
+out="$("$example/fit_csv" python/lmm/datasets/data/sleepstudy.csv \
+  --response Reaction --fixed Days --structure cs Subject:Days)"
+criterion="$(printf '%s\n' "$out" | sed -n 's/^REML criterion at convergence: //p')"
+if ! awk -v c="$criterion" 'BEGIN { d = c - 1743.62827; exit !(c != "" && d < 5e-6 && d > -5e-6) }'; then
+  printf '%s\n' "$out"
+  echo "fit_csv --structure cs: REML criterion '$criterion' differs from lme4 2.x's 1743.62827" >&2
+  exit 1
+fi
+echo "fit_csv --structure cs reproduces lme4 2.x's sleepstudy cs REML criterion ($criterion)"

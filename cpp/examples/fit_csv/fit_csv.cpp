@@ -34,6 +34,8 @@ Fits  COL ~ 1 + FIXED... + (1 + SLOPES... | GROUP) + ...  by REML, as lme4's lme
                          GROUP:0,COL1         (0 + COL1 | GROUP)
                        repeatable; GROUP may be a numeric or a text column
   --random-diag SPEC   the same with a diagonal covariance, lme4's (... || GROUP)
+  --structure NAME SPEC  the same with a structured covariance: us, diag, diag_hom, cs,
+                       cs_hom, ar1, ar1_het, toep, toep_hom (lme4 2.x's cs(... | GROUP), ...)
   --ml                 maximum likelihood instead of REML
   --ranef              also print the conditional modes of the random effects
   --max-iter N         largest number of optimizer iterations (default 1000)
@@ -124,6 +126,9 @@ Options parse_args(int argc, char** argv) {
       o.random.push_back(parse_random(next(), lmm::Covariance::Unstructured));
     } else if (a == "--random-diag") {
       o.random.push_back(parse_random(next(), lmm::Covariance::Diagonal));
+    } else if (a == "--structure") {
+      const lmm::Covariance c = lmm::covariance_from_name(next());
+      o.random.push_back(parse_random(next(), c));
     } else if (a == "--no-intercept") {
       o.intercept = false;
     } else if (a == "--ml") {
@@ -285,7 +290,15 @@ std::string formula(const Options& o, const Design& d) {
   for (const auto& t : d.terms) {
     std::string lhs = t.spec.intercept ? "1" : "0";
     for (const auto& c : t.spec.columns) lhs += " + " + c;
-    f += " + (" + lhs + (t.spec.covariance == lmm::Covariance::Diagonal ? " || " : " | ") + t.spec.group + ")";
+    const std::string name = lmm::parameterization(t.spec.covariance).name();
+    if (t.spec.covariance == lmm::Covariance::Unstructured || t.spec.covariance == lmm::Covariance::Diagonal) {
+      f += " + (" + lhs + (t.spec.covariance == lmm::Covariance::Diagonal ? " || " : " | ") + t.spec.group + ")";
+    } else {
+      const auto cut = name.find('_');
+      const std::string variant = cut == std::string::npos ? "" : name.substr(cut + 1);
+      f += " + " + name.substr(0, cut) + "(" + lhs + " | " + t.spec.group +
+           (variant == "hom" ? ", hom = TRUE" : variant == "het" ? ", hom = FALSE" : "") + ")";
+    }
   }
   return f;
 }
@@ -319,7 +332,7 @@ void print_result(const Options& o, const Design& d, const lmm::FitResult& r) {
     for (lmm::Index i = 0; i < V.rows(); ++i) {
       std::printf(" %-12s %-14s %16.10g %14.10g ", i == 0 ? term.spec.group.c_str() : "",
                   term.cnames[static_cast<std::size_t>(i)].c_str(), V(i, i), std::sqrt(V(i, i)));
-      if (term.spec.covariance == lmm::Covariance::Unstructured)
+      if (term.spec.covariance != lmm::Covariance::Diagonal && term.spec.covariance != lmm::Covariance::DiagonalHomogeneous)
         for (lmm::Index j = 0; j < i; ++j) {
           const double denominator = std::sqrt(V(i, i) * V(j, j));
           std::printf(" %7.4f", denominator > 0 ? V(i, j) / denominator : 0.0);
