@@ -268,3 +268,18 @@ def test_summary_prints_structures_as_lme4_2():
     assert block[3].split()[0] == "Residual"          # one row: the columns share the SD
     res = lmm.lmer("Reaction ~ Days + cs(Days | Subject)", lmm.datasets.load("sleepstudy"))
     assert "0.07 (cs)" in str(res)
+
+
+@pytest.mark.parametrize("lhs", ["0 + Machine", "Machine"])
+def test_double_bar_diag_special(lhs):
+    """double_bar="diag" (lme4's diag_special): (f || g) is diag(f | g), every column of a
+    factor-valued slope independent; the default keeps lme4's split."""
+    d = lmm.datasets.load("machines")
+    a = lmm.lmer(f"score ~ Machine + ({lhs} || Worker)", d, double_bar="diag")
+    b = lmm.lmer(f"score ~ Machine + diag({lhs} | Worker)", d)
+    assert a.objective == pytest.approx(b.objective, rel=1e-10)
+    assert [t.structure for t in a.model.terms] == ["diag"]
+    split = lmm.lmer(f"score ~ Machine + ({lhs} || Worker)", d)
+    assert "us" in [t.structure for t in split.model.terms]
+    with pytest.raises(ValueError, match="double_bar"):
+        lmm.LinearMixedModel("score ~ Machine + (1 | Worker)", d, double_bar="nope")

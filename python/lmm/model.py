@@ -361,10 +361,11 @@ class LinearMixedModel:
         weights=None,
         offset=None,
         contrasts=None,
+        double_bar: str = "split",
     ) -> None:
         self.formula = formula
         self.REML = bool(REML)
-        self.parsed = parse_formula(formula)
+        self.parsed = parse_formula(formula, double_bar=double_bar)
         self.design: Design = build_design(self.parsed, data, missing=missing, weights=weights, offset=offset,
                                            contrasts=contrasts)
         #: Whether the offset argument was given (new data for predict() then need its values).
@@ -579,7 +580,7 @@ def lmer(formula: str, data: pd.DataFrame, REML: bool = True, **kwargs):
         formula: an lme4 formula.
         data: the data frame.
         REML: REML (default) or maximum likelihood.
-        **kwargs: ``missing``/``max_dense_bytes``/``weights``/``offset``/``contrasts`` go to :class:`LinearMixedModel`,
+        **kwargs: ``missing``/``max_dense_bytes``/``weights``/``offset``/``contrasts``/``double_bar`` go to :class:`LinearMixedModel`,
             the rest to :meth:`LinearMixedModel.fit`.
 
     Returns:
@@ -591,7 +592,7 @@ def lmer(formula: str, data: pd.DataFrame, REML: bool = True, **kwargs):
         >>> round(res.objective, 3)
         1743.628
     """
-    model_keys = {"missing", "max_dense_bytes", "weights", "offset", "contrasts"}
+    model_keys = {"missing", "max_dense_bytes", "weights", "offset", "contrasts", "double_bar"}
     model_kwargs = {k: v for k, v in kwargs.items() if k in model_keys}
     fit_kwargs = {k: v for k, v in kwargs.items() if k not in model_keys}
     return LinearMixedModel(formula, data, REML=REML, **model_kwargs).fit(**fit_kwargs)

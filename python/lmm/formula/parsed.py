@@ -111,12 +111,16 @@ def _fixed_node(summands: list[tuple[str, Node]], rhs: Node) -> Node:
 
 
 @depth_guard
-def parse_formula(text: str) -> ParsedFormula:
+def parse_formula(text: str, double_bar: str = "split") -> ParsedFormula:
     """Parse an lme4 formula into response, fixed part and random-effects terms.
 
     Args:
         text: an R formula as written for ``lme4::lmer``, e.g.
             ``"Reaction ~ Days + (Days | Subject)"``.
+        double_bar: ``"split"`` (lme4's default: ``(x || g)`` is ``(1 | g) + (0 + x | g)``,
+            so a factor-valued slope keeps an unstructured covariance of its columns) or
+            ``"diag"`` (lme4's ``lme4.doublevert.default = "diag_special"``: ``(x || g)`` is
+            ``diag(x | g)``, every column independent).
 
     Returns:
         The parsed formula: ``fixed`` is the right-hand side without the bars (``"1"`` if
@@ -139,6 +143,8 @@ def parse_formula(text: str) -> ParsedFormula:
     """
     if not isinstance(text, str):
         raise TypeError(f"formula must be a str, not {type(text).__name__}")
+    if double_bar not in ("split", "diag"):
+        raise ValueError(f"double_bar must be 'split' or 'diag', not {double_bar!r}")
     lhs, rhs = _split_formula(text)
     response = build_expression(lhs, text)
     refs: list[ColumnRef] = list(response.refs)
@@ -166,6 +172,9 @@ def parse_formula(text: str) -> ParsedFormula:
             if isinstance(node, Call):
                 structure, bar = structure_of(node, text)
                 random.extend(random_terms(bar, text, refs, structure))
+            elif node.op == "||" and double_bar == "diag":
+                assert isinstance(node, BinOp)
+                random.extend(random_terms(BinOp("|", node.left, node.right, node.op_pos), text, refs, "diag"))
             else:
                 assert isinstance(node, BinOp)
                 random.extend(random_terms(node, text, refs))
