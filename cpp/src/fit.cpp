@@ -56,9 +56,9 @@ void check_options(const FitOptions& o, const Vector& lower, const Vector& upper
                                 format_double(o.floor_gradient_rel));
   if (o.floor_stalls < 0)
     throw std::invalid_argument("floor_stalls must be non-negative, got " + std::to_string(o.floor_stalls));
-  if (o.floor_stalls_per_theta < 1)
-    throw std::invalid_argument("floor_stalls_per_theta must be at least 1, got " +
-                                std::to_string(o.floor_stalls_per_theta));
+  if (o.floor_stalls_per_variable < 1)
+    throw std::invalid_argument("floor_stalls_per_variable must be at least 1, got " +
+                                std::to_string(o.floor_stalls_per_variable));
   if (o.memory < 1) throw std::invalid_argument("memory must be at least 1, got " + std::to_string(o.memory));
   if (o.max_restarts < 0)
     throw std::invalid_argument("max_restarts must be non-negative, got " + std::to_string(o.max_restarts));
@@ -183,15 +183,7 @@ struct Point {
 // The settings of the bounded quasi-Newton method, from the fit's, with the
 // limits left over from earlier runs (restarts).
 LbfgsbOptions lbfgsb_options(const FitOptions& o, Index iterations, Index evaluations) {
-  LbfgsbOptions l;
-  l.memory = o.memory;
-  l.gradient_tolerance = o.gradient_tolerance;
-  l.gradient_tolerance_rel = o.gradient_tolerance_rel;
-  l.relative_decrease_tolerance = o.relative_decrease_tolerance;
-  l.floor_rel = o.floor_rel;
-  l.floor_gradient_rel = o.floor_gradient_rel;
-  l.floor_stalls = o.floor_stalls;
-  l.floor_stalls_per_variable = o.floor_stalls_per_theta;
+  LbfgsbOptions l = o;
   l.max_iterations = std::max<Index>(o.max_iterations - iterations, 0);
   l.max_evaluations = std::max<Index>(o.max_evaluations - evaluations, 0);
   return l;

@@ -199,7 +199,7 @@ PYBIND11_MODULE(_core, m) {
       py::arg("convergence_tolerance_rel") = defaults.convergence_tolerance_rel,
       py::arg("relative_decrease_tolerance") = defaults.relative_decrease_tolerance,
       py::arg("floor_rel") = defaults.floor_rel, py::arg("floor_gradient_rel") = defaults.floor_gradient_rel,
-      py::arg("floor_stalls") = defaults.floor_stalls, py::arg("floor_stalls_per_theta") = defaults.floor_stalls_per_theta,
+      py::arg("floor_stalls") = defaults.floor_stalls, py::arg("floor_stalls_per_theta") = defaults.floor_stalls_per_variable,
       py::arg("memory") = defaults.memory, py::arg("max_restarts") = defaults.max_restarts,
       py::arg("singular_tolerance") = lmm::singular_tolerance);
 

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "lbfgsb.hpp"
 #include "model.hpp"
 #include "terms.hpp"
 #include "types.hpp"
@@ -20,7 +21,7 @@ namespace lmm {
 
 /// Settings of a fit. With the defaults, fits of lme4's test problems end with
 /// a projected gradient below 1e-7 and criteria within 1e-11 relative of lme4's.
-struct FitOptions {
+struct FitOptions : LbfgsbOptions {
   /// true: REML criterion (lme4's default); false: maximum likelihood.
   bool reml = true;
   /// Starting θ (ntheta, model order). Empty: λ = I (1 on diagonals, 0 elsewhere).
@@ -30,43 +31,22 @@ struct FitOptions {
   /// φ = θ / theta_scale, so that φ is of order one whatever the units of a
   /// term's columns. Empty: 1.
   Vector theta_scale;
-  /// The optimizer stops when the largest entry of the projected gradient (in φ)
-  /// is at most max(gradient_tolerance, gradient_tolerance_rel · |criterion|),
-  /// the criterion at the start of the run (the start or a restart; as SciPy's
-  /// pgtol): the criterion's rounding error, and with it the gradient's, grows
-  /// with the number of observations. It also stops when an iteration lowers the
-  /// criterion by at most relative_decrease_tolerance relative to
-  /// max(|criterion|, 1) (SciPy's ftol; 0, the default, disables the rule: the
-  /// gradient is usually still informative when the criterion is flat to
-  /// rounding), at the rounding floor (below), when no step along the
-  /// steepest-descent path lowers the criterion, or at a limit below.
-  double gradient_tolerance = 1e-7;
-  double gradient_tolerance_rel = 0.0;
-  double relative_decrease_tolerance = 0.0;
-  /// The rounding floor: once the projected gradient at the best point is at
-  /// most floor_gradient_rel · max(1, |criterion|), floor_stalls + ntheta /
-  /// floor_stalls_per_theta evaluations in a row that lower the best criterion
-  /// by at most floor_rel relative end the run at the best point (flat
-  /// directions can still improve by a little less than the floor per step,
-  /// hence the allowance per θ entry). floor_stalls = 0 disables the rule.
-  double floor_rel = 1e-13;
-  double floor_gradient_rel = 1e-7;
-  Index floor_stalls = 3;
-  Index floor_stalls_per_theta = 4;
+  // The stopping rules of each run of the optimizer (LbfgsbOptions, inherited):
+  // gradient_tolerance(_rel) on the projected gradient in φ, relative to |f| at
+  // the start of the run (the start or a restart; as SciPy's pgtol: the
+  // criterion's rounding error, and with it the gradient's, grows with the
+  // number of observations); relative_decrease_tolerance (SciPy's ftol; 0, the
+  // default, disables it: the gradient is usually still informative when the
+  // criterion is flat to rounding); the rounding floor (floor_*, with
+  // floor_stalls_per_variable counting θ entries); memory (40: more than
+  // SciPy's 20; on the 72-θ maximal model and five other simulations of it 40
+  // takes 10–25 % fewer evaluations, to the same criterion). max_iterations and
+  // max_evaluations count over all restarts here.
   /// FitResult::converged is set when the largest entry of the projected
   /// gradient at the optimum (in θ) is at most
   /// max(convergence_tolerance, convergence_tolerance_rel · |criterion|).
   double convergence_tolerance = 1e-3;
   double convergence_tolerance_rel = 1e-6;
-  /// Largest number of quasi-Newton iterations, counted over all restarts.
-  Index max_iterations = 1000;
-  /// Largest number of criterion evaluations, counted over all restarts.
-  Index max_evaluations = 10000;
-  /// Number of correction pairs kept by the limited-memory BFGS matrix. More
-  /// than SciPy's 20: on the 72-θ maximal model (and five other simulations of
-  /// it) 40 takes 10–25 % fewer evaluations than 20, to the same criterion;
-  /// fits with fewer iterations than pairs do not depend on it.
-  Index memory = 40;
   /// Restarts off the boundary (see fit()); 0 disables them.
   Index max_restarts = 5;
   /// Options of the Model built by the array overload of fit().
