@@ -50,7 +50,7 @@ def _parameterization(p: int, structure: str) -> dict:
 
 def is_entry_structure(term: ReTerm) -> bool:
     """True when the term's θ entries are entries of λ (``us`` and ``diag``: θ is lme4's θ)."""
-    return term.structure in ("us", "diag")
+    return not term.structured
 
 
 def ntheta(term: ReTerm) -> int:

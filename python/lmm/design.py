@@ -24,6 +24,7 @@ in the user's terms (column names, formula text):
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import sys
@@ -35,7 +36,6 @@ import numpy as np
 import pandas as pd
 
 from ._util import row_blocks, same_values
-from .formula.functions import CONTRASTS
 from .formula import (
     GroupLevels,
     ModelFrameState,
@@ -47,6 +47,7 @@ from .formula import (
     model_matrix,
     required_columns,
 )
+from .formula.functions import CONTRASTS
 
 __all__ = ["Design", "ReTerm", "build_design"]
 
@@ -128,6 +129,12 @@ class ReTerm:
         return len(self.group_levels)
 
     @property
+    def structured(self) -> bool:
+        """True for lme4 2.x's structured covariances (cs, ar1, diag with hom, toep): their
+        θ are SDs and correlation parameters, not entries of λ (us and diag terms)."""
+        return self.structure not in ("us", "diag")
+
+    @property
     def p(self) -> int:
         return self.z.shape[1]
 
@@ -178,9 +185,9 @@ class Design:
     weights: Optional[np.ndarray] = None
     offset: Optional[np.ndarray] = None
 
-    @property
+    @functools.cached_property
     def y_fit(self) -> np.ndarray:
-        """The response the core fits: y − offset (y itself without an offset)."""
+        """The response the core fits: y − offset (y itself without an offset; formed once)."""
         return self.y if self.offset is None else self.y - self.offset
 
     # --- a better-conditioned problem for the core -----------------------------------
@@ -584,7 +591,7 @@ def _check_response(y: np.ndarray, X: np.ndarray, xnames: list[str], terms: list
     for t in terms:
         # (A structured term's few parameters cannot absorb the residual variance: one
         # effect per observation is a proper model there, see _check_terms.)
-        if t.p > 20 or t.structure not in ("us", "diag"):
+        if t.p > 20 or t.structured:
             continue
         rel = _fitted_exactly_by(t, y, X, x_center, ynorm)
         if rel is not None:
@@ -655,7 +662,7 @@ def _check_terms(terms: list[ReTerm], n: int) -> None:
         # A structured covariance (cs, ar1, ...) restricts the term's p × p covariance to
         # a few parameters, so one effect per observation stays identifiable, as in lme4 2.x
         # (Orthodont's ar1(0 + factor(age) | Subject) has as many effects as rows).
-        if t.nlevels * t.p >= n and t.structure in ("us", "diag"):
+        if t.nlevels * t.p >= n and not t.structured:
             raise ValueError(
                 f"term {t.label} has {t.nlevels * t.p} random effects for {n} observations ({t.nlevels} levels "
                 f"× {t.p} columns); the random-effects parameters and the residual variance are "
@@ -741,11 +748,9 @@ def _term(rt: RandomTerm, data: pd.DataFrame, X: np.ndarray, xnames: list[str],
 # --- the design ----------------------------------------------------------------------------
 
 
-#: The column under which an array of weights travels with the rows of the data.
-_WEIGHTS = "(weights)"
-
-
-_OFFSET = "(offset)"
+#: The columns under which arrays of weights and offsets travel with the rows of the data.
+WEIGHTS_COLUMN = "(weights)"
+OFFSET_COLUMN = "(offset)"
 
 
 def with_column(data: pd.DataFrame, values, what: str, name: str) -> tuple[pd.DataFrame, Optional[str]]:
@@ -839,8 +844,8 @@ def build_design(parsed: ParsedFormula, data: pd.DataFrame, missing: str = "drop
     data = _as_frame(data)
     check_columns(parsed, data)
     coding = _checked_contrasts(contrasts, parsed)
-    data, weights_column = with_column(data, weights, "weights", _WEIGHTS)
-    data, offset_column = with_column(data, offset, "offset", _OFFSET)
+    data, weights_column = with_column(data, weights, "weights", WEIGHTS_COLUMN)
+    data, offset_column = with_column(data, offset, "offset", OFFSET_COLUMN)
     if len(data) == 0:
         raise ValueError("data has no rows")
     columns = required_columns(parsed) + [c for c in (weights_column, offset_column) if c]

@@ -12,7 +12,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from ..design import with_column, evaluate_offset
+from ..design import OFFSET_COLUMN, evaluate_offset, with_column
 from ..model import LinearMixedModel, Solution
 
 __all__ = ["PredictionMixin", "simulate_response"]
@@ -99,7 +99,7 @@ class PredictionMixin:
             out = self._new_X(newdata) @ beta
             if self.model.offset_argument and offset is None:
                 raise ValueError("the model was fitted with an offset argument: give predict(newdata, offset=...)")
-            data, column = (newdata, None) if offset is None else with_column(newdata, offset, "offset", "(offset)")
+            data, column = (newdata, None) if offset is None else with_column(newdata, offset, "offset", OFFSET_COLUMN)
             new_offset = evaluate_offset(self.model.parsed, data, column)
             if new_offset is not None:
                 out = out + new_offset
