@@ -22,6 +22,9 @@ def parameterization(p: int, structure: str) -> dict[str, object]:
 def theta_to_lambda(p: int, structure: str, theta: npt.ArrayLike) -> FloatArray:
     """λ (p × p, lower triangular) of a term at its θ."""
 
+def within_level_residual(codes: npt.ArrayLike, z: npt.ArrayLike, nlevels: int, V: FloatArray) -> float:
+    """Norm of the residual of V[:, 0] on V[:, 1:] and on z within each level (V is overwritten)."""
+
 def set_dense_backend(name: str) -> None:
     """Dense kernels of the crossed block: 'lapack' (SciPy's LAPACK) or 'eigen'."""
 

@@ -35,6 +35,7 @@ from typing import Iterable, Iterator, Optional
 import numpy as np
 import pandas as pd
 
+from . import _core as core
 from ._util import row_blocks, same_values
 from .formula import (
     GroupLevels,
@@ -458,32 +459,6 @@ def _centred_blocks(X: np.ndarray, x_center: np.ndarray, y: np.ndarray) -> Itera
         yield block
 
 
-def _project_out_term(V: np.ndarray, t: ReTerm) -> np.ndarray:
-    """V (n × m, float64, Fortran order) minus its least-squares fit within each level of t
-    by t's columns z, in place."""
-    z, codes, L, p = t.z, t.codes, t.nlevels, t.p
-    if p == 1:
-        zz = np.bincount(codes, z[:, 0] * z[:, 0], minlength=L)
-        for j in range(V.shape[1]):
-            zv = np.bincount(codes, z[:, 0] * V[:, j], minlength=L)
-            b = np.divide(zv, zz, out=np.zeros(L), where=zz > 0)
-            V[:, j] -= b[codes] * z[:, 0]
-        return V
-    G = np.empty((L, p, p))
-    for a in range(p):
-        for b in range(a, p):
-            G[:, a, b] = G[:, b, a] = np.bincount(codes, z[:, a] * z[:, b], minlength=L)
-    R = np.empty((L, p, V.shape[1]))
-    for a in range(p):
-        for j in range(V.shape[1]):
-            R[:, a, j] = np.bincount(codes, z[:, a] * V[:, j], minlength=L)
-    B = np.linalg.pinv(G, hermitian=True) @ R  # (L, p, m); pinv: a level may have fewer than p rows
-    for j in range(V.shape[1]):
-        for a in range(p):
-            V[:, j] -= z[:, a] * B[codes, a, j]
-    return V
-
-
 def _subset(t: ReTerm, rows: np.ndarray) -> ReTerm:
     present, codes = np.unique(t.codes[rows], return_inverse=True)
     return ReTerm(name=t.name, factors=t.factors, cnames=t.cnames, codes=codes.astype(np.int32).reshape(-1),
@@ -526,29 +501,20 @@ def _fitted_exactly_by(t: ReTerm, y: np.ndarray, X: np.ndarray, x_center: np.nda
     An exact fit on all rows is also exact on the rows of any subset of levels
     (the residual on a subset is at most the residual on all rows), so a large
     design is first tried on the rows of a sample of its levels (cheap) and only
-    checked in full when the sample is fitted exactly.
+    checked in full when the sample is fitted exactly. The core projects the term's
+    columns out level by level and finds the residual (``within_level_residual``).
     """
     n = y.shape[0]
     if n > _EXACT_FIT_SAMPLE:
         rows = _sample_rows(t, _EXACT_FIT_SAMPLE)
         if rows.size < n:
-            V = _project_out_term(_response_and_centred(y, X, x_center, rows), _subset(t, rows))
-            r = _least_squares_any(V[:, 1:], V[:, 0])
-            if np.linalg.norm(r) > EXACT_FIT_TOL * ynorm:
+            sub = _subset(t, rows)
+            V = _response_and_centred(y, X, x_center, rows)
+            if core.within_level_residual(sub.codes, sub.z, sub.nlevels, V) > EXACT_FIT_TOL * ynorm:
                 return None
-    V = _project_out_term(_response_and_centred(y, X, x_center), t)
-    r = _least_squares_any(V[:, 1:], V[:, 0])
-    rel = float(np.linalg.norm(r) / ynorm)
+    V = _response_and_centred(y, X, x_center)
+    rel = core.within_level_residual(t.codes, t.z, t.nlevels, V) / ynorm
     return rel if rel <= EXACT_FIT_TOL else None
-
-
-def _least_squares_any(X: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Residual of y on X, X of any rank (projected columns can be 0 or aliased)."""
-    if X.shape[1] == 0:
-        return y
-    coef = np.linalg.lstsq(X, y, rcond=None)[0]
-    resid = y - X @ coef
-    return resid - X @ np.linalg.lstsq(X, resid, rcond=None)[0]
 
 
 def _check_response(y: np.ndarray, X: np.ndarray, xnames: list[str], terms: list[ReTerm],

@@ -190,6 +190,23 @@ PYBIND11_MODULE(_core, m) {
       },
       py::arg("p"), py::arg("structure"), py::arg("theta"), "λ (p × p, lower triangular) of a term at its θ");
   m.attr("STRUCTURES") = py::tuple(py::cast(lmm::covariance_names()));
+  m.def(
+      "within_level_residual",
+      [](const py::handle& codes_obj, const Columns& z, lmm::Index nlevels,
+         py::array_t<double, py::array::f_style> V) {
+        const Codes codes = level_codes(codes_obj, nlevels);
+        if (z.ndim() != 2 || V.ndim() != 2) throw std::invalid_argument("z and V must be two-dimensional");
+        if (!V.writeable()) throw std::invalid_argument("V must be writeable (it is overwritten)");
+        const lmm::TermData term{Eigen::Map<const lmm::IntVector>(codes.data(), codes.shape(0)),
+                                 Eigen::Map<const lmm::Matrix>(z.data(), z.shape(0), z.shape(1)), nlevels,
+                                 lmm::Covariance::Unstructured};
+        Eigen::Map<lmm::Matrix> v(V.mutable_data(), V.shape(0), V.shape(1));
+        py::gil_scoped_release release;
+        return lmm::within_level_residual(term, v);
+      },
+      py::arg("codes"), py::arg("z"), py::arg("nlevels"), py::arg("V").noconvert(),
+      "norm of the residual of V[:, 0] on V[:, 1:] and on z within each level (V, float64 Fortran order, "
+      "is overwritten with its columns' within-level residuals)");
 
   const lmm::FitOptions defaults;
   m.attr("FIT_DEFAULTS") = py::dict(

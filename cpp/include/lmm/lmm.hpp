@@ -5,6 +5,7 @@
 #include "cholesky.hpp"
 #include "crossprod.hpp"
 #include "dense.hpp"
+#include "exact_fit.hpp"
 #include "fit.hpp"
 #include "lbfgsb.hpp"
 #include "model.hpp"

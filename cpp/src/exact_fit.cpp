@@ -1,0 +1,57 @@
+#include "lmm/exact_fit.hpp"
+
+#include <Eigen/Eigenvalues>
+#include <Eigen/QR>
+#include <limits>
+#include <stdexcept>
+#include <vector>
+
+namespace lmm {
+
+namespace {
+
+// Moore–Penrose inverse of a symmetric positive semidefinite p × p matrix, with
+// NumPy's pinv cutoff (eigenvalues below p·ε times the largest count as zero).
+Matrix pseudo_inverse(const Matrix& G) {
+  Eigen::SelfAdjointEigenSolver<Matrix> eig(G);
+  const Vector& d = eig.eigenvalues();
+  const double cutoff = d.cwiseAbs().maxCoeff() * std::numeric_limits<double>::epsilon() * G.rows();
+  Vector inv = Vector::Zero(d.size());
+  for (Index i = 0; i < d.size(); ++i)
+    if (d(i) > cutoff) inv(i) = 1.0 / d(i);
+  return eig.eigenvectors() * inv.asDiagonal() * eig.eigenvectors().transpose();
+}
+
+// Residual of y on the columns of X (any rank), refined once.
+Vector residual_on(const Matrix& X, const Vector& y) {
+  if (X.cols() == 0) return y;
+  Eigen::ColPivHouseholderQR<Matrix> qr(X);
+  Vector r = y - X * qr.solve(y);
+  return r - X * qr.solve(r);
+}
+
+}  // namespace
+
+double within_level_residual(const TermData& term, Eigen::Ref<Matrix> V) {
+  const Index n = V.rows(), m = V.cols(), p = term.z.cols(), L = term.nlevels;
+  if (term.codes.size() != n || term.z.rows() != n)
+    throw std::invalid_argument("within_level_residual: codes, z and V need the same number of rows");
+  if (m < 1) throw std::invalid_argument("within_level_residual: V needs the response column");
+  // Per level: G = z'z (p × p) and R = z'V (p × m), then B = G⁺ R.
+  std::vector<Matrix> G(L, Matrix::Zero(p, p)), R(L, Matrix::Zero(p, m));
+  for (Index i = 0; i < n; ++i) {
+    const Index l = term.codes(i);
+    if (l < 0 || l >= L) throw std::invalid_argument("within_level_residual: a level code is out of range");
+    const auto zi = term.z.row(i).transpose();
+    G[l].selfadjointView<Eigen::Lower>().rankUpdate(zi);
+    R[l].noalias() += zi * V.row(i);
+  }
+  for (Index l = 0; l < L; ++l) {
+    Matrix full = G[l].selfadjointView<Eigen::Lower>();
+    R[l] = pseudo_inverse(full) * R[l];
+  }
+  for (Index i = 0; i < n; ++i) V.row(i).noalias() -= term.z.row(i) * R[term.codes(i)];
+  return residual_on(V.rightCols(m - 1), V.col(0)).norm();
+}
+
+}  // namespace lmm
