@@ -229,6 +229,19 @@ def _as_frame(data) -> pd.DataFrame:
     return data
 
 
+def _has_missing(s: pd.Series) -> bool:
+    """Whether a column has missing values: NumPy integers and booleans cannot, floats by
+    np.min (which propagates NaN), strings by one pass over the objects; else pandas'."""
+    dt = s.dtype
+    if isinstance(dt, np.dtype) and dt.kind in "iub":
+        return False
+    if isinstance(dt, np.dtype) and dt.kind == "f":
+        return bool(np.isnan(np.min(s.to_numpy()))) if len(s) else False
+    if dt == object or isinstance(dt, pd.StringDtype):
+        return bool(pd.isna(s.to_numpy()).any())
+    return bool(s.hasnans)
+
+
 def _used_rows(data: pd.DataFrame, columns: list[str], missing: str) -> Optional[np.ndarray]:
     """Boolean mask of rows without missing values in the used columns (None: every row).
 
@@ -239,7 +252,7 @@ def _used_rows(data: pd.DataFrame, columns: list[str], missing: str) -> Optional
     mask: Optional[np.ndarray] = None
     for c in columns:
         s = data[c]
-        if not s.hasnans:
+        if not _has_missing(s):
             continue
         na = s.isna().to_numpy()
         counts[c] = int(na.sum())

@@ -18,7 +18,7 @@ from .errors import FormulaTypeError
 from .syntax import Name, r_num
 
 __all__ = [
-    "Factor", "Logical", "Matrix", "Value", "collate_key", "level_label", "drop_unused", "labels_to_factor",
+    "Factor", "Logical", "Matrix", "Value", "collate_key", "r_sorted", "level_label", "drop_unused", "labels_to_factor",
     "int_labels", "numeric_codes", "numeric_to_factor", "logical_to_factor", "series_value",
 ]
 
@@ -48,6 +48,21 @@ def collate_key(s: str) -> tuple[Any, ...]:
             primary.append((0, 100 + ord(ch)))
         tertiary.append(1 if ch.isupper() else 0)
     return (tuple(primary), tuple(secondary), tuple(tertiary), s)
+
+
+def _ascii_alnum_key(s: str) -> tuple[str, str]:
+    """:func:`collate_key`'s order for ASCII letters and digits: letters compare
+    case-blind after digits (their code points in lower case already do), then
+    lower case before upper at the first difference (swapcase puts it first)."""
+    return (s.lower(), s.swapcase())
+
+
+def r_sorted(labels: set[str] | list[str]) -> list[str]:
+    """The distinct labels in R's order (:func:`collate_key`); the usual ids made of
+    ASCII letters and digits by a key of two builtin string methods."""
+    if all(s.isascii() and s.isalnum() for s in labels):
+        return sorted(set(labels), key=_ascii_alnum_key)
+    return sorted(set(labels), key=collate_key)
 
 
 class Factor:
@@ -119,7 +134,7 @@ def drop_unused(f: Factor) -> Factor:
 
 def labels_to_factor(codes: np.ndarray, labels: list[str]) -> Factor:
     """Factor from codes into (possibly duplicated, unsorted) labels; levels sorted as R sorts."""
-    levels = sorted(set(labels), key=collate_key)
+    levels = r_sorted(labels)
     pos = {lev: i for i, lev in enumerate(levels)}
     remap = np.array([pos[lab] for lab in labels], dtype=np.int32) if labels else np.zeros(0, np.int32)
     if codes.size and codes.min() >= 0:
@@ -227,6 +242,8 @@ def series_value(s: pd.Series, node: Name, text: str) -> Value:
     if pd.api.types.is_complex_dtype(dt):
         raise FormulaTypeError(f"column '{node.name}' is complex; lmm needs real numbers", text, node.pos, node.end)
     if pd.api.types.is_numeric_dtype(dt):
+        if isinstance(dt, np.dtype):  # NumPy numbers: no missing marker but NaN (na_value copies)
+            return s.to_numpy(dtype=np.float64)
         return s.to_numpy(dtype=np.float64, na_value=np.nan)
     if (pd.api.types.is_datetime64_any_dtype(dt) or pd.api.types.is_timedelta64_dtype(dt)
             or isinstance(dt, (pd.PeriodDtype, pd.IntervalDtype))):
@@ -239,7 +256,11 @@ def series_value(s: pd.Series, node: Name, text: str) -> Value:
         return Logical(np.where(na, False, s.to_numpy()).astype(bool), na)
     if inferred in ("integer", "floating", "mixed-integer-float", "decimal"):
         return pd.to_numeric(s).to_numpy(dtype=np.float64, na_value=np.nan)
-    codes, uniques = pd.factorize(s, sort=False, use_na_sentinel=True)
-    return labels_to_factor(np.asarray(codes), [level_label(u) for u in uniques])
+    # (The object array factorizes faster than the string-dtype Series.)
+    codes, uniques = pd.factorize(s.to_numpy(), sort=False, use_na_sentinel=True)
+    labels = uniques.tolist()
+    if not all(type(u) is str for u in labels):
+        labels = [level_label(u) for u in labels]
+    return labels_to_factor(np.asarray(codes), labels)
 
 
