@@ -7,12 +7,13 @@ import pandas as pd
 import pytest
 
 import lmm
-from lmm.formula import FormulaError, ModelFrameState, RandomTerm, model_matrix, parse_formula, syntax
+from lmm.formula import FormulaError, ModelFrameState, RandomTerm, model_matrix, parse_formula, parsed, syntax
 
 
 @pytest.fixture
 def parser_calls(monkeypatch) -> list[str]:
-    """The texts given to the parser while the test runs."""
+    """The texts given to the parser while the test runs (starting with no cached parse)."""
+    parsed._parse_formula.cache_clear()
     calls: list[str] = []
     original = syntax.Parser.parse
 
@@ -39,6 +40,8 @@ def test_parser_runs_once_per_lmer_call(parser_calls):
     parser_calls.clear()
     res.predict(lmm.datasets.load("sleepstudy").head(10))
     assert parser_calls == []  # prediction on new data reuses the recorded terms
+    lmm.lmer("Reaction ~ Days + (Days | Subject)", lmm.datasets.load("sleepstudy").head(100))
+    assert parser_calls == []  # a formula parsed before is not parsed again
 
 
 def test_parser_runs_once_with_expansions_and_transforms(parser_calls):

@@ -9,6 +9,7 @@ nodes of that one parse, for every later stage.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -110,7 +111,6 @@ def _fixed_node(summands: list[tuple[str, Node]], rhs: Node) -> Node:
     return out
 
 
-@depth_guard
 def parse_formula(text: str, double_bar: str = "split") -> ParsedFormula:
     """Parse an lme4 formula into response, fixed part and random-effects terms.
 
@@ -145,6 +145,14 @@ def parse_formula(text: str, double_bar: str = "split") -> ParsedFormula:
         raise TypeError(f"formula must be a str, not {type(text).__name__}")
     if double_bar not in ("split", "diag"):
         raise ValueError(f"double_bar must be 'split' or 'diag', not {double_bar!r}")
+    return _parse_formula(text, double_bar)
+
+
+# A ParsedFormula is immutable, so one parse serves every model of the same formula
+# (refits, model comparisons, the many fits of a simulation study).
+@functools.lru_cache(maxsize=256)
+@depth_guard
+def _parse_formula(text: str, double_bar: str) -> ParsedFormula:
     lhs, rhs = _split_formula(text)
     response = build_expression(lhs, text)
     refs: list[ColumnRef] = list(response.refs)
