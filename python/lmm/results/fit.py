@@ -86,13 +86,9 @@ class LmmResult(PredictionMixin):
         sol = model.solution(opt.theta, reml=self.REML)
         self.solution: Solution = sol
         self.par = np.array(sol.theta)
-        self.par_names = model.theta_names
         self.theta = lme4_theta(self.par, model.terms)
-        self.theta_names = lme4_theta_names(model.terms)
         self.objective = sol.objective
         self.sigma = sol.sigma
-        xnames = model.design.xnames
-        self.fixef = pd.Series(np.array(sol.beta), index=xnames, name="Estimate")
         self.nobs = model.nobs
         self.loglik = -0.5 * self.objective
         npar = model.nfixed + model.ntheta + 1
@@ -106,6 +102,22 @@ class LmmResult(PredictionMixin):
         for t in model.terms:
             self.ngroups.setdefault(t.name, t.nlevels)
         self._cache: dict = {}
+
+    # (Labelled forms are made when first read: a fit in a loop needs only the numbers.)
+    @functools.cached_property
+    def fixef(self) -> pd.Series:
+        """Fixed effects (pandas Series in model-matrix column order)."""
+        return pd.Series(np.array(self.solution.beta), index=self.model.design.xnames, name="Estimate")
+
+    @functools.cached_property
+    def par_names(self) -> list[str]:
+        """Names of ``par`` (lme4 2.x's)."""
+        return self.model.theta_names
+
+    @functools.cached_property
+    def theta_names(self) -> list[str]:
+        """Names of ``theta`` (lme4's)."""
+        return lme4_theta_names(self.model.terms)
 
     # --- variance components ----------------------------------------------------------
 
