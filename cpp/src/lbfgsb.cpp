@@ -6,7 +6,8 @@
 // Schnabel 1994): B = σ I − W M W', W = [Y σS] (n × 2k), M (2k × 2k) the
 // inverse of [[−D, L'], [L, σ S'S]], D = diag(s_i'y_i), L the strictly lower
 // triangle of S'Y, σ = y'y / s'y of the newest pair. n is small here (θ has
-// tens of entries at most), so W and M are formed densely at each iteration.
+// tens of entries at most), so W and M are formed densely at each iteration,
+// or B itself once there are at least n pairs.
 #include "lmm/lbfgsb.hpp"
 
 #include <Eigen/Cholesky>
@@ -71,12 +72,13 @@ class CompactBfgs {
   // numerically singular: the steps have become linearly dependent).
   bool form() {
     const Index k = k_;
+    if (S_.rows() <= k) return form_explicit();
     const auto S = S_.leftCols(k);
     const auto Y = Y_.leftCols(k);
     W_.resize(S.rows(), 2 * k);
     W_.leftCols(k) = Y;
     W_.rightCols(k) = sigma_ * S;
-    const Matrix SY = S.transpose() * Y;
+    const Matrix SY = S.transpose().lazyProduct(Y);  // (small: no blocked GEMM)
     Matrix L = SY.triangularView<Eigen::StrictlyLower>();
     const Vector D = SY.diagonal();
     if (!(D.minCoeff() > 0.0)) return false;
@@ -84,13 +86,13 @@ class CompactBfgs {
     // which is positive definite when S has full column rank; the middle
     // matrix itself is indefinite, so it is not factored directly.
     const Matrix LDinv = L * D.cwiseInverse().asDiagonal();
-    Matrix T = sigma_ * (S.transpose() * S);
-    T.noalias() += LDinv * L.transpose();
+    Matrix T = sigma_ * S.transpose().lazyProduct(S);
+    T.noalias() += LDinv.lazyProduct(L.transpose());
     Eigen::LLT<Matrix> llt(T);
     if (llt.info() != Eigen::Success) return false;
     const Matrix TinvLD = llt.solve(LDinv);  // T⁻¹ L D⁻¹
     M_.resize(2 * k, 2 * k);
-    M_.topLeftCorner(k, k) = LDinv.transpose() * TinvLD;
+    M_.topLeftCorner(k, k) = LDinv.transpose().lazyProduct(TinvLD);
     M_.topLeftCorner(k, k).diagonal() -= D.cwiseInverse();
     M_.bottomLeftCorner(k, k) = TinvLD;
     M_.topRightCorner(k, k) = TinvLD.transpose();
@@ -99,6 +101,27 @@ class CompactBfgs {
   }
 
  private:
+  // With at least as many pairs as variables, B itself (n × n) is the smaller object:
+  // k BFGS updates of σI with the pairs, oldest first, give the same matrix as the
+  // compact form (Byrd, Nocedal and Schnabel 1994, Theorem 2.3), kept as W = I,
+  // M = σI − B so that the Cauchy point and the subspace step read it unchanged.
+  bool form_explicit() {
+    const Index n = S_.rows();
+    Matrix B = sigma_ * Matrix::Identity(n, n);
+    for (Index i = 0; i < k_; ++i) {
+      const auto s = S_.col(i), y = Y_.col(i);
+      const Vector Bs = B * s;
+      const double sBs = s.dot(Bs), sy = s.dot(y);
+      if (!(sBs > 0.0 && sy > 0.0)) return false;
+      B.noalias() += (y / sy) * y.transpose();
+      B.noalias() -= (Bs / sBs) * Bs.transpose();
+    }
+    W_ = Matrix::Identity(n, n);
+    M_ = -B;
+    M_.diagonal().array() += sigma_;
+    return M_.allFinite();
+  }
+
   Index m_, k_ = 0;
   Matrix S_, Y_;  // n × m, the first k_ columns in use, oldest first
   double sigma_ = 1.0;
@@ -178,7 +201,8 @@ bool cauchy_point(const Vector& x, const Vector& g, const Vector& lower, const V
 // The subspace step: minimize the quadratic model over the entries free at
 // the Cauchy point (the others fixed there), by the direct primal method —
 // the reduced matrix B̂ = σI − A M A' (A = rows of W of the free entries) is
-// inverted with the Sherman–Morrison–Woodbury formula, a 2k × 2k solve.
+// factored when it is the smaller system, else inverted with the
+// Sherman–Morrison–Woodbury formula, a 2k × 2k solve.
 // Then as in L-BFGS-B 3.0: the minimizer projected on the box is taken if it
 // gives a descent direction from x; otherwise the step is cut back to the
 // box along the segment from the Cauchy point.
@@ -197,11 +221,22 @@ Vector subspace_step(const Vector& x, const Vector& g, const Vector& lower, cons
     A.row(j) = B.W().row(F[j]);
     r[j] = grad[F[j]];
   }
-  // B̂⁻¹ = I/σ + A (I − M A'A/σ)⁻¹ M A' / σ².
-  Matrix K = -(B.M() * (A.transpose() * A)) / sigma;
-  K.diagonal().array() += 1.0;
-  const Vector v = K.partialPivLu().solve(B.M() * (A.transpose() * r));
-  const Vector du = -(r / sigma + A * v / (sigma * sigma));
+  Vector du;
+  if (nf <= A.cols()) {
+    // Fewer free entries than pairs' columns (θ is short): B̂ itself (nf × nf, positive
+    // definite as a principal block of B) is factored, a smaller system than Woodbury's.
+    Matrix Bhat = -(A.lazyProduct(B.M()).lazyProduct(A.transpose()));
+    Bhat.diagonal().array() += sigma;
+    const Eigen::LLT<Matrix> llt(Bhat);
+    if (llt.info() != Eigen::Success) return cp.xc;
+    du = -llt.solve(r);
+  } else {
+    // B̂⁻¹ = I/σ + A (I − M A'A/σ)⁻¹ M A' / σ².
+    Matrix K = -(B.M() * (A.transpose() * A)) / sigma;
+    K.diagonal().array() += 1.0;
+    const Vector v = K.partialPivLu().solve(B.M() * (A.transpose() * r));
+    du = -(r / sigma + A * v / (sigma * sigma));
+  }
   if (!du.allFinite()) return cp.xc;
 
   Vector xbar = cp.xc;
