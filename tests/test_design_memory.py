@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 import lmm
-from lmm.design import RANK_TOL, _full_rank_columns, build_design
+from lmm.design import RANK_TOL, _center, _centred_blocks, _column_norms, _full_rank_columns, _r_factor, build_design
 from lmm.formula import ModelFrameState, grouping_factor, model_matrix, parse_formula
 
 # More rows than one block of the blockwise passes (and than the exact-fit sample), so
@@ -20,6 +20,14 @@ N_LARGE = 120_000
 
 def _design(formula: str, data: pd.DataFrame):
     return build_design(parse_formula(formula), data)
+
+
+def _kept(X: np.ndarray) -> list[int]:
+    """The design's rank test: on the R factor of X centred when column 0 is the intercept."""
+    names = ["(Intercept)" if np.all(X[:, 0] == 1.0) else "x0"] + [f"x{j}" for j in range(1, X.shape[1])]
+    x_center, _ = _center(X, names)
+    R = _r_factor(_centred_blocks(X, x_center, np.zeros(X.shape[0])), X.shape[1] + 1)[:, :-1]
+    return _full_rank_columns(R, _column_norms(R, x_center, X.shape[0]))
 
 
 def _gram_schmidt_rank(X: np.ndarray) -> list[int]:
@@ -59,7 +67,7 @@ def test_rank_test_on_near_aliased_columns_on_very_different_scales(n):
         1e8 * (2.0 * x - 3.0),  # a combination of the intercept and x: dropped
         1e-8 * v,  # independent, tiny units: kept
     ]))
-    kept = _full_rank_columns(X)
+    kept = _kept(X)
     assert kept == [0, 1, 3, 6]
     assert kept == _gram_schmidt_rank(X)
 
@@ -74,8 +82,12 @@ def test_rank_test_agrees_with_gram_schmidt_on_random_aliasing():
                 comb = X[:, :j] @ rng.normal(size=j)
                 X[:, j] = _near(comb, rng.normal(size=n), 10.0 ** rng.uniform(-9, -5))
         X *= 10.0 ** rng.uniform(-6, 6, k)
+        if rng.random() < 0.5:  # an intercept: the test runs on centred columns
+            X[:, 0] = 1.0
+            j = int(rng.integers(1, k))
+            X[:, j] = _near(X[:, j] + 1e3 * rng.normal(), X[:, :j] @ rng.normal(size=j), 10.0 ** rng.uniform(-9, -5))
         X = np.asfortranarray(X)
-        assert _full_rank_columns(X) == _gram_schmidt_rank(X)
+        assert _kept(X) == _gram_schmidt_rank(X)
 
 
 def test_rank_deficient_columns_dropped_on_many_rows():

@@ -369,44 +369,36 @@ def _r_factor(blocks: Iterable[np.ndarray], k: int) -> np.ndarray:
     One block at a time (TSQR): with [A; B] = diag(Q_A, I) [R_A; B], the R of [R_A; B]
     is the R of [A; B], so the memory is that of one block, not of all n rows.
     """
-    R = np.zeros((0, k))
+    R: Optional[np.ndarray] = None
     for block in blocks:
-        R = np.linalg.qr(np.vstack([R, block]), mode="r")
-    return R
+        R = np.linalg.qr(block if R is None else np.vstack([R, block]), mode="r")
+    return np.zeros((0, k)) if R is None else R
 
 
-def _full_rank_columns(X: np.ndarray) -> list[int]:
+def _full_rank_columns(R: np.ndarray, norms: np.ndarray) -> list[int]:
     """Columns kept by a sequential rank test, dropping later aliased columns as R's qr does.
 
-    Each column is scaled by its largest magnitude first, so the test is
-    invariant to the units of each column; an all-zero column is dropped. Column j
-    is kept when its residual on the kept columns before it exceeds RANK_TOL times
-    its norm. The test runs on the R factor of the scaled X (TSQR, block by block):
-    X = Q R with Q'Q = I, so R's columns have X's norms and inner products, and
-    Gram–Schmidt on them (k × k) gives X's residuals without an n × k Q.
+    Column j is kept when its residual on the kept columns before it exceeds
+    RANK_TOL times its norm (``norms[j]``, of the column of X as given); an all-zero
+    column is dropped. The residuals come from the R factor of X_c = X − x_center
+    (TSQR, block by block: X_c = Q R with Q'Q = I, so R's columns have X_c's norms and
+    inner products, and Gram–Schmidt on them, k × k, gives X_c's residuals without an
+    n × k Q). Centring X subtracts multiples of the intercept, column 0, from the
+    others: the residual of a column on columns that include the intercept is the same
+    for X and X_c, and the test on X_c is lme4's on X. Householder QR is backward
+    stable column by column, so the test does not depend on the units of a column.
     """
-    n, k = X.shape
-    scale = np.array([_max_abs(X[:, j]) for j in range(k)])
-    nonzero = np.flatnonzero(scale > 0.0)
-
-    def scaled() -> Iterator[np.ndarray]:
-        for rows in row_blocks(n, nonzero.size):
-            block = X[rows][:, nonzero]
-            block /= scale[nonzero]
-            yield block
-
-    R = _r_factor(scaled(), nonzero.size)
     kept: list[int] = []
-    Q = np.zeros((R.shape[0], 0))
-    for i, j in enumerate(nonzero):
-        x = R[:, i]
-        norm = np.linalg.norm(x)
-        r = x - Q @ (Q.T @ x)
-        r = r - Q @ (Q.T @ r)
-        rnorm = np.linalg.norm(r)
-        if rnorm > RANK_TOL * norm:
-            kept.append(int(j))
-            Q = np.column_stack([Q, r / rnorm])
+    Q = np.empty((R.shape[0], R.shape[1]))
+    for j, norm in enumerate(norms):
+        x = R[:, j]
+        basis = Q[:, :len(kept)]
+        r = x - basis @ (basis.T @ x)
+        r -= basis @ (basis.T @ r)
+        rnorm = math.sqrt(float(r @ r))
+        if norm > 0.0 and rnorm > RANK_TOL * norm:
+            Q[:, len(kept)] = r / rnorm
+            kept.append(j)
     return kept
 
 
@@ -427,17 +419,21 @@ def _sd(x: np.ndarray) -> float:
     return math.sqrt(ss / (x.shape[0] - 1))
 
 
-def _check_scale(X: np.ndarray, xnames: list[str]) -> None:
+def _check_scale(X: np.ndarray, xnames: list[str], R: np.ndarray, centred: bool) -> None:
     """lme4's checkScaleX: warn when continuous predictors are on very different scales.
 
     Continuous columns are those not entirely 0/1. lme4 warns when the standard
     deviation of one of them, or the ratio of two, exceeds 1000 (or is below
-    1/1000); the warning here names the columns.
+    1/1000); the warning here names the columns. When X_c's columns are centred on
+    their means, R's column norms (X_c = Q R) are their deviations' norms already.
     """
     cont = [j for j in range(X.shape[1]) if not _is_binary(X[:, j])]
     if not cont or X.shape[0] < 2:
         return
-    sd = np.array([_sd(X[:, j]) for j in cont])
+    if centred:
+        sd = np.linalg.norm(R[:, cont], axis=0) / math.sqrt(X.shape[0] - 1)
+    else:
+        sd = np.array([_sd(X[:, j]) for j in cont])
     with np.errstate(divide="ignore"):
         logsd = np.log(sd)
     bad_single = ~np.isfinite(logsd) | (np.abs(logsd) > np.log(SCALE_TOL))
@@ -454,12 +450,20 @@ def _check_scale(X: np.ndarray, xnames: list[str]) -> None:
           f"(standard deviations: {listing})")
 
 
-def _center(X: np.ndarray, xnames: list[str]) -> np.ndarray:
-    """Column means to subtract when X has an intercept (first column of ones), else zeros."""
+def _center(X: np.ndarray, xnames: list[str]) -> tuple[np.ndarray, bool]:
+    """Column means to subtract when X has an intercept (first column of ones), else zeros;
+    and whether the columns were centred."""
     center = np.zeros(X.shape[1])
-    if X.shape[1] > 1 and xnames[0] == "(Intercept)" and np.min(X[:, 0]) == 1.0 == np.max(X[:, 0]):
+    centred = X.shape[1] > 1 and xnames[0] == "(Intercept)" and np.min(X[:, 0]) == 1.0 == np.max(X[:, 0])
+    if centred:
         center[1:] = X[:, 1:].mean(axis=0)
-    return center
+    return center, bool(centred)
+
+
+def _column_norms(R: np.ndarray, x_center: np.ndarray, n: int) -> np.ndarray:
+    """Norms of X's columns from X_c's (R's): |x|² = |x − c|² + n c² when c is x's mean
+    (x − c ⟂ 1), and x_center is zero or the means."""
+    return np.sqrt(np.einsum("ij,ij->j", R, R) + n * x_center * x_center)
 
 
 def _centred_blocks(X: np.ndarray, x_center: np.ndarray, y: np.ndarray) -> Iterator[np.ndarray]:
@@ -530,9 +534,9 @@ def _fitted_exactly_by(t: ReTerm, y: np.ndarray, X: np.ndarray, x_center: np.nda
     return rel if rel <= EXACT_FIT_TOL else None
 
 
-def _check_response(y: np.ndarray, X: np.ndarray, xnames: list[str], terms: list[ReTerm],
-                    response: str) -> tuple[np.ndarray, np.ndarray]:
-    """Refuse a response with no residual variation; return (x_center, y_coef).
+def _check_response(y: np.ndarray, X: np.ndarray, xnames: list[str], terms: list[ReTerm], response: str,
+                    R: np.ndarray, x_center: np.ndarray) -> np.ndarray:
+    """Refuse a response with no residual variation; return y_coef.
 
     lme4's glmer stops on a constant response ("Response is constant"); lmer
     does not check. Here a constant response, one the fixed effects fit exactly,
@@ -540,7 +544,7 @@ def _check_response(y: np.ndarray, X: np.ndarray, xnames: list[str], terms: list
     raise ValueError, before any work: σ̂ would be 0 and the likelihood unbounded.
     (An exact fit by several crossed terms together is only found by the optimizer.)
 
-    The least squares of y on X_c = X − x_center runs on the R factor of [X_c y]
+    The least squares of y on X_c = X − x_center runs on R, the R factor of [X_c y]
     (TSQR, block by block, X_c never formed in full): y_coef solves R_xx γ = r_xy,
     refined once by the corrected semi-normal equations, and |R_yy| is the norm of
     the residual.
@@ -549,9 +553,7 @@ def _check_response(y: np.ndarray, X: np.ndarray, xnames: list[str], terms: list
         raise ValueError(f"the response {response!r} is constant (every value is {y[0]:.6g}); a linear "
                          "mixed model needs variation in the response (lme4: 'Response is constant')")
     ynorm = np.linalg.norm(y)
-    x_center = _center(X, xnames)
     p = X.shape[1]
-    R = _r_factor(_centred_blocks(X, x_center, y), p + 1)
     y_coef = np.zeros(p)
     if p:
         Rxx = R[:p, :p]
@@ -579,7 +581,7 @@ def _check_response(y: np.ndarray, X: np.ndarray, xnames: list[str], terms: list
                 f"{t.label}: within every level of {t.name!r} it is an exact linear function of "
                 f"{', '.join(t.cnames)} (residual {rel:.1e} of its norm), so the residual variance would be 0. "
                 "Was the response simulated without noise, or is it a group-level variable?")
-    return x_center, y_coef
+    return y_coef
 
 
 # --- random-effects terms ------------------------------------------------------------------
@@ -864,24 +866,33 @@ def build_design(parsed: ParsedFormula, data: pd.DataFrame, missing: str = "drop
         for j, name in enumerate(t.cnames):
             _check_values(f"the column {name!r} of the random-effects term for {t.name!r}", t.z[:, j], rows)
 
+    offset = ev.offset
+    if offset is not None:
+        _check_values("the offset", offset, rows)
+    y_fit = y if offset is None else y - offset
+
+    # One QR of [X_c y_fit] serves the rank test, the scale check, the shift and the
+    # exact-fit test; dropping columns then only needs the QR of R's kept columns.
+    k = X.shape[1]
+    x_center, centred = _center(X, xnames)
+    R = _r_factor(_centred_blocks(X, x_center, y_fit), k + 1)
     dropped: list[str] = []
-    if X.shape[1]:
-        kept = _full_rank_columns(X)
-        if len(kept) < X.shape[1]:
-            dropped = [xnames[j] for j in range(X.shape[1]) if j not in kept]
+    if k:
+        kept = _full_rank_columns(R[:, :k], _column_norms(R[:, :k], x_center, n))
+        if len(kept) < k:
+            dropped = [xnames[j] for j in range(k) if j not in kept]
             _warn(f"fixed-effect model matrix is rank deficient so dropping {len(dropped)} "
                   f"column(s): {dropped}")
             X = X[:, kept]
             xnames = [xnames[j] for j in kept]
-        _check_scale(X, xnames)
+            x_center = x_center[kept]
+            R = np.linalg.qr(R[:, kept + [k]], mode="r")
+        _check_scale(X, xnames, R, centred)
     X = _ones(n) if xnames == ["(Intercept)"] else np.asfortranarray(X, dtype=np.float64)
 
     terms = _merge_double_bars(_lme4_order(ev.pieces))
     _check_terms(terms, n)
-    offset = ev.offset
-    if offset is not None:
-        _check_values("the offset", offset, rows)
-    x_center, y_coef = _check_response(y if offset is None else y - offset, X, xnames, terms, parsed.response)
+    y_coef = _check_response(y_fit, X, xnames, terms, parsed.response, R, x_center)
     _share_columns(terms, X, xnames)
     # The recorded numeric variables (for complete_design()) become views of the
     # columns held here already, which are then read-only.
