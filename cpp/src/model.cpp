@@ -301,7 +301,7 @@ std::vector<Matrix> Model::logdet_terms_diagonal(bool reml) const {
   return D;
 }
 
-Vector Model::gradient(bool reml) const {
+Model::GradientParts Model::gradient_parts(bool reml) const {
   require_factored();
   const Index K = nterms();
   Vector u, beta;
@@ -310,28 +310,35 @@ Vector Model::gradient(bool reml) const {
   const std::vector<Matrix> D = L_.prefix_independent() && invertible_or_zero(lambda_)
                                     ? logdet_terms_diagonal(reml)
                                     : logdet_terms_selected(reml);
-  const double dof = static_cast<double>(reml ? A_.n - A_.p : A_.n);
-  const double scale = dof / L_.pwrss();
-  // ∂f/∂λ_k(a, b) for every lower-triangular entry, then θ through the term's
-  // parameterization (the chain rule through ∂λ/∂θ).
-  Vector grad(ntheta());
+  // ∂/∂λ_k(a, b) of the log-determinants and of r² for every lower-triangular
+  // entry, then θ through the term's parameterization (the chain rule through ∂λ/∂θ).
+  GradientParts parts{Vector(ntheta()), Vector(ntheta())};
   Index t = 0, off = 0;
-  Matrix G;
+  Matrix G, Gr;
   for (Index k = 0; k < K; ++k) {
     const TermShape& s = A_.shapes[k];
     const Index pk = s.p;
     G.setZero(pk, pk);
+    Gr.setZero(pk, pk);
     for (Index b = 0; b < pk; ++b)
       for (Index a = b; a < pk; ++a) {
         double rss = 0.0;
         for (Index j = 0; j < s.nlevels; ++j) rss += ze[off + j * pk + a] * u[off + j * pk + b];
-        G(a, b) = 2.0 * D[k](a, b) - 2.0 * scale * rss;
+        G(a, b) = 2.0 * D[k](a, b);
+        Gr(a, b) = -2.0 * rss;
       }
-    s.parameterization().chain(pk, theta_.data() + t, G, grad.data() + t);
+    s.parameterization().chain(pk, theta_.data() + t, G, parts.logdet.data() + t);
+    s.parameterization().chain(pk, theta_.data() + t, Gr, parts.pwrss.data() + t);
     t += s.ntheta();
     off += s.q();
   }
-  return grad;
+  return parts;
+}
+
+Vector Model::gradient(bool reml) const {
+  const GradientParts parts = gradient_parts(reml);
+  const double dof = static_cast<double>(reml ? A_.n - A_.p : A_.n);
+  return parts.logdet + (dof / L_.pwrss()) * parts.pwrss;
 }
 
 const BlockedCholesky& Model::factor() const {

@@ -111,6 +111,8 @@ class Model:
         """Set θ and return the ML deviance or REML criterion."""
     def gradient(self, reml: bool) -> FloatArray:
         """Exact gradient of the objective in θ at the current θ."""
+    def gradient_parts(self, reml: bool) -> tuple[FloatArray, FloatArray]:
+        """(∂ log-determinants / ∂θ, ∂ r² / ∂θ) at the current θ: gradient = logdet + dof / r² · pwrss."""
     def evaluate_with_gradient(self, theta: npt.ArrayLike, reml: bool) -> tuple[float, FloatArray]:
         """Set θ and return (objective, gradient)."""
     @property

@@ -25,7 +25,7 @@ from .covariance import theta_names, theta_scale_of
 from .design import Design, ReTerm, build_design
 from .formula import parse_formula
 
-__all__ = ["CoreModel", "LinearMixedModel", "Solution", "build_core", "lmer", "shift_for"]
+__all__ = ["CoreModel", "DevianceTerms", "LinearMixedModel", "Solution", "build_core", "lmer", "shift_for"]
 
 DEFAULT_MAX_DENSE_BYTES = 4.0 * 2**30
 # A fitted residual SD below this fraction of the response's SD is zero to working
@@ -82,6 +82,27 @@ def _readonly(a) -> np.ndarray:
     a = np.array(a, dtype=np.float64)
     a.setflags(write=False)
     return a
+
+
+@dataclass(frozen=True)
+class DevianceTerms:
+    """The deviance at θ and a given σ (not profiled) and its exact gradient in θ, in parts.
+
+    With dof = n − p (REML) or n, lmerTest's deviance in (θ, σ) is
+    ``logdet + pwrss / σ² + dof·log(2πσ²)`` (logdet = log|L_Z|², plus log|L_X|² for
+    REML), so its gradient in θ is ``dlogdet + dpwrss / σ²`` and Var(β̂) = σ² ``vcov_unit``.
+
+    Attributes:
+        pwrss: r² at θ.
+        dlogdet: ∂ logdet / ∂θ (ntheta,).
+        dpwrss: ∂ r² / ∂θ (ntheta,).
+        vcov_unit: Var(β̂) / σ² for the user's X (p × p), i.e. (X'V⁻¹X)⁻¹ with V relative to σ².
+    """
+
+    pwrss: float
+    dlogdet: np.ndarray
+    dpwrss: np.ndarray
+    vcov_unit: np.ndarray
 
 
 def _centred_r_factor(X: np.ndarray, x_center: np.ndarray) -> np.ndarray:
@@ -265,6 +286,17 @@ class CoreModel:
         """The criterion and its exact gradient at ``theta`` from one factorization."""
         value, grad = self.core.evaluate_with_gradient(self._theta(theta), self._reml(reml))
         return float(value), np.asarray(grad)
+
+    def deviance_terms(self, theta, reml: bool | None = None) -> DevianceTerms:
+        """The :class:`DevianceTerms` at ``theta`` (see :meth:`LinearMixedModel.deviance_terms`)."""
+        theta = self._theta(theta, bounds=False)
+        reml = self._reml(reml)
+        c = self.core
+        c.evaluate(theta, reml)
+        vcov_unit = self.vcov_from_core(np.asarray(c.vcov_beta(reml))) / c.sigma(reml) ** 2
+        dlogdet, dpwrss = c.gradient_parts(reml)  # (after vcov_beta: it uses the factor's storage)
+        return DevianceTerms(pwrss=float(c.pwrss), dlogdet=np.asarray(dlogdet), dpwrss=np.asarray(dpwrss),
+                             vcov_unit=vcov_unit)
 
     def solution(self, theta, reml: bool | None = None, *, gradient: bool = False) -> Solution:
         """The :class:`Solution` at ``theta`` (see :meth:`LinearMixedModel.solution`).
@@ -509,6 +541,19 @@ class LinearMixedModel:
             >>> round(m.solution([1.0, 0.0, 1.0]).sigma, 3)  # doctest: +SKIP
         """
         return self._shifted.solution(theta, self.REML if reml is None else reml, gradient=gradient)
+
+    def deviance_terms(self, theta, reml: bool | None = None) -> DevianceTerms:
+        """r², the exact gradients of the log-determinants and of r², and Var(β̂)/σ² at ``theta``.
+
+        What derivatives of lmerTest's deviance in (θ, σ) need (:class:`DevianceTerms`):
+        its Hessian from differences of an exact gradient, Var(β̂) at any σ. θ may lie
+        below its bounds, as for :meth:`solution`.
+
+        Args:
+            theta: relative covariance parameters in lme4's order.
+            reml: the criterion (None: the model's).
+        """
+        return self._shifted.deviance_terms(theta, self.REML if reml is None else reml)
 
     def response_core(self) -> CoreModel:
         """A new core of this design for other responses (one per bootstrap worker thread).

@@ -288,6 +288,14 @@ PYBIND11_MODULE(_core, m) {
       .def("gradient", &lmm::Model::gradient, py::arg("reml"), py::call_guard<py::gil_scoped_release>(),
            "exact gradient of the objective in θ at the current θ")
       .def(
+          "gradient_parts",
+          [](const lmm::Model& m, bool reml) {
+            lmm::Model::GradientParts parts = m.gradient_parts(reml);
+            return std::make_pair(std::move(parts.logdet), std::move(parts.pwrss));
+          },
+          py::arg("reml"), py::call_guard<py::gil_scoped_release>(),
+          "(∂ log-determinants / ∂θ, ∂ r² / ∂θ) at the current θ: gradient = logdet + dof / r² · pwrss")
+      .def(
           "evaluate_with_gradient",
           [](lmm::Model& m, const Eigen::Ref<const lmm::Vector>& theta, bool reml) {
             m.set_theta(theta);

@@ -75,6 +75,16 @@ class Model {
   /// factor's storage, so a solve() or vcov_beta() after it factors again.
   Vector gradient(bool reml) const;
 
+  /// The two parts of the gradient at the current θ: of the log-determinants
+  /// (log|L_Z|², plus log|L_X|² when reml) and of the penalized residual sum of
+  /// squares r², so that gradient(reml) = logdet + (dof / r²) pwrss. The
+  /// deviance at a given σ (not profiled), ldL2 [+ ldRX2] + r²/σ² + ..., has the
+  /// gradient logdet + pwrss / σ² in θ: what second derivatives in (θ, σ) need.
+  struct GradientParts {
+    Vector logdet, pwrss;
+  };
+  GradientParts gradient_parts(bool reml) const;
+
   /// β̂ (p) and û (q, terms in model order, levels within terms, columns within levels).
   void solve(Vector& u, Vector& beta) const;
   /// Conditional modes b = Λu (q, same layout as u).

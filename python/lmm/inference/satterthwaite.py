@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from .numdiff import hessian_richardson, jacobian_richardson
+from .numdiff import jacobian_richardson
 
 __all__ = ["HESSIAN_TOL", "Satterthwaite", "fstat_ddf", "satterthwaite_setup", "variance_and_df"]
 
@@ -35,11 +34,16 @@ class Satterthwaite:
 
 
 def satterthwaite_setup(res) -> Satterthwaite:
-    """Compute lmerTest's Satterthwaite ingredients for a fitted result (costs O(dim θ²) evaluations).
+    """Compute lmerTest's Satterthwaite ingredients for a fitted result (2·4 evaluations per θ entry).
 
-    The deviance and Var(β̂) come from the model's :meth:`~lmm.model.LinearMixedModel.solution`
-    at each trial θ (the model's one core, with its shift), so the result does not depend
-    on an offset of the response or of a predictor.
+    lmerTest differentiates its deviance in varpar = (θ, σ) and Var(β̂) numerically
+    (numDeriv). Here the deviance's gradient in θ is exact (the core's log-determinant
+    and r² parts: ``dlogdet + dpwrss / σ²``) and its σ derivatives are closed forms,
+    so the Hessian needs Richardson differences of the gradient along θ only, from the
+    same evaluations as the differences of Var(β̂) = σ² (X'V⁻¹X)⁻¹: some 8 per θ entry
+    instead of numDeriv's O(dim θ²), and more accurate. Everything comes from the model's
+    :meth:`~lmm.model.LinearMixedModel.deviance_terms` (the model's one core, with its
+    shift), so the result does not depend on an offset of the response or of a predictor.
 
     Args:
         res: the fitted result.
@@ -50,53 +54,61 @@ def satterthwaite_setup(res) -> Satterthwaite:
     model = res.model
     reml = res.REML
     n, p = model.nobs, model.nfixed
-    log2pi = math.log(2 * math.pi)
-
-    def deviance(varpar: np.ndarray) -> float:
-        sol = model.solution(varpar[:-1], reml=reml)
-        sigma2 = varpar[-1] ** 2
-        dev = sol.ldL2 + sol.pwrss / sigma2 + n * (log2pi + math.log(sigma2))
-        if reml:
-            dev += sol.ldRX2 - p * (log2pi + math.log(sigma2))
-        return dev
-
-    def covbeta(varpar: np.ndarray) -> np.ndarray:
-        sol = model.solution(varpar[:-1], reml=reml)
-        return varpar[-1] ** 2 * (sol.vcov / sol.sigma**2)
+    dof = n - p if reml else n
+    sigma = res.sigma
 
     # Correlation parameters of structured terms (bounded on both sides) are
-    # differentiated through a logistic map of their interval, so that numDeriv's steps
-    # (10 % of the value) stay inside it; the df do not depend on the parameterization.
-    # Parameters on such a bound are held there (known). Everything maps back to θ.
-    x0 = np.concatenate([res.par, [res.sigma]])
-    lower = np.append(model.theta_lower, 0.0)
-    upper = np.append(model.theta_upper, np.inf)
+    # differentiated through a logistic map of their interval, so that the steps stay
+    # inside it; the df do not depend on the parameterization. Parameters on such a
+    # bound are held there (known). Everything maps back to θ.
+    theta0 = np.asarray(res.par, dtype=np.float64)
+    lower, upper = model.theta_lower, model.theta_upper
     corr = np.isfinite(lower) & np.isfinite(upper)
     width = np.where(corr, upper - lower, 1.0)
-    z = np.where(corr, (x0 - lower) / width, 0.5)
+    z = np.where(corr, (theta0 - lower) / width, 0.5)
     held = corr & ((z <= 1e-8) | (z >= 1 - 1e-8))
-    mapped = corr & ~held
+    mapped = (corr & ~held)[~held]
     free = ~held
 
-    def to_x(u: np.ndarray) -> np.ndarray:
-        x = x0.copy()
-        v = u.copy()
-        v[mapped[free]] = lower[mapped] + width[mapped] / (1 + np.exp(-u[mapped[free]]))
-        x[free] = v
-        return x
+    def to_theta(u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """θ at u (the free entries, mapped ones through the logistic) and dθ/du."""
+        theta = theta0.copy()
+        v, dv = u.copy(), np.ones(u.size)
+        e = 1 / (1 + np.exp(-u[mapped]))
+        v[mapped] = lower[free][mapped] + width[free][mapped] * e
+        dv[mapped] = width[free][mapped] * e * (1 - e)
+        theta[free] = v
+        return theta, dv
 
-    u0 = x0[free].copy()
-    u0[mapped[free]] = np.log(z[mapped] / (1 - z[mapped]))
-    dx = np.ones(free.sum())                       # dx/du at u0
-    dx[mapped[free]] = width[mapped] * z[mapped] * (1 - z[mapped])
-    Hu = hessian_richardson(lambda u: deviance(to_x(u)), u0)
-    Ju = jacobian_richardson(lambda u: covbeta(to_x(u)), u0)
-    # Back to θ (at the optimum the gradient term of the Hessian's change of variables vanishes).
-    H = np.zeros((x0.size, x0.size))
-    H[np.ix_(free, free)] = Hu / np.outer(dx, dx)
-    J = np.zeros((p * p, x0.size))
-    J[:, free] = Ju / dx
-    evals, evecs = np.linalg.eigh(H[np.ix_(free, free)])
+    u0 = theta0[free].copy()
+    u0[mapped] = np.log(z[free][mapped] / (1 - z[free][mapped]))
+    dtheta = to_theta(u0)[1]
+    nf = int(free.sum())
+
+    def gradient_and_vcov(u: np.ndarray) -> np.ndarray:
+        """[∂dev/∂u at σ̂, Var(β̂)/σ² flattened] at u."""
+        theta, dv = to_theta(u)
+        t = model.deviance_terms(theta, reml)
+        g = (t.dlogdet + t.dpwrss / sigma**2)[free] * dv
+        return np.concatenate([g, t.vcov_unit.ravel()])
+
+    t0 = model.deviance_terms(theta0, reml)
+    m = theta0.size
+    H = np.zeros((m + 1, m + 1))
+    J = np.zeros((p * p, m + 1))
+    if nf:
+        D = jacobian_richardson(gradient_and_vcov, u0)
+        Hu = D[:nf]
+        # Back to θ (at the optimum the gradient term of the Hessian's change of variables vanishes).
+        H[np.ix_(free, free)] = 0.5 * (Hu + Hu.T) / np.outer(dtheta, dtheta)
+        J[:, :m][:, free] = sigma**2 * D[nf:] / dtheta
+    # σ: dev = logdet + r²/σ² + dof·log(2πσ²), so ∂²/∂σ∂θ = −2 ∂r²/∂θ / σ³ and
+    # ∂²/∂σ² = 6 r²/σ⁴ − 2 dof/σ²; Var(β̂) = σ² (X'V⁻¹X)⁻¹ gives its σ column.
+    H[:m, m] = H[m, :m] = np.where(free, -2 * t0.dpwrss / sigma**3, 0.0)
+    H[m, m] = 6 * t0.pwrss / sigma**4 - 2 * dof / sigma**2
+    J[:, m] = 2 * sigma * t0.vcov_unit.ravel()
+    xfree = np.append(free, True)
+    evals, evecs = np.linalg.eigh(H[np.ix_(xfree, xfree)])
     notes = []
     if held.any():
         notes.append(f"{int(held.sum())} correlation parameter(s) on a bound held fixed")
@@ -109,9 +121,9 @@ def satterthwaite_setup(res) -> Satterthwaite:
         notes.append(f"the Hessian of the deviance has {int(zero.sum())} eigenvalue(s) close to zero "
                      f"{', '.join(f'{v:.1e}' for v in evals[zero])}")
     pos = evals > HESSIAN_TOL
-    hinv = np.zeros((x0.size, x0.size))
-    hinv[np.ix_(free, free)] = (evecs[:, pos] / evals[pos]) @ evecs[:, pos].T
-    jac = [J[:, i].reshape(p, p) for i in range(x0.size)]
+    hinv = np.zeros((m + 1, m + 1))
+    hinv[np.ix_(xfree, xfree)] = (evecs[:, pos] / evals[pos]) @ evecs[:, pos].T
+    jac = [J[:, i].reshape(p, p) for i in range(m + 1)]
     return Satterthwaite(vcov_beta=res.vcov.to_numpy(), vcov_varpar=2 * hinv, jacobian=jac, hessian=H, notes=notes)
 
 
