@@ -34,14 +34,15 @@ class Satterthwaite:
 
 
 def satterthwaite_setup(res) -> Satterthwaite:
-    """Compute lmerTest's Satterthwaite ingredients for a fitted result (2·4 evaluations per θ entry).
+    """Compute lmerTest's Satterthwaite ingredients for a fitted result (four evaluations per θ entry).
 
     lmerTest differentiates its deviance in varpar = (θ, σ) and Var(β̂) numerically
     (numDeriv). Here the deviance's gradient in θ is exact (the core's log-determinant
     and r² parts: ``dlogdet + dpwrss / σ²``) and its σ derivatives are closed forms,
     so the Hessian needs Richardson differences of the gradient along θ only, from the
-    same evaluations as the differences of Var(β̂) = σ² (X'V⁻¹X)⁻¹: some 8 per θ entry
-    instead of numDeriv's O(dim θ²), and more accurate. Everything comes from the model's
+    same evaluations as the differences of Var(β̂) = σ² (X'V⁻¹X)⁻¹: four per θ entry (one
+    Richardson step: the differences of an exact gradient need no more) instead of
+    numDeriv's O(dim θ²), and more accurate. Everything comes from the model's
     :meth:`~lmm.model.LinearMixedModel.deviance_terms` (the model's one core, with its
     shift), so the result does not depend on an offset of the response or of a predictor.
 
@@ -97,7 +98,7 @@ def satterthwaite_setup(res) -> Satterthwaite:
     H = np.zeros((m + 1, m + 1))
     J = np.zeros((p * p, m + 1))
     if nf:
-        D = jacobian_richardson(gradient_and_vcov, u0)
+        D = jacobian_richardson(gradient_and_vcov, u0, r=2)
         Hu = D[:nf]
         # Back to θ (at the optimum the gradient term of the Hessian's change of variables vanishes).
         H[np.ix_(free, free)] = 0.5 * (Hu + Hu.T) / np.outer(dtheta, dtheta)
