@@ -503,6 +503,19 @@ def test_large_response_offset_changes_only_the_intercept():
     assert res.sigma == pytest.approx(ref.sigma, rel=1e-6)
 
 
+def test_response_with_six_digits_of_signal_is_fitted():
+    # 1e12 + Reaction keeps about six significant digits of Reaction: lme4 fits it, so
+    # does lmm (not "fitted exactly"); the answers are those of Reaction to that precision.
+    sleep = lmm.datasets.load("sleepstudy")
+    formula = "Reaction ~ Days + (Days | Subject)"
+    ref = lmm.lmer(formula, sleep)
+    res = lmm.lmer(formula, sleep.assign(Reaction=sleep["Reaction"] + 1e12))
+    assert res.converged
+    assert res.objective == pytest.approx(ref.objective, rel=1e-7)
+    np.testing.assert_allclose(res.theta, ref.theta, rtol=1e-5, atol=1e-6)
+    assert res.fixef["Days"] == pytest.approx(ref.fixef["Days"], rel=1e-5)
+
+
 def test_large_predictor_offset_changes_only_the_intercept():
     sleep = lmm.datasets.load("sleepstudy")
     formula = "Reaction ~ Days + (1 | Subject)"

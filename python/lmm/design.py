@@ -62,8 +62,9 @@ SCALE_TOL = 1e3
 MAX_MAGNITUDE = 1e100
 # A response whose residual, after the best fit by the fixed effects (and one
 # random-effects term), is below this fraction of its norm is fitted exactly:
-# the residual variance is 0 to working precision.
-EXACT_FIT_TOL = 1e-10
+# the residual variance is 0 to working precision (some 5000 ε: a response of
+# 1e12 + Reaction, six digits of signal, is a proper model, as lme4 fits it).
+EXACT_FIT_TOL = 1e-12
 # Rows of the sample of levels on which a random-effects term's exact fit is tried
 # before all rows (see _fitted_exactly_by).
 _EXACT_FIT_SAMPLE = 10_000
@@ -566,8 +567,8 @@ def _check_response(y: np.ndarray, X: np.ndarray, xnames: list[str], terms: list
         y_coef = y_coef + np.linalg.solve(Rxx, np.linalg.solve(Rxx.T, g))
     rel = abs(R[p, p]) / ynorm if R.shape[0] > p else 0.0
     if rel <= EXACT_FIT_TOL:
-        raise ValueError(f"the response {response!r} is fitted exactly by the fixed effects {xnames} (to 10 "
-                         f"significant digits: the residual is {rel:.1e} of the response's norm), so the residual "
+        raise ValueError(f"the response {response!r} is fitted exactly by the fixed effects {xnames} (to "
+                         f"{-math.log10(EXACT_FIT_TOL):.0f} significant digits: the residual is {rel:.1e} of the response's norm), so the residual "
                          "variance would be 0. Was the response computed from the predictors without noise?")
     for t in terms:
         # (A structured term's few parameters cannot absorb the residual variance: one
