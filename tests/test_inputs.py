@@ -119,3 +119,54 @@ def test_dense_block_limit_is_reported():
     data = lmm.datasets.load("penicillin")
     with pytest.raises(ValueError, match="dense block"):
         lmm.LinearMixedModel("diameter ~ 1 + (1 | plate) + (1 | sample)", data, max_dense_bytes=100)
+
+
+# --- data frames other than pandas ---------------------------------------------------------
+
+
+def test_polars_frame_gives_the_same_fit(sleep, reference_objective):
+    pl = pytest.importorskip("polars")
+    frame = pl.DataFrame({c: sleep[c].to_numpy() for c in sleep.columns})
+    m = lmm.LinearMixedModel(FORMULA, frame)
+    assert m.objective(THETA) == pytest.approx(reference_objective, rel=1e-12)
+    assert lmm.LinearMixedModel(FORMULA, frame.lazy()).objective(THETA) == pytest.approx(reference_objective,
+                                                                                         rel=1e-12)
+    res = m.fit()
+    np.testing.assert_allclose(res.predict(frame.head(5)), lmm.lmer(FORMULA, sleep).predict(sleep.head(5)),
+                               rtol=1e-10)
+
+
+def test_polars_nulls_are_missing_and_enum_keeps_its_level_order():
+    pl = pytest.importorskip("polars")
+    rng = np.random.default_rng(1)
+    n = 60
+    g = rng.integers(0, 6, n)
+    f = np.array(["lo", "mid", "hi"])[rng.integers(0, 3, n)]
+    y = rng.normal(size=n) + g
+    frame = pl.DataFrame({"y": [None] + list(y[1:]), "f": pl.Series(f, dtype=pl.Enum(["lo", "mid", "hi"])),
+                          "g": [str(v) for v in g]})
+    with pytest.warns(UserWarning, match="1 of 60 rows dropped"):
+        res = lmm.lmer("y ~ f + (1 | g)", frame)
+    # The Enum's order gives the levels (R's sort would put "hi" first).
+    assert list(res.fixef.index) == ["(Intercept)", "fmid", "fhi"]
+    want = lmm.lmer("y ~ f + (1 | g)", pd.DataFrame({"y": y, "f": pd.Categorical(f, categories=["lo", "mid", "hi"]),
+                                                     "g": g.astype(str)}).iloc[1:])
+    assert res.objective == pytest.approx(want.objective, rel=1e-12)
+
+
+def test_dict_of_columns(sleep, reference_objective):
+    columns = {c: sleep[c].to_numpy() for c in sleep.columns}
+    assert lmm.LinearMixedModel(FORMULA, columns).objective(THETA) == pytest.approx(reference_objective, rel=1e-12)
+
+
+def test_pyarrow_table(sleep, reference_objective):
+    pa = pytest.importorskip("pyarrow")
+    table = pa.table({c: sleep[c].to_numpy() for c in sleep.columns})
+    assert lmm.LinearMixedModel(FORMULA, table).objective(THETA) == pytest.approx(reference_objective, rel=1e-12)
+
+
+def test_data_that_is_not_tabular_is_refused():
+    with pytest.raises(TypeError, match="data is None"):
+        lmm.lmer(FORMULA, None)
+    with pytest.raises(TypeError, match="without column names"):
+        lmm.lmer(FORMULA, np.zeros((3, 3)))

@@ -50,7 +50,7 @@ from .formula import (
 )
 from .formula.functions import CONTRASTS
 
-__all__ = ["Design", "ReTerm", "build_design"]
+__all__ = ["Design", "ReTerm", "as_frame", "build_design"]
 
 # Relative tolerance of the rank test on X, as lme4's default (chkRank.drop.cols).
 RANK_TOL = 1e-7
@@ -207,17 +207,53 @@ class Design:
     # model.CoreModel maps β̂ and Var(β̂) back.
 
 
-def _as_frame(data) -> pd.DataFrame:
+def _from_polars(data) -> pd.DataFrame:
+    """A polars DataFrame (or LazyFrame, collected) as pandas, column by column, without pyarrow.
+
+    Numbers come as NumPy arrays (read in place where polars allows: no nulls); nulls
+    become NaN (numbers) or None (strings, booleans), which lmm reads as missing. An
+    Enum keeps its categories' order as the factor's levels; other strings, Categorical
+    included, are sorted as R sorts them.
+    """
+    import polars as pl
+
+    if isinstance(data, pl.LazyFrame):
+        data = data.collect()
+    columns = {}
+    for s in data.get_columns():
+        values = s.to_numpy()
+        if isinstance(s.dtype, pl.Enum):
+            values = pd.Categorical(values, categories=list(s.dtype.categories))
+        columns[s.name] = values
+    return pd.DataFrame(columns, copy=False)
+
+
+def as_frame(data) -> pd.DataFrame:
+    """The data as a pandas DataFrame: pandas as it is, polars and pyarrow tables, dicts of
+    columns, anything with the dataframe interchange protocol.
+
+    Raises:
+        TypeError: no data, a NumPy array without column names, or something not tabular.
+        ValueError: duplicated column names.
+    """
     if data is None:
-        raise TypeError("data is None; pass a pandas DataFrame with the columns the formula uses")
+        raise TypeError("data is None; pass a data frame (pandas, polars, pyarrow) with the columns the formula uses")
     if isinstance(data, np.ndarray) and data.dtype.names is None:
         raise TypeError("data is a NumPy array without column names; pass a pandas DataFrame, "
                         "e.g. pd.DataFrame(array, columns=[...])")
     if not isinstance(data, pd.DataFrame):
+        module = type(data).__module__.split(".")[0]
         try:
-            data = pd.DataFrame(data)
+            if module == "polars":
+                data = _from_polars(data)
+            elif module == "pyarrow" and hasattr(data, "to_pandas"):
+                data = data.to_pandas()
+            elif hasattr(data, "__dataframe__") and not isinstance(data, dict):
+                data = pd.api.interchange.from_dataframe(data)
+            else:
+                data = pd.DataFrame(data)
         except (TypeError, ValueError) as err:
-            raise TypeError(f"data must be a pandas DataFrame (or a dict of columns), not "
+            raise TypeError(f"data must be a data frame (pandas, polars, pyarrow) or a dict of columns, not "
                             f"{type(data).__name__}: {err}") from None
     names = [str(c) for c in data.columns]
     if len(set(names)) < len(names):
@@ -823,7 +859,7 @@ def build_design(parsed: ParsedFormula, data: pd.DataFrame, missing: str = "drop
     """
     if missing not in ("drop", "raise"):
         raise ValueError(f"missing must be 'drop' or 'raise', not {missing!r}")
-    data = _as_frame(data)
+    data = as_frame(data)
     check_columns(parsed, data)
     coding = _checked_contrasts(contrasts, parsed)
     data, weights_column = with_column(data, weights, "weights", WEIGHTS_COLUMN)

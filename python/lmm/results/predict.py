@@ -12,7 +12,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from ..design import OFFSET_COLUMN, evaluate_offset, with_column
+from ..design import OFFSET_COLUMN, as_frame, evaluate_offset, with_column
 from ..model import LinearMixedModel, Solution
 
 __all__ = ["PredictionMixin", "simulate_response"]
@@ -95,7 +95,7 @@ class PredictionMixin:
                 out = out + self.model.design.offset
             pieces = [(t, t.codes, t.z) for t in self.model.terms]
         else:
-            newdata = newdata if isinstance(newdata, pd.DataFrame) else pd.DataFrame(newdata)
+            newdata = as_frame(newdata)
             out = self._new_X(newdata) @ beta
             if self.model.offset_argument and offset is None:
                 raise ValueError("the model was fitted with an offset argument: give predict(newdata, offset=...)")
