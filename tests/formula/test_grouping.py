@@ -93,3 +93,6 @@ def test_interaction_call_labels_with_the_separator_are_refused():
     with pytest.raises(FormulaNotImplementedError, match="separator"):
         grouping_factor(_term("y ~ (1 | interaction(f, g))"), d)
     assert grouping_factor(_term('y ~ (1 | interaction(f, g, sep = "/"))'), d)[1] == ["a/b.c", "a.b/c"]
+    # labels with the separator that stay distinct are R's (R: "2.5.u" "2.v")
+    d2 = pd.DataFrame({"f": [2.5, 2.0], "g": ["u", "v"]})
+    assert grouping_factor(_term("y ~ (1 | interaction(f, g))"), d2)[1] == ["2.5.u", "2.v"]

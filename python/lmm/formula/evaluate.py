@@ -9,7 +9,7 @@ data are evaluated as R's ``predict(fit, newdata)`` does.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from typing import Any, Callable, Optional, cast
 
 import numpy as np
 import pandas as pd
@@ -442,13 +442,15 @@ def _impl_spline(kind: str) -> Implementation:
                 values = recorded.evaluate(x)
             else:
                 df = None if params["df"] is None else int(params["df"])  # type: ignore[arg-type]
-                knots, boundary = params["knots"], params["Boundary.knots"]
+                # bind() made these None or tuples of numbers ("numbers" parameters)
+                knots = cast(Optional[tuple], params["knots"])
+                boundary = cast(Optional[tuple], params["Boundary.knots"])
                 intercept = bool(params["intercept"])
                 if kind == "ns":
-                    values, basis = ns_basis(x, df, knots, intercept, boundary)  # type: ignore[arg-type]
+                    values, basis = ns_basis(x, df, knots, intercept, boundary)
                 else:
-                    values, basis = bs_basis(x, df, knots, int(params["degree"]),  # type: ignore[arg-type]
-                                             intercept, boundary)  # type: ignore[arg-type]
+                    degree = int(params["degree"])  # type: ignore[arg-type]
+                    values, basis = bs_basis(x, df, knots, degree, intercept, boundary)
                 if env.transforms is not None:
                     env.transforms.record(call, kind, basis)
         except ValueError as err:

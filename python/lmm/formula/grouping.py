@@ -13,7 +13,7 @@ from .checks import unknown_column_error
 from .errors import FormulaNotImplementedError
 from .evaluate import Env, as_factor, evaluate
 from .functions import GROUPING_SIGNATURES, bind
-from .syntax import Call, Name, deparse, strip_parens
+from .syntax import Call, Name, strip_parens
 from .values import drop_unused, int_labels, numeric_codes
 
 __all__ = ["GroupLevels", "grouping_codes", "grouping_factor"]
@@ -217,6 +217,34 @@ def _combined(factors: list[tuple[np.ndarray, GroupLevels]], n: int, significanc
     return codes, _InteractionLevels([levels for _, levels in factors], parts, sep)
 
 
+# The most combinations whose labels are compared when level labels contain the separator.
+_MAX_LABEL_CHECK = 10 ** 6
+
+
+def _check_distinct_labels(call: Call, factors: list[GroupLevels], sep: str, text: str) -> None:
+    """Refuse an interaction() in which two combinations of levels have one label
+    (``"a.b" + "c"`` and ``"a" + "b.c"``): R merges them into one level, lmm does not.
+
+    Labels are distinct unless some level's label contains ``sep``; only then are the
+    labels of all combinations (present in the data or not, as R's levels) compared.
+    """
+    if len(factors) < 2:
+        return
+    labels = [levels.labels() for levels in factors]
+    if sep and not any(sep in lab for labs in labels for lab in labs):
+        return
+    count = math.prod(len(labs) for labs in labels)
+    if count <= _MAX_LABEL_CHECK:
+        joined = labels[0]
+        for labs in labels[1:]:
+            joined = [f"{a}{sep}{b}" for b in labs for a in joined]
+        if len(set(joined)) == count:
+            return
+    raise FormulaNotImplementedError(
+        f"level labels of interaction() that contain its separator {sep!r} give two combinations one "
+        "label (R merges them into one level); give another sep = \"...\"", text, call.pos, call.end)
+
+
 def _interaction_call(call: Call, env: Env) -> tuple[np.ndarray, GroupLevels]:
     """lme4's ``factor(interaction(a, b, ...))``: R's levels (the first factor varying
     fastest, or slowest with ``lex.order = TRUE``; labels joined by ``sep``), unused ones
@@ -231,15 +259,7 @@ def _interaction_call(call: Call, env: Env) -> tuple[np.ndarray, GroupLevels]:
             f = drop_unused(as_factor(evaluate(arg, env), arg, env))
             factors.append((f.codes, _LabelLevels(f.levels)))
     sep = str(params["sep"])
-    if len(factors) > 1:
-        # Labels that contain sep could join to one label for two combinations, which
-        # R merges into one level; lmm does not.
-        for arg, (_, levels) in zip(data, factors):
-            clash = [lab for lab in levels.labels() if sep in lab]
-            if clash:
-                raise FormulaNotImplementedError(
-                    f"the levels {clash[:3]} of '{deparse(arg)}' contain the separator {sep!r} of interaction(); "
-                    "give another sep = \"...\"", env.text, arg.pos, arg.end)
+    _check_distinct_labels(call, [levels for _, levels in factors], sep, env.text)
     significance = list(range(len(factors)))
     if not params["lex.order"]:
         significance.reverse()

@@ -267,16 +267,18 @@ def _with_missing(basis: np.ndarray, missing: Optional[np.ndarray]) -> np.ndarra
 
 
 def _boundary_and_outside(x: np.ndarray, boundary: Optional[Sequence[float]]
-                          ) -> tuple[tuple[float, float], np.ndarray, np.ndarray, bool]:
+                          ) -> tuple[tuple[float, float], np.ndarray, np.ndarray]:
+    """The boundary knots (given, sorted, or the range of x) and the values left and right
+    of them (none when they are the range)."""
     if boundary is None:
         if not x.size:
             raise ValueError("no values to place the boundary knots at")
         none = np.zeros(x.size, dtype=bool)
-        return (float(x.min()), float(x.max())), none, none, False
+        return (float(x.min()), float(x.max())), none, none
     if len(boundary) != 2:
         raise ValueError(f"Boundary.knots must be two numbers, not {len(boundary)}")
     lo, hi = sorted(float(b) for b in boundary)
-    return (lo, hi), x < lo, x > hi, True
+    return (lo, hi), x < lo, x > hi
 
 
 def _interior_knots(x: np.ndarray, outside: np.ndarray, n_interior: int) -> tuple[float, ...]:
@@ -329,7 +331,7 @@ def bs_basis(x: np.ndarray, df: Optional[int] = None, knots: Optional[Sequence[f
         raise ValueError("'degree' must be integer >= 1")
     ord = degree + 1
     xv, missing = _valid(x)
-    bk, left, right, given = _boundary_and_outside(xv, boundary)
+    bk, left, right = _boundary_and_outside(xv, boundary)
     outside = left | right
     if df is not None and knots is None:
         n_interior = df - ord + (1 - int(intercept))
@@ -397,7 +399,7 @@ def ns_basis(x: np.ndarray, df: Optional[int] = None, knots: Optional[Sequence[f
         boundary_knots: tuple[float, float] = (float(xv[0] * 7 / 8), float(xv[0] * 9 / 8))
         left = right = np.zeros(1, dtype=bool)
     else:
-        boundary_knots, left, right, _ = _boundary_and_outside(xv, boundary)
+        boundary_knots, left, right = _boundary_and_outside(xv, boundary)
     outside = left | right
     if df is not None and knots is None:
         n_interior = df - 1 - int(intercept)
@@ -406,7 +408,7 @@ def ns_basis(x: np.ndarray, df: Optional[int] = None, knots: Optional[Sequence[f
             warnings.warn(f"'df' was too small; have used {1 + int(intercept)}", UserWarning, stacklevel=3)
         knots = _interior_knots(xv, outside, n_interior)
     knots = tuple(float(k) for k in (knots or ()))
-    _check_knots(knots, tuple(sorted(boundary_knots)))  # type: ignore[arg-type]
+    _check_knots(knots, (min(boundary_knots), max(boundary_knots)))
     aknots = np.sort(np.concatenate([np.repeat(boundary_knots, 4), knots]))
     basis = np.zeros((xv.size, len(knots) + 4))
     for mask, pivot in ((left, boundary_knots[0]), (right, boundary_knots[1])):
