@@ -1,5 +1,5 @@
 """Formula corners lme4 accepts: a bare bar at the top level and grouping factors given as
-factor(g). (lme4 1.1.31: REMLcrit of Reaction ~ Days | Subject is 1769.8449038626.)"""
+factor(g) (interaction(a, b): tests/formula/test_grouping.py and tests/test_splines_lme4.py). (lme4 1.1.31: REMLcrit of Reaction ~ Days | Subject is 1769.8449038626.)"""
 
 from __future__ import annotations
 
@@ -28,6 +28,12 @@ def test_factor_of_a_column_groups_as_the_column():
     assert list(a.ranef) == ["factor(Subject)"]
 
 
-def test_interaction_grouping_says_it_is_not_supported():
+def test_interaction_inside_a_colon_or_slash_group_says_it_is_not_supported():
+    for text in ("y ~ 1 + (1 | interaction(a, b):c)", "y ~ 1 + (1 | c/interaction(a, b))"):
+        with pytest.raises(FormulaNotImplementedError, match=r"interaction\(a, b, c\)"):
+            parse_formula(text)
+
+
+def test_interaction_in_the_fixed_part_says_to_write_a_colon_b():
     with pytest.raises(FormulaNotImplementedError, match="a:b"):
-        parse_formula("y ~ 1 + (1 | interaction(a, b))")
+        parse_formula("y ~ interaction(a, b) + (1 | g)")

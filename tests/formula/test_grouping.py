@@ -1,4 +1,4 @@
-"""Grouping factors: levels and codes as lme4's ``factor(a:b)``.
+"""Grouping factors: levels and codes as lme4's ``factor(a:b)`` and ``factor(interaction(a, b))``.
 
 Expected values marked "R" were produced once by R 4.2.2 / lme4 1.1-31 on the same
 small frames; the tests do not need R.  Values not marked are hand-computed.
@@ -9,9 +9,10 @@ from __future__ import annotations
 import hypothesis.strategies as st
 import numpy as np
 import pandas as pd
+import pytest
 from hypothesis import given
 
-from lmm.formula import RandomTerm, grouping_factor
+from lmm.formula import FormulaNotImplementedError, RandomTerm, grouping_factor, parse_formula
 from lmm.formula.values import collate_key, r_sorted
 
 
@@ -42,3 +43,56 @@ def test_string_levels_in_r_order():
     # R: levels(factor(c("b10", "B2", "a", "A", "b2", "10", "9"))) in R 4.2.2 (ICU-like order).
     df = pd.DataFrame({"g": ["b10", "B2", "a", "A", "b2", "10", "9"]})
     assert grouping_factor(RandomTerm("1", ("g",), "g", False), df)[1] == ["10", "9", "a", "A", "b10", "b2", "B2"]
+
+
+def _term(formula: str) -> RandomTerm:
+    return parse_formula(formula).random[0]
+
+
+def test_interaction_call_levels_like_r():
+    # R: levels(factor(interaction(a, b))) vary the first factor fastest, join with "."
+    # and keep only the combinations present (lme4 makes the factor so).
+    d = pd.DataFrame({"a": list("xyzxyxy"), "b": list("pppqqqp")})
+    codes, levels = grouping_factor(_term("y ~ (1 | interaction(a, b))"), d)
+    assert levels == ["x.p", "y.p", "z.p", "x.q", "y.q"]
+    assert [levels[c] for c in codes] == ["x.p", "y.p", "z.p", "x.q", "y.q", "x.q", "y.p"]
+    assert grouping_factor(_term('y ~ (1 | interaction(a, b, sep = "_"))'), d)[1] == \
+        ["x_p", "y_p", "z_p", "x_q", "y_q"]
+    # lex.order = TRUE: the first factor slowest (R: p.x p.y p.z q.x q.y)
+    assert grouping_factor(_term("y ~ (1 | interaction(b, a, lex.order = TRUE))"), d)[1] == \
+        ["p.x", "p.y", "p.z", "q.x", "q.y"]
+    # drop = TRUE: the same factor (lme4 drops unused combinations anyway)
+    assert grouping_factor(_term("y ~ (1 | interaction(a, b, drop = TRUE))"), d)[1] == levels
+
+
+def test_interaction_call_of_numbers_expressions_and_missing_values():
+    # R: a <- c(10, 2, 2, NA, 10); b <- c("u", "v", "u", "u", "v")
+    #    levels(factor(interaction(a, b))) "2.u" "10.u" "2.v" "10.v"; codes 2 3 1 NA 4
+    #    levels(factor(interaction(a, b == "v"))) "2.FALSE" "10.FALSE" "2.TRUE" "10.TRUE"
+    d = pd.DataFrame({"a": [10, 2, 2, np.nan, 10], "b": ["u", "v", "u", "u", "v"]})
+    codes, levels = grouping_factor(_term("y ~ (1 | interaction(a, b))"), d)
+    assert levels == ["2.u", "10.u", "2.v", "10.v"] and codes.tolist() == [1, 2, 0, -1, 3]
+    assert grouping_factor(_term('y ~ (1 | interaction(a, b == "v"))'), d)[1] == \
+        ["2.FALSE", "10.FALSE", "2.TRUE", "10.TRUE"]
+    assert grouping_factor(_term("y ~ (1 | interaction(factor(b), a))"), d)[1] == ["u.2", "v.2", "u.10", "v.10"]
+
+
+def test_interaction_call_by_name_as_prediction_rebuilds_it():
+    d = pd.DataFrame({"a": list("xyzxy"), "b": list("ppqqp")})
+    parsed = _term('y ~ (1 | interaction(b, a, sep = ":", lex.order = TRUE))')
+    by_name = RandomTerm(parsed.expr, parsed.factors, parsed.name, parsed.double_bar)
+    assert parsed.name == 'interaction(b, a, sep = ":", lex.order = TRUE)' and parsed.factors == ("b", "a")
+    codes, levels = grouping_factor(by_name, d)
+    assert (codes.tolist(), levels) == (grouping_factor(parsed, d)[0].tolist(), grouping_factor(parsed, d)[1])
+    assert levels == ["p:x", "p:y", "q:x", "q:z"]
+
+
+def test_interaction_call_labels_with_the_separator_are_refused():
+    # R would merge "a.b" + "c" and "a" + "b.c" into one level "a.b.c"; lmm refuses.
+    d = pd.DataFrame({"f": ["a.b", "a"], "g": ["c", "b.c"]})
+    with pytest.raises(FormulaNotImplementedError, match="separator"):
+        grouping_factor(_term("y ~ (1 | interaction(f, g))"), d)
+    assert grouping_factor(_term('y ~ (1 | interaction(f, g, sep = "/"))'), d)[1] == ["a/b.c", "a.b/c"]
+    # labels with the separator that stay distinct are R's (R: "2.5.u" "2.v")
+    d2 = pd.DataFrame({"f": [2.5, 2.0], "g": ["u", "v"]})
+    assert grouping_factor(_term("y ~ (1 | interaction(f, g))"), d2)[1] == ["2.5.u", "2.v"]

@@ -21,9 +21,10 @@ parsed formula carries syntax-tree objects (:class:`Terms`, :class:`Expression`,
 The formula language is R's: operators ``+ - * / : ^ %in%``, ``0``/``1``/``-1``,
 parentheses, and inside function calls R arithmetic (``+ - * / ^ %% %/%``), comparisons and ``& | !``.  Supported
 functions: ``I``, ``log`` (with ``base``), ``exp``, ``sqrt``, ``abs`` and other
-elementwise maths, ``scale``, ``poly`` (orthogonal like R's, or ``raw = TRUE``),
-``factor``, ``as.factor``, ``ordered``, ``relevel``, ``C`` (treatment, sum, helmert and
-poly contrasts), ``pmin``, ``pmax``.
+elementwise maths, ``scale``, ``poly`` (orthogonal like R's, or ``raw = TRUE``), the
+splines ``ns`` and ``bs`` (:mod:`.splines`), ``factor``, ``as.factor``, ``ordered``,
+``relevel``, ``C`` (treatment, sum, helmert and poly contrasts), ``pmin``, ``pmax``; as a
+grouping factor also ``interaction(a, b, sep = ".", lex.order = FALSE)``.
 
 Data types follow R: numeric columns (integer too) are numeric; pandas ``Categorical``
 columns are factors with their category order (ordered categoricals get R's polynomial
@@ -41,23 +42,24 @@ Known differences from R (all deliberate or documented edge cases):
   because of a quirk of its ``nobars``; here ``-1`` removes the intercept, as R's
   formula rules say.
 * ``(1 | a:b/c)``: lme4 mangles the group name; here the groups are ``c:(a:b)`` and
-  ``a:b``.  Groups may only be column names combined with ``:`` and ``/`` (lme4 also
-  evaluates arbitrary expressions such as ``(1 | factor(g))``).
-* ``poly()`` and ``scale()`` use the data passed in, unless a recorded
+  ``a:b``.  Groups are column names combined with ``:`` and ``/``, ``factor(g)`` or one
+  ``interaction(...)`` call (lme4 also evaluates other expressions).
+* ``poly()``, ``scale()``, ``ns()`` and ``bs()`` use the data passed in, unless a recorded
   :class:`ModelFrameState` is given: then new data are evaluated with the fitting data's
-  coefficients and factor levels, as R's ``predict(fit, newdata)``.
+  coefficients, knots and factor levels, as R's ``predict(fit, newdata)``.
 * Missing values are not removed: they give NaN in the affected columns.  Drop
   incomplete rows first (``data.dropna(subset=required_columns(parsed))``) to reproduce
   R's ``na.omit``; ``poly()`` refuses missing values as R does.
 * Not supported: ``cbind()`` responses, ``.``, ``%in%`` as a value
-  operator, splines and other functions not listed above.
+  operator, functions not listed above.
 
 Modules, one concept each: :mod:`.errors`, :mod:`.syntax` (tokens, syntax tree,
 parser, deparser), :mod:`.functions` (signatures of the R functions), :mod:`.checks`,
 :mod:`.terms` (R's ``terms()``), :mod:`.bars` (random-effects terms, ``||``, ``/``),
 :mod:`.parsed` (:func:`parse_formula`), :mod:`.values` (R's values of columns),
-:mod:`.evaluate` (evaluation, function library, transform state), :mod:`.matrix` (model
-matrices), :mod:`.response`, :mod:`.grouping` (grouping factors).
+:mod:`.evaluate` (evaluation, function library, transform state), :mod:`.splines` (R's
+spline bases), :mod:`.matrix` (model matrices), :mod:`.response`, :mod:`.grouping`
+(grouping factors).
 
 Example:
 >>> p = parse_formula("Reaction ~ Days + (Days | Subject)")

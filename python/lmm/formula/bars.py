@@ -13,7 +13,8 @@ from typing import Any
 
 from .checks import ColumnRef, check
 from .errors import FormulaError
-from .syntax import BinOp, Call, Name, Node, Num, Paren, deparse, strip_parens
+from .functions import GROUPING_SIGNATURES, bind
+from .syntax import BinOp, Call, Name, Node, Num, Paren, deparse, parse, strip_parens
 from .terms import Terms, build_terms, parse_rhs
 
 __all__ = ["RandomTerm", "STRUCTURE_CALLS", "flatten_sum", "random_terms", "structure_of"]
@@ -47,6 +48,10 @@ class RandomTerm:
         terms: the term's :class:`~.terms.Terms` (its syntax tree in the formula, for
             :func:`~.matrix.model_matrix`); made by :func:`~.parsed.parse_formula`, or
             parsed from ``expr`` on first use for a term built by hand.
+        group_call: the grouping factor when it is a call such as ``interaction(a, b)``,
+            and the text its positions index (for :func:`~.grouping.grouping_codes`); from
+            :func:`~.parsed.parse_formula`'s syntax tree, or parsed from ``name`` for a term
+            built by hand.
 
     Example:
         >>> term = RandomTerm("0 + x", ("g",), "g", True)
@@ -60,6 +65,7 @@ class RandomTerm:
     double_bar: bool
     structure: str = "us"
     _terms: Terms | None = field(default=None, compare=False, repr=False)
+    _group: tuple[Node, str] | None = field(default=None, compare=False, repr=False)
 
     @property
     def terms(self) -> Terms:
@@ -68,6 +74,24 @@ class RandomTerm:
             object.__setattr__(self, "_terms", parse_rhs(self.expr))
         assert self._terms is not None
         return self._terms
+
+    @property
+    def group_call(self) -> tuple[Call, str] | None:
+        """The grouping factor when it is a call such as ``interaction(a, b)`` (one of
+        :data:`~.functions.GROUPING_SIGNATURES`), with the text its positions index; None
+        for column names, ``factor(g)``, ``a:b`` and nestings."""
+        if self._group is None:
+            # A term built by hand: lme4's name of such a group is the deparsed call, so
+            # only a name that starts like one needs parsing.
+            if not self.name.startswith(tuple(f + "(" for f in GROUPING_SIGNATURES)):
+                return None
+            node = parse(self.name)
+            check(node, "group", self.name, [])
+            object.__setattr__(self, "_group", (node, self.name))
+        assert self._group is not None
+        node, text = self._group
+        call = strip_parens(node)
+        return (call, text) if isinstance(call, Call) and call.func in GROUPING_SIGNATURES else None
 
 
 def flatten_sum(node: Node, sign: str, out: list[tuple[str, Node, bool]], text: str) -> None:
@@ -186,7 +210,15 @@ def _has_slash(node: Node) -> bool:
     return False
 
 
-def group_factors(node: Node) -> tuple[str, ...]:
+def group_factors(node: Node, text: str) -> tuple[str, ...]:
+    """The data columns a checked grouping factor uses, in order of first appearance."""
+    inner = strip_parens(node)
+    if isinstance(inner, Call) and inner.func in GROUPING_SIGNATURES:
+        # interaction(a, b, sep = "_"): the columns of its data arguments (any expressions)
+        refs: list[ColumnRef] = []
+        for arg in bind(inner, GROUPING_SIGNATURES[inner.func], text)[0]:
+            check(arg, "value", text, refs)
+        return tuple(dict.fromkeys(ref.node.name for ref in refs))
     out: list[str] = []
 
     def walk(n: Node) -> None:
@@ -242,5 +274,6 @@ def random_terms(bar: BinOp, text: str, refs: list[ColumnRef], structure: str = 
     else:
         pieces = [(deparse(bar.left), terms)]
     groups = group_expansion(bar.right, text)
-    return [RandomTerm(expr, group_factors(grp), deparse(grp), bar.op == "||", structure, piece_terms)
+    return [RandomTerm(expr, group_factors(grp, text), deparse(grp), bar.op == "||", structure, piece_terms,
+                       (grp, text))
             for expr, piece_terms in pieces for grp in groups]

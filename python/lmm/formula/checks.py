@@ -11,7 +11,7 @@ import difflib
 from typing import Sequence
 
 from .errors import FormulaError, FormulaNotImplementedError
-from .functions import SIGNATURES, UNSUPPORTED_FUNCS, bind
+from .functions import GROUPING_SIGNATURES, SIGNATURES, UNSUPPORTED_FUNCS, bind
 from .syntax import BinOp, Call, Name, Node, Num, Paren, Str, Unary, SOFT_CONSTANTS, strip_parens
 
 __all__ = ["ColumnRef", "check", "check_known", "unknown_column_error"]
@@ -33,7 +33,8 @@ class ColumnRef:
 
 
 def check(node: Node, ctx: str, text: str, cols: list[ColumnRef]) -> None:
-    """Validate a subtree in context ``"term"`` (formula operators), ``"value"`` or ``"group"``.
+    """Validate a subtree in context ``"term"`` (formula operators), ``"value"`` or ``"group"``
+    (``"group_part"``: an operand of ``:`` or ``/`` in a grouping factor).
 
     Args:
         node: the subtree.
@@ -46,23 +47,29 @@ def check(node: Node, ctx: str, text: str, cols: list[ColumnRef]) -> None:
             as a term, ``|`` outside parentheses, unknown functions, ...).
         FormulaNotImplementedError: valid R that lmm does not support (``.``; ``offset()`` other than as a fixed term).
     """
-    if ctx == "group":
+    if ctx in ("group", "group_part"):
         if isinstance(node, Name) and not node.literal:
             cols.append(ColumnRef(node, False))
         elif isinstance(node, Paren):
             check(node.inner, ctx, text, cols)
         elif isinstance(node, BinOp) and node.op in (":", "/"):
-            check(node.left, ctx, text, cols)
-            check(node.right, ctx, text, cols)
+            check(node.left, "group_part", text, cols)
+            check(node.right, "group_part", text, cols)
         elif (isinstance(node, Call) and node.func in ("factor", "as.factor") and len(node.args) == 1
               and isinstance(strip_parens(node.args[0]), Name)):
             check(node.args[0], ctx, text, cols)   # (1 | factor(g)) is the factor g, as in lme4
-        elif isinstance(node, Call) and node.func == "interaction":
-            raise FormulaNotImplementedError("interaction() as a grouping factor is not supported; write a:b",
-                                             text, node.pos, node.end)
+        elif isinstance(node, Call) and node.func in GROUPING_SIGNATURES:
+            if ctx == "group_part":
+                raise FormulaNotImplementedError(
+                    f"{node.func}() inside a:b or a/b is not supported; write the whole grouping factor as "
+                    f"one call, e.g. {node.func}(a, b, c)", text, node.pos, node.end)
+            data, _params = bind(node, GROUPING_SIGNATURES[node.func], text)
+            for arg in data:   # lme4 evaluates each argument and makes it a factor
+                check(arg, "value", text, cols)
         else:
             raise FormulaError(
-                "a grouping factor must be a column name, factor(column), an interaction a:b or a nesting a/b",
+                "a grouping factor must be a column name, factor(column), an interaction a:b or "
+                "interaction(a, b), or a nesting a/b",
                 text, node.pos, node.end)
         return
     if isinstance(node, Name):

@@ -1,6 +1,6 @@
 """Evaluation of expression nodes on data: R's arithmetic and the function library.
 
-Stateful transforms (``scale``, ``poly`` and the factor functions ``factor``,
+Stateful transforms (``scale``, ``poly``, the splines ``ns`` and ``bs`` and the factor functions ``factor``,
 ``relevel``, ``C``, ...) keep what they learn from the fitting data in a
 :class:`TransformState`, keyed by the canonical text of their expression, so that new
 data are evaluated as R's ``predict(fit, newdata)`` does.
@@ -9,7 +9,7 @@ data are evaluated as R's ``predict(fit, newdata)`` does.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from typing import Any, Callable, Optional, cast
 
 import numpy as np
 import pandas as pd
@@ -17,6 +17,7 @@ import pandas as pd
 from .checks import unknown_column_error
 from .errors import FormulaError, FormulaTypeError
 from .functions import CONTRASTS, SIGNATURES, ParamValue, bind
+from .splines import bs_basis, ns_basis
 from .syntax import LITERAL_NAMES, SOFT_CONSTANTS, BinOp, Call, Name, Node, Num, Paren, Str, Unary, deparse, strip_parens
 from .values import Factor, Logical, Matrix, Value, drop_unused, logical_to_factor, numeric_to_factor, series_value
 
@@ -31,7 +32,7 @@ class TransformState:
     """What stateful transforms learn from the fitting data, for new data.
 
     ``scale()`` records its centre and scale, ``poly()`` its recurrence coefficients,
-    and every factor-valued expression (``g``, ``factor(n)``, ``relevel(f, "b")``,
+    ``ns()`` and ``bs()`` their knots (a :class:`~.splines.SplineBasis`), and every factor-valued expression (``g``, ``factor(n)``, ``relevel(f, "b")``,
     ``C(f, sum)``) its levels. Each is keyed by the canonical R text of its expression
     (:func:`~.syntax.deparse` of the node, with its kind), so the key does not depend on
     where the expression stands in the formula or how it was spaced. Once ``frozen``,
@@ -52,7 +53,7 @@ class TransformState:
         return list(self._values)
 
     def record(self, node: Node, kind: str, value: Any) -> None:
-        """Record ``value`` of kind ``"scale"``, ``"poly"`` or ``"factor"`` for an expression."""
+        """Record ``value`` of kind ``"scale"``, ``"poly"``, ``"ns"``, ``"bs"`` or ``"factor"`` for an expression."""
         self._values[(deparse(node), kind)] = value
 
     def recorded(self, node: Node, kind: str) -> Any:
@@ -430,6 +431,34 @@ def _predict_poly(x: np.ndarray, alpha: np.ndarray, norm2: np.ndarray) -> np.nda
     return np.asfortranarray(z[:, 1:])
 
 
+def _impl_spline(kind: str) -> Implementation:
+    """``ns()``/``bs()``: the basis with knots from the data, or (frozen) the recorded knots."""
+    def impl(env: Env, call: Call, data: list[Node], params: dict[str, ParamValue]) -> Any:
+        x = _ensure_vector(evaluate(data[0], env), data[0], env)
+        frozen = env.transforms is not None and env.transforms.frozen
+        recorded = env.transforms.recorded(call, kind) if frozen else None  # type: ignore[union-attr]
+        try:
+            if recorded is not None:
+                values = recorded.evaluate(x)
+            else:
+                df = None if params["df"] is None else int(params["df"])  # type: ignore[arg-type]
+                # bind() made these None or tuples of numbers ("numbers" parameters)
+                knots = cast(Optional[tuple], params["knots"])
+                boundary = cast(Optional[tuple], params["Boundary.knots"])
+                intercept = bool(params["intercept"])
+                if kind == "ns":
+                    values, basis = ns_basis(x, df, knots, intercept, boundary)
+                else:
+                    degree = int(params["degree"])  # type: ignore[arg-type]
+                    values, basis = bs_basis(x, df, knots, degree, intercept, boundary)
+                if env.transforms is not None:
+                    env.transforms.record(call, kind, basis)
+        except ValueError as err:
+            raise FormulaError(f"{kind}(): {err}", env.text, call.pos, call.end) from None
+        return Matrix(values, [str(j) for j in range(1, values.shape[1] + 1)])
+    return impl
+
+
 def as_factor(value: Value, node: Node, env: Env) -> Factor:
     """R's ``as.factor`` of a value (integer columns keep integer labels); else FormulaTypeError."""
     if isinstance(value, Factor):
@@ -500,6 +529,8 @@ IMPLEMENTATIONS.update({
     "I": _impl_identity,
     "scale": _impl_scale,
     "poly": _impl_poly,
+    "ns": _impl_spline("ns"),
+    "bs": _impl_spline("bs"),
     "factor": _impl_factor(None),
     "as.factor": _impl_factor(None),
     "ordered": _impl_factor(True),

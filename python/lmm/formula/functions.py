@@ -8,16 +8,17 @@ which holds the implementations) both bind calls through :func:`bind`.
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence, Union
+from typing import Any, Sequence, Tuple, Union
 
 from .errors import FormulaError
 from .syntax import Call, Name, Node, Num, Str, Unary, strip_parens
 
-__all__ = ["ParamValue", "REQUIRED", "FuncSpec", "SIGNATURES", "UNSUPPORTED_FUNCS", "CONTRASTS", "MATH_FUNCTIONS",
-           "bind"]
+__all__ = ["ParamValue", "REQUIRED", "FuncSpec", "SIGNATURES", "GROUPING_SIGNATURES", "UNSUPPORTED_FUNCS",
+           "CONTRASTS", "MATH_FUNCTIONS", "bind"]
 
-# A constant parameter's value (a runtime alias, so ``Union`` for Python 3.9).
-ParamValue = Union[float, bool, str, None]
+# A constant parameter's value: a number, TRUE/FALSE, a string, NULL or a vector c(...)
+# of numbers (a runtime alias, so ``Union`` for Python 3.9).
+ParamValue = Union[float, bool, str, None, Tuple[float, ...]]
 
 REQUIRED = object()
 
@@ -39,9 +40,8 @@ class FuncSpec:
 UNSUPPORTED_FUNCS = {
     "offset": "offset() is a term of the fixed part (y ~ x + offset(log(n))), not a function of a value",
     "cbind": "cbind() responses are for binomial models; lmm fits Gaussian linear mixed models only",
-    "ns": "spline bases (ns) are not supported; use poly() or precomputed columns",
-    "bs": "spline bases (bs) are not supported; use poly() or precomputed columns",
-    "interaction": "interaction() is not supported; use a:b",
+    "interaction": "interaction() is supported as a grouping factor, (1 | interaction(a, b)); "
+                   "in the fixed part write a:b",
     "cut": "cut() is not supported; add the binned column to the data",
     "ifelse": "ifelse() is not supported; add the column to the data",
     "s": "smooth terms s() are for GAMs and are not supported",
@@ -87,8 +87,8 @@ def bind(call: Call, spec: FuncSpec, text: str) -> tuple[list[Node], dict[str, P
             raise FormulaError(f"argument '{key}' of {spec.name}() given twice", text, arg.pos, arg.end)
         if key in positional_params:
             positional_params.remove(key)
-        kind = dict((p[0], p[2]) for p in spec.params)[key]
-        params[key] = _literal(arg, kind, spec.name, key, text)
+        kind, default = {p[0]: (p[2], p[1]) for p in spec.params}[key]
+        params[key] = None if default is None and _is_null(arg) else _literal(arg, kind, spec.name, key, text)
     if len(data) < max(1, len(spec.data)):
         raise FormulaError(f"{spec.name}() needs {'an argument' if len(spec.data) <= 1 else 'more arguments'}",
                            text, call.pos, call.end)
@@ -100,9 +100,37 @@ def bind(call: Call, spec: FuncSpec, text: str) -> tuple[list[Node], dict[str, P
     return data, params
 
 
+def _is_null(node: Node) -> bool:
+    """``NULL`` (or ``c()``, which is NULL in R): the default of a parameter whose default is NULL."""
+    inner = strip_parens(node)
+    return ((isinstance(inner, Name) and inner.name == "NULL" and not inner.quoted)
+            or (isinstance(inner, Call) and inner.func == "c" and not inner.args))
+
+
+def _number(node: Node) -> float | None:
+    """The value of a number literal, signed or not, else None."""
+    inner = strip_parens(node)
+    if isinstance(inner, Num):
+        return inner.value
+    if isinstance(inner, Unary) and inner.op in "-+" and isinstance(strip_parens(inner.operand), Num):
+        v = strip_parens(inner.operand).value  # type: ignore[attr-defined]
+        return -v if inner.op == "-" else v
+    return None
+
+
 def _literal(node: Node, kind: str, func: str, key: str, text: str) -> ParamValue:
     inner = strip_parens(node)
     value: ParamValue
+    if kind == "numbers":
+        one = _number(inner)
+        if one is not None:
+            return (one,)
+        if isinstance(inner, Call) and inner.func == "c" and all(k is None for k in inner.keywords):
+            values = [_number(a) for a in inner.args]
+            if all(v is not None for v in values):
+                return tuple(values)  # type: ignore[arg-type]
+        raise FormulaError(f"argument '{key}' of {func}() must be a number or numbers c(a, b, ...)",
+                           text, node.pos, node.end)
     if kind == "contrast" and isinstance(inner, (Name, Str)):
         value = inner.name if isinstance(inner, Name) else inner.value
         if value not in CONTRASTS:
@@ -110,11 +138,9 @@ def _literal(node: Node, kind: str, func: str, key: str, text: str) -> ParamValu
                 f"unknown contrasts '{value}' in C(); supported: {', '.join(sorted(CONTRASTS))}",
                 text, node.pos, node.end)
         return value
-    if isinstance(inner, Num):
-        value = inner.value
-    elif isinstance(inner, Unary) and inner.op in "-+" and isinstance(strip_parens(inner.operand), Num):
-        v = strip_parens(inner.operand).value  # type: ignore[attr-defined]
-        value = -v if inner.op == "-" else v
+    number = _number(inner)
+    if number is not None:
+        value = number
     elif isinstance(inner, Str):
         value = inner.value
     elif isinstance(inner, Name) and (inner.name in ("TRUE", "FALSE", "T", "F")) and not inner.quoted:
@@ -127,10 +153,12 @@ def _literal(node: Node, kind: str, func: str, key: str, text: str) -> ParamValu
         "bool": isinstance(value, bool),
         "bool_or_number": isinstance(value, (bool, float)),
         "ref": isinstance(value, str) or (isinstance(value, float) and float(value).is_integer()),
+        "string": isinstance(value, str),
     }[kind]
     if not ok:
         want = {"number": "a number", "int": "a whole number", "bool": "TRUE or FALSE",
-                "bool_or_number": "TRUE, FALSE or a number", "ref": "a level name or number"}[kind]
+                "bool_or_number": "TRUE, FALSE or a number", "ref": "a level name or number",
+                "string": "a string"}[kind]
         raise FormulaError(f"argument '{key}' of {func}() must be {want}", text, node.pos, node.end)
     return value
 
@@ -164,4 +192,15 @@ SIGNATURES.update({
     "as.ordered": FuncSpec("as.ordered", ("x",)),
     "relevel": FuncSpec("relevel", ("x",), (("ref", REQUIRED, "ref"),)),
     "C": FuncSpec("C", ("object",), (("contr", None, "contrast"),)),
+    # splines::ns and splines::bs, their arguments in R's order (positional ones bind so)
+    "ns": FuncSpec("ns", ("x",), (("df", None, "int"), ("knots", None, "numbers"), ("intercept", False, "bool"),
+                                  ("Boundary.knots", None, "numbers"))),
+    "bs": FuncSpec("bs", ("x",), (("df", None, "int"), ("knots", None, "numbers"), ("degree", 3.0, "int"),
+                                  ("intercept", False, "bool"), ("Boundary.knots", None, "numbers"))),
 })
+
+# Functions that make a grouping factor, (1 | interaction(a, b)): only right of a bar.
+GROUPING_SIGNATURES: dict[str, FuncSpec] = {
+    "interaction": FuncSpec("interaction", ("...",), (("drop", False, "bool"), ("sep", ".", "string"),
+                                                      ("lex.order", False, "bool")), variadic=True),
+}

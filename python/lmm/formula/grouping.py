@@ -1,4 +1,5 @@
-"""Grouping factors of random-effects terms: codes and compact levels, as lme4's ``factor(a:b)``."""
+"""Grouping factors of random-effects terms: codes and compact levels, as lme4's ``factor(a:b)``
+and ``factor(interaction(a, b))``."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ import pandas as pd
 
 from .bars import RandomTerm
 from .checks import unknown_column_error
-from .evaluate import Env, as_factor
-from .syntax import Name
+from .errors import FormulaNotImplementedError
+from .evaluate import Env, as_factor, evaluate
+from .functions import GROUPING_SIGNATURES, bind
+from .syntax import Call, Name, strip_parens
 from .values import drop_unused, int_labels, numeric_codes
 
 __all__ = ["GroupLevels", "grouping_codes", "grouping_factor"]
@@ -90,24 +93,26 @@ class _IntLevels(GroupLevels):
 
 
 class _InteractionLevels(GroupLevels):
-    """Levels of ``a:b:...``: the levels of each factor, and (k × L, int32) each level's
-    code in each factor's levels; labels join the factors' labels with ``:``."""
+    """Levels of ``a:b:...`` (or ``interaction(a, b, ...)``): the levels of each factor, and
+    (k × L, int32) each level's code in each factor's levels; labels join the factors'
+    labels with ``sep`` (``:`` for ``a:b``)."""
 
-    __slots__ = ("factors", "parts")
+    __slots__ = ("factors", "parts", "sep")
 
-    def __init__(self, factors: list[GroupLevels], parts: np.ndarray) -> None:
+    def __init__(self, factors: list[GroupLevels], parts: np.ndarray, sep: str = ":") -> None:
         self.factors = factors
         self.parts = parts
+        self.sep = sep
 
     def __len__(self) -> int:
         return self.parts.shape[1]
 
     def labels(self) -> list[str]:
         names = [f.labels() for f in self.factors]
-        return [":".join(name[c] for name, c in zip(names, combo)) for combo in zip(*self.parts.tolist())]
+        return [self.sep.join(name[c] for name, c in zip(names, combo)) for combo in zip(*self.parts.tolist())]
 
     def take(self, index: np.ndarray) -> GroupLevels:
-        return _InteractionLevels(self.factors, self.parts[:, index])
+        return _InteractionLevels(self.factors, self.parts[:, index], self.sep)
 
 
 def _is_increasing(values: np.ndarray) -> bool:
@@ -167,6 +172,9 @@ def grouping_codes(term: RandomTerm, data: pd.DataFrame) -> tuple[np.ndarray, Gr
         >>> codes, len(levels), levels.labels()
         (array([1, 0, 0], dtype=int32), 2, ['1', '2'])
     """
+    grouped = term.group_call
+    if grouped is not None:  # interaction(a, b)
+        return _interaction_call(grouped[0], Env(data, grouped[1]))
     env = Env(data, term.name)
     factors: list[tuple[np.ndarray, GroupLevels]] = []
     for name in term.factors:
@@ -176,27 +184,86 @@ def grouping_codes(term: RandomTerm, data: pd.DataFrame) -> tuple[np.ndarray, Gr
         factors.append(_grouping_column(env, node))
     if len(factors) == 1:
         return factors[0]  # the factor's own array, made here: not a view of data
-    missing = np.zeros(env.n, dtype=bool)
+    return _combined(factors, env.n, list(range(len(factors))), ":")
+
+
+def _combined(factors: list[tuple[np.ndarray, GroupLevels]], n: int, significance: list[int],
+              sep: str) -> tuple[np.ndarray, GroupLevels]:
+    """The factor of the level combinations that occur, ordered by the factors' codes with
+    ``factors[significance[0]]`` varying slowest; labels join the factors' in their order."""
+    missing = np.zeros(n, dtype=bool)
     for fcodes, _ in factors:
         missing |= fcodes < 0
     sizes = [len(levels) for _, levels in factors]
+    parts = np.empty((len(factors), 0), dtype=np.int32)
     if math.prod(sizes) < 2 ** 62:
-        key = np.zeros(env.n, dtype=np.int64)
-        for (fcodes, _), size in zip(factors, sizes):
-            key = key * size + np.where(fcodes < 0, 0, fcodes)
+        key = np.zeros(n, dtype=np.int64)
+        for j in significance:
+            key = key * sizes[j] + np.where(factors[j][0] < 0, 0, factors[j][0])
         uniq, inv = np.unique(key[~missing], return_inverse=True)
         parts = np.empty((len(factors), uniq.shape[0]), dtype=np.int32)
         rem = uniq
-        for j in reversed(range(len(factors))):
+        for j in reversed(significance):
             parts[j] = rem % sizes[j]
             rem = rem // sizes[j]
     else:  # astronomically many combinations: sort rows of codes instead
-        stacked = np.column_stack([fcodes for fcodes, _ in factors])[~missing]
+        stacked = np.column_stack([factors[j][0] for j in significance])[~missing]
         uniq_rows, inv = np.unique(stacked, axis=0, return_inverse=True)
-        parts = np.ascontiguousarray(uniq_rows.T, dtype=np.int32)
-    codes = np.full(env.n, -1, dtype=np.int32)
+        parts = np.empty((len(factors), uniq_rows.shape[0]), dtype=np.int32)
+        for col, j in enumerate(significance):
+            parts[j] = uniq_rows[:, col]
+    codes = np.full(n, -1, dtype=np.int32)
     codes[~missing] = np.asarray(inv).reshape(-1)
-    return codes, _InteractionLevels([levels for _, levels in factors], parts)
+    return codes, _InteractionLevels([levels for _, levels in factors], parts, sep)
+
+
+# The most combinations whose labels are compared when level labels contain the separator.
+_MAX_LABEL_CHECK = 10 ** 6
+
+
+def _check_distinct_labels(call: Call, factors: list[GroupLevels], sep: str, text: str) -> None:
+    """Refuse an interaction() in which two combinations of levels have one label
+    (``"a.b" + "c"`` and ``"a" + "b.c"``): R merges them into one level, lmm does not.
+
+    Labels are distinct unless some level's label contains ``sep``; only then are the
+    labels of all combinations (present in the data or not, as R's levels) compared.
+    """
+    if len(factors) < 2:
+        return
+    labels = [levels.labels() for levels in factors]
+    if sep and not any(sep in lab for labs in labels for lab in labs):
+        return
+    count = math.prod(len(labs) for labs in labels)
+    if count <= _MAX_LABEL_CHECK:
+        joined = labels[0]
+        for labs in labels[1:]:
+            joined = [f"{a}{sep}{b}" for b in labs for a in joined]
+        if len(set(joined)) == count:
+            return
+    raise FormulaNotImplementedError(
+        f"level labels of interaction() that contain its separator {sep!r} give two combinations one "
+        "label (R merges them into one level); give another sep = \"...\"", text, call.pos, call.end)
+
+
+def _interaction_call(call: Call, env: Env) -> tuple[np.ndarray, GroupLevels]:
+    """lme4's ``factor(interaction(a, b, ...))``: R's levels (the first factor varying
+    fastest, or slowest with ``lex.order = TRUE``; labels joined by ``sep``), unused ones
+    dropped, whatever ``drop`` says (lme4 drops them)."""
+    data, params = bind(call, GROUPING_SIGNATURES["interaction"], env.text)
+    factors: list[tuple[np.ndarray, GroupLevels]] = []
+    for arg in data:
+        inner = strip_parens(arg)
+        if isinstance(inner, Name) and inner.name in env.lookup:
+            factors.append(_grouping_column(env, inner))
+        else:
+            f = drop_unused(as_factor(evaluate(arg, env), arg, env))
+            factors.append((f.codes, _LabelLevels(f.levels)))
+    sep = str(params["sep"])
+    _check_distinct_labels(call, [levels for _, levels in factors], sep, env.text)
+    significance = list(range(len(factors)))
+    if not params["lex.order"]:
+        significance.reverse()
+    return _combined(factors, env.n, significance, sep)
 
 
 def grouping_factor(term: RandomTerm, data: pd.DataFrame) -> tuple[np.ndarray, list[str]]:

@@ -113,18 +113,19 @@ class ModelFrameState:
     """What evaluating a right-hand side on the fitting data fixes for new data.
 
     R keeps this in a model's ``terms`` and ``xlev``: factor levels, the coefficients of
-    ``poly()`` and the centre and scale of ``scale()``, the column names and which term
+    ``poly()``, the centre and scale of ``scale()``, the knots of ``ns()`` and ``bs()``
+    (R's ``predvars``), the column names and which term
     each column belongs to (``assign``). Pass a fresh state to :func:`model_matrix` with the
     fitting data to record it; pass the same state with new data to evaluate the
     right-hand side as ``predict(fit, newdata)`` does in R: factors keep the fitting
-    levels (a level not seen there is an error), ``poly()`` and ``scale()`` use the
-    fitting data's coefficients.
+    levels (a level not seen there is an error), ``poly()``, ``scale()``, ``ns()`` and
+    ``bs()`` use the fitting data's coefficients and knots.
 
     Attributes:
         rhs: the canonical R text of the right-hand side recorded, or None.
         terms: the :class:`~.terms.Terms` recorded (evaluate new data with
             ``model_matrix(state.terms, newdata, state=state)``), or None.
-        transforms: the factor levels and ``poly()``/``scale()`` coefficients, keyed by
+        transforms: the factor levels, ``poly()``/``scale()`` coefficients and spline knots, keyed by
             expression (:class:`~.evaluate.TransformState`).
         frozen: True once recorded; later calls evaluate new data.
         names: column names of the recorded model matrix.
