@@ -38,6 +38,7 @@ import pandas as pd
 from . import _core as core
 from ._util import row_blocks, same_values
 from .formula import (
+    Columns,
     GroupLevels,
     ModelFrameState,
     ParsedFormula,
@@ -279,7 +280,7 @@ def _has_missing(s: pd.Series) -> bool:
     return bool(s.hasnans)
 
 
-def _used_rows(data: pd.DataFrame, columns: list[str], missing: str) -> Optional[np.ndarray]:
+def _used_rows(data: Columns, columns: list[str], missing: str) -> Optional[np.ndarray]:
     """Boolean mask of rows without missing values in the used columns (None: every row).
 
     Column by column (``Series.hasnans`` is one pass, no n-sized mask), so complete
@@ -288,7 +289,7 @@ def _used_rows(data: pd.DataFrame, columns: list[str], missing: str) -> Optional
     counts: dict[str, int] = {}
     mask: Optional[np.ndarray] = None
     for c in columns:
-        s = data[c]
+        s = data.series(c)
         if not _has_missing(s):
             continue
         na = s.isna().to_numpy()
@@ -296,14 +297,14 @@ def _used_rows(data: pd.DataFrame, columns: list[str], missing: str) -> Optional
         mask = ~na if mask is None else mask & ~na
     if mask is None:
         return None
-    ndrop = len(data) - int(mask.sum())
+    ndrop = data.n - int(mask.sum())
     per_column = ", ".join(f"{c}: {k}" for c, k in counts.items())
     if missing == "raise":
-        raise ValueError(f"{ndrop} of {len(data)} rows have missing values ({per_column}); "
+        raise ValueError(f"{ndrop} of {data.n} rows have missing values ({per_column}); "
                          "drop them or use missing='drop'")
     if not mask.any():
         raise ValueError(f"no rows left after dropping rows with missing values ({per_column})")
-    _warn(f"{ndrop} of {len(data)} rows dropped because of missing values ({per_column})")
+    _warn(f"{ndrop} of {data.n} rows dropped because of missing values ({per_column})")
     return mask
 
 
@@ -320,7 +321,8 @@ class _Evaluated:
     offset: Optional[np.ndarray] = None
 
 
-def evaluate_offset(parsed: ParsedFormula, data: pd.DataFrame, column: Optional[str] = None) -> Optional[np.ndarray]:
+def evaluate_offset(parsed: ParsedFormula, data: pd.DataFrame | Columns,
+                    column: Optional[str] = None) -> Optional[np.ndarray]:
     """The sum of the formula's ``offset()`` terms on ``data`` (and of ``data[column]``), or None."""
     parts = [evaluate_response(e, data) for e in parsed.offset_exprs]
     if column is not None:
@@ -330,8 +332,8 @@ def evaluate_offset(parsed: ParsedFormula, data: pd.DataFrame, column: Optional[
     return np.ascontiguousarray(np.sum(parts, axis=0), dtype=np.float64)
 
 
-def _numeric_column(data: pd.DataFrame, column: str, what: str) -> np.ndarray:
-    values = data[column]
+def _numeric_column(data: pd.DataFrame | Columns, column: str, what: str) -> np.ndarray:
+    values = data.series(column) if isinstance(data, Columns) else data[column]
     if not (pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)):
         raise TypeError(f"{what} must be numeric, not {values.dtype}")
     return values.to_numpy(dtype=np.float64)
@@ -343,7 +345,7 @@ def _state(contrasts: dict[str, str]) -> ModelFrameState:
     return state
 
 
-def _evaluate(parsed: ParsedFormula, data: pd.DataFrame, offset_column: Optional[str] = None,
+def _evaluate(parsed: ParsedFormula, data: Columns, offset_column: Optional[str] = None,
               contrasts: Optional[dict[str, str]] = None) -> _Evaluated:
     y = np.ascontiguousarray(evaluate_response(parsed.response_expr, data), dtype=np.float64)
     state = _state(contrasts or {})
@@ -741,7 +743,7 @@ def _share_columns(terms: list[ReTerm], X: np.ndarray, xnames: list[str]) -> Non
             t.z = same.z
 
 
-def _term(rt: RandomTerm, data: pd.DataFrame, X: np.ndarray, xnames: list[str],
+def _term(rt: RandomTerm, data: Columns, X: np.ndarray, xnames: list[str],
           contrasts: dict[str, str]) -> ReTerm:
     """The term's codes and columns; z is a view of X when its columns are a run of X's."""
     state = _state(contrasts)
@@ -867,12 +869,14 @@ def build_design(parsed: ParsedFormula, data: pd.DataFrame, missing: str = "drop
     if len(data) == 0:
         raise ValueError("data has no rows")
     columns = required_columns(parsed) + [c for c in (weights_column, offset_column) if c]
-    mask = _used_rows(data, columns, missing)
+    cols = Columns(data)  # each column read once, by every evaluation on these rows
+    mask = _used_rows(cols, columns, missing)
     if mask is not None:
         data = data.loc[mask]
+        cols = Columns(data)
     del mask  # (a byte a row, not needed while the design is built)
 
-    ev = _evaluate(parsed, data, offset_column, coding)
+    ev = _evaluate(parsed, cols, offset_column, coding)
     bad, what = _nan_rows(ev, parsed.response)
     if bad is not None:
         # As R's na.omit on the model frame: rows where an expression is NaN
@@ -886,7 +890,7 @@ def build_design(parsed: ParsedFormula, data: pd.DataFrame, missing: str = "drop
         _warn(f"{message}; those rows are dropped")
         data = data.loc[~bad]
         del ev, bad  # not alive while the rows left are evaluated
-        ev = _evaluate(parsed, data, offset_column, coding)
+        ev = _evaluate(parsed, Columns(data), offset_column, coding)
         bad, what = _nan_rows(ev, parsed.response)
         if bad is not None:
             raise ValueError(f"{', '.join(what)} still evaluate to NaN after dropping rows; check the "

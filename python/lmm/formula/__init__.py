@@ -71,7 +71,7 @@ from __future__ import annotations
 
 from .bars import RandomTerm
 from .errors import FormulaError, FormulaNotImplementedError, FormulaTypeError
-from .evaluate import TransformState
+from .evaluate import Columns, TransformState
 from .grouping import GroupLevels, grouping_codes, grouping_factor
 from .matrix import ModelFrameState, model_matrix
 from .parsed import ParsedFormula, check_columns, parse_formula, required_columns
@@ -98,6 +98,7 @@ __all__ = [
     "GroupLevels",
     "ModelFrameState",
     "TransformState",
+    "Columns",
 ]
 
 # The public classes are documented (and shown in tracebacks) as lmm.formula's.

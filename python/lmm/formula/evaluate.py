@@ -21,7 +21,7 @@ from .splines import bs_basis, ns_basis
 from .syntax import LITERAL_NAMES, SOFT_CONSTANTS, BinOp, Call, Name, Node, Num, Paren, Str, Unary, deparse, strip_parens
 from .values import Factor, Logical, Matrix, Value, drop_unused, logical_to_factor, numeric_to_factor, series_value
 
-__all__ = ["Env", "TransformState", "IMPLEMENTATIONS", "evaluate", "as_numeric", "as_factor", "describe",
+__all__ = ["Columns", "Env", "TransformState", "IMPLEMENTATIONS", "evaluate", "as_numeric", "as_factor", "describe",
            "orthogonal_poly"]
 
 # The implementation of a function: (env, call, data argument nodes, parameters) -> value.
@@ -86,11 +86,53 @@ class TransformState:
         return Factor(codes, list(levels), f.ordered, f.contrast)
 
 
-class Env:
-    """Evaluation environment: the data frame, the text for error carets, the transform state.
+class Columns:
+    """A data frame's columns read once for every evaluation on it: each column's Series,
+    and R's value of it (converted once), shared by the response, the model matrices and
+    the grouping factors of one model.
 
     Args:
-        data: the data; its columns are read (and converted) once each, on first use.
+        data: the data.
+
+    Raises:
+        TypeError: ``data`` is not a DataFrame.
+    """
+
+    __slots__ = ("data", "n", "lookup", "_series", "_values")
+
+    def __init__(self, data: pd.DataFrame) -> None:
+        if not isinstance(data, pd.DataFrame):
+            raise TypeError(f"data must be a pandas DataFrame, not {type(data).__name__}")
+        self.data = data
+        self.n = len(data)
+        self.lookup = {str(c): c for c in data.columns}
+        self._series: dict[str, pd.Series] = {}
+        self._values: dict[str, Value] = {}
+
+    def series(self, name: str) -> pd.Series | pd.DataFrame:
+        """The column ``name`` (a DataFrame when several columns have that name)."""
+        s = self._series.get(name)
+        if s is None:
+            s = self._series[name] = self.data[self.lookup[name]]
+        return s
+
+    def value(self, node: Name, text: str) -> Value:
+        """R's value of the column ``node`` names (:func:`~.values.series_value`), converted once."""
+        value = self._values.get(node.name)
+        if value is None:
+            series = self.series(node.name)
+            if isinstance(series, pd.DataFrame):
+                raise FormulaError(f"the data has several columns named '{node.name}'", text, node.pos, node.end)
+            value = self._values[node.name] = series_value(series, node, text)
+        return value
+
+
+class Env:
+    """Evaluation environment: the data's columns, the text for error carets, the transform state.
+
+    Args:
+        data: the data, or its :class:`Columns` (shared with other evaluations on the
+            same rows); each column is read and converted once, on first use.
         text: the text the evaluated nodes' positions index.
         transforms: the transform state to record into or evaluate with, or None.
 
@@ -98,33 +140,24 @@ class Env:
         TypeError: ``data`` is not a DataFrame.
     """
 
-    def __init__(self, data: pd.DataFrame, text: str, transforms: TransformState | None = None) -> None:
-        if not isinstance(data, pd.DataFrame):
-            raise TypeError(f"data must be a pandas DataFrame, not {type(data).__name__}")
-        self.data = data
-        self.n = len(data)
+    def __init__(self, data: pd.DataFrame | Columns, text: str, transforms: TransformState | None = None) -> None:
+        self.columns = data if isinstance(data, Columns) else Columns(data)
+        self.data = self.columns.data
+        self.n = self.columns.n
         self.text = text
-        self.lookup = {str(c): c for c in data.columns}
-        self.cache: dict[str, Value] = {}
+        self.lookup = self.columns.lookup
         self.transforms = transforms
 
     def is_integer_column(self, name: str) -> bool:
         """Whether the data column ``name`` has an integer dtype."""
-        col = self.lookup.get(name)
-        return col is not None and pd.api.types.is_integer_dtype(self.data[col].dtype)
+        return name in self.lookup and pd.api.types.is_integer_dtype(self.columns.series(name).dtype)
 
     def column(self, node: Name) -> Value:
-        """R's value of the column a name refers to (converted once, then cached)."""
-        if node.name in self.cache:
-            return self.cache[node.name]
-        series = self.data[self.lookup[node.name]]
-        if isinstance(series, pd.DataFrame):
-            raise FormulaError(f"the data has several columns named '{node.name}'", self.text, node.pos, node.end)
-        value = series_value(series, node, self.text)
+        """R's value of the column a name refers to, with the model's contrasts (lme4's ``contrasts``)."""
+        value = self.columns.value(node, self.text)
         kind = self.transforms.contrasts.get(node.name) if self.transforms is not None else None
         if kind is not None and isinstance(value, Factor):
             value = Factor(value.codes, value.levels, value.ordered, kind)
-        self.cache[node.name] = value
         return value
 
 

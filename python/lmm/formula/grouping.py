@@ -11,7 +11,7 @@ import pandas as pd
 from .bars import RandomTerm
 from .checks import unknown_column_error
 from .errors import FormulaNotImplementedError
-from .evaluate import Env, as_factor, evaluate
+from .evaluate import Columns, Env, as_factor, evaluate
 from .functions import GROUPING_SIGNATURES, bind
 from .syntax import Call, Name, strip_parens
 from .values import drop_unused, int_labels, numeric_codes
@@ -128,7 +128,7 @@ def _grouping_column(env: Env, node: Name) -> tuple[np.ndarray, GroupLevels]:
     levels are kept as their values (labels made on request) whenever the labels are the
     decimal values that R's numbers print as, one per level.
     """
-    series = env.data[env.lookup[node.name]]
+    series = env.columns.series(node.name)
     if isinstance(series, pd.Series) and isinstance(series.dtype, np.dtype) and series.dtype.kind in "iu":
         values = series.to_numpy()
         if values.size and -2 ** 53 <= int(values.min()) and int(values.max()) <= 2 ** 53:
@@ -148,7 +148,7 @@ def _grouping_column(env: Env, node: Name) -> tuple[np.ndarray, GroupLevels]:
     return f.codes, _LabelLevels(f.levels)
 
 
-def grouping_codes(term: RandomTerm, data: pd.DataFrame) -> tuple[np.ndarray, GroupLevels]:
+def grouping_codes(term: RandomTerm, data: pd.DataFrame | Columns) -> tuple[np.ndarray, GroupLevels]:
     """Codes and compact levels of a term's grouping factor, as lme4's ``factor(a:b)``.
 
     The same factor as :func:`grouping_factor`, with the levels as a

@@ -16,7 +16,7 @@ import pandas as pd
 from .._util import same_values
 from .checks import check_known
 from .errors import FormulaError
-from .evaluate import Env, TransformState, evaluate, orthogonal_poly
+from .evaluate import Columns, Env, TransformState, evaluate, orthogonal_poly
 from .syntax import Node, deparse, depth_guard
 from .terms import Terms, bits, parse_rhs
 from .values import Factor, Logical, Matrix, Value, logical_to_factor
@@ -248,7 +248,7 @@ class ModelFrameState:
 
 
 @depth_guard
-def model_matrix(rhs: str | Terms, data: pd.DataFrame, state: ModelFrameState | None = None,
+def model_matrix(rhs: str | Terms, data: pd.DataFrame | Columns, state: ModelFrameState | None = None,
                  like: tuple[np.ndarray, Sequence[str]] | None = None) -> tuple[np.ndarray, list[str]]:
     """The model matrix of a right-hand side, as R's ``model.matrix(~ rhs, data)``.
 

@@ -7,7 +7,7 @@ import pandas as pd
 
 from .checks import ColumnRef, check, check_known
 from .errors import FormulaError, FormulaNotImplementedError, FormulaTypeError
-from .evaluate import Env, as_numeric, describe, evaluate
+from .evaluate import Columns, Env, as_numeric, describe, evaluate
 from .functions import UNSUPPORTED_FUNCS
 from .syntax import Call, Node, deparse, depth_guard, parse, strip_parens
 from .values import Factor, Matrix
@@ -87,7 +87,7 @@ def parse_expression(text: str) -> Expression:
 
 
 @depth_guard
-def evaluate_response(expr: str | Expression, data: pd.DataFrame) -> np.ndarray:
+def evaluate_response(expr: str | Expression, data: pd.DataFrame | Columns) -> np.ndarray:
     """Evaluate a response expression such as ``"Reaction"`` or ``"log(Reaction)"``.
 
     Args:
