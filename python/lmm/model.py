@@ -195,7 +195,9 @@ class CoreModel:
         #: The compiled core (``lmm._core.Model``).
         #: Prior weights (n,) or None.
         self.weights = weights
-        self.core = core.Model(self._tuples, X, y, float(max_dense_bytes), x_center=self._x_center,
+        self._y = y  # the response as the core was given it (set_response replaces it)
+        self._max_dense_bytes = float(max_dense_bytes)
+        self.core = core.Model(self._tuples, X, y, self._max_dense_bytes, x_center=self._x_center,
                                y_coef=self._y_coef, weights=weights)
         #: Terms in model order (the core's).
         self.terms: list[ReTerm] = [self._design_terms[k] for k in self.core.order]
@@ -204,6 +206,18 @@ class CoreModel:
         # y's least-squares coefficients beyond y_coef (a response set after construction)
         self._delta = np.zeros(X.shape[1])
         self._R: np.ndarray | None = None
+
+    # Pickled without the compiled core, which is formed again from the arrays kept here
+    # (one pass over the rows): results travel to worker processes and caches.
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        del state["core"]
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self.core = core.Model(self._tuples, self._X, self._y, self._max_dense_bytes, x_center=self._x_center,
+                               y_coef=self._y_coef, weights=self.weights)
 
     @property
     def ntheta(self) -> int:
@@ -261,7 +275,8 @@ class CoreModel:
             y = y - _centred_times(X, xc, delta)
         else:
             delta = np.zeros(0)
-        self.core.set_response(self._tuples, X, np.ascontiguousarray(y))
+        self._y = np.ascontiguousarray(y)
+        self.core.set_response(self._tuples, X, self._y)
         self._delta = delta
 
     def _theta(self, theta, bounds: bool = True) -> np.ndarray:
@@ -421,6 +436,15 @@ class LinearMixedModel:
         #: Random-effects terms in model order (decreasing number of levels, as lme4).
         self.terms: list[ReTerm] = self._shifted.terms
         self._shifted.theta_scale = _theta_scale(self.terms)
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        del state["_core"]  # the CoreModel's, pickled with it
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._core = self._shifted.core
 
     # --- sizes and parameters ---------------------------------------------------------
 
