@@ -642,18 +642,33 @@ def _sd(y: np.ndarray, block: int = 1 << 12) -> float:
     return math.sqrt(ss / max(len(y), 1))
 
 
-def lmer(formula: str, data: pd.DataFrame, REML: bool = True, **kwargs):
+def lmer(formula: str, data, REML: bool = True, *, weights=None, offset=None, contrasts=None,
+         missing: str = "drop", double_bar: str = "split", max_dense_bytes: float = DEFAULT_MAX_DENSE_BYTES,
+         start=None, optimizer: str = "core", tol: float = 1e-8, maxiter: int = 10000, verbose: bool = False,
+         **unsupported):
     """Fit a linear mixed model, as lme4's ``lmer``.
 
     Args:
-        formula: an lme4 formula.
-        data: the data frame.
+        formula: an lme4 formula, e.g. ``"Reaction ~ Days + (Days | Subject)"``.
+        data: the data frame (pandas, polars, pyarrow, or a dict of columns).
         REML: REML (default) or maximum likelihood.
-        **kwargs: ``missing``/``max_dense_bytes``/``weights``/``offset``/``contrasts``/``double_bar`` go to :class:`LinearMixedModel`,
-            the rest to :meth:`LinearMixedModel.fit`.
+        weights: prior weights, a column name or one value per row (residual variance σ²/w).
+        offset: a known part of the linear predictor, a column name or one value per row
+            (summed with the formula's ``offset()`` terms).
+        contrasts: lme4's ``contrasts``: a dict of factor column → coding (``"contr.sum"``, ...).
+        missing: ``"drop"`` rows with missing values (with a warning, as lme4's ``na.omit``)
+            or ``"raise"``.
+        double_bar: ``"split"`` (lme4's ``(x || g)``) or ``"diag"`` (``diag(x | g)``).
+        max_dense_bytes: the largest dense block of the factor allowed (crossed factors).
+        start, optimizer, tol, maxiter, verbose: go to :meth:`LinearMixedModel.fit`.
 
     Returns:
         LmmResult.
+
+    Raises:
+        NotImplementedError: lme4 arguments lmm does not have (``family``: lmm fits Gaussian
+            linear mixed models; ``subset``, ``na.action``, ``control``), with what to use.
+        TypeError: other unknown arguments.
 
     Example:
         >>> import lmm
@@ -661,7 +676,20 @@ def lmer(formula: str, data: pd.DataFrame, REML: bool = True, **kwargs):
         >>> round(res.objective, 3)
         1743.628
     """
-    model_keys = {"missing", "max_dense_bytes", "weights", "offset", "contrasts", "double_bar"}
-    model_kwargs = {k: v for k, v in kwargs.items() if k in model_keys}
-    fit_kwargs = {k: v for k, v in kwargs.items() if k not in model_keys}
-    return LinearMixedModel(formula, data, REML=REML, **model_kwargs).fit(**fit_kwargs)
+    for name in unsupported:
+        if name in _LME4_ONLY:
+            raise NotImplementedError(f"lmer(..., {name}=...): {_LME4_ONLY[name]}")
+        raise TypeError(f"lmer() got an unexpected keyword argument {name!r}")
+    model = LinearMixedModel(formula, data, REML=REML, missing=missing, max_dense_bytes=max_dense_bytes,
+                             weights=weights, offset=offset, contrasts=contrasts, double_bar=double_bar)
+    return model.fit(start, optimizer=optimizer, tol=tol, maxiter=maxiter, verbose=verbose)
+
+
+#: lme4 arguments of lmer/glmer that lmm does not take, with what to do instead.
+_LME4_ONLY = {
+    "family": "lmm fits Gaussian linear mixed models (lme4's lmer); generalized models (glmer) are not "
+              "supported",
+    "subset": "select the rows first, e.g. lmer(formula, data[data['x'] > 0])",
+    "na_action": "use missing='drop' (lme4's na.omit, the default) or missing='raise'",
+    "control": "pass optimizer=, tol= and maxiter= (see LinearMixedModel.fit)",
+}

@@ -24,7 +24,7 @@ from ..inference.satterthwaite import Satterthwaite, satterthwaite_setup
 from ..model import LinearMixedModel, Solution
 from ..optimize import SINGULAR_TOL, OptimizeResult
 from .predict import PredictionMixin
-from .summary import format_summary
+from .summary import format_summary, format_summary_html
 from .tidy import tidy
 
 if TYPE_CHECKING:
@@ -429,6 +429,10 @@ class LmmResult(PredictionMixin):
 
     def __str__(self) -> str:
         return self.summary()
+
+    def _repr_html_(self) -> str:
+        """The summary as HTML tables, for notebooks."""
+        return format_summary_html(self)
 
     def __repr__(self) -> str:
         kind = "REML" if self.REML else "ML"

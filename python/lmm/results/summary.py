@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import html
+
 import numpy as np
 
 from ..covariance import components
 from ..inference.contrasts import check_ddf
 
-__all__ = ["format_summary"]
+__all__ = ["format_summary", "format_summary_html"]
 
 
 def _table(rows: list[list[str]], align: list[str]) -> list[str]:
@@ -71,17 +73,26 @@ def _component_rows(c) -> list[list[str]]:
     return [[c.group if i == 0 else "", c.names[i], _g(c.cov[i, i]), _g(c.sd[i]), corr[i]] for i in range(shown)]
 
 
-def format_summary(res, ddf: str | None = "Satterthwaite") -> str:
-    """Summary text as lmerTest's ``summary(fit, ddf = ...)`` (lme4's with ``ddf=None``).
+class _Parts:
+    """The pieces of a summary, laid out as text or HTML."""
 
-    Args:
-        res: the fitted result.
-        ddf: ``"Satterthwaite"``, ``"Kenward-Roger"`` or None.
+    def __init__(self) -> None:
+        self.title = ""
+        self.formula = ""
+        self.criterion = ""  # REML: one line; ML: a table in criterion_rows
+        self.criterion_rows: list[list[str]] = []
+        self.residual_rows: list[list[str]] = []
+        self.random_rows: list[list[str]] = []
+        self.groups = ""
+        self.fixed_rows: list[list[str]] = []
+        self.fixed_align: list[str] = []
+        self.signif = False
+        self.corr_rows: list[list[str]] = []
+        self.notes: list[str] = []
 
-    Returns:
-        The text.
-    """
-    lines = []
+
+def _parts(res, ddf: str | None) -> _Parts:
+    out = _Parts()
     method = check_ddf(ddf)
     table = None
     note_ddf = None
@@ -92,75 +103,111 @@ def format_summary(res, ddf: str | None = "Satterthwaite") -> str:
             note_ddf = f"{method} degrees of freedom unavailable: {err}"
             method = None
     tests = f". t-tests use {method}'s method" if method else ""
+    out.title = f"Linear mixed model fit by {'REML' if res.REML else 'maximum likelihood'}{tests}"
+    out.formula = f"Formula: {res.formula}"
     if res.REML:
-        lines.append(f"Linear mixed model fit by REML{tests}")
+        out.criterion = f"REML criterion at convergence: {res.objective:.4f}"
     else:
-        lines.append(f"Linear mixed model fit by maximum likelihood{tests}")
-    lines.append(f"Formula: {res.formula}")
-    lines.append("")
-    if res.REML:
-        lines.append(f"REML criterion at convergence: {res.objective:.4f}")
-    else:
-        df_resid = res.nobs - res.npar
-        lines += _table([["AIC", "BIC", "logLik", "deviance", "df.resid"],
-                         [f"{res.aic:.1f}", f"{res.bic:.1f}", f"{res.loglik:.1f}", f"{res.objective:.1f}",
-                          str(df_resid)]], ["r"] * 5)
-    lines.append("")
+        out.criterion_rows = [["AIC", "BIC", "logLik", "deviance", "df.resid"],
+                              [f"{res.aic:.1f}", f"{res.bic:.1f}", f"{res.loglik:.1f}", f"{res.objective:.1f}",
+                               str(res.nobs - res.npar)]]
     q = np.quantile(res.residuals(scaled=True), [0, 0.25, 0.5, 0.75, 1])
-    lines.append("Scaled residuals:")
-    lines += _table([["Min", "1Q", "Median", "3Q", "Max"], [f"{v:.4f}" for v in q]], ["r"] * 5)
-    lines.append("")
-    lines.append("Random effects:")
+    out.residual_rows = [["Min", "1Q", "Median", "3Q", "Max"], [f"{v:.4f}" for v in q]]
     rows = [["Groups", "Name", "Variance", "Std.Dev.", "Corr"]]
     for c in components(res.model.terms, res.solution.lambdas, res.sigma):
         rows += _component_rows(c)
     rows.append(["Residual", "", _g(res.sigma**2), _g(res.sigma), ""])
-    lines += [" " + r for r in _table(rows, ["l", "l", "r", "r", "l"])]
-    groups = ", ".join(f"{k}, {v}" for k, v in res.ngroups.items())
-    lines.append(f"Number of obs: {res.nobs}, groups:  {groups}")
-    lines.append("")
-    lines.append("Fixed effects:")
+    out.random_rows = rows
+    out.groups = f"Number of obs: {res.nobs}, groups:  {', '.join(f'{k}, {v}' for k, v in res.ngroups.items())}"
     if table is None:
         se = res.se
         rows = [["", "Estimate", "Std. Error", "t value"]]
         for name in res.fixef.index:
             est, s = res.fixef[name], se[name]
             rows.append([name, _g(est, 6), _g(s, 5), f"{est / s:.3f}" if s > 0 else "NaN"])
-        lines += _table(rows, ["l", "r", "r", "r"])
+        out.fixed_align = ["l", "r", "r", "r"]
     else:
         rows = [["", "Estimate", "Std. Error", "df", "t value", "Pr(>|t|)", ""]]
         for name, r in table.iterrows():
             rows.append([name, _g(r["Estimate"], 6), _g(r["Std. Error"], 5), f"{r['df']:.3f}",
                          f"{r['t value']:.3f}", _format_pval(r["Pr(>|t|)"]), _stars(r["Pr(>|t|)"])])
-        lines += _table(rows, ["l", "r", "r", "r", "r", "r", "l"])
-        lines.append("---")
-        lines.append("Signif. codes:  0 '***' 0.001 '**' 0.01 '*' 0.05 '.' 0.1 ' ' 1")
+        out.fixed_align = ["l", "r", "r", "r", "r", "r", "l"]
+        out.signif = True
+    out.fixed_rows = rows
     if len(res.fixef) > 1:
-        lines.append("")
-        lines.append("Correlation of Fixed Effects:")
         v = res.vcov.to_numpy()
         d = np.sqrt(np.diag(v))
         corr = v / np.outer(d, d)
         abbrev = [_abbreviate(n) for n in res.fixef.index]
-        rows = [[""] + abbrev[:-1]]
+        out.corr_rows = [[""] + abbrev[:-1]]
         for i, name in enumerate(res.fixef.index):
-            if i == 0:
-                continue
-            rows.append([name] + [f"{corr[i, j]:.3f}" for j in range(i)] + [""] * (len(abbrev) - 1 - i))
-        lines += _table(rows, ["l"] + ["r"] * (len(abbrev) - 1))
-    notes = []
+            if i:
+                out.corr_rows.append([name] + [f"{corr[i, j]:.3f}" for j in range(i)] + [""] * (len(abbrev) - 1 - i))
     if res.singular:
-        notes.append("boundary (singular) fit: see the variance components")
+        out.notes.append("boundary (singular) fit: see the variance components")
     if not res.converged:
-        notes.append(f"the optimizer did not converge: {res.optinfo.message}")
+        out.notes.append(f"the optimizer did not converge: {res.optinfo.message}")
     if note_ddf:
-        notes.append(note_ddf)
+        out.notes.append(note_ddf)
     if table is not None and method == "Satterthwaite":
-        notes += res.satterthwaite().notes
+        out.notes += res.satterthwaite().notes
     if res.model.design.dropped_columns:
-        notes.append(f"rank deficient X: dropped {res.model.design.dropped_columns}")
-    if notes:
-        lines.append("")
-        lines += [f"note: {n}" for n in notes]
+        out.notes.append(f"rank deficient X: dropped {res.model.design.dropped_columns}")
+    return out
+
+
+_SIGNIF = "Signif. codes:  0 '***' 0.001 '**' 0.01 '*' 0.05 '.' 0.1 ' ' 1"
+
+
+def format_summary(res, ddf: str | None = "Satterthwaite") -> str:
+    """Summary text as lmerTest's ``summary(fit, ddf = ...)`` (lme4's with ``ddf=None``).
+
+    Args:
+        res: the fitted result.
+        ddf: ``"Satterthwaite"``, ``"Kenward-Roger"`` or None.
+
+    Returns:
+        The text.
+    """
+    s = _parts(res, ddf)
+    lines = [s.title, s.formula, ""]
+    lines += [s.criterion] if s.criterion else _table(s.criterion_rows, ["r"] * 5)
+    lines += ["", "Scaled residuals:"] + _table(s.residual_rows, ["r"] * 5)
+    lines += ["", "Random effects:"] + [" " + r for r in _table(s.random_rows, ["l", "l", "r", "r", "l"])]
+    lines += [s.groups, "", "Fixed effects:"] + _table(s.fixed_rows, s.fixed_align)
+    if s.signif:
+        lines += ["---", _SIGNIF]
+    if s.corr_rows:
+        lines += ["", "Correlation of Fixed Effects:"] + _table(s.corr_rows, ["l"] + ["r"] * (len(s.corr_rows[0]) - 1))
+    if s.notes:
+        lines += [""] + [f"note: {n}" for n in s.notes]
     return "\n".join(lines)
 
+
+def _html_table(rows: list[list[str]], align: list[str], caption: str) -> str:
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in rows[0])
+    body = "".join("<tr>" + "".join(f'<td style="text-align:{"left" if a == "l" else "right"}">{html.escape(c)}</td>'
+                                    for c, a in zip(r, align)) + "</tr>" for r in rows[1:])
+    return (f"<table><caption style=\"text-align:left\"><b>{html.escape(caption)}</b></caption>"
+            f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+
+
+def format_summary_html(res, ddf: str | None = "Satterthwaite") -> str:
+    """The summary as HTML tables (what a notebook shows for a result).
+
+    Args:
+        res: the fitted result.
+        ddf: as :func:`format_summary`.
+    """
+    s = _parts(res, ddf)
+    out = [f"<p><b>{html.escape(s.title)}</b><br>{html.escape(s.formula)}<br>"
+           f"{html.escape(s.criterion) if s.criterion else ''}</p>"]
+    if s.criterion_rows:
+        out.append(_html_table(s.criterion_rows, ["r"] * 5, "Criteria"))
+    out.append(_html_table(s.random_rows, ["l", "l", "r", "r", "l"], "Random effects"))
+    out.append(f"<p>{html.escape(s.groups)}</p>")
+    out.append(_html_table(s.fixed_rows, s.fixed_align, "Fixed effects"))
+    if s.signif:
+        out.append(f"<p><small>{html.escape(_SIGNIF)}</small></p>")
+    out += [f"<p>note: {html.escape(n)}</p>" for n in s.notes]
+    return "<div>" + "".join(out) + "</div>"
