@@ -99,7 +99,7 @@ def test_weighted_simulation_and_pearson_residuals(sleep):
     res = lmm.lmer("Reaction ~ Days + (Days | Subject)", sleep, weights="w")
     r = res.residuals()
     np.testing.assert_allclose(res.residuals(type="pearson"), r * np.sqrt(sleep.w) / res.sigma)
-    sims = res.simulate(400, seed=3, use_u=True) - res.fitted()[:, None]
+    sims = res.simulate(400, seed=3, use_u=True) - res.fitted(array=True)[:, None]
     # residual variance σ²/w: the rows with weight 2 vary half as much as those with weight 1
     v1, v2 = sims[sleep.w == 1].var(), sims[sleep.w == 2].var()
     assert v1 / v2 == pytest.approx(2.0, rel=0.1)

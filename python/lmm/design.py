@@ -174,7 +174,19 @@ class Design:
         weights: (n,) prior weights of the rows used (residual variance σ²/w_i), or None.
         offset: (n,) the sum of the formula's ``offset()`` terms and the ``offset`` argument,
             or None; the core fits ``y_fit`` = y − offset.
+        data_index: the index of the data as given (all rows), or None (the rows used).
+        positions: the positions in the data of the rows used, or None when every row is
+            used (per-row outputs are aligned to ``data_index`` through it).
     """
+
+    def aligned(self, values: np.ndarray, name: str) -> pd.Series:
+        """Values of the rows used as a Series on the data's index, NaN on rows dropped
+        (lme4's ``na.exclude``)."""
+        if self.positions is None or self.data_index is None:
+            return pd.Series(values, index=self.rows if self.data_index is None else self.data_index, name=name)
+        out = np.full(len(self.data_index), np.nan)
+        out[self.positions] = values
+        return pd.Series(out, index=self.data_index, name=name)
 
     y: np.ndarray
     X: np.ndarray
@@ -187,6 +199,8 @@ class Design:
     y_coef: np.ndarray = field(default_factory=lambda: np.zeros(0))
     weights: Optional[np.ndarray] = None
     offset: Optional[np.ndarray] = None
+    data_index: Optional[pd.Index] = None
+    positions: Optional[np.ndarray] = None
 
     @functools.cached_property
     def y_fit(self) -> np.ndarray:
@@ -869,11 +883,14 @@ def build_design(parsed: ParsedFormula, data: pd.DataFrame, missing: str = "drop
     if len(data) == 0:
         raise ValueError("data has no rows")
     columns = required_columns(parsed) + [c for c in (weights_column, offset_column) if c]
+    data_index = data.index
     cols = Columns(data)  # each column read once, by every evaluation on these rows
     mask = _used_rows(cols, columns, missing)
+    positions = None
     if mask is not None:
         data = data.loc[mask]
         cols = Columns(data)
+        positions = np.flatnonzero(mask)
     del mask  # (a byte a row, not needed while the design is built)
 
     ev = _evaluate(parsed, cols, offset_column, coding)
@@ -889,6 +906,7 @@ def build_design(parsed: ParsedFormula, data: pd.DataFrame, missing: str = "drop
             raise ValueError(f"no rows left: {message}")
         _warn(f"{message}; those rows are dropped")
         data = data.loc[~bad]
+        positions = np.flatnonzero(~bad) if positions is None else positions[~bad]
         del ev, bad  # not alive while the rows left are evaluated
         ev = _evaluate(parsed, Columns(data), offset_column, coding)
         bad, what = _nan_rows(ev, parsed.response)
@@ -944,4 +962,5 @@ def build_design(parsed: ParsedFormula, data: pd.DataFrame, missing: str = "drop
             M.setflags(write=False)
     w = _checked_weights(data, weights_column) if weights_column else None
     return Design(y=y, X=X, xnames=xnames, dropped_columns=dropped, terms=terms, rows=rows,
-                  fixed_state=ev.fixed_state, x_center=x_center, y_coef=y_coef, weights=w, offset=offset)
+                  fixed_state=ev.fixed_state, x_center=x_center, y_coef=y_coef, weights=w, offset=offset,
+                  data_index=data_index, positions=positions)

@@ -140,8 +140,8 @@ def residuals_vs_fitted(res, smoother: bool = True, frac: float = 2 / 3):
         matplotlib Figure with one Axes: a scatter of nobs points, the smoother as a line.
     """
     plt = _plt()
-    fitted = res.fitted()
-    resid = res.residuals(type="pearson")
+    fitted = res.fitted(array=True)
+    resid = res.residuals(type="pearson", array=True)
     fig, ax = plt.subplots(figsize=(5.5, 4.2))
     ax.scatter(fitted, resid, s=10, alpha=0.6, color="C0", edgecolors="none")
     ax.axhline(0.0, color="0.5", lw=0.8, ls="--")
@@ -180,7 +180,7 @@ def qq_residuals(res):
     """
     plt = _plt()
     fig, ax = plt.subplots(figsize=(4.5, 4.2))
-    _qq(ax, res.residuals(type="pearson"), "residuals")
+    _qq(ax, res.residuals(type="pearson", array=True), "residuals")
     fig.tight_layout()
     return fig
 

@@ -88,3 +88,21 @@ def test_residual_types():
     np.testing.assert_allclose(res.residuals(scaled=True), r / res.sigma)
     with pytest.raises(ValueError, match="type"):
         res.residuals(type="deviance")
+
+
+def test_per_row_outputs_align_with_the_data_after_rows_are_dropped():
+    # lme4's na.exclude: 177 of 180 rows used, outputs on all 180 rows with NaN where dropped,
+    # so that they can be put back into the data.
+    data = lmm.datasets.load("sleepstudy").set_index(pd.Index([f"r{i}" for i in range(180)]))
+    data.loc[["r3", "r50", "r111"], "Reaction"] = np.nan
+    with pytest.warns(UserWarning, match="3 of 180 rows dropped"):
+        res = lmm.lmer("Reaction ~ Days + (Days | Subject)", data)
+    for values in (res.fitted(), res.residuals(), res.residuals(type="pearson"), res.predict()):
+        assert isinstance(values, pd.Series) and values.index.equals(data.index)
+        assert list(values.index[values.isna()]) == ["r3", "r50", "r111"]
+    data["fit"] = res.fitted()
+    np.testing.assert_allclose(data["fit"].dropna().to_numpy(), res.fitted(array=True))
+    np.testing.assert_allclose((data["Reaction"] - data["fit"]).dropna().to_numpy(), res.residuals(array=True))
+    new = data.iloc[[0, 3, 7]]
+    assert res.predict(new).index.equals(new.index)
+    np.testing.assert_allclose(res.predict(new).to_numpy(), res.predict(new, array=True))

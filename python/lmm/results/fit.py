@@ -151,33 +151,46 @@ class LmmResult(PredictionMixin):
 
     # --- fitted values ----------------------------------------------------------------
 
-    def fitted(self) -> np.ndarray:
-        """Fitted values Xβ̂ + Zb̂ (+ the offset) on the rows used in the fit."""
-        out = self.model.design.X @ self.fixef.to_numpy()
+    def fitted(self, *, array: bool = False) -> pd.Series | np.ndarray:
+        """Fitted values Xβ̂ + Zb̂ (+ the offset).
+
+        Args:
+            array: an array of the rows used in the fit, instead of the Series.
+
+        Returns:
+            A Series on the data's index, NaN on rows dropped for missing values (lme4's
+            ``na.exclude``: it can be put back into the data), or the array (nobs,).
+        """
+        out = self.model.design.X @ self.solution.beta
         for t, b in zip(self.model.terms, self.solution.b):
             out += np.einsum("ij,ij->i", t.z, b[t.codes])
         if self.model.design.offset is not None:
             out += self.model.design.offset
-        return out
+        return out if array else self.model.design.aligned(out, "fitted")
 
-    def residuals(self, type: str = "response", scaled: bool = False) -> np.ndarray:
-        """Residuals y − fitted on the rows used in the fit.
+    def residuals(self, type: str = "response", scaled: bool = False, *,
+                  array: bool = False) -> pd.Series | np.ndarray:
+        """Residuals y − fitted.
 
         Args:
             type: ``"response"`` (y − ŷ) or ``"pearson"`` (times √w_i / σ̂, lme4's
                 ``residuals(fit, type = "pearson")``).
             scaled: divide by σ̂ (lme4's ``scaled = TRUE``); ``type="pearson"`` without weights.
+            array: an array of the rows used in the fit, instead of the Series.
 
         Returns:
-            Array of length nobs.
+            A Series on the data's index (NaN on rows dropped, as :meth:`fitted`), or the
+            array (nobs,).
         """
         if type not in ("response", "pearson"):
             raise ValueError("type must be 'response' or 'pearson'")
-        r = self.model.design.y - self.fitted()
+        r = self.model.design.y - self.fitted(array=True)
         w = self.model.design.weights
         if type == "pearson" and w is not None:
-            return r * np.sqrt(w) / self.sigma
-        return r / self.sigma if scaled or type == "pearson" else r
+            r = r * np.sqrt(w) / self.sigma
+        elif scaled or type == "pearson":
+            r = r / self.sigma
+        return r if array else self.model.design.aligned(r, "residuals")
 
     # --- random effects ---------------------------------------------------------------------
 

@@ -59,8 +59,8 @@ class PredictionMixin:
     """``predict`` and ``simulate`` of :class:`~lmm.results.LmmResult` (it provides
     ``model``, ``fixef``, ``sigma`` and ``solution``)."""
 
-    def predict(self, newdata: pd.DataFrame | None = None, re_form=None,
-                allow_new_levels: bool = False, offset=None) -> np.ndarray:
+    def predict(self, newdata=None, re_form=None, allow_new_levels: bool = False, offset=None, *,
+                array: bool = False) -> pd.Series | np.ndarray:
         """Predictions, as lme4's ``predict(fit, newdata, re.form, allow.new.levels)``.
 
         The formula's ``offset()`` terms are evaluated on ``newdata`` and added; a model
@@ -77,18 +77,23 @@ class PredictionMixin:
             offset: for new data, the offset argument's values (a column of ``newdata``
                 or one value per row).
 
+            array: an array instead of the Series.
+
         Returns:
-            Array of predictions, one per row of ``newdata`` (NaN where a used column is missing).
+            A Series of predictions on ``newdata``'s index (NaN where a used column is
+            missing); without ``newdata``, on the fitting data's index (NaN on rows dropped,
+            as :meth:`fitted`). With ``array=True`` an array, one value per row of
+            ``newdata`` (or per row used in the fit).
 
         Example:
             >>> import lmm, pandas as pd
             >>> res = lmm.lmer("Reaction ~ Days + (Days | Subject)", lmm.datasets.load("sleepstudy"))
             >>> new = pd.DataFrame({"Days": [0.0, 5.0], "Subject": ["308", "new"]})
-            >>> res.predict(new, allow_new_levels=True).round(2)  # doctest: +SKIP
+            >>> res.predict(new, allow_new_levels=True, array=True).round(2)  # doctest: +SKIP
             array([253.66, 303.74])
         """
         selected = self._re_selection(re_form)
-        beta = self.fixef.to_numpy()
+        beta = self.solution.beta
         if newdata is None:
             out = self.model.design.X @ beta
             if self.model.design.offset is not None:
@@ -113,7 +118,11 @@ class PredictionMixin:
                 contrib = np.zeros(len(out))
                 contrib[known] = np.einsum("ij,ij->i", z[known][:, cols], b[codes[known]])
                 out = out + contrib
-        return out
+        if array:
+            return out
+        if newdata is None:
+            return self.model.design.aligned(out, "predicted")
+        return pd.Series(out, index=newdata.index, name="predicted")
 
     def _re_selection(self, re_form) -> list:
         """Per model term, the columns whose random effects ``re_form`` keeps."""

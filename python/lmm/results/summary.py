@@ -111,7 +111,7 @@ def _parts(res, ddf: str | None) -> _Parts:
         out.criterion_rows = [["AIC", "BIC", "logLik", "deviance", "df.resid"],
                               [f"{res.aic:.1f}", f"{res.bic:.1f}", f"{res.loglik:.1f}", f"{res.objective:.1f}",
                                str(res.nobs - res.npar)]]
-    q = np.quantile(res.residuals(scaled=True), [0, 0.25, 0.5, 0.75, 1])
+    q = np.quantile(res.residuals(scaled=True, array=True), [0, 0.25, 0.5, 0.75, 1])
     out.residual_rows = [["Min", "1Q", "Median", "3Q", "Max"], [f"{v:.4f}" for v in q]]
     rows = [["Groups", "Name", "Variance", "Std.Dev.", "Corr"]]
     for c in components(res.model.terms, res.solution.lambdas, res.sigma):
