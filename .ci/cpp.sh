@@ -21,9 +21,14 @@ cmake -S cpp -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DPython_EXECUTABLE
 cmake --build "$build"
 ctest --test-dir "$build" --output-on-failure
 cmake --install "$build" --prefix "$prefix"
+if grep -rn -e "$work" -e "${VIRTUAL_ENV:-$work}" "$prefix/lib/cmake/lmm"; then
+  echo "the installed CMake package records a path of this build" >&2
+  exit 1
+fi
 
-# The consumer sees only the installed prefix (Eigen is found through the
-# hint lmmConfig.cmake records).
+# The consumer sees only the installed prefix; lmmConfig.cmake finds Eigen
+# again (here the cmeel-eigen wheel of the Python on PATH), recording no
+# path of this build.
 cmake -S cpp/examples/fit_csv -B "$example" -G Ninja -DCMAKE_PREFIX_PATH="$prefix"
 cmake --build "$example"
 out="$("$example/fit_csv" python/lmm/datasets/data/sleepstudy.csv \
