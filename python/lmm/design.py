@@ -27,6 +27,7 @@ from __future__ import annotations
 import functools
 import math
 import os
+import re
 import sys
 import warnings
 from dataclasses import dataclass, field
@@ -353,19 +354,38 @@ def _numeric_column(data: pd.DataFrame | Columns, column: str, what: str) -> np.
     return values.to_numpy(dtype=np.float64)
 
 
-def _state(contrasts: dict[str, str]) -> ModelFrameState:
+def _state(contrasts: dict[str, str], preset: Optional[dict] = None) -> ModelFrameState:
     state = ModelFrameState()
     state.transforms.contrasts = dict(contrasts)
+    state.transforms.preset = dict(preset or {})
     return state
 
 
+# Functions whose values depend on the rows they are evaluated on (what R's model frame
+# learns before it drops incomplete rows).
+_STATEFUL = re.compile(r"\b(scale|poly|ns|bs)\s*\(")
+
+
+def _learned_on_all_rows(parsed: ParsedFormula, data: Columns, contrasts: dict[str, str]) -> dict:
+    """The numeric transforms' values on every row of the data, as R's model frame
+    computes them before ``na.omit`` (the knots of ``ns(x)`` from every row where x is
+    present, whatever the other columns); factor levels are not among them (unused levels
+    are dropped after ``na.omit``, as lme4's ``drop.unused.levels``)."""
+    learned: dict = {}
+    for terms in [parsed.fixed_terms] + [rt.terms for rt in parsed.random]:
+        state = _state(contrasts)
+        model_matrix(terms, data, state=state)
+        learned.update(state.transforms.learned())
+    return learned
+
+
 def _evaluate(parsed: ParsedFormula, data: Columns, offset_column: Optional[str] = None,
-              contrasts: Optional[dict[str, str]] = None) -> _Evaluated:
+              contrasts: Optional[dict[str, str]] = None, preset: Optional[dict] = None) -> _Evaluated:
     y = np.ascontiguousarray(evaluate_response(parsed.response_expr, data), dtype=np.float64)
-    state = _state(contrasts or {})
+    state = _state(contrasts or {}, preset)
     X, xnames = model_matrix(parsed.fixed_terms, data, state=state)
     X, xnames = np.asarray(X, dtype=np.float64), list(xnames)
-    pieces = [_term(rt, data, X, xnames, contrasts or {}) for rt in parsed.random]
+    pieces = [_term(rt, data, X, xnames, _state(contrasts or {}, preset)) for rt in parsed.random]
     return _Evaluated(y=y, X=X, xnames=xnames, pieces=pieces, fixed_state=state,
                       offset=evaluate_offset(parsed, data, offset_column))
 
@@ -757,10 +777,9 @@ def _share_columns(terms: list[ReTerm], X: np.ndarray, xnames: list[str]) -> Non
             t.z = same.z
 
 
-def _term(rt: RandomTerm, data: Columns, X: np.ndarray, xnames: list[str],
-          contrasts: dict[str, str]) -> ReTerm:
-    """The term's codes and columns; z is a view of X when its columns are a run of X's."""
-    state = _state(contrasts)
+def _term(rt: RandomTerm, data: Columns, X: np.ndarray, xnames: list[str], state: ModelFrameState) -> ReTerm:
+    """The term's codes and columns (recorded in ``state``); z is a view of X when its
+    columns are a run of X's."""
     z, cnames = model_matrix(rt.terms, data, state=state, like=(X, xnames))
     if z.shape[1] == 0:
         raise ValueError(f"random-effects term for {rt.name!r} has no columns ({rt.expr!r})")
@@ -887,13 +906,16 @@ def build_design(parsed: ParsedFormula, data: pd.DataFrame, missing: str = "drop
     cols = Columns(data)  # each column read once, by every evaluation on these rows
     mask = _used_rows(cols, columns, missing)
     positions = None
+    preset = None
     if mask is not None:
+        if _STATEFUL.search(parsed.text):
+            preset = _learned_on_all_rows(parsed, cols, coding)
         data = data.loc[mask]
         cols = Columns(data)
         positions = np.flatnonzero(mask)
     del mask  # (a byte a row, not needed while the design is built)
 
-    ev = _evaluate(parsed, cols, offset_column, coding)
+    ev = _evaluate(parsed, cols, offset_column, coding, preset)
     bad, what = _nan_rows(ev, parsed.response)
     if bad is not None:
         # As R's na.omit on the model frame: rows where an expression is NaN
@@ -907,8 +929,12 @@ def build_design(parsed: ParsedFormula, data: pd.DataFrame, missing: str = "drop
         _warn(f"{message}; those rows are dropped")
         data = data.loc[~bad]
         positions = np.flatnonzero(~bad) if positions is None else positions[~bad]
+        if preset is None:  # the transforms learned on every row, as above
+            preset = {}
+            for st in [ev.fixed_state] + [st for t in ev.pieces for st in t.states]:
+                preset.update(st.transforms.learned())
         del ev, bad  # not alive while the rows left are evaluated
-        ev = _evaluate(parsed, Columns(data), offset_column, coding)
+        ev = _evaluate(parsed, Columns(data), offset_column, coding, preset)
         bad, what = _nan_rows(ev, parsed.response)
         if bad is not None:
             raise ValueError(f"{', '.join(what)} still evaluate to NaN after dropping rows; check the "

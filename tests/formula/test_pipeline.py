@@ -106,3 +106,25 @@ def test_error_in_a_term_model_matrix_points_into_the_whole_formula(caret_col):
     with pytest.raises(FormulaError, match="2 or more levels") as info:
         lmm.lmer(text, data)
     assert info.value.formula == text and caret_col(info.value) == text.index("u ||")
+
+
+@pytest.mark.parametrize("drop", ["missing response", "log of a negative value"])
+def test_transforms_learn_from_every_row_as_r_model_frame(drop):
+    # R's model frame evaluates scale() and poly() on every row before na.omit drops the
+    # incomplete ones: their centre and coefficients come from all rows of x.
+    data = _data()
+    data["u"] = np.arange(120) % 7 + 0.5
+    data["v"] = 1.0 + np.arange(120) % 5
+    if drop == "missing response":
+        data.loc[data.index[:30], "y"] = np.nan
+    else:
+        data.loc[data.index[:30], "v"] = -1.0
+    with pytest.warns(UserWarning, match="30 of 120 rows"):
+        res = lmm.lmer("y ~ scale(x) + poly(u, 2) + log(v) + (1 | g)", data)
+    state = res.model.design.fixed_state.transforms
+    centre, scale = state.recorded(syntax.parse("scale(x)"), "scale")
+    x = data["x"].to_numpy()
+    assert centre == pytest.approx(x.mean(), rel=1e-14)
+    assert scale == pytest.approx(x.std(ddof=1), rel=1e-14)
+    alpha, _ = state.recorded(syntax.parse("poly(u, 2)"), "poly")
+    assert alpha[0] == pytest.approx(data["u"].mean(), rel=1e-14)

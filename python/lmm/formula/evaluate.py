@@ -47,6 +47,24 @@ class TransformState:
         self._values: dict[tuple[str, str], Any] = {}
         #: Coding per data column (lme4's ``contrasts`` argument): column → contrast kind.
         self.contrasts: dict[str, str] = dict(contrasts or {})
+        #: Values of numeric transforms learned beforehand, on every row of the data (R's
+        #: model frame evaluates them before incomplete rows are dropped): used, and
+        #: recorded, instead of learning from the rows evaluated.
+        self.preset: dict[tuple[str, str], Any] = {}
+
+    def learned(self) -> dict[tuple[str, str], Any]:
+        """The numeric transforms' recorded values (``scale``, ``poly``, ``ns``, ``bs``; not factor levels)."""
+        return {key: v for key, v in self._values.items() if key[1] != "factor"}
+
+    def known(self, node: Node, kind: str) -> Any:
+        """The value to evaluate a numeric transform with: the recorded one (frozen), the
+        preset one (recorded now), or None (learn it from the data evaluated)."""
+        if self.frozen:
+            return self.recorded(node, kind)
+        value = self.preset.get((deparse(node), kind))
+        if value is not None:
+            self.record(node, kind, value)
+        return value
 
     def keys(self) -> list[tuple[str, str]]:
         """The recorded (expression, kind) pairs, e.g. ``("scale(x)", "scale")``."""
@@ -373,8 +391,9 @@ def _impl_identity(env: Env, call: Call, data: list[Node], params: dict[str, Par
 def _impl_scale(env: Env, call: Call, data: list[Node], params: dict[str, ParamValue]) -> Any:
     x = _ensure_vector(evaluate(data[0], env), data[0], env)
     center, scale = params["center"], params["scale"]
-    if env.transforms is not None and env.transforms.frozen:
-        c, s = env.transforms.recorded(call, "scale")
+    known = env.transforms.known(call, "scale") if env.transforms is not None else None
+    if known is not None:
+        c, s = known
         with np.errstate(all="ignore"):
             x = (x - c) / s
         return Matrix(np.asarray(x, dtype=np.float64).reshape(-1, 1), None)
@@ -422,8 +441,9 @@ def _impl_poly(env: Env, call: Call, data: list[Node], params: dict[str, ParamVa
     names = [str(j) for j in range(1, degree + 1)]
     if params["raw"]:
         return Matrix(np.column_stack([x ** j for j in range(1, degree + 1)]), names)
-    if env.transforms is not None and env.transforms.frozen:
-        alpha, norm2 = env.transforms.recorded(call, "poly")
+    known = env.transforms.known(call, "poly") if env.transforms is not None else None
+    if known is not None:
+        alpha, norm2 = known
         return Matrix(_predict_poly(x, alpha, norm2), names)
     if degree >= np.unique(x).size:
         raise FormulaError("'degree' of poly() must be less than the number of unique points",
@@ -468,8 +488,7 @@ def _impl_spline(kind: str) -> Implementation:
     """``ns()``/``bs()``: the basis with knots from the data, or (frozen) the recorded knots."""
     def impl(env: Env, call: Call, data: list[Node], params: dict[str, ParamValue]) -> Any:
         x = _ensure_vector(evaluate(data[0], env), data[0], env)
-        frozen = env.transforms is not None and env.transforms.frozen
-        recorded = env.transforms.recorded(call, kind) if frozen else None  # type: ignore[union-attr]
+        recorded = env.transforms.known(call, kind) if env.transforms is not None else None
         try:
             if recorded is not None:
                 values = recorded.evaluate(x)
