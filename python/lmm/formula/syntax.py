@@ -150,6 +150,8 @@ class Node:
     """A node of the syntax tree; ``pos`` and ``end`` are its span in the parsed text."""
 
     __slots__ = ("pos", "end")
+    pos: int
+    end: int
 
 
 class Name(Node):
