@@ -59,10 +59,15 @@ def _ascii_alnum_key(s: str) -> tuple[str, str]:
 
 def r_sorted(labels: set[str] | list[str]) -> list[str]:
     """The distinct labels in R's order (:func:`collate_key`); the usual ids made of
-    ASCII letters and digits by a key of two builtin string methods."""
-    if all(s.isascii() and s.isalnum() for s in labels):
-        return sorted(set(labels), key=_ascii_alnum_key)
-    return sorted(set(labels), key=collate_key)
+    ASCII letters and digits by a key of two builtin string methods, or by plain code
+    point order when they are all of one case (digits sort before letters either way)."""
+    distinct = set(labels)
+    joined = "".join(distinct)
+    if all(distinct) and joined.isascii() and joined.isalnum():  # (each test one pass in C)
+        if joined == joined.lower() or joined == joined.upper():
+            return sorted(distinct)
+        return sorted(distinct, key=_ascii_alnum_key)
+    return sorted(distinct, key=collate_key)
 
 
 class Factor:
