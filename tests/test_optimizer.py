@@ -56,3 +56,23 @@ def test_core_optimizer_trace(capsys):
     lmm.lmer("Reaction ~ Days + (Days | Subject)", lmm.datasets.load("sleepstudy"), optimizer="core", verbose=True)
     out = capsys.readouterr().out
     assert out.startswith("  eval    1: objective 1773.")
+
+
+def test_long_fits_show_a_status_line_on_a_terminal_only(monkeypatch, capsys):
+    data = lmm.datasets.load("sleepstudy")
+    lmm.lmer("Reaction ~ Days + (Days | Subject)", data)
+    assert capsys.readouterr().err == ""  # not a terminal (captured): silent
+    monkeypatch.setattr(optimize, "_on_terminal", lambda: True)
+    monkeypatch.setattr(optimize._FitStatus, "AFTER", 0.0)  # as if every fit ran long
+    monkeypatch.setattr(optimize._FitStatus, "INTERVAL", 1e-9)
+    res = lmm.lmer("Reaction ~ Days + (Days | Subject)", data)
+    err = capsys.readouterr().err
+    assert "fitting: " in err and "evaluations, criterion" in err
+    assert err.endswith("\r")  # the line is cleared at the end
+    assert res.objective == pytest.approx(1743.6282719585, rel=1e-10)
+
+
+def test_profile_progress_bar(capsys):
+    res = lmm.lmer("Reaction ~ Days + (1 | Subject)", lmm.datasets.load("sleepstudy"))
+    res.profile(which=".sigma", progress=True)
+    assert "profile" in capsys.readouterr().err

@@ -136,5 +136,6 @@ class Model:
     def fit(self, reml: bool, theta_start: npt.ArrayLike | None = None, theta_scale: npt.ArrayLike | None = None,
             max_evaluations: int = ..., max_iterations: int = ..., gradient_tolerance: float = ...,
             gradient_tolerance_rel: float = ..., relative_decrease_tolerance: float = ..., memory: int = ...,
-            trace: Callable[[int, float], object] | None = None) -> FitResult:
-        """Minimize the criterion over θ (L-BFGS-B, exact gradient, restarts off the boundary)."""
+            trace: Callable[[int, float], object] | None = None, trace_interval: float = 0.0) -> FitResult:
+        """Minimize the criterion over θ (L-BFGS-B, exact gradient, restarts off the boundary);
+        trace(evaluation, value) after each evaluation, at most once per trace_interval seconds."""

@@ -10,6 +10,7 @@ boundary are the core's (``lmm._core.FIT_DEFAULTS``), whichever method runs.
 
 from __future__ import annotations
 
+import sys
 import time
 import warnings
 from dataclasses import dataclass
@@ -213,20 +214,54 @@ def optimize_theta(model, start=None, optimizer: str = "core", tol: float = 1e-8
                           ngev=counts["g"], time=elapsed, message=message, converged=converged, gradient=g / scale)
 
 
+def _on_terminal() -> bool:
+    return bool(getattr(sys.stderr, "isatty", lambda: False)())
+
+
+class _FitStatus:
+    """A status line on a terminal for fits that run long: from the second second on, the
+    evaluations so far and the criterion, redrawn at most every INTERVAL seconds."""
+
+    AFTER = 2.0
+    INTERVAL = 0.5
+
+    def __init__(self) -> None:
+        self.t0 = time.perf_counter()
+        self.shown = False
+
+    def __call__(self, evaluation: int, value: float) -> None:
+        elapsed = time.perf_counter() - self.t0
+        if elapsed < self.AFTER:
+            return
+        sys.stderr.write(f"\rfitting: {evaluation} evaluations, criterion {value:.10g}, {elapsed:.0f} s ")
+        sys.stderr.flush()
+        self.shown = True
+
+    def close(self) -> None:
+        if self.shown:
+            sys.stderr.write("\r" + " " * 72 + "\r")
+            sys.stderr.flush()
+
+
 def _core_fit(model, start, reml: bool, tol: float, maxiter: int, verbose: bool) -> OptimizeResult:
     """The C++ optimizer (lmm::fit) on the model's core, with the same scaling of θ, the same
     stopping rules as SciPy's L-BFGS-B here (gtol from ``tol``, ftol, the rounding floor) and
     the same verdict (on the projected gradient in φ = θ / scale)."""
-    trace = (lambda k, value: print(f"  eval {k:4d}: objective {value:.10g}")) if verbose else None
+    status = None if verbose or not _on_terminal() else _FitStatus()
+    trace = (lambda k, value: print(f"  eval {k:4d}: objective {value:.10g}")) if verbose else status
     scale = model.theta_scale
     # λ = I in φ units by default, as for SciPy's methods.
     theta0 = model.theta_start * scale if start is None else model._theta(start)
     try:
         r = model.core.fit(reml, theta_start=theta0, theta_scale=scale, max_evaluations=maxiter,
                            gradient_tolerance=0.1 * tol, gradient_tolerance_rel=0.1 * tol,
-                           relative_decrease_tolerance=FTOL, trace=trace)
+                           relative_decrease_tolerance=FTOL, trace=trace,
+                           trace_interval=0.0 if verbose else _FitStatus.INTERVAL)
     except RuntimeError as err:
         raise ValueError(f"the objective cannot be evaluated at the starting theta: {err}") from None
+    finally:
+        if status is not None:
+            status.close()
     theta, grad = np.asarray(r.theta), np.asarray(r.gradient)
     max_pg = float(np.max(np.abs(projected_gradient(theta / scale, grad * scale, model.theta_lower / scale,
                                                     model.theta_upper / scale)), initial=0.0))

@@ -4,6 +4,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <chrono>
 #include <optional>
 
 #include <lmm/lmm.hpp>
@@ -100,7 +101,7 @@ lmm::FitResult fit_model(lmm::Model& m, bool reml, const std::optional<lmm::Vect
                          const std::optional<lmm::Vector>& theta_scale, lmm::Index max_evaluations,
                          lmm::Index max_iterations, double gradient_tolerance, double gradient_tolerance_rel,
                          double relative_decrease_tolerance, lmm::Index memory,
-                         const std::optional<py::function>& trace) {
+                         const std::optional<py::function>& trace, double trace_interval) {
   lmm::FitOptions o;
   o.gradient_tolerance = gradient_tolerance;
   o.gradient_tolerance_rel = gradient_tolerance_rel;
@@ -114,8 +115,16 @@ lmm::FitResult fit_model(lmm::Model& m, bool reml, const std::optional<lmm::Vect
   if (trace) {
     // By reference: the function outlives the fit, and is not copied (or
     // released) without the GIL.
+    // With trace_interval > 0, at most one call per interval: the clock is read
+    // without the GIL, so a status line costs a long fit nothing.
     const py::function& f = *trace;
-    o.trace = [&f](lmm::Index k, double value) {
+    using Clock = std::chrono::steady_clock;
+    o.trace = [&f, trace_interval, last = Clock::time_point{}](lmm::Index k, double value) mutable {
+      if (trace_interval > 0.0) {
+        const Clock::time_point now = Clock::now();
+        if (now - last < std::chrono::duration<double>(trace_interval)) return;
+        last = now;
+      }
       py::gil_scoped_acquire gil;
       f(k, value);
     };
@@ -342,6 +351,8 @@ PYBIND11_MODULE(_core, m) {
            py::arg("gradient_tolerance_rel") = lmm::FitOptions{}.gradient_tolerance_rel,
            py::arg("relative_decrease_tolerance") = lmm::FitOptions{}.relative_decrease_tolerance,
            py::arg("memory") = lmm::FitOptions{}.memory, py::arg("trace") = py::none(),
+           py::arg("trace_interval") = 0.0,
            "minimize the criterion over θ (L-BFGS-B, exact gradient, restarts off the boundary);\n"
-           "leaves θ at the optimum. trace(evaluation, value) is called after each evaluation.");
+           "leaves θ at the optimum. trace(evaluation, value) is called after each evaluation\n"
+           "(at most once per trace_interval seconds when that is positive).");
 }

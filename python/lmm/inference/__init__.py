@@ -43,7 +43,8 @@ from __future__ import annotations
 
 from ..covariance import sdcor_to_theta, theta_to_sdcor, varpar_names
 from .anova import RefitMLWarning, anova
-from .bootstrap import BootstrapResult, Progress, bootstrap
+from .bootstrap import BootstrapResult, bootstrap
+from .common import Progress
 from .condvar import conditional_covariances
 from .confint import confint
 from .contrasts import anova_type3, as_contrast, check_ddf, coef_table, contrast_test, type3_contrasts

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -14,9 +13,9 @@ from scipy import stats
 
 from ..covariance import theta_to_sdcor, varpar_names
 from ..optimize import optimize_theta
-from .common import blas_single_thread, percent_names
+from .common import Progress, blas_single_thread, percent_names
 
-__all__ = ["BootstrapResult", "Progress", "bootstrap"]
+__all__ = ["BootstrapResult", "bootstrap"]
 
 
 @dataclass
@@ -95,58 +94,6 @@ def _run_chunk(refitter: _Refitter, seeds, ntheta: int, p: int):
         theta, sigma, beta, ok = refitter.refit(refitter.simulate(rng))
         out[r] = np.concatenate([theta, [sigma], beta, [float(ok)]])
     return out
-
-
-class Progress:
-    """A progress bar: tqdm when installed, else a plain stderr bar; silent when stderr is not a terminal.
-
-    Args:
-        total: number of steps.
-        enabled: show it (None: when stderr is a terminal).
-        desc: its label.
-    """
-
-    def __init__(self, total: int, enabled: bool | None, desc: str = "bootstrap") -> None:
-        if enabled is None:
-            enabled = bool(getattr(sys.stderr, "isatty", lambda: False)())
-        self.enabled, self.total, self.done, self.desc = enabled, total, 0, desc
-        self.bar = None
-        self.t0 = time.perf_counter()
-        if enabled:
-            try:
-                from tqdm.auto import tqdm
-            except ImportError:
-                self._draw()
-            else:
-                self.bar = tqdm(total=total, desc=desc, file=sys.stderr, leave=False)
-
-    def update(self, k: int) -> None:
-        """Advance by ``k`` steps."""
-        self.done += k
-        if not self.enabled:
-            return
-        if self.bar is not None:
-            self.bar.update(k)
-        else:
-            self._draw()
-
-    def _draw(self) -> None:
-        width = 30
-        frac = self.done / self.total if self.total else 1.0
-        fill = int(width * frac)
-        sys.stderr.write(f"\r{self.desc} [{'#' * fill}{'.' * (width - fill)}] {self.done}/{self.total} "
-                         f"{time.perf_counter() - self.t0:.1f}s")
-        sys.stderr.flush()
-
-    def close(self) -> None:
-        """Remove the bar."""
-        if not self.enabled:
-            return
-        if self.bar is not None:
-            self.bar.close()
-        else:
-            sys.stderr.write("\r" + " " * 70 + "\r")
-            sys.stderr.flush()
 
 
 def _run_bootstrap(chunks, results, make_refitter, ntheta, p, n_jobs, bar) -> None:

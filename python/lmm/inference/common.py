@@ -1,12 +1,14 @@
-"""Helpers shared by the inference modules: BLAS threads, interval column names."""
+"""Helpers shared by the inference modules: BLAS threads, progress bars, interval column names."""
 
 from __future__ import annotations
 
 import contextlib
+import sys
+import time
 
 from threadpoolctl import threadpool_limits
 
-__all__ = ["blas_single_thread", "percent_names"]
+__all__ = ["Progress", "blas_single_thread", "percent_names"]
 
 
 def blas_single_thread() -> contextlib.AbstractContextManager:
@@ -28,3 +30,61 @@ def percent_names(level: float) -> tuple[str, str]:
         return f"{s} %"
 
     return fmt(a), fmt(1 - a)
+
+
+class Progress:
+    """A progress bar: tqdm when installed, else a plain stderr bar; silent when stderr is not a terminal.
+
+    Args:
+        total: number of steps.
+        enabled: show it (None: when stderr is a terminal).
+        desc: its label.
+    """
+
+    def __init__(self, total: int, enabled: bool | None, desc: str = "bootstrap") -> None:
+        if enabled is None:
+            enabled = bool(getattr(sys.stderr, "isatty", lambda: False)())
+        self.enabled, self.total, self.done, self.desc = enabled, total, 0, desc
+        self.bar = None
+        self.t0 = time.perf_counter()
+        if enabled:
+            try:
+                from tqdm.auto import tqdm
+            except ImportError:
+                self._draw()
+            else:
+                self.bar = tqdm(total=total, desc=desc, file=sys.stderr, leave=False)
+
+    def update(self, k: int) -> None:
+        """Advance by ``k`` steps."""
+        self.done += k
+        if not self.enabled:
+            return
+        if self.bar is not None:
+            self.bar.update(k)
+        else:
+            self._draw()
+
+    def _draw(self) -> None:
+        width = 30
+        frac = self.done / self.total if self.total else 1.0
+        fill = int(width * frac)
+        sys.stderr.write(f"\r{self.desc} [{'#' * fill}{'.' * (width - fill)}] {self.done}/{self.total} "
+                         f"{time.perf_counter() - self.t0:.1f}s")
+        sys.stderr.flush()
+
+    def __enter__(self) -> "Progress":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Remove the bar."""
+        if not self.enabled:
+            return
+        if self.bar is not None:
+            self.bar.close()
+        else:
+            sys.stderr.write("\r" + " " * 70 + "\r")
+            sys.stderr.flush()

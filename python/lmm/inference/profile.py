@@ -13,7 +13,7 @@ from scipy import stats
 from ..covariance import is_entry_structure, sdcor_to_theta, theta_positions, theta_to_sdcor, varpar_names
 from ..model import build_core
 from ..optimize import optimize_theta
-from .common import blas_single_thread, percent_names
+from .common import Progress, blas_single_thread, percent_names
 from .matrices import z_matrix
 
 __all__ = ["Profile", "profile"]
@@ -68,7 +68,7 @@ class Profile:
 
 
 def profile(res, which=None, alphamax: float = 0.01, maxpts: int = 100, delta_cutoff: float = 1 / 8,
-            cutoff: float | None = None) -> Profile:
+            cutoff: float | None = None, progress: bool | None = None) -> Profile:
     """Profile the ML deviance over σ's, correlations, σ and the fixed effects (lme4's ``profile``).
 
     Args:
@@ -78,6 +78,7 @@ def profile(res, which=None, alphamax: float = 0.01, maxpts: int = 100, delta_cu
         maxpts: most points per direction.
         delta_cutoff: target step in zeta as a fraction of the cutoff (lme4's 1/8).
         cutoff: override the zeta range.
+        progress: show a progress bar, one step per parameter (None: when stderr is a terminal).
 
     Returns:
         Profile.
@@ -119,7 +120,8 @@ def profile(res, which=None, alphamax: float = 0.01, maxpts: int = 100, delta_cu
 
     mldev = _MLDeviance(model)
     curves, funcs = {}, {}
-    with blas_single_thread():
+    bar = Progress(len(which), progress, desc="profile")
+    with blas_single_thread(), bar:
         se_ml = ml.se.to_numpy()
         for w in which:
             if w in vnames:
@@ -132,6 +134,7 @@ def profile(res, which=None, alphamax: float = 0.01, maxpts: int = 100, delta_cu
                 start_step = delta * se_ml[j]
             curves[w] = _trace(f, estimates[w], start_step, lower_s[w], upper_s[w], cutoff, delta, maxpts)
             funcs[w] = f
+            bar.update(1)
     return Profile(curves=curves, estimates=estimates, lower=lower_s, upper=upper_s, zeta_functions=funcs)
 
 
