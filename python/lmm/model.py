@@ -21,7 +21,7 @@ import pandas as pd
 
 from . import _core as core
 from ._util import row_blocks
-from .covariance import theta_names, theta_scale_of
+from .covariance import theta_names
 from .design import Design, ReTerm, build_design
 from .formula import parse_formula
 
@@ -31,6 +31,10 @@ DEFAULT_MAX_DENSE_BYTES = 4.0 * 2**30
 # A fitted residual SD below this fraction of the response's SD is zero to working
 # precision (the criterion then falls without bound as θ grows).
 EXACT_FIT_SIGMA = 1e-6
+# A column of a structured random-effects term (which the core cannot centre
+# exactly) whose |mean| exceeds this many SDs draws a warning: the crossproducts'
+# condition grows with its square.
+UNCENTRED_OFFSET = 1e2
 
 # The dense block of crossed terms is factored and inverted by the LAPACK SciPy
 # carries (OpenBLAS in SciPy's wheels: faster than Eigen's kernels, and
@@ -266,6 +270,40 @@ class CoreModel:
         value, grad = self.core.evaluate_with_gradient(self._theta(theta), self._reml(reml))
         return float(value), np.asarray(grad)
 
+    # The core's working coordinates: θ̃ of each term's centred and scaled columns
+    # z̃ = z T (the same model; bounds and the start λ̃ = I are the vectors of θ).
+    # Optimizers move θ̃; everything reported is θ.
+
+    @property
+    def working_start(self) -> np.ndarray:
+        """The θ̃ optimizers start from: lme4's start (λ = I) unless a column's scale or offset is extreme."""
+        return np.asarray(self.core.working_start)
+
+    def working_from_theta(self, theta) -> np.ndarray:
+        """θ̃ of ``theta`` (ntheta,)."""
+        return np.asarray(self.core.to_working(self._theta(theta, bounds=False)))
+
+    def theta_from_working(self, working) -> np.ndarray:
+        """θ (lme4's, of the user's columns) of a working ``working`` θ̃ (ntheta,)."""
+        return np.asarray(self.core.to_user(np.asarray(working, dtype=np.float64).reshape(-1)))
+
+    def working_objective(self, working, reml: bool | None = None) -> float:
+        """The criterion at the working θ̃."""
+        return float(self.core.evaluate_working(np.asarray(working, dtype=np.float64).reshape(-1),
+                                                self._reml(reml)))
+
+    def working_objective_and_gradient(self, working, reml: bool | None = None) -> tuple[float, np.ndarray]:
+        """The criterion and its exact gradient in θ̃ at the working θ̃."""
+        value, grad = self.core.evaluate_working_with_gradient(np.asarray(working, dtype=np.float64).reshape(-1),
+                                                               self._reml(reml))
+        return float(value), np.asarray(grad)
+
+    def is_singular(self, theta) -> bool:
+        """lme4's isSingular at ``theta``, judged in the working coordinates: a diagonal entry of λ̃
+        below the tolerance (a large column offset makes λ's last entry small at any covariance)."""
+        working = self.working_from_theta(theta)
+        return bool(np.any(working[self.theta_lower == 0] < core.FIT_DEFAULTS["singular_tolerance"]))
+
     def solution(self, theta, reml: bool | None = None, *, gradient: bool = False) -> Solution:
         """The :class:`Solution` at ``theta`` (see :meth:`LinearMixedModel.solution`).
 
@@ -388,7 +426,7 @@ class LinearMixedModel:
         self._core = self._shifted.core
         #: Random-effects terms in model order (decreasing number of levels, as lme4).
         self.terms: list[ReTerm] = self._shifted.terms
-        self._shifted.theta_scale = _theta_scale(self.terms)
+        _warn_uncentred(self._core, self.terms)
 
     # --- sizes and parameters ---------------------------------------------------------
 
@@ -426,12 +464,12 @@ class LinearMixedModel:
 
     @property
     def theta_scale(self) -> np.ndarray:
-        """Scale of each θ entry used by the optimizer (θ = scale · φ).
+        """Scale of each working θ̃ entry used by the optimizer (θ̃ = scale · φ): ones.
 
-        1 unless a column of a term's z has a root mean square outside
-        [1e-2, 1e2]; then the entries of that row of λ are scaled by its
-        inverse, so that φ is of order one whatever the units of the slope.
-        Computed once, when the model is built.
+        The optimizer moves the core's working θ̃ (see :meth:`CoreModel.working_from_theta`):
+        λ̃ of each term's columns centred against its intercept (``us`` terms) and scaled
+        by powers of two to unit root mean square, so φ = θ̃ is of order one whatever the
+        units or the offset of a column.
         """
         return self._shifted.theta_scale
 
@@ -485,6 +523,31 @@ class LinearMixedModel:
             par: the same vector under lme4 2.x's name.
         """
         return self._shifted.objective_and_gradient(_theta_or_par(theta, par), self.REML if reml is None else reml)
+
+    @property
+    def working_start(self) -> np.ndarray:
+        """The working θ̃ optimizers start from (see :attr:`CoreModel.working_start`)."""
+        return self._shifted.working_start
+
+    def working_from_theta(self, theta) -> np.ndarray:
+        """The core's working θ̃ of ``theta`` (see :meth:`CoreModel.working_from_theta`)."""
+        return self._shifted.working_from_theta(theta)
+
+    def theta_from_working(self, working) -> np.ndarray:
+        """θ of a working θ̃ (see :meth:`CoreModel.theta_from_working`)."""
+        return self._shifted.theta_from_working(working)
+
+    def working_objective(self, working, reml: bool | None = None) -> float:
+        """The criterion at a working θ̃ (what optimizers move)."""
+        return self._shifted.working_objective(working, self.REML if reml is None else reml)
+
+    def working_objective_and_gradient(self, working, reml: bool | None = None) -> tuple[float, np.ndarray]:
+        """The criterion and its gradient in θ̃ at a working θ̃."""
+        return self._shifted.working_objective_and_gradient(working, self.REML if reml is None else reml)
+
+    def is_singular(self, theta) -> bool:
+        """lme4's isSingular at ``theta``, judged in the core's working coordinates."""
+        return self._shifted.is_singular(theta)
 
     def solution(self, theta, reml: bool | None = None, *, gradient: bool = False) -> Solution:
         """Everything the model determines at ``theta``: objective, σ, β̂, Var(β̂), û, b̂, λ.
@@ -556,14 +619,25 @@ class LinearMixedModel:
         return res
 
 
-def _theta_scale(terms: Sequence[ReTerm]) -> np.ndarray:
-    """The optimizer's θ scale for terms in model order (see LinearMixedModel.theta_scale)."""
-    scales = []
-    for t in terms:
-        rms = np.sqrt(np.einsum("ij,ij->j", t.z, t.z) / t.z.shape[0])  # no n × p temporary
-        row = np.where((rms > 0) & ((rms < 1e-2) | (rms > 1e2)), 1.0 / np.where(rms > 0, rms, 1.0), 1.0)
-        scales.extend(theta_scale_of(t, row))
-    return np.asarray(scales, dtype=np.float64)
+def _warn_uncentred(model: core.Model, terms: Sequence[ReTerm]) -> None:
+    """Warn for each term whose structure keeps the core from centring a column with a large offset.
+
+    The core centres the columns of ``us`` terms against their intercept exactly; a
+    structured covariance (``diag``, ``cs``, ``ar1``, ``toep``) would not survive
+    that change of basis, so its columns stay as given and a large offset leaves the
+    crossproducts and the optimizer ill-conditioned.
+    """
+    for k, t in enumerate(terms):
+        offset = np.asarray(model.transform(k)["offset"])
+        bad = [f"{t.cnames[j]!r} (mean {float(np.mean(t.z[:, j])):.6g}, |mean| / SD = {offset[j]:.3g})"
+               for j in np.flatnonzero(offset > UNCENTRED_OFFSET)]
+        if bad:
+            warnings.warn(
+                f"the random-effects term {t.label!r} has the {t.structure} covariance structure, which "
+                f"centring its columns would not preserve, and columns with large offsets: {', '.join(bad)}. "
+                "Its crossproducts and the optimizer are then badly conditioned and the fit may be "
+                "inaccurate: centre those columns in the data (subtract their mean) before fitting",
+                UserWarning, stacklevel=3)
 
 
 def _sd(y: np.ndarray, block: int = 1 << 12) -> float:
