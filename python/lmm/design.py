@@ -366,19 +366,26 @@ def _full_rank_columns(X: np.ndarray) -> list[int]:
     """Columns kept by a sequential rank test, dropping later aliased columns as R's qr does.
 
     Each column is scaled by its largest magnitude first, so the test is
-    invariant to the units of each column; an all-zero column is dropped. Column j
+    invariant to the units of each column; an all-zero column is dropped. When X's
+    first column is the intercept, the others are centred first (the same span), so
+    that the test is invariant to their offsets too: Days + 1e8 beside the intercept
+    is as far from aliased as Days. Column j
     is kept when its residual on the kept columns before it exceeds RANK_TOL times
     its norm. The test runs on the R factor of the scaled X (TSQR, block by block):
     X = Q R with Q'Q = I, so R's columns have X's norms and inner products, and
     Gram–Schmidt on them (k × k) gives X's residuals without an n × k Q.
     """
     n, k = X.shape
-    scale = np.array([_max_abs(X[:, j]) for j in range(k)])
+    center = np.zeros(k)
+    if k > 1 and n and np.min(X[:, 0]) == 1.0 == np.max(X[:, 0]):
+        center[1:] = X[:, 1:].mean(axis=0)
+    scale = np.array([max(float(np.max(X[:, j])) - center[j], center[j] - float(np.min(X[:, j]))) if n else 0.0
+                      for j in range(k)])
     nonzero = np.flatnonzero(scale > 0.0)
 
     def scaled() -> Iterator[np.ndarray]:
         for rows in row_blocks(n, nonzero.size):
-            block = X[rows][:, nonzero]
+            block = X[rows][:, nonzero] - center[nonzero]
             block /= scale[nonzero]
             yield block
 

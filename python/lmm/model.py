@@ -298,23 +298,39 @@ class CoreModel:
                                                                self._reml(reml))
         return float(value), np.asarray(grad)
 
+    def working_transforms(self) -> list[np.ndarray]:
+        """Per term (model order), T (p × p) of its working columns z̃ = z T."""
+        return [np.asarray(self.core.transform(k)["matrix"]) for k in range(len(self.terms))]
+
+    def fixed_basis(self) -> np.ndarray:
+        """S (p × p) of the shift's fixed effects: X_c = X S, β = S β_c (unit upper triangular)."""
+        return self._S()
+
     def is_singular(self, theta) -> bool:
         """lme4's isSingular at ``theta``, judged in the working coordinates: a diagonal entry of λ̃
         below the tolerance (a large column offset makes λ's last entry small at any covariance)."""
         working = self.working_from_theta(theta)
         return bool(np.any(working[self.theta_lower == 0] < core.FIT_DEFAULTS["singular_tolerance"]))
 
-    def solution(self, theta, reml: bool | None = None, *, gradient: bool = False) -> Solution:
+    def solution(self, theta, reml: bool | None = None, *, gradient: bool = False,
+                 working: bool = False) -> Solution:
         """The :class:`Solution` at ``theta`` (see :meth:`LinearMixedModel.solution`).
 
         θ may lie below its bounds (a negative diagonal entry of λ gives the covariance of
         its absolute value): numerical derivatives at a boundary fit step across it.
+        With ``working``, ``theta`` is the core's working θ̃ (numerical derivatives are
+        well conditioned there); the solution reports θ all the same.
         """
         theta = self._theta(theta, bounds=False)
         reml = self._reml(reml)
         c = self.core
         grad = None
-        if gradient:
+        if working:
+            value = c.evaluate_working(theta, reml)
+            theta = np.asarray(c.theta)
+            if gradient:
+                grad = _readonly(c.gradient(reml))
+        elif gradient:
             value, grad = c.evaluate_with_gradient(theta, reml)
             grad = _readonly(grad)
         else:
@@ -545,11 +561,20 @@ class LinearMixedModel:
         """The criterion and its gradient in θ̃ at a working θ̃."""
         return self._shifted.working_objective_and_gradient(working, self.REML if reml is None else reml)
 
+    def working_transforms(self) -> list[np.ndarray]:
+        """Per term (model order), T of its working columns z̃ = z T (see :meth:`CoreModel.working_transforms`)."""
+        return self._shifted.working_transforms()
+
+    def fixed_basis(self) -> np.ndarray:
+        """S of the shift's fixed effects, X_c = X S (see :meth:`CoreModel.fixed_basis`)."""
+        return self._shifted.fixed_basis()
+
     def is_singular(self, theta) -> bool:
         """lme4's isSingular at ``theta``, judged in the core's working coordinates."""
         return self._shifted.is_singular(theta)
 
-    def solution(self, theta, reml: bool | None = None, *, gradient: bool = False) -> Solution:
+    def solution(self, theta, reml: bool | None = None, *, gradient: bool = False,
+                 working: bool = False) -> Solution:
         """Everything the model determines at ``theta``: objective, σ, β̂, Var(β̂), û, b̂, λ.
 
         β̂ and Var(β̂) are those of the user's X (mapped back from the core's shifted
@@ -562,6 +587,7 @@ class LinearMixedModel:
             theta: relative covariance parameters in lme4's order.
             reml: the criterion (None: the model's).
             gradient: also compute the exact gradient of the objective.
+            working: ``theta`` is the core's working θ̃ (see :meth:`working_from_theta`).
 
         Returns:
             Solution.
@@ -571,7 +597,7 @@ class LinearMixedModel:
             >>> m = lmm.LinearMixedModel("Reaction ~ Days + (Days | Subject)", lmm.datasets.load("sleepstudy"))
             >>> round(m.solution([1.0, 0.0, 1.0]).sigma, 3)  # doctest: +SKIP
         """
-        return self._shifted.solution(theta, self.REML if reml is None else reml, gradient=gradient)
+        return self._shifted.solution(theta, self.REML if reml is None else reml, gradient=gradient, working=working)
 
     def response_core(self) -> CoreModel:
         """A new core of this design for other responses (one per bootstrap worker thread).

@@ -19,18 +19,27 @@ HESSIAN_TOL = 1e-8
 class Satterthwaite:
     """lmerTest's ingredients: Var(β̂), Cov(varpar) = 2H⁻¹, and ∂Var(β̂)/∂varpar.
 
+    The derivatives are taken in the core's working coordinates (θ̃, σ) (each term's
+    columns centred and scaled, :meth:`~lmm.model.LinearMixedModel.working_from_theta`),
+    where numerical differentiation is well conditioned whatever the offsets of the
+    columns; the df, invariant to the parameterization, come from those. The user's
+    (θ, σ) versions (lmerTest's) follow by the chain rule.
+
     Attributes:
         vcov_beta: p × p covariance of β̂.
         vcov_varpar: covariance of (θ, σ) from the Hessian of the deviance.
         jacobian: list over (θ, σ) of p × p derivatives of Var(β̂).
-        hessian: the Hessian itself.
-        notes: messages about the Hessian (non-positive eigenvalues), as lmerTest's warnings.
+        hessian: the Hessian itself, in (θ, σ).
+        working_vcov_varpar, working_jacobian: the same in (θ̃, σ).
+        notes: messages about the Hessian (non-positive eigenvalues, in (θ̃, σ)), as lmerTest's warnings.
     """
 
     vcov_beta: np.ndarray
     vcov_varpar: np.ndarray
     jacobian: list
     hessian: np.ndarray
+    working_vcov_varpar: np.ndarray
+    working_jacobian: list
     notes: list = field(default_factory=list)
 
 
@@ -53,7 +62,7 @@ def satterthwaite_setup(res) -> Satterthwaite:
     log2pi = math.log(2 * math.pi)
 
     def deviance(varpar: np.ndarray) -> float:
-        sol = model.solution(varpar[:-1], reml=reml)
+        sol = model.solution(varpar[:-1], reml=reml, working=True)
         sigma2 = varpar[-1] ** 2
         dev = sol.ldL2 + sol.pwrss / sigma2 + n * (log2pi + math.log(sigma2))
         if reml:
@@ -61,14 +70,14 @@ def satterthwaite_setup(res) -> Satterthwaite:
         return dev
 
     def covbeta(varpar: np.ndarray) -> np.ndarray:
-        sol = model.solution(varpar[:-1], reml=reml)
+        sol = model.solution(varpar[:-1], reml=reml, working=True)
         return varpar[-1] ** 2 * (sol.vcov / sol.sigma**2)
 
     # Correlation parameters of structured terms (bounded on both sides) are
     # differentiated through a logistic map of their interval, so that numDeriv's steps
     # (10 % of the value) stay inside it; the df do not depend on the parameterization.
     # Parameters on such a bound are held there (known). Everything maps back to θ.
-    x0 = np.concatenate([res.par, [res.sigma]])
+    x0 = np.concatenate([model.working_from_theta(res.par), [res.sigma]])
     lower = np.append(model.theta_lower, 0.0)
     upper = np.append(model.theta_upper, np.inf)
     corr = np.isfinite(lower) & np.isfinite(upper)
@@ -91,7 +100,7 @@ def satterthwaite_setup(res) -> Satterthwaite:
     dx[mapped[free]] = width[mapped] * z[mapped] * (1 - z[mapped])
     Hu = hessian_richardson(lambda u: deviance(to_x(u)), u0)
     Ju = jacobian_richardson(lambda u: covbeta(to_x(u)), u0)
-    # Back to θ (at the optimum the gradient term of the Hessian's change of variables vanishes).
+    # Back to θ̃ (at the optimum the gradient term of the Hessian's change of variables vanishes).
     H = np.zeros((x0.size, x0.size))
     H[np.ix_(free, free)] = Hu / np.outer(dx, dx)
     J = np.zeros((p * p, x0.size))
@@ -111,8 +120,16 @@ def satterthwaite_setup(res) -> Satterthwaite:
     pos = evals > HESSIAN_TOL
     hinv = np.zeros((x0.size, x0.size))
     hinv[np.ix_(free, free)] = (evecs[:, pos] / evals[pos]) @ evecs[:, pos].T
-    jac = [J[:, i].reshape(p, p) for i in range(x0.size)]
-    return Satterthwaite(vcov_beta=res.vcov.to_numpy(), vcov_varpar=2 * hinv, jacobian=jac, hessian=H, notes=notes)
+    # The user's (θ, σ) by the chain rule through A = ∂θ̃/∂θ and B = ∂θ/∂θ̃ (B = A⁻¹).
+    k = res.par.size
+    A, B = np.eye(x0.size), np.eye(x0.size)
+    A[:k, :k] = jacobian_richardson(model.working_from_theta, res.par)
+    B[:k, :k] = jacobian_richardson(model.theta_from_working, x0[:k])
+    JU = J @ A
+    return Satterthwaite(vcov_beta=res.vcov.to_numpy(), vcov_varpar=B @ (2 * hinv) @ B.T,
+                         jacobian=[JU[:, i].reshape(p, p) for i in range(x0.size)], hessian=A.T @ H @ A,
+                         working_vcov_varpar=2 * hinv,
+                         working_jacobian=[J[:, i].reshape(p, p) for i in range(x0.size)], notes=notes)
 
 
 def variance_and_df(s: Satterthwaite, L: np.ndarray) -> tuple[float, float]:
@@ -126,8 +143,8 @@ def variance_and_df(s: Satterthwaite, L: np.ndarray) -> tuple[float, float]:
         (variance, df).
     """
     var = float(L @ s.vcov_beta @ L)
-    grad = np.array([float(L @ J @ L) for J in s.jacobian])
-    denom = float(grad @ s.vcov_varpar @ grad)
+    grad = np.array([float(L @ J @ L) for J in s.working_jacobian])
+    denom = float(grad @ s.working_vcov_varpar @ grad)
     return var, 2 * var**2 / denom if denom > 0 else float("inf")
 
 
