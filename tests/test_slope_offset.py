@@ -110,10 +110,12 @@ def test_gradient_at_user_theta_against_central_differences(c):
 
 
 def test_the_optimizer_moves_the_working_coordinates():
-    """The core centres the slope against the intercept: θ̃ maps back to θ exactly."""
+    """The core centres the slope against the intercept (z̃ = z T: [1, (Days − mean) · scale]) and
+    scales it to unit SD by a power of two: θ̃ maps back to θ exactly."""
     m = lmm.LinearMixedModel(FORMULA, _shifted(1e5))
     t = m.working_transforms()[0]
-    assert t[0, 1] == pytest.approx(-(1e5 + 4.5))
+    assert t[0, 1] / t[1, 1] == pytest.approx(-(1e5 + 4.5))
+    assert t[1, 1] == 0.25 and t[0, 0] == 1.0 and t[1, 0] == 0.0
     theta = _shifted_theta(np.array([[0.97, 0.0], [0.015, 0.23]]), 1e5)
     np.testing.assert_allclose(m.theta_from_working(m.working_from_theta(theta)), theta, rtol=1e-12)
 

@@ -96,11 +96,12 @@ Matrix lq(Index p, DdMatrix& N) {
   return Q;
 }
 
-// The power of two nearest 1 / rms for a column of extreme scale, else 1 (a
-// factor of 100 either way costs the optimizer little, and units it keeps
-// keep its path, and its answers on flat ridges, those of θ).
-double inverse_power_of_two(double rms) {
-  if (!(rms > 0.0) || !std::isfinite(rms) || (rms >= 1e-2 && rms <= 1e2)) return 1.0;
+// The power of two nearest 1 / rms; with `extreme_only`, 1 unless the scale is
+// extreme (outside [1e-2, 1e2]: a factor of 100 either way costs the optimizer
+// little, and units it keeps keep its path, and its answers on flat ridges,
+// those of θ).
+double inverse_power_of_two(double rms, bool extreme_only) {
+  if (!(rms > 0.0) || !std::isfinite(rms) || (extreme_only && rms >= 1e-2 && rms <= 1e2)) return 1.0;
   return std::ldexp(1.0, -static_cast<int>(std::lround(std::log2(rms))));
 }
 
@@ -182,10 +183,12 @@ TermTransform term_transform(const TermData& term, const Vector& weights) {
     }
   }
   if (par.unstructured() && intercept && (center.array() != 0.0).any()) t.center = center;
+  // Centred columns (whose coordinates change anyway) get unit scale, so that
+  // λ̃ = I is a sensible start (fit.hpp); the others only when extreme.
   if (par.homogeneous()) {
-    t.scale.setConstant(inverse_power_of_two(std::sqrt(rms.squaredNorm() / static_cast<double>(p))));
+    t.scale.setConstant(inverse_power_of_two(std::sqrt(rms.squaredNorm() / static_cast<double>(p)), true));
   } else {
-    for (Index j = 0; j < p; ++j) t.scale[j] = inverse_power_of_two(rms[j]);
+    for (Index j = 0; j < p; ++j) t.scale[j] = inverse_power_of_two(rms[j], center[j] == 0.0);
   }
   return t;
 }

@@ -24,10 +24,10 @@ namespace lmm {
 struct FitOptions : LbfgsbOptions {
   /// true: REML criterion (lme4's default); false: maximum likelihood.
   bool reml = true;
-  /// Starting θ (ntheta, model order, the caller's θ). Empty:
+  /// Starting θ (ntheta, model order, the caller's θ). Empty: the lower of
   /// Model::working_start() (lme4's λ = I, or λ̃ = I in the model's working
-  /// coordinates for a term whose columns have extreme scales or offsets).
-  /// Diagonal entries of λ must be ≥ 0.
+  /// coordinates for a term whose columns have extreme scales or offsets) and
+  /// λ̃ = I. Diagonal entries of λ must be ≥ 0.
   Vector theta_start;
   /// Scale of each working θ̃ entry (ntheta, positive): the optimizer works on
   /// φ = θ̃ / theta_scale. Empty: 1 (the working columns have unit scale already).

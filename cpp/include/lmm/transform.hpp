@@ -42,10 +42,11 @@ struct TermTransform {
 
 /// The working transform of a term, from its columns (weights: prior weights,
 /// n, or empty). For a `us` term whose first column is all ones, every other
-/// column that is not constant is centred at its (weighted) mean; a column whose
-/// root mean square (after centring) is outside [1e-2, 1e2] is then scaled by
-/// the power of two nearest its inverse (one scale for all columns of a
-/// homogeneous structure, from their pooled root mean square).
+/// column that is not constant is centred at its (weighted) mean and scaled by
+/// the power of two nearest its inverse SD; any other column whose root mean
+/// square is outside [1e-2, 1e2] is scaled by the power of two nearest its
+/// inverse (one scale for all columns of a homogeneous structure, from their
+/// pooled root mean square).
 TermTransform term_transform(const TermData& term, const Vector& weights);
 
 /// The working θ̃ (ntheta) an optimizer starts from: lme4's start (λ = I for
