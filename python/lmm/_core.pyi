@@ -37,6 +37,9 @@ class FitResult:
     @property
     def theta(self) -> FloatArray: ...
     @property
+    def working_theta(self) -> FloatArray:
+        """θ̃ at the optimum, in the model's working coordinates."""
+    @property
     def criterion(self) -> float: ...
     @property
     def gradient(self) -> FloatArray: ...
@@ -99,6 +102,22 @@ class Model:
         """(row, col) of λ for each θ entry of model term k, in θ order."""
     def structure(self, k: int) -> str:
         """Covariance structure of model term k (one of STRUCTURES)."""
+    def transform(self, k: int) -> dict[str, FloatArray]:
+        """Working coordinates of term k, z̃ = z T: center, scale, matrix (T) and offset (|mean| / SD of
+        columns a structured term leaves uncentred)."""
+    def to_working(self, theta: npt.ArrayLike) -> FloatArray:
+        """The working θ̃ of the caller's θ."""
+    def to_user(self, working: npt.ArrayLike) -> FloatArray:
+        """The caller's θ of a working θ̃."""
+    def evaluate_working(self, working: npt.ArrayLike, reml: bool) -> float:
+        """Set the working θ̃ and return the criterion."""
+    def evaluate_working_with_gradient(self, working: npt.ArrayLike, reml: bool) -> tuple[float, FloatArray]:
+        """Set the working θ̃ and return (criterion, gradient in θ̃)."""
+    @property
+    def working_theta(self) -> FloatArray: ...
+    @property
+    def working_start(self) -> FloatArray:
+        """The θ̃ optimizers start from (lme4's start unless a column's scale or offset is extreme)."""
     @property
     def nprefix(self) -> int: ...
     @property
