@@ -31,19 +31,21 @@ def _kept(X: np.ndarray) -> list[int]:
 
 
 def _gram_schmidt_rank(X: np.ndarray) -> list[int]:
-    """The rank test on the full n × k matrix (reference): Gram–Schmidt on scaled columns."""
+    """The rank test on the full n × k matrix (reference): Gram–Schmidt on the columns,
+    centred when column 0 is the intercept; a column is kept when its residual exceeds
+    RANK_TOL times its centred norm and 1000 ε times its norm."""
     kept: list[int] = []
-    Q = np.zeros((X.shape[0], 0))
+    n = X.shape[0]
+    intercept = bool(np.all(X[:, 0] == 1.0))
+    Q = np.zeros((n, 0))
     for j in range(X.shape[1]):
-        scale = np.max(np.abs(X[:, j]), initial=0.0)
-        if scale == 0.0:
-            continue
-        x = X[:, j] / scale
+        x = X[:, j] - (X[:, j].mean() if intercept and j > 0 else 0.0)
         r = x - Q @ (Q.T @ x)
         r = r - Q @ (Q.T @ r)
-        if np.linalg.norm(r) > RANK_TOL * np.linalg.norm(x):
+        rnorm = np.linalg.norm(r)
+        if rnorm > RANK_TOL * np.linalg.norm(x) and rnorm > 1e3 * np.finfo(float).eps * np.linalg.norm(X[:, j]):
             kept.append(j)
-            Q = np.column_stack([Q, r / np.linalg.norm(r)])
+            Q = np.column_stack([Q, r / rnorm])
     return kept
 
 

@@ -31,7 +31,8 @@ void check_term(const TermData& term, Index k, Index n) {
 // A_ij for j < i: blocks z_i(r,:)' z_j(r,:) summed over rows r with the same
 // (level of i, level of j). Rows are bucketed by the level of j (counting
 // sort), so the pattern is built column by column without a hash map.
-SparseBlocks cross_block(const TermData& ti, const TermData& tj, const Vector& w) {
+SparseBlocks cross_block(const TermData& ti, const TermData& tj, const Vector& w, const TermTransform* tri,
+                         const TermTransform* trj) {
   const Index n = ti.codes.size();
   const Index li = ti.nlevels, lj = tj.nlevels, pi = ti.z.cols(), pj = tj.z.cols();
   std::vector<Index> start(static_cast<std::size_t>(lj) + 1, 0);
@@ -58,17 +59,20 @@ SparseBlocks cross_block(const TermData& ti, const TermData& tj, const Vector& w
   SparseBlocks A;
   A.set_pattern(li, pi, pj, rows_by_col);
   std::vector<Index> slot(static_cast<std::size_t>(li), 0);
+  Eigen::RowVectorXd zi(pi), zj(pj);  // row r of the terms' columns in A's basis
   for (Index c = 0; c < lj; ++c) {
     for (Index k = A.colptr[c]; k < A.colptr[c + 1]; ++k) slot[A.rowidx[k]] = k;
     for (Index k = start[c]; k < start[c + 1]; ++k) {
       const Index r = rows_sorted[k];
       auto blk = A.block(slot[ti.codes[r]]);
       const double wr = w.size() ? w[r] : 1.0;
-      if (pi == 1 && pj == 1) {
+      if (!tri && !trj && pi == 1 && pj == 1) {
         blk(0, 0) += wr * ti.z(r, 0) * tj.z(r, 0);
-      } else {
-        blk.noalias() += (wr * ti.z.row(r).transpose()) * tj.z.row(r);
+        continue;
       }
+      if (tri) tri->apply_row(ti.z, r, zi.data()); else zi = ti.z.row(r);
+      if (trj) trj->apply_row(tj.z, r, zj.data()); else zj = tj.z.row(r);
+      blk.noalias() += (wr * zi.transpose()) * zj;
     }
   }
   return A;
@@ -89,18 +93,31 @@ void shifted_rows(const Eigen::Ref<const Matrix>& X, const Eigen::Ref<const Vect
   if (shift.gamma.size() > 0) W.col(p).noalias() -= W.leftCols(p) * shift.gamma;
 }
 
+// The rows [r0, r0 + m) of a term's columns in A's basis: z itself (no copy),
+// or z̃ = z T formed in buf.
+Eigen::Ref<const Matrix> term_rows(const TermData& t, const TermTransform* tr, Index r0, Index m, Matrix& buf) {
+  if (!tr) return t.z.middleRows(r0, m);
+  tr->apply(t.z.middleRows(r0, m), buf);
+  return buf;
+}
+
 // A_[Xy],k += the rows [r0, r0 + m) of [X_c y_c]' Z_k, for the columns
-// [a0, p] of [X_c y_c] (W holds those rows).
-void add_xyz(Matrix& XyZ, const Matrix& W, Index a0, const TermData& t, Index r0) {
-  const Index m = W.rows(), pk = t.z.cols();
+// [a0, p] of [X_c y_c] (W holds those rows, zc those of Z_k's columns).
+void add_xyz(Matrix& XyZ, const Matrix& W, Index a0, const TermData& t, Index r0, const Eigen::Ref<const Matrix>& zc) {
+  const Index m = W.rows(), pk = zc.cols();
   const std::int32_t* codes = t.codes.data() + r0;
   for (Index a = a0; a < W.cols(); ++a) {
     const double* w = W.col(a).data();
     for (Index b = 0; b < pk; ++b) {
-      const double* zb = t.z.col(b).data() + r0;
+      const double* zb = zc.col(b).data();
       for (Index r = 0; r < m; ++r) XyZ(a, codes[r] * pk + b) += w[r] * zb[r];
     }
   }
+}
+
+// The transform of term k that changes its columns, or null.
+const TermTransform* transform_of(const std::vector<TermTransform>& transforms, std::size_t k) {
+  return k < transforms.size() && !transforms[k].identity() ? &transforms[k] : nullptr;
 }
 
 // The rows of W scaled by w (a chunk of the weights), in place.
@@ -131,7 +148,8 @@ void check_shift(const Shift& shift, Index p) {
 }  // namespace
 
 Crossprod form_crossprod(const std::vector<TermData>& terms, Eigen::Ref<const Matrix> X,
-                         Eigen::Ref<const Vector> y, const Shift& shift, const Vector& weights) {
+                         Eigen::Ref<const Vector> y, const Shift& shift, const Vector& weights,
+                         const std::vector<TermTransform>& transforms) {
   const Index n = y.size();
   if (X.rows() != n)
     throw std::invalid_argument("X has " + std::to_string(X.rows()) + " rows but y has " + std::to_string(n));
@@ -142,25 +160,44 @@ Crossprod form_crossprod(const std::vector<TermData>& terms, Eigen::Ref<const Ma
   check_weights(weights, n);
   const Index K = static_cast<Index>(terms.size());
   for (Index k = 0; k < K; ++k) check_term(terms[k], k, n);
+  if (!transforms.empty() && static_cast<Index>(transforms.size()) != K)
+    throw std::invalid_argument(std::to_string(transforms.size()) + " column transforms for " + std::to_string(K) +
+                                " random-effects terms");
+  for (Index k = 0; k < static_cast<Index>(transforms.size()); ++k) {
+    const TermTransform& t = transforms[k];
+    const Index pk = terms[k].z.cols();
+    if ((t.centred() && t.center.size() != pk) || (t.scale.size() && t.scale.size() != pk))
+      throw std::invalid_argument("the column transform of random-effects term " + std::to_string(k) +
+                                  " does not match its " + std::to_string(pk) + " columns");
+  }
 
   Crossprod A;
   A.n = n;
   A.p = X.cols();
   A.shift = shift;
   A.weights = weights;
+  A.transforms = transforms;
   for (Index i = 0; i < weights.size(); ++i) A.sum_log_weights += std::log(weights[i]);
   const Vector& w = A.weights;
   const Index p = A.p;
   for (const auto& t : terms) A.shapes.push_back(t.shape());
 
-  for (const auto& t : terms) {
+  Matrix buf;
+  for (std::size_t k = 0; k < terms.size(); ++k) {
+    const TermData& t = terms[k];
+    const TermTransform* tr = transform_of(transforms, k);
     const Index pk = t.z.cols();
     BlockDiag D(t.nlevels, pk);
-    if (pk == 1) {
-      for (Index r = 0; r < n; ++r) D.data(0, t.codes[r]) += (w.size() ? w[r] : 1.0) * t.z(r, 0) * t.z(r, 0);
-    } else {
-      for (Index r = 0; r < n; ++r)
-        D.block(t.codes[r]).noalias() += ((w.size() ? w[r] : 1.0) * t.z.row(r).transpose()) * t.z.row(r);
+    for (Index r0 = 0; r0 < n; r0 += kChunk) {
+      const Index m = std::min(kChunk, n - r0);
+      const auto zc = term_rows(t, tr, r0, m, buf);
+      const std::int32_t* codes = t.codes.data() + r0;
+      if (pk == 1) {
+        for (Index r = 0; r < m; ++r) D.data(0, codes[r]) += (w.size() ? w[r0 + r] : 1.0) * zc(r, 0) * zc(r, 0);
+      } else {
+        for (Index r = 0; r < m; ++r)
+          D.block(codes[r]).noalias() += ((w.size() ? w[r0 + r] : 1.0) * zc.row(r).transpose()) * zc.row(r);
+      }
     }
     A.ZZ.push_back(std::move(D));
     A.XyZ.push_back(Matrix::Zero(p + 1, t.nlevels * pk));
@@ -174,13 +211,15 @@ Crossprod form_crossprod(const std::vector<TermData>& terms, Eigen::Ref<const Ma
     scale_rows(W, w, r0, true);
     A.XyXy.selfadjointView<Eigen::Lower>().rankUpdate(W.transpose());
     scale_rows(W, w, r0, true);
-    for (Index k = 0; k < K; ++k) add_xyz(A.XyZ[k], W, 0, terms[k], r0);
+    for (Index k = 0; k < K; ++k)
+      add_xyz(A.XyZ[k], W, 0, terms[k], r0, term_rows(terms[k], transform_of(transforms, k), r0, W.rows(), buf));
   }
   A.XyXy.triangularView<Eigen::StrictlyUpper>() = A.XyXy.transpose();
 
   A.ZZ_off.resize(static_cast<std::size_t>(K));
   for (Index i = 1; i < K; ++i)
-    for (Index j = 0; j < i; ++j) A.ZZ_off[i].push_back(cross_block(terms[i], terms[j], w));
+    for (Index j = 0; j < i; ++j)
+      A.ZZ_off[i].push_back(cross_block(terms[i], terms[j], w, transform_of(transforms, i), transform_of(transforms, j)));
   return A;
 }
 
@@ -198,13 +237,14 @@ void update_response(Crossprod& A, const std::vector<TermData>& terms, Eigen::Re
     A.XyZ[k].row(p).setZero();
   }
   Vector last = Vector::Zero(p + 1);  // the y row of A_[Xy],[Xy]
-  Matrix W;
+  Matrix W, buf;
   for (Index r0 = 0; r0 < n; r0 += kChunk) {
     shifted_rows(X, y, A.shift, r0, std::min(kChunk, n - r0), W);
     scale_rows(W, A.weights, r0, true);
     last.noalias() += W.transpose() * W.col(p);
     scale_rows(W, A.weights, r0, true);
-    for (std::size_t k = 0; k < terms.size(); ++k) add_xyz(A.XyZ[k], W, p, terms[k], r0);
+    for (std::size_t k = 0; k < terms.size(); ++k)
+      add_xyz(A.XyZ[k], W, p, terms[k], r0, term_rows(terms[k], transform_of(A.transforms, k), r0, W.rows(), buf));
   }
   A.XyXy.row(p) = last.transpose();
   A.XyXy.col(p) = last;

@@ -99,6 +99,33 @@ void check_crossprod(const Crossprod& A) {
         "the crossproducts of the data are not finite: X, y or a term's z has non-finite values");
 }
 
+// X of full column rank, as lme4 requires (its rank test: the residual of each
+// column on the columns before it is at least kRankTol of the column's norm),
+// from X'X in A (after the shift). Exact collinearity would otherwise show only
+// as a failed or, by rounding, a barely positive pivot of L.
+constexpr double kRankTol = 1e-7;
+
+void check_rank(const Crossprod& A) {
+  const Index p = A.p;
+  Matrix L = A.XyXy.topLeftCorner(p, p);
+  for (Index j = 0; j < p; ++j) {
+    const double norm2 = L(j, j);
+    double d = norm2;
+    for (Index k = 0; k < j; ++k) d -= L(j, k) * L(j, k);
+    if (!(d > kRankTol * kRankTol * norm2))
+      throw std::runtime_error("X is not of full column rank: its column " + std::to_string(j) +
+                               " is a linear combination of the columns before it; drop it (X must have full "
+                               "column rank)");
+    d = std::sqrt(d);
+    L(j, j) = d;
+    for (Index i = j + 1; i < p; ++i) {
+      double s = L(i, j);
+      for (Index k = 0; k < j; ++k) s -= L(i, k) * L(j, k);
+      L(i, j) = s / d;
+    }
+  }
+}
+
 void check_finite_rows(const std::string& what, Eigen::Ref<const Matrix> M) {
   for (Index j = 0; j < M.cols(); ++j)
     for (Index i = 0; i < M.rows(); ++i)
@@ -110,8 +137,9 @@ void check_finite_rows(const std::string& what, Eigen::Ref<const Matrix> M) {
 // The criterion as the optimizer sees it: counted evaluations, failures of
 // the factorization (only possible far from the start, e.g. overflow after a
 // huge trial step) reported as +inf so that the line search backs off.
-// The optimizer works on φ = θ / scale (entrywise), which is θ itself unless
-// a term's columns have extreme scales (FitOptions::theta_scale).
+// The optimizer works on φ = θ̃ / scale (entrywise), θ̃ the model's working
+// coordinates (centred and scaled columns, transform.hpp); φ = θ̃ unless
+// FitOptions::theta_scale is set.
 class Objective {
  public:
   Objective(Model& model, const FitOptions& o)
@@ -131,7 +159,7 @@ class Objective {
     if (!phi.allFinite()) return kInf;
     const Vector t = theta(phi);
     try {
-      model_.set_theta(t);
+      model_.set_working_theta(t);
     } catch (const std::runtime_error&) {
       if (start) throw;
       return kInf;
@@ -146,16 +174,16 @@ class Objective {
   // Gradient in φ at the φ of the last successful value() call.
   Vector gradient() { return theta_gradient().cwiseProduct(scale_); }
 
-  // Gradient in θ there, computed at most once per evaluation.
+  // Gradient in θ̃ there, computed at most once per evaluation.
   const Vector& theta_gradient() {
     if (last_gradient_.size() == 0) {
       ++gradient_evaluations;
-      last_gradient_ = model_.gradient(reml_);
+      last_gradient_ = model_.working_gradient(reml_);
     }
     return last_gradient_;
   }
 
-  // Whether the model is factored at θ (the last value() call was there and succeeded).
+  // Whether the model is factored at θ̃ (the last value() call was there and succeeded).
   bool at(const Vector& theta) const { return last_theta_.size() == theta.size() && last_theta_ == theta; }
 
   Index evaluations = 0;
@@ -236,6 +264,7 @@ FitResult fit(Model& model, const FitOptions& options) {
   const Vector lower = model.theta_lower(), upper = model.theta_upper();
   check_options(options, lower, upper);
   check_crossprod(model.crossprod());
+  check_rank(model.crossprod());
   const Index n = model.nobs(), p = model.nfixed();
   if (n < 1) throw std::invalid_argument("the model has no observations");
   if (options.reml && n <= p)
@@ -243,15 +272,27 @@ FitResult fit(Model& model, const FitOptions& options) {
                                 ") than fixed-effects columns (" + std::to_string(p) + ")");
 
   Objective obj(model, options);
+  // Bounds are the same for θ and θ̃ (transform.hpp).
   const Vector lower_phi = obj.phi(lower), upper_phi = obj.phi(upper);
   Point pt;
-  pt.x = obj.phi(options.theta_start.size() ? options.theta_start : model.theta_start());
+  pt.x = obj.phi(options.theta_start.size() ? model.to_working(options.theta_start) : model.working_start());
   try {
     pt.f = obj.value(pt.x, true);
   } catch (const std::runtime_error& e) {
     throw std::runtime_error(std::string("the criterion cannot be evaluated at the starting theta: ") + e.what() +
                              " (is X of full column rank?)");
   }
+  // Without a given start, λ̃ = I (unit variances of the working columns) is
+  // tried beside lme4's start and the lower one kept: lme4's start is a
+  // covariance of the caller's columns, as far from the optimum in the working
+  // coordinates as their offsets make it (sleepstudy: 12 evaluations from λ̃ = I
+  // where lme4's start takes 38).
+  const Vector unit = obj.phi(model.theta_start());
+  if (options.theta_start.size() == 0 && unit != pt.x) {
+    const double f = obj.value(unit);
+    if (f < pt.f) pt = {unit, f, Vector()};
+  }
+  if (!obj.at(obj.theta(pt.x))) obj.value(pt.x);
   pt.g = obj.gradient();
   if (!std::isfinite(pt.f) || !pt.g.allFinite())
     throw std::runtime_error("the criterion or its gradient is not finite at the starting theta");
@@ -284,18 +325,22 @@ FitResult fit(Model& model, const FitOptions& options) {
   r.nfixed = p;
   r.shapes = model.shapes();
   r.order = model.order();
-  r.theta = obj.theta(pt.x);
+  r.working_theta = obj.theta(pt.x);
   r.theta_lower = lower;
   r.theta_upper = upper;
   // The model is usually factored at the optimum already (its last evaluation).
-  if (!obj.at(r.theta)) obj.value(obj.phi(r.theta));
-  if (!obj.at(r.theta)) throw std::runtime_error("the criterion cannot be evaluated at the optimum");
+  if (!obj.at(r.working_theta)) obj.value(pt.x);
+  if (!obj.at(r.working_theta)) throw std::runtime_error("the criterion cannot be evaluated at the optimum");
   r.criterion = model.objective(options.reml);
-  r.gradient = obj.theta_gradient();
-  r.max_projected_gradient = projected_gradient(r.theta, r.gradient, lower, upper).cwiseAbs().maxCoeff();
+  r.theta = model.theta();
+  // The verdict is the optimizer's, in φ: in the caller's θ a large column
+  // offset makes the gradient large (or small) by the offset's factors alone.
+  r.max_projected_gradient = projected_gradient(pt.x, obj.gradient(), lower_phi, upper_phi).cwiseAbs().maxCoeff();
   r.converged = r.max_projected_gradient <=
                 tolerance(options.convergence_tolerance, options.convergence_tolerance_rel, r.criterion);
-  for (Index i = 0; i < lower.size(); ++i) r.singular = r.singular || (lower[i] == 0.0 && r.theta[i] < singular_tolerance);
+  r.gradient = model.gradient(options.reml);
+  for (Index i = 0; i < lower.size(); ++i)
+    r.singular = r.singular || (lower[i] == 0.0 && r.working_theta[i] < singular_tolerance);
 
   Vector u;
   model.solve(u, r.beta);

@@ -39,15 +39,26 @@ std::vector<TermData> reordered(const std::vector<TermData>& terms, const std::v
   return out;
 }
 
+// A of the terms' columns in their working coordinates (terms in model order).
+Crossprod working_crossprod(const std::vector<TermData>& terms, Eigen::Ref<const Matrix> X,
+                            Eigen::Ref<const Vector> y, const Shift& shift, const Vector& weights) {
+  std::vector<TermTransform> transforms;
+  transforms.reserve(terms.size());
+  for (const auto& t : terms) transforms.push_back(term_transform(t, weights));
+  return form_crossprod(terms, X, y, shift, weights, transforms);
+}
+
 }  // namespace
 
 Model::Model(const std::vector<TermData>& terms, Eigen::Ref<const Matrix> X, Eigen::Ref<const Vector> y,
              ModelOptions options, const Shift& shift)
     : order_(lme4_term_order(terms)),
-      A_(form_crossprod(reordered(terms, order_), X, y, shift, options.weights)),
+      A_(working_crossprod(reordered(terms, order_), X, y, shift, options.weights)),
       L_(A_, options.max_dense_bytes) {
   for (const auto& s : A_.shapes) lambda_.push_back(Matrix::Identity(s.p, s.p));
-  theta_ = theta_start();
+  user_lambda_.resize(A_.shapes.size());
+  rotation_.resize(A_.shapes.size());
+  working_theta_ = theta_start();
 #ifdef __GLIBC__
   // Forming A and the patterns of L frees many buffers proportional to n or to
   // the number of level pairs; glibc keeps freed heap memory mapped (its mmap
@@ -95,20 +106,106 @@ Vector Model::theta_upper() const { return stack_terms(A_.shapes, lmm::theta_upp
 
 Vector Model::theta_start() const { return stack_terms(A_.shapes, lmm::theta_start); }
 
-void Model::set_theta(Eigen::Ref<const Vector> theta) {
-  if (theta.size() != ntheta())
-    throw std::invalid_argument("theta has length " + std::to_string(theta.size()) + ", the model needs " +
-                                std::to_string(ntheta()));
-  if (!theta.allFinite()) throw std::invalid_argument("theta has non-finite entries");
-  factored_ = false;
-  theta_ = theta;
+Vector Model::working_start() const {
+  Vector out(ntheta());
   Index k = 0;
   for (std::size_t t = 0; t < A_.shapes.size(); ++t) {
-    theta_to_lambda(A_.shapes[t], theta_.data() + k, lambda_[t]);
+    lmm::working_start(A_.shapes[t], A_.transforms[t], out.data() + k);
+    k += A_.shapes[t].ntheta();
+  }
+  return out;
+}
+
+namespace {
+
+void check_theta(Eigen::Ref<const Vector> theta, Index ntheta, const char* name) {
+  if (theta.size() != ntheta)
+    throw std::invalid_argument(std::string(name) + " has length " + std::to_string(theta.size()) +
+                                ", the model needs " + std::to_string(ntheta));
+  if (!theta.allFinite()) throw std::invalid_argument(std::string(name) + " has non-finite entries");
+}
+
+}  // namespace
+
+Vector Model::to_working(Eigen::Ref<const Vector> theta) const {
+  check_theta(theta, ntheta(), "theta");
+  Vector out(theta.size());
+  Matrix rotation;
+  Index k = 0;
+  for (std::size_t t = 0; t < A_.shapes.size(); ++t) {
+    theta_to_working(A_.shapes[t], A_.transforms[t], theta.data() + k, out.data() + k, rotation);
+    k += A_.shapes[t].ntheta();
+  }
+  return out;
+}
+
+Vector Model::to_user(Eigen::Ref<const Vector> working) const {
+  check_theta(working, ntheta(), "the working theta");
+  Vector out(working.size());
+  Matrix rotation;
+  Index k = 0;
+  for (std::size_t t = 0; t < A_.shapes.size(); ++t) {
+    theta_from_working(A_.shapes[t], A_.transforms[t], working.data() + k, out.data() + k, rotation);
+    k += A_.shapes[t].ntheta();
+  }
+  return out;
+}
+
+void Model::set_theta(Eigen::Ref<const Vector> theta) {
+  check_theta(theta, ntheta(), "theta");
+  factored_ = false;
+  user_current_ = false;
+  Vector working(theta.size());
+  Index k = 0;
+  for (std::size_t t = 0; t < A_.shapes.size(); ++t) {
+    theta_to_working(A_.shapes[t], A_.transforms[t], theta.data() + k, working.data() + k, rotation_[t]);
+    theta_to_lambda(A_.shapes[t], theta.data() + k, user_lambda_[t]);
+    k += A_.shapes[t].ntheta();
+  }
+  theta_ = theta;
+  user_current_ = true;
+  working_theta_ = std::move(working);
+  factor_working();
+}
+
+void Model::set_working_theta(Eigen::Ref<const Vector> working) {
+  check_theta(working, ntheta(), "the working theta");
+  factored_ = false;
+  user_current_ = false;
+  working_theta_ = working;
+  factor_working();
+}
+
+void Model::factor_working() {
+  Index k = 0;
+  for (std::size_t t = 0; t < A_.shapes.size(); ++t) {
+    theta_to_lambda(A_.shapes[t], working_theta_.data() + k, lambda_[t]);
     k += A_.shapes[t].ntheta();
   }
   L_.factor(A_, lambda_);
   factored_ = true;
+}
+
+void Model::update_user() const {
+  if (user_current_) return;
+  theta_.resize(working_theta_.size());
+  Index k = 0;
+  for (std::size_t t = 0; t < A_.shapes.size(); ++t) {
+    theta_from_working(A_.shapes[t], A_.transforms[t], working_theta_.data() + k, theta_.data() + k, rotation_[t]);
+    theta_to_lambda(A_.shapes[t], theta_.data() + k, user_lambda_[t]);
+    k += A_.shapes[t].ntheta();
+  }
+  user_current_ = true;
+}
+
+const Vector& Model::theta() const {
+  update_user();
+  return theta_;
+}
+
+const Matrix& Model::lambda(Index k) const {
+  update_user();
+  return user_lambda_[k];
 }
 
 void Model::require_factored() const {
@@ -301,42 +398,64 @@ std::vector<Matrix> Model::logdet_terms_diagonal(bool reml) const {
   return D;
 }
 
-Model::GradientParts Model::gradient_parts(bool reml) const {
+Model::LambdaGradients Model::lambda_gradients(bool reml) const {
   require_factored();
   const Index K = nterms();
   Vector u, beta;
   factor().solve_u_beta(u, beta);
-  const Vector ze = residual_crossprod(beta, b(u));
+  const Vector ze = residual_crossprod(beta, working_b(u));
   const std::vector<Matrix> D = L_.prefix_independent() && invertible_or_zero(lambda_)
                                     ? logdet_terms_diagonal(reml)
                                     : logdet_terms_selected(reml);
-  // ∂/∂λ_k(a, b) of the log-determinants and of r² for every lower-triangular
-  // entry, then θ through the term's parameterization (the chain rule through ∂λ/∂θ).
-  GradientParts parts{Vector(ntheta()), Vector(ntheta())};
-  Index t = 0, off = 0;
-  Matrix G, Gr;
+  // ∂/∂λ̃_k(a, b) of the log-determinants and of r² for every entry, the upper
+  // triangle included: the map to the caller's θ of a centred term
+  // (gradient_from_working) needs them all.
+  LambdaGradients G{std::vector<Matrix>(static_cast<std::size_t>(K)), std::vector<Matrix>(static_cast<std::size_t>(K))};
+  Index off = 0;
   for (Index k = 0; k < K; ++k) {
     const TermShape& s = A_.shapes[k];
     const Index pk = s.p;
-    G.setZero(pk, pk);
-    Gr.setZero(pk, pk);
+    G.logdet[k] = 2.0 * D[k];
+    G.pwrss[k].resize(pk, pk);
     for (Index b = 0; b < pk; ++b)
-      for (Index a = b; a < pk; ++a) {
+      for (Index a = 0; a < pk; ++a) {
         double rss = 0.0;
         for (Index j = 0; j < s.nlevels; ++j) rss += ze[off + j * pk + a] * u[off + j * pk + b];
-        G(a, b) = 2.0 * D[k](a, b);
-        Gr(a, b) = -2.0 * rss;
+        G.pwrss[k](a, b) = -2.0 * rss;
       }
-    s.parameterization().chain(pk, theta_.data() + t, G, parts.logdet.data() + t);
-    s.parameterization().chain(pk, theta_.data() + t, Gr, parts.pwrss.data() + t);
-    t += s.ntheta();
     off += s.q();
   }
-  return parts;
+  return G;
+}
+
+Vector Model::to_theta_gradient(const std::vector<Matrix>& G, bool working) const {
+  if (!working) update_user();
+  Vector grad(ntheta());
+  Index t = 0;
+  for (Index k = 0; k < nterms(); ++k) {
+    const TermShape& s = A_.shapes[k];
+    if (working)  // θ̃ through each term's parameterization (the chain rule through ∂λ̃/∂θ̃)
+      s.parameterization().chain(s.p, working_theta_.data() + t, G[k], grad.data() + t);
+    else
+      gradient_from_working(s, A_.transforms[k], working_theta_.data() + t, G[k], rotation_[k], grad.data() + t);
+    t += s.ntheta();
+  }
+  return grad;
+}
+
+Model::GradientParts Model::gradient_parts(bool reml, bool working) const {
+  const LambdaGradients G = lambda_gradients(reml);
+  return {to_theta_gradient(G.logdet, working), to_theta_gradient(G.pwrss, working)};
+}
+
+Vector Model::working_gradient(bool reml) const {
+  const GradientParts parts = gradient_parts(reml, true);
+  const double dof = static_cast<double>(reml ? A_.n - A_.p : A_.n);
+  return parts.logdet + (dof / L_.pwrss()) * parts.pwrss;
 }
 
 Vector Model::gradient(bool reml) const {
-  const GradientParts parts = gradient_parts(reml);
+  const GradientParts parts = gradient_parts(reml, false);
   const double dof = static_cast<double>(reml ? A_.n - A_.p : A_.n);
   return parts.logdet + (dof / L_.pwrss()) * parts.pwrss;
 }
@@ -349,15 +468,29 @@ const BlockedCholesky& Model::factor() const {
 
 void Model::solve(Vector& u, Vector& beta) const {
   factor().solve_u_beta(u, beta);
-}
-
-Vector Model::b(const Vector& u) const {
-  Vector out(u.size());
+  // b = T λ̃ ũ = λ Q' ũ per level (T⁻¹λ = λ̃Q): the caller's û is Q' ũ.
+  update_user();
   Index off = 0;
   for (std::size_t t = 0; t < A_.shapes.size(); ++t) {
-    const Index p = A_.shapes[t].p;
-    const Matrix& l = lambda_[t];
-    for (Index c = 0; c < A_.shapes[t].nlevels; ++c, off += p)
+    const TermShape& s = A_.shapes[t];
+    if (rotation_[t].size() > 0) {
+      Eigen::Map<Matrix> levels(u.data() + off, s.p, s.nlevels);
+      levels = rotation_[t].transpose() * levels;
+    }
+    off += s.q();
+  }
+}
+
+namespace {
+
+// Per level, Λ's block times u: out = (I ⊗ λ_k) u over the terms.
+Vector times_lambda(const std::vector<TermShape>& shapes, const std::vector<Matrix>& lambda, const Vector& u) {
+  Vector out(u.size());
+  Index off = 0;
+  for (std::size_t t = 0; t < shapes.size(); ++t) {
+    const Index p = shapes[t].p;
+    const Matrix& l = lambda[t];
+    for (Index c = 0; c < shapes[t].nlevels; ++c, off += p)
       for (Index i = 0; i < p; ++i) {
         double v = 0.0;
         for (Index k = 0; k <= i; ++k) v += l(i, k) * u[off + k];
@@ -366,6 +499,15 @@ Vector Model::b(const Vector& u) const {
   }
   return out;
 }
+
+}  // namespace
+
+Vector Model::b(const Vector& u) const {
+  update_user();
+  return times_lambda(A_.shapes, user_lambda_, u);
+}
+
+Vector Model::working_b(const Vector& u) const { return times_lambda(A_.shapes, lambda_, u); }
 
 double Model::sigma(bool reml) const {
   require_factored();
@@ -390,7 +532,8 @@ std::vector<Matrix> Model::conditional_variances() const {
   Matrix w;
   for (Index k = 0; k < nterms(); ++k) {
     const TermShape& s = A_.shapes[k];
-    const Matrix& l = lambda_[k];
+    // The conditional covariance of b = T b̃ = T λ̃ ũ.
+    const Matrix l = A_.transforms[k].matrix(s.p) * lambda_[k];
     Matrix& c = out.emplace_back(s.p, s.q());
     for (Index j = 0; j < s.nlevels; ++j) {
       W_.block(k, j, k, j, w);

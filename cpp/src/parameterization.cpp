@@ -37,12 +37,18 @@ class EntryParameterization : public Parameterization {
     Index k = 0;
     for (const auto& [row, col] : positions(p)) grad[k++] = G(row, col);
   }
+  bool homogeneous() const override { return false; }
+  void scale(Index p, const double* d, double* theta) const override {
+    Index k = 0;
+    for (const auto& [row, col] : positions(p)) theta[k++] *= d[row];
+  }
 };
 
 class Unstructured final : public EntryParameterization {
  public:
   std::string name() const override { return "us"; }
   Index ntheta(Index p) const override { return p * (p + 1) / 2; }
+  bool unstructured() const override { return true; }
   std::vector<std::pair<Index, Index>> positions(Index p) const override {
     std::vector<std::pair<Index, Index>> pos;
     pos.reserve(static_cast<std::size_t>(ntheta(p)));
@@ -83,6 +89,10 @@ class DiagonalHomogeneous final : public Parameterization {
   }
   void chain(Index p, const double*, const Matrix& G, double* grad) const override {
     if (p > 0) grad[0] = G.diagonal().sum();
+  }
+  bool homogeneous() const override { return true; }
+  void scale(Index p, const double* d, double* theta) const override {
+    if (p > 0) theta[0] *= d[0];
   }
   std::vector<std::pair<Index, Index>> positions(Index) const override { return {}; }
 };
@@ -143,9 +153,12 @@ class Correlated : public Parameterization {
     }
   }
   std::vector<std::pair<Index, Index>> positions(Index) const override { return {}; }
+  bool homogeneous() const override { return homogeneous_; }
+  void scale(Index p, const double* d, double* theta) const override {
+    for (Index i = 0; i < nsd(p); ++i) theta[i] *= d[homogeneous_ ? 0 : i];
+  }
 
  protected:
-  bool homogeneous() const { return homogeneous_; }
   Index nsd(Index p) const { return homogeneous_ ? (p > 0 ? 1 : 0) : p; }
   /// Number of correlation parameters for p columns.
   virtual Index ncorr(Index p) const = 0;

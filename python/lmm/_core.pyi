@@ -37,6 +37,9 @@ class FitResult:
     @property
     def theta(self) -> FloatArray: ...
     @property
+    def working_theta(self) -> FloatArray:
+        """θ̃ at the optimum, in the model's working coordinates."""
+    @property
     def criterion(self) -> float: ...
     @property
     def gradient(self) -> FloatArray: ...
@@ -99,6 +102,22 @@ class Model:
         """(row, col) of λ for each θ entry of model term k, in θ order."""
     def structure(self, k: int) -> str:
         """Covariance structure of model term k (one of STRUCTURES)."""
+    def transform(self, k: int) -> dict[str, FloatArray]:
+        """Working coordinates of term k, z̃ = z T: center, scale, matrix (T) and offset (|mean| / SD of
+        columns a structured term leaves uncentred)."""
+    def to_working(self, theta: npt.ArrayLike) -> FloatArray:
+        """The working θ̃ of the caller's θ."""
+    def to_user(self, working: npt.ArrayLike) -> FloatArray:
+        """The caller's θ of a working θ̃."""
+    def evaluate_working(self, working: npt.ArrayLike, reml: bool) -> float:
+        """Set the working θ̃ and return the criterion."""
+    def evaluate_working_with_gradient(self, working: npt.ArrayLike, reml: bool) -> tuple[float, FloatArray]:
+        """Set the working θ̃ and return (criterion, gradient in θ̃)."""
+    @property
+    def working_theta(self) -> FloatArray: ...
+    @property
+    def working_start(self) -> FloatArray:
+        """The θ̃ optimizers start from (lme4's start unless a column's scale or offset is extreme)."""
     @property
     def nprefix(self) -> int: ...
     @property
@@ -111,8 +130,8 @@ class Model:
         """Set θ and return the ML deviance or REML criterion."""
     def gradient(self, reml: bool) -> FloatArray:
         """Exact gradient of the objective in θ at the current θ."""
-    def gradient_parts(self, reml: bool) -> tuple[FloatArray, FloatArray]:
-        """(∂ log-determinants / ∂θ, ∂ r² / ∂θ) at the current θ: gradient = logdet + dof / r² · pwrss."""
+    def gradient_parts(self, reml: bool, working: bool = False) -> tuple[FloatArray, FloatArray]:
+        """(∂ log-determinants / ∂θ, ∂ r² / ∂θ) at the current θ (θ̃ when working): gradient = logdet + dof / r² · pwrss."""
     def evaluate_with_gradient(self, theta: npt.ArrayLike, reml: bool) -> tuple[float, FloatArray]:
         """Set θ and return (objective, gradient)."""
     @property

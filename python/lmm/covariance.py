@@ -36,7 +36,6 @@ __all__ = [
     "theta_from_lambdas",
     "theta_names",
     "theta_positions",
-    "theta_scale_of",
     "theta_to_sdcor",
     "varcorr_frame",
     "varpar_names",
@@ -75,22 +74,6 @@ def theta_positions(term: ReTerm) -> list[tuple[int, int]]:
         structured terms, whose θ entries are not entries of λ.
     """
     return [(int(i), int(j)) for i, j in core.theta_positions(term.p, term.structure)]
-
-
-def theta_scale_of(term: ReTerm, column_scale: np.ndarray) -> list[float]:
-    """Per θ entry, the scale of its row of λ (``column_scale[row]``): the optimizer's units.
-
-    A structured term's SD of column a scales as column a (a shared SD: 1 unless every
-    column has the same scale); its correlation parameters are unitless (1).
-    """
-    if is_entry_structure(term):
-        return [float(column_scale[i]) for i, _ in theta_positions(term)]
-    nsd = _nsd(term)
-    if nsd == term.p:
-        sds = [float(v) for v in column_scale]
-    else:
-        sds = [float(column_scale[0]) if np.all(column_scale == column_scale[0]) else 1.0]
-    return sds + [1.0] * (ntheta(term) - nsd)
 
 
 def _par_names(t: ReTerm) -> list[str]:

@@ -56,6 +56,8 @@ __all__ = ["Design", "ReTerm", "as_frame", "build_design"]
 
 # Relative tolerance of the rank test on X, as lme4's default (chkRank.drop.cols).
 RANK_TOL = 1e-7
+# Variation of a column below this fraction of its norm is rounding of its values.
+_ROUNDING = 1e3 * np.finfo(float).eps
 # lme4's checkScaleX: warn when a continuous predictor's standard deviation, or
 # the ratio of two of them, is beyond this factor.
 SCALE_TOL = 1e3
@@ -451,15 +453,17 @@ def _r_factor(blocks: Iterable[np.ndarray], k: int) -> np.ndarray:
 def _full_rank_columns(R: np.ndarray, norms: np.ndarray) -> list[int]:
     """Columns kept by a sequential rank test, dropping later aliased columns as R's qr does.
 
-    Column j is kept when its residual on the kept columns before it exceeds
-    RANK_TOL times its norm (``norms[j]``, of the column of X as given); an all-zero
-    column is dropped. The residuals come from the R factor of X_c = X − x_center
-    (TSQR, block by block: X_c = Q R with Q'Q = I, so R's columns have X_c's norms and
-    inner products, and Gram–Schmidt on them, k × k, gives X_c's residuals without an
-    n × k Q). Centring X subtracts multiples of the intercept, column 0, from the
-    others: the residual of a column on columns that include the intercept is the same
-    for X and X_c, and the test on X_c is lme4's on X. Householder QR is backward
-    stable column by column, so the test does not depend on the units of a column.
+    Column j is kept when its residual on the kept columns before it exceeds RANK_TOL
+    times the norm of its deviations (X_c's column, ``R[:, j]``), lme4's tolerance, and
+    some thousand ε times the norm of the column as given (``norms[j]``: variation above
+    the rounding of the stored values); an all-zero column is dropped. The residuals come
+    from the R factor of X_c = X − x_center (TSQR, block by block: X_c = Q R with Q'Q = I,
+    so R's columns have X_c's norms and inner products, and Gram–Schmidt on them, k × k,
+    gives X_c's residuals without an n × k Q). Centring subtracts multiples of the
+    intercept, column 0, from the others, so the residuals are X's: against the centred
+    norm the test does not depend on a column's offset (Days + 1e8 beside the intercept
+    is as far from aliased as Days, where lme4's test on X drops it), and Householder QR
+    is backward stable column by column, so not on its units either.
     """
     kept: list[int] = []
     Q = np.empty((R.shape[0], R.shape[1]))
@@ -469,7 +473,7 @@ def _full_rank_columns(R: np.ndarray, norms: np.ndarray) -> list[int]:
         r = x - basis @ (basis.T @ x)
         r -= basis @ (basis.T @ r)
         rnorm = math.sqrt(float(r @ r))
-        if norm > 0.0 and rnorm > RANK_TOL * norm:
+        if norm > 0.0 and rnorm > RANK_TOL * math.sqrt(float(x @ x)) and rnorm > _ROUNDING * norm:
             Q[:, len(kept)] = r / rnorm
             kept.append(j)
     return kept

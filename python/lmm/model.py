@@ -21,7 +21,7 @@ import pandas as pd
 
 from . import _core as core
 from ._util import row_blocks
-from .covariance import theta_names, theta_scale_of
+from .covariance import theta_names
 from .design import Design, ReTerm, build_design
 from .formula import parse_formula
 
@@ -31,6 +31,11 @@ DEFAULT_MAX_DENSE_BYTES = 4.0 * 2**30
 # A fitted residual SD below this fraction of the response's SD is zero to working
 # precision (the criterion then falls without bound as θ grows).
 EXACT_FIT_SIGMA = 1e-6
+# A column of a structured random-effects term (which the core cannot centre
+# exactly) whose |mean| exceeds this many SDs draws a warning: the crossproducts'
+# condition grows with its square (cs(Days | Subject) with Days + 100, 35 SDs,
+# already stops short of its optimum).
+UNCENTRED_OFFSET = 10.0
 
 # The dense block of crossed terms is factored and inverted by the LAPACK SciPy
 # carries (OpenBLAS in SciPy's wheels: faster than Eigen's kernels, and
@@ -302,28 +307,81 @@ class CoreModel:
         value, grad = self.core.evaluate_with_gradient(self._theta(theta), self._reml(reml))
         return float(value), np.asarray(grad)
 
-    def deviance_terms(self, theta, reml: bool | None = None) -> DevianceTerms:
-        """The :class:`DevianceTerms` at ``theta`` (see :meth:`LinearMixedModel.deviance_terms`)."""
-        theta = self._theta(theta, bounds=False)
+    def deviance_terms(self, theta, reml: bool | None = None, *, working: bool = False) -> DevianceTerms:
+        """The :class:`DevianceTerms` at ``theta`` (see :meth:`LinearMixedModel.deviance_terms`);
+        with ``working``, at the working θ̃ ``theta`` and with gradients in θ̃."""
         reml = self._reml(reml)
         c = self.core
-        c.evaluate(theta, reml)
+        if working:
+            c.evaluate_working(np.asarray(theta, dtype=np.float64).reshape(-1), reml)
+        else:
+            c.evaluate(self._theta(theta, bounds=False), reml)
         vcov_unit = self.vcov_from_core(np.asarray(c.vcov_beta(reml))) / c.sigma(reml) ** 2
-        dlogdet, dpwrss = c.gradient_parts(reml)  # (after vcov_beta: it uses the factor's storage)
+        dlogdet, dpwrss = c.gradient_parts(reml, working)  # (after vcov_beta: it uses the factor's storage)
         return DevianceTerms(pwrss=float(c.pwrss), dlogdet=np.asarray(dlogdet), dpwrss=np.asarray(dpwrss),
                              vcov_unit=vcov_unit)
 
-    def solution(self, theta, reml: bool | None = None, *, gradient: bool = False) -> Solution:
+    # The core's working coordinates: θ̃ of each term's centred and scaled columns
+    # z̃ = z T (the same model; bounds and the start λ̃ = I are the vectors of θ).
+    # Optimizers move θ̃; everything reported is θ.
+
+    @property
+    def working_start(self) -> np.ndarray:
+        """The θ̃ optimizers start from: lme4's start (λ = I) unless a column's scale or offset is extreme."""
+        return np.asarray(self.core.working_start)
+
+    def working_from_theta(self, theta) -> np.ndarray:
+        """θ̃ of ``theta`` (ntheta,)."""
+        return np.asarray(self.core.to_working(self._theta(theta, bounds=False)))
+
+    def theta_from_working(self, working) -> np.ndarray:
+        """θ (lme4's, of the user's columns) of a working ``working`` θ̃ (ntheta,)."""
+        return np.asarray(self.core.to_user(np.asarray(working, dtype=np.float64).reshape(-1)))
+
+    def working_objective(self, working, reml: bool | None = None) -> float:
+        """The criterion at the working θ̃."""
+        return float(self.core.evaluate_working(np.asarray(working, dtype=np.float64).reshape(-1),
+                                                self._reml(reml)))
+
+    def working_objective_and_gradient(self, working, reml: bool | None = None) -> tuple[float, np.ndarray]:
+        """The criterion and its exact gradient in θ̃ at the working θ̃."""
+        value, grad = self.core.evaluate_working_with_gradient(np.asarray(working, dtype=np.float64).reshape(-1),
+                                                               self._reml(reml))
+        return float(value), np.asarray(grad)
+
+    def working_transforms(self) -> list[np.ndarray]:
+        """Per term (model order), T (p × p) of its working columns z̃ = z T."""
+        return [np.asarray(self.core.transform(k)["matrix"]) for k in range(len(self.terms))]
+
+    def fixed_basis(self) -> np.ndarray:
+        """S (p × p) of the shift's fixed effects: X_c = X S, β = S β_c (unit upper triangular)."""
+        return self._S()
+
+    def is_singular(self, theta) -> bool:
+        """lme4's isSingular at ``theta``, judged in the working coordinates: a diagonal entry of λ̃
+        below the tolerance (a large column offset makes λ's last entry small at any covariance)."""
+        working = self.working_from_theta(theta)
+        return bool(np.any(working[self.theta_lower == 0] < core.FIT_DEFAULTS["singular_tolerance"]))
+
+    def solution(self, theta, reml: bool | None = None, *, gradient: bool = False,
+                 working: bool = False) -> Solution:
         """The :class:`Solution` at ``theta`` (see :meth:`LinearMixedModel.solution`).
 
         θ may lie below its bounds (a negative diagonal entry of λ gives the covariance of
         its absolute value): numerical derivatives at a boundary fit step across it.
+        With ``working``, ``theta`` is the core's working θ̃ (numerical derivatives are
+        well conditioned there); the solution reports θ all the same.
         """
         theta = self._theta(theta, bounds=False)
         reml = self._reml(reml)
         c = self.core
         grad = None
-        if gradient:
+        if working:
+            value = c.evaluate_working(theta, reml)
+            theta = np.asarray(c.theta)
+            if gradient:
+                grad = _readonly(c.gradient(reml))
+        elif gradient:
             value, grad = c.evaluate_with_gradient(theta, reml)
             grad = _readonly(grad)
         else:
@@ -435,7 +493,7 @@ class LinearMixedModel:
         self._core = self._shifted.core
         #: Random-effects terms in model order (decreasing number of levels, as lme4).
         self.terms: list[ReTerm] = self._shifted.terms
-        self._shifted.theta_scale = _theta_scale(self.terms)
+        _warn_uncentred(self._core, self.terms)
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
@@ -482,12 +540,12 @@ class LinearMixedModel:
 
     @property
     def theta_scale(self) -> np.ndarray:
-        """Scale of each θ entry used by the optimizer (θ = scale · φ).
+        """Scale of each working θ̃ entry used by the optimizer (θ̃ = scale · φ): ones.
 
-        1 unless a column of a term's z has a root mean square outside
-        [1e-2, 1e2]; then the entries of that row of λ are scaled by its
-        inverse, so that φ is of order one whatever the units of the slope.
-        Computed once, when the model is built.
+        The optimizer moves the core's working θ̃ (see :meth:`CoreModel.working_from_theta`):
+        λ̃ of each term's columns centred against its intercept (``us`` terms) and scaled
+        by powers of two to unit root mean square, so φ = θ̃ is of order one whatever the
+        units or the offset of a column.
         """
         return self._shifted.theta_scale
 
@@ -542,7 +600,41 @@ class LinearMixedModel:
         """
         return self._shifted.objective_and_gradient(_theta_or_par(theta, par), self.REML if reml is None else reml)
 
-    def solution(self, theta, reml: bool | None = None, *, gradient: bool = False) -> Solution:
+    @property
+    def working_start(self) -> np.ndarray:
+        """The working θ̃ optimizers start from (see :attr:`CoreModel.working_start`)."""
+        return self._shifted.working_start
+
+    def working_from_theta(self, theta) -> np.ndarray:
+        """The core's working θ̃ of ``theta`` (see :meth:`CoreModel.working_from_theta`)."""
+        return self._shifted.working_from_theta(theta)
+
+    def theta_from_working(self, working) -> np.ndarray:
+        """θ of a working θ̃ (see :meth:`CoreModel.theta_from_working`)."""
+        return self._shifted.theta_from_working(working)
+
+    def working_objective(self, working, reml: bool | None = None) -> float:
+        """The criterion at a working θ̃ (what optimizers move)."""
+        return self._shifted.working_objective(working, self.REML if reml is None else reml)
+
+    def working_objective_and_gradient(self, working, reml: bool | None = None) -> tuple[float, np.ndarray]:
+        """The criterion and its gradient in θ̃ at a working θ̃."""
+        return self._shifted.working_objective_and_gradient(working, self.REML if reml is None else reml)
+
+    def working_transforms(self) -> list[np.ndarray]:
+        """Per term (model order), T of its working columns z̃ = z T (see :meth:`CoreModel.working_transforms`)."""
+        return self._shifted.working_transforms()
+
+    def fixed_basis(self) -> np.ndarray:
+        """S of the shift's fixed effects, X_c = X S (see :meth:`CoreModel.fixed_basis`)."""
+        return self._shifted.fixed_basis()
+
+    def is_singular(self, theta) -> bool:
+        """lme4's isSingular at ``theta``, judged in the core's working coordinates."""
+        return self._shifted.is_singular(theta)
+
+    def solution(self, theta, reml: bool | None = None, *, gradient: bool = False,
+                 working: bool = False) -> Solution:
         """Everything the model determines at ``theta``: objective, σ, β̂, Var(β̂), û, b̂, λ.
 
         β̂ and Var(β̂) are those of the user's X (mapped back from the core's shifted
@@ -555,6 +647,7 @@ class LinearMixedModel:
             theta: relative covariance parameters in lme4's order.
             reml: the criterion (None: the model's).
             gradient: also compute the exact gradient of the objective.
+            working: ``theta`` is the core's working θ̃ (see :meth:`working_from_theta`).
 
         Returns:
             Solution.
@@ -564,9 +657,9 @@ class LinearMixedModel:
             >>> m = lmm.LinearMixedModel("Reaction ~ Days + (Days | Subject)", lmm.datasets.load("sleepstudy"))
             >>> round(m.solution([1.0, 0.0, 1.0]).sigma, 3)  # doctest: +SKIP
         """
-        return self._shifted.solution(theta, self.REML if reml is None else reml, gradient=gradient)
+        return self._shifted.solution(theta, self.REML if reml is None else reml, gradient=gradient, working=working)
 
-    def deviance_terms(self, theta, reml: bool | None = None) -> DevianceTerms:
+    def deviance_terms(self, theta, reml: bool | None = None, *, working: bool = False) -> DevianceTerms:
         """r², the exact gradients of the log-determinants and of r², and Var(β̂)/σ² at ``theta``.
 
         What derivatives of lmerTest's deviance in (θ, σ) need (:class:`DevianceTerms`):
@@ -574,10 +667,12 @@ class LinearMixedModel:
         below its bounds, as for :meth:`solution`.
 
         Args:
-            theta: relative covariance parameters in lme4's order.
+            theta: relative covariance parameters in lme4's order (the core's working θ̃
+                with ``working``: gradients in θ̃ then, where differences are well conditioned).
             reml: the criterion (None: the model's).
+            working: ``theta`` is θ̃.
         """
-        return self._shifted.deviance_terms(theta, self.REML if reml is None else reml)
+        return self._shifted.deviance_terms(theta, self.REML if reml is None else reml, working=working)
 
     def response_core(self) -> CoreModel:
         """A new core of this design for other responses (one per bootstrap worker thread).
@@ -625,14 +720,25 @@ class LinearMixedModel:
         return res
 
 
-def _theta_scale(terms: Sequence[ReTerm]) -> np.ndarray:
-    """The optimizer's θ scale for terms in model order (see LinearMixedModel.theta_scale)."""
-    scales = []
-    for t in terms:
-        rms = np.sqrt(np.einsum("ij,ij->j", t.z, t.z) / t.z.shape[0])  # no n × p temporary
-        row = np.where((rms > 0) & ((rms < 1e-2) | (rms > 1e2)), 1.0 / np.where(rms > 0, rms, 1.0), 1.0)
-        scales.extend(theta_scale_of(t, row))
-    return np.asarray(scales, dtype=np.float64)
+def _warn_uncentred(model: core.Model, terms: Sequence[ReTerm]) -> None:
+    """Warn for each term whose structure keeps the core from centring a column with a large offset.
+
+    The core centres the columns of ``us`` terms against their intercept exactly; a
+    structured covariance (``diag``, ``cs``, ``ar1``, ``toep``) would not survive
+    that change of basis, so its columns stay as given and a large offset leaves the
+    crossproducts and the optimizer ill-conditioned.
+    """
+    for k, t in enumerate(terms):
+        offset = np.asarray(model.transform(k)["offset"])
+        bad = [f"{t.cnames[j]!r} (mean {float(np.mean(t.z[:, j])):.6g}, |mean| / SD = {offset[j]:.3g})"
+               for j in np.flatnonzero(offset > UNCENTRED_OFFSET)]
+        if bad:
+            warnings.warn(
+                f"the random-effects term {t.label!r} has the {t.structure} covariance structure, which "
+                f"centring its columns would not preserve, and columns with large offsets: {', '.join(bad)}. "
+                "Its crossproducts and the optimizer are then badly conditioned and the fit may be "
+                "inaccurate: centre those columns in the data (subtract their mean) before fitting",
+                UserWarning, stacklevel=3)
 
 
 def _sd(y: np.ndarray, block: int = 1 << 12) -> float:

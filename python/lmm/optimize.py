@@ -114,7 +114,8 @@ def optimize_theta(model, start=None, optimizer: str = "core", tol: float = 1e-8
     SciPy's (both with the exact gradient from the core); ``"COBYQA"`` (a
     successor of lme4's BOBYQA), ``"Nelder-Mead"`` and ``"Powell"`` are
     derivative-free. ``reml`` picks the criterion (None: the model's). The
-    optimizer works on φ = θ / ``model.theta_scale``, which is θ itself unless a random-effects column has an extreme scale. A fit that
+    optimizer works on φ = θ̃ / ``model.theta_scale``, θ̃ the core's working coordinates
+    (each term's columns centred and scaled, ``model.working_from_theta``). A fit that
     ends with a diagonal entry of λ at 0 is restarted off the boundary when that
     lowers the objective (at most ``max_restarts`` times). Warns (UserWarning)
     when the result is not converged. ``reml`` chooses the criterion passed to the
@@ -129,9 +130,10 @@ def optimize_theta(model, start=None, optimizer: str = "core", tol: float = 1e-8
     reml = model.REML if reml is None else bool(reml)
     if optimizer == "core":
         return _core_fit(model, start, reml, tol, maxiter, verbose)
+    # φ = θ̃ / scale: the core's working coordinates (centred, scaled columns), as lmm::fit.
     scale = model.theta_scale
     lower, upper = model.theta_lower / scale, model.theta_upper / scale
-    phi = model.theta_start if start is None else model._theta(start) / scale
+    phi = (model.working_start if start is None else model.working_from_theta(start)) / scale
     counts = {"f": 0, "g": 0}
 
     # The last evaluation, reused when the same θ comes again (the optimizer's
@@ -146,11 +148,12 @@ def optimize_theta(model, start=None, optimizer: str = "core", tol: float = 1e-8
         counts["g"] += gradient
         try:
             if gradient:
-                value, grad = model.objective_and_gradient(theta, reml=reml)
+                value, grad = model.working_objective_and_gradient(theta, reml=reml)
                 grad = grad * scale
             else:
-                value, grad = model.objective(theta, reml=reml), None
+                value, grad = model.working_objective(theta, reml=reml), None
         except RuntimeError as err:
+            theta = model.theta_from_working(theta)
             raise ValueError(
                 f"the objective cannot be evaluated at theta = {np.array2string(theta, precision=4)}: {err}. "
                 "The residual variance is zero to working precision there: the random effects fit the "
@@ -210,8 +213,10 @@ def optimize_theta(model, start=None, optimizer: str = "core", tol: float = 1e-8
     message = f"{message} ({optimizer}: {res.message})"
     if not converged:
         warnings.warn(f"the optimizer did not converge: {message}", UserWarning, stacklevel=3)
-    return OptimizeResult(theta=phi * scale, objective=value, optimizer=optimizer, nfev=counts["f"],
-                          ngev=counts["g"], time=elapsed, message=message, converged=converged, gradient=g / scale)
+    theta = model.theta_from_working(phi * scale)
+    return OptimizeResult(theta=theta, objective=value, optimizer=optimizer, nfev=counts["f"], ngev=counts["g"],
+                          time=elapsed, message=message, converged=converged,
+                          gradient=model.objective_and_gradient(theta, reml=reml)[1])
 
 
 def _on_terminal() -> bool:
@@ -250,8 +255,8 @@ def _core_fit(model, start, reml: bool, tol: float, maxiter: int, verbose: bool)
     status = None if verbose or not _on_terminal() else _FitStatus()
     trace = (lambda k, value: print(f"  eval {k:4d}: objective {value:.10g}")) if verbose else status
     scale = model.theta_scale
-    # λ = I in φ units by default, as for SciPy's methods.
-    theta0 = model.theta_start * scale if start is None else model._theta(start)
+    # The core's default start (model.working_start), as for SciPy's methods.
+    theta0 = None if start is None else model._theta(start)
     try:
         r = model.core.fit(reml, theta_start=theta0, theta_scale=scale, max_evaluations=maxiter,
                            gradient_tolerance=0.1 * tol, gradient_tolerance_rel=0.1 * tol,
@@ -263,9 +268,8 @@ def _core_fit(model, start, reml: bool, tol: float, maxiter: int, verbose: bool)
         if status is not None:
             status.close()
     theta, grad = np.asarray(r.theta), np.asarray(r.gradient)
-    max_pg = float(np.max(np.abs(projected_gradient(theta / scale, grad * scale, model.theta_lower / scale,
-                                                    model.theta_upper / scale)), initial=0.0))
-    converged = max_pg <= max(GRADIENT_TOL, GRADIENT_TOL_REL * abs(r.criterion))
+    # The core's verdict: the projected gradient in its φ (the same rule as above).
+    max_pg, converged = float(r.max_projected_gradient), bool(r.converged)
     message = f"{'converged' if converged else 'not converged'}: max |projected gradient| {max_pg:.2g}"
     if r.restarts:
         message += f", {r.restarts} restart(s) off the boundary"

@@ -231,6 +231,7 @@ PYBIND11_MODULE(_core, m) {
 
   py::class_<lmm::FitResult>(m, "FitResult", "Outcome of Model.fit (see lmm::FitResult).")
       .def_readonly("theta", &lmm::FitResult::theta)
+      .def_readonly("working_theta", &lmm::FitResult::working_theta)
       .def_readonly("criterion", &lmm::FitResult::criterion)
       .def_readonly("gradient", &lmm::FitResult::gradient)
       .def_readonly("max_projected_gradient", &lmm::FitResult::max_projected_gradient)
@@ -278,6 +279,42 @@ PYBIND11_MODULE(_core, m) {
             return m.shapes()[k].parameterization().name();
           },
           py::arg("k"), "covariance structure of model term k (one of STRUCTURES)")
+      .def(
+          "transform",
+          [](const lmm::Model& m, lmm::Index k) {
+            if (k < 0 || k >= m.nterms()) throw py::index_error("term index out of range");
+            const lmm::TermTransform& t = m.transform(k);
+            const lmm::Index p = m.shapes()[k].p;
+            return py::dict(py::arg("center") = t.centred() ? t.center : lmm::Vector::Zero(p),
+                            py::arg("scale") = t.scale.size() ? t.scale : lmm::Vector::Ones(p),
+                            py::arg("offset") = t.offset.size() ? t.offset : lmm::Vector::Zero(p),
+                            py::arg("matrix") = t.matrix(p));
+          },
+          py::arg("k"),
+          "working coordinates of model term k's columns, z~ = z T: center, scale, T (matrix) and, per\n"
+          "column left uncentred although the term has an intercept, |mean| / SD (offset)")
+      .def("to_working", &lmm::Model::to_working, py::arg("theta"), "the working theta of the caller's theta")
+      .def("to_user", &lmm::Model::to_user, py::arg("working"), "the caller's theta of a working theta")
+      .def(
+          "evaluate_working",
+          [](lmm::Model& m, const Eigen::Ref<const lmm::Vector>& working, bool reml) {
+            m.set_working_theta(working);
+            return m.objective(reml);
+          },
+          py::arg("working"), py::arg("reml"), py::call_guard<py::gil_scoped_release>(),
+          "set the working theta and return the ML deviance or REML criterion")
+      .def(
+          "evaluate_working_with_gradient",
+          [](lmm::Model& m, const Eigen::Ref<const lmm::Vector>& working, bool reml) {
+            m.set_working_theta(working);
+            return std::make_pair(m.objective(reml), m.working_gradient(reml));
+          },
+          py::arg("working"), py::arg("reml"), py::call_guard<py::gil_scoped_release>(),
+          "set the working theta and return (objective, gradient in the working theta)")
+      .def_property_readonly("working_theta", &lmm::Model::working_theta)
+      .def_property_readonly("working_start", &lmm::Model::working_start,
+                             "the working theta optimizers start from (lme4's start unless a column's scale or\n"
+                             "offset is extreme)")
       .def_property_readonly("nprefix", [](const lmm::Model& m) { return m.cholesky().nprefix(); },
                              "number of leading terms whose diagonal blocks of L stay block diagonal")
       .def_property_readonly("tail_size", [](const lmm::Model& m) { return m.cholesky().tail_size(); },
@@ -298,12 +335,13 @@ PYBIND11_MODULE(_core, m) {
            "exact gradient of the objective in θ at the current θ")
       .def(
           "gradient_parts",
-          [](const lmm::Model& m, bool reml) {
-            lmm::Model::GradientParts parts = m.gradient_parts(reml);
+          [](const lmm::Model& m, bool reml, bool working) {
+            lmm::Model::GradientParts parts = m.gradient_parts(reml, working);
             return std::make_pair(std::move(parts.logdet), std::move(parts.pwrss));
           },
-          py::arg("reml"), py::call_guard<py::gil_scoped_release>(),
-          "(∂ log-determinants / ∂θ, ∂ r² / ∂θ) at the current θ: gradient = logdet + dof / r² · pwrss")
+          py::arg("reml"), py::arg("working") = false, py::call_guard<py::gil_scoped_release>(),
+          "(∂ log-determinants / ∂θ, ∂ r² / ∂θ) at the current θ (θ̃ when working): "
+          "gradient = logdet + dof / r² · pwrss")
       .def(
           "evaluate_with_gradient",
           [](lmm::Model& m, const Eigen::Ref<const lmm::Vector>& theta, bool reml) {

@@ -6,6 +6,7 @@
 
 #include "blocks.hpp"
 #include "terms.hpp"
+#include "transform.hpp"
 
 namespace lmm {
 
@@ -31,6 +32,9 @@ struct Crossprod {
   std::vector<Matrix> XyZ;                     ///< A_[Xy],k: (p+1) × (ℓ_k·p_k)
   Matrix XyXy;                                 ///< A_[Xy],[Xy]: (p+1) × (p+1), full symmetric
   Shift shift;                                 ///< applied to X and y (also by update_response)
+  /// Per term, the change of basis applied to its columns z as A is formed
+  /// (transform.hpp; also by update_response), or empty: A is that of z itself.
+  std::vector<TermTransform> transforms;
   Vector weights;                              ///< prior weights (n), or empty for all 1
   double sum_log_weights = 0;                  ///< Σ log w_i (0 without weights)
 };
@@ -42,15 +46,19 @@ struct Crossprod {
 ///   shift: applied to X and y row by row (see Shift)
 ///   weights: prior weights (n, positive), or empty: every crossproduct is then
 ///            weighted, [Z X y]' W [Z X y]
+///   transforms: per term (model order) the change of basis of its columns,
+///            applied row by row: A is that of z̃ = z T (never formed in full);
+///            empty: none
 /// Throws std::invalid_argument on mismatched lengths, out-of-range codes or
 /// weights that are not positive and finite.
 Crossprod form_crossprod(const std::vector<TermData>& terms, Eigen::Ref<const Matrix> X,
-                         Eigen::Ref<const Vector> y, const Shift& shift = {}, const Vector& weights = Vector());
+                         Eigen::Ref<const Vector> y, const Shift& shift = {}, const Vector& weights = Vector(),
+                         const std::vector<TermTransform>& transforms = {});
 
 /// Replace the response in A: recompute the y row of every A_[Xy],k and of
-/// A_[Xy],[Xy] in one pass, with A's shift. `terms` and `X` must be the data A
-/// was formed from (model order); only y changes. Used by refits such as the
-/// bootstrap.
+/// A_[Xy],[Xy] in one pass, with A's shift and transforms. `terms` and `X` must
+/// be the data A was formed from (model order); only y changes. Used by refits
+/// such as the bootstrap.
 void update_response(Crossprod& A, const std::vector<TermData>& terms, Eigen::Ref<const Matrix> X,
                      Eigen::Ref<const Vector> y);
 

@@ -24,12 +24,13 @@ namespace lmm {
 struct FitOptions : LbfgsbOptions {
   /// true: REML criterion (lme4's default); false: maximum likelihood.
   bool reml = true;
-  /// Starting θ (ntheta, model order). Empty: λ = I (1 on diagonals, 0 elsewhere).
-  /// Diagonal entries of λ must be ≥ 0.
+  /// Starting θ (ntheta, model order, the caller's θ). Empty: the lower of
+  /// Model::working_start() (lme4's λ = I, or λ̃ = I in the model's working
+  /// coordinates for a term whose columns have extreme scales or offsets) and
+  /// λ̃ = I. Diagonal entries of λ must be ≥ 0.
   Vector theta_start;
-  /// Scale of each θ entry (ntheta, positive): the optimizer works on
-  /// φ = θ / theta_scale, so that φ is of order one whatever the units of a
-  /// term's columns. Empty: 1.
+  /// Scale of each working θ̃ entry (ntheta, positive): the optimizer works on
+  /// φ = θ̃ / theta_scale. Empty: 1 (the working columns have unit scale already).
   Vector theta_scale;
   // The stopping rules of each run of the optimizer (LbfgsbOptions, inherited):
   // gradient_tolerance(_rel) on the projected gradient in φ, relative to |f| at
@@ -43,7 +44,7 @@ struct FitOptions : LbfgsbOptions {
   // takes 10–25 % fewer evaluations, to the same criterion). max_iterations and
   // max_evaluations count over all restarts here.
   /// FitResult::converged is set when the largest entry of the projected
-  /// gradient at the optimum (in θ) is at most
+  /// gradient at the optimum (in φ, the optimizer's coordinates) is at most
   /// max(convergence_tolerance, convergence_tolerance_rel · |criterion|).
   double convergence_tolerance = 1e-3;
   double convergence_tolerance_rel = 1e-6;
@@ -65,6 +66,7 @@ struct FitResult {
   std::vector<Index> order;           ///< order[k]: index in the caller's terms of model term k
 
   Vector theta;                       ///< ntheta, θ at the optimum (model order, lme4's order)
+  Vector working_theta;               ///< ntheta, θ̃ at the optimum (the model's working coordinates)
   Vector theta_lower;                 ///< ntheta, lower bounds of θ (0 or -inf for us/diag)
   Vector theta_upper;                 ///< ntheta, upper bounds of θ (+inf where unbounded)
   std::vector<Matrix> lambda;         ///< per term, p_k × p_k lower-triangular λ at the optimum
@@ -85,10 +87,12 @@ struct FitResult {
   double bic = 0;                     ///< criterion + log(n) · npar
   Index npar = 0;                     ///< p + ntheta + 1 (β, θ and σ)
 
-  Vector gradient;                    ///< ntheta, exact gradient of the criterion at θ
-  double max_projected_gradient = 0;  ///< largest |entry| of the gradient not pushing against a bound
+  Vector gradient;                    ///< ntheta, exact gradient of the criterion at θ (in θ)
+  double max_projected_gradient = 0;  ///< largest |entry| of the gradient in φ not pushing against a bound
   bool converged = false;             ///< max_projected_gradient within FitOptions' convergence tolerance
-  bool singular = false;              ///< some diagonal entry of λ below 1e-4 (lme4's isSingular)
+  /// Some diagonal entry of λ̃ below 1e-4 (lme4's isSingular, in the working
+  /// coordinates: a large column offset makes λ's last entry small whatever the covariance).
+  bool singular = false;
   Index iterations = 0;               ///< quasi-Newton iterations, all restarts
   Index evaluations = 0;              ///< criterion evaluations (factorizations), all restarts
   Index gradient_evaluations = 0;     ///< gradient evaluations, all restarts
@@ -103,14 +107,15 @@ constexpr double singular_tolerance = 1e-4;
 
 /// Fit a model already built (its θ is changed; at return it is set to the optimum).
 ///
-/// Minimizes the criterion over θ within its bounds (lower bound 0 on diagonal
-/// entries of λ, free elsewhere unless the parameterization bounds them) by
-/// L-BFGS-B (lbfgsb.hpp) using Model::gradient. Where a column of λ has no free entry but its diagonal
+/// Minimizes the criterion over the model's working θ̃ (Model, transform.hpp)
+/// within its bounds (lower bound 0 on diagonal entries of λ̃, free elsewhere
+/// unless the parameterization bounds them) by L-BFGS-B (lbfgsb.hpp) using
+/// Model::working_gradient; the result reports the caller's θ. Where a column of λ has no free entry but its diagonal
 /// (the last column of an unstructured λ, every column of a diagonal one) the
 /// criterion is even in that entry, so its gradient vanishes at 0 whether or
 /// not 0 is the minimum. After convergence each diagonal entry of λ below
-/// singular_tolerance is tried at 1e-3, 1e-2 and 1e-1 (in φ = θ / theta_scale,
-/// θ itself unless theta_scale is set); if the criterion
+/// singular_tolerance is tried at 1e-3, 1e-2 and 1e-1 (in φ = θ̃ / theta_scale,
+/// θ̃ itself unless theta_scale is set); if the criterion
 /// decreases the optimizer restarts from there (at most
 /// options.max_restarts times), as lme4's restart_edge.
 ///
@@ -118,8 +123,10 @@ constexpr double singular_tolerance = 1e-4;
 ///
 /// Throws std::invalid_argument for invalid options (θ start of the wrong
 /// length, below its bounds or non-finite; non-positive tolerances or limits)
-/// or non-finite crossproducts (non-finite X, y or z), std::runtime_error when
-/// the criterion cannot be evaluated at the start (e.g. rank-deficient X).
+/// or non-finite crossproducts (non-finite X, y or z), std::runtime_error for
+/// an X not of full column rank (a column whose residual on the columns before
+/// it is below 1e-7 of its norm, lme4's tolerance) or when the criterion cannot
+/// be evaluated at the start.
 FitResult fit(Model& model, const FitOptions& options = {});
 
 /// Build the model from arrays and fit it.

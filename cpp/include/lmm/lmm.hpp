@@ -11,4 +11,5 @@
 #include "model.hpp"
 #include "parameterization.hpp"
 #include "terms.hpp"
+#include "transform.hpp"
 #include "types.hpp"

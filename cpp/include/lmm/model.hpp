@@ -1,5 +1,13 @@
 // A linear mixed model on its crossproducts: set θ → update L → objective,
 // solves for β and u, the fixed-effects covariance.
+//
+// The model works in each term's working coordinates (transform.hpp): the
+// crossproducts are those of the centred and scaled columns z̃ = z T, and L is
+// factored with λ̃. Its interface speaks the caller's θ (lme4's θ of the
+// columns z: set_theta, theta, lambda, gradient, b, conditional_variances)
+// and, for optimizers, the working θ̃ (set_working_theta, working_gradient):
+// the same model in better-conditioned coordinates. Bounds and the start
+// (λ = I) are the same vectors in both.
 #pragma once
 
 #include <vector>
@@ -23,7 +31,9 @@ struct ModelOptions {
 class Model {
  public:
   /// Build the model: order the terms as lme4 does (by decreasing number of
-  /// levels when they are not already, ties in reverse input order), form the crossproducts in one pass and analyse L.
+  /// levels when they are not already, ties in reverse input order), choose
+  /// each term's working coordinates (term_transform), form the crossproducts
+  /// in one pass and analyse L.
   ///   terms: per-term codes (n) and z (n × p_k), in any order
   ///   X:     n × p fixed-effects model matrix (full column rank)
   ///   y:     n response
@@ -49,17 +59,33 @@ class Model {
   const BlockedCholesky& cholesky() const { return L_; }
 
   Index ntheta() const;
-  Vector theta_lower() const;  ///< ntheta lower bounds (from each term's parameterization)
+  /// ntheta lower bounds (from each term's parameterization; the same for θ and θ̃)
+  Vector theta_lower() const;
   Vector theta_upper() const;  ///< ntheta upper bounds (+inf where unbounded)
-  Vector theta_start() const;  ///< ntheta starting values (λ = I)
+  Vector theta_start() const;  ///< ntheta starting values (λ = I, or λ̃ = I as a working θ̃)
+  /// The working θ̃ an optimizer starts from by default (lme4's start unless a
+  /// column's scale or offset is extreme, see lmm::working_start).
+  Vector working_start() const;
 
-  /// Set θ (ntheta, model order) and factor L. Throws std::invalid_argument for
-  /// a θ of the wrong length or non-finite entries, std::runtime_error when
-  /// the factorization fails.
+  /// The change of basis of term k's columns (model order): z̃ = z T.
+  const TermTransform& transform(Index k) const { return A_.transforms[k]; }
+  /// θ̃ (ntheta) of the caller's θ, and θ of a θ̃ (see transform.hpp).
+  Vector to_working(Eigen::Ref<const Vector> theta) const;
+  Vector to_user(Eigen::Ref<const Vector> working) const;
+
+  /// Set θ (ntheta, model order; lme4's θ of the caller's columns) and factor
+  /// L. Throws std::invalid_argument for a θ of the wrong length or non-finite
+  /// entries, std::runtime_error when the factorization fails.
   void set_theta(Eigen::Ref<const Vector> theta);
-  const Vector& theta() const { return theta_; }
-  /// λ of term k (p_k × p_k lower triangular) at the current θ.
-  const Matrix& lambda(Index k) const { return lambda_[k]; }
+  /// Set the working θ̃ (ntheta) and factor L; as set_theta otherwise.
+  void set_working_theta(Eigen::Ref<const Vector> working);
+  /// θ at the current parameters (from θ̃ when they were set by set_working_theta).
+  const Vector& theta() const;
+  const Vector& working_theta() const { return working_theta_; }
+  /// λ of term k (p_k × p_k lower triangular, for the caller's columns) at the current θ.
+  const Matrix& lambda(Index k) const;
+  /// λ̃ of term k, the factor L is formed with.
+  const Matrix& working_lambda(Index k) const { return lambda_[k]; }
 
   double pwrss() const { return L_.pwrss(); }
   double ldL2() const { return L_.ldL2(); }
@@ -70,24 +96,29 @@ class Model {
 
   /// Exact gradient of objective(reml) with respect to θ at the current θ
   /// (ntheta): selected inverse for the log-determinants, envelope theorem for
-  /// the penalized residual sum of squares. Cost a small multiple of one
-  /// evaluation, independent of the length of θ. The inverse reuses the
-  /// factor's storage, so a solve() or vcov_beta() after it factors again.
+  /// the penalized residual sum of squares, then the chain rule from λ̃ to θ.
+  /// Cost a small multiple of one evaluation, independent of the length of θ.
+  /// The inverse reuses the factor's storage, so a solve() or vcov_beta()
+  /// after it factors again.
   Vector gradient(bool reml) const;
+  /// The same gradient with respect to θ̃.
+  Vector working_gradient(bool reml) const;
 
   /// The two parts of the gradient at the current θ: of the log-determinants
   /// (log|L_Z|², plus log|L_X|² when reml) and of the penalized residual sum of
   /// squares r², so that gradient(reml) = logdet + (dof / r²) pwrss. The
   /// deviance at a given σ (not profiled), ldL2 [+ ldRX2] + r²/σ² + ..., has the
   /// gradient logdet + pwrss / σ² in θ: what second derivatives in (θ, σ) need.
+  /// With respect to θ̃ when working.
   struct GradientParts {
     Vector logdet, pwrss;
   };
-  GradientParts gradient_parts(bool reml) const;
+  GradientParts gradient_parts(bool reml, bool working = false) const;
 
-  /// β̂ (p) and û (q, terms in model order, levels within terms, columns within levels).
+  /// β̂ (p) and û (q, terms in model order, levels within terms, columns
+  /// within levels; b = Λu for the caller's λ).
   void solve(Vector& u, Vector& beta) const;
-  /// Conditional modes b = Λu (q, same layout as u).
+  /// Conditional modes b = Λu (q, same layout as u; the caller's columns).
   Vector b(const Vector& u) const;
   /// Residual standard deviation: sqrt(r²/n) (ML) or sqrt(r²/(n − p)) (REML).
   double sigma(bool reml) const;
@@ -95,13 +126,27 @@ class Model {
   Matrix vcov_beta(bool reml) const;
   /// Conditional covariances of the random effects at the current θ, relative
   /// to σ² (lme4's condVar divided by σ²): per term (model order), a
-  /// p_k × (p_k ℓ_k) matrix whose block j is λ_k W_jj λ_k', W = (Λ'Z'ZΛ + I)⁻¹
+  /// p_k × (p_k ℓ_k) matrix whose block j is T_k λ̃_k W_jj λ̃_k' T_k' (= λ_k W_jj λ_k'
+  /// in the caller's coordinates), W = (Λ̃'Z̃'Z̃Λ̃ + I)⁻¹
   /// on the pattern of L (selected inverse; any number of levels). Like
   /// gradient(), it uses the factor's storage.
   std::vector<Matrix> conditional_variances() const;
 
  private:
   void require_factored() const;
+  // Factor L at working_theta_ (λ̃ from θ̃).
+  void factor_working();
+  // θ, the rotations and λ of the caller's coordinates from θ̃, when stale.
+  void update_user() const;
+  // Per term at the current θ̃, ∂/∂λ̃_k of the log-determinants and of r² (p_k × p_k, every entry).
+  struct LambdaGradients {
+    std::vector<Matrix> logdet, pwrss;
+  };
+  LambdaGradients lambda_gradients(bool reml) const;
+  // θ̃'s (working) or θ's gradient from per-term λ̃ gradients.
+  Vector to_theta_gradient(const std::vector<Matrix>& G, bool working) const;
+  // b̃ = Λ̃ũ (working coordinates).
+  Vector working_b(const Vector& u) const;
   // Z'e = Z'y − Z'Xβ − Z'ZΛu (q) from the crossproduct blocks, for β and b = Λu.
   Vector residual_crossprod(const Vector& beta, const Vector& bvec) const;
   // Per term, the p_k × p_k matrix whose (a, b) entry is half of ∂ log|Ω| / ∂λ_k[a, b]
@@ -117,9 +162,15 @@ class Model {
   // gradient() forms the inverse of the dense block in L's own storage (no
   // second matrix of that size); solve() and vcov_beta() refactor afterwards.
   mutable BlockedCholesky L_;
-  std::vector<Matrix> lambda_;
+  std::vector<Matrix> lambda_;  // λ̃ per term (working coordinates)
   mutable SelectedInverse W_;  // workspace of gradient(), reused between calls
-  Vector theta_;
+  Vector working_theta_;
+  // The caller's coordinates, derived from θ̃ on demand: θ, λ, and per centred
+  // term the rotation Q with T⁻¹λ = λ̃Q (transform.hpp).
+  mutable Vector theta_;
+  mutable std::vector<Matrix> user_lambda_;
+  mutable std::vector<Matrix> rotation_;
+  mutable bool user_current_ = false;
   bool factored_ = false;
 };
 

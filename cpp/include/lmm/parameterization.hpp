@@ -56,6 +56,18 @@ class Parameterization {
   /// For structures whose θ entries are entries of λ: the (row, col) of λ
   /// each θ entry is, in θ order (lme4 names θ by them). Empty otherwise.
   virtual std::vector<std::pair<Index, Index>> positions(Index p) const = 0;
+  /// Whether every lower-triangular λ with a non-negative diagonal is some θ's
+  /// (only `us`): then any change of basis of the term's columns keeps the
+  /// structure, centring included (transform.hpp).
+  virtual bool unstructured() const { return false; }
+  /// Whether one SD is shared by all columns (diag_hom, cs_hom, ar1, toep_hom):
+  /// then only a change of units common to all columns keeps the structure.
+  virtual bool homogeneous() const = 0;
+  /// θ of diag(d) λ(θ), in place (ntheta entries): the same structure for the
+  /// columns divided by d (p positive factors, all equal for a homogeneous
+  /// structure). Linear and diagonal in θ: SDs (entries of λ) scale with their
+  /// row, correlation parameters do not change.
+  virtual void scale(Index p, const double* d, double* theta) const = 0;
 };
 
 /// The parameterization of a structure (a reference to a static instance).

@@ -169,8 +169,8 @@ def _contest_md(res, L: np.ndarray, rhs: np.ndarray, method: str) -> tuple:
     F = float(np.sum(t2) / q)
     nu = np.empty(q)
     for m in range(q):
-        grad = np.array([float(PtL[m] @ J @ PtL[m]) for J in s.jacobian])
-        nu[m] = 2 * d[m] ** 2 / float(grad @ s.vcov_varpar @ grad)
+        grad = np.array([float(PtL[m] @ J @ PtL[m]) for J in s.working_jacobian])
+        nu[m] = 2 * d[m] ** 2 / float(grad @ s.working_vcov_varpar @ grad)
     return _ftable_row(F, q, fstat_ddf(nu), sigma)
 
 

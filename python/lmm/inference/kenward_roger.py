@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import linalg as sla
 
-from ..covariance import is_entry_structure, theta_positions
+from ..covariance import is_entry_structure, lambdas_from_theta, theta_positions
 from .matrices import lambda_matrix, z_matrix
 
 __all__ = ["KR_MAX_ELEMENTS", "KenwardRoger", "kenward_roger_setup", "kr_adjust"]
@@ -20,17 +20,27 @@ KR_MAX_ELEMENTS = 50_000_000
 class KenwardRoger:
     """pbkrtest's ``vcovAdj``: Φ (unadjusted Var(β̂)), Φ_A (adjusted), P_i and W = 2·I_E⁻¹.
 
+    Computed in the core's working coordinates — the fixed effects β_c of the centred
+    X_c = X S, the random effects of the centred and scaled columns z̃ = z T, the
+    covariance parameters the entries of Σ̃ — where the matrices stay well conditioned
+    whatever the offsets of the columns. Φ_A is equivariant under both changes of basis
+    and the df invariant, so Φ and Φ_A map back as S Φ S'.
+
     Attributes:
         phi: p × p unadjusted covariance of β̂.
         phi_adj: p × p adjusted covariance of β̂.
-        P: the P_i matrices, one per covariance parameter.
+        P: the P_i matrices, one per covariance parameter (for β_c).
         W: 2 times the inverse expected information of the covariance parameters.
+        S: p × p, β = S β_c.
+        phi_c: p × p unadjusted covariance of β̂_c.
     """
 
     phi: np.ndarray
     phi_adj: np.ndarray
     P: list
     W: np.ndarray
+    S: np.ndarray
+    phi_c: np.ndarray
 
 
 def kenward_roger_setup(res) -> KenwardRoger:
@@ -61,15 +71,16 @@ def kenward_roger_setup(res) -> KenwardRoger:
     model = res.model
     terms = model.terms
     n, p = model.nobs, model.nfixed
-    Z = z_matrix(model)
+    Z = z_matrix(model, model.working_transforms())
     q = Z.shape[1]
     if n * q + q * q > KR_MAX_ELEMENTS:
         raise ValueError(f"Kenward-Roger needs dense {n} x {q} and {q} x {q} matrices here (n·q + q² = "
                          f"{n * q + q * q:.3g} > KR_MAX_ELEMENTS = {KR_MAX_ELEMENTS:.3g}); use "
                          "ddf='Satterthwaite' for models this size")
-    X = model.design.X
+    S = model.fixed_basis()
+    X = model.design.X @ S
     s2 = res.sigma**2
-    Lam = lambda_matrix(res.solution.lambdas, terms)
+    Lam = lambda_matrix(lambdas_from_theta(model.working_from_theta(res.par), terms), terms)
     B = (Z @ Lam).tocsc()                         # n × q
     A = (B.T @ B).toarray() + np.eye(q)           # Λ'Z'ZΛ + I
     cho = sla.cho_factor(A, lower=True)
@@ -154,7 +165,7 @@ def kenward_roger_setup(res) -> KenwardRoger:
     for i in range(g):
         U += W[i, i] * (Qs[i, i] - P[i] @ phi @ P[i])
     phi_adj = phi + 2 * phi @ U @ phi
-    return KenwardRoger(phi=phi, phi_adj=phi_adj, P=P, W=W)
+    return KenwardRoger(phi=S @ phi @ S.T, phi_adj=S @ phi_adj @ S.T, P=P, W=W, S=S, phi_c=phi)
 
 
 def kr_adjust(kr: KenwardRoger, L: np.ndarray) -> dict:
@@ -167,8 +178,8 @@ def kr_adjust(kr: KenwardRoger, L: np.ndarray) -> dict:
     Returns:
         dict with ``q`` (rank of L), ``ddf`` and ``F.scaling``.
     """
-    L = np.atleast_2d(L)
-    phi = kr.phi
+    L = np.atleast_2d(L) @ kr.S   # the same contrasts of β_c
+    phi = kr.phi_c
     Theta = L.T @ np.linalg.solve(L @ phi @ L.T, L)
     TP = Theta @ phi
     g = len(kr.P)

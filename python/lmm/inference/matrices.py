@@ -10,7 +10,7 @@ from scipy import sparse
 __all__ = ["lambda_matrix", "z_matrix"]
 
 
-def z_matrix(model) -> sparse.csc_matrix:
+def z_matrix(model, transforms: Sequence[np.ndarray] | None = None) -> sparse.csc_matrix:
     """The random-effects model matrix Z (n × q, sparse) in the core's order and layout.
 
     Columns of term k start at the sum of ℓ·p of earlier terms; level j's p columns are
@@ -18,18 +18,21 @@ def z_matrix(model) -> sparse.csc_matrix:
 
     Args:
         model: a :class:`~lmm.model.LinearMixedModel`.
+        transforms: per term a p × p T: Z of the columns z T (the core's working columns,
+            ``model.working_transforms()``); None: of z.
     """
     n = model.nobs
     rows, cols, vals = [], [], []
     off = 0
-    for t in model.terms:
+    for k, t in enumerate(model.terms):
         p = t.p
         valid = t.codes >= 0
         r = np.flatnonzero(valid)
+        z = t.z if transforms is None else t.z @ transforms[k]
         for a in range(p):
             rows.append(r)
             cols.append(off + t.codes[valid].astype(np.int64) * p + a)
-            vals.append(t.z[valid, a])
+            vals.append(z[valid, a])
         off += t.nlevels * p
     if not rows:
         return sparse.csc_matrix((n, 0))

@@ -18,18 +18,27 @@ HESSIAN_TOL = 1e-8
 class Satterthwaite:
     """lmerTest's ingredients: Var(β̂), Cov(varpar) = 2H⁻¹, and ∂Var(β̂)/∂varpar.
 
+    The derivatives are taken in the core's working coordinates (θ̃, σ) (each term's
+    columns centred and scaled, :meth:`~lmm.model.LinearMixedModel.working_from_theta`),
+    where numerical differentiation is well conditioned whatever the offsets of the
+    columns; the df, invariant to the parameterization, come from those. The user's
+    (θ, σ) versions (lmerTest's) follow by the chain rule.
+
     Attributes:
         vcov_beta: p × p covariance of β̂.
         vcov_varpar: covariance of (θ, σ) from the Hessian of the deviance.
         jacobian: list over (θ, σ) of p × p derivatives of Var(β̂).
-        hessian: the Hessian itself.
-        notes: messages about the Hessian (non-positive eigenvalues), as lmerTest's warnings.
+        hessian: the Hessian itself, in (θ, σ).
+        working_vcov_varpar, working_jacobian: the same in (θ̃, σ).
+        notes: messages about the Hessian (non-positive eigenvalues, in (θ̃, σ)), as lmerTest's warnings.
     """
 
     vcov_beta: np.ndarray
     vcov_varpar: np.ndarray
     jacobian: list
     hessian: np.ndarray
+    working_vcov_varpar: np.ndarray
+    working_jacobian: list
     notes: list = field(default_factory=list)
 
 
@@ -58,11 +67,11 @@ def satterthwaite_setup(res) -> Satterthwaite:
     dof = n - p if reml else n
     sigma = res.sigma
 
-    # Correlation parameters of structured terms (bounded on both sides) are
-    # differentiated through a logistic map of their interval, so that the steps stay
-    # inside it; the df do not depend on the parameterization. Parameters on such a
-    # bound are held there (known). Everything maps back to θ.
-    theta0 = np.asarray(res.par, dtype=np.float64)
+    # In the working θ̃. Correlation parameters of structured terms (bounded on both
+    # sides; the working coordinates only scale such terms) are differentiated through a
+    # logistic map of their interval, so that the steps stay inside it; the df do not
+    # depend on the parameterization. Parameters on such a bound are held there (known).
+    theta0 = model.working_from_theta(res.par)
     lower, upper = model.theta_lower, model.theta_upper
     corr = np.isfinite(lower) & np.isfinite(upper)
     width = np.where(corr, upper - lower, 1.0)
@@ -72,7 +81,7 @@ def satterthwaite_setup(res) -> Satterthwaite:
     free = ~held
 
     def to_theta(u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """θ at u (the free entries, mapped ones through the logistic) and dθ/du."""
+        """θ̃ at u (the free entries, mapped ones through the logistic) and dθ̃/du."""
         theta = theta0.copy()
         v, dv = u.copy(), np.ones(u.size)
         e = 1 / (1 + np.exp(-u[mapped]))
@@ -89,21 +98,21 @@ def satterthwaite_setup(res) -> Satterthwaite:
     def gradient_and_vcov(u: np.ndarray) -> np.ndarray:
         """[∂dev/∂u at σ̂, Var(β̂)/σ² flattened] at u."""
         theta, dv = to_theta(u)
-        t = model.deviance_terms(theta, reml)
+        t = model.deviance_terms(theta, reml, working=True)
         g = (t.dlogdet + t.dpwrss / sigma**2)[free] * dv
         return np.concatenate([g, t.vcov_unit.ravel()])
 
-    t0 = model.deviance_terms(theta0, reml)
+    t0 = model.deviance_terms(theta0, reml, working=True)
     m = theta0.size
     H = np.zeros((m + 1, m + 1))
     J = np.zeros((p * p, m + 1))
     if nf:
         D = jacobian_richardson(gradient_and_vcov, u0, r=2)
         Hu = D[:nf]
-        # Back to θ (at the optimum the gradient term of the Hessian's change of variables vanishes).
+        # Back to θ̃ (at the optimum the gradient term of the Hessian's change of variables vanishes).
         H[np.ix_(free, free)] = 0.5 * (Hu + Hu.T) / np.outer(dtheta, dtheta)
         J[:, :m][:, free] = sigma**2 * D[nf:] / dtheta
-    # σ: dev = logdet + r²/σ² + dof·log(2πσ²), so ∂²/∂σ∂θ = −2 ∂r²/∂θ / σ³ and
+    # σ: dev = logdet + r²/σ² + dof·log(2πσ²), so ∂²/∂σ∂θ̃ = −2 ∂r²/∂θ̃ / σ³ and
     # ∂²/∂σ² = 6 r²/σ⁴ − 2 dof/σ²; Var(β̂) = σ² (X'V⁻¹X)⁻¹ gives its σ column.
     H[:m, m] = H[m, :m] = np.where(free, -2 * t0.dpwrss / sigma**3, 0.0)
     H[m, m] = 6 * t0.pwrss / sigma**4 - 2 * dof / sigma**2
@@ -124,8 +133,15 @@ def satterthwaite_setup(res) -> Satterthwaite:
     pos = evals > HESSIAN_TOL
     hinv = np.zeros((m + 1, m + 1))
     hinv[np.ix_(xfree, xfree)] = (evecs[:, pos] / evals[pos]) @ evecs[:, pos].T
-    jac = [J[:, i].reshape(p, p) for i in range(m + 1)]
-    return Satterthwaite(vcov_beta=res.vcov.to_numpy(), vcov_varpar=2 * hinv, jacobian=jac, hessian=H, notes=notes)
+    # The user's (θ, σ) by the chain rule through A = ∂θ̃/∂θ and B = ∂θ/∂θ̃ (B = A⁻¹).
+    A, B = np.eye(m + 1), np.eye(m + 1)
+    A[:m, :m] = jacobian_richardson(model.working_from_theta, res.par)
+    B[:m, :m] = jacobian_richardson(model.theta_from_working, theta0)
+    JU = J @ A
+    return Satterthwaite(vcov_beta=res.vcov.to_numpy(), vcov_varpar=B @ (2 * hinv) @ B.T,
+                         jacobian=[JU[:, i].reshape(p, p) for i in range(m + 1)], hessian=A.T @ H @ A,
+                         working_vcov_varpar=2 * hinv,
+                         working_jacobian=[J[:, i].reshape(p, p) for i in range(m + 1)], notes=notes)
 
 
 def variance_and_df(s: Satterthwaite, L: np.ndarray) -> tuple[float, float]:
@@ -139,8 +155,8 @@ def variance_and_df(s: Satterthwaite, L: np.ndarray) -> tuple[float, float]:
         (variance, df).
     """
     var = float(L @ s.vcov_beta @ L)
-    grad = np.array([float(L @ J @ L) for J in s.jacobian])
-    denom = float(grad @ s.vcov_varpar @ grad)
+    grad = np.array([float(L @ J @ L) for J in s.working_jacobian])
+    denom = float(grad @ s.working_vcov_varpar @ grad)
     return var, 2 * var**2 / denom if denom > 0 else float("inf")
 
 

@@ -22,7 +22,7 @@ from ..inference.kenward_roger import KenwardRoger, kenward_roger_setup
 from ..inference.profile import Profile, profile
 from ..inference.satterthwaite import Satterthwaite, satterthwaite_setup
 from ..model import LinearMixedModel, Solution
-from ..optimize import SINGULAR_TOL, OptimizeResult
+from ..optimize import OptimizeResult
 from .predict import PredictionMixin
 from .summary import format_summary, format_summary_html
 from .tidy import tidy
@@ -95,8 +95,7 @@ class LmmResult(PredictionMixin):
         self.npar = npar
         self.aic = -2.0 * self.loglik + 2.0 * npar
         self.bic = -2.0 * self.loglik + math.log(self.nobs) * npar
-        lower = model.theta_lower
-        self.singular = bool(np.any(self.par[lower == 0] < SINGULAR_TOL))
+        self.singular = model.is_singular(self.par)
         self.converged = opt.converged
         self.ngroups = {}
         for t in model.terms:
