@@ -79,7 +79,7 @@ class Solution:
 
     @property
     def b_vector(self) -> np.ndarray:
-        """b̂ as one vector (q,), the core's layout: terms in model order, levels' p entries consecutive."""
+        """b̂ as one vector (q,) in the core's layout (terms in model order, levels' p entries consecutive)."""
         return np.concatenate([b.ravel() for b in self.b]) if self.b else np.zeros(0)
 
 
@@ -525,7 +525,7 @@ class LinearMixedModel:
 
     @property
     def theta_lower(self) -> np.ndarray:
-        """Lower bounds of θ (the core's parameterizations): 0 for diagonal entries of λ."""
+        """Lower bounds of θ (the core's parameterizations), 0 for diagonal entries of λ."""
         return self._shifted.theta_lower
 
     @property
@@ -535,7 +535,7 @@ class LinearMixedModel:
 
     @property
     def theta_start(self) -> np.ndarray:
-        """lme4's starting θ: λ = I."""
+        """lme4's starting θ (λ = I)."""
         return self._shifted.theta_start
 
     @property
@@ -551,7 +551,7 @@ class LinearMixedModel:
 
     @property
     def theta_names(self) -> list[str]:
-        """Names of θ: lme4's (``Subject.(Intercept)``, ``Subject.Days.(Intercept)``) for us and
+        """Names of θ, lme4's (``Subject.(Intercept)``, ``Subject.Days.(Intercept)``) for us and
         diag terms, lme4 2.x's par names (``Subject.Days``, ``Subject.rho``) for structured ones."""
         return theta_names(self.terms)
 

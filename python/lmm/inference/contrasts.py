@@ -112,7 +112,7 @@ def contrast_test(res, L, rhs=0.0, ddf: str | None = "Satterthwaite", joint: boo
         joint: one F test of all rows, or a t test per row.
 
     Returns:
-        joint: one row with Sum Sq, Mean Sq, NumDF, DenDF, F value, Pr(>F);
+        DataFrame: with ``joint``, one row with Sum Sq, Mean Sq, NumDF, DenDF, F value, Pr(>F);
         otherwise one row per contrast with Estimate, Std. Error, df, t value, Pr(>|t|).
     """
     method = check_ddf(ddf) or "Satterthwaite"

@@ -27,7 +27,8 @@ class Profile:
         curves: dict parameter name → DataFrame with columns ``value`` and ``zeta``,
             sorted by value (zeta = sign(value − estimate)·sqrt(deviance − minimum)).
         estimates: ML estimates of the parameters (lme4 profiles the ML deviance).
-        lower, upper: bounds of the parameters (0 for standard deviations, ±1 for correlations).
+        lower: lower bounds of the parameters (0 for standard deviations, −1 for correlations).
+        upper: upper bounds of the parameters (+inf for standard deviations, 1 for correlations).
         zeta_functions: parameter name → exact zeta(value) (one profiled optimization per call).
     """
 

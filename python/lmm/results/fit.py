@@ -64,14 +64,17 @@ class LmmResult(PredictionMixin):
         fixef: fixed effects (pandas Series in model-matrix column order).
         sigma: residual standard deviation.
         objective: REML criterion (REML fits) or deviance (ML fits).
-        loglik, aic, bic: log-likelihood (REML fits: the restricted one, as lme4) and criteria.
+        loglik: log-likelihood (REML fits: the restricted one, as lme4).
+        aic: Akaike's information criterion, from ``loglik``.
+        bic: Schwarz's Bayesian information criterion, from ``loglik``.
         nobs: number of observations used.
         ngroups: levels per grouping factor.
         varcorr: DataFrame grp, var1, var2, vcov, sdcor as R's ``as.data.frame(VarCorr(fit))``.
         ranef: dict group → DataFrame of conditional modes (levels × coefficients), made
             on first use (the level labels are not needed before).
         vcov: covariance of the fixed effects (DataFrame).
-        converged, singular: convergence and boundary flags.
+        converged: whether the optimizer converged.
+        singular: whether the fit is on the boundary (a diagonal entry of λ below 1e-4, lme4's ``isSingular``).
         optinfo: what the optimizer did (OptimizeResult).
         solution: the model's :class:`~lmm.model.Solution` at θ̂ (β̂, σ̂, û, b̂ per term,
             λ per term), stored at construction: the result never reads the model's core again.
@@ -128,7 +131,7 @@ class LmmResult(PredictionMixin):
 
     @functools.cached_property
     def varcorr(self) -> pd.DataFrame:
-        """lme4's ``as.data.frame(VarCorr(fit))``: grp, var1, var2, vcov, sdcor (built when first read)."""
+        """lme4's ``as.data.frame(VarCorr(fit))`` with columns grp, var1, var2, vcov, sdcor (built when first read)."""
         return varcorr_frame(self.model.terms, self.solution.lambdas, self.sigma)
 
     @functools.cached_property
