@@ -540,7 +540,7 @@ class LinearMixedModel:
 
     @property
     def theta_scale(self) -> np.ndarray:
-        """Scale of each working θ̃ entry used by the optimizer (θ̃ = scale · φ): ones.
+        """The optimizer's scale of each working θ̃ entry (θ̃ = scale · φ), all ones.
 
         The optimizer moves the core's working θ̃ (see :meth:`CoreModel.working_from_theta`):
         λ̃ of each term's columns centred against its intercept (``us`` terms) and scaled
