@@ -358,7 +358,7 @@ FitResult fit(Model& model, const FitOptions& options) {
     off += s.q();
   }
 
-  r.npar = p + lower.size() + 1;
+  r.npar = p + lower.size() + (model.sigma_fixed() ? 0 : 1);
   r.loglik = -0.5 * r.criterion;
   r.aic = r.criterion + 2.0 * static_cast<double>(r.npar);
   r.bic = r.criterion + std::log(static_cast<double>(n)) * static_cast<double>(r.npar);

@@ -53,8 +53,11 @@ Crossprod working_crossprod(const std::vector<TermData>& terms, Eigen::Ref<const
 Model::Model(const std::vector<TermData>& terms, Eigen::Ref<const Matrix> X, Eigen::Ref<const Vector> y,
              ModelOptions options, const Shift& shift)
     : order_(lme4_term_order(terms)),
+      sigma_(options.sigma),
       A_(working_crossprod(reordered(terms, order_), X, y, shift, options.weights)),
       L_(A_, options.max_dense_bytes) {
+  if (!(std::isfinite(options.sigma) && options.sigma >= 0.0))
+    throw std::invalid_argument("sigma must be a positive number (a known residual SD) or 0 (estimated)");
   for (const auto& s : A_.shapes) lambda_.push_back(Matrix::Identity(s.p, s.p));
   user_lambda_.resize(A_.shapes.size());
   rotation_.resize(A_.shapes.size());
@@ -217,7 +220,16 @@ double Model::objective(bool reml) const {
   const double n = static_cast<double>(A_.n);
   const double dof = reml ? n - static_cast<double>(A_.p) : n;
   const double logdet = reml ? L_.ldL2() + L_.ldRX2() : L_.ldL2();
+  if (sigma_fixed()) {
+    const double s2 = sigma_ * sigma_;
+    return logdet - A_.sum_log_weights + L_.pwrss() / s2 + dof * (kLog2Pi + std::log(s2));
+  }
   return logdet - A_.sum_log_weights + dof * (1.0 + kLog2Pi + std::log(L_.pwrss() / dof));
+}
+
+double Model::pwrss_weight(bool reml) const {
+  if (sigma_fixed()) return 1.0 / (sigma_ * sigma_);
+  return static_cast<double>(reml ? A_.n - A_.p : A_.n) / L_.pwrss();
 }
 
 namespace {
@@ -450,14 +462,12 @@ Model::GradientParts Model::gradient_parts(bool reml, bool working) const {
 
 Vector Model::working_gradient(bool reml) const {
   const GradientParts parts = gradient_parts(reml, true);
-  const double dof = static_cast<double>(reml ? A_.n - A_.p : A_.n);
-  return parts.logdet + (dof / L_.pwrss()) * parts.pwrss;
+  return parts.logdet + pwrss_weight(reml) * parts.pwrss;
 }
 
 Vector Model::gradient(bool reml) const {
   const GradientParts parts = gradient_parts(reml, false);
-  const double dof = static_cast<double>(reml ? A_.n - A_.p : A_.n);
-  return parts.logdet + (dof / L_.pwrss()) * parts.pwrss;
+  return parts.logdet + pwrss_weight(reml) * parts.pwrss;
 }
 
 const BlockedCholesky& Model::factor() const {
@@ -510,6 +520,7 @@ Vector Model::b(const Vector& u) const {
 Vector Model::working_b(const Vector& u) const { return times_lambda(A_.shapes, lambda_, u); }
 
 double Model::sigma(bool reml) const {
+  if (sigma_fixed()) return sigma_;
   require_factored();
   const double dof = static_cast<double>(reml ? A_.n - A_.p : A_.n);
   return std::sqrt(L_.pwrss() / dof);

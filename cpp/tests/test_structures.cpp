@@ -138,7 +138,10 @@ struct Data {
 // The profiled criterion from its definition: σ² profiled out of the dense
 // likelihood with V/σ² = Z S Z' + W⁻¹ (S block diagonal over levels, W the
 // prior weights, I without), β by GLS.
-double dense_criterion(const Data& d, const Matrix& S, bool reml, const Vector& weights = Vector()) {
+// With a known σ (> 0) nothing is profiled: the Gaussian −2 log-likelihood (or REML's)
+// of y with covariance σ² V.
+double dense_criterion(const Data& d, const Matrix& S, bool reml, const Vector& weights = Vector(),
+                       double sigma = 0.0) {
   Matrix V = Matrix::Identity(d.n, d.n);
   if (weights.size()) V.diagonal() = weights.cwiseInverse();
   for (Index a = 0; a < d.n; ++a)
@@ -153,7 +156,8 @@ double dense_criterion(const Data& d, const Matrix& S, bool reml, const Vector& 
   auto logdet = [](const Eigen::LLT<Matrix>& c) { return 2.0 * Matrix(c.matrixL()).diagonal().array().log().sum(); };
   const double logdetV = logdet(chol);
   const double dof = static_cast<double>(reml ? d.n - d.X.cols() : d.n);
-  double f = logdetV + dof * (1.0 + std::log(2.0 * M_PI * rss / dof));
+  double f = sigma > 0.0 ? logdetV + rss / (sigma * sigma) + dof * std::log(2.0 * M_PI * sigma * sigma)
+                         : logdetV + dof * (1.0 + std::log(2.0 * M_PI * rss / dof));
   if (reml) f += logdet(Eigen::LLT<Matrix>(XtViX));
   return f;
 }
@@ -270,6 +274,31 @@ void check_weights(const Data& d) {
   check("a zero weight is refused, naming its row", threw);
 }
 
+// A known σ (with weights: a meta-analysis's known variances σ²/w_i): the criterion is
+// the dense likelihood at that σ, not profiled; fits keep σ and do not count it.
+void check_known_sigma(const Data& d) {
+  Vector w(d.n);
+  for (Index i = 0; i < d.n; ++i) w[i] = 0.5 + static_cast<double>(i % 7) / 4.0;
+  lmm::ModelOptions mo;
+  mo.weights = w;
+  mo.sigma = 0.6;
+  const std::vector<double> theta{1.1, 0.7, 0.4, 0.3};
+  lmm::Model model(d.terms(Covariance::CompoundSymmetry), d.X, d.y, mo);
+  model.set_theta(Eigen::Map<const Vector>(theta.data(), 4));
+  const Matrix S = covariance_from_definition(Covariance::CompoundSymmetry, d.p, theta);
+  for (bool reml : {false, true}) {
+    const double dense = dense_criterion(d, S, reml, w, 0.6);
+    check_abs(std::string("known sigma ") + (reml ? "REML" : "ML") + " criterion vs dense likelihood",
+              model.objective(reml), dense, kCriterionTol * std::abs(dense));
+  }
+  lmm::FitOptions o;
+  o.model = mo;
+  const lmm::FitResult r = lmm::fit(d.terms(Covariance::Unstructured), d.X, d.y, o);
+  check("known sigma fit converged (" + r.message + ")", r.converged);
+  check("known sigma kept", r.sigma == 0.6);
+  check("known sigma is not a parameter", r.npar == d.X.cols() + 6);
+}
+
 void check_names() {
   for (const char* n : {"us", "diag", "diag_hom", "cs", "cs_hom", "ar1", "ar1_het", "toep", "toep_hom"})
     check(std::string("covariance_from_name ") + n,
@@ -309,6 +338,7 @@ int main() {
   for (const Case& c : cases) check_structure(d, c);
   check_names();
   check_weights(d);
+  check_known_sigma(d);
   if (failures) {
     std::printf("%d failure(s)\n", failures);
     return 1;

@@ -78,9 +78,13 @@ class Model:
 
     def __init__(self, terms: Sequence[Term], X: npt.ArrayLike, y: npt.ArrayLike,
                  max_dense_bytes: float = ..., x_center: npt.ArrayLike | None = None,
-                 y_coef: npt.ArrayLike | None = None, weights: npt.ArrayLike | None = None) -> None: ...
+                 y_coef: npt.ArrayLike | None = None, weights: npt.ArrayLike | None = None,
+                 sigma: float = 0.0) -> None: ...
     def set_response(self, terms: Sequence[Term], X: npt.ArrayLike, y: npt.ArrayLike) -> None:
         """Replace y (same terms, in the constructor's order, and X); θ must be set again."""
+    @property
+    def sigma_fixed(self) -> bool:
+        """Whether the residual SD is known."""
     @property
     def order(self) -> list[int]:
         """order[k]: input index of model term k."""

@@ -612,8 +612,8 @@ def _fitted_exactly_by(t: ReTerm, y: np.ndarray, X: np.ndarray, x_center: np.nda
 
 
 def _check_response(y: np.ndarray, X: np.ndarray, xnames: list[str], terms: list[ReTerm], response: str,
-                    R: np.ndarray, x_center: np.ndarray) -> np.ndarray:
-    """Refuse a response with no residual variation; return y_coef.
+                    R: np.ndarray, x_center: np.ndarray, sigma_known: bool = False) -> np.ndarray:
+    """Refuse a response with no residual variation (unless σ is known); return y_coef.
 
     lme4's glmer stops on a constant response ("Response is constant"); lmer
     does not check. Here a constant response, one the fixed effects fit exactly,
@@ -626,7 +626,7 @@ def _check_response(y: np.ndarray, X: np.ndarray, xnames: list[str], terms: list
     refined once by the corrected semi-normal equations, and |R_yy| is the norm of
     the residual.
     """
-    if np.min(y) == np.max(y):
+    if not sigma_known and np.min(y) == np.max(y):
         raise ValueError(f"the response {response!r} is constant (every value is {y[0]:.6g}); a linear "
                          "mixed model needs variation in the response (lme4: 'Response is constant')")
     ynorm = np.linalg.norm(y)
@@ -641,6 +641,8 @@ def _check_response(y: np.ndarray, X: np.ndarray, xnames: list[str], terms: list
             Xc = X[rows] - x_center
             g += Xc.T @ (y[rows] - Xc @ y_coef)
         y_coef = y_coef + np.linalg.solve(Rxx, np.linalg.solve(Rxx.T, g))
+    if sigma_known:  # (a known σ: no residual variance to lose)
+        return y_coef
     rel = abs(R[p, p]) / ynorm if R.shape[0] > p else 0.0
     if rel <= EXACT_FIT_TOL:
         raise ValueError(f"the response {response!r} is fitted exactly by the fixed effects {xnames} (to "
@@ -704,13 +706,15 @@ def _merge_double_bars(pieces: list[ReTerm]) -> list[ReTerm]:
     return out
 
 
-def _check_terms(terms: list[ReTerm], n: int) -> None:
+def _check_terms(terms: list[ReTerm], n: int, sigma_known: bool = False) -> None:
     for t in terms:
         if t.nlevels < 2:
             raise ValueError(
                 f"grouping factor {t.name!r} has a single level ({t.levels[0]!r}) in the {n} rows used; "
                 f"a random effect needs at least two levels: remove the term {t.label}"
             )
+        if sigma_known:
+            continue  # a known residual variance: one effect per observation is identifiable
         if t.nlevels >= n:
             raise ValueError(
                 f"grouping factor {t.name!r} has {t.nlevels} levels for {n} observations; the random effect "
@@ -858,7 +862,7 @@ def _checked_contrasts(contrasts, parsed: ParsedFormula) -> dict[str, str]:
 
 
 def build_design(parsed: ParsedFormula, data: pd.DataFrame, missing: str = "drop", weights=None,
-                 offset=None, contrasts=None) -> Design:
+                 offset=None, contrasts=None, sigma_known: bool = False) -> Design:
     """Evaluate a parsed formula on ``data``, validating it on the way.
 
     Args:
@@ -873,6 +877,8 @@ def build_design(parsed: ParsedFormula, data: pd.DataFrame, missing: str = "drop
         contrasts: lme4's ``contrasts``: a dict of factor column → coding (``"contr.sum"``,
             ``"contr.helmert"``, ``"contr.poly"``, ``"contr.treatment"``), for every model
             matrix (fixed and random); None: R's defaults.
+        sigma_known: the residual SD is known (``sigma=``): one random effect per
+            observation is identifiable and a response without residual variation is a model.
 
     Returns:
         The Design with rows containing missing values removed.
@@ -980,8 +986,8 @@ def build_design(parsed: ParsedFormula, data: pd.DataFrame, missing: str = "drop
     X = _ones(n) if xnames == ["(Intercept)"] else np.asfortranarray(X, dtype=np.float64)
 
     terms = _merge_double_bars(_lme4_order(ev.pieces))
-    _check_terms(terms, n)
-    y_coef = _check_response(y_fit, X, xnames, terms, parsed.response, R, x_center)
+    _check_terms(terms, n, sigma_known)
+    y_coef = _check_response(y_fit, X, xnames, terms, parsed.response, R, x_center, sigma_known)
     _share_columns(terms, X, xnames)
     # The recorded numeric variables (for complete_design()) become views of the
     # columns held here already, which are then read-only.

@@ -191,7 +191,7 @@ class CoreModel:
 
     def __init__(self, terms: Sequence[ReTerm], X: np.ndarray, y: np.ndarray, *, x_center: np.ndarray,
                  y_coef: np.ndarray, max_dense_bytes: float, theta_scale: np.ndarray | None, reml: bool,
-                 weights: np.ndarray | None = None) -> None:
+                 weights: np.ndarray | None = None, sigma: float | None = None) -> None:
         self._design_terms = list(terms)
         self._tuples = _core_terms(terms)
         self._X = X
@@ -200,10 +200,12 @@ class CoreModel:
         #: The compiled core (``lmm._core.Model``).
         #: Prior weights (n,) or None.
         self.weights = weights
+        #: A known residual SD, or None (estimated).
+        self.sigma = sigma
         self._y = y  # the response as the core was given it (set_response replaces it)
         self._max_dense_bytes = float(max_dense_bytes)
         self.core = core.Model(self._tuples, X, y, self._max_dense_bytes, x_center=self._x_center,
-                               y_coef=self._y_coef, weights=weights)
+                               y_coef=self._y_coef, weights=weights, sigma=sigma or 0.0)
         #: Terms in model order (the core's).
         self.terms: list[ReTerm] = [self._design_terms[k] for k in self.core.order]
         self.REML = bool(reml)
@@ -222,7 +224,7 @@ class CoreModel:
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
         self.core = core.Model(self._tuples, self._X, self._y, self._max_dense_bytes, x_center=self._x_center,
-                               y_coef=self._y_coef, weights=self.weights)
+                               y_coef=self._y_coef, weights=self.weights, sigma=self.sigma or 0.0)
 
     @property
     def ntheta(self) -> int:
@@ -405,7 +407,7 @@ class CoreModel:
 def build_core(terms: Sequence[ReTerm], X: np.ndarray, y: np.ndarray, *, x_center: np.ndarray | None = None,
                y_coef: np.ndarray | None = None, max_dense_bytes: float = DEFAULT_MAX_DENSE_BYTES,
                theta_scale: np.ndarray | None = None, reml: bool = True,
-               weights: np.ndarray | None = None) -> CoreModel:
+               weights: np.ndarray | None = None, sigma: float | None = None) -> CoreModel:
     """The one factory of cores: a compiled core of (terms, X, y), always with the shift.
 
     Args:
@@ -417,6 +419,7 @@ def build_core(terms: Sequence[ReTerm], X: np.ndarray, y: np.ndarray, *, x_cente
         theta_scale: the optimizer's θ scale (default ones).
         reml: the default criterion of the evaluations.
         weights: prior weights (n,), or None.
+        sigma: a known residual SD, or None (estimated).
 
     Returns:
         CoreModel.
@@ -429,7 +432,7 @@ def build_core(terms: Sequence[ReTerm], X: np.ndarray, y: np.ndarray, *, x_cente
     if x_center is None or y_coef is None:
         x_center, y_coef = shift_for(X, y)
     return CoreModel(terms, X, y, x_center=x_center, y_coef=y_coef, max_dense_bytes=max_dense_bytes,
-                     theta_scale=theta_scale, reml=reml, weights=weights)
+                     theta_scale=theta_scale, reml=reml, weights=weights, sigma=sigma)
 
 
 class LinearMixedModel:
@@ -447,6 +450,16 @@ class LinearMixedModel:
         missing: ``"drop"`` rows with missing values in used columns (with a
             warning) or ``"raise"``.
         max_dense_bytes: the largest dense block of L allowed (crossed factors).
+        weights: prior weights, a column name or one value per row (residual variance σ²/w_i).
+        offset: a known part of the linear predictor, a column name or one value per row
+            (summed with the formula's ``offset()`` terms).
+        contrasts: lme4's ``contrasts``: factor column → coding (``"contr.sum"``, ...).
+        double_bar: ``"split"`` (lme4's ``(x || g)``) or ``"diag"`` (``diag(x | g)``).
+        sigma: a known residual SD (MixedModels.jl's ``σ=``; with ``weights`` 1/v_i and
+            ``sigma=1`` the residual variances are the known v_i of a meta-analysis), or
+            None: estimated. A known σ is not a parameter (``npar``, AIC, BIC,
+            Satterthwaite's varpar leave it out), and one random effect per observation
+            is then identifiable.
 
     Example:
         >>> import lmm
@@ -467,12 +480,18 @@ class LinearMixedModel:
         offset=None,
         contrasts=None,
         double_bar: str = "split",
+        sigma: float | None = None,
     ) -> None:
         self.formula = formula
         self.REML = bool(REML)
+        number = isinstance(sigma, (int, float, np.floating, np.integer)) and not isinstance(sigma, bool)
+        if sigma is not None and not (number and math.isfinite(sigma) and sigma > 0):
+            raise ValueError(f"sigma must be a positive number (a known residual SD) or None, not {sigma!r}")
+        #: A known residual SD, or None (estimated).
+        self.sigma = None if sigma is None else float(sigma)
         self.parsed = parse_formula(formula, double_bar=double_bar)
         self.design: Design = build_design(self.parsed, data, missing=missing, weights=weights, offset=offset,
-                                           contrasts=contrasts)
+                                           contrasts=contrasts, sigma_known=self.sigma is not None)
         #: Whether the offset argument was given (new data for predict() then need its values).
         self.offset_argument = offset is not None
         d = self.design
@@ -487,7 +506,8 @@ class LinearMixedModel:
             # through the design, without the cancellation that large offsets cause in
             # crossproducts.
             self._shifted = build_core(d.terms, d.X, d.y_fit, x_center=d.x_center, y_coef=d.y_coef,
-                                       max_dense_bytes=self.max_dense_bytes, reml=self.REML, weights=d.weights)
+                                       max_dense_bytes=self.max_dense_bytes, reml=self.REML, weights=d.weights,
+                                       sigma=self.sigma)
         except ValueError as err:
             raise ValueError(f"cannot set up the model {formula!r}: {err}") from None
         self._core = self._shifted.core
@@ -684,7 +704,7 @@ class LinearMixedModel:
         d = self.design
         return build_core(self.design.terms, d.X, d.y_fit, x_center=d.x_center, y_coef=d.y_coef,
                           max_dense_bytes=self.max_dense_bytes, theta_scale=self.theta_scale, reml=self.REML,
-                          weights=d.weights)
+                          weights=d.weights, sigma=self.sigma)
 
     def fit(self, start=None, *, reml: bool | None = None, optimizer: str = "core", tol: float = 1e-8,
             maxiter: int = 10000, verbose: bool = False):
@@ -711,6 +731,8 @@ class LinearMixedModel:
         opt = optimize_theta(self, start=start, reml=reml, optimizer=optimizer, tol=tol, maxiter=maxiter,
                              verbose=verbose)
         res = LmmResult(self, opt, reml=reml)
+        if self.sigma is not None:
+            return res
         sd = _sd(self.design.y)
         if res.sigma <= EXACT_FIT_SIGMA * sd:
             warnings.warn(
@@ -749,7 +771,8 @@ def _sd(y: np.ndarray, block: int = 1 << 12) -> float:
 
 
 def lmer(formula: str, data, REML: bool = True, *, weights=None, offset=None, contrasts=None,
-         missing: str = "drop", double_bar: str = "split", max_dense_bytes: float = DEFAULT_MAX_DENSE_BYTES,
+         sigma: float | None = None, missing: str = "drop", double_bar: str = "split",
+         max_dense_bytes: float = DEFAULT_MAX_DENSE_BYTES,
          start=None, optimizer: str = "core", tol: float = 1e-8, maxiter: int = 10000, verbose: bool = False,
          **unsupported):
     """Fit a linear mixed model, as lme4's ``lmer``.
@@ -762,6 +785,7 @@ def lmer(formula: str, data, REML: bool = True, *, weights=None, offset=None, co
         offset: a known part of the linear predictor, a column name or one value per row
             (summed with the formula's ``offset()`` terms).
         contrasts: lme4's ``contrasts``: a dict of factor column → coding (``"contr.sum"``, ...).
+        sigma: a known residual SD (see :class:`LinearMixedModel`), or None: estimated.
         missing: ``"drop"`` rows with missing values (with a warning, as lme4's ``na.omit``)
             or ``"raise"``.
         double_bar: ``"split"`` (lme4's ``(x || g)``) or ``"diag"`` (``diag(x | g)``).
@@ -787,7 +811,8 @@ def lmer(formula: str, data, REML: bool = True, *, weights=None, offset=None, co
             raise NotImplementedError(f"lmer(..., {name}=...): {_LME4_ONLY[name]}")
         raise TypeError(f"lmer() got an unexpected keyword argument {name!r}")
     model = LinearMixedModel(formula, data, REML=REML, missing=missing, max_dense_bytes=max_dense_bytes,
-                             weights=weights, offset=offset, contrasts=contrasts, double_bar=double_bar)
+                             weights=weights, offset=offset, contrasts=contrasts, double_bar=double_bar,
+                             sigma=sigma)
     return model.fit(start, optimizer=optimizer, tol=tol, maxiter=maxiter, verbose=verbose)
 
 

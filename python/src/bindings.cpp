@@ -77,7 +77,8 @@ struct ModelData {
 
 lmm::Model make_model(const std::vector<py::tuple>& terms, const Columns& X, const Columns& y,
                       double max_dense_bytes, const std::optional<lmm::Vector>& x_center,
-                      const std::optional<lmm::Vector>& y_coef, const std::optional<lmm::Vector>& weights) {
+                      const std::optional<lmm::Vector>& y_coef, const std::optional<lmm::Vector>& weights,
+                      double sigma) {
   const ModelData d(terms, X, y);
   lmm::Shift shift;
   if (x_center) shift.center = *x_center;
@@ -85,6 +86,7 @@ lmm::Model make_model(const std::vector<py::tuple>& terms, const Columns& X, con
   lmm::ModelOptions options;
   options.max_dense_bytes = max_dense_bytes;
   if (weights) options.weights = *weights;
+  options.sigma = sigma;
   py::gil_scoped_release release;
   return lmm::Model(d.terms, d.Xmap(), d.ymap(), options, shift);
 }
@@ -248,16 +250,18 @@ PYBIND11_MODULE(_core, m) {
   py::class_<lmm::Model>(m, "Model", "A linear mixed model on its crossproduct blocks.")
       .def(py::init(&make_model), py::arg("terms"), py::arg("X"), py::arg("y"),
            py::arg("max_dense_bytes") = lmm::ModelOptions{}.max_dense_bytes, py::arg("x_center") = py::none(),
-           py::arg("y_coef") = py::none(), py::arg("weights") = py::none(),
+           py::arg("y_coef") = py::none(), py::arg("weights") = py::none(), py::arg("sigma") = 0.0,
            "terms: list of (codes int32 (n,), z float64 (n, p_k), nlevels, structure); X (n, p); y (n,).\n"
            "structure: 'us', 'diag', 'diag_hom', 'cs', 'cs_hom', 'ar1', 'ar1_het', 'toep', 'toep_hom'.\n"
            "Terms are reordered by decreasing number of levels; see `order`.\n"
            "x_center, y_coef (p,): the core works on X_c = X - x_center and y_c = y - X_c y_coef, formed\n"
            "row by row (never in full); beta and vcov_beta are then those of X_c.\n"
-           "weights (n,): prior weights (residual variance sigma^2 / w_i, lme4's criterion); None: all 1.")
+           "weights (n,): prior weights (residual variance sigma^2 / w_i, lme4's criterion); None: all 1.\n"
+           "sigma: a known residual SD (> 0; the criterion is not profiled); 0: estimated.")
       .def("set_response", &set_response, py::arg("terms"), py::arg("X"), py::arg("y"),
            "replace y (same terms, in the constructor's order, and X); θ must be set again")
       .def_property_readonly("order", &lmm::Model::order, "order[k]: input index of model term k")
+      .def_property_readonly("sigma_fixed", &lmm::Model::sigma_fixed, "whether the residual SD is known")
       .def_property_readonly("nobs", &lmm::Model::nobs)
       .def_property_readonly("nfixed", &lmm::Model::nfixed)
       .def_property_readonly("nterms", &lmm::Model::nterms)

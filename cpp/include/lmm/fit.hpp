@@ -85,7 +85,7 @@ struct FitResult {
   double loglik = 0;                  ///< −criterion / 2 (restricted log-likelihood for REML, as lme4)
   double aic = 0;                     ///< criterion + 2 · npar
   double bic = 0;                     ///< criterion + log(n) · npar
-  Index npar = 0;                     ///< p + ntheta + 1 (β, θ and σ)
+  Index npar = 0;                     ///< p + ntheta + 1 (β, θ and σ; σ not when known)
 
   Vector gradient;                    ///< ntheta, exact gradient of the criterion at θ (in θ)
   double max_projected_gradient = 0;  ///< largest |entry| of the gradient in φ not pushing against a bound

@@ -26,6 +26,10 @@ struct ModelOptions {
   /// of observation i is σ²/w_i, as lme4's `weights`. The criterion is lme4's,
   /// including its −Σ log w_i.
   Vector weights;
+  /// A known residual SD σ (> 0, as MixedModels.jl's σ=; 0: estimated, profiled
+  /// out of the criterion). With weights 1/v_i and σ = 1 the residual variances
+  /// are the known v_i of a meta-analysis.
+  double sigma = 0.0;
 };
 
 class Model {
@@ -91,7 +95,8 @@ class Model {
   double ldL2() const { return L_.ldL2(); }
   double ldRX2() const { return L_.ldRX2(); }
 
-  /// Profiled deviance (ML) or REML criterion at the current θ.
+  /// Profiled deviance (ML) or REML criterion at the current θ (at the known σ,
+  /// when there is one: ldL2 [+ ldRX2] − Σ log w + r²/σ² + dof · log(2πσ²)).
   double objective(bool reml) const;
 
   /// Exact gradient of objective(reml) with respect to θ at the current θ
@@ -106,7 +111,8 @@ class Model {
 
   /// The two parts of the gradient at the current θ: of the log-determinants
   /// (log|L_Z|², plus log|L_X|² when reml) and of the penalized residual sum of
-  /// squares r², so that gradient(reml) = logdet + (dof / r²) pwrss. The
+  /// squares r², so that gradient(reml) = logdet + (dof / r²) pwrss (logdet +
+  /// pwrss / σ² for a known σ). The
   /// deviance at a given σ (not profiled), ldL2 [+ ldRX2] + r²/σ² + ..., has the
   /// gradient logdet + pwrss / σ² in θ: what second derivatives in (θ, σ) need.
   /// With respect to θ̃ when working.
@@ -120,8 +126,11 @@ class Model {
   void solve(Vector& u, Vector& beta) const;
   /// Conditional modes b = Λu (q, same layout as u; the caller's columns).
   Vector b(const Vector& u) const;
-  /// Residual standard deviation: sqrt(r²/n) (ML) or sqrt(r²/(n − p)) (REML).
+  /// Residual standard deviation: sqrt(r²/n) (ML) or sqrt(r²/(n − p)) (REML), or
+  /// the known σ of ModelOptions.
   double sigma(bool reml) const;
+  /// Whether σ is known (ModelOptions::sigma): the criterion is then not profiled.
+  bool sigma_fixed() const { return sigma_ > 0.0; }
   /// Covariance of β̂ (p × p): σ² (L_X L_X')⁻¹.
   Matrix vcov_beta(bool reml) const;
   /// Conditional covariances of the random effects at the current θ, relative
@@ -157,7 +166,11 @@ class Model {
   // The factor at the current θ, recomputed when gradient() used its storage.
   const BlockedCholesky& factor() const;
 
+  // The weight of r²'s gradient in the criterion's: dof / r², or 1/σ² for a known σ.
+  double pwrss_weight(bool reml) const;
+
   std::vector<Index> order_;
+  double sigma_ = 0.0;  // known σ, or 0
   Crossprod A_;
   // gradient() forms the inverse of the dense block in L's own storage (no
   // second matrix of that size); solve() and vcov_beta() refactor afterwards.

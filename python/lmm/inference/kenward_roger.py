@@ -57,15 +57,16 @@ def kenward_roger_setup(res) -> KenwardRoger:
 
     Raises:
         ValueError: an ML fit, or n·q + q² exceeds ``KR_MAX_ELEMENTS``.
-        NotImplementedError: a structured covariance term (cs, ar1, diag with hom, toep), or weights.
+        NotImplementedError: a structured covariance term (cs, ar1, diag with hom, toep), weights or a
+            known σ.
     """
     structured = [t.label for t in res.model.terms if not is_entry_structure(t)]
     if structured:
         raise NotImplementedError(f"Kenward-Roger's method is not implemented for structured covariance terms "
                                   f"({', '.join(structured)}); use ddf='Satterthwaite'")
-    if res.model.design.weights is not None:
-        raise NotImplementedError("Kenward-Roger's method is not implemented for weighted fits; "
-                                  "use ddf='Satterthwaite'")
+    if res.model.design.weights is not None or res.model.sigma is not None:
+        raise NotImplementedError("Kenward-Roger's method is not implemented for weighted fits or a known "
+                                  "residual SD; use ddf='Satterthwaite'")
     if not res.REML:
         raise ValueError("Kenward-Roger's method is only available for REML fits; refit with REML=True")
     model = res.model

@@ -85,7 +85,8 @@ def profile(res, which=None, alphamax: float = 0.01, maxpts: int = 100, delta_cu
         Profile.
 
     Raises:
-        NotImplementedError: a structured covariance term (cs, ar1, diag with hom, toep), or weights.
+        NotImplementedError: a structured covariance term (cs, ar1, diag with hom, toep), weights or a
+            known σ.
     """
     model = res.model
     terms = model.terms
@@ -93,9 +94,9 @@ def profile(res, which=None, alphamax: float = 0.01, maxpts: int = 100, delta_cu
     if structured:
         raise NotImplementedError(f"profiles are not implemented for structured covariance terms "
                                   f"({', '.join(structured)}); use confint(method='Wald') or 'boot'")
-    if model.design.weights is not None:
-        raise NotImplementedError("profiles are not implemented for weighted fits; use confint(method='Wald') "
-                                  "or 'boot'")
+    if model.design.weights is not None or model.sigma is not None:
+        raise NotImplementedError("profiles are not implemented for weighted fits or a known residual SD; use "
+                                  "confint(method='Wald') or 'boot'")
     ml = res.refit_ml()
     theta_ml, sigma_ml, beta_ml, base = ml.par, ml.sigma, ml.fixef.to_numpy(), ml.objective
     vnames = varpar_names(terms)

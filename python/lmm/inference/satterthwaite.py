@@ -113,11 +113,14 @@ def satterthwaite_setup(res) -> Satterthwaite:
         H[np.ix_(free, free)] = 0.5 * (Hu + Hu.T) / np.outer(dtheta, dtheta)
         J[:, :m][:, free] = sigma**2 * D[nf:] / dtheta
     # σ: dev = logdet + r²/σ² + dof·log(2πσ²), so ∂²/∂σ∂θ̃ = −2 ∂r²/∂θ̃ / σ³ and
-    # ∂²/∂σ² = 6 r²/σ⁴ − 2 dof/σ²; Var(β̂) = σ² (X'V⁻¹X)⁻¹ gives its σ column.
-    H[:m, m] = H[m, :m] = np.where(free, -2 * t0.dpwrss / sigma**3, 0.0)
-    H[m, m] = 6 * t0.pwrss / sigma**4 - 2 * dof / sigma**2
-    J[:, m] = 2 * sigma * t0.vcov_unit.ravel()
-    xfree = np.append(free, True)
+    # ∂²/∂σ² = 6 r²/σ⁴ − 2 dof/σ²; Var(β̂) = σ² (X'V⁻¹X)⁻¹ gives its σ column. A known σ
+    # is not a parameter: its row, column and Jacobian stay 0 (held, as a bound ρ).
+    known = model.sigma is not None
+    if not known:
+        H[:m, m] = H[m, :m] = np.where(free, -2 * t0.dpwrss / sigma**3, 0.0)
+        H[m, m] = 6 * t0.pwrss / sigma**4 - 2 * dof / sigma**2
+        J[:, m] = 2 * sigma * t0.vcov_unit.ravel()
+    xfree = np.append(free, not known)
     evals, evecs = np.linalg.eigh(H[np.ix_(xfree, xfree)])
     notes = []
     if held.any():

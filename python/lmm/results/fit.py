@@ -94,7 +94,7 @@ class LmmResult(PredictionMixin):
         self.sigma = sol.sigma
         self.nobs = model.nobs
         self.loglik = -0.5 * self.objective
-        npar = model.nfixed + model.ntheta + 1
+        npar = model.nfixed + model.ntheta + (model.sigma is None)  # (a known σ is not a parameter)
         self.npar = npar
         self.aic = -2.0 * self.loglik + 2.0 * npar
         self.bic = -2.0 * self.loglik + math.log(self.nobs) * npar

@@ -116,7 +116,7 @@ def _parts(res, ddf: str | None) -> _Parts:
     rows = [["Groups", "Name", "Variance", "Std.Dev.", "Corr"]]
     for c in components(res.model.terms, res.solution.lambdas, res.sigma):
         rows += _component_rows(c)
-    rows.append(["Residual", "", _g(res.sigma**2), _g(res.sigma), ""])
+    rows.append(["Residual", "", _g(res.sigma**2), _g(res.sigma), "(fixed)" if res.model.sigma is not None else ""])
     out.random_rows = rows
     out.groups = f"Number of obs: {res.nobs}, groups:  {', '.join(f'{k}, {v}' for k, v in res.ngroups.items())}"
     if table is None:
