@@ -425,3 +425,19 @@ def test_top_level_names():
     native = lmm.lmer("Reaction ~ Days + (Days | Subject)", lmm.datasets.load("sleepstudy"))
     close(res.cov_re, native.sigma ** 2 * (lambda L: L @ L.T)(np.asarray(native.solution.lambdas[0])), 1e-12)
     close(res.llf, native.loglik, 1e-14)
+
+
+def test_pigs_within_litters_with_a_slope_without_intercept(dietox):
+    # Two levels: litters as groups with a random Time slope ("0 + Time"), pigs within
+    # litters as a variance component (statsmodels' docstring pattern).
+    data = dietox.assign(Pig=dietox["Pig"].astype(int), Litter=dietox["Litter"].astype(int))
+    kw = dict(re_formula="0 + Time", vc_formula={"Pig": "0 + C(Pig)"}, groups="Litter", data=data)
+    md = sm.MixedLM.from_formula("Weight ~ Time", **kw)
+    mdf = quiet(md.fit)
+    ours = lsm.MixedLM.from_formula("Weight ~ Time", **kw).fit()
+    assert ours.llf >= mdf.llf
+    assert list(ours.params.index) == ["Intercept", "Time", "Time Var", "Pig Var"]
+    assert list(ours.random_effects[1].index)[:2] == ["Time", "Pig[C(Pig)[4601]]"]
+    native = lmm.lmer("Weight ~ Time + (0 + Time | Litter) + (1 | Litter:Pig)", data)
+    close(ours.llf, native.loglik, 1e-12)
+    assert_same_meaning(md, ours)
