@@ -548,12 +548,12 @@ class MixedLMResults:
     @functools.cached_property
     def fittedvalues(self):
         """Fitted values Xβ̂ + Zb̂ on the rows used."""
-        return self._rows_series(np.asarray(self.lmm_result.fitted()))
+        return self._rows_series(self.lmm_result.fitted(array=True))
 
     @functools.cached_property
     def resid(self):
         """Residuals ``endog − fittedvalues``."""
-        return self._rows_series(self._lmm_model.design.y - np.asarray(self.lmm_result.fitted()))
+        return self._rows_series(self._lmm_model.design.y - self.lmm_result.fitted(array=True))
 
     def predict(self, exog=None, transform: bool = True):
         """Predictions of the fixed effects only (statsmodels' meaning): ``exog @ fe_params``.
@@ -569,7 +569,7 @@ class MixedLMResults:
             return self._lmm_model.design.X @ self._fe
         if self._spec.formula_mode and transform:
             frame = exog if isinstance(exog, pd.DataFrame) else pd.DataFrame(exog)
-            values = self.lmm_result.predict(frame.reset_index(drop=True), re_form="~0")
+            values = self.lmm_result.predict(frame.reset_index(drop=True), re_form="~0", array=True)
             return pd.Series(values, index=frame.index)
         return np.asarray(exog, dtype=np.float64) @ self._fe
 
