@@ -7,6 +7,7 @@ Example:
 """
 
 from . import datasets
+from .compat.statsmodels import MixedLM, mixedlm
 from .formula import FormulaError, parse_formula
 from .inference import anova
 from .model import LinearMixedModel, lmer
@@ -14,4 +15,5 @@ from .results import LmmResult
 
 __version__ = "0.1.0"
 
-__all__ = ["FormulaError", "anova", "LinearMixedModel", "LmmResult", "datasets", "lmer", "parse_formula", "__version__"]
+__all__ = ["FormulaError", "anova", "LinearMixedModel", "LmmResult", "MixedLM", "datasets", "lmer", "mixedlm",
+           "parse_formula", "__version__"]

@@ -1,4 +1,4 @@
-## Export the real data sets bundled with lmm from R's lme4 and nlme packages.
+## Export the real data sets bundled with lmm from R's lme4, nlme and geepack packages.
 ##
 ## Run from the repository root:   Rscript tests/reference/export_datasets.R
 ##
@@ -29,11 +29,14 @@ sources <- list(
   ## Machines is an nlme groupedData object; keep only the plain columns.
   machines   = as.data.frame(nlme::Machines)[, c("score", "Worker", "Machine")],
   ## Orthodont too (Subject stays ordered, as nlme defines it; Sex is a plain factor).
-  orthodont  = as.data.frame(nlme::Orthodont)[, c("distance", "age", "Subject", "Sex")]
+  orthodont  = as.data.frame(nlme::Orthodont)[, c("distance", "age", "Subject", "Sex")],
+  ## statsmodels' MixedLM examples use geepack's dietox; Feed (72 missing values) is
+  ## left out, since the bundled files hold no missing values.
+  dietox     = geepack::dietox[, c("Weight", "Time", "Pig", "Evit", "Cu", "Litter", "Start")]
 )
 origin <- c(sleepstudy = "lme4", dyestuff = "lme4", dyestuff2 = "lme4",
             penicillin = "lme4", pastes = "lme4", insteval = "lme4",
-            machines = "nlme", orthodont = "nlme")
+            machines = "nlme", orthodont = "nlme", dietox = "geepack")
 
 column_schema <- function(x, name) {
   if (is.factor(x)) {

@@ -1,6 +1,6 @@
 """Data sets bundled with lmm.
 
-Real data sets, exported unchanged from R's lme4 (1.1-31) and nlme packages by
+Real data sets, exported unchanged from R's lme4 (1.1-31), nlme and geepack packages by
 ``tests/reference/export_datasets.R``; column names, values and factor level order
 are lme4's, so fits compare directly with ``lmer``:
 
@@ -17,6 +17,7 @@ machines       Machines     Milliken & Johnson (1992), via nlme;
                             Pinheiro & Bates (2000), appendix A.14
 orthodont      Orthodont    Potthoff & Roy (1964), via nlme;
                             Pinheiro & Bates (2000), appendix A.17
+dietox         dietox       Lauridsen et al. (1999), via geepack
 =============  ===========  ================================================
 
 lme4 itself: Bates, D., Mächler, M., Bolker, B. and Walker, S. (2015). Fitting linear
@@ -235,6 +236,31 @@ Licence: Exported from the R package nlme (GPL-2 | GPL-3) with values and factor
   stated.
 Typical models: distance ~ age + (age | Subject);
   distance ~ age + ar1(0 + factor(age) | Subject) (lme4 2.x's structured covariances)""",
+    "dietox": """\
+dietox: weights of slaughter pigs measured weekly for 12 weeks (861 rows).
+
+72 pigs from 21 litters in a 3 x 3 factorial experiment on vitamin E and copper
+added to the feed; the pigs' weights were recorded weekly. The example data of
+statsmodels' MixedLM documentation.
+
+Columns:
+  Weight  float64      weight (kg)
+  Time    int64        week of the measurement (1-12)
+  Pig     categorical  pig (72 levels)
+  Evit    categorical  vitamin E dose (Evit000, Evit100, Evit200)
+  Cu      categorical  copper dose (Cu000, Cu035, Cu175)
+  Litter  categorical  litter (21 levels)
+  Start   float64      start weight, the weight at week 1 (kg)
+  (geepack's Feed column, cumulated feed intake, has 72 missing values and is left out.)
+
+Source: R package geepack (1.3.9), data set `dietox`.
+Citation: Lauridsen, C., Højsgaard, S. and Sørensen, M. T. (1999). Influence of
+  dietary rapeseed oil, vitamin E, and copper on performance and antioxidant and
+  oxidative status of pigs. Journal of Animal Science 77, 906-916.
+Licence: Exported from the R package geepack (GPL (>= 3)) with values and factor
+  levels unchanged; the data are factual records reproduced with their source
+  stated.
+Typical models: Weight ~ Time + (1 | Pig); Weight ~ Time + (Time | Pig)""",
 }
 
 
