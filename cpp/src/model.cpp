@@ -130,28 +130,31 @@ void check_theta(Eigen::Ref<const Vector> theta, Index ntheta, const char* name)
 
 }  // namespace
 
-Vector Model::to_working(Eigen::Ref<const Vector> theta) const {
-  check_theta(theta, ntheta(), "theta");
-  Vector out(theta.size());
+namespace {
+
+// θ̃ of θ or θ of θ̃, term by term (theta_to_working or theta_from_working).
+using TermMap = void (*)(const TermShape&, const TermTransform&, const double*, double*, Matrix&);
+Vector map_terms(const Crossprod& A, Eigen::Ref<const Vector> in, TermMap map) {
+  Vector out(in.size());
   Matrix rotation;
   Index k = 0;
-  for (std::size_t t = 0; t < A_.shapes.size(); ++t) {
-    theta_to_working(A_.shapes[t], A_.transforms[t], theta.data() + k, out.data() + k, rotation);
-    k += A_.shapes[t].ntheta();
+  for (std::size_t t = 0; t < A.shapes.size(); ++t) {
+    map(A.shapes[t], A.transforms[t], in.data() + k, out.data() + k, rotation);
+    k += A.shapes[t].ntheta();
   }
   return out;
 }
 
+}  // namespace
+
+Vector Model::to_working(Eigen::Ref<const Vector> theta) const {
+  check_theta(theta, ntheta(), "theta");
+  return map_terms(A_, theta, theta_to_working);
+}
+
 Vector Model::to_user(Eigen::Ref<const Vector> working) const {
   check_theta(working, ntheta(), "the working theta");
-  Vector out(working.size());
-  Matrix rotation;
-  Index k = 0;
-  for (std::size_t t = 0; t < A_.shapes.size(); ++t) {
-    theta_from_working(A_.shapes[t], A_.transforms[t], working.data() + k, out.data() + k, rotation);
-    k += A_.shapes[t].ntheta();
-  }
-  return out;
+  return map_terms(A_, working, theta_from_working);
 }
 
 void Model::set_theta(Eigen::Ref<const Vector> theta) {
