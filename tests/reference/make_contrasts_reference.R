@@ -3,7 +3,7 @@
 ## lme4 1.1.x, with lmerTest's contrast matrices ("hypotheses") of every table. Fits:
 ## codings (sum, Helmert, polynomial, the contrasts argument), an unbalanced two-factor
 ## design with a covariate (inside or outside interactions, nested in a factor, poly(),
-## scale(), a logical), without an intercept, with a term whose column is aliased (its
+## scale(), ns(), a logical), without an intercept, with a term whose column is aliased (its
 ## rows are NA, last) and with an empty cell (rank-deficient X).
 ##
 ## Run from the repository root, WITHOUT R_LIBS (lmerTest is Debian's, built for lme4 1.1.x):
@@ -16,6 +16,7 @@ suppressPackageStartupMessages({
   library(lmerTest)
   library(pbkrtest)
   library(jsonlite)
+  library(splines)
 })
 
 script_arg <- grep("^--file=", commandArgs(trailingOnly = FALSE), value = TRUE)
@@ -100,6 +101,7 @@ fits <- list(
   record("simulated_ABx_sum", "y ~ A * B * x + (1 | g)", "simulated", contrasts_arg = sum_AB),
   record("simulated_A_poly_B", "y ~ A * poly(x, 2) + B + (1 | g)", "simulated"),
   record("simulated_A_sum_scale_B", "y ~ C(A, contr.sum) * scale(x) + B + (1 | g)", "simulated"),
+  record("simulated_A_sum_ns_B", "y ~ C(A, contr.sum) * ns(x, df = 2) + B + (1 | g)", "simulated"),
   record("simulated_A_sum_logical_B", "y ~ C(A, contr.sum) * I(x > 0) + B + (1 | g)", "simulated"),
   record("simulated_noint_AB_x_sum", "y ~ 0 + A * B + x + (1 | g)", "simulated", contrasts_arg = sum_AB),
   record("simulated_A_sum_nested_x_B", "y ~ C(A, contr.sum) / x + B + (1 | g)", "simulated"),
