@@ -2,7 +2,8 @@
 
 One module per method: :mod:`~lmm.inference.numdiff` (numDeriv's Richardson derivatives),
 :mod:`~lmm.inference.satterthwaite`, :mod:`~lmm.inference.kenward_roger`,
-:mod:`~lmm.inference.contrasts` (coefficient tables, contest, type III),
+:mod:`~lmm.inference.contrasts` (coefficient tables, contest, anova tables),
+:mod:`~lmm.inference.anova_contrasts` (lmerTest's type I, II and III contrasts),
 :mod:`~lmm.inference.anova` (likelihood-ratio tests), :mod:`~lmm.inference.profile`,
 :mod:`~lmm.inference.bootstrap`, :mod:`~lmm.inference.confint`,
 :mod:`~lmm.inference.condvar` (conditional covariances). Every method evaluates the
@@ -36,6 +37,10 @@ What is computed, and how it matches R:
 * **Parametric bootstrap** as lme4's ``bootMer``: new responses from the fitted model,
   refitted with the same structure (only y changes; the core's crossproducts for the
   random effects and X are reused), in parallel, with percentile intervals.
+* **Anova tables** as lmerTest's ``anova(fit, type, ddf)``: types I (sequential), II
+  (each term adjusted for all but the terms containing it) and III (SAS's containment,
+  built in treatment coding whatever the model's coding, as lmerTest); each term is an F
+  test of its contrast matrix with Satterthwaite or Kenward–Roger df, or lme4's table.
 * **Likelihood-ratio tests** as lme4's ``anova(m0, m1, ...)``, refitting REML fits by ML.
 """
 
@@ -47,7 +52,8 @@ from .bootstrap import BootstrapResult, bootstrap
 from .common import Progress
 from .condvar import conditional_covariances
 from .confint import confint
-from .contrasts import anova_type3, as_contrast, check_ddf, coef_table, contrast_test, type3_contrasts
+from .anova_contrasts import anova_contrasts, check_type, containment
+from .contrasts import anova_table, as_contrast, check_ddf, coef_table, contrast_test
 from .kenward_roger import KR_MAX_ELEMENTS, KenwardRoger, kenward_roger_setup, kr_adjust
 from .matrices import lambda_matrix, z_matrix
 from .numdiff import hessian_richardson, jacobian_richardson
@@ -56,14 +62,17 @@ from .satterthwaite import Satterthwaite, satterthwaite_setup, variance_and_df
 
 __all__ = [
     "anova",
-    "anova_type3",
+    "anova_contrasts",
+    "anova_table",
     "as_contrast",
     "bootstrap",
     "BootstrapResult",
     "check_ddf",
+    "check_type",
     "coef_table",
     "conditional_covariances",
     "confint",
+    "containment",
     "contrast_test",
     "hessian_richardson",
     "jacobian_richardson",
@@ -80,7 +89,6 @@ __all__ = [
     "Satterthwaite",
     "sdcor_to_theta",
     "theta_to_sdcor",
-    "type3_contrasts",
     "variance_and_df",
     "varpar_names",
     "z_matrix",

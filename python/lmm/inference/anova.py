@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .contrasts import anova_type3
+from .contrasts import anova_table
 
 __all__ = ["RefitMLWarning", "anova"]
 
@@ -18,10 +18,12 @@ class RefitMLWarning(UserWarning):
     """REML fits were refitted by maximum likelihood (for likelihood-ratio tests or profiles)."""
 
 
-def anova(*models, refit: bool = True, names: Sequence[str] | None = None, ddf="Satterthwaite") -> pd.DataFrame:
+def anova(*models, refit: bool = True, names: Sequence[str] | None = None, type=3,
+          ddf: str | None = "Satterthwaite") -> pd.DataFrame:
     """Likelihood-ratio tests between nested fits (lme4's ``anova(m0, m1, ...)``).
 
-    With one model, the type III F tests of its fixed effects (lmerTest's ``anova(fit)``).
+    With one model, the F tests of its fixed effects (lmerTest's ``anova(fit, type, ddf)``,
+    see :meth:`lmm.results.LmmResult.anova`).
 
     REML fits are refitted by maximum likelihood first (a RefitMLWarning says so, as lme4's
     message does; ``refit=False`` compares the criteria as fitted). Models are sorted by
@@ -31,10 +33,14 @@ def anova(*models, refit: bool = True, names: Sequence[str] | None = None, ddf="
         *models: fitted results on the same data.
         refit: refit REML fits with ML.
         names: row names (default ``model1``, ``model2``, ... in the order given).
-        ddf: for a single model, the denominator degrees of freedom method.
+        type: for a single model, the type of the tests: 3 (default), 2 or 1 (or
+            ``"III"``, ``"II"``, ``"I"``).
+        ddf: for a single model, the denominator degrees of freedom method:
+            ``"Satterthwaite"``, ``"Kenward-Roger"`` or ``"lme4"``/None.
 
     Returns:
-        DataFrame with columns npar, AIC, BIC, logLik, deviance, Chisq, Df, Pr(>Chisq).
+        DataFrame with columns npar, AIC, BIC, logLik, deviance, Chisq, Df, Pr(>Chisq);
+        for a single model, the F table of :meth:`lmm.results.LmmResult.anova`.
 
     Example:
         >>> import lmm
@@ -48,7 +54,7 @@ def anova(*models, refit: bool = True, names: Sequence[str] | None = None, ddf="
     if not models:
         raise ValueError("anova needs at least one fitted model")
     if len(models) == 1:
-        return anova_type3(models[0], ddf=ddf)
+        return anova_table(models[0], type=type, ddf=ddf)
     if names is None:
         names = [f"model{i + 1}" for i in range(len(models))]
     names = list(names)

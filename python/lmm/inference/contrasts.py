@@ -1,4 +1,4 @@
-"""Tests of fixed-effect contrasts: coefficient tables, lmerTest's contest and type III anova."""
+"""Tests of fixed-effect contrasts: coefficient tables, lmerTest's contest and anova tables."""
 
 from __future__ import annotations
 
@@ -7,11 +7,16 @@ import math
 import numpy as np
 import pandas as pd
 from scipy import stats
+from scipy.linalg import solve_triangular
 
+from .anova_contrasts import anova_contrasts, check_type
 from .kenward_roger import kr_adjust
 from .satterthwaite import fstat_ddf, variance_and_df
 
-__all__ = ["anova_type3", "as_contrast", "check_ddf", "coef_table", "contrast_test", "type3_contrasts"]
+__all__ = ["anova_table", "as_contrast", "check_ddf", "coef_table", "contrast_test"]
+
+# The columns of an F table (lmerTest's contestMD and anova).
+_F_COLUMNS = ["Sum Sq", "Mean Sq", "NumDF", "DenDF", "F value", "Pr(>F)"]
 
 
 def as_contrast(res, L) -> np.ndarray:
@@ -127,8 +132,8 @@ def contrast_test(res, L, rhs=0.0, ddf: str | None = "Satterthwaite", joint: boo
             t = (est - rhs[i]) / math.sqrt(var)
             rows.append((est, math.sqrt(var), df, t, 2 * stats.t.sf(abs(t), df)))
         return pd.DataFrame(rows, columns=["Estimate", "Std. Error", "df", "t value", "Pr(>|t|)"])
-    return pd.DataFrame([_contest_md(res, L, rhs, method)],
-                        columns=["Sum Sq", "Mean Sq", "NumDF", "DenDF", "F value", "Pr(>F)"])
+    row = _contest_md(res, L, rhs, method)
+    return pd.DataFrame([row if row is not None else (np.nan,) * len(_F_COLUMNS)], columns=_F_COLUMNS)
 
 
 def _ftable_row(F: float, ndf: float, ddf: float, sigma: float, scale: float = 1.0) -> tuple:
@@ -137,12 +142,21 @@ def _ftable_row(F: float, ndf: float, ddf: float, sigma: float, scale: float = 1
     return (ms * ndf, ms, ndf, ddf, Fs, float(stats.f.sf(Fs, ndf, ddf)))
 
 
-def _contest_md(res, L: np.ndarray, rhs: np.ndarray, method: str) -> tuple:
+def _contest_md(res, L: np.ndarray, rhs: np.ndarray, method: str) -> tuple | None:
+    """lmerTest's ``contestMD``: one F-table row, or None when L has no testable direction."""
     beta = res.fixef.to_numpy()
     sigma = res.sigma
     if method == "Kenward-Roger":
         kr = res.kenward_roger()
         betaH = np.linalg.pinv(L) @ rhs if np.any(rhs != 0) else np.zeros_like(beta)
+        # pbkrtest tests a basis of L's rows when L is rank deficient (force_full_rank);
+        # its statistics depend only on the row space, so any basis gives them.
+        _, sv, Vt = np.linalg.svd(L, full_matrices=False)
+        q = int(np.sum(sv > sv[0] * max(L.shape) * np.finfo(float).eps))
+        if q == 0:
+            return None
+        if q < L.shape[0]:
+            L = Vt[:q]
         adj = kr_adjust(kr, L)
         d = L @ (beta - betaH)
         wald = float(d @ np.linalg.solve(L @ kr.phi_adj @ L.T, d))
@@ -160,6 +174,8 @@ def _contest_md(res, L: np.ndarray, rhs: np.ndarray, method: str) -> tuple:
     d, P = d[order], P[:, order]
     tol = max(np.sqrt(np.finfo(float).eps) * d[0], 0.0)
     q = int(np.sum(d > tol))
+    if q == 0:
+        return None
     PtL = (P.T @ L)[:q]
     if q == 1:
         var, df = variance_and_df(s, PtL[0])
@@ -174,89 +190,61 @@ def _contest_md(res, L: np.ndarray, rhs: np.ndarray, method: str) -> tuple:
     return _ftable_row(F, q, fstat_ddf(nu), sigma)
 
 
-def _zapsmall(x: np.ndarray, digits: int = 7) -> np.ndarray:
-    """R's ``zapsmall``: round to ``digits`` significant digits of the largest entry."""
-    mx = float(np.max(np.abs(x))) if x.size else 0.0
-    if not mx > 0:
-        return x
-    return np.round(x, max(0, digits - int(math.ceil(math.log10(mx)))))
+def anova_table(res, type=3, ddf: str | None = "Satterthwaite") -> pd.DataFrame:
+    """F tests of the fixed-effects terms, as lmerTest's ``anova(fit, type, ddf)``.
 
-
-def type3_contrasts(res) -> dict[str, np.ndarray]:
-    """Contrast matrices of lmerTest's type III tests, one per fixed-effects term.
-
-    For a term contained in no other term (every term of a main-effects model, the
-    highest-order interactions) the contrast selects the term's columns, as lmerTest's.
-    A term contained in others (its variables a subset of theirs, with the same numeric
-    variables: ``Days`` in ``Days:f``, ``A`` in ``A:B``, not ``f`` in ``Days:f``) gets
-    lmerTest's contrast (``extract_contrasts_type3``): the rows of ginv(X) rdX, with rdX
-    the design with every factor coded by indicators of all levels, orthogonalized
-    against the contrasts of the terms containing it, highest-order terms first.
+    Each term's contrast comes from :func:`~.anova_contrasts.anova_contrasts` and is
+    tested as lmerTest's ``contestMD`` does. A term without a testable contrast (all its
+    columns aliased) gets a row of NaN after the others, as in lmerTest. ``ddf="lme4"``
+    (or None) gives lme4's table instead, whatever the type: sequential sums of squares
+    ``(R_X β)²`` per term, with npar, Sum Sq, Mean Sq and F value and no df.
 
     Args:
         res: the fitted result.
-
-    Returns:
-        dict term label → its contrast matrix (rows × fixed effects).
-
-    Raises:
-        NotImplementedError: a term inside an interaction with other than treatment contrasts.
-    """
-    info = res.fixed_terms()
-    labels, bits, assign, state = info.labels, info.bits, info.assign, info.state
-    p = len(res.fixef)
-    cols = [[j for j, a in enumerate(assign) if a == k + 1] for k in range(len(labels))]
-    num = state.numeric_bits()
-
-    def contains(a: int, b: int) -> bool:  # lmerTest's term_contain: term a inside term b
-        return a != b and (a & ~b) == 0 and (a & num) == (b & num)
-
-    containing = [[m for m, b in enumerate(bits) if contains(a, b)] for a in bits]
-    if not any(containing[k] and cols[k] for k in range(len(labels))):
-        return {label: np.eye(p)[cols[k]] for k, label in enumerate(labels) if cols[k]}
-
-    X = res.model.design.X
-    names = list(res.fixef.index)
-    rdX, rdnames, _ = state.complete_design()
-    pos = {name: j for j, name in enumerate(rdnames)}
-    rows = [pos.get(name, -1) for name in names]
-    if (X.shape[1] != p or -1 in rows or rdX.shape[0] != X.shape[0]
-            or not np.allclose(rdX[:, rows], X, rtol=1e-12, atol=1e-12)):
-        raise NotImplementedError(
-            "the type III test of a term contained in an interaction is implemented for treatment "
-            "contrasts of the factors only; test the higher-order terms, or a contrast with res.test(L)")
-    L = _zapsmall(np.linalg.pinv(X) @ rdX).T  # rows: columns of rdX, columns: fixed effects
-    order = sorted(range(len(labels)), key=lambda k: -bin(bits[k]).count("1"))  # stable, as R's order()
-    for k in order:
-        if not containing[k] or not cols[k]:
-            continue
-        other = [j for m in containing[k] for j in cols[m]]
-        A, Y = L[:, other], L[:, cols[k]]
-        coef = np.linalg.lstsq(A, Y, rcond=None)[0] if other else np.zeros((0, len(cols[k])))
-        L[:, cols[k]] = _zapsmall(Y - A @ coef)
-    L = L[rows]
-    out: dict[str, np.ndarray] = {}
-    for k, label in enumerate(labels):
-        if not cols[k]:
-            continue
-        C = L[:, cols[k]].T
-        out[label] = C[np.sum(np.abs(C), axis=1) > 1e-8]
-    return out
-
-
-def anova_type3(res, ddf: str | None = "Satterthwaite") -> pd.DataFrame:
-    """Type III F tests of the fixed-effects terms, as lmerTest's ``anova(fit)``.
-
-    Args:
-        res: the fitted result.
-        ddf: ``"Satterthwaite"`` (also for None) or ``"Kenward-Roger"``.
+        type: 1, 2 or 3 (or ``"I"``, ``"II"``, ``"III"``).
+        ddf: ``"Satterthwaite"``, ``"Kenward-Roger"`` (REML fits) or ``"lme4"``/None.
 
     Returns:
         DataFrame indexed by term with Sum Sq, Mean Sq, NumDF, DenDF, F value, Pr(>F).
+
+    Raises:
+        ValueError: an unknown type or ddf.
     """
-    method = check_ddf(ddf) or "Satterthwaite"
+    kind = check_type(type)
+    method = check_ddf(ddf)
+    if method is None:
+        return _lme4_anova(res)
+    rows, names, untested = [], [], []
+    for label, L in anova_contrasts(res, kind).items():
+        row = _contest_md(res, L, np.zeros(L.shape[0]), method) if L.shape[0] else None
+        if row is None:
+            untested.append(label)
+        else:
+            rows.append(row)
+            names.append(label)
+    rows += [(np.nan,) * len(_F_COLUMNS)] * len(untested)
+    return pd.DataFrame(rows, index=names + untested, columns=_F_COLUMNS)
+
+
+def _lme4_anova(res) -> pd.DataFrame:
+    """lme4's ``anova(fit)`` of one model: per term the sum of (R_X β̂)² over its columns.
+
+    R_X is the upper triangular factor with Var(β̂) = σ² (R_X'R_X)⁻¹; from Var(β̂) reversed
+    (J V J = G G', G lower triangular), R_X⁻¹ = J G J / σ.
+    """
+    info = res.fixed_terms()
+    beta = res.fixef.to_numpy()
+    V = np.asarray(res.solution.vcov)
+    rev = slice(None, None, -1)
+    G = np.linalg.cholesky(V[rev, rev])
+    ss = (res.sigma * solve_triangular(G[rev, rev], beta, lower=False)) ** 2
+    assign = np.asarray(info.assign)
     rows, names = [], []
-    for label, L in type3_contrasts(res).items():
-        rows.append(_contest_md(res, L, np.zeros(L.shape[0]), method))
-        names.append(label)
-    return pd.DataFrame(rows, index=names, columns=["Sum Sq", "Mean Sq", "NumDF", "DenDF", "F value", "Pr(>F)"])
+    for k, label in enumerate(info.labels):
+        cols = assign == k + 1
+        if cols.any():
+            npar = int(cols.sum())
+            total = float(ss[cols].sum())
+            rows.append((npar, total, total / npar, total / npar / res.sigma**2))
+            names.append(label)
+    return pd.DataFrame(rows, index=names, columns=["npar", "Sum Sq", "Mean Sq", "F value"])

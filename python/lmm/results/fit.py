@@ -17,7 +17,7 @@ from ..covariance import lme4_theta, lme4_theta_names, varcorr_frame
 from ..inference.bootstrap import BootstrapResult, bootstrap
 from ..inference.condvar import conditional_covariances
 from ..inference.confint import confint
-from ..inference.contrasts import anova_type3, coef_table, contrast_test
+from ..inference.contrasts import anova_table, coef_table, contrast_test
 from ..inference.kenward_roger import KenwardRoger, kenward_roger_setup
 from ..inference.profile import Profile, profile
 from ..inference.satterthwaite import Satterthwaite, satterthwaite_setup
@@ -335,13 +335,19 @@ class LmmResult(PredictionMixin):
         """
         return contrast_test(self, L, rhs=rhs, ddf=ddf, joint=joint)
 
-    def anova(self, ddf: str | None = "Satterthwaite") -> pd.DataFrame:
-        """Type III F tests of the fixed-effects terms (lmerTest's ``anova(fit)``).
+    def anova(self, type=3, ddf: str | None = "Satterthwaite") -> pd.DataFrame:
+        """F tests of the fixed-effects terms (lmerTest's ``anova(fit, type, ddf)``).
+
+        Args:
+            type: 3 (default), 2 or 1, or ``"III"``, ``"II"``, ``"I"``: lmerTest's
+                (SAS's) types; see :mod:`lmm.inference.anova_contrasts`.
+            ddf: ``"Satterthwaite"`` (default), ``"Kenward-Roger"`` (REML fits) or
+                ``"lme4"``/None (lme4's table: npar, Sum Sq, Mean Sq, F value; any type).
 
         Returns:
             DataFrame indexed by term with Sum Sq, Mean Sq, NumDF, DenDF, F value, Pr(>F).
         """
-        return anova_type3(self, ddf=ddf)
+        return anova_table(self, type=type, ddf=ddf)
 
     def confint(self, method: str = "profile", level: float = 0.95, parm=None, **kwargs) -> pd.DataFrame:
         """Confidence intervals (lme4's ``confint``): ``"profile"`` (default), ``"wald"`` or ``"bootstrap"``.
