@@ -67,8 +67,11 @@ def test_contrasts_argument_checks():
     d = lmm.datasets.load("machines")
     with pytest.raises(ValueError, match="not a coding"):
         lmm.lmer("score ~ Machine + (1 | Worker)", d, contrasts={"Machine": "contr.nope"})
-    with pytest.raises(NotImplementedError, match="matrix"):
-        lmm.lmer("score ~ Machine + (1 | Worker)", d, contrasts={"Machine": np.eye(3)[:, 1:]})
+    # treatment coding as a matrix: the default fit, columns numbered as R names them
+    m = lmm.lmer("score ~ Machine + (1 | Worker)", d, contrasts={"Machine": np.eye(3)[:, 1:]})
+    default = lmm.lmer("score ~ Machine + (1 | Worker)", d)
+    assert list(m.fixef.index) == ["(Intercept)", "Machine1", "Machine2"]
+    np.testing.assert_allclose(m.fixef.to_numpy(), default.fixef.to_numpy(), rtol=1e-10)
     with pytest.warns(UserWarning, match="absent"):
         lmm.lmer("score ~ Machine + (1 | Worker)", d, contrasts={"Nope": "contr.sum"})
     # the coding persists for new data

@@ -51,6 +51,7 @@ from .formula import (
     required_columns,
 )
 from .formula.functions import CONTRASTS
+from .formula.values import ContrastMatrix
 
 __all__ = ["Design", "ReTerm", "as_frame", "build_design"]
 
@@ -387,7 +388,9 @@ def _evaluate(parsed: ParsedFormula, data: Columns, offset_column: Optional[str]
     state = _state(contrasts or {}, preset)
     X, xnames = model_matrix(parsed.fixed_terms, data, state=state)
     X, xnames = np.asarray(X, dtype=np.float64), list(xnames)
-    pieces = [_term(rt, data, X, xnames, _state(contrasts or {}, preset)) for rt in parsed.random]
+    # lme4 passes `contrasts` to the fixed effects' model.matrix only: the random-effects
+    # terms code their factors with R's defaults (or their own C()).
+    pieces = [_term(rt, data, X, xnames, _state({}, preset)) for rt in parsed.random]
     return _Evaluated(y=y, X=X, xnames=xnames, pieces=pieces, fixed_state=state,
                       offset=evaluate_offset(parsed, data, offset_column))
 
@@ -838,25 +841,39 @@ def _checked_weights(data: pd.DataFrame, column: str) -> np.ndarray:
     return w
 
 
-def _checked_contrasts(contrasts, parsed: ParsedFormula) -> dict[str, str]:
-    """lme4's ``contrasts = list(f = "contr.sum")`` as column → coding kind."""
+def _contrast_matrix(column: str, coding) -> ContrastMatrix:
+    """A coding given as a matrix: a DataFrame (its columns name the model matrix's columns,
+    as R's colnames) or a 2-D array (columns numbered)."""
+    names = [str(c) for c in coding.columns] if isinstance(coding, pd.DataFrame) else None
+    try:
+        values = np.asarray(coding, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"contrasts[{column!r}] must be a coding name or a numeric matrix") from None
+    if values.ndim != 2 or not np.all(np.isfinite(values)):
+        raise ValueError(f"contrasts[{column!r}] must be a finite levels × columns matrix, got shape "
+                         f"{values.shape}")
+    return ContrastMatrix(values, names)
+
+
+def _checked_contrasts(contrasts, parsed: ParsedFormula) -> dict:
+    """lme4's ``contrasts = list(f = "contr.sum", g = M)`` as column → coding kind or matrix."""
     if contrasts is None:
         return {}
     if not isinstance(contrasts, dict):
         raise TypeError("contrasts must be a dict of column name -> coding, e.g. {'Machine': 'contr.sum'}")
-    out = {}
+    out: dict = {}
     used = set(required_columns(parsed))
     for column, coding in contrasts.items():
+        if column not in used:
+            _warn(f"variable {column!r} is absent, its contrast will be ignored")
         if not isinstance(coding, str):
-            raise NotImplementedError(f"contrasts[{column!r}]: only named codings are supported "
-                                      f"({', '.join(sorted(CONTRASTS))}), not a matrix")
+            out[str(column)] = _contrast_matrix(str(column), coding)
+            continue
         # lme4's contrasts argument names contr.treatment's columns by level (unlike C()'s).
         kind = "treatment" if coding == "contr.treatment" else CONTRASTS.get(coding)
         if kind is None:
             raise ValueError(f"contrasts[{column!r}] = {coding!r} is not a coding; use one of "
-                             f"{', '.join(sorted(CONTRASTS))}")
-        if column not in used:
-            _warn(f"variable {column!r} is absent, its contrast will be ignored")
+                             f"{', '.join(sorted(CONTRASTS))} or a matrix")
         out[str(column)] = kind
     return out
 
@@ -875,8 +892,10 @@ def build_design(parsed: ParsedFormula, data: pd.DataFrame, missing: str = "drop
         offset: a known term added to the linear predictor, a column name or one value
             per row (None: none), summed with the formula's ``offset()`` terms.
         contrasts: lme4's ``contrasts``: a dict of factor column → coding (``"contr.sum"``,
-            ``"contr.helmert"``, ``"contr.poly"``, ``"contr.treatment"``), for every model
-            matrix (fixed and random); None: R's defaults.
+            ``"contr.helmert"``, ``"contr.poly"``, ``"contr.treatment"``, or a levels ×
+            (levels − 1) matrix: a DataFrame whose columns name the model matrix's, or an
+            array), for the fixed effects' model matrix, as lme4 (random-effects terms
+            keep R's defaults); None: R's defaults.
         sigma_known: the residual SD is known (``sigma=``): one random effect per
             observation is identifiable and a response without residual variation is a model.
 

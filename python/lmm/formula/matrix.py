@@ -19,7 +19,7 @@ from .errors import FormulaError
 from .evaluate import Columns, Env, TransformState, evaluate, orthogonal_poly
 from .syntax import Node, deparse, depth_guard
 from .terms import Terms, bits, parse_rhs
-from .values import Factor, Logical, Matrix, Value, logical_to_factor
+from .values import ContrastMatrix, Factor, Logical, Matrix, Value, logical_to_factor
 
 __all__ = ["ModelFrameState", "model_matrix"]
 
@@ -28,6 +28,16 @@ def _contrast_matrix(f: Factor) -> tuple[np.ndarray, list[str]]:
     """Contrast matrix (levels x columns) and column suffixes, as R's contrasts()."""
     nlev = len(f.levels)
     kind = f.contrast or ("poly" if f.ordered else "treatment")
+    if isinstance(kind, ContrastMatrix):
+        # R's `contrasts<-`: rows are the levels in order; the first nlevels − 1 columns.
+        if kind.values.shape[0] != nlev:
+            raise ValueError(f"the contrast matrix has {kind.values.shape[0]} rows for a factor with {nlev} "
+                             f"levels {f.levels[:10]}")
+        if kind.values.shape[1] < nlev - 1:
+            raise NotImplementedError(f"the contrast matrix has {kind.values.shape[1]} columns for {nlev} levels: "
+                                      f"give {nlev - 1} (R completes fewer with an orthogonal complement)")
+        names = kind.names or [str(j) for j in range(1, nlev)]
+        return np.asarray(kind.values[:, :nlev - 1], dtype=np.float64), list(names[:nlev - 1])
     if kind in ("treatment", "treatment_num"):
         mat = np.eye(nlev)[:, 1:]
         names = list(f.levels[1:]) if kind == "treatment" else [str(i) for i in range(2, nlev + 1)]

@@ -18,7 +18,7 @@ from .errors import FormulaTypeError
 from .syntax import Name, r_num
 
 __all__ = [
-    "Factor", "Logical", "Matrix", "Value", "collate_key", "r_sorted", "level_label", "drop_unused", "labels_to_factor",
+    "ContrastMatrix", "Factor", "Logical", "Matrix", "Value", "collate_key", "r_sorted", "level_label", "drop_unused", "labels_to_factor",
     "int_labels", "numeric_codes", "numeric_to_factor", "logical_to_factor", "series_value",
 ]
 
@@ -68,6 +68,17 @@ def r_sorted(labels: set[str] | list[str]) -> list[str]:
             return sorted(distinct)
         return sorted(distinct, key=_ascii_alnum_key)
     return sorted(distinct, key=collate_key)
+
+
+class ContrastMatrix:
+    """A coding given as a matrix (lme4's ``contrasts = list(f = M)``): one row per level,
+    in level order, and the names of its columns (None: numbered 1, 2, ...)."""
+
+    __slots__ = ("values", "names")
+
+    def __init__(self, values: np.ndarray, names: list[str] | None) -> None:
+        self.values = values
+        self.names = names
 
 
 class Factor:
