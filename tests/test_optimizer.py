@@ -54,8 +54,10 @@ def test_one_set_of_constants():
 
 def test_core_optimizer_trace(capsys):
     lmm.lmer("Reaction ~ Days + (Days | Subject)", lmm.datasets.load("sleepstudy"), optimizer="core", verbose=True)
-    out = capsys.readouterr().out
-    assert out.startswith("  eval    1: objective 1773.")
+    lines = capsys.readouterr().out.splitlines()
+    # the two starts first (λ̃ = I, then lme4's λ = I: 1773.68), then the run, numbered
+    assert lines[0].startswith("  eval    1: objective ") and lines[1].startswith("  eval    2: objective 1773.")
+    assert [int(s.split()[1].rstrip(":")) for s in lines] == list(range(1, len(lines) + 1))
 
 
 def test_long_fits_show_a_status_line_on_a_terminal_only(monkeypatch, capsys):

@@ -274,24 +274,24 @@ FitResult fit(Model& model, const FitOptions& options) {
   Objective obj(model, options);
   // Bounds are the same for θ and θ̃ (transform.hpp).
   const Vector lower_phi = obj.phi(lower), upper_phi = obj.phi(upper);
-  Point pt;
+  // Without a given start, λ̃ = I (unit variances of the working columns) is
+  // tried beside lme4's start and the lower one kept: lme4's start is a
+  // covariance of the caller's columns, as far from the optimum in the working
+  // coordinates as their offsets make it (sleepstudy: 12 evaluations from λ̃ = I
+  // where lme4's start takes 38). λ̃ = I goes first, so that the model is
+  // factored at lme4's start, the usual choice, when the run begins there.
+  Point pt, unit;
   pt.x = obj.phi(options.theta_start.size() ? model.to_working(options.theta_start) : model.working_start());
+  unit.x = obj.phi(model.theta_start());
+  const bool try_unit = options.theta_start.size() == 0 && unit.x != pt.x;
+  if (try_unit) unit.f = obj.value(unit.x);
   try {
     pt.f = obj.value(pt.x, true);
   } catch (const std::runtime_error& e) {
     throw std::runtime_error(std::string("the criterion cannot be evaluated at the starting theta: ") + e.what() +
                              " (is X of full column rank?)");
   }
-  // Without a given start, λ̃ = I (unit variances of the working columns) is
-  // tried beside lme4's start and the lower one kept: lme4's start is a
-  // covariance of the caller's columns, as far from the optimum in the working
-  // coordinates as their offsets make it (sleepstudy: 12 evaluations from λ̃ = I
-  // where lme4's start takes 38).
-  const Vector unit = obj.phi(model.theta_start());
-  if (options.theta_start.size() == 0 && unit != pt.x) {
-    const double f = obj.value(unit);
-    if (f < pt.f) pt = {unit, f, Vector()};
-  }
+  if (try_unit && unit.f < pt.f) pt = unit;
   if (!obj.at(obj.theta(pt.x))) obj.value(pt.x);
   pt.g = obj.gradient();
   if (!std::isfinite(pt.f) || !pt.g.allFinite())

@@ -7,13 +7,21 @@ Example:
 """
 
 from . import datasets
-from .compat.statsmodels import MixedLM, mixedlm
 from .formula import FormulaError, parse_formula
 from .inference import anova
 from .model import LinearMixedModel, lmer
 from .results import LmmResult
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    # statsmodels users' names, imported on first use (``import lmm`` stays lean).
+    if name in ("MixedLM", "mixedlm"):
+        from .compat import statsmodels
+
+        return getattr(statsmodels, name)
+    raise AttributeError(f"module 'lmm' has no attribute {name!r}")
 
 __all__ = ["FormulaError", "anova", "LinearMixedModel", "LmmResult", "MixedLM", "datasets", "lmer", "mixedlm",
            "parse_formula", "__version__"]
