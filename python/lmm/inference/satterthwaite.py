@@ -136,10 +136,11 @@ def satterthwaite_setup(res) -> Satterthwaite:
     pos = evals > HESSIAN_TOL
     hinv = np.zeros((m + 1, m + 1))
     hinv[np.ix_(xfree, xfree)] = (evecs[:, pos] / evals[pos]) @ evecs[:, pos].T
-    # The user's (θ, σ) by the chain rule through A = ∂θ̃/∂θ and B = ∂θ/∂θ̃ (B = A⁻¹).
-    A, B = np.eye(m + 1), np.eye(m + 1)
-    A[:m, :m] = jacobian_richardson(model.working_from_theta, res.par)
-    B[:m, :m] = jacobian_richardson(model.theta_from_working, theta0)
+    # The user's (θ, σ) by the chain rule through A = ∂θ̃/∂θ and B = ∂θ/∂θ̃ = A⁻¹ (the
+    # map is smooth and cheap: one Richardson step differentiates it to rounding).
+    A = np.eye(m + 1)
+    A[:m, :m] = jacobian_richardson(model.working_from_theta, res.par, r=2)
+    B = np.linalg.inv(A)
     JU = J @ A
     return Satterthwaite(vcov_beta=res.vcov.to_numpy(), vcov_varpar=B @ (2 * hinv) @ B.T,
                          jacobian=[JU[:, i].reshape(p, p) for i in range(m + 1)], hessian=A.T @ H @ A,
