@@ -98,12 +98,14 @@ class DevianceTerms:
     REML), so its gradient in θ is ``dlogdet + dpwrss / σ²`` and Var(β̂) = σ² ``vcov_unit``.
 
     Attributes:
+        objective: the model's criterion at θ (profiled over σ unless σ is known).
         pwrss: r² at θ.
         dlogdet: ∂ logdet / ∂θ (ntheta,).
         dpwrss: ∂ r² / ∂θ (ntheta,).
         vcov_unit: Var(β̂) / σ² for the user's X (p × p), i.e. (X'V⁻¹X)⁻¹ with V relative to σ².
     """
 
+    objective: float
     pwrss: float
     dlogdet: np.ndarray
     dpwrss: np.ndarray
@@ -315,13 +317,13 @@ class CoreModel:
         reml = self._reml(reml)
         c = self.core
         if working:
-            c.evaluate_working(np.asarray(theta, dtype=np.float64).reshape(-1), reml)
+            value = c.evaluate_working(np.asarray(theta, dtype=np.float64).reshape(-1), reml)
         else:
-            c.evaluate(self._theta(theta, bounds=False), reml)
+            value = c.evaluate(self._theta(theta, bounds=False), reml)
         vcov_unit = self.vcov_from_core(np.asarray(c.vcov_beta(reml))) / c.sigma(reml) ** 2
         dlogdet, dpwrss = c.gradient_parts(reml, working)  # (after vcov_beta: it uses the factor's storage)
-        return DevianceTerms(pwrss=float(c.pwrss), dlogdet=np.asarray(dlogdet), dpwrss=np.asarray(dpwrss),
-                             vcov_unit=vcov_unit)
+        return DevianceTerms(objective=float(value), pwrss=float(c.pwrss), dlogdet=np.asarray(dlogdet),
+                             dpwrss=np.asarray(dpwrss), vcov_unit=vcov_unit)
 
     # The core's working coordinates: θ̃ of each term's centred and scaled columns
     # z̃ = z T (the same model; bounds and the start λ̃ = I are the vectors of θ).

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import pathlib
+
 import numpy as np
+import pandas as pd
 import pytest
 
-
+import lmm
 from inference_cases import PROFILE_LME4, PROFILE_FINE, WALD, cases, by_id, fit, table
 
 
@@ -48,3 +52,24 @@ def test_confint_level_and_parm():
     assert ci.iloc[0, 0] > res.confint().loc["(Intercept)"].iloc[0]
     with pytest.raises(ValueError, match="method"):
         res.confint("asymptotic")
+
+
+def test_profile_intervals_of_a_weighted_fit():
+    # Prior weights: the variance parameters' intervals are lme4's (profile_weights_reference.json,
+    # lme4 1.1.31). lme4's profiles of the fixed effects of a weighted fit are not usable
+    # (it warns "non-monotonic profile" and gives (Intercept) 250.4–251.7 against a Wald
+    # 236.9–264.1); lmm's are checked against the Wald intervals instead, which they bracket
+    # closely for this well-determined model.
+    ref = json.loads((pathlib.Path(__file__).parent.parent / "reference" / "profile_weights_reference.json").read_text())
+    data = lmm.datasets.load("sleepstudy")
+    data["w"] = 1 + (data["Days"] % 3) / 2
+    res = lmm.lmer(ref["formula"], data, weights="w")
+    got = res.confint()
+    variance = [r for r in ref["rows"] if r.startswith(".")]
+    want = pd.DataFrame({"lo": ref["lower"], "hi": ref["upper"]}, index=ref["rows"]).loc[variance]
+    np.testing.assert_allclose(got.loc[variance].to_numpy(), want.to_numpy(), rtol=PROFILE_LME4, atol=PROFILE_LME4)
+    base = res.refit_ml().objective
+    for end in got.loc["Days"]:
+        held = lmm.lmer("Reaction ~ 1 + (Days | Subject)", data.assign(o=end * data["Days"]), REML=False,
+                        weights="w", offset="o")
+        assert held.objective - base == pytest.approx(3.841458820694124, rel=1e-3)

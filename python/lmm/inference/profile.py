@@ -10,11 +10,10 @@ import pandas as pd
 from scipy import optimize as sopt
 from scipy import stats
 
-from ..covariance import is_entry_structure, sdcor_to_theta, theta_positions, theta_to_sdcor, varpar_names
+from ..covariance import is_entry_structure, sdcor_to_theta, theta_to_sdcor, varpar_names
 from ..model import build_core
 from ..optimize import optimize_theta
 from .common import Progress, blas_single_thread, percent_names
-from .matrices import z_matrix
 
 __all__ = ["Profile", "profile"]
 
@@ -85,8 +84,7 @@ def profile(res, which=None, alphamax: float = 0.01, maxpts: int = 100, delta_cu
         Profile.
 
     Raises:
-        NotImplementedError: a structured covariance term (cs, ar1, diag with hom, toep), weights or a
-            known σ.
+        NotImplementedError: a structured covariance term (cs, ar1, diag with hom, toep), or a known σ.
     """
     model = res.model
     terms = model.terms
@@ -94,8 +92,8 @@ def profile(res, which=None, alphamax: float = 0.01, maxpts: int = 100, delta_cu
     if structured:
         raise NotImplementedError(f"profiles are not implemented for structured covariance terms "
                                   f"({', '.join(structured)}); use confint(method='Wald') or 'boot'")
-    if model.design.weights is not None or model.sigma is not None:
-        raise NotImplementedError("profiles are not implemented for weighted fits or a known residual SD; use "
+    if model.sigma is not None:
+        raise NotImplementedError("profiles are not implemented for a known residual SD; use "
                                   "confint(method='Wald') or 'boot'")
     ml = res.refit_ml()
     theta_ml, sigma_ml, beta_ml, base = ml.par, ml.sigma, ml.fixef.to_numpy(), ml.objective
@@ -143,45 +141,25 @@ def profile(res, which=None, alphamax: float = 0.01, maxpts: int = 100, delta_cu
 class _MLDeviance:
     """The ML deviance as a function of (sd/cor parameters, σ), with β profiled out, and its exact gradient.
 
-    deviance = ldL2(θ) + r²(θ)/σ² + n log(2πσ²), θ from the sd/cor scale (lme4's devfun2).
-    The gradient in θ at fixed σ combines the core's exact gradient of the profiled ML
-    deviance, ∂ldL2 + (n/r²)∂r², with ∂r²/∂θ_i = −2 Σ_j (Z'e)_{j,a} u_{j,b} (envelope
-    theorem, e the residual at β̂ and b̂); the sd/cor → θ map is differenced centrally.
+    deviance = ldL2(θ) − Σ log w + r²(θ)/σ² + n log(2πσ²), θ from the sd/cor scale (lme4's
+    devfun2); the core's profiled criterion gives ldL2 − Σ log w, its gradient parts
+    ∂ldL2/∂θ and ∂r²/∂θ (weights and working coordinates included), so the gradient in θ at
+    fixed σ is ∂ldL2 + ∂r²/σ²; the sd/cor → θ map is differenced centrally.
     """
 
     def __init__(self, model) -> None:
         self.model = model
         self.terms = model.terms
         self.n = model.nobs
-        self.y, self.X = model.design.y_fit, model.design.X
-        self.Z = z_matrix(model)
-        self.Zt = self.Z.T.tocsr()
-        rows_a, rows_b, owner = [], [], []
-        off, i = 0, 0
-        for t in self.terms:
-            base = off + np.arange(t.nlevels) * t.p
-            for a, b in theta_positions(t):
-                rows_a.append(base + a)
-                rows_b.append(base + b)
-                owner.append(np.full(t.nlevels, i))
-                i += 1
-            off += t.nlevels * t.p
-        self.ia = np.concatenate(rows_a) if rows_a else np.zeros(0, int)
-        self.ib = np.concatenate(rows_b) if rows_b else np.zeros(0, int)
-        self.owner = np.concatenate(owner) if owner else np.zeros(0, int)
-        self.ntheta = i
 
     def theta_value_grad(self, theta: np.ndarray, sigma: float) -> tuple[float, np.ndarray, float]:
-        sol = self.model.solution(theta, reml=False, gradient=True)
-        g_ml, r2, ldL2, u = sol.gradient, sol.pwrss, sol.ldL2, sol.u
-        e = self.y - self.X @ sol.beta - self.Z @ sol.b_vector
-        ze = self.Zt @ e
-        dr2 = -2 * np.bincount(self.owner, weights=ze[self.ia] * u[self.ib], minlength=self.ntheta)
-        s2 = sigma * sigma
-        value = ldL2 + r2 / s2 + self.n * (math.log(2 * math.pi) + math.log(s2))
-        dtheta = np.asarray(g_ml) - (self.n / r2) * dr2 + dr2 / s2
-        dsigma = -2 * r2 / sigma**3 + 2 * self.n / sigma
-        return value, dtheta, dsigma
+        t = self.model.deviance_terms(theta, reml=False)
+        n, r2, s2 = self.n, t.pwrss, sigma * sigma
+        log2pi = math.log(2 * math.pi)
+        logdet = t.objective - n * (1 + log2pi + math.log(r2 / n))  # ldL2 − Σ log w
+        value = logdet + r2 / s2 + n * (log2pi + math.log(s2))
+        dsigma = -2 * r2 / sigma**3 + 2 * n / sigma
+        return value, t.dlogdet + t.dpwrss / s2, dsigma
 
     def __call__(self, pars: np.ndarray) -> tuple[float, np.ndarray]:
         theta = sdcor_to_theta(pars, self.terms)
