@@ -78,3 +78,17 @@ def test_profile_progress_bar(capsys):
     res = lmm.lmer("Reaction ~ Days + (1 | Subject)", lmm.datasets.load("sleepstudy"))
     res.profile(which=".sigma", progress=True)
     assert "profile" in capsys.readouterr().err
+
+
+def test_satterthwaite_shows_progress_only_when_slow(monkeypatch, capsys):
+    import sys
+
+    from lmm.inference import satterthwaite
+
+    data = lmm.datasets.load("sleepstudy")
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
+    lmm.lmer("Reaction ~ Days + (Days | Subject)", data).coef_table()
+    assert "Satterthwaite df" not in capsys.readouterr().err  # quick: no bar
+    monkeypatch.setattr(satterthwaite, "_SLOW", -1.0)  # as if every evaluation were slow
+    lmm.lmer("Reaction ~ Days + (Days | Subject)", data).coef_table()
+    assert "Satterthwaite df" in capsys.readouterr().err

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from .common import Progress
 from .numdiff import jacobian_richardson
 
 __all__ = ["HESSIAN_TOL", "Satterthwaite", "fstat_ddf", "satterthwaite_setup", "variance_and_df"]
 
 #: lmerTest's tolerance on the eigenvalues of the varpar Hessian.
 HESSIAN_TOL = 1e-8
+# Seconds of expected work beyond which the df computation shows a progress bar.
+_SLOW = 2.0
 
 
 @dataclass
@@ -95,19 +99,27 @@ def satterthwaite_setup(res) -> Satterthwaite:
     dtheta = to_theta(u0)[1]
     nf = int(free.sum())
 
+    started = time.perf_counter()
+    t0 = model.deviance_terms(theta0, reml, working=True)
+    # A bar on a terminal when the differences will take long (a large crossed model):
+    # one step per evaluation, 2·2 per free entry (jacobian_richardson with r=2, plus its centre).
+    steps = 4 * nf + 1
+    bar = Progress(steps, None if (time.perf_counter() - started) * steps > _SLOW else False, desc="Satterthwaite df")
+
     def gradient_and_vcov(u: np.ndarray) -> np.ndarray:
         """[∂dev/∂u at σ̂, Var(β̂)/σ² flattened] at u."""
         theta, dv = to_theta(u)
         t = model.deviance_terms(theta, reml, working=True)
+        bar.update(1)
         g = (t.dlogdet + t.dpwrss / sigma**2)[free] * dv
         return np.concatenate([g, t.vcov_unit.ravel()])
 
-    t0 = model.deviance_terms(theta0, reml, working=True)
     m = theta0.size
     H = np.zeros((m + 1, m + 1))
     J = np.zeros((p * p, m + 1))
     if nf:
-        D = jacobian_richardson(gradient_and_vcov, u0, r=2)
+        with bar:
+            D = jacobian_richardson(gradient_and_vcov, u0, r=2)
         Hu = D[:nf]
         # Back to θ̃ (at the optimum the gradient term of the Hessian's change of variables vanishes).
         H[np.ix_(free, free)] = 0.5 * (Hu + Hu.T) / np.outer(dtheta, dtheta)
