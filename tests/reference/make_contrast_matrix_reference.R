@@ -1,6 +1,7 @@
 ## Reference fits for codings given as matrices (lme4's contrasts = list(f = M)):
 ## Machines with a named two-column matrix (fixed part, and a random slope on the same
-## factor, which lme4 codes with the same contrasts) and an unnamed one.
+## factor, which lme4 codes with R's default contrasts), an unnamed one, and a one-column
+## matrix (model.matrix uses it as given: one column for Machine, a smaller model).
 ##
 ##   Rscript tests/reference/make_contrast_matrix_reference.R   (from the repository root)
 ## writes tests/reference/contrast_matrix_reference.json.
@@ -17,7 +18,8 @@ unnamed <- matrix(c(-1, 0, 1, 1, -2, 1), 3, 2)
 cases <- list(
   named = list(formula = "score ~ Machine + (1 | Worker)", matrix = named),
   unnamed = list(formula = "score ~ Machine + (1 | Worker)", matrix = unnamed),
-  random_slope = list(formula = "score ~ Machine + (Machine | Worker)", matrix = named)
+  random_slope = list(formula = "score ~ Machine + (Machine | Worker)", matrix = named),
+  completed = list(formula = "score ~ Machine + (1 | Worker)", matrix = matrix(c(1, -1, 0), 3, 1))
 )
 fits <- list()
 for (id in names(cases)) {

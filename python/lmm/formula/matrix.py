@@ -29,15 +29,14 @@ def _contrast_matrix(f: Factor) -> tuple[np.ndarray, list[str]]:
     nlev = len(f.levels)
     kind = f.contrast or ("poly" if f.ordered else "treatment")
     if isinstance(kind, ContrastMatrix):
-        # R's `contrasts<-`: rows are the levels in order; the first nlevels − 1 columns.
+        # lme4 hands the matrix to model.matrix's contrasts.arg, which sets it with
+        # how.many = its number of columns: rows are the levels in order, every column is
+        # used as given (fewer than nlevels − 1 make a smaller model; more, aliased columns).
         if kind.values.shape[0] != nlev:
             raise ValueError(f"the contrast matrix has {kind.values.shape[0]} rows for a factor with {nlev} "
                              f"levels {f.levels[:10]}")
-        if kind.values.shape[1] < nlev - 1:
-            raise NotImplementedError(f"the contrast matrix has {kind.values.shape[1]} columns for {nlev} levels: "
-                                      f"give {nlev - 1} (R completes fewer with an orthogonal complement)")
-        names = kind.names or [str(j) for j in range(1, nlev)]
-        return np.asarray(kind.values[:, :nlev - 1], dtype=np.float64), list(names[:nlev - 1])
+        names = kind.names or [str(j) for j in range(1, kind.values.shape[1] + 1)]
+        return np.asarray(kind.values, dtype=np.float64), list(names)
     if kind in ("treatment", "treatment_num"):
         mat = np.eye(nlev)[:, 1:]
         names = list(f.levels[1:]) if kind == "treatment" else [str(i) for i in range(2, nlev + 1)]
