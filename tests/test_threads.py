@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 
 import lmm
+from lmm import optimize
 
 THREADS = 4
 
@@ -94,3 +95,28 @@ def test_models_built_concurrently():
     with ThreadPoolExecutor(max_workers=THREADS) as pool:
         got = list(pool.map(build, MODELS * 2))
     assert got == serial * 2
+
+
+def test_small_dense_blocks_factor_on_one_blas_thread(monkeypatch):
+    # Fits whose dense tail is below DENSE_THREADS_MIN run with BLAS limited to one thread
+    # (threads cost more than they give there, much more on a busy machine); larger tails
+    # keep the threads as set.
+    from threadpoolctl import threadpool_info
+
+    from lmm import _threads
+
+    seen = []
+    original = _threads.dense_blas
+
+    def recording(tail_size):
+        seen.append(tail_size)
+        return original(tail_size)
+
+    monkeypatch.setattr(optimize, "dense_blas", recording)
+    lmm.lmer("diameter ~ 1 + (1 | plate) + (1 | sample)", lmm.datasets.load("penicillin"))
+    assert seen and seen[0] < _threads.DENSE_THREADS_MIN
+    with _threads.dense_blas(10):
+        assert {lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"} == {1}
+    before = [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+    with _threads.dense_blas(_threads.DENSE_THREADS_MIN):
+        assert [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"] == before

@@ -19,6 +19,7 @@ import numpy as np
 from scipy import optimize as sopt
 
 from . import _core as core
+from ._threads import dense_blas
 
 __all__ = ["OptimizeResult", "optimize_theta", "SINGULAR_TOL", "OPTIMIZERS"]
 
@@ -258,10 +259,11 @@ def _core_fit(model, start, reml: bool, tol: float, maxiter: int, verbose: bool)
     # The core's default start (model.working_start), as for SciPy's methods.
     theta0 = None if start is None else model._theta(start)
     try:
-        r = model.core.fit(reml, theta_start=theta0, theta_scale=scale, max_evaluations=maxiter,
-                           gradient_tolerance=0.1 * tol, gradient_tolerance_rel=0.1 * tol,
-                           relative_decrease_tolerance=FTOL, trace=trace,
-                           trace_interval=0.0 if verbose else _FitStatus.INTERVAL)
+        with dense_blas(model.core.tail_size):
+            r = model.core.fit(reml, theta_start=theta0, theta_scale=scale, max_evaluations=maxiter,
+                               gradient_tolerance=0.1 * tol, gradient_tolerance_rel=0.1 * tol,
+                               relative_decrease_tolerance=FTOL, trace=trace,
+                               trace_interval=0.0 if verbose else _FitStatus.INTERVAL)
     except RuntimeError as err:
         raise ValueError(f"the objective cannot be evaluated at the starting theta: {err}") from None
     finally:

@@ -6,7 +6,7 @@ import contextlib
 import sys
 import time
 
-from threadpoolctl import threadpool_limits
+from .._threads import blas_limit
 
 __all__ = ["Progress", "blas_single_thread", "percent_names"]
 
@@ -18,7 +18,7 @@ def blas_single_thread() -> contextlib.AbstractContextManager:
     busy machine the spinning threads make a bootstrap 20-30 times slower (measured on
     sleepstudy: 0.75 s vs 23 s for 500 refits on 2 CPUs under load).
     """
-    return threadpool_limits(limits=1, user_api="blas")
+    return blas_limit(1)
 
 
 def percent_names(level: float) -> tuple[str, str]:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .._threads import dense_blas
 from .common import Progress
 from .numdiff import jacobian_richardson
 
@@ -118,7 +119,7 @@ def satterthwaite_setup(res) -> Satterthwaite:
     H = np.zeros((m + 1, m + 1))
     J = np.zeros((p * p, m + 1))
     if nf:
-        with bar:
+        with bar, dense_blas(model.core.tail_size):
             D = jacobian_richardson(gradient_and_vcov, u0, r=2)
         Hu = D[:nf]
         # Back to θ̃ (at the optimum the gradient term of the Hessian's change of variables vanishes).
