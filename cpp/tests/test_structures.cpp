@@ -242,26 +242,37 @@ void check_structure(const Data& d, const Case& c) {
   }
 }
 
-// Prior weights: the criterion is that of V/σ² = Z S Z' + W⁻¹ (lme4's, with its
-// −Σ log w_i), for ML and REML, and fits run with them.
-void check_weights(const Data& d) {
-  Vector w(d.n);
-  for (Index i = 0; i < d.n; ++i) w[i] = 0.5 + static_cast<double>(i % 7) / 4.0;
-  lmm::ModelOptions mo;
-  mo.weights = w;
+// A model with these options against the dense likelihood (cs at a fixed θ, ML and
+// REML), and an unstructured fit with them; returns the fit.
+lmm::FitResult check_against_dense(const std::string& what, const Data& d, const lmm::ModelOptions& mo) {
   const std::vector<double> theta{1.1, 0.7, 0.4, 0.3};
   lmm::Model model(d.terms(Covariance::CompoundSymmetry), d.X, d.y, mo);
   model.set_theta(Eigen::Map<const Vector>(theta.data(), 4));
   const Matrix S = covariance_from_definition(Covariance::CompoundSymmetry, d.p, theta);
   for (bool reml : {false, true}) {
-    const double dense = dense_criterion(d, S, reml, w);
-    check_abs(std::string("weighted cs ") + (reml ? "REML" : "ML") + " criterion vs dense likelihood",
-              model.objective(reml), dense, kCriterionTol * std::abs(dense));
+    const double dense = dense_criterion(d, S, reml, mo.weights, mo.sigma);
+    check_abs(what + (reml ? " REML" : " ML") + " criterion vs dense likelihood", model.objective(reml), dense,
+              kCriterionTol * std::abs(dense));
   }
   lmm::FitOptions o;
   o.model = mo;
   const lmm::FitResult r = lmm::fit(d.terms(Covariance::Unstructured), d.X, d.y, o);
-  check("weighted us fit converged (" + r.message + ")", r.converged);
+  check(what + " us fit converged (" + r.message + ")", r.converged);
+  return r;
+}
+
+Vector prior_weights(const Data& d) {
+  Vector w(d.n);
+  for (Index i = 0; i < d.n; ++i) w[i] = 0.5 + static_cast<double>(i % 7) / 4.0;
+  return w;
+}
+
+// Prior weights: the criterion is that of V/σ² = Z S Z' + W⁻¹ (lme4's, with its
+// −Σ log w_i), for ML and REML, and fits run with them.
+void check_weights(const Data& d) {
+  lmm::ModelOptions mo;
+  mo.weights = prior_weights(d);
+  check_against_dense("weighted", d, mo);
   bool threw = false;
   try {
     lmm::ModelOptions bad;
@@ -277,24 +288,10 @@ void check_weights(const Data& d) {
 // A known σ (with weights: a meta-analysis's known variances σ²/w_i): the criterion is
 // the dense likelihood at that σ, not profiled; fits keep σ and do not count it.
 void check_known_sigma(const Data& d) {
-  Vector w(d.n);
-  for (Index i = 0; i < d.n; ++i) w[i] = 0.5 + static_cast<double>(i % 7) / 4.0;
   lmm::ModelOptions mo;
-  mo.weights = w;
+  mo.weights = prior_weights(d);
   mo.sigma = 0.6;
-  const std::vector<double> theta{1.1, 0.7, 0.4, 0.3};
-  lmm::Model model(d.terms(Covariance::CompoundSymmetry), d.X, d.y, mo);
-  model.set_theta(Eigen::Map<const Vector>(theta.data(), 4));
-  const Matrix S = covariance_from_definition(Covariance::CompoundSymmetry, d.p, theta);
-  for (bool reml : {false, true}) {
-    const double dense = dense_criterion(d, S, reml, w, 0.6);
-    check_abs(std::string("known sigma ") + (reml ? "REML" : "ML") + " criterion vs dense likelihood",
-              model.objective(reml), dense, kCriterionTol * std::abs(dense));
-  }
-  lmm::FitOptions o;
-  o.model = mo;
-  const lmm::FitResult r = lmm::fit(d.terms(Covariance::Unstructured), d.X, d.y, o);
-  check("known sigma fit converged (" + r.message + ")", r.converged);
+  const lmm::FitResult r = check_against_dense("known sigma", d, mo);
   check("known sigma kept", r.sigma == 0.6);
   check("known sigma is not a parameter", r.npar == d.X.cols() + 6);
 }
