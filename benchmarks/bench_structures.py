@@ -50,7 +50,8 @@ def main() -> None:
     data = simulate(args.subjects, args.times)
     print(f"n = {len(data)}, {args.subjects} subjects × {args.times} occasions × 2; "
           f"OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', 'unset')}")
-    print(f"{'structure':10} {'ntheta':>6} {'eval+grad ms':>13} {'vs us':>6} {'fit s':>7} {'evals':>6} {'criterion':>16}")
+    print(f"{'structure':10} {'ntheta':>6} {'eval+grad ms':>13} {'vs us':>6} {'fit s':>7} {'evals':>6} "
+          f"{'criterion':>16}")
     base = None
     for s in STRUCTURES:
         m = lmm.LinearMixedModel(f"y ~ time + {term(s)}", data)
@@ -65,7 +66,8 @@ def main() -> None:
         t0 = time.perf_counter()
         res = m.fit()
         fit_s = time.perf_counter() - t0
-        print(f"{s:10} {m.ntheta:6d} {per:13.3f} {per / base:6.2f} {fit_s:7.3f} {res.optinfo.nfev:6d} {res.objective:16.6f}")
+        print(f"{s:10} {m.ntheta:6d} {per:13.3f} {per / base:6.2f} {fit_s:7.3f} {res.optinfo.nfev:6d} "
+              f"{res.objective:16.6f}")
 
 
 if __name__ == "__main__":

@@ -41,7 +41,8 @@ def test_condvar_crossed_against_dense():
     n = 400
     i, j = rng.integers(0, 30, n), rng.integers(0, 12, n)
     x = rng.normal(size=n)
-    y = 1 + x + rng.normal(size=30)[i] + (0.5 * rng.normal(size=30))[i] * x + rng.normal(size=12)[j] + rng.normal(size=n)
+    y = (1 + x + rng.normal(size=30)[i] + (0.5 * rng.normal(size=30))[i] * x + rng.normal(size=12)[j]
+         + rng.normal(size=n))
     df = pd.DataFrame({"y": y, "x": x, "i": i, "j": j})
     res = lmm.lmer("y ~ x + (x | i) + (1 | j)", df)
     cv = res.ranef_condvar()

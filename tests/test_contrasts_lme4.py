@@ -77,5 +77,6 @@ def test_contrasts_argument_checks():
     # the coding persists for new data
     res = lmm.lmer("score ~ Machine + (1 | Worker)", d, contrasts={"Machine": "contr.sum"})
     new = pd.DataFrame({"Machine": ["A", "C"], "Worker": ["1", "2"]})
-    np.testing.assert_allclose(res.predict(new, re_form="~0"), [res.fixef.iloc[0] + res.fixef.iloc[1],
-                                                               res.fixef.iloc[0] - res.fixef.iloc[1] - res.fixef.iloc[2]])
+    np.testing.assert_allclose(res.predict(new, re_form="~0"),
+                               [res.fixef.iloc[0] + res.fixef.iloc[1],
+                                res.fixef.iloc[0] - res.fixef.iloc[1] - res.fixef.iloc[2]])

@@ -122,7 +122,7 @@ def _parse_all(texts):
                 counts["parsed"] += 1
             except FormulaError:
                 counts["FormulaError"] += 1
-            except _Timeout:
+            except TimeoutError:
                 raise
             except Exception as err:  # noqa: BLE001 - the point of the test
                 bad.append((text, f"{type(err).__name__}: {err}"))
@@ -192,7 +192,7 @@ def test_mutated_formulas_through_the_model_raise_only_value_errors():
                     outcomes["FormulaError"] += 1
                 except ValueError:
                     outcomes["ValueError"] += 1
-                except _Timeout:
+                except TimeoutError:
                     raise
                 except Exception as err:  # noqa: BLE001
                     bad.append((text, f"{type(err).__name__}: {err}"))

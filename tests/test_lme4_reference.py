@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 import lmm
+
 from conftest import fitted, load_reference
 
 # Tolerances per quantity (relative unless named absolute).

@@ -4,8 +4,7 @@ import numpy as np
 import pytest
 
 import lmm
-from lmm import _core
-from lmm import optimize
+from lmm import _core, optimize
 
 # The two optimizers reach the same optimum: criterion (relative) and θ (absolute).
 CRITERION = 1e-9

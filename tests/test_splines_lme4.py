@@ -131,7 +131,8 @@ def test_predictions_on_new_data_match_lme4(fid):
     np.testing.assert_allclose(fixed, fit["predict_fixed"], rtol=PREDICT)
     # bs() warns about Days beyond the boundary knots as R's bs() does (lme4's predict
     # silences the warnings of its model frame); ns() extrapolates silently.
-    expect = {"some 'x' values beyond boundary knots may cause ill-conditioned bases"} if "bs(" in fit["formula"] else set()
+    warning = "some 'x' values beyond boundary knots may cause ill-conditioned bases"
+    expect = {warning} if "bs(" in fit["formula"] else set()
     assert {str(w.message) for w in caught} == expect
 
 

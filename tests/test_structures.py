@@ -90,7 +90,7 @@ def definition_covariance(structure: str, par: np.ndarray, p: int) -> np.ndarray
         R = rho[0] ** lag
     elif structure.startswith("toep"):
         r, a = [1.0], np.zeros(0)
-        for k, phi in enumerate(rho, start=1):
+        for phi in rho:
             a = np.append(a - phi * a[::-1], phi)
             r.append(float(a @ np.asarray(r)[::-1]))
         R = np.asarray(r)[lag]

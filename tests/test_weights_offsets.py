@@ -86,8 +86,8 @@ def test_predict_and_simulate_with_offsets(sleep):
     for re_form in (None, "~0"):
         np.testing.assert_allclose(a.predict(new, re_form=re_form, allow_new_levels=True),
                                    b.predict(new, re_form=re_form, allow_new_levels=True) + off, rtol=1e-7)
-    np.testing.assert_allclose(a.simulate(3, seed=7), b.simulate(3, seed=7) + np.log(sleep.Days + 1).to_numpy()[:, None],
-                               rtol=1e-7)
+    np.testing.assert_allclose(a.simulate(3, seed=7),
+                               b.simulate(3, seed=7) + np.log(sleep.Days + 1).to_numpy()[:, None], rtol=1e-7)
     c = lmm.lmer("Reaction ~ Days + (Days | Subject)", sleep, offset="o")
     with pytest.raises(ValueError, match="offset"):
         c.predict(new, allow_new_levels=True)

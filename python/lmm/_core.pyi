@@ -135,7 +135,10 @@ class Model:
     def gradient(self, reml: bool) -> FloatArray:
         """Exact gradient of the objective in θ at the current θ."""
     def gradient_parts(self, reml: bool, working: bool = False) -> tuple[FloatArray, FloatArray]:
-        """(∂ log-determinants / ∂θ, ∂ r² / ∂θ) at the current θ (θ̃ when working): gradient = logdet + dof / r² · pwrss."""
+        """(∂ log-determinants / ∂θ, ∂ r² / ∂θ) at the current θ (θ̃ when working).
+
+        gradient = logdet + dof / r² · pwrss.
+        """
     def evaluate_with_gradient(self, theta: npt.ArrayLike, reml: bool) -> tuple[float, FloatArray]:
         """Set θ and return (objective, gradient)."""
     @property

@@ -293,7 +293,7 @@ def _has_missing(s: pd.Series) -> bool:
         return False
     if isinstance(dt, np.dtype) and dt.kind == "f":
         return bool(np.isnan(np.min(s.to_numpy()))) if len(s) else False
-    if dt == object or isinstance(dt, pd.StringDtype):
+    if dt == np.dtype(object) or isinstance(dt, pd.StringDtype):
         return bool(pd.isna(s.to_numpy()).any())
     return bool(s.hasnans)
 
@@ -559,8 +559,8 @@ def _centred_blocks(X: np.ndarray, x_center: np.ndarray, y: np.ndarray) -> Itera
 def _subset(t: ReTerm, rows: np.ndarray) -> ReTerm:
     present, codes = np.unique(t.codes[rows], return_inverse=True)
     return ReTerm(name=t.name, factors=t.factors, cnames=t.cnames, codes=codes.astype(np.int32).reshape(-1),
-                  group_levels=t.group_levels.take(present), z=np.asfortranarray(t.z[rows]), structure=t.structure, double_bar=t.double_bar,
-                  exprs=t.exprs, states=t.states)
+                  group_levels=t.group_levels.take(present), z=np.asfortranarray(t.z[rows]), structure=t.structure,
+                  double_bar=t.double_bar, exprs=t.exprs, states=t.states)
 
 
 def _response_and_centred(y: np.ndarray, X: np.ndarray, x_center: np.ndarray,
@@ -649,8 +649,9 @@ def _check_response(y: np.ndarray, X: np.ndarray, xnames: list[str], terms: list
     rel = abs(R[p, p]) / ynorm if R.shape[0] > p else 0.0
     if rel <= EXACT_FIT_TOL:
         raise ValueError(f"the response {response!r} is fitted exactly by the fixed effects {xnames} (to "
-                         f"{-math.log10(EXACT_FIT_TOL):.0f} significant digits: the residual is {rel:.1e} of the response's norm), so the residual "
-                         "variance would be 0. Was the response computed from the predictors without noise?")
+                         f"{-math.log10(EXACT_FIT_TOL):.0f} significant digits: the residual is {rel:.1e} of the "
+                         "response's norm), so the residual variance would be 0. Was the response computed from the "
+                         "predictors without noise?")
     for t in terms:
         # (A structured term's few parameters cannot absorb the residual variance: one
         # effect per observation is a proper model there, see _check_terms.)

@@ -1,5 +1,6 @@
 """Formula corners lme4 accepts: a bare bar at the top level and grouping factors given as
-factor(g) (interaction(a, b): tests/formula/test_grouping.py and tests/test_splines_lme4.py). (lme4 1.1.31: REMLcrit of Reaction ~ Days | Subject is 1769.8449038626.)"""
+factor(g) (interaction(a, b): tests/formula/test_grouping.py and tests/test_splines_lme4.py).
+(lme4 1.1.31: REMLcrit of Reaction ~ Days | Subject is 1769.8449038626.)"""
 
 from __future__ import annotations
 

@@ -99,7 +99,8 @@ R_NAMES = {  # R 4.2.2: colnames(model.matrix(~ rhs, frame))
     'I(x^2.0) + I(x*1e6) + I(x*100000) + I(x^-1) + I(-x^2) + I(x^(1/2)) + I((x+1)^2)':
         ['(Intercept)', 'I(x^2)', 'I(x * 1e+06)', 'I(x * 1e+05)', 'I(x^-1)', 'I(-x^2)', 'I(x^(1/2))', 'I((x + 1)^2)'],
     'I(x %% 2) + I(1/x) + I(x - -1) + exp(-x) + I(x == 1.5) + I(x*0.1) + I(x*123456789) + I(x + 0.000012)':
-        ['(Intercept)', 'I(x%%2)', 'I(1/x)', 'I(x - -1)', 'exp(-x)', 'I(x == 1.5)TRUE', 'I(x * 0.1)', 'I(x * 123456789)', 'I(x + 1.2e-05)'],
+        ['(Intercept)', 'I(x%%2)', 'I(1/x)', 'I(x - -1)', 'exp(-x)', 'I(x == 1.5)TRUE', 'I(x * 0.1)',
+         'I(x * 123456789)', 'I(x + 1.2e-05)'],
     'I(!l) + I(x > 1 & z > 1)': ['(Intercept)', 'I(!l)TRUE', 'I(x > 1 & z > 1)TRUE'],
     'log(x+3, base=10) + I(x*2L)': ['(Intercept)', 'log(x + 3, base = 10)', 'I(x * 2)'],
 }

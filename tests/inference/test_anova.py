@@ -12,7 +12,6 @@ from lmm import inference
 
 from inference_cases import LRT, cases, fit, table
 
-
 # --------------------------------------------------------------------------- likelihood-ratio tests
 
 

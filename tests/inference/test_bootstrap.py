@@ -9,7 +9,6 @@ from lmm import inference
 
 from inference_cases import fit
 
-
 # --------------------------------------------------------------------------- bootstrap
 
 

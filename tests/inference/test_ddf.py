@@ -12,7 +12,7 @@ import pytest
 import lmm
 from lmm import inference
 
-from inference_cases import SATT_DF, SATT_P, VCOV_VARPAR, KR_DF, KR_SE, VCOV_KR, F_VALUE, cases, fit, table
+from inference_cases import F_VALUE, KR_DF, KR_SE, SATT_DF, SATT_P, VCOV_KR, VCOV_VARPAR, cases, fit, table
 
 # --------------------------------------------------------------------------- Satterthwaite and Kenward–Roger
 

@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 
 import lmm
-from inference_cases import PROFILE_LME4, PROFILE_FINE, WALD, cases, by_id, fit, table
 
+from inference_cases import PROFILE_FINE, PROFILE_LME4, WALD, by_id, cases, fit, table
 
 # --------------------------------------------------------------------------- intervals
 

@@ -8,7 +8,6 @@ from lmm import inference
 
 from inference_cases import fit
 
-
 # --------------------------------------------------------------------------- helpers
 
 

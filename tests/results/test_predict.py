@@ -10,7 +10,6 @@ import lmm
 
 from inference_cases import PREDICT, cases, fit, table
 
-
 # --------------------------------------------------------------------------- predictions
 
 

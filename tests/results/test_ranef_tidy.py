@@ -6,9 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-
-from inference_cases import SATT_DF, SATT_P, CONDVAL_ABS, CONDSD, COEF, cases, fit, table
-
+from inference_cases import COEF, CONDSD, CONDVAL_ABS, SATT_DF, SATT_P, cases, fit, table
 
 # --------------------------------------------------------------------------- random effects
 

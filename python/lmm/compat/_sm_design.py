@@ -250,7 +250,7 @@ def _select(data: pd.DataFrame, subset) -> np.ndarray:
     """Row positions of ``data`` that ``subset`` (booleans, or index labels) selects."""
     pos = pd.Series(np.arange(len(data)), index=data.index)
     subset = np.asarray(subset) if not isinstance(subset, (pd.Series, pd.Index)) else subset
-    if getattr(subset, "dtype", None) == bool and len(subset) == len(data):
+    if getattr(subset, "dtype", None) == np.dtype(bool) and len(subset) == len(data):
         return pos.to_numpy()[np.asarray(subset)]
     return np.asarray(pos.loc[subset]).reshape(-1)
 

@@ -188,7 +188,7 @@ def _scaled_hessian(f, x: np.ndarray, base: np.ndarray) -> np.ndarray:
     steps shrink (to 1/100) while a step leaves f's domain (f then returns NaN)."""
     for kappa in (1.0, 0.1, 0.01):
         d = kappa * base
-        H = hessian_richardson(lambda u: f(x + d * (u - 1.0)), np.ones_like(x))
+        H = hessian_richardson(lambda u, d=d: f(x + d * (u - 1.0)), np.ones_like(x))
         if np.all(np.isfinite(H)):
             return H / np.outer(d, d)
     return np.full((x.size, x.size), np.nan)

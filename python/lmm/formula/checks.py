@@ -12,7 +12,7 @@ from typing import Sequence
 
 from .errors import FormulaError, FormulaNotImplementedError
 from .functions import GROUPING_SIGNATURES, SIGNATURES, UNSUPPORTED_FUNCS, bind
-from .syntax import BinOp, Call, Name, Node, Num, Paren, Str, Unary, SOFT_CONSTANTS, strip_parens
+from .syntax import SOFT_CONSTANTS, BinOp, Call, Name, Node, Num, Paren, Str, Unary, strip_parens
 
 __all__ = ["ColumnRef", "check", "check_known", "unknown_column_error"]
 
@@ -109,7 +109,8 @@ def check(node: Node, ctx: str, text: str, cols: list[ColumnRef]) -> None:
     if isinstance(node, BinOp):
         op = node.op
         if op == "~":
-            raise FormulaError("'~' may appear only once, between response and terms", text, node.op_pos, node.op_pos + 1)
+            raise FormulaError("'~' may appear only once, between response and terms", text, node.op_pos,
+                               node.op_pos + 1)
         if ctx == "term":
             if op in ("|", "||"):
                 raise FormulaError(

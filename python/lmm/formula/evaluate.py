@@ -18,7 +18,20 @@ from .checks import unknown_column_error
 from .errors import FormulaError, FormulaTypeError
 from .functions import CONTRASTS, SIGNATURES, ParamValue, bind
 from .splines import bs_basis, ns_basis
-from .syntax import LITERAL_NAMES, SOFT_CONSTANTS, BinOp, Call, Name, Node, Num, Paren, Str, Unary, deparse, strip_parens
+from .syntax import (
+    LITERAL_NAMES,
+    SOFT_CONSTANTS,
+    BinOp,
+    Call,
+    Name,
+    Node,
+    Num,
+    Paren,
+    Str,
+    Unary,
+    deparse,
+    strip_parens,
+)
 from .values import Factor, Logical, Matrix, Value, drop_unused, logical_to_factor, numeric_to_factor, series_value
 
 __all__ = ["Columns", "Env", "TransformState", "IMPLEMENTATIONS", "evaluate", "as_numeric", "as_factor", "describe",
@@ -32,9 +45,9 @@ class TransformState:
     """What stateful transforms learn from the fitting data, for new data.
 
     ``scale()`` records its centre and scale, ``poly()`` its recurrence coefficients,
-    ``ns()`` and ``bs()`` their knots (a :class:`~.splines.SplineBasis`), and every factor-valued expression (``g``, ``factor(n)``, ``relevel(f, "b")``,
-    ``C(f, sum)``) its levels. Each is keyed by the canonical R text of its expression
-    (:func:`~.syntax.deparse` of the node, with its kind), so the key does not depend on
+    ``ns()`` and ``bs()`` their knots (a :class:`~.splines.SplineBasis`), and every factor-valued expression
+    (``g``, ``factor(n)``, ``relevel(f, "b")``, ``C(f, sum)``) its levels. Each is keyed by the canonical R text of
+    its expression (:func:`~.syntax.deparse` of the node, with its kind), so the key does not depend on
     where the expression stands in the formula or how it was spaced. Once ``frozen``,
     evaluation uses the recorded values instead of computing them from the data.
 

@@ -209,7 +209,7 @@ def _linpack_qr(a: np.ndarray, tol: float = 1e-7) -> tuple[np.ndarray, np.ndarra
     qraux = np.linalg.norm(x, axis=0)
     original = np.where(qraux == 0, 1.0, qraux)
     rank = 0
-    for l in range(min(m, p)):
+    for l in range(min(m, p)):  # noqa: E741 - dqrdc2's names (l, nrmxl, qraux)
         if qraux[l] < original[l] * tol:
             break
         rank += 1

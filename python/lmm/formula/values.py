@@ -18,7 +18,8 @@ from .errors import FormulaTypeError
 from .syntax import Name, r_num
 
 __all__ = [
-    "ContrastMatrix", "Factor", "Logical", "Matrix", "Value", "collate_key", "r_sorted", "level_label", "drop_unused", "labels_to_factor",
+    "ContrastMatrix", "Factor", "Logical", "Matrix", "Value", "collate_key", "r_sorted", "level_label", "drop_unused",
+    "labels_to_factor",
     "int_labels", "numeric_codes", "numeric_to_factor", "logical_to_factor", "series_value",
 ]
 

@@ -48,11 +48,11 @@ from __future__ import annotations
 
 from ..covariance import sdcor_to_theta, theta_to_sdcor, varpar_names
 from .anova import RefitMLWarning, anova
+from .anova_contrasts import anova_contrasts, check_type, containment
 from .bootstrap import BootstrapResult, bootstrap
 from .common import Progress
 from .condvar import conditional_covariances
 from .confint import confint
-from .anova_contrasts import anova_contrasts, check_type, containment
 from .contrasts import anova_table, as_contrast, check_ddf, coef_table, contrast_test
 from .kenward_roger import KR_MAX_ELEMENTS, KenwardRoger, kenward_roger_setup, kr_adjust
 from .matrices import lambda_matrix, z_matrix

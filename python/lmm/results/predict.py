@@ -110,7 +110,7 @@ class PredictionMixin:
                 out = out + new_offset
             pieces = [(t, *self._new_codes_z(t, newdata, allow_new_levels)) if selected[k] else (t, None, None)
                       for k, t in enumerate(self.model.terms)]
-        for k, (t, codes, z) in enumerate(pieces):
+        for k, (_, codes, z) in enumerate(pieces):
             cols = selected[k]
             if cols:
                 b = self.solution.b[k][:, cols]
