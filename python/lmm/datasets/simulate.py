@@ -27,15 +27,58 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TypedDict
 
 import numpy as np
 import pandas as pd
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 
+
+class BloodPressureParameters(TypedDict):
+    """The parameters of ``bloodpressure``'s model (see :data:`BLOODPRESSURE`)."""
+
+    seed: int
+    n_subjects: int
+    visits: tuple[int, int]
+    intercept: float
+    slope: float
+    sd_intercept: float
+    sd_slope: float
+    corr: float
+    sigma: float
+
+
+class GeographyParameters(TypedDict):
+    """The parameters of ``geography``'s model (see :data:`GEOGRAPHY`)."""
+
+    seed: int
+    n_states: int
+    cities_per_state: tuple[int, int]
+    neighborhoods_per_city: tuple[int, int]
+    people_per_neighborhood: tuple[int, int]
+    intercept: float
+    sd_state: float
+    sd_city: float
+    sd_neighborhood: float
+    sigma: float
+
+
+class EmailsParameters(TypedDict):
+    """The parameters of ``emails``' model (see :data:`EMAILS`)."""
+
+    seed: int
+    n_senders: int
+    n_receivers: int
+    intercept: float
+    sd_sender: float
+    sd_receiver: float
+    sigma: float
+
+
 # True parameters of each generating model.  Standard deviations are on the scale
 # of the response; "corr" is the correlation of the random intercept and slope.
-BLOODPRESSURE = {
+BLOODPRESSURE: BloodPressureParameters = {
     "seed": 20240501,
     "n_subjects": 200,
     "visits": (4, 8),          # visits per subject, uniform on this closed range
@@ -47,7 +90,7 @@ BLOODPRESSURE = {
     "sigma": 6.0,              # residual SD (mmHg)
 }
 
-GEOGRAPHY = {
+GEOGRAPHY: GeographyParameters = {
     "seed": 20240502,
     "n_states": 20,
     "cities_per_state": (3, 8),
@@ -60,7 +103,7 @@ GEOGRAPHY = {
     "sigma": 4.0,              # residual (person-level) SD
 }
 
-EMAILS = {
+EMAILS: EmailsParameters = {
     "seed": 20240503,
     "n_senders": 150,
     "n_receivers": 120,

@@ -56,8 +56,11 @@ def simulate_response(model: LinearMixedModel, solution: Solution, rng: np.rando
 
 
 class PredictionMixin:
-    """``predict`` and ``simulate`` of :class:`~lmm.results.LmmResult` (it provides
-    ``model``, ``fixef``, ``sigma`` and ``solution``)."""
+    """``predict`` and ``simulate`` of :class:`~lmm.results.LmmResult`, which sets the two
+    attributes they use."""
+
+    model: LinearMixedModel
+    solution: Solution
 
     def predict(self, newdata=None, re_form=None, allow_new_levels: bool = False, offset=None, *,
                 array: bool = False) -> pd.Series | np.ndarray:
@@ -172,7 +175,7 @@ class PredictionMixin:
 
         state = self._frame_state("fixed")
         X, names = model_matrix(state.terms, newdata, state=state)
-        return X[:, [names.index(c) for c in self.fixef.index]]
+        return X[:, [names.index(c) for c in self.model.design.xnames]]
 
     def _new_codes_z(self, t, newdata: pd.DataFrame, allow_new_levels: bool):
         from ..formula import RandomTerm, grouping_factor, model_matrix
