@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 import pandas as pd
@@ -251,7 +251,7 @@ def varcorr_frame(terms: Sequence[ReTerm], lambdas: Sequence[np.ndarray], sigma:
         lambdas: per term, its λ.
         sigma: residual standard deviation.
     """
-    rows = []
+    rows: list[tuple[str, Optional[str], Optional[str], float, float]] = []
     for c in components(terms, lambdas, sigma):
         for i, name in enumerate(c.names):
             rows.append((c.group, name, None, c.cov[i, i], c.sd[i]))

@@ -30,7 +30,9 @@ import os
 import re
 import sys
 import warnings
+from collections import Counter
 from dataclasses import dataclass, field
+from types import FrameType
 from typing import Iterable, Iterator, Optional
 
 import numpy as np
@@ -79,7 +81,7 @@ _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 
 def _warn(message: str) -> None:
     """Warn with the location of the first caller outside the lmm package."""
-    frame = sys._getframe(1)
+    frame: Optional[FrameType] = sys._getframe(1)
     level = 2
     while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(_PACKAGE_DIR + os.sep):
         frame = frame.f_back
@@ -276,8 +278,7 @@ def as_frame(data) -> pd.DataFrame:
                             f"{type(data).__name__}: {err}") from None
     names = [str(c) for c in data.columns]
     if len(set(names)) < len(names):
-        seen: set[str] = set()
-        dup = sorted({c for c in names if c in seen or seen.add(c)})
+        dup = sorted(c for c, count in Counter(names).items() if count > 1)
         raise ValueError(f"data has duplicated column names {dup}; rename them so that each column is "
                          "unique")
     if any(not isinstance(c, str) for c in data.columns):
@@ -449,7 +450,8 @@ def _r_factor(blocks: Iterable[np.ndarray], k: int) -> np.ndarray:
     """
     R: Optional[np.ndarray] = None
     for block in blocks:
-        R = np.linalg.qr(block if R is None else np.vstack([R, block]), mode="r")
+        # (NumPy's stubs type qr() as a QRResult in every mode; mode="r" returns the array R.)
+        R = np.linalg.qr(block if R is None else np.vstack([R, block]), mode="r")  # type: ignore[assignment]
     return np.zeros((0, k)) if R is None else R
 
 
@@ -632,7 +634,7 @@ def _check_response(y: np.ndarray, X: np.ndarray, xnames: list[str], terms: list
     if not sigma_known and np.min(y) == np.max(y):
         raise ValueError(f"the response {response!r} is constant (every value is {y[0]:.6g}); a linear "
                          "mixed model needs variation in the response (lme4: 'Response is constant')")
-    ynorm = np.linalg.norm(y)
+    ynorm = float(np.linalg.norm(y))
     p = X.shape[1]
     y_coef = np.zeros(p)
     if p:
@@ -657,12 +659,12 @@ def _check_response(y: np.ndarray, X: np.ndarray, xnames: list[str], terms: list
         # effect per observation is a proper model there, see _check_terms.)
         if t.p > 20 or t.structured:
             continue
-        rel = _fitted_exactly_by(t, y, X, x_center, ynorm)
-        if rel is not None:
+        term_rel = _fitted_exactly_by(t, y, X, x_center, ynorm)
+        if term_rel is not None:
             raise ValueError(
                 f"the response {response!r} is fitted exactly by the fixed effects and the random-effects term "
                 f"{t.label}: within every level of {t.name!r} it is an exact linear function of "
-                f"{', '.join(t.cnames)} (residual {rel:.1e} of its norm), so the residual variance would be 0. "
+                f"{', '.join(t.cnames)} (residual {term_rel:.1e} of its norm), so the residual variance would be 0. "
                 "Was the response simulated without noise, or is it a group-level variable?")
     return y_coef
 
@@ -1001,7 +1003,8 @@ def build_design(parsed: ParsedFormula, data: pd.DataFrame, missing: str = "drop
             X = X[:, kept]
             xnames = [xnames[j] for j in kept]
             x_center = x_center[kept]
-            R = np.linalg.qr(R[:, kept + [k]], mode="r")
+            # (NumPy's stubs type qr() as a QRResult in every mode; mode="r" returns the array R.)
+            R = np.linalg.qr(R[:, kept + [k]], mode="r")  # type: ignore[assignment]
         _check_scale(X, xnames, R, centred)
     X = _ones(n) if xnames == ["(Intercept)"] else np.asfortranarray(X, dtype=np.float64)
 

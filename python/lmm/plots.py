@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 from scipy import stats
@@ -252,8 +252,9 @@ def save_all(res, directory: str, profile: bool = False, dpi: int = 100) -> list
     """
     plt = _plt()
     os.makedirs(directory, exist_ok=True)
-    makers = [("caterpillar.png", caterpillar), ("residuals_fitted.png", residuals_vs_fitted),
-              ("qq_residuals.png", qq_residuals), ("qq_ranef.png", qq_ranef)]
+    makers: list[tuple[str, Callable[..., Any]]] = [
+        ("caterpillar.png", caterpillar), ("residuals_fitted.png", residuals_vs_fitted),
+        ("qq_residuals.png", qq_residuals), ("qq_ranef.png", qq_ranef)]
     if profile:
         makers.append(("profile_zeta.png", profile_zeta))
     paths = []

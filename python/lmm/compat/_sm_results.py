@@ -188,7 +188,7 @@ def _scaled_hessian(f, x: np.ndarray, base: np.ndarray) -> np.ndarray:
     steps shrink (to 1/100) while a step leaves f's domain (f then returns NaN)."""
     for kappa in (1.0, 0.1, 0.01):
         d = kappa * base
-        H = hessian_richardson(lambda u, d=d: f(x + d * (u - 1.0)), np.ones_like(x))
+        H = hessian_richardson(lambda u: f(x + d * (u - 1.0)), np.ones_like(x))  # noqa: B023 - called in this iteration
         if np.all(np.isfinite(H)):
             return H / np.outer(d, d)
     return np.full((x.size, x.size), np.nan)
@@ -472,10 +472,10 @@ class MixedLMResults:
     # --- random effects -------------------------------------------------------------------
 
     @functools.cached_property
-    def _layout(self) -> dict:
+    def _layout(self) -> dict[int, list[tuple[int, int, int, str]]]:
         """Per group (by index into the spec's labels): [(term, level, column slice, label)]."""
         spec, lm = self._spec, self._lmm_model
-        out = {int(g): [] for g in self._present}
+        out: dict[int, list[tuple[int, int, int, str]]] = {int(g): [] for g in self._present}
         if self._re_term is not None:
             t = lm.terms[self._re_term]
             for lev, lab in enumerate(t.levels):

@@ -297,12 +297,12 @@ def _eval_binop(node: BinOp, env: Env) -> Value:
     op = node.op
     left, right = evaluate(node.left, env), evaluate(node.right, env)
     if op in ("&", "|"):
-        a, a_na = _as_logical(left, node.left, env)
-        b, b_na = _as_logical(right, node.right, env)
+        a_log, a_na = _as_logical(left, node.left, env)
+        b_log, b_na = _as_logical(right, node.right, env)
         a_na = a_na if a_na is not None else np.zeros(env.n, dtype=bool)
         b_na = b_na if b_na is not None else np.zeros(env.n, dtype=bool)
-        a_arr = np.broadcast_to(np.asarray(a, dtype=bool), (env.n,))
-        b_arr = np.broadcast_to(np.asarray(b, dtype=bool), (env.n,))
+        a_arr = np.broadcast_to(np.asarray(a_log, dtype=bool), (env.n,))
+        b_arr = np.broadcast_to(np.asarray(b_log, dtype=bool), (env.n,))
         if op == "&":
             decided = (~a_arr & ~a_na) | (~b_arr & ~b_na)  # a definite FALSE decides
             na = (a_na | b_na) & ~decided
@@ -365,8 +365,9 @@ def _ensure_vector(value: Value, node: Node, env: Env) -> np.ndarray:
 def _math(fn: Callable[[np.ndarray], np.ndarray]) -> Callable[..., Any]:
     def impl(env: Env, call: Call, data: list[Node], params: dict[str, ParamValue]) -> Any:
         x = as_numeric(evaluate(data[0], env), data[0], env)
+        xa = np.asarray(x, dtype=np.float64)  # 0-d for a scalar
         with np.errstate(all="ignore"):
-            return fn(np.asarray(x, dtype=np.float64)) if isinstance(x, np.ndarray) else float(fn(np.float64(x)))
+            return fn(xa) if isinstance(x, np.ndarray) else float(fn(xa))
     return impl
 
 

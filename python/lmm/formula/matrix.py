@@ -118,6 +118,13 @@ def _matrix_names(label: str, var: Matrix) -> list[str]:
     return [label + s for s in (var.colnames or [str(j + 1) for j in range(ncol)])]
 
 
+def _matrix_columns(var: Matrix) -> list[Callable[[], np.ndarray]]:
+    """Makers of the model-matrix columns of a numeric variable, one per column of its values."""
+    def column(j: int) -> Callable[[], np.ndarray]:
+        return lambda: var.values[:, j]
+    return [column(j) for j in range(var.values.shape[1])]
+
+
 class ModelFrameState:
     """What evaluating a right-hand side on the fitting data fixes for new data.
 
@@ -379,7 +386,7 @@ def model_matrix(rhs: str | Terms, data: pd.DataFrame | Columns, state: ModelFra
                 cols_i = block.columns
             else:
                 parts = _matrix_names(label, var)
-                cols_i = [(lambda v=var, j=j: v.values[:, j]) for j in range(var.values.shape[1])]
+                cols_i = _matrix_columns(var)
             # earlier variables vary fastest: the new variable is the outer loop
             combos = [(prev_cols + [col], prev_names + [name])
                       for col, name in zip(cols_i, parts) for prev_cols, prev_names in combos]

@@ -180,8 +180,7 @@ def _parse_formula(text: str, double_bar: str) -> ParsedFormula:
             if isinstance(node, Call):
                 structure, bar = structure_of(node, text)
                 random.extend(random_terms(bar, text, refs, structure))
-            elif node.op == "||" and double_bar == "diag":
-                assert isinstance(node, BinOp)
+            elif isinstance(node, BinOp) and node.op == "||" and double_bar == "diag":
                 random.extend(random_terms(BinOp("|", node.left, node.right, node.op_pos), text, refs, "diag"))
             else:
                 assert isinstance(node, BinOp)

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Optional, Sequence
 
 import numpy as np
+import numpy.typing as npt
 
 __all__ = ["SplineBasis", "r_quantile", "spline_design", "bs_basis", "ns_basis"]
 
@@ -156,8 +157,8 @@ def _basis_derivatives(t: np.ndarray, x: np.ndarray, curs: np.ndarray, boundary:
     return out
 
 
-def spline_design(knots: Sequence[float], x: np.ndarray, ord: int = 4,
-                  derivs: int | Sequence[int] = 0) -> np.ndarray:
+def spline_design(knots: npt.ArrayLike, x: npt.ArrayLike, ord: int = 4,
+                  derivs: npt.ArrayLike = 0) -> np.ndarray:
     """R's ``splines::splineDesign(knots, x, ord, derivs)`` for x within the knots' range.
 
     Args:

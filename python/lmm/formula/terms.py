@@ -152,9 +152,9 @@ def build_terms(node: Node, text: str, refs: Sequence[ColumnRef] | None = None) 
             if op == "-":
                 left = enc(n.left)
                 state["parity"] = not state["parity"]
-                right = set(enc(n.right))
+                dropped = set(enc(n.right))
                 state["parity"] = not state["parity"]
-                return [t for t in left if t not in right]
+                return [t for t in left if t not in dropped]
             if op == "*":
                 left, right = enc(n.left), enc(n.right)
                 return _trim(left + right + [a | b for a in left for b in right])

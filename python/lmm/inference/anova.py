@@ -72,7 +72,7 @@ def anova(*models, refit: bool = True, names: Sequence[str] | None = None, type=
         warnings.warn("some models fit with REML = TRUE, some not", UserWarning, stacklevel=2)
     npar = np.array([m.npar for m in models], dtype=float)
     order = np.argsort(npar, kind="stable")
-    models = [models[i] for i in order]
+    models = tuple(models[i] for i in order)
     names = [names[i] for i in order]
     npar = npar[order]
     llk = np.array([m.loglik for m in models])

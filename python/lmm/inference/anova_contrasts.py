@@ -131,7 +131,8 @@ def _sequential_rows(X: np.ndarray) -> np.ndarray:
     if p == 0:
         return np.zeros((0, 0))
     s = _rms(X)
-    R = np.linalg.qr(X / s, mode="r")
+    # (NumPy's stubs type qr() as a QRResult in every mode; mode="r" returns the array R.)
+    R: np.ndarray = np.linalg.qr(X / s, mode="r")  # type: ignore[assignment]
     d = np.diag(R).copy()
     T = np.eye(p)
     # Doolittle leaves L's column at 0 below a (near) zero pivot U_ii = R_ii².
@@ -173,7 +174,8 @@ def _independent_columns(A: np.ndarray) -> list[int]:
     all-zero columns are dropped. The residuals come from Gram–Schmidt on the columns of
     A's QR factor R, which have A's norms and inner products (k × k work after one QR).
     """
-    R = np.linalg.qr(A, mode="r") if A.shape[0] > A.shape[1] else A
+    # (NumPy's stubs type qr() as a QRResult in every mode; mode="r" returns the array R.)
+    R: np.ndarray = np.linalg.qr(A, mode="r") if A.shape[0] > A.shape[1] else A  # type: ignore[assignment]
     Q = np.zeros((R.shape[0], 0))
     kept: list[int] = []
     for j in range(R.shape[1]):
@@ -332,13 +334,14 @@ def _variable_parts(state, rdnames: list[str], rdassign: list[int]) -> list[tupl
             if len(unknown) != 1:
                 continue
             u = unknown[0]
+            parts = {i: v[1] for i in variables if (v := out[i]) is not None}  # of the term's other variables
             names = [n for n, a in zip(rdnames, rdassign) if a == k + 1]
-            known = math.prod(len(out[i][1]) for i in variables if i != u)
+            known = math.prod(len(p) for p in parts.values())
             if not names or len(names) % known:
                 continue
-            stride = math.prod(len(out[i][1]) for i in variables if i < u)
-            before = "".join(out[i][1][0] + ":" for i in variables if i < u)
-            after = "".join(":" + out[i][1][0] for i in variables if i > u)
+            stride = math.prod(len(parts[i]) for i in variables if i < u)
+            before = "".join(parts[i][0] + ":" for i in variables if i < u)
+            after = "".join(":" + parts[i][0] for i in variables if i > u)
             found = []
             for j in range(len(names) // known):
                 name = names[j * stride]

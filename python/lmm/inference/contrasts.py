@@ -90,8 +90,7 @@ def coef_table(res, ddf: str | None = "Satterthwaite") -> pd.DataFrame:
     rows = []
     for j in range(len(names)):
         L = np.eye(len(names))[j]
-        var, df = _contrast_var_df(res, L, method)
-        rows.append((var, df))
+        rows.append(_contrast_var_df(res, L, method))
     se = np.sqrt([r[0] for r in rows])
     df = np.array([r[1] for r in rows])
     t = beta / se

@@ -124,6 +124,7 @@ def profile(res, which=None, alphamax: float = 0.01, maxpts: int = 100, delta_cu
     with blas_single_thread(), bar:
         se_ml = ml.se.to_numpy()
         for w in which:
+            f: _VarparZeta | _FixedZeta
             if w in vnames:
                 i = vnames.index(w)
                 f = _VarparZeta(mldev, pars0, i, lower[:nv], upper[:nv], base)

@@ -62,7 +62,7 @@ def _component_rows(c) -> list[list[str]]:
     row (their columns share the SD); ``diag`` terms no correlations.
     """
     structure = c.structure.partition("_")[0]
-    corr = np.full(len(c.names), "", dtype=object)
+    corr = [""] * len(c.names)
     if structure in ("cs", "ar1") and len(c.names) > 1:
         corr[0] = f"{c.corr[1, 0]:.2f} ({structure})"
     elif structure == "toep" and len(c.names) > 1:
