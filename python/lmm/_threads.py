@@ -12,7 +12,10 @@ therefore run on one BLAS thread; larger ones keep the threads the user set.
 from __future__ import annotations
 
 import contextlib
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
+
+if TYPE_CHECKING:  # imported on first use: importing lmm does not load threadpoolctl
+    from threadpoolctl import ThreadpoolController
 
 __all__ = ["DENSE_THREADS_MIN", "blas_limit", "dense_blas"]
 
@@ -21,7 +24,7 @@ DENSE_THREADS_MIN = 2000
 
 # One controller, found once: entering a limit then costs ~10 µs (threadpool_limits,
 # which inspects the loaded libraries each time, ~3 ms).
-_CONTROLLER: Optional[object] = None
+_CONTROLLER: Optional[ThreadpoolController] = None
 
 
 def blas_limit(limit: int) -> contextlib.AbstractContextManager:
@@ -31,7 +34,7 @@ def blas_limit(limit: int) -> contextlib.AbstractContextManager:
         from threadpoolctl import ThreadpoolController
 
         _CONTROLLER = ThreadpoolController()
-    return _CONTROLLER.limit(limits=limit, user_api="blas")  # type: ignore[attr-defined]
+    return _CONTROLLER.limit(limits=limit, user_api="blas")
 
 
 def dense_blas(tail_size: int) -> contextlib.AbstractContextManager:

@@ -60,7 +60,8 @@ def test_profile_intervals_of_a_weighted_fit():
     # (it warns "non-monotonic profile" and gives (Intercept) 250.4–251.7 against a Wald
     # 236.9–264.1); lmm's are checked against the Wald intervals instead, which they bracket
     # closely for this well-determined model.
-    ref = json.loads((pathlib.Path(__file__).parent.parent / "reference" / "profile_weights_reference.json").read_text())
+    path = pathlib.Path(__file__).parent.parent / "reference" / "profile_weights_reference.json"
+    ref = json.loads(path.read_text())
     data = lmm.datasets.load("sleepstudy")
     data["w"] = 1 + (data["Days"] % 3) / 2
     res = lmm.lmer(ref["formula"], data, weights="w")
