@@ -100,7 +100,7 @@ class LmmResult(PredictionMixin):
         self.bic = -2.0 * self.loglik + math.log(self.nobs) * npar
         self.singular = model.is_singular(self.par)
         self.converged = opt.converged
-        self.ngroups = {}
+        self.ngroups: dict[str, int] = {}
         for t in model.terms:
             self.ngroups.setdefault(t.name, t.nlevels)
         self._cache: dict = {}
