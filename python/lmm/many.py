@@ -131,7 +131,7 @@ class ManyResult:
 
     @property
     def coefficients(self) -> pd.DataFrame:
-        """The tidy table: one row per fit × fixed effect (response, term, estimate,
+        """The tidy table, one row per fit and fixed effect (response, term, estimate,
         std_error, statistic and, with Satterthwaite df, df and p_value)."""
         m, p = self.beta.shape
         table = {
@@ -149,8 +149,8 @@ class ManyResult:
 
     @property
     def fits(self) -> pd.DataFrame:
-        """One row per fit (indexed by name): nobs, criterion, sigma, θ (``theta_<name>``),
-        converged, singular, evaluations, error."""
+        """A table with one row per fit, indexed by name, of nobs, criterion, sigma, θ
+        (``theta_<name>``), converged, singular, evaluations and error."""
         table: dict = {"nobs": self.nobs, "criterion": self.criterion, "sigma": self.sigma}
         for k, name in enumerate(self.theta_names):
             table[f"theta_{name}"] = self.theta[:, k]
