@@ -35,7 +35,7 @@ class Worker {
       const ResponseCrossprods rc = model_.response_crossprods(terms_, X_, Y_.middleCols(j0, nb), R_);
       previous.resize(0);
       for (Index j = 0; j < nb; ++j) {
-        fo.theta_start = options_.warm_start ? previous : Vector();
+        fo.theta_start = options_.warm_start && previous.size() ? previous : options_.fit.theta_start;
         if (fit_one(rc, j, j0 + j, fo)) previous = out_.theta.col(j0 + j);
         done.fetch_add(1);
       }

@@ -302,8 +302,10 @@ class _Fitter:
     the user's (θ in lme4's order, β for the user's X, failures as NaN)."""
 
     def __init__(self, core: CoreModel, reml: bool, threads: int, warm_start: bool,
-                 columns: Optional[np.ndarray] = None) -> None:
+                 columns: Optional[np.ndarray] = None, theta_start: Optional[np.ndarray] = None) -> None:
         self.core, self.reml, self.threads, self.warm_start = core, reml, threads, warm_start
+        #: The start of every fit (θ; None: lmer's default start).
+        self.theta_start = None if theta_start is None else core._theta(theta_start)
         #: Positions of the core's fixed effects among the model's (a rebuilt design may have fewer).
         self.columns = np.arange(core._X.shape[1]) if columns is None else columns
         self.R = _centred_r_factor(core._X, core._x_center) if core._X.shape[1] else np.zeros((0, 0))
@@ -319,7 +321,7 @@ class _Fitter:
 
         with blas_limit(1):
             r = c.core.fit_many(c._tuples, c._X, np.asfortranarray(Y), self.R, self.reml, threads=self.threads,
-                                warm_start=self.warm_start, theta_scale=c.theta_scale,
+                                warm_start=self.warm_start, theta_start=self.theta_start, theta_scale=c.theta_scale,
                                 gradient_tolerance=1e-9, gradient_tolerance_rel=1e-9,
                                 relative_decrease_tolerance=FTOL, progress=progress if bar.enabled else None)
         error = np.asarray(r["error"], dtype=object)

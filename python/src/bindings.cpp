@@ -148,7 +148,7 @@ lmm::FitResult fit_model(lmm::Model& m, bool reml, const std::optional<lmm::Vect
 // the GIL, taken again only to call progress; the results as a dict of arrays.
 py::dict fit_many(const lmm::Model& m, const std::vector<py::tuple>& terms, const Columns& X, const Columns& Y,
                   const Columns& R, bool reml, lmm::Index threads, lmm::Index block, bool warm_start,
-                  const std::optional<lmm::Vector>& theta_scale, lmm::Index max_evaluations,
+                  const std::optional<lmm::Vector>& theta_start, const std::optional<lmm::Vector>& theta_scale, lmm::Index max_evaluations,
                   lmm::Index max_iterations, double gradient_tolerance, double gradient_tolerance_rel,
                   double relative_decrease_tolerance, lmm::Index memory,
                   const std::optional<py::function>& progress, double progress_interval) {
@@ -158,6 +158,7 @@ py::dict fit_many(const lmm::Model& m, const std::vector<py::tuple>& terms, cons
   lmm::ManyOptions o;
   o.fit = fit_options(reml, theta_scale, max_evaluations, max_iterations, gradient_tolerance,
                       gradient_tolerance_rel, relative_decrease_tolerance, memory);
+  if (theta_start) o.fit.theta_start = *theta_start;
   o.threads = threads;
   o.block = block;
   o.warm_start = warm_start;
@@ -454,7 +455,7 @@ PYBIND11_MODULE(_core, m) {
            "(at most once per trace_interval seconds when that is positive).")
       .def("fit_many", &fit_many, py::arg("terms"), py::arg("X"), py::arg("Y"), py::arg("R"), py::arg("reml"),
            py::arg("threads") = 1, py::arg("block") = lmm::ManyOptions{}.block, py::arg("warm_start") = false,
-           py::arg("theta_scale") = py::none(), py::arg("max_evaluations") = lmm::FitOptions{}.max_evaluations,
+           py::arg("theta_start") = py::none(), py::arg("theta_scale") = py::none(), py::arg("max_evaluations") = lmm::FitOptions{}.max_evaluations,
            py::arg("max_iterations") = lmm::FitOptions{}.max_iterations,
            py::arg("gradient_tolerance") = lmm::FitOptions{}.gradient_tolerance,
            py::arg("gradient_tolerance_rel") = lmm::FitOptions{}.gradient_tolerance_rel,
@@ -462,7 +463,8 @@ PYBIND11_MODULE(_core, m) {
            py::arg("memory") = lmm::FitOptions{}.memory, py::arg("progress") = py::none(),
            py::arg("progress_interval") = lmm::ManyOptions{}.progress_interval,
            "fit each column of Y (n x m) as the response of this design (terms and X as at construction;\n"
-           "R: X_c = QR), in threads; the model itself is not changed. A dict of per-response arrays\n"
-           "(theta: ntheta x m, beta and se: p x m for X as given, sigma, criterion, converged, ...,\n"
+           "R: X_c = QR), in threads, from theta_start (default: fit's start); the model itself is not\n"
+           "changed. A dict of per-response arrays (theta: ntheta x m, beta and se: p x m for X as given,\n"
+           "sigma, criterion, converged, ...,\n"
            "error: '' where fitted). progress(done) is called about every progress_interval seconds.");
 }

@@ -16,7 +16,8 @@
 namespace lmm {
 
 struct ManyOptions {
-  /// The fit of each response (its theta_start is ignored; see warm_start).
+  /// The fit of each response (with its theta_start, if any, the start of every
+  /// response that is not warm-started).
   FitOptions fit;
   /// Worker threads (each fits on its own copy of the model).
   Index threads = 1;
