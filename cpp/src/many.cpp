@@ -46,6 +46,7 @@ class Worker {
   // Fit response j of the block (column c of Y); false when it could not be fitted.
   bool fit_one(const ResponseCrossprods& rc, Index j, Index c, const FitOptions& fo) {
     out_.residual_ratio[c] = rc.norm2[j] > 0 ? std::sqrt(rc.residual2[j] / rc.norm2[j]) : 0.0;
+    out_.residual_ss[c] = rc.residual2[j];
     if (!Y_.col(c).allFinite()) {
       out_.error[c] = "the response has non-finite values";
       return false;
@@ -114,7 +115,7 @@ ManyResult fit_many(const Model& model, const std::vector<TermData>& terms, Eige
   out.theta.setConstant(model.ntheta(), m, kNaN);
   out.beta.setConstant(p, m, kNaN);
   out.se.setConstant(p, m, kNaN);
-  for (Vector* v : {&out.sigma, &out.criterion, &out.max_projected_gradient, &out.residual_ratio})
+  for (Vector* v : {&out.sigma, &out.criterion, &out.max_projected_gradient, &out.residual_ratio, &out.residual_ss})
     v->setConstant(m, kNaN);
   out.converged.assign(static_cast<std::size_t>(m), 0);
   out.singular.assign(static_cast<std::size_t>(m), 0);

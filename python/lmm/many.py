@@ -326,11 +326,12 @@ class _Fitter:
                                 relative_decrease_tolerance=FTOL, progress=progress if bar.enabled else None)
         error = np.asarray(r["error"], dtype=object)
         sigma = np.asarray(r["sigma"])
-        # Failures a single fit refuses before fitting (design.py's response checks).
-        sd = np.std(Y, axis=0)
-        constant = np.ptp(Y, axis=0) == 0 if Y.shape[0] else np.ones(m, dtype=bool)
+        # Failures a single fit refuses before fitting (the design's response checks);
+        # σ̂ against the residual SD on X, where the random effects fit y exactly.
+        rms = np.sqrt(np.asarray(r["residual_ss"]) / max(Y.shape[0], 1))
+        constant = (np.max(Y, axis=0) == np.min(Y, axis=0)) if Y.shape[0] else np.ones(m, dtype=bool)
         exact_x = np.asarray(r["residual_ratio"]) <= EXACT_FIT_TOL
-        exact_z = (sigma <= EXACT_FIT_SIGMA * sd) & (c.sigma is None)
+        exact_z = (sigma <= EXACT_FIT_SIGMA * rms) & (c.sigma is None)
         error[(error == "") & exact_z] = "fitted exactly by the random effects: the residual variance is 0"
         error[exact_x & ~constant] = "fitted exactly by the fixed effects: the residual variance would be 0"
         error[constant] = "the response is constant"
@@ -364,7 +365,8 @@ def _fit_chunk(model: LinearMixedModel, Y: np.ndarray, reml: bool, threads: int,
     """The fits of one block of responses (n × k, NaN where missing), in their order."""
     p, nt = model.nfixed, model.ntheta
     offset = model.design.offset
-    Y_fit = Y if offset is None else Y - offset[:, None]
+    # One copy in column order (the core's): each response's values are contiguous.
+    Y_fit = np.asfortranarray(Y if offset is None else Y - offset[:, None])
     present = ~np.isnan(Y_fit)
     complete = present.all(axis=0)
     out = _empty_part(Y.shape[1], p, nt, "")
@@ -380,10 +382,10 @@ def _fit_chunk(model: LinearMixedModel, Y: np.ndarray, reml: bool, threads: int,
         if cols.size == 0:
             continue
         if rows_mask is None:
-            key, Ysub = b"", Y_fit[:, cols]
+            key, Ysub = b"", (Y_fit if cols.size == Y_fit.shape[1] else np.asfortranarray(Y_fit[:, cols]))
         else:
             key = np.packbits(rows_mask).tobytes()
-            Ysub = Y_fit[np.ix_(rows_mask, cols)]
+            Ysub = np.asfortranarray(Y_fit[np.ix_(rows_mask, cols)])
         if key not in fitters:
             try:
                 sub = model if rows_mask is None else missing_model(np.flatnonzero(rows_mask))

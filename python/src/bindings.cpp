@@ -185,7 +185,8 @@ py::dict fit_many(const lmm::Model& m, const std::vector<py::tuple>& terms, cons
   return py::dict(py::arg("theta") = r.theta, py::arg("beta") = r.beta, py::arg("se") = r.se,
                   py::arg("sigma") = r.sigma, py::arg("criterion") = r.criterion,
                   py::arg("max_projected_gradient") = r.max_projected_gradient,
-                  py::arg("residual_ratio") = r.residual_ratio, py::arg("converged") = flags(r.converged),
+                  py::arg("residual_ratio") = r.residual_ratio, py::arg("residual_ss") = r.residual_ss,
+                  py::arg("converged") = flags(r.converged),
                   py::arg("singular") = flags(r.singular), py::arg("evaluations") = py::cast(r.evaluations),
                   py::arg("iterations") = py::cast(r.iterations), py::arg("restarts") = py::cast(r.restarts),
                   py::arg("error") = r.error, py::arg("seconds") = r.seconds);

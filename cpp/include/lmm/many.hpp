@@ -45,6 +45,7 @@ struct ManyResult {
   Vector criterion;      ///< m, REML criterion or ML deviance at the optimum
   Vector max_projected_gradient;  ///< m, as FitResult
   Vector residual_ratio;          ///< m, |y − X_c γ| / |y|: 0 when X fits the response exactly
+  Vector residual_ss;             ///< m, |y − X_c γ|², the residual sum of squares on X (unweighted)
   std::vector<std::uint8_t> converged, singular;  ///< m each
   std::vector<Index> evaluations, iterations, restarts;  ///< m each
   std::vector<std::string> error;  ///< m, empty where the response was fitted
