@@ -29,7 +29,7 @@ from scipy import stats
 from ._threads import blas_limit
 from .covariance import theta_names as _theta_names
 from .design import as_frame
-from .model import EXACT_FIT_SIGMA, CoreModel, LinearMixedModel, _centred_r_factor, build_core
+from .model import EXACT_FIT_SIGMA, CoreModel, LinearMixedModel, _centred_r_factor, _least_squares, build_core
 from .optimize import FTOL
 
 __all__ = ["ManyResult", "fit_many", "lmer_many"]
@@ -308,7 +308,9 @@ class _Fitter:
         self.theta_start = None if theta_start is None else core._theta(theta_start)
         #: Positions of the core's fixed effects among the model's (a rebuilt design may have fewer).
         self.columns = np.arange(core._X.shape[1]) if columns is None else columns
-        self.R = _centred_r_factor(core._X, core._x_center) if core._X.shape[1] else np.zeros((0, 0))
+        if core._R is None:
+            core._R = _centred_r_factor(core._X, core._x_center) if core._X.shape[1] else np.zeros((0, 0))
+        self.R = core._R
 
     def fit(self, Y: np.ndarray, bar: _Bar) -> dict:
         c = self.core
@@ -709,8 +711,11 @@ def _with_column(model: LinearMixedModel, g: np.ndarray, name: str) -> LinearMix
     x_center = np.append(d.x_center, float(np.mean(g)) if intercept else 0.0)
     new = copy.copy(model)
     new.design = dataclasses.replace(d, X=X, xnames=d.xnames + [name], x_center=x_center, y_coef=np.zeros(0))
-    core = build_core(d.terms, X, d.y_fit, x_center=x_center, max_dense_bytes=model.max_dense_bytes,
-                      theta_scale=model.theta_scale, reml=model.REML, weights=d.weights, sigma=model.sigma)
+    R = _centred_r_factor(X, x_center)
+    core = build_core(d.terms, X, d.y_fit, x_center=x_center, y_coef=_least_squares(R, X, x_center, d.y_fit),
+                      max_dense_bytes=model.max_dense_bytes, theta_scale=model.theta_scale, reml=model.REML,
+                      weights=d.weights, sigma=model.sigma)
+    core._R = R
     new.design.y_coef = core._y_coef
     new._shifted = core
     new._core = core.core
