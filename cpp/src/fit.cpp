@@ -338,7 +338,6 @@ FitResult fit(Model& model, const FitOptions& options) {
   r.max_projected_gradient = projected_gradient(pt.x, obj.gradient(), lower_phi, upper_phi).cwiseAbs().maxCoeff();
   r.converged = r.max_projected_gradient <=
                 tolerance(options.convergence_tolerance, options.convergence_tolerance_rel, r.criterion);
-  r.gradient = model.gradient(options.reml);
   for (Index i = 0; i < lower.size(); ++i)
     r.singular = r.singular || (lower[i] == 0.0 && r.working_theta[i] < singular_tolerance);
 
@@ -347,6 +346,9 @@ FitResult fit(Model& model, const FitOptions& options) {
   const Vector b = model.b(u);
   r.sigma = model.sigma(options.reml);
   r.vcov_beta = model.vcov_beta(options.reml);
+  // Last: the gradient's selected inverse uses the factor's storage (solve() and
+  // vcov_beta() before it need no second factorization).
+  r.gradient = model.gradient(options.reml);
   r.se_beta = r.vcov_beta.diagonal().cwiseSqrt();
   Index off = 0;
   for (Index k = 0; k < model.nterms(); ++k) {
