@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from . import _core
 from ._threads import blas_limit
 from .covariance import theta_names as _theta_names
 from .design import as_frame
@@ -314,45 +315,59 @@ class _Fitter:
 
     def fit(self, Y: np.ndarray, bar: _Bar) -> dict:
         c = self.core
-        m = Y.shape[1]
-        done = {"k": 0}
-
-        def progress(k: int) -> None:
-            bar.advance(k - done["k"])
-            done["k"] = k
-
         with blas_limit(1):
             r = c.core.fit_many(c._tuples, c._X, np.asfortranarray(Y), self.R, self.reml, threads=self.threads,
                                 warm_start=self.warm_start, theta_start=self.theta_start, theta_scale=c.theta_scale,
                                 gradient_tolerance=1e-9, gradient_tolerance_rel=1e-9,
-                                relative_decrease_tolerance=FTOL, progress=progress if bar.enabled else None)
-        error = np.asarray(r["error"], dtype=object)
-        sigma = np.asarray(r["sigma"])
-        # Failures a single fit refuses before fitting (the design's response checks);
-        # σ̂ against the residual SD on X, where the random effects fit y exactly.
-        rms = np.sqrt(np.asarray(r["residual_ss"]) / max(Y.shape[0], 1))
-        constant = (np.max(Y, axis=0) == np.min(Y, axis=0)) if Y.shape[0] else np.ones(m, dtype=bool)
-        exact_x = np.asarray(r["residual_ratio"]) <= EXACT_FIT_TOL
-        exact_z = (sigma <= EXACT_FIT_SIGMA * rms) & (c.sigma is None)
-        error[(error == "") & exact_z] = "fitted exactly by the random effects: the residual variance is 0"
-        error[exact_x & ~constant] = "fitted exactly by the fixed effects: the residual variance would be 0"
-        error[constant] = "the response is constant"
-        failed = error != ""
-        out = {
-            "theta": np.asarray(r["theta"]).T.copy(),
-            "beta": np.asarray(r["beta"]).T.copy(),
-            "se": np.asarray(r["se"]).T.copy(),
-            "sigma": sigma.copy(),
-            "criterion": np.asarray(r["criterion"]).copy(),
-            "converged": np.asarray(r["converged"]) & ~failed,
-            "singular": np.asarray(r["singular"]) & ~failed,
-            "nobs": np.full(m, Y.shape[0], dtype=np.int64),
-            "evaluations": np.asarray(r["evaluations"], dtype=np.int64),
-            "error": error,
-        }
-        for key in ("theta", "beta", "se", "sigma", "criterion"):
-            out[key][failed] = np.nan
-        return out
+                                relative_decrease_tolerance=FTOL, progress=_progress_of(bar))
+        return _part(r, Y, c.sigma is not None)
+
+
+def _progress_of(bar: _Bar) -> Optional[Callable[[int], None]]:
+    """The core's progress callback (fits done so far) advancing ``bar``, or None when it is off."""
+    if not bar.enabled:
+        return None
+    done = {"k": 0}
+
+    def progress(k: int) -> None:
+        bar.advance(k - done["k"])
+        done["k"] = k
+
+    return progress
+
+
+def _part(r: dict, Y: np.ndarray, sigma_known: bool, what: str = "response", constant_fails: bool = True) -> dict:
+    """The core's per-fit arrays as the user's (a row per fit), with the failures a single fit
+    refuses before fitting (the design's checks of its response; ``Y`` its columns, the
+    responses or candidates) marked and set to NaN."""
+    m = Y.shape[1]
+    error = np.asarray(r["error"], dtype=object)
+    sigma = np.asarray(r["sigma"])
+    # σ̂ against the residual SD on X, where the random effects fit y exactly.
+    rms = np.sqrt(np.asarray(r["residual_ss"]) / max(Y.shape[0], 1))
+    constant = (np.max(Y, axis=0) == np.min(Y, axis=0)) if Y.shape[0] else np.ones(m, dtype=bool)
+    constant &= constant_fails
+    exact_x = np.asarray(r["residual_ratio"]) <= EXACT_FIT_TOL
+    exact_z = (sigma <= EXACT_FIT_SIGMA * rms) & (not sigma_known)
+    error[(error == "") & exact_z] = "fitted exactly by the random effects: the residual variance is 0"
+    error[exact_x & ~constant] = "fitted exactly by the fixed effects: the residual variance would be 0"
+    error[constant] = f"the {what} is constant"
+    failed = error != ""
+    out = {
+        "theta": np.asarray(r["theta"]).T.copy(),
+        "beta": np.asarray(r["beta"]).T.copy(),
+        "se": np.asarray(r["se"]).T.copy(),
+        "sigma": sigma.copy(),
+        "criterion": np.asarray(r["criterion"]).copy(),
+        "converged": np.asarray(r["converged"]) & ~failed,
+        "singular": np.asarray(r["singular"]) & ~failed,
+        "nobs": np.full(m, Y.shape[0], dtype=np.int64),
+        "evaluations": np.asarray(r["evaluations"], dtype=np.int64),
+        "error": error,
+    }
+    for key in ("theta", "beta", "se", "sigma", "criterion"):
+        out[key][failed] = np.nan
+    return out
 
 
 def _empty_part(m: int, p: int, nt: int, error: str, nobs: int = 0) -> dict:
@@ -731,8 +746,6 @@ def _scan(formula: str, data, vary, *, REML: bool, weights, offset, contrasts, m
     fitted as a separate ``lmer`` of ``y ~ ... + candidate`` would be. Rows where a
     candidate is missing are dropped for that candidate.
     """
-    from concurrent.futures import ThreadPoolExecutor
-
     t0 = time.perf_counter()
     frame = as_frame(data)
     model = LinearMixedModel(formula, frame, REML=REML, weights=weights, offset=offset, contrasts=contrasts,
@@ -749,7 +762,7 @@ def _scan(formula: str, data, vary, *, REML: bool, weights, offset, contrasts, m
     threads = _n_jobs(n_jobs)
     subsets: dict[bytes, LinearMixedModel] = {}
 
-    def fit_one(j: int) -> tuple[dict, Optional[LinearMixedModel]]:
+    def fit_one(j: int, satterthwaite: bool = False) -> tuple[dict, Optional[LinearMixedModel]]:
         g = G[:, j]
         rows = ~np.isnan(g)
         base = model
@@ -771,15 +784,36 @@ def _scan(formula: str, data, vary, *, REML: bool, weights, offset, contrasts, m
             part["df"] = _satterthwaite_df(mj, mj.design.y[:, None], part, model.REML, None)
         return part, mj
 
+    # Candidates without missing values: the core's scan (a model per candidate built and
+    # fitted in C++ threads); the others (rows dropped per candidate) one by one here.
     bar = _Bar(len(names), progress, "scan")
-    parts: list[dict] = []
+    complete = ~np.isnan(G).any(axis=0)
+    part = _empty_part(len(names), model.nfixed + 1, model.ntheta, "")
+    core = model._shifted
     try:
-        with blas_limit(1), ThreadPoolExecutor(max_workers=threads) as pool:
-            for part, _ in pool.map(fit_one, range(len(names))):
-                parts.append(part)
-                bar.advance(1)
+        idx = np.flatnonzero(complete)
+        if idx.size:
+            Gc = np.asfortranarray(G[:, idx])
+            with blas_limit(1):
+                r = _core.fit_scan(core._tuples, core._X, model.design.y_fit, Gc, core._max_dense_bytes,
+                                   weights=core.weights, sigma=core.sigma or 0.0, reml=model.REML, threads=threads,
+                                   gradient_tolerance=1e-9, gradient_tolerance_rel=1e-9,
+                                   relative_decrease_tolerance=FTOL, progress=_progress_of(bar))
+            intercept = model.design.xnames[:1] == ["(Intercept)"]
+            for k, v in _part(r, Gc, core.sigma is not None, "candidate", intercept).items():
+                part[k][idx] = v
+        for j in np.flatnonzero(~complete):
+            for k, v in fit_one(int(j))[0].items():
+                part[k][j] = v[0]
+            bar.advance(1)
     finally:
         bar.close()
+    if satterthwaite:
+        part["df"] = np.full(part["beta"].shape, np.nan)
+        for j in np.flatnonzero(part["error"] == ""):
+            one, mj = fit_one(int(j), satterthwaite=True)
+            part["df"][j] = one["df"][0]
+    parts = [part]
 
     def refit(k: int):
         part, mj = fit_one(k)

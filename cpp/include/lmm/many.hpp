@@ -64,4 +64,15 @@ struct ManyResult {
 ManyResult fit_many(const Model& model, const std::vector<TermData>& terms, Eigen::Ref<const Matrix> X,
                     Eigen::Ref<const Matrix> Y, Eigen::Ref<const Matrix> R, const ManyOptions& options = {});
 
+/// A scan: one fit per candidate column of G (n × c), each added to X as its
+/// last column, with the response y. Each candidate's model is built from the
+/// rows as Model's constructor builds it (its shift: X's and the candidate's
+/// means when X's first column is an intercept, y's least-squares fit on them
+/// removed) and fitted as fit() fits it; the results' β and SEs are those of
+/// [X g] (the candidate's last). In threads, as fit_many.
+/// Throws std::invalid_argument when the data do not match.
+ManyResult fit_scan(const std::vector<TermData>& terms, Eigen::Ref<const Matrix> X, Eigen::Ref<const Vector> y,
+                    Eigen::Ref<const Matrix> G, const ModelOptions& model_options = {},
+                    const ManyOptions& options = {});
+
 }  // namespace lmm
