@@ -250,4 +250,93 @@ void update_response(Crossprod& A, const std::vector<TermData>& terms, Eigen::Re
   A.XyXy.col(p) = last;
 }
 
+namespace {
+
+// Rows [r0, r0 + m) of X_c = X − 1 center' into Xc.
+void centred_rows(const Eigen::Ref<const Matrix>& X, const Vector& center, Index r0, Index m, Matrix& Xc) {
+  Xc = X.middleRows(r0, m);
+  if (center.size() > 0) Xc.rowwise() -= center.transpose();
+}
+
+// X_c'(Y − X_c Γ) over all rows (Γ empty: X_c'Y).
+Matrix centred_t_residual(const Eigen::Ref<const Matrix>& X, const Vector& center, const Eigen::Ref<const Matrix>& Y,
+                          const Matrix& gamma) {
+  const Index n = Y.rows();
+  Matrix G = Matrix::Zero(X.cols(), Y.cols()), Xc, E;
+  for (Index r0 = 0; r0 < n; r0 += kChunk) {
+    const Index m = std::min(kChunk, n - r0);
+    centred_rows(X, center, r0, m, Xc);
+    E = Y.middleRows(r0, m);
+    if (gamma.size()) E.noalias() -= Xc * gamma;
+    G.noalias() += Xc.transpose() * E;
+  }
+  return G;
+}
+
+}  // namespace
+
+ResponseCrossprods response_crossprods(const Crossprod& A, const std::vector<TermData>& terms,
+                                       Eigen::Ref<const Matrix> X, Eigen::Ref<const Matrix> Y,
+                                       Eigen::Ref<const Matrix> R) {
+  const Index n = A.n, p = A.p, b = Y.cols();
+  if (Y.rows() != n || X.rows() != n || X.cols() != p || terms.size() != A.shapes.size())
+    throw std::invalid_argument("response_crossprods: the data do not match the model's dimensions");
+  if (R.rows() != p || R.cols() != p)
+    throw std::invalid_argument("response_crossprods: R must be " + std::to_string(p) + " x " + std::to_string(p));
+  const Vector& center = A.shift.center;
+  ResponseCrossprods out;
+  out.gamma.setZero(p, b);
+  if (p > 0) {
+    // γ from R'R γ = X_c'y, refined once with the residual (as the design's shift).
+    for (int step = 0; step < 2; ++step) {
+      Matrix G = centred_t_residual(X, center, Y, step ? out.gamma : Matrix());
+      R.transpose().triangularView<Eigen::Lower>().solveInPlace(G);
+      R.triangularView<Eigen::Upper>().solveInPlace(G);
+      out.gamma += G;
+    }
+  }
+  const Index K = static_cast<Index>(terms.size());
+  out.Zy.resize(static_cast<std::size_t>(K));
+  for (Index k = 0; k < K; ++k) out.Zy[k].setZero(b, A.shapes[k].q());
+  out.Xy.setZero(p, b);
+  out.yy.setZero(b);
+  out.norm2.setZero(b);
+  out.residual2.setZero(b);
+  Matrix Xc, Yc, Ywt, buf;
+  for (Index r0 = 0; r0 < n; r0 += kChunk) {
+    const Index m = std::min(kChunk, n - r0);
+    centred_rows(X, center, r0, m, Xc);
+    out.norm2 += Y.middleRows(r0, m).colwise().squaredNorm().transpose();
+    Yc = Y.middleRows(r0, m);
+    if (p > 0) Yc.noalias() -= Xc * out.gamma;
+    out.residual2 += Yc.colwise().squaredNorm().transpose();
+    // Ywt: W y_c transposed (b × m), so that a row's b values are contiguous.
+    Ywt = Yc.transpose();
+    if (A.weights.size())
+      for (Index r = 0; r < m; ++r) Ywt.col(r) *= A.weights[r0 + r];
+    out.yy.noalias() += (Ywt.transpose().cwiseProduct(Yc)).colwise().sum().transpose();
+    out.Xy.noalias() += Xc.transpose() * Ywt.transpose();
+    for (Index k = 0; k < K; ++k) {
+      const TermData& t = terms[k];
+      const auto zc = term_rows(t, transform_of(A.transforms, k), r0, m, buf);
+      const Index pk = zc.cols();
+      const std::int32_t* codes = t.codes.data() + r0;
+      Matrix& Zy = out.Zy[k];
+      for (Index r = 0; r < m; ++r)
+        for (Index a = 0; a < pk; ++a) Zy.col(codes[r] * pk + a).noalias() += zc(r, a) * Ywt.col(r);
+    }
+  }
+  return out;
+}
+
+void set_response(Crossprod& A, const ResponseCrossprods& R, Index j) {
+  const Index p = A.p;
+  if (j < 0 || j >= R.yy.size()) throw std::out_of_range("set_response: no response " + std::to_string(j));
+  for (std::size_t k = 0; k < A.XyZ.size(); ++k) A.XyZ[k].row(p) = R.Zy[k].row(j);
+  A.XyXy.row(p).head(p) = R.Xy.col(j).transpose();
+  A.XyXy.col(p).head(p) = R.Xy.col(j);
+  A.XyXy(p, p) = R.yy[j];
+  A.shift.gamma = R.gamma.col(j);
+}
+
 }  // namespace lmm

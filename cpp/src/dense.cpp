@@ -1,6 +1,7 @@
 #include "lmm/dense.hpp"
 
 #include <Eigen/Cholesky>
+#include <algorithm>
 #include <atomic>
 #include <cstdlib>
 #include <new>
@@ -97,6 +98,12 @@ void DenseBlock::resize(Index n) {
   if (data_ == nullptr) throw std::bad_alloc();
 #endif
   n_ = n;
+}
+
+void DenseBlock::copy_lower(const DenseBlock& other) {
+  release();
+  resize(other.n_);
+  for (Index j = 0; j < n_; ++j) std::copy(other.data_ + j * n_ + j, other.data_ + (j + 1) * n_, data_ + j * n_ + j);
 }
 
 void DenseBlock::release() {

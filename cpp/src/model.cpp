@@ -80,6 +80,19 @@ void Model::set_response(const std::vector<TermData>& terms, Eigen::Ref<const Ma
   factored_ = false;
 }
 
+ResponseCrossprods Model::response_crossprods(const std::vector<TermData>& terms, Eigen::Ref<const Matrix> X,
+                                              Eigen::Ref<const Matrix> Y, Eigen::Ref<const Matrix> R) const {
+  if (terms.size() != order_.size())
+    throw std::invalid_argument("response_crossprods: " + std::to_string(terms.size()) +
+                                " terms for a model with " + std::to_string(order_.size()));
+  return lmm::response_crossprods(A_, reordered(terms, order_), X, Y, R);
+}
+
+void Model::set_response(const ResponseCrossprods& R, Index j) {
+  lmm::set_response(A_, R, j);
+  factored_ = false;
+}
+
 Index Model::ntheta() const {
   Index n = 0;
   for (const auto& s : A_.shapes) n += s.ntheta();

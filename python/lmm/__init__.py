@@ -9,6 +9,7 @@ Example:
 from . import datasets
 from .formula import FormulaError, parse_formula
 from .inference import anova
+from .many import ManyResult, lmer_many
 from .model import LinearMixedModel, lmer
 from .results import LmmResult
 
@@ -23,5 +24,5 @@ def __getattr__(name: str):
         return getattr(statsmodels, name)
     raise AttributeError(f"module 'lmm' has no attribute {name!r}")
 
-__all__ = ["FormulaError", "anova", "LinearMixedModel", "LmmResult", "MixedLM", "datasets", "lmer", "mixedlm",
-           "parse_formula", "__version__"]
+__all__ = ["FormulaError", "anova", "LinearMixedModel", "LmmResult", "ManyResult", "MixedLM", "datasets", "lmer",
+           "lmer_many", "mixedlm", "parse_formula", "__version__"]

@@ -165,3 +165,11 @@ class Model:
             trace: Callable[[int, float], object] | None = None, trace_interval: float = 0.0) -> FitResult:
         """Minimize the criterion over θ (L-BFGS-B, exact gradient, restarts off the boundary);
         trace(evaluation, value) after each evaluation, at most once per trace_interval seconds."""
+    def fit_many(self, terms: Sequence[tuple], X: npt.ArrayLike, Y: npt.ArrayLike, R: npt.ArrayLike, reml: bool,
+                 threads: int = 1, block: int = ..., warm_start: bool = False,
+                 theta_scale: npt.ArrayLike | None = None, max_evaluations: int = ..., max_iterations: int = ...,
+                 gradient_tolerance: float = ..., gradient_tolerance_rel: float = ...,
+                 relative_decrease_tolerance: float = ..., memory: int = ...,
+                 progress: Callable[[int], object] | None = None, progress_interval: float = ...) -> dict:
+        """Fit each column of Y (n × m) as this design's response, in threads: a dict of per-response
+        arrays (theta, beta, se, sigma, criterion, converged, singular, evaluations, error, ...)."""

@@ -11,6 +11,8 @@ with the shift.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import math
 import warnings
 from dataclasses import dataclass
@@ -705,6 +707,55 @@ class LinearMixedModel:
         return build_core(self.design.terms, d.X, d.y_fit, x_center=d.x_center, y_coef=d.y_coef,
                           max_dense_bytes=self.max_dense_bytes, theta_scale=self.theta_scale, reml=self.REML,
                           weights=d.weights, sigma=self.sigma)
+
+    def with_response(self, y) -> "LinearMixedModel":
+        """The same design with another response (lme4's ``refit`` uses it): a new model.
+
+        The crossproducts are formed again in one pass (for very many responses,
+        :meth:`fit_many` forms only their response parts); the design's arrays are shared.
+
+        Args:
+            y: (nobs,) finite values, one per row the model uses (as ``design.y``); the
+                offset, if any, is subtracted as for the model's own response.
+
+        Raises:
+            ValueError: a response of the wrong length, with non-finite values, or one
+                the fixed effects fit exactly.
+        """
+        d = self.design
+        y = np.array(y, dtype=np.float64).reshape(-1)
+        if y.shape[0] != self.nobs:
+            raise ValueError(f"the new response has {y.shape[0]} values; the model uses {self.nobs} rows")
+        if not np.all(np.isfinite(y)):
+            raise ValueError("the new response has missing or non-finite values (lme4's refit needs a value "
+                             "for every row the model uses)")
+        new = copy.copy(self)
+        new.design = dataclasses.replace(d, y=y)
+        y_fit = new.design.y_fit
+        y_coef = shift_for(d.X, y_fit)[1] if d.X.shape[1] else np.zeros(0)
+        if d.X.shape[1] and _sd(y_fit - _centred_times(d.X, d.x_center, y_coef)) <= EXACT_FIT_SIGMA * _sd(y_fit):
+            raise ValueError("the new response is fitted exactly by the fixed effects: the residual variance "
+                             "would be 0")
+        new._shifted = build_core(d.terms, d.X, y_fit, x_center=d.x_center, y_coef=y_coef,
+                                  max_dense_bytes=self.max_dense_bytes, theta_scale=self.theta_scale,
+                                  reml=self.REML, weights=d.weights, sigma=self.sigma)
+        new._core = new._shifted.core
+        return new
+
+    def fit_many(self, Y, *, names=None, reml: bool | None = None, n_jobs: int | None = None,
+                 warm_start: bool = False, satterthwaite: bool = False, progress: bool | None = None,
+                 output=None, chunk_size: int = 4096):
+        """Fit each column of ``Y`` as this design's response, as separate fits would.
+
+        See :func:`lmm.many.fit_many` (the arguments are its own).
+
+        Returns:
+            :class:`lmm.many.ManyResult` (or the path written, with ``output``).
+        """
+        from .many import fit_many
+
+        return fit_many(self, Y, names=names, reml=reml, n_jobs=n_jobs, warm_start=warm_start,
+                        satterthwaite=satterthwaite, progress=progress, output=output, chunk_size=chunk_size)
 
     def fit(self, start=None, *, reml: bool | None = None, optimizer: str = "core", tol: float = 1e-8,
             maxiter: int = 10000, verbose: bool = False):

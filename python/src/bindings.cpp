@@ -97,6 +97,22 @@ void set_response(lmm::Model& m, const std::vector<py::tuple>& terms, const Colu
   m.set_response(d.terms, d.Xmap(), d.ymap());
 }
 
+// FitOptions from the keyword arguments of Model.fit and Model.fit_many.
+lmm::FitOptions fit_options(bool reml, const std::optional<lmm::Vector>& theta_scale, lmm::Index max_evaluations,
+                            lmm::Index max_iterations, double gradient_tolerance, double gradient_tolerance_rel,
+                            double relative_decrease_tolerance, lmm::Index memory) {
+  lmm::FitOptions o;
+  o.gradient_tolerance = gradient_tolerance;
+  o.gradient_tolerance_rel = gradient_tolerance_rel;
+  o.relative_decrease_tolerance = relative_decrease_tolerance;
+  o.memory = memory;
+  o.reml = reml;
+  if (theta_scale) o.theta_scale = *theta_scale;
+  o.max_evaluations = max_evaluations;
+  o.max_iterations = max_iterations;
+  return o;
+}
+
 // lmm::fit on a built model. The GIL is released while the optimizer runs and
 // taken again only to call trace.
 lmm::FitResult fit_model(lmm::Model& m, bool reml, const std::optional<lmm::Vector>& theta_start,
@@ -104,16 +120,9 @@ lmm::FitResult fit_model(lmm::Model& m, bool reml, const std::optional<lmm::Vect
                          lmm::Index max_iterations, double gradient_tolerance, double gradient_tolerance_rel,
                          double relative_decrease_tolerance, lmm::Index memory,
                          const std::optional<py::function>& trace, double trace_interval) {
-  lmm::FitOptions o;
-  o.gradient_tolerance = gradient_tolerance;
-  o.gradient_tolerance_rel = gradient_tolerance_rel;
-  o.relative_decrease_tolerance = relative_decrease_tolerance;
-  o.memory = memory;
-  o.reml = reml;
+  lmm::FitOptions o = fit_options(reml, theta_scale, max_evaluations, max_iterations, gradient_tolerance,
+                                  gradient_tolerance_rel, relative_decrease_tolerance, memory);
   if (theta_start) o.theta_start = *theta_start;
-  if (theta_scale) o.theta_scale = *theta_scale;
-  o.max_evaluations = max_evaluations;
-  o.max_iterations = max_iterations;
   if (trace) {
     // By reference: the function outlives the fit, and is not copied (or
     // released) without the GIL.
@@ -133,6 +142,52 @@ lmm::FitResult fit_model(lmm::Model& m, bool reml, const std::optional<lmm::Vect
   }
   py::gil_scoped_release release;
   return lmm::fit(m, o);
+}
+
+// lmm::fit_many on a built model: the columns of Y fitted in threads without
+// the GIL, taken again only to call progress; the results as a dict of arrays.
+py::dict fit_many(const lmm::Model& m, const std::vector<py::tuple>& terms, const Columns& X, const Columns& Y,
+                  const Columns& R, bool reml, lmm::Index threads, lmm::Index block, bool warm_start,
+                  const std::optional<lmm::Vector>& theta_scale, lmm::Index max_evaluations,
+                  lmm::Index max_iterations, double gradient_tolerance, double gradient_tolerance_rel,
+                  double relative_decrease_tolerance, lmm::Index memory,
+                  const std::optional<py::function>& progress, double progress_interval) {
+  const ModelData d(terms, X, Columns(0));
+  if (Y.ndim() != 2) throw std::invalid_argument("Y must be two-dimensional (n x m)");
+  if (R.ndim() != 2) throw std::invalid_argument("R must be two-dimensional (p x p)");
+  lmm::ManyOptions o;
+  o.fit = fit_options(reml, theta_scale, max_evaluations, max_iterations, gradient_tolerance,
+                      gradient_tolerance_rel, relative_decrease_tolerance, memory);
+  o.threads = threads;
+  o.block = block;
+  o.warm_start = warm_start;
+  o.progress_interval = progress_interval;
+  if (progress) {
+    const py::function& f = *progress;
+    o.progress = [&f](lmm::Index done) {
+      py::gil_scoped_acquire gil;
+      f(done);
+    };
+  }
+  const Eigen::Map<const lmm::Matrix> Ymap(Y.data(), Y.shape(0), Y.shape(1));
+  const Eigen::Map<const lmm::Matrix> Rmap(R.data(), R.shape(0), R.shape(1));
+  lmm::ManyResult r;
+  {
+    py::gil_scoped_release release;
+    r = lmm::fit_many(m, d.terms, d.Xmap(), Ymap, Rmap, o);
+  }
+  auto flags = [](const std::vector<std::uint8_t>& v) {
+    py::array_t<bool> a(static_cast<py::ssize_t>(v.size()));
+    for (std::size_t i = 0; i < v.size(); ++i) a.mutable_data()[i] = v[i] != 0;
+    return a;
+  };
+  return py::dict(py::arg("theta") = r.theta, py::arg("beta") = r.beta, py::arg("se") = r.se,
+                  py::arg("sigma") = r.sigma, py::arg("criterion") = r.criterion,
+                  py::arg("max_projected_gradient") = r.max_projected_gradient,
+                  py::arg("residual_ratio") = r.residual_ratio, py::arg("converged") = flags(r.converged),
+                  py::arg("singular") = flags(r.singular), py::arg("evaluations") = py::cast(r.evaluations),
+                  py::arg("iterations") = py::cast(r.iterations), py::arg("restarts") = py::cast(r.restarts),
+                  py::arg("error") = r.error, py::arg("seconds") = r.seconds);
 }
 
 // A routine of scipy.linalg.cython_lapack, from the capsule SciPy exports for it.
@@ -396,5 +451,18 @@ PYBIND11_MODULE(_core, m) {
            py::arg("trace_interval") = 0.0,
            "minimize the criterion over θ (L-BFGS-B, exact gradient, restarts off the boundary);\n"
            "leaves θ at the optimum. trace(evaluation, value) is called after each evaluation\n"
-           "(at most once per trace_interval seconds when that is positive).");
+           "(at most once per trace_interval seconds when that is positive).")
+      .def("fit_many", &fit_many, py::arg("terms"), py::arg("X"), py::arg("Y"), py::arg("R"), py::arg("reml"),
+           py::arg("threads") = 1, py::arg("block") = lmm::ManyOptions{}.block, py::arg("warm_start") = false,
+           py::arg("theta_scale") = py::none(), py::arg("max_evaluations") = lmm::FitOptions{}.max_evaluations,
+           py::arg("max_iterations") = lmm::FitOptions{}.max_iterations,
+           py::arg("gradient_tolerance") = lmm::FitOptions{}.gradient_tolerance,
+           py::arg("gradient_tolerance_rel") = lmm::FitOptions{}.gradient_tolerance_rel,
+           py::arg("relative_decrease_tolerance") = lmm::FitOptions{}.relative_decrease_tolerance,
+           py::arg("memory") = lmm::FitOptions{}.memory, py::arg("progress") = py::none(),
+           py::arg("progress_interval") = lmm::ManyOptions{}.progress_interval,
+           "fit each column of Y (n x m) as the response of this design (terms and X as at construction;\n"
+           "R: X_c = QR), in threads; the model itself is not changed. A dict of per-response arrays\n"
+           "(theta: ntheta x m, beta and se: p x m for X as given, sigma, criterion, converged, ...,\n"
+           "error: '' where fitted). progress(done) is called about every progress_interval seconds.");
 }

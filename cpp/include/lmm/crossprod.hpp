@@ -55,6 +55,32 @@ Crossprod form_crossprod(const std::vector<TermData>& terms, Eigen::Ref<const Ma
                          Eigen::Ref<const Vector> y, const Shift& shift = {}, const Vector& weights = Vector(),
                          const std::vector<TermTransform>& transforms = {});
 
+/// The response part of A for b responses at once (the columns of Y), each
+/// shifted by its own least-squares fit on X_c: y_c = y − X_c γ. Used to fit
+/// many responses on one design (many.hpp), where nothing else in A changes.
+struct ResponseCrossprods {
+  std::vector<Matrix> Zy;  ///< per term (model order), b × q_k: row j is Z̃_k' W y_c of response j
+  Matrix Xy;               ///< p × b: X_c' W y_c
+  Vector yy;               ///< b: y_c' W y_c
+  Matrix gamma;            ///< p × b: γ of each response
+  Vector norm2;            ///< b: y'y (unweighted)
+  Vector residual2;        ///< b: y_c'y_c (unweighted), the residual of y on X
+};
+
+/// Form the response part of A for the columns of Y (n × b) in three passes
+/// over the rows, by matrix products over the b responses: X_c'Y, then its
+/// refinement (γ by the corrected semi-normal equations with R, the upper-
+/// triangular factor of X_c = QR, unweighted, as the Shift's γ), then the
+/// crossproducts of y_c. `terms` and `X` are the data A was formed from (model
+/// order). Columns of Y with non-finite values give non-finite results in their
+/// own column only.
+ResponseCrossprods response_crossprods(const Crossprod& A, const std::vector<TermData>& terms,
+                                       Eigen::Ref<const Matrix> X, Eigen::Ref<const Matrix> Y,
+                                       Eigen::Ref<const Matrix> R);
+
+/// Make response j of R the response of A (its y row and its shift's γ).
+void set_response(Crossprod& A, const ResponseCrossprods& R, Index j);
+
 /// Replace the response in A: recompute the y row of every A_[Xy],k and of
 /// A_[Xy],[Xy] in one pass, with A's shift and transforms. `terms` and `X` must
 /// be the data A was formed from (model order); only y changes. Used by refits

@@ -18,8 +18,12 @@ namespace lmm {
 class DenseBlock {
  public:
   DenseBlock() = default;
-  DenseBlock(const DenseBlock&) = delete;
-  DenseBlock& operator=(const DenseBlock&) = delete;
+  /// A copy of the lower triangle (the part in use; the rest stays unmapped).
+  DenseBlock(const DenseBlock& other) { copy_lower(other); }
+  DenseBlock& operator=(const DenseBlock& other) {
+    if (this != &other) copy_lower(other);
+    return *this;
+  }
   DenseBlock(DenseBlock&& other) noexcept { swap(other); }
   DenseBlock& operator=(DenseBlock&& other) noexcept {
     swap(other);
@@ -41,6 +45,8 @@ class DenseBlock {
   }
 
  private:
+  void copy_lower(const DenseBlock& other);
+
   double* data_ = nullptr;
   Index n_ = 0;
 };

@@ -8,6 +8,7 @@
 #include "exact_fit.hpp"
 #include "fit.hpp"
 #include "lbfgsb.hpp"
+#include "many.hpp"
 #include "model.hpp"
 #include "parameterization.hpp"
 #include "terms.hpp"

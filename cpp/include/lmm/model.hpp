@@ -52,6 +52,15 @@ class Model {
   /// the rows; the structure of L is kept. θ must be set again afterwards.
   void set_response(const std::vector<TermData>& terms, Eigen::Ref<const Matrix> X, Eigen::Ref<const Vector> y);
 
+  /// The response part of A for the columns of Y (n × b) at once, each with
+  /// its own shift γ (see lmm::response_crossprods): `terms` and `X` as at
+  /// construction (the constructor's order), R the upper-triangular factor of
+  /// X_c = QR. Then set_response(R, j) makes column j the model's response.
+  ResponseCrossprods response_crossprods(const std::vector<TermData>& terms, Eigen::Ref<const Matrix> X,
+                                         Eigen::Ref<const Matrix> Y, Eigen::Ref<const Matrix> R) const;
+  /// Make response j of R the model's response; θ must be set again afterwards.
+  void set_response(const ResponseCrossprods& R, Index j);
+
   Index nobs() const { return A_.n; }
   Index nfixed() const { return A_.p; }
   Index nterms() const { return static_cast<Index>(A_.shapes.size()); }

@@ -153,7 +153,9 @@ def satterthwaite_setup(res) -> Satterthwaite:
     # map is smooth and cheap: one Richardson step differentiates it to rounding).
     A = np.eye(m + 1)
     A[:m, :m] = jacobian_richardson(model.working_from_theta, res.par, r=2)
-    B = np.linalg.inv(A)
+    # (At a singular fit the map is not invertible: a λ with a zero column has no unique
+    # rotation. The df above do not use B; the user's Cov(varpar) is then the pseudo-inverse's.)
+    B = np.linalg.pinv(A)
     JU = J @ A
     return Satterthwaite(vcov_beta=res.vcov.to_numpy(), vcov_varpar=B @ (2 * hinv) @ B.T,
                          jacobian=[JU[:, i].reshape(p, p) for i in range(m + 1)], hessian=A.T @ H @ A,

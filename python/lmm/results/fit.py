@@ -395,6 +395,18 @@ class LmmResult(PredictionMixin):
         return self._cache["ml"]
 
 
+    def refit(self, y) -> "LmmResult":
+        """lme4's ``refit(fit, newresp)``: the same model fitted to a new response.
+
+        Args:
+            y: one value per row the fit used (``nobs`` of them; a Series is read by position).
+
+        Returns:
+            LmmResult of the new response (REML or ML as this fit), from the default start,
+            so that it equals a fresh ``lmer`` fit of that response.
+        """
+        return self.model.with_response(np.asarray(y, dtype=np.float64)).fit(reml=self.REML)
+
     # --- tables ---------------------------------------------------------------------------
 
     def tidy(self, effects: Sequence[str] = ("fixed", "ran_pars"), ddf: str | None = "Satterthwaite",
