@@ -1,5 +1,5 @@
-"""Many responses, one design: lmm.lmer_many against a loop of lmm.lmer, lme4's refit() loop
-and FLASH-MM, on the same simulated data in the same run.
+"""Many responses, one design: lmm.lmer_many against a loop of lmm.lmer, lme4's refit() and
+lmer() loops and FLASH-MM, on the same simulated data in the same run.
 
 Designs (fixed seeds):
     sleep   sleepstudy-sized: 18 groups × 10 times, y ~ t + (t | g), 10,000 responses drawn
@@ -10,32 +10,38 @@ Designs (fixed seeds):
             sample variance
 
 Timed (the whole call from a data frame, as a user waits for it; median of --repeat calls,
-after one small warm-up call per system): lmm.lmer_many with n_jobs=1 and 2 (Y= an array
-and, n_jobs=1, responses= naming the columns of a wide frame); a Python loop of lmm.lmer
-over the first --subset responses, extrapolated per fit; lme4's refit() loop over the same
-subset through Rscript (refit_lme4.R, timed inside R: R's startup and the template lmer()
-fit excluded); FLASH-MM's lmmfit (X and Z built from the frame, then its summary statistics
-and Fisher scoring, default tolerance) on all responses. FLASH-MM fits variance components
-only (no correlation): for the sleep design it fits y ~ t + (t || g), and so does the lmm
-row it is compared with.
+after one small warm-up call per system): lmm.lmer_many on all responses with Y= an array
+(n_jobs=1, n_jobs=2, and warm_start=True) and with responses= naming the columns of a wide
+frame; a Python loop of lmm.lmer over the first --subset responses, extrapolated per fit;
+lme4's refit() loop and a loop of lmer() over the same subset through Rscript
+(refit_lme4.R, timed inside R: R's startup and refit()'s template lmer() fit excluded);
+FLASH-MM's lmmfit (X and Z built from the frame, then its summary statistics and Fisher
+scoring at its default tolerance) on all responses. FLASH-MM fits variance components only
+(no correlation): on the sleep design it fits y ~ t + (t || g), and so does the lmm row it
+is compared with.
 
 "fits/s/core" divides by the threads used (n_jobs for lmer_many, 1 otherwise: BLAS is
 pinned to one thread, OPENBLAS_NUM_THREADS etc. default to 1 here). "lmm ×" is lmm's
 fits/s/core (lmer_many, Y=, n_jobs=1, same model) over the row's: how many times faster lmm is.
 
 Accuracy: on the subset, the largest relative difference between lmer_many and the lmm.lmer
-loop and between lmm and lme4 (criterion; θ and β norm-wise: per response the largest
-difference over the largest magnitude); for FLASH-MM, its variance components and β against
-lmm's (all responses), and lmm's REML criterion at FLASH-MM's θ = sqrt(var_k / var0) against
-lmm's optimum (subset): above means FLASH-MM stopped short of the optimum.
+loop and between lmm and lme4's lmer() (criterion; θ and β norm-wise: per response the
+largest difference over the largest magnitude; θ also absolute, which reads where both are
+near 0); lme4's refit() (which optimizes the REML criterion for p = 1, see refit_lme4.R) by
+lmm's criterion at its θ; for FLASH-MM, its variance components and β against lmm's (all
+responses), and lmm's REML criterion at FLASH-MM's θ = sqrt(var_k / var0) (a negative
+variance as 0) against lmm's optimum (subset): above means FLASH-MM stopped short of it.
 
-Peak memory: a fresh process per count (--memory-responses, default 10³ and 10⁵ sleep
-responses) generates the responses in chunks of --chunk and fits each with fit_many on one
-model, keeping only the results: peak RSS should grow between counts by about the results.
+Peak memory: a fresh process per mode and count (--memory-responses, default 10³ and 10⁵
+sleep responses) generates the responses in chunks of --chunk and fits them: streamed to a
+parquet or CSV file with output=, chunk by chunk on one model keeping only the result
+arrays, or as one iterable into one ManyResult (see MEMORY_MODES). Peak RSS (VmHWM) should
+grow between the counts by no more than the results held in memory.
 
     python benchmarks/bench_many.py --quick                    # smoke run, small sizes
     python benchmarks/bench_many.py                            # the full benchmark
     python benchmarks/bench_many.py --designs genes --no-r --json many.json
+    python benchmarks/bench_many.py --designs                  # peak memory only
 """
 
 from __future__ import annotations
@@ -178,12 +184,13 @@ class Fits:
     converged: np.ndarray | None = None
 
 
-def lmm_many(design: Design, rhs: str, n_jobs: int, wide: pd.DataFrame | None = None) -> tuple[Fits, object]:
+def lmm_many(design: Design, rhs: str, n_jobs: int, wide: pd.DataFrame | None = None,
+             warm_start: bool = False) -> tuple[Fits, object]:
     if wide is None:
-        res = lmm.lmer_many(rhs, design.frame, Y=design.Y, n_jobs=n_jobs, progress=False)
+        res = lmm.lmer_many(rhs, design.frame, Y=design.Y, n_jobs=n_jobs, warm_start=warm_start, progress=False)
     else:
         names = [c for c in wide.columns if c not in design.frame.columns]
-        res = lmm.lmer_many(rhs, wide, responses=names, n_jobs=n_jobs, progress=False)
+        res = lmm.lmer_many(rhs, wide, responses=names, n_jobs=n_jobs, warm_start=warm_start, progress=False)
     return Fits(np.asarray(res.theta), np.asarray(res.beta), np.asarray(res.criterion), np.asarray(res.sigma),
                 np.asarray(res.converged)), res
 
@@ -302,38 +309,70 @@ def rss_mib() -> float:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def memory_case(m: int, chunk: int) -> dict:
-    """Fit m sleep responses, generated and fitted chunk by chunk on one model, keeping the results."""
+MEMORY_MODES = {
+    "parquet": "lmer_many(Y=an iterator of chunks, output=a .parquet file): the results on disk",
+    "csv": "lmer_many(Y=an iterator of chunks, output=a .csv file): the results on disk",
+    "kept": "fit_many per chunk on one model, each chunk's result arrays kept, the rest dropped",
+    "iterable": "fit_many(Y=an iterator of chunks) into one ManyResult",
+}
+
+
+def chunks(m: int, chunk: int):
+    """m sleep responses in chunks of ``chunk`` (a seed per chunk)."""
+    for i, start in enumerate(range(0, m, chunk)):
+        yield sleep_responses(min(chunk, m - start), SEED + 1000 + i)
+
+
+def peak_rss_mib() -> float:
+    """Peak resident set of this process (MiB): VmHWM, which starts afresh at exec; getrusage's
+    ru_maxrss where /proc is absent (Linux carries that over exec, from the parent's peak)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def memory_case(m: int, chunk: int, mode: str, workdir: str) -> dict:
+    """Fit m sleep responses generated chunk by chunk (see MEMORY_MODES); RSS and times."""
     design = sleep_design(1)
     model = lmm.LinearMixedModel(design.formula(), design.frame.assign(y=design.Y[:, 0]))
-    model.fit_many(sleep_responses(10, SEED + 7))           # one-time costs are not the fits'
+    model.fit_many(sleep_responses(10, SEED + 7), n_jobs=1)       # one-time costs are not the fits'
     before = rss_mib()
-    kept: dict[str, list[np.ndarray]] = {k: [] for k in ("theta", "beta", "se", "sigma", "criterion", "converged")}
-    fit_seconds = 0.0
-    t_all = time.perf_counter()
-    for i, start in enumerate(range(0, m, chunk)):
-        Y = sleep_responses(min(chunk, m - start), SEED + 1000 + i)
-        t0 = time.perf_counter()
-        res = model.fit_many(Y)
-        fit_seconds += time.perf_counter() - t0
-        for k in kept:
-            kept[k].append(np.array(getattr(res, k)))
-        del res, Y
-    total = time.perf_counter() - t_all
-    results = {k: np.concatenate(v) for k, v in kept.items()}
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"responses": m, "chunk": chunk, "rss_before_mib": before, "peak_rss_mib": peak,
-            "results_mib": sum(a.nbytes for a in results.values()) / 2**20, "fit_seconds": fit_seconds,
-            "total_seconds": total, "fits_per_s": m / fit_seconds}
+    t0 = time.perf_counter()
+    results_mib = 0.0
+    if mode in ("parquet", "csv"):
+        path = lmm.lmer_many(design.rhs, design.frame, Y=chunks(m, chunk), n_jobs=1, progress=False,
+                             output=os.path.join(workdir, f"fits.{mode}"), chunk_size=chunk)
+        results_mib = os.path.getsize(path) / 2**20                  # on disk, not in memory
+    elif mode == "kept":
+        kept: list[np.ndarray] = []
+        for Y in chunks(m, chunk):
+            res = model.fit_many(Y, n_jobs=1, progress=False)
+            kept += [np.array(getattr(res, k)) for k in ("theta", "beta", "se", "sigma", "criterion", "converged")]
+            del res, Y
+        results_mib = sum(a.nbytes for a in kept) / 2**20
+    else:
+        res = model.fit_many(chunks(m, chunk), n_jobs=1, progress=False, chunk_size=chunk)
+        results_mib = sum(getattr(res, k).nbytes for k in ("theta", "beta", "se", "sigma", "criterion", "converged",
+                                                            "singular", "nobs", "evaluations")) / 2**20
+    seconds = time.perf_counter() - t0
+    peak = peak_rss_mib()
+    return {"responses": m, "chunk": chunk, "mode": mode, "rss_before_mib": before, "peak_rss_mib": peak,
+            "results_mib": results_mib, "seconds": seconds, "fits_per_s": m / seconds}
 
 
-def run_memory_case(m: int, chunk: int) -> dict:
-    proc = subprocess.run([sys.executable, __file__, "--memory-case", str(m), "--chunk", str(chunk)],
-                          capture_output=True, text=True)
+def run_memory_case(m: int, chunk: int, mode: str) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        proc = subprocess.run([sys.executable, __file__, "--memory-case", str(m), "--chunk", str(chunk),
+                               "--memory-mode", mode, "--memory-dir", tmp], capture_output=True, text=True)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
     if proc.returncode != 0 or not lines:
         tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        return {"responses": m, "status": f"failed: {tail[:100]}"}
+        return {"responses": m, "mode": mode, "status": f"failed: {tail[:100]}"}
     return {"status": "ok", **json.loads(lines[-1])}
 
 
@@ -373,9 +412,16 @@ def bench_lmm(design: Design, table: Table, repeat: int, accuracy: dict) -> Fits
     for jobs in (1, 2):
         sec, (many[jobs], _) = timed(lambda jobs=jobs: lmm_many(design, design.rhs, jobs), repeat)
         table.add(BASE.replace("n_jobs=1", f"n_jobs={jobs}"), design.rhs, design.m, sec, jobs)
+    sec, (warm, _) = timed(lambda: lmm_many(design, design.rhs, 1, warm_start=True), repeat)
+    table.add("lmm.lmer_many(Y=, n_jobs=1, warm_start=True)", design.rhs, design.m, sec, 1,
+              "each fit starts at the previous optimum")
     sec, (by_name, _) = timed(lambda: lmm_many(design, design.rhs, 1, wide), repeat)
     table.add("lmm.lmer_many(responses=, n_jobs=1)", design.rhs, design.m, sec, 1, "wide frame, a column per response")
+    warm_gap = warm.criterion - many[1].criterion
     accuracy["lmm"] = {"converged": int(many[1].converged.sum()), "responses": design.m,
+                       "warm_converged": int(warm.converged.sum()),
+                       "warm_minus_cold_criterion_min": float(warm_gap.min()),
+                       "warm_minus_cold_criterion_max": float(warm_gap.max()),
                        "n_jobs_2_vs_1_max_rel_criterion": float(relative(many[2].criterion, many[1].criterion).max()),
                        "responses_vs_Y_max_rel_criterion": float(relative(by_name.criterion, many[1].criterion).max())}
     return many[1]
@@ -520,6 +566,8 @@ def report(result: dict) -> None:
           f"θ {a['max_rel_theta']:.1e}, β {a['max_rel_beta']:.1e}; n_jobs=2 vs 1 criterion "
           f"{b['n_jobs_2_vs_1_max_rel_criterion']:.1e}; responses= vs Y= {b['responses_vs_Y_max_rel_criterion']:.1e}; "
           f"lmm converged {b['converged']}/{b['responses']}")
+    print(f"warm_start=True: converged {b['warm_converged']}/{b['responses']}; its criterion minus the cold start's "
+          f"in [{b['warm_minus_cold_criterion_min']:.2e}, {b['warm_minus_cold_criterion_max']:.2e}]")
     if "lmm_vs_lme4" in acc:
         a = acc["lmm_vs_lme4"]
         print(f"lmm vs lme4 lmer() ({a['responses']}): max rel. criterion {a['max_rel_criterion']:.1e} (median "
@@ -550,19 +598,24 @@ def report(result: dict) -> None:
 
 
 def report_memory(cases: list[dict]) -> None:
-    print("\n## peak memory: sleep design, responses generated and fitted in chunks (fit_many on one model), "
-          "results kept")
-    cols = ["responses", "chunk", "RSS before (MiB)", "peak RSS (MiB)", "results (MiB)", "fit s", "fits/s"]
-    table = [[str(c["responses"]), fmt(c.get("chunk"), "d"), fmt(c.get("rss_before_mib"), ".1f"),
-              fmt(c.get("peak_rss_mib"), ".1f"), fmt(c.get("results_mib"), ".1f"), fmt(c.get("fit_seconds"), ".2f"),
-              fmt(c.get("fits_per_s"), ".0f")] if c["status"] == "ok" else [str(c["responses"]), c["status"]] +
-             [""] * 5 for c in cases]
+    print("\n## peak memory: sleep design, responses generated in chunks, a fresh process per row "
+          "(fits/s include generating the responses)")
+    for mode, text in MEMORY_MODES.items():
+        print(f"  {mode}: {text}")
+    cols = ["mode", "responses", "chunk", "RSS before (MiB)", "peak RSS (MiB)", "results (MiB)", "s", "fits/s"]
+    table = [[c["mode"], str(c["responses"]), fmt(c.get("chunk"), "d"), fmt(c.get("rss_before_mib"), ".1f"),
+              fmt(c.get("peak_rss_mib"), ".1f"), fmt(c.get("results_mib"), ".1f"), fmt(c.get("seconds"), ".2f"),
+              fmt(c.get("fits_per_s"), ".0f")] if c["status"] == "ok" else [c["mode"], str(c["responses"]),
+                                                                            c["status"]] + [""] * 5 for c in cases]
     print_table(cols, table)
-    ok = [c for c in cases if c["status"] == "ok"]
-    if len(ok) >= 2:
-        lo, hi = ok[0], ok[-1]
-        print(f"peak growth {lo['responses']} → {hi['responses']}: {hi['peak_rss_mib'] - lo['peak_rss_mib']:.1f} MiB; "
-              f"results grew {hi['results_mib'] - lo['results_mib']:.1f} MiB")
+    for mode in MEMORY_MODES:
+        ok = [c for c in cases if c["status"] == "ok" and c["mode"] == mode]
+        if len(ok) >= 2:
+            lo, hi = ok[0], ok[-1]
+            where = "on disk" if mode in ("parquet", "csv") else "in memory"
+            print(f"{mode}: peak RSS grew {hi['peak_rss_mib'] - lo['peak_rss_mib']:.1f} MiB from {lo['responses']} "
+                  f"to {hi['responses']} responses; results ({where}) grew "
+                  f"{hi['results_mib'] - lo['results_mib']:.1f} MiB")
 
 
 def main() -> None:
@@ -573,7 +626,7 @@ def main() -> None:
     ap.add_argument("--cells", type=int, help="genes design rows (default 5,000; --quick 1,000)")
     ap.add_argument("--subset", type=int, help="responses for the loops and accuracy (default 300; --quick 40)")
     ap.add_argument("--repeat", type=int, help="timed calls per system, median reported (default 3; --quick 1)")
-    ap.add_argument("--designs", nargs="+", choices=["sleep", "genes"], default=["sleep", "genes"])
+    ap.add_argument("--designs", nargs="*", choices=["sleep", "genes"], default=["sleep", "genes"])
     ap.add_argument("--memory-responses", type=int, nargs="*",
                     help="response counts for peak memory (default 1000 100000; --quick 1000 5000; none: skip)")
     ap.add_argument("--chunk", type=int, default=1000, help="responses per chunk in the memory runs")
@@ -581,9 +634,11 @@ def main() -> None:
     ap.add_argument("--no-flash", action="store_true", help="skip FLASH-MM")
     ap.add_argument("--json", type=pathlib.Path, help="also write the results here")
     ap.add_argument("--memory-case", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--memory-mode", choices=list(MEMORY_MODES), default="kept", help=argparse.SUPPRESS)
+    ap.add_argument("--memory-dir", default=".", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.memory_case is not None:
-        print(json.dumps(memory_case(args.memory_case, args.chunk)))
+        print(json.dumps(memory_case(args.memory_case, args.chunk, args.memory_mode, args.memory_dir)))
         return
     quick = args.quick
     args.responses = args.responses or (300 if quick else 10_000)
@@ -612,9 +667,10 @@ def main() -> None:
             results.append(bench_design(design, args, pathlib.Path(tmp)))
             report(results[-1])
     memory = []
-    for m in args.memory_responses:
-        print(f"[memory] {m} responses …", file=sys.stderr, flush=True)
-        memory.append(run_memory_case(m, args.chunk))
+    for mode in MEMORY_MODES:
+        for m in args.memory_responses:
+            print(f"[memory] {mode}, {m} responses …", file=sys.stderr, flush=True)
+            memory.append(run_memory_case(m, args.chunk, mode))
     if memory:
         report_memory(memory)
     if args.json:
