@@ -163,7 +163,11 @@ ManyResult fit_many(const Model& model, const std::vector<TermData>& terms, Eige
         try {
           local.set_response(rc, j);
           record(out, fit(local, fo), center, rc.gamma.col(j), c);
-          previous = out.theta.col(c);
+          // (A singular optimum is no start: on the boundary the next fit could stop at once.)
+          if (out.singular[c])
+            previous.resize(0);
+          else
+            previous = out.theta.col(c);
         } catch (const std::exception& e) {
           out.error[c] = e.what();
         }

@@ -507,9 +507,10 @@ def fit_many(model: LinearMixedModel, Y, *, names=None, reml: bool | None = None
         names: names of the responses (default: the DataFrame's columns, or ``y0``, ``y1``, ...).
         reml: REML (default: the model's) or ML.
         n_jobs: threads (None or -1: every CPU); BLAS runs on one thread meanwhile.
-        warm_start: start each fit after the first of a block at the previous optimum:
-            fewer evaluations on similar responses, but results that depend (within the
-            optimizer's tolerance) on the order of the responses.
+        warm_start: start each fit after the first of a block at the previous optimum
+            (unless that fit was singular): fewer evaluations on similar responses, but
+            results that depend on the order of the responses, within the optimizer's
+            tolerance or, where a criterion has several local minima, by reaching another.
         satterthwaite: also the Satterthwaite df of each t test (lmerTest's), from each
             response's exact gradients (a few ms per response).
         progress: a progress bar (None: on a terminal, for runs longer than a second).
@@ -559,7 +560,8 @@ def fit_many(model: LinearMixedModel, Y, *, names=None, reml: bool | None = None
             else:
                 parts.append(part)
                 all_names += got
-                blocks.append(values)
+                if total is not None:  # (blocks of a matrix: views; of an iterator: not kept)
+                    blocks.append(values)
     finally:
         bar.close()
         if writer is not None:
@@ -578,7 +580,7 @@ def fit_many(model: LinearMixedModel, Y, *, names=None, reml: bool | None = None
         return m.fit(reml=reml)
 
     return ManyResult(all_names, model.design.xnames, _theta_names(model.terms), reml, parts,
-                      time.perf_counter() - t0, threads, refit)
+                      time.perf_counter() - t0, threads, refit if total is not None else None)
 
 
 def _count(Y) -> Optional[int]:

@@ -23,10 +23,11 @@ struct ManyOptions {
   Index threads = 1;
   /// Responses whose crossproducts are formed together.
   Index block = 32;
-  /// Start each response of a thread's block after the first from the
-  /// previous response's optimum when that is lower there than the default
-  /// start. Fewer evaluations on similar responses, but the result then depends
-  /// (within the optimizer's tolerance) on the order of the responses; off, each
+  /// Start each response of a block after the first from the previous
+  /// response's optimum (unless that fit was singular: then the default
+  /// start). Fewer evaluations on similar responses, but the result then
+  /// depends on the order of the responses: within the optimizer's tolerance,
+  /// or, where the criterion has several local minima, another one. Off, each
   /// response is fitted exactly as fit() would fit it alone.
   bool warm_start = false;
   /// Called on the calling thread with the number of responses done, at most
