@@ -104,7 +104,7 @@ def _run_bootstrap(chunks, results, make_refitter, ntheta, p, n_jobs, bar) -> No
             refitter = make_refitter()
             for k, ch in enumerate(chunks):
                 results[k] = _run_chunk(refitter, ch, ntheta, p)
-                bar.update(len(ch))
+                bar.update(len(ch), "replicates")
         else:
             import threading
             local = threading.local()
@@ -119,7 +119,7 @@ def _run_bootstrap(chunks, results, make_refitter, ntheta, p, n_jobs, bar) -> No
                 for fut in as_completed(futures):
                     k, out = fut.result()
                     results[k] = out
-                    bar.update(len(chunks[k]))
+                    bar.update(len(chunks[k]), "replicates")
     finally:
         bar.close()
 
@@ -138,7 +138,7 @@ def _default_jobs(res) -> int:
 
 
 def bootstrap(res, nsim: int = 500, seed=None, use_u: bool = False, n_jobs: int | None = None,
-              progress: bool | None = None, chunk: int = 16) -> BootstrapResult:
+              progress: bool | None = None, chunk: int = 16, verbose: bool = False) -> BootstrapResult:
     """Parametric bootstrap (lme4's ``bootMer(type = "parametric")``).
 
     Each replicate simulates y from the fitted model (new random effects unless
@@ -160,6 +160,7 @@ def bootstrap(res, nsim: int = 500, seed=None, use_u: bool = False, n_jobs: int 
             objective takes over 1 ms, else 1).
         progress: show a progress bar (default: when stderr is a terminal).
         chunk: replicates per task.
+        verbose: print a line per task done (``chunk`` replicates).
 
     Returns:
         BootstrapResult.
@@ -176,7 +177,7 @@ def bootstrap(res, nsim: int = 500, seed=None, use_u: bool = False, n_jobs: int 
     def make_refitter() -> _Refitter:
         return _Refitter(res, lambda rng: simulate_response(model, res.solution, rng, use_u=use_u))
 
-    bar = Progress(nsim, progress)
+    bar = Progress(nsim, progress, desc="bootstrap", verbose=verbose)
     t0 = time.perf_counter()
     chunks = [seeds[i:i + chunk] for i in range(0, nsim, chunk)]
     results: list = [None] * len(chunks)
