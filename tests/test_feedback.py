@@ -76,6 +76,16 @@ def test_plain_bar_waits_for_its_delay(capsys):
     assert "work [" in err and "2/4" in err and err.endswith("\r")
 
 
+def test_confint_shows_the_profile_bar_on_a_terminal(sleep, monkeypatch, capsys):
+    # res.confint() on InstEval printed nothing for 300 s: its profile has a bar on a terminal.
+    res = _fresh(sleep)
+    res.confint(parm=".sigma")
+    assert capsys.readouterr().err == ""
+    _on_a_terminal(monkeypatch)
+    res.confint(parm=".sigma")
+    assert "profile" in capsys.readouterr().err
+
+
 # --- verbose= --------------------------------------------------------------------------------
 
 

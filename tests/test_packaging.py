@@ -61,3 +61,9 @@ def test_public_functions_show_their_options():
         assert name in params, name
     assert not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
     # (lmm.mixedlm keeps statsmodels' own signature, *args and **kwargs included.)
+
+
+def test_the_readme_builds_the_cpp_library_in_parallel():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    cpp = readme.split("## Using lmm from C++\n", 1)[1].split("\n## ", 1)[0]
+    assert re.search(r"cmake --build \S+ -j", cpp), cpp[:500]
