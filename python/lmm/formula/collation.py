@@ -1,0 +1,160 @@
+"""R's order of strings: the level order of factors made from strings.
+
+R sorts the distinct strings of ``factor(x)`` with the locale's collation (ICU on most
+systems).  :func:`collate_key` approximates ICU's root collation; :func:`collation_order`
+sorts distinct strings by it, vectorized for ASCII text (the usual ids: ``"308"``,
+``"s0012"``, ``"user_17"``), so that a million levels sort in a fraction of a second.
+Other text is sorted by the key string by string.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from typing import Any, Optional
+
+import numpy as np
+
+__all__ = ["collate_key", "collation_order", "r_sorted"]
+
+# ICU root collation order of ASCII punctuation and symbols (what R's sort() gives).
+_PUNCT_ORDER = " _-,;:!?.'\"()[]{}@*/\\&#%`^+<=>|~$"
+_PUNCT_RANK = {c: i for i, c in enumerate(_PUNCT_ORDER)}
+
+
+def collate_key(s: str) -> tuple[Any, ...]:
+    """Approximate ICU root collation (R's default sort of strings) for level order.
+
+    The key compares primary weights first (punctuation and spaces < digits < letters,
+    letters case-blind), then accents (secondary), then case, lower before upper
+    (tertiary), then the code points.
+
+    Example:
+        >>> sorted(["b", "B", "a_1", "a1", "10", "9"], key=collate_key)
+        ['10', '9', 'a_1', 'a1', 'b', 'B']
+    """
+    primary: list[tuple[int, int]] = []
+    secondary: list[int] = []
+    tertiary: list[int] = []
+    for ch in unicodedata.normalize("NFD", s):
+        if unicodedata.combining(ch):
+            secondary.append(ord(ch))
+            continue
+        if ch in _PUNCT_RANK:
+            primary.append((0, _PUNCT_RANK[ch]))
+        elif ch.isspace():
+            primary.append((0, -1))
+        elif ch.isdigit():
+            primary.append((1, ord(ch)))
+        elif ch.isalpha():
+            primary.append((2, ord(ch.lower())))
+        else:
+            primary.append((0, 100 + ord(ch)))
+        tertiary.append(1 if ch.isupper() else 0)
+    return (tuple(primary), tuple(secondary), tuple(tertiary), s)
+
+
+def _byte_weights() -> tuple[np.ndarray, np.ndarray]:
+    """Per ASCII byte, its primary weight (dense ranks from 1, in :func:`collate_key`'s
+    order; case pairs and the control-character spaces share one) and its tertiary weight
+    (1 lower or caseless, 2 upper); 0 is left for the padding of shorter strings."""
+    primary = np.zeros(256, dtype=np.uint8)
+    tertiary = np.zeros(256, dtype=np.uint8)
+    weights = {b: collate_key(chr(b))[0][0] for b in range(1, 128)}
+    rank = {w: r for r, w in enumerate(sorted(set(weights.values())), start=1)}
+    for b, w in weights.items():
+        primary[b] = rank[w]
+        tertiary[b] = 2 if chr(b).isupper() else 1
+    return primary, tertiary
+
+
+_PRIMARY, _TERTIARY = _byte_weights()
+# Largest byte matrix (strings × longest string) sorted at once; longer texts go string by string.
+_MAX_KEY_BYTES = 1 << 28
+
+
+def _ascii_matrix(labels: list[str]) -> Optional[np.ndarray]:
+    """The strings as rows of bytes (strings × longest, zero-padded), or None when some
+    string is not ASCII, holds a NUL (padding must stay below every character) or the
+    matrix would be too large."""
+    joined = "".join(labels)
+    if not joined.isascii() or "\x00" in joined:
+        return None
+    lengths = np.fromiter(map(len, labels), dtype=np.int64, count=len(labels))
+    width = int(lengths.max(initial=0))
+    if len(labels) * width * 3 > _MAX_KEY_BYTES:
+        return None
+    matrix = np.zeros((len(labels), width), dtype=np.uint8)
+    # Row-major boolean assignment fills each row's leading bytes, in order.
+    matrix[np.arange(width) < lengths[:, None]] = np.frombuffer(joined.encode("ascii"), dtype=np.uint8)
+    return matrix
+
+
+def _ascii_order(matrix: np.ndarray) -> np.ndarray:
+    """:func:`collate_key`'s order of distinct ASCII strings given as a byte matrix.
+
+    For ASCII, the key is the primary weights, then the tertiary ones (the same length
+    when the primary ones are equal), then the bytes: each a row of byte weights, zero
+    after the string's end (shorter sorts first, as tuples do), compared as one byte
+    string. The tertiary and raw parts are needed only when two present characters
+    share a primary weight (case pairs, the several spaces).
+    """
+    present = np.zeros(256, dtype=bool)
+    present[matrix] = True
+    present[0] = False
+    chars = np.flatnonzero(present)
+    parts = [_PRIMARY[matrix]]
+    if np.unique(_PRIMARY[chars]).size < chars.size:  # a case pair, or two kinds of space
+        parts.append(_TERTIARY[matrix])
+        if np.unique(_PRIMARY[chars] * 4 + _TERTIARY[chars]).size < chars.size:
+            parts.append(matrix)
+    key = np.hstack(parts) if len(parts) > 1 else parts[0]
+    # A byte position where every string has the same weight (a common prefix such as
+    # "user_") decides nothing: dropped, the key often fits one 64-bit word.
+    key = key[:, np.any(key != key[:1], axis=0)] if key.shape[0] else key
+    return _lexicographic_order(key)
+
+
+def _lexicographic_order(key: np.ndarray) -> np.ndarray:
+    """The order of the distinct rows of a byte matrix, compared as byte strings: the
+    bytes packed into big-endian 64-bit words (which compare as the bytes do), sorted by
+    the first word, then the next, ..."""
+    m, width = key.shape
+    if width == 0:
+        return np.arange(m)
+    padded = np.zeros((m, -(-width // 8) * 8), dtype=np.uint8)
+    padded[:, :width] = key
+    words = padded.view(">u8").astype(np.uint64)
+    if words.shape[1] == 1:
+        return np.argsort(words[:, 0], kind="stable")
+    return np.lexsort(words.T[::-1])
+
+
+def collation_order(labels: list[str]) -> np.ndarray:
+    """The permutation that sorts distinct strings as R does (:func:`collate_key`).
+
+    Args:
+        labels: distinct strings.
+
+    Returns:
+        int64 indices ``order`` such that ``[labels[i] for i in order]`` is sorted.
+
+    Example:
+        >>> collation_order(["b", "A", "a", "_"]).tolist()
+        [3, 2, 1, 0]
+    """
+    matrix = _ascii_matrix(labels)
+    if matrix is not None:
+        return _ascii_order(matrix)
+    keys = [collate_key(s) for s in labels]
+    return np.array(sorted(range(len(labels)), key=keys.__getitem__), dtype=np.int64)
+
+
+def r_sorted(labels: set[str] | list[str]) -> list[str]:
+    """The distinct labels in R's order (:func:`collate_key`).
+
+    Example:
+        >>> r_sorted(["b10", "B2", "a", "A", "b2", "10", "9", "a"])
+        ['10', '9', 'a', 'A', 'b10', 'b2', 'B2']
+    """
+    distinct = list(dict.fromkeys(labels))
+    return [distinct[i] for i in collation_order(distinct).tolist()]
