@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 
 import lmm
-from lmm.design import RANK_TOL, _center, _centred_blocks, _column_norms, _full_rank_columns, _r_factor, build_design
+from lmm.design import build_design
+from lmm.design.fixed import RANK_TOL, center, centred_blocks, column_norms, full_rank_columns, r_factor
 from lmm.formula import ModelFrameState, grouping_factor, model_matrix, parse_formula
 
 # More rows than one block of the blockwise passes (and than the exact-fit sample), so
@@ -25,9 +26,9 @@ def _design(formula: str, data: pd.DataFrame):
 def _kept(X: np.ndarray) -> list[int]:
     """The design's rank test: on the R factor of X centred when column 0 is the intercept."""
     names = ["(Intercept)" if np.all(X[:, 0] == 1.0) else "x0"] + [f"x{j}" for j in range(1, X.shape[1])]
-    x_center, _ = _center(X, names)
-    R = _r_factor(_centred_blocks(X, x_center, np.zeros(X.shape[0])), X.shape[1] + 1)[:, :-1]
-    return _full_rank_columns(R, _column_norms(R, x_center, X.shape[0]))
+    x_center, _ = center(X, names)
+    R = r_factor(centred_blocks(X, x_center, np.zeros(X.shape[0])), X.shape[1] + 1)[:, :-1]
+    return full_rank_columns(R, column_norms(R, x_center, X.shape[0]))
 
 
 def _gram_schmidt_rank(X: np.ndarray) -> list[int]:
