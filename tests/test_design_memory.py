@@ -203,6 +203,35 @@ def test_exact_fit_still_raises_on_many_rows():
     _design("y_group ~ x + (1 | g)", noisy)
 
 
+def test_exact_fit_sample_decides_when_x_is_the_terms_columns(monkeypatch):
+    # X's columns that the term spans within levels (the intercept of y ~ 1 + (1 | g),
+    # t of y ~ t + (1 + t | g)) are left out of the within-level fit: as an exactly zero
+    # block they made the sample's residual NaN, so every design took the full pass.
+    import lmm.design.response as response
+
+    rng = np.random.default_rng(2)
+    n = N_LARGE
+    g = rng.integers(0, n // 3, n)
+    data = pd.DataFrame({"g": g, "t": rng.integers(0, 10, n).astype(float), "a": rng.normal(size=n // 3)[g]})
+    data["y"] = data["a"] + rng.normal(size=n)
+    calls: list[int] = []
+    within = response.core.within_level_residual
+
+    def counted(codes, z, nlevels, V):
+        calls.append(codes.shape[0])
+        return within(codes, z, nlevels, V)
+
+    monkeypatch.setattr(response.core, "within_level_residual", counted)
+    for formula in ["y ~ 1 + (1 | g)", "y ~ t + (1 + t | g)", "y ~ t + (1 | g)"]:
+        calls.clear()
+        _design(formula, data)
+        assert len(calls) == 1 and calls[0] < n
+    with pytest.raises(ValueError, match=r"fitted exactly by the fixed effects and the random-effects term \(1 \| g\)"):
+        _design("a ~ 1 + (1 | g)", data)
+    with pytest.raises(ValueError, match=r"random-effects term \(1 \+ t \| g\)"):
+        _design("a ~ t + (1 + t | g)", data.assign(a=data["a"] * (1 + data["t"])))
+
+
 def test_response_coefficients_are_least_squares_on_centred_X():
     rng = np.random.default_rng(4)
     n = N_LARGE

@@ -14,7 +14,7 @@ from typing import Optional
 import numpy as np
 
 from .. import _core as core
-from .._util import row_blocks
+from .._util import row_blocks, same_values
 from .terms import ReTerm
 
 __all__ = ["EXACT_FIT_TOL", "check_response"]
@@ -30,15 +30,35 @@ EXACT_FIT_TOL = 1e-12
 _EXACT_FIT_SAMPLE = 4_000
 
 
-def _response_and_centred(y: np.ndarray, X: np.ndarray, x_center: np.ndarray,
+def _outside_term(t: ReTerm, X: np.ndarray, xnames: list[str], x_center: np.ndarray) -> list[int]:
+    """The columns of X_c = X − x_center that t's columns do not span within each level.
+
+    X_c's intercept is spanned when t has an intercept, and a column of X that t has too
+    (same name and values: ``t`` in ``y ~ t + (1 + t | g)``) when t has an intercept or
+    the column is not shifted. Those columns project to exactly zero within each level:
+    they add nothing to the fit, and an exactly zero block makes the core's residual NaN.
+    """
+    intercept = "(Intercept)" in t.cnames
+    kept = []
+    for j, name in enumerate(xnames):
+        if name in t.cnames and (intercept or x_center[j] == 0.0 or name == "(Intercept)"):
+            k = t.cnames.index(name)
+            if name == "(Intercept)" or same_values(X[:, j], t.z[:, k]):
+                continue
+        kept.append(j)
+    return kept
+
+
+def _response_and_centred(y: np.ndarray, X: np.ndarray, x_center: np.ndarray, columns: list[int],
                           rows: Optional[np.ndarray] = None) -> np.ndarray:
-    """[y X_c] (Fortran order) on ``rows`` (default: all), X_c = X − x_center, column by column."""
+    """[y X_c[:, columns]] (Fortran order) on ``rows`` (default: all), X_c = X − x_center,
+    column by column."""
     m = y.shape[0] if rows is None else rows.shape[0]
-    V = np.empty((m, X.shape[1] + 1), order="F")
+    V = np.empty((m, len(columns) + 1), order="F")
     V[:, 0] = y if rows is None else y[rows]
-    for j in range(X.shape[1]):
-        V[:, j + 1] = X[:, j] if rows is None else X[rows, j]
-        V[:, j + 1] -= x_center[j]
+    for i, j in enumerate(columns):
+        V[:, i + 1] = X[:, j] if rows is None else X[rows, j]
+        V[:, i + 1] -= x_center[j]
     return V
 
 
@@ -60,7 +80,7 @@ def _sample_levels(t: ReTerm, size: int) -> tuple[np.ndarray, np.ndarray, int]:
     return rows, new_codes, int(np.count_nonzero(picked))
 
 
-def _fitted_exactly_by(t: ReTerm, y: np.ndarray, X: np.ndarray, x_center: np.ndarray,
+def _fitted_exactly_by(t: ReTerm, y: np.ndarray, X: np.ndarray, xnames: list[str], x_center: np.ndarray,
                        ynorm: float) -> float | None:
     """Relative residual of y on [X_c, the term's columns within each level], or None if not exact.
 
@@ -71,14 +91,15 @@ def _fitted_exactly_by(t: ReTerm, y: np.ndarray, X: np.ndarray, x_center: np.nda
     columns out level by level and finds the residual (``within_level_residual``).
     """
     n = y.shape[0]
+    columns = _outside_term(t, X, xnames, x_center)
     if n > _EXACT_FIT_SAMPLE:
         rows, codes, nlevels = _sample_levels(t, _EXACT_FIT_SAMPLE)
         if rows.size < n:
-            V = _response_and_centred(y, X, x_center, rows)
+            V = _response_and_centred(y, X, x_center, columns, rows)
             z = np.asfortranarray(t.z[rows])
             if core.within_level_residual(codes, z, nlevels, V) > EXACT_FIT_TOL * ynorm:
                 return None
-    V = _response_and_centred(y, X, x_center)
+    V = _response_and_centred(y, X, x_center, columns)
     rel = core.within_level_residual(t.codes, t.z, t.nlevels, V) / ynorm
     return rel if rel <= EXACT_FIT_TOL else None
 
@@ -126,7 +147,7 @@ def check_response(y: np.ndarray, X: np.ndarray, xnames: list[str], terms: list[
         # effect per observation is a proper model there, see check_terms.)
         if t.p > 20 or t.structured:
             continue
-        term_rel = _fitted_exactly_by(t, y, X, x_center, ynorm)
+        term_rel = _fitted_exactly_by(t, y, X, xnames, x_center, ynorm)
         if term_rel is not None:
             raise ValueError(
                 f"the response {response!r} is fitted exactly by the fixed effects and the random-effects term "
