@@ -9,6 +9,7 @@ import math
 from typing import Iterable, Iterator, Optional
 
 import numpy as np
+from scipy.linalg import lapack
 
 from .._util import row_blocks, warn_user
 
@@ -28,12 +29,21 @@ def r_factor(blocks: Iterable[np.ndarray], k: int) -> np.ndarray:
     """R (min(n, k) × k) of the QR factorization of the row blocks (each m_i × k) stacked.
 
     One block at a time (TSQR): with [A; B] = diag(Q_A, I) [R_A; B], the R of [R_A; B]
-    is the R of [A; B], so the memory is that of one block, not of all n rows.
+    is the R of [A; B], so the memory is that of one block, not of all n rows. Each
+    [R_A; B] is stacked once, in Fortran order, and factored in place by LAPACK's dgeqrf
+    (``numpy.linalg.qr`` copies it again and costs as much again in overhead).
     """
     R: Optional[np.ndarray] = None
     for block in blocks:
-        # (NumPy's stubs type qr() as a QRResult in every mode; mode="r" returns the array R.)
-        R = np.linalg.qr(block if R is None else np.vstack([R, block]), mode="r")  # type: ignore[assignment]
+        top = 0 if R is None else R.shape[0]
+        stacked = np.empty((top + block.shape[0], k), order="F")
+        if R is not None:
+            stacked[:top] = R
+        stacked[top:] = block
+        factored, _, _, info = lapack.dgeqrf(stacked, overwrite_a=True)
+        if info != 0:
+            raise ArithmeticError(f"LAPACK dgeqrf failed (info = {info})")
+        R = np.triu(factored[:min(factored.shape[0], k)])
     return np.zeros((0, k)) if R is None else R
 
 
