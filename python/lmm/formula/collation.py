@@ -98,10 +98,7 @@ def _ascii_order(matrix: np.ndarray) -> np.ndarray:
     string. The tertiary and raw parts are needed only when two present characters
     share a primary weight (case pairs, the several spaces).
     """
-    present = np.zeros(256, dtype=bool)
-    present[matrix] = True
-    present[0] = False
-    chars = np.flatnonzero(present)
+    chars = np.flatnonzero(np.bincount(matrix.reshape(-1), minlength=256)[1:]) + 1  # (0: padding)
     parts = [_PRIMARY[matrix]]
     if np.unique(_PRIMARY[chars]).size < chars.size:  # a case pair, or two kinds of space
         parts.append(_TERTIARY[matrix])
