@@ -6,9 +6,10 @@ import string
 
 import hypothesis.strategies as st
 import numpy as np
+import pytest
 from hypothesis import given, settings
 
-from lmm.formula.collation import collate_key, collation_order, r_sorted
+from lmm.formula.collation import arrow_collation_order, collate_key, collation_order, r_sorted
 
 # Every ASCII character but NUL: letters of both cases, digits, punctuation, the spaces
 # (" ", tab, newline, the control-character spaces that share a primary weight) and
@@ -65,3 +66,17 @@ def test_r_sorted_keeps_one_of_each_label():
         ["", " ", "user 1", "user_", "user_1", "USER_1", "user-1", "user1"]
     assert r_sorted([]) == []
     assert r_sorted(list(string.digits)) == list(string.digits)
+
+
+@settings(max_examples=100)
+@given(st.lists(st.text(alphabet=ASCII + "é\x00", max_size=5), unique=True, max_size=30), st.booleans(),
+       st.integers(0, 3))
+def test_pyarrow_strings_are_ordered_from_their_buffers_as_lists_are(labels, large, cut):
+    pa = pytest.importorskip("pyarrow")
+    kind = pa.large_string() if large else pa.string()
+    # a slice (offset into the buffers) of one array, and the same strings in two chunks
+    array = pa.array(["x"] * cut + labels, type=kind).slice(cut)
+    chunked = pa.chunked_array([labels[:len(labels) // 2], labels[len(labels) // 2:]], type=kind)
+    expected = collation_order(labels).tolist()
+    assert arrow_collation_order(array).tolist() == expected
+    assert arrow_collation_order(chunked).tolist() == expected

@@ -14,7 +14,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-__all__ = ["collate_key", "collation_order", "r_sorted"]
+__all__ = ["arrow_collation_order", "collate_key", "collation_order", "r_sorted"]
 
 # ICU root collation order of ASCII punctuation and symbols (what R's sort() gives).
 _PUNCT_ORDER = " _-,;:!?.'\"()[]{}@*/\\&#%`^+<=>|~$"
@@ -73,19 +73,26 @@ _MAX_KEY_BYTES = 1 << 28
 
 
 def _ascii_matrix(labels: list[str]) -> Optional[np.ndarray]:
-    """The strings as rows of bytes (strings × longest, zero-padded), or None when some
-    string is not ASCII, holds a NUL (padding must stay below every character) or the
-    matrix would be too large."""
+    """The strings as rows of bytes (:func:`_byte_matrix`), or None when some is not ASCII."""
     joined = "".join(labels)
-    if not joined.isascii() or "\x00" in joined:
+    if not joined.isascii():
         return None
     lengths = np.fromiter(map(len, labels), dtype=np.int64, count=len(labels))
-    width = int(lengths.max(initial=0))
-    if len(labels) * width * 3 > _MAX_KEY_BYTES:
+    return _byte_matrix(lengths, np.frombuffer(joined.encode("ascii"), dtype=np.uint8))
+
+
+def _byte_matrix(lengths: np.ndarray, data: np.ndarray) -> Optional[np.ndarray]:
+    """Strings given by their lengths and their bytes one after the other, as rows of bytes
+    (strings × longest, zero-padded); None when a byte is not ASCII or is NUL (padding
+    must stay below every character), or when the matrix would be too large."""
+    if data.size and (int(data.max()) >= 128 or int(data.min()) == 0):
         return None
-    matrix = np.zeros((len(labels), width), dtype=np.uint8)
+    width = int(lengths.max(initial=0))
+    if lengths.shape[0] * width * 3 > _MAX_KEY_BYTES:
+        return None
+    matrix = np.zeros((lengths.shape[0], width), dtype=np.uint8)
     # Row-major boolean assignment fills each row's leading bytes, in order.
-    matrix[np.arange(width) < lengths[:, None]] = np.frombuffer(joined.encode("ascii"), dtype=np.uint8)
+    matrix[np.arange(width) < lengths[:, None]] = data
     return matrix
 
 
@@ -144,6 +151,31 @@ def collation_order(labels: list[str]) -> np.ndarray:
         return _ascii_order(matrix)
     keys = [collate_key(s) for s in labels]
     return np.array(sorted(range(len(labels)), key=keys.__getitem__), dtype=np.int64)
+
+
+def arrow_collation_order(strings: Any) -> np.ndarray:
+    """:func:`collation_order` of a pyarrow array (or chunked array) of distinct strings,
+    read from its buffers: no Python string is made for ASCII text.
+
+    Example:
+        >>> import pyarrow as pa
+        >>> arrow_collation_order(pa.array(["b", "A", "a", "_"])).tolist()
+        [3, 2, 1, 0]
+    """
+    import pyarrow as pa
+
+    if isinstance(strings, pa.ChunkedArray):
+        strings = strings.combine_chunks()
+    large = pa.types.is_large_string(strings.type)
+    if strings.null_count or not (large or pa.types.is_string(strings.type)):
+        return collation_order(strings.to_pylist())
+    _, offset_buffer, data_buffer = strings.buffers()
+    offsets = np.frombuffer(offset_buffer, dtype=np.int64 if large else np.int32)
+    offsets = offsets[strings.offset:strings.offset + len(strings) + 1]
+    data = np.zeros(0, dtype=np.uint8) if data_buffer is None else \
+        np.frombuffer(data_buffer, dtype=np.uint8)[offsets[0]:offsets[-1]]
+    matrix = _byte_matrix(np.diff(offsets), data)
+    return collation_order(strings.to_pylist()) if matrix is None else _ascii_order(matrix)
 
 
 def r_sorted(labels: set[str] | list[str]) -> list[str]:

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from .._util import row_blocks
-from .collation import collation_order
+from .collation import arrow_collation_order, collation_order
 from .errors import FormulaTypeError
 from .syntax import Name, r_num
 
@@ -222,13 +222,18 @@ def string_factor(s: pd.Series) -> Factor:
     all strings): levels in R's collation order, -1 where missing.
 
     The rows are hashed once (``pandas.factorize``: pyarrow's dictionary encoding for
-    pyarrow-backed strings, else a hash table on the objects); only the distinct strings
-    are sorted (:func:`~.collation.collation_order`, vectorized for ASCII text).
+    pyarrow-backed strings, whose distinct values are then sorted from pyarrow's buffers,
+    else a hash table on the objects); only the distinct strings are sorted
+    (:func:`~.collation.collation_order`, vectorized for ASCII text).
     """
-    arrow = isinstance(s.dtype, pd.StringDtype) and str(s.dtype.storage).startswith("pyarrow")
-    codes, uniques = pd.factorize(s if arrow else s.to_numpy(), use_na_sentinel=True)
-    distinct = uniques.tolist()
-    return sorted_factor(np.asarray(codes), distinct)
+    if isinstance(s.dtype, pd.StringDtype) and str(s.dtype.storage).startswith("pyarrow"):
+        import pyarrow as pa
+
+        codes, uniques = pd.factorize(s, use_na_sentinel=True)
+        order = arrow_collation_order(pa.array(uniques.array))
+        return Factor(renumbered(codes, _ranks(order)), uniques.take(order).tolist())
+    codes, uniques = pd.factorize(s.to_numpy(), use_na_sentinel=True)
+    return sorted_factor(np.asarray(codes), uniques.tolist())
 
 
 def logical_to_factor(v: Logical, all_levels: bool) -> Factor:
