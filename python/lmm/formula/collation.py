@@ -109,7 +109,7 @@ def _ascii_order(matrix: np.ndarray) -> np.ndarray:
     parts = [_PRIMARY[matrix]]
     if np.unique(_PRIMARY[chars]).size < chars.size:  # a case pair, or two kinds of space
         parts.append(_TERTIARY[matrix])
-        if np.unique(_PRIMARY[chars] * 4 + _TERTIARY[chars]).size < chars.size:
+        if np.unique(_PRIMARY[chars].astype(np.int64) * 4 + _TERTIARY[chars]).size < chars.size:
             parts.append(matrix)
     key = np.hstack(parts) if len(parts) > 1 else parts[0]
     # A byte position where every string has the same weight (a common prefix such as
