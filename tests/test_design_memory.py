@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 
 import lmm
-from lmm.design import RANK_TOL, _center, _centred_blocks, _column_norms, _full_rank_columns, _r_factor, build_design
+from lmm.design import build_design
+from lmm.design.fixed import RANK_TOL, center, centred_blocks, column_norms, full_rank_columns, r_factor
 from lmm.formula import ModelFrameState, grouping_factor, model_matrix, parse_formula
 
 # More rows than one block of the blockwise passes (and than the exact-fit sample), so
@@ -25,9 +26,9 @@ def _design(formula: str, data: pd.DataFrame):
 def _kept(X: np.ndarray) -> list[int]:
     """The design's rank test: on the R factor of X centred when column 0 is the intercept."""
     names = ["(Intercept)" if np.all(X[:, 0] == 1.0) else "x0"] + [f"x{j}" for j in range(1, X.shape[1])]
-    x_center, _ = _center(X, names)
-    R = _r_factor(_centred_blocks(X, x_center, np.zeros(X.shape[0])), X.shape[1] + 1)[:, :-1]
-    return _full_rank_columns(R, _column_norms(R, x_center, X.shape[0]))
+    x_center, _ = center(X, names)
+    R = r_factor(centred_blocks(X, x_center, np.zeros(X.shape[0])), X.shape[1] + 1)[:, :-1]
+    return full_rank_columns(R, column_norms(R, x_center, X.shape[0]))
 
 
 def _gram_schmidt_rank(X: np.ndarray) -> list[int]:
@@ -200,6 +201,35 @@ def test_exact_fit_still_raises_on_many_rows():
         _design("y_slope ~ u + (1 + x | g)", data)
     noisy = data.assign(y_group=data["y_group"] + 1e-3 * rng.normal(size=n))
     _design("y_group ~ x + (1 | g)", noisy)
+
+
+def test_exact_fit_sample_decides_when_x_is_the_terms_columns(monkeypatch):
+    # X's columns that the term spans within levels (the intercept of y ~ 1 + (1 | g),
+    # t of y ~ t + (1 + t | g)) are left out of the within-level fit: as an exactly zero
+    # block they made the sample's residual NaN, so every design took the full pass.
+    import lmm.design.response as response
+
+    rng = np.random.default_rng(2)
+    n = N_LARGE
+    g = rng.integers(0, n // 3, n)
+    data = pd.DataFrame({"g": g, "t": rng.integers(0, 10, n).astype(float), "a": rng.normal(size=n // 3)[g]})
+    data["y"] = data["a"] + rng.normal(size=n)
+    calls: list[int] = []
+    within = response.core.within_level_residual
+
+    def counted(codes, z, nlevels, V):
+        calls.append(codes.shape[0])
+        return within(codes, z, nlevels, V)
+
+    monkeypatch.setattr(response.core, "within_level_residual", counted)
+    for formula in ["y ~ 1 + (1 | g)", "y ~ t + (1 + t | g)", "y ~ t + (1 | g)"]:
+        calls.clear()
+        _design(formula, data)
+        assert len(calls) == 1 and calls[0] < n
+    with pytest.raises(ValueError, match=r"fitted exactly by the fixed effects and the random-effects term \(1 \| g\)"):
+        _design("a ~ 1 + (1 | g)", data)
+    with pytest.raises(ValueError, match=r"random-effects term \(1 \+ t \| g\)"):
+        _design("a ~ t + (1 + t | g)", data.assign(a=data["a"] * (1 + data["t"])))
 
 
 def test_response_coefficients_are_least_squares_on_centred_X():

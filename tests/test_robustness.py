@@ -467,7 +467,7 @@ def test_cholesky_failure_inside_the_optimizer_is_explained():
     rng = np.random.default_rng(8)
     i, j = np.arange(120) % 10, (np.arange(120) // 10) % 12
     data = pd.DataFrame({"y": rng.standard_normal(10)[i] + rng.standard_normal(12)[j], "i": i, "j": j})
-    # y = a_i + b_j exactly: no single term fits it, so design.py lets it through; the
+    # y = a_i + b_j exactly: no single term fits it, so the design lets it through; the
     # optimizer drives θ → ∞ until the factorization fails.
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

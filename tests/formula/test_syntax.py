@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 
 from lmm.formula import FormulaError, parse_formula
+from lmm.formula.syntax import r_num
 
 
 @pytest.mark.parametrize(
@@ -46,3 +47,13 @@ def test_missing_tilde():
         parse_formula("Reaction + Days")
     with pytest.raises(FormulaError, match="no response"):
         parse_formula("~ Days + (1 | Subject)")
+
+
+def test_r_num_labels_whole_numbers_as_r():
+    # R: as.character(c(100000, 120000, 1e14, 123456789012345, -3e6, 10, 0, -0, 1200, 1000,
+    #    10000, 100, 2e5, 250000, 999999999999999, 5e10, -1e5, 1e15, 0.5)) in R 4.2.2
+    values = [100000, 120000, 1e14, 123456789012345, -3e6, 10, 0, -0.0, 1200, 1000, 10000, 100, 2e5, 250000,
+              999999999999999, 5e10, -1e5, 1e15, 0.5]
+    assert [r_num(float(v)) for v in values] == [
+        "1e+05", "120000", "1e+14", "123456789012345", "-3e+06", "10", "0", "0", "1200", "1000", "10000", "100",
+        "2e+05", "250000", "999999999999999", "5e+10", "-1e+05", "1e+15", "0.5"]

@@ -36,8 +36,9 @@ Known differences from R (all deliberate or documented edge cases):
 
 * R sorts character levels with the locale's collation (ICU on most systems).  This
   package approximates ICU's root collation for ASCII text (punctuation < digits <
-  letters, case-insensitive first, lower case before upper case on ties); non-ASCII
-  letters are sorted after ``z`` by code point.
+  letters, case-insensitive first, lower case before upper case on ties), vectorized
+  over the distinct strings; non-ASCII letters are sorted after ``z`` by code point,
+  string by string.
 * ``y ~ (1 | g) - 1`` (every fixed term removed, ``-1`` last) keeps an intercept in lme4
   because of a quirk of its ``nobars``; here ``-1`` removes the intercept, as R's
   formula rules say.
@@ -57,6 +58,7 @@ Modules, one concept each: :mod:`.errors`, :mod:`.syntax` (tokens, syntax tree,
 parser, deparser), :mod:`.functions` (signatures of the R functions), :mod:`.checks`,
 :mod:`.terms` (R's ``terms()``), :mod:`.bars` (random-effects terms, ``||``, ``/``),
 :mod:`.parsed` (:func:`parse_formula`), :mod:`.values` (R's values of columns),
+:mod:`.collation` (R's order of strings),
 :mod:`.evaluate` (evaluation, function library, transform state), :mod:`.splines` (R's
 spline bases), :mod:`.matrix` (model matrices), :mod:`.response`, :mod:`.grouping`
 (grouping factors).

@@ -13,8 +13,8 @@ from .checks import unknown_column_error
 from .errors import FormulaNotImplementedError
 from .evaluate import Columns, Env, as_factor, evaluate
 from .functions import GROUPING_SIGNATURES, bind
-from .syntax import Call, Name, strip_parens
-from .values import drop_unused, int_labels, numeric_codes
+from .syntax import Call, Name, r_num, strip_parens
+from .values import drop_unused, int_labels, numbers_factor, numeric_codes, sorted_codes
 
 __all__ = ["GroupLevels", "grouping_codes", "grouping_factor"]
 
@@ -25,9 +25,11 @@ class GroupLevels:
     Fitting needs only a grouping factor's codes and its number of levels; the labels
     (R's strings: ``"308"``, ``"a1:b1"``) are for output, at some 60 bytes a level as
     Python strings.  Integer ids are kept as their sorted int64 values (8 bytes a level),
-    an interaction ``a:b`` as each level's codes in the levels of ``a`` and of ``b``
-    (4 bytes a level per factor), and other factors (strings, categories, decimals,
-    whose labels can merge values) as their labels.  :func:`grouping_codes` makes them.
+    whole numbers stored as doubles (ids read from a file with missing values) as their
+    sorted float64 values, an interaction ``a:b`` as each level's codes in the levels of
+    ``a`` and of ``b`` (4 bytes a level per factor), and other factors (strings,
+    categories, decimals, whose labels can merge values) as their labels.
+    :func:`grouping_codes` makes them.
 
     Example:
         >>> term = RandomTerm("1", ("g",), "g", False)
@@ -92,6 +94,33 @@ class _IntLevels(GroupLevels):
         return _IntLevels(self.values[index])
 
 
+class _NumberLevels(GroupLevels):
+    """Whole numbers stored as doubles, below 1e15 in magnitude: distinct float64 values in
+    increasing order, labelled as R prints them (``"308"``, ``"1e+05"``).
+
+    Below 1e15 a whole number has at most 15 digits, R's precision, so distinct values
+    have distinct labels.
+    """
+
+    __slots__ = ("values",)
+
+    def __init__(self, values: np.ndarray) -> None:
+        self.values = values
+
+    def __len__(self) -> int:
+        return self.values.shape[0]
+
+    def labels(self) -> list[str]:
+        return [r_num(v) for v in self.values.tolist()]
+
+    def take(self, index: np.ndarray) -> GroupLevels:
+        return _NumberLevels(self.values[index])
+
+
+# Whole numbers below this magnitude have distinct labels as R prints them (15 digits).
+_DISTINCT_LABELS = 1e15
+
+
 class _InteractionLevels(GroupLevels):
     """Levels of ``a:b:...`` (or ``interaction(a, b, ...)``): the levels of each factor, and
     (k × L, int32) each level's code in each factor's levels; labels join the factors'
@@ -120,13 +149,14 @@ def _is_increasing(values: np.ndarray) -> bool:
 
 
 def _grouping_column(env: Env, node: Name) -> tuple[np.ndarray, GroupLevels]:
-    """Codes and levels of one grouping column, as ``drop_unused(as_factor(env.column(node), ...))``.
+    """Codes and levels of one grouping column, as ``as_factor(env.column(node), ...)``.
 
     An integer column (the usual subject or item ids) is coded from its integers in
     place, without the float64 copy that its numeric value would be. Beyond 2**53 the
     float64 values (what R reads) can merge ids: the general path keeps that.  Integer
     levels are kept as their values (labels made on request) whenever the labels are the
-    decimal values that R's numbers print as, one per level.
+    decimal values that R's numbers print as, one per level; so are whole numbers stored
+    as doubles (ids with missing values), whose labels are distinct.
     """
     series = env.columns.series(node.name)
     if isinstance(series, pd.Series) and isinstance(series.dtype, np.dtype) and series.dtype.kind in "iu":
@@ -144,7 +174,13 @@ def _grouping_column(env: Env, node: Name) -> tuple[np.ndarray, GroupLevels]:
             ints = uniq.astype(np.int64)
             if _is_increasing(ints):
                 return codes, _IntLevels(ints)
-    f = drop_unused(as_factor(value, node, env))
+    elif isinstance(value, np.ndarray):
+        codes, uniq = numeric_codes(value, integer=False)
+        if np.all(np.abs(uniq) < _DISTINCT_LABELS) and np.all(uniq == np.round(uniq)):
+            return codes, _NumberLevels(uniq)
+        f = numbers_factor(codes, uniq, integer=False)
+        return f.codes, _LabelLevels(f.levels)
+    f = as_factor(value, node, env)  # (a column's factor has no unused levels: series_value drops them)
     return f.codes, _LabelLevels(f.levels)
 
 
@@ -200,7 +236,7 @@ def _combined(factors: list[tuple[np.ndarray, GroupLevels]], n: int, significanc
         key = np.zeros(n, dtype=np.int64)
         for j in significance:
             key = key * sizes[j] + np.where(factors[j][0] < 0, 0, factors[j][0])
-        uniq, inv = np.unique(key[~missing], return_inverse=True)
+        inv, uniq = sorted_codes(key[~missing])
         parts = np.empty((len(factors), uniq.shape[0]), dtype=np.int32)
         rem = uniq
         for j in reversed(significance):

@@ -400,6 +400,8 @@ def r_name(name: str) -> str:
 
 def r_num(v: float) -> str:
     """R's ``as.character`` of a double: 15 significant digits, fixed unless sci is shorter."""
+    if v.is_integer() and abs(v) < 1e15:
+        return _whole_number(int(v))
     if math.isnan(v):
         return "NaN"
     if math.isinf(v):
@@ -417,6 +419,19 @@ def r_num(v: float) -> str:
     sci = f"{mant}e{'+' if e >= 0 else '-'}{abs(e):02d}"
     fixed = f"{v:.{max(0, digits - 1 - e)}f}"
     return fixed if len(fixed) <= len(sci) else sci
+
+
+def _whole_number(i: int) -> str:
+    """:func:`r_num` of a whole number below 1e15 (at most 15 digits: exact), without its
+    search for the shortest digits: those are the digits without trailing zeros."""
+    digits = str(abs(i))
+    mantissa = digits.rstrip("0") or "0"
+    exponent = len(digits) - 1
+    # fixed: the digits; sci: the mantissa's digits, its point (when more than one) and e+XX
+    if len(digits) <= len(mantissa) + (len(mantissa) > 1) + 4:
+        return str(i)
+    point = f"{mantissa[0]}.{mantissa[1:]}" if len(mantissa) > 1 else mantissa
+    return f"{'-' if i < 0 else ''}{point}e+{exponent:02d}"
 
 
 def r_string(s: str) -> str:

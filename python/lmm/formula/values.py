@@ -1,74 +1,29 @@
 """R's values of data columns: numeric vectors, logicals, factors and matrices.
 
 Factors hold int32 codes (-1 missing) and their level labels, sorted as R sorts them
-(:func:`collate_key` approximates ICU's root collation); integer codes are made by
-counting where the values span a compact range, never by sorting the rows.
+(strings by :func:`~.collation.collation_order`, numbers numerically).  Codes are made
+without sorting the rows: by counting where integer values span a compact range, else
+by hashing (``pandas.factorize``); only the distinct values are sorted, and the rows'
+codes are then renumbered in one pass.
 """
 
 from __future__ import annotations
 
-import unicodedata
 from typing import Any, Union
 
 import numpy as np
 import pandas as pd
 
 from .._util import row_blocks
+from .collation import arrow_collation_order, collation_order
 from .errors import FormulaTypeError
 from .syntax import Name, r_num
 
 __all__ = [
-    "ContrastMatrix", "Factor", "Logical", "Matrix", "Value", "collate_key", "r_sorted", "level_label", "drop_unused",
-    "labels_to_factor",
-    "int_labels", "numeric_codes", "numeric_to_factor", "logical_to_factor", "series_value",
+    "ContrastMatrix", "Factor", "Logical", "Matrix", "Value", "level_label", "drop_unused", "renumbered",
+    "sorted_factor", "labels_to_factor", "int_labels", "sorted_codes", "numeric_codes", "numbers_factor",
+    "numeric_to_factor", "string_factor", "logical_to_factor", "series_value",
 ]
-
-# ICU root collation order of ASCII punctuation and symbols (what R's sort() gives).
-_PUNCT_ORDER = " _-,;:!?.'\"()[]{}@*/\\&#%`^+<=>|~$"
-_PUNCT_RANK = {c: i for i, c in enumerate(_PUNCT_ORDER)}
-
-
-def collate_key(s: str) -> tuple[Any, ...]:
-    """Approximate ICU root collation (R's default sort of strings) for level order."""
-    primary: list[tuple[int, int]] = []
-    secondary: list[int] = []
-    tertiary: list[int] = []
-    for ch in unicodedata.normalize("NFD", s):
-        if unicodedata.combining(ch):
-            secondary.append(ord(ch))
-            continue
-        if ch in _PUNCT_RANK:
-            primary.append((0, _PUNCT_RANK[ch]))
-        elif ch.isspace():
-            primary.append((0, -1))
-        elif ch.isdigit():
-            primary.append((1, ord(ch)))
-        elif ch.isalpha():
-            primary.append((2, ord(ch.lower())))
-        else:
-            primary.append((0, 100 + ord(ch)))
-        tertiary.append(1 if ch.isupper() else 0)
-    return (tuple(primary), tuple(secondary), tuple(tertiary), s)
-
-
-def _ascii_alnum_key(s: str) -> tuple[str, str]:
-    """:func:`collate_key`'s order for ASCII letters and digits: letters compare
-    case-blind after digits (their code points in lower case already do), then
-    lower case before upper at the first difference (swapcase puts it first)."""
-    return (s.lower(), s.swapcase())
-
-
-def r_sorted(labels: set[str] | list[str]) -> list[str]:
-    """The distinct labels in R's order (:func:`collate_key`); the usual ids made of
-    ASCII letters and digits by a key of two builtin string methods, or by plain code
-    point order when they are all of one case (digits sort before letters either way)."""
-    distinct = set(labels)
-    joined = "".join(distinct)
-    if all(distinct) and joined.isascii() and joined.isalnum():  # (each test one pass in C)
-        if joined == joined.lower() or joined == joined.upper():
-            return sorted(distinct)
-        return sorted(distinct, key=_ascii_alnum_key)
-    return sorted(distinct, key=collate_key)
 
 
 class ContrastMatrix:
@@ -130,6 +85,24 @@ def level_label(v: Any) -> str:
     return str(v)
 
 
+def renumbered(codes: np.ndarray, remap: np.ndarray) -> np.ndarray:
+    """``remap[codes]`` as int32, with the missing code -1 kept (one pass over the rows)."""
+    remap = np.asarray(remap, dtype=np.int32)
+    if not codes.size or codes.min() >= 0:
+        return remap[codes] if remap.size else np.zeros(codes.shape, dtype=np.int32)
+    valid = codes >= 0
+    if not remap.size:
+        return np.full(codes.shape, -1, dtype=np.int32)
+    return np.where(valid, remap[np.where(valid, codes, 0)], -1).astype(np.int32)
+
+
+def _ranks(order: np.ndarray) -> np.ndarray:
+    """The inverse permutation of ``order`` (int32): the new code of each old one."""
+    rank = np.empty(order.shape[0], dtype=np.int32)
+    rank[order] = np.arange(order.shape[0], dtype=np.int32)
+    return rank
+
+
 def drop_unused(f: Factor) -> Factor:
     """The factor without its levels that no row has (R's ``droplevels``); ``f`` itself when none."""
     nlev = len(f.levels)
@@ -140,25 +113,32 @@ def drop_unused(f: Factor) -> Factor:
         present[f.codes if valid is None else f.codes[valid]] = True
     if present.all():
         return f
-    if valid is None:
-        valid = np.ones(f.codes.shape, dtype=bool)
     remap = np.full(nlev, -1, dtype=np.int32)
     remap[present] = np.arange(int(present.sum()), dtype=np.int32)
-    codes = np.where(valid, remap[np.where(valid, f.codes, 0)], -1).astype(np.int32)
-    levels = [lev for lev, p in zip(f.levels, present) if p]
-    return Factor(codes, levels, f.ordered, f.contrast)
+    levels = _object_array(f.levels)[present].tolist()
+    return Factor(renumbered(f.codes, remap), levels, f.ordered, f.contrast)
+
+
+def _object_array(labels: list[str]) -> np.ndarray:
+    """The labels as a one-dimensional object array (never a 2-D array of characters)."""
+    out = np.empty(len(labels), dtype=object)
+    out[:] = labels
+    return out
+
+
+def sorted_factor(codes: np.ndarray, distinct: list[str]) -> Factor:
+    """Factor from codes into distinct labels in any order: levels sorted as R sorts strings,
+    codes renumbered to them."""
+    order = collation_order(distinct)
+    return Factor(renumbered(codes, _ranks(order)), _object_array(distinct)[order].tolist())
 
 
 def labels_to_factor(codes: np.ndarray, labels: list[str]) -> Factor:
     """Factor from codes into (possibly duplicated, unsorted) labels; levels sorted as R sorts."""
-    levels = r_sorted(labels)
-    pos = {lev: i for i, lev in enumerate(levels)}
-    remap = np.array([pos[lab] for lab in labels], dtype=np.int32) if labels else np.zeros(0, np.int32)
-    if codes.size and codes.min() >= 0:
-        return Factor(remap[codes], levels)
-    valid = codes >= 0
-    out = np.where(valid, remap[np.where(valid, codes, 0)] if len(remap) else 0, -1).astype(np.int32)
-    return Factor(out, levels)
+    first, distinct = pd.factorize(_object_array(labels))
+    if distinct.shape[0] == len(labels):
+        return sorted_factor(codes, labels)
+    return sorted_factor(renumbered(codes, first), distinct.tolist())
 
 
 def _compact_codes(values: np.ndarray, lo: Any, span: int) -> tuple[np.ndarray, np.ndarray]:
@@ -187,36 +167,73 @@ def int_labels(values: np.ndarray) -> list[str]:
     return labels
 
 
+def sorted_codes(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """int32 codes of numbers (-1 where NaN) and their sorted distinct values.
+
+    The rows are hashed (``pandas.factorize``, which takes 0.0 and -0.0 as one value, as
+    ``==`` does), the distinct values sorted, and the codes renumbered: O(n) in the rows
+    and O(L log L) in the L distinct values, where ``np.unique`` sorts all n rows.
+    """
+    codes, uniq = pd.factorize(values, use_na_sentinel=True)
+    order = np.argsort(uniq, kind="stable")
+    return renumbered(codes, _ranks(order)), uniq[order]
+
+
 def numeric_codes(x: np.ndarray, integer: bool) -> tuple[np.ndarray, np.ndarray]:
     """int32 codes of a numeric vector (-1 where NaN) and its sorted distinct values."""
     # np.min propagates NaN: the test needs no n-sized mask, and a column without
     # missing values is read in place.
-    valid = ~np.isnan(x) if x.size and np.isnan(np.min(x)) else None
-    values = x if valid is None else x[valid]
-    lo = values.min() if values.size else 0.0
-    span = values.max() - lo if values.size else 0.0
-    if integer and span < 4 * values.size + 1024:
+    has_nan = bool(x.size and np.isnan(np.min(x)))
+    if integer and x.size:
         # Integer codes in a compact range (the usual subject or item ids): levels
-        # by counting, without sorting the rows.
-        inv, offsets = _compact_codes(values, lo, int(span))
-        uniq = offsets + int(lo)
-    else:
-        uniq, inv = np.unique(values, return_inverse=True)
-    if valid is None:
-        codes = np.asarray(inv, dtype=np.int32).reshape(-1)
-    else:
-        codes = np.full(x.shape[0], -1, dtype=np.int32)
-        codes[valid] = np.asarray(inv).reshape(-1)
-    return codes, uniq
+        # by counting, without hashing or sorting the rows.
+        valid = ~np.isnan(x) if has_nan else None
+        values = x if valid is None else x[valid]
+        lo = values.min() if values.size else 0
+        span = values.max() - lo if values.size else 0
+        if span < 4 * values.size + 1024:
+            inv, offsets = _compact_codes(values, lo, int(span))
+            uniq = offsets + int(lo)
+            if valid is None:
+                return inv, uniq
+            codes = np.full(x.shape[0], -1, dtype=np.int32)
+            codes[valid] = inv
+            return codes, uniq
+    return sorted_codes(x)
 
 
 def numeric_to_factor(x: np.ndarray, integer: bool) -> Factor:
     """R's ``factor()`` of numbers: levels sorted numerically, labelled as R prints them."""
     codes, uniq = numeric_codes(x, integer)
+    return numbers_factor(codes, uniq, integer)
+
+
+def numbers_factor(codes: np.ndarray, uniq: np.ndarray, integer: bool) -> Factor:
+    """The factor of :func:`numeric_codes`' codes and sorted values, labelled as R prints
+    them (values of one label merged)."""
     labels = int_labels(uniq.astype(np.int64)) if integer else [r_num(float(u)) for u in uniq]
     if len(set(labels)) < len(labels):  # values equal to 15 digits share an R level
         return labels_to_factor(codes, labels)
     return Factor(codes, labels)
+
+
+def string_factor(s: pd.Series) -> Factor:
+    """R's ``factor()`` of a column of strings (pandas' string dtypes or objects that are
+    all strings): levels in R's collation order, -1 where missing.
+
+    The rows are hashed once (``pandas.factorize``: pyarrow's dictionary encoding for
+    pyarrow-backed strings, whose distinct values are then sorted from pyarrow's buffers,
+    else a hash table on the objects); only the distinct strings are sorted
+    (:func:`~.collation.collation_order`, vectorized for ASCII text).
+    """
+    if isinstance(s.dtype, pd.StringDtype) and str(s.dtype.storage).startswith("pyarrow"):
+        import pyarrow as pa
+
+        codes, uniques = pd.factorize(s, use_na_sentinel=True)
+        order = arrow_collation_order(pa.array(uniques.array))
+        return Factor(renumbered(codes, _ranks(order)), uniques.take(order).tolist())
+    codes, uniques = pd.factorize(s.to_numpy(), use_na_sentinel=True)
+    return sorted_factor(np.asarray(codes), uniques.tolist())
 
 
 def logical_to_factor(v: Logical, all_levels: bool) -> Factor:
@@ -244,13 +261,12 @@ def series_value(s: pd.Series, node: Name, text: str) -> Value:
     """
     dt = s.dtype
     if isinstance(dt, pd.CategoricalDtype):
-        labels = [level_label(c) for c in dt.categories]
         codes = s.cat.codes.to_numpy().astype(np.int32)
-        if len(set(labels)) < len(labels):
-            f = labels_to_factor(codes, labels)
-            f.ordered = bool(dt.ordered)
-        else:
-            f = Factor(codes, labels, bool(dt.ordered))
+        labels, distinct = _category_labels(dt.categories)
+        if distinct or len(set(labels)) == len(labels):
+            return drop_unused(Factor(codes, labels, bool(dt.ordered)))
+        f = labels_to_factor(codes, labels)  # e.g. categories 1 and "1": one R level
+        f.ordered = bool(dt.ordered)
         return drop_unused(f)
     if pd.api.types.is_bool_dtype(dt):
         if dt == np.bool_:
@@ -267,17 +283,28 @@ def series_value(s: pd.Series, node: Name, text: str) -> Value:
         raise FormulaTypeError(
             f"column '{node.name}' has dtype {dt}; convert it to numbers or categories first",
             text, node.pos, node.end)
-    inferred = pd.api.types.infer_dtype(s, skipna=True)
+    if isinstance(dt, pd.StringDtype):
+        return string_factor(s)
+    # Objects: hashed once; what they are is read from the distinct values only.
+    codes, uniques = pd.factorize(s.to_numpy(), use_na_sentinel=True)
+    inferred = pd.api.types.infer_dtype(uniques, skipna=True)
     if inferred == "boolean":
         na = s.isna().to_numpy()
         return Logical(np.where(na, False, s.to_numpy()).astype(bool), na)
     if inferred in ("integer", "floating", "mixed-integer-float", "decimal"):
         return pd.to_numeric(s).to_numpy(dtype=np.float64, na_value=np.nan)
-    # (The object array factorizes faster than the string-dtype Series.)
-    codes, uniques = pd.factorize(s.to_numpy(), sort=False, use_na_sentinel=True)
-    labels = uniques.tolist()
-    if not all(type(u) is str for u in labels):
-        labels = [level_label(u) for u in labels]
-    return labels_to_factor(np.asarray(codes), labels)
+    if inferred in ("string", "empty"):
+        return sorted_factor(np.asarray(codes), uniques.tolist())
+    return labels_to_factor(np.asarray(codes), [level_label(u) for u in uniques.tolist()])
 
 
+def _category_labels(categories: pd.Index) -> tuple[list[str], bool]:
+    """R's labels of a categorical's categories, and whether they are known to be distinct:
+    strings as they are and integers in decimal (both distinct, as categories are, and
+    made without a call per category), other values by :func:`level_label`."""
+    if pd.api.types.is_integer_dtype(categories.dtype):
+        return int_labels(categories.to_numpy(dtype=np.int64)), True
+    values = categories.to_numpy(dtype=object)
+    if pd.api.types.infer_dtype(values, skipna=False) == "string":
+        return values.tolist(), True
+    return [level_label(c) for c in values.tolist()], False
