@@ -97,6 +97,30 @@ void set_response(lmm::Model& m, const std::vector<py::tuple>& terms, const Colu
   m.set_response(d.terms, d.Xmap(), d.ymap());
 }
 
+// The crossproducts of one chunk of rows: the global shift and per-term
+// transforms (model order), the chunk's weights.
+lmm::Crossprod chunk_crossprod(const std::vector<py::tuple>& terms, const Columns& X, const Columns& y,
+                               const std::optional<lmm::Vector>& x_center, const std::optional<lmm::Vector>& y_coef,
+                               const std::optional<lmm::Vector>& weights,
+                               const std::vector<lmm::TermTransform>& transforms) {
+  const ModelData d(terms, X, y);
+  lmm::Shift shift;
+  if (x_center) shift.center = *x_center;
+  if (y_coef) shift.gamma = *y_coef;
+  const lmm::Vector w = weights ? *weights : lmm::Vector();
+  py::gil_scoped_release release;
+  return lmm::form_crossprod(d.terms, d.Xmap(), d.ymap(), shift, w, transforms);
+}
+
+lmm::Model model_from_crossprod(const lmm::Crossprod& A, const std::vector<lmm::Index>& order,
+                                double max_dense_bytes, double sigma) {
+  lmm::ModelOptions options;
+  options.max_dense_bytes = max_dense_bytes;
+  options.sigma = sigma;
+  py::gil_scoped_release release;
+  return lmm::Model(A, order, options);
+}
+
 // FitOptions from the keyword arguments of Model.fit and Model.fit_many.
 lmm::FitOptions fit_options(bool reml, const std::optional<lmm::Vector>& theta_scale, lmm::Index max_evaluations,
                             lmm::Index max_iterations, double gradient_tolerance, double gradient_tolerance_rel,
@@ -304,6 +328,55 @@ PYBIND11_MODULE(_core, m) {
       .def_readonly("message", &lmm::FitResult::message)
       .def_readonly("stop_reason", &lmm::FitResult::stop_reason);
 
+  py::class_<lmm::TermColumnStats>(m, "TermColumnStats",
+                                   "Mergeable statistics of a term's columns (rows, weighted means, centred\n"
+                                   "and plain sums of squares, whether column 0 is all ones).")
+      .def(py::init<>(), "no rows")
+      .def_static(
+          "of",
+          [](const Columns& z, const std::optional<lmm::Vector>& weights) {
+            if (z.ndim() != 2) throw std::invalid_argument("z must be two-dimensional (n x p)");
+            const Eigen::Map<const lmm::Matrix> zm(z.data(), z.shape(0), z.shape(1));
+            py::gil_scoped_release release;
+            return lmm::TermColumnStats::of(zm, weights ? *weights : lmm::Vector());
+          },
+          py::arg("z"), py::arg("weights") = py::none(), "the statistics of the rows z (n, p), weights (n,) or None")
+      .def("merge", &lmm::TermColumnStats::merge, py::arg("other"), "merge another chunk's statistics into these")
+      .def_readonly("n", &lmm::TermColumnStats::n)
+      .def_readonly("total", &lmm::TermColumnStats::total, "sum of the weights")
+      .def_readonly("mean", &lmm::TermColumnStats::mean)
+      .def_readonly("centred2", &lmm::TermColumnStats::centred2, "weighted sums of squares about the means")
+      .def_readonly("squares", &lmm::TermColumnStats::squares, "weighted sums of squares")
+      .def_readonly("first_ones", &lmm::TermColumnStats::first_ones);
+
+  py::class_<lmm::TermTransform>(m, "TermTransform", "A term's working coordinates z~ = z T (see Model.transform).")
+      .def_property_readonly("center", [](const lmm::TermTransform& t) { return t.center; })
+      .def_property_readonly("scale", [](const lmm::TermTransform& t) { return t.scale; })
+      .def_property_readonly("offset", [](const lmm::TermTransform& t) { return t.offset; });
+  m.def(
+      "term_transform",
+      [](const lmm::TermColumnStats& stats, const std::string& structure) {
+        return lmm::term_transform(stats, lmm::covariance_from_name(structure));
+      },
+      py::arg("stats"), py::arg("structure"),
+      "the working coordinates of a term from the statistics of all its rows (as from the rows)");
+
+  py::class_<lmm::Crossprod>(m, "Crossprod", "The crossproduct blocks A of some rows (a sum over rows).")
+      .def(py::init<>(), "no rows (add() makes it a copy of the first part)")
+      .def_readonly("n", &lmm::Crossprod::n)
+      .def_readonly("p", &lmm::Crossprod::p)
+      .def_readonly("sum_log_weights", &lmm::Crossprod::sum_log_weights)
+      .def_property_readonly("nterms", [](const lmm::Crossprod& A) { return A.shapes.size(); })
+      .def(
+          "add", [](lmm::Crossprod& total, const lmm::Crossprod& part) { lmm::add(total, part); }, py::arg("part"),
+          py::call_guard<py::gil_scoped_release>(),
+          "add another chunk's crossproducts (same terms, levels, shift and transforms)");
+  m.def("chunk_crossprod", &chunk_crossprod, py::arg("terms"), py::arg("X"), py::arg("y"), py::arg("x_center"),
+        py::arg("y_coef"), py::arg("weights"), py::arg("transforms"),
+        "the crossproducts of one chunk of rows: terms (codes against the global levels, z, nlevels, structure)\n"
+        "in model order, X (m, p), y (m,), the global shift, the chunk's weights (m,) or None, the global\n"
+        "transforms per term (model order)");
+
   py::class_<lmm::Model>(m, "Model", "A linear mixed model on its crossproduct blocks.")
       .def(py::init(&make_model), py::arg("terms"), py::arg("X"), py::arg("y"),
            py::arg("max_dense_bytes") = lmm::ModelOptions{}.max_dense_bytes, py::arg("x_center") = py::none(),
@@ -315,6 +388,10 @@ PYBIND11_MODULE(_core, m) {
            "row by row (never in full); beta and vcov_beta are then those of X_c.\n"
            "weights (n,): prior weights (residual variance sigma^2 / w_i, lme4's criterion); None: all 1.\n"
            "sigma: a known residual SD (> 0; the criterion is not profiled); 0: estimated.")
+      .def_static("from_crossprod", &model_from_crossprod, py::arg("A"), py::arg("order"),
+                  py::arg("max_dense_bytes") = lmm::ModelOptions{}.max_dense_bytes, py::arg("sigma") = 0.0,
+                  "the model on finished crossproducts A (terms in model order; order[k]: the caller's index of\n"
+                  "model term k): L analysed as by the constructor")
       .def("set_response", &set_response, py::arg("terms"), py::arg("X"), py::arg("y"),
            "replace y (same terms, in the constructor's order, and X); θ must be set again")
       .def_property_readonly("order", &lmm::Model::order, "order[k]: input index of model term k")
