@@ -517,6 +517,52 @@ class LinearMixedModel:
         self.terms: list[ReTerm] = self._shifted.terms
         _warn_uncentred(self._core, self.terms)
 
+    @classmethod
+    def from_chunks(cls, formula: str, chunks, *, levels: dict | None = None, REML: bool = True,
+                    weights: str | None = None, offset: str | None = None, contrasts=None,
+                    sigma: float | None = None, missing: str = "drop",
+                    max_dense_bytes: float = DEFAULT_MAX_DENSE_BYTES) -> "LinearMixedModel":
+        """The model of the rows of several data frames, without holding them together.
+
+        A is a sum over rows: the chunks are read three times (levels; the shift and the
+        terms' column statistics; the crossproducts, formed in the core per chunk and
+        summed), one at a time, and the model equals the model of their concatenation
+        (``pd.concat(chunks)``) to rounding. See :mod:`lmm.chunks`.
+
+        Args:
+            formula: an lme4 formula.
+            chunks: a list of data frames, or a function returning a fresh iterator over
+                them (e.g. ``lambda: pd.read_csv(path, chunksize=10**6)``); an iterator,
+                which can be read only once, is refused.
+            levels: column → its levels, for grouping or factor columns whose levels are
+                known (their distinct values are then not collected; a chunk with another
+                value raises ValueError).
+            REML, sigma, missing, max_dense_bytes: as for :class:`LinearMixedModel`.
+            weights, offset: column names (one value per row cannot follow the chunks).
+            contrasts: not supported yet (NotImplementedError).
+
+        Returns:
+            A :class:`lmm.chunks.ChunkedLinearMixedModel`: evaluation, fit, results and
+            inference that need only the crossproducts work as for the model of all rows;
+            what needs the rows (fitted values, residuals, refits) raises NotImplementedError
+            naming the alternative.
+
+        Raises:
+            NotImplementedError: ``scale()``, ``poly()``, ``ns()``, ``bs()``, ``||`` terms,
+                ``contrasts``, aliased fixed-effects columns.
+
+        Example:
+            >>> import lmm
+            >>> d = lmm.datasets.load("sleepstudy")
+            >>> m = lmm.LinearMixedModel.from_chunks("Reaction ~ Days + (Days | Subject)", [d[:90], d[90:]])
+            >>> round(m.fit().objective, 3)
+            1743.628
+        """
+        from .chunks import from_chunks
+
+        return from_chunks(formula, chunks, levels=levels, REML=REML, weights=weights, offset=offset,
+                           contrasts=contrasts, sigma=sigma, missing=missing, max_dense_bytes=max_dense_bytes)
+
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
         del state["_core"]  # the CoreModel's, pickled with it

@@ -1,0 +1,543 @@
+"""Fitting from data that arrive in row chunks: :meth:`LinearMixedModel.from_chunks`.
+
+In a linear mixed model everything after the crossproduct blocks A depends on the
+numbers of levels, not on the number of rows, and A is a sum over rows. A model is
+therefore built from any number of data frames, none of which needs to fit in memory
+beside the others:
+
+1. *levels*: the levels of the grouping factors and of the fixed effects' factors over
+   the rows used (those without missing values), as the data frame of all rows would
+   give them (skipped for columns whose levels are given with ``levels=``);
+2. *statistics*: per chunk, the model matrices on those levels, merged into the
+   column means and the R factor of ``[X_c y]`` (the shift of the design, see
+   :func:`lmm.model.shift_for`) and each term's column statistics (its working
+   coordinates, ``lmm._core.term_transform``);
+3. *crossproducts*: per chunk, the blocks of A in the compiled core against the
+   global level codes, shift and transforms, summed (``lmm._core.Crossprod.add``).
+
+The model is then analysed and fitted as one from all rows. What needs the rows
+themselves (fitted values, residuals, refits with other responses) is not kept; the
+fitted result predicts on any chunk with ``result.predict(chunk)``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import warnings
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Optional, Sequence
+
+import numpy as np
+import pandas as pd
+
+from . import _core as core
+from .design import ReTerm, as_frame, evaluate_offset
+from .formula import (
+    ModelFrameState,
+    ParsedFormula,
+    check_columns,
+    evaluate_response,
+    grouping_codes,
+    model_matrix,
+    parse_formula,
+    required_columns,
+)
+from .model import EXACT_FIT_SIGMA, CoreModel, LinearMixedModel
+
+__all__ = ["ChunkedCoreModel", "ChunkedDesign", "ChunkedLinearMixedModel", "from_chunks", "rows_needed"]
+
+# As the in-memory design (lmm.design): lme4's rank tolerance, and the exact-fit tolerance.
+RANK_TOL = 1e-7
+EXACT_FIT_TOL = 1e-12
+_STATEFUL = re.compile(r"\b(scale|poly|ns|bs)\s*\(")
+_FACTOR_CALL = re.compile(r"\b(factor|as\.factor|ordered|relevel|C|interaction)\s*\(")
+
+_ROWS_NEEDED = ("a model fitted from chunks keeps only the crossproducts of the rows, not the rows: {what} "
+                "needs them. Evaluate it chunk by chunk instead (result.predict(chunk) gives the fitted values "
+                "of a chunk's rows; its response minus them the residuals), or fit the concatenated data in memory")
+
+
+def rows_needed(what: str) -> NotImplementedError:
+    """The error of what needs the rows of a chunked model."""
+    return NotImplementedError(_ROWS_NEEDED.format(what=what))
+
+
+@dataclass
+class ChunkedDesign:
+    """The design of a model fitted from chunks: everything of :class:`lmm.design.Design`
+    that does not need the rows (names, terms with their levels, recorded model-frame
+    states, the shift); the per-row arrays raise NotImplementedError.
+
+    Attributes:
+        nobs: number of rows used (over all chunks).
+        xnames: names of the columns of X.
+        terms: random-effects terms in lme4's order; their ``codes`` and ``z`` have no rows.
+        fixed_state: the recorded model-frame state of the fixed effects (for new data).
+        x_center, y_coef: the shift the core works with.
+        nchunks: number of chunks read.
+        ndropped: rows dropped for missing values.
+    """
+
+    nobs: int
+    xnames: list[str]
+    terms: list[ReTerm]
+    fixed_state: ModelFrameState
+    x_center: np.ndarray
+    y_coef: np.ndarray
+    nchunks: int = 0
+    ndropped: int = 0
+    dropped_columns: list[str] = field(default_factory=list)
+    weights: None = None
+    offset: None = None
+
+    @property
+    def X(self) -> np.ndarray:
+        raise rows_needed("the fixed-effects model matrix X")
+
+    @property
+    def y(self) -> np.ndarray:
+        raise rows_needed("the response")
+
+    @property
+    def y_fit(self) -> np.ndarray:
+        raise rows_needed("the response")
+
+    def aligned(self, values: np.ndarray, name: str) -> pd.Series:
+        raise rows_needed(f"per-row output ({name})")
+
+
+def _chunk_source(chunks) -> Callable[[], Iterator[Any]]:
+    """A function returning a fresh iterator over the chunks (several passes are made)."""
+    if callable(chunks):
+        return lambda: iter(chunks())
+    if isinstance(chunks, Iterator):
+        raise TypeError("chunks is an iterator, which can be read only once; from_chunks reads the chunks more than "
+                        "once: pass a list of data frames, or a function returning a fresh iterator over them "
+                        "(e.g. lambda: pd.read_csv(path, chunksize=10**6))")
+    if isinstance(chunks, (pd.DataFrame, str, bytes)) or not isinstance(chunks, Iterable):
+        raise TypeError(f"chunks must be a list of data frames or a function returning an iterator over them, not "
+                        f"{type(chunks).__name__}")
+    return lambda: iter(chunks)
+
+
+def _is_numeric(s: pd.Series) -> bool:
+    return pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s)
+
+
+class _Plan:
+    """What every pass shares: the parsed formula, the columns, the rule for used rows."""
+
+    def __init__(self, parsed: ParsedFormula, weights: Optional[str], offset: Optional[str]) -> None:
+        self.parsed = parsed
+        self.weights = weights
+        self.offset = offset
+        self.columns = list(dict.fromkeys(required_columns(parsed) + [c for c in (weights, offset) if c]))
+        self.group_columns = list(dict.fromkeys(f for rt in parsed.random for f in rt.factors))
+        self.factor_calls = bool(_FACTOR_CALL.search(parsed.text))
+        self.missing_counts: dict[str, int] = {}
+        self.nread = 0
+        self.ndropped = 0
+
+    def used(self, chunk, k: int) -> pd.DataFrame:
+        """The chunk as a data frame, its rows with missing values in the used columns dropped."""
+        frame = as_frame(chunk)
+        try:
+            check_columns(self.parsed, frame)
+        except Exception as err:
+            raise type(err)(f"chunk {k}: {err}") from None
+        for c in (self.weights, self.offset):
+            if c is not None and c not in frame.columns:
+                raise ValueError(f"chunk {k}: the column {c!r} is not in the data")
+        frame = frame[self.columns]
+        na = frame.isna()
+        bad = na.any(axis=1).to_numpy()
+        return frame.loc[~bad] if bad.any() else frame
+
+    def count_missing(self, chunk) -> None:
+        """Count rows read, rows dropped, and missing values per column (in the first pass)."""
+        na = as_frame(chunk)[self.columns].isna()
+        self.nread += len(na)
+        self.ndropped += int(na.any(axis=1).sum())
+        for c, k in na.sum().items():
+            if k:
+                self.missing_counts[str(c)] = self.missing_counts.get(str(c), 0) + int(k)
+
+    def discrete(self, frame: pd.DataFrame) -> list[str]:
+        """The columns whose distinct values make levels: not numeric, grouping columns, and
+        every integer column when the formula makes factors of numbers (factor(x))."""
+        out = []
+        for c in self.columns:
+            if c in (self.weights, self.offset):
+                continue
+            s = frame[c]
+            if c in self.group_columns or not _is_numeric(s) or (self.factor_calls and s.dtype.kind in "iuf"):
+                out.append(c)
+        return out
+
+
+def _distinct(values: pd.Series) -> pd.Series:
+    return pd.Series(pd.unique(values), name=values.name) if not isinstance(values.dtype, pd.CategoricalDtype) else \
+        pd.Series(pd.Categorical(values.cat.remove_unused_categories().cat.categories,
+                                 categories=values.cat.categories, ordered=values.cat.ordered), name=values.name)
+
+
+def _levels_frame(values: dict[str, pd.Series], numeric: dict[str, Any]) -> pd.DataFrame:
+    """A small frame on which every discrete column takes each of its values (cyclically
+    repeated to a common length) and every numeric column one value: evaluating the
+    formula on it records the factor levels of all rows."""
+    length = max([len(v) for v in values.values()] + [1])
+    cols: dict[str, Any] = {}
+    for c, v in values.items():
+        idx = np.arange(length) % max(len(v), 1)
+        cols[c] = v.iloc[idx].reset_index(drop=True)
+    for c, v in numeric.items():
+        cols[c] = pd.Series([v] * length)
+    return pd.DataFrame(cols)
+
+
+@dataclass
+class _Pieces:
+    """A chunk's arrays: the response the core fits, X, per term (model order) codes and z, weights."""
+
+    y: np.ndarray
+    X: np.ndarray
+    codes: list[np.ndarray]
+    zs: list[np.ndarray]
+    weights: Optional[np.ndarray]
+
+
+def _merge_mean_r(a: Optional[tuple[int, np.ndarray, np.ndarray]], n: int, mean: np.ndarray,
+                  R: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
+    """(rows, column means, R of the centred columns) of two sets of rows stacked: the
+    centred columns of each are orthogonal to ones, so [R_a; R_b; √(n_a n_b / n)(m_a − m_b)']
+    has the R of the union's centred columns (Chan's update of the mean, as a QR)."""
+    if a is None:
+        return n, mean, R
+    na, ma, Ra = a
+    total = na + n
+    d = math.sqrt(na * n / total) * (ma - mean)
+    R2 = np.linalg.qr(np.vstack([Ra, R, d[None, :]]), mode="r")
+    return total, (na / total) * ma + (n / total) * mean, np.asarray(R2)
+
+
+def from_chunks(formula: str, chunks, *, levels: Optional[dict] = None, REML: bool = True,
+                weights: Optional[str] = None, offset: Optional[str] = None, contrasts=None,
+                sigma: Optional[float] = None, missing: str = "drop", max_dense_bytes: Optional[float] = None):
+    """A linear mixed model from data in row chunks, equal to the model of all rows at once.
+
+    See :meth:`lmm.LinearMixedModel.from_chunks` (the arguments are its own).
+    """
+    from .model import DEFAULT_MAX_DENSE_BYTES
+
+    if contrasts is not None:
+        raise NotImplementedError("contrasts= is not supported by from_chunks yet; code the factors with C() in the "
+                                  "formula, or fit the data in memory")
+    if missing not in ("drop", "raise"):
+        raise ValueError(f"missing must be 'drop' or 'raise', not {missing!r}")
+    for name, value in (("weights", weights), ("offset", offset)):
+        if value is not None and not isinstance(value, str):
+            raise TypeError(f"{name} of a chunked fit must be a column name (one value per row cannot follow the "
+                            "chunks)")
+    if not isinstance(REML, (bool, np.bool_)):
+        raise TypeError(f"REML must be True or False, not {REML!r}")
+    number = isinstance(sigma, (int, float, np.floating, np.integer)) and not isinstance(sigma, bool)
+    if sigma is not None and not (number and math.isfinite(sigma) and sigma > 0):
+        raise ValueError(f"sigma must be a positive number (a known residual SD) or None, not {sigma!r}")
+    max_dense_bytes = DEFAULT_MAX_DENSE_BYTES if max_dense_bytes is None else float(max_dense_bytes)
+    parsed = parse_formula(formula)
+    if _STATEFUL.search(parsed.text):
+        raise NotImplementedError("scale(), poly(), ns() and bs() learn their coefficients from all rows, which "
+                                  "from_chunks does not compute yet: transform those columns before chunking, or "
+                                  "fit the data in memory")
+    if any(rt.double_bar for rt in parsed.random):
+        raise NotImplementedError("|| terms are not supported by from_chunks yet: write them as separate terms "
+                                  "(x || g) = (1 | g) + (0 + x | g), or use diag(x | g)")
+    source = _chunk_source(chunks)
+    plan = _Plan(parsed, weights, offset)
+    given = {str(k): v for k, v in (levels or {}).items()}
+
+    # --- pass 1: levels (distinct values of the discrete columns over the rows used) --------
+    distinct: dict[str, list[pd.Series]] = {}
+    combos: list[list[pd.DataFrame]] = [[] for _ in parsed.random]
+    numeric: dict[str, Any] = {}
+    nchunks = 0
+    for k, chunk in enumerate(source()):
+        nchunks += 1
+        plan.count_missing(chunk)
+        frame = plan.used(chunk, k)
+        discrete = plan.discrete(frame)
+        for c in plan.columns:
+            if c not in discrete and c not in numeric and len(frame):
+                numeric[c] = frame[c].iloc[0]
+        for c in discrete:
+            if c not in given:
+                distinct.setdefault(c, []).append(_distinct(frame[c]))
+        for j, rt in enumerate(parsed.random):
+            if len(rt.factors) > 1:
+                combos[j].append(frame[list(rt.factors)].drop_duplicates())
+    if nchunks == 0:
+        raise ValueError("chunks is empty: no data frames to fit")
+    ndrop = plan.ndropped
+    if ndrop:
+        per_column = ", ".join(f"{c}: {k}" for c, k in plan.missing_counts.items())
+        if missing == "raise":
+            raise ValueError(f"{ndrop} of {plan.nread} rows have missing values ({per_column}); drop them or use "
+                             "missing='drop'")
+        warnings.warn(f"{ndrop} of {plan.nread} rows dropped because of missing values ({per_column})", UserWarning,
+                      stacklevel=3)
+    values: dict[str, pd.Series] = {}
+    for c, parts in distinct.items():
+        values[c] = _distinct(pd.concat(parts, ignore_index=True))
+    for c, v in given.items():
+        values[c] = pd.Series(list(v), name=c)
+    if not values and not numeric:
+        raise ValueError("no rows left after dropping rows with missing values")
+    lf = _levels_frame(values, numeric)
+    fixed_state = ModelFrameState()
+    _, xnames = model_matrix(parsed.fixed_terms, lf, state=fixed_state)
+    states: list[ModelFrameState] = []
+    pieces: list[ReTerm] = []
+    for j, rt in enumerate(parsed.random):
+        st = ModelFrameState()
+        _, cnames = model_matrix(rt.terms, lf, state=st)
+        if not cnames:
+            raise ValueError(f"random-effects term for {rt.name!r} has no columns ({rt.expr!r})")
+        if len(rt.factors) > 1 and not all(f in given for f in rt.factors):
+            group_frame = pd.concat(combos[j], ignore_index=True).drop_duplicates()
+        else:
+            group_frame = pd.DataFrame({f: values[f] for f in rt.factors})
+        _, group_levels = grouping_codes(rt, group_frame)
+        states.append(st)
+        pieces.append(ReTerm(name=rt.name, factors=rt.factors, cnames=list(cnames), codes=np.zeros(0, np.int32),
+                             group_levels=group_levels, z=np.zeros((0, len(cnames)), order="F"),
+                             structure=rt.structure, double_bar=False, exprs=[rt.expr], states=[st]))
+    order = _lme4_order([len(t.group_levels) for t in pieces])
+    terms = [pieces[k] for k in order]
+    term_states = [states[k] for k in order]
+    term_rts = [parsed.random[k] for k in order]
+    lookups = [_Lookup(t.group_levels) for t in terms]
+
+    def evaluate(chunk, k: int) -> _Pieces:
+        frame = plan.used(chunk, k)
+        y = np.ascontiguousarray(evaluate_response(parsed.response_expr, frame), dtype=np.float64)
+        off = evaluate_offset(parsed, frame, offset)
+        if off is not None:
+            y = y - off
+        X, _ = model_matrix(parsed.fixed_terms, frame, state=fixed_state)
+        X = np.asfortranarray(X, dtype=np.float64)
+        codes, zs = [], []
+        for t, st, rt, lookup in zip(terms, term_states, term_rts, lookups):
+            z, _ = model_matrix(rt.terms, frame, state=st)
+            zs.append(np.asfortranarray(z, dtype=np.float64))
+            local, local_levels = grouping_codes(rt, frame)
+            codes.append(lookup.codes(local, local_levels, t, k))
+        w = None
+        if weights is not None:
+            w = np.ascontiguousarray(frame[weights].to_numpy(dtype=np.float64))
+            if not np.all(np.isfinite(w) & (w > 0)):
+                raise ValueError(f"chunk {k}: weights must be positive and finite; drop rows with zero weight")
+        for what, v in [("the response", y), ("X", X)] + [(f"the term for {t.name!r}", z) for t, z in zip(terms, zs)]:
+            if v.size and not np.all(np.isfinite(v)):
+                raise ValueError(f"chunk {k}: {what} has NaN or infinite values after evaluating the formula (e.g. "
+                                 "log of a negative value); from_chunks drops only rows with missing data values: "
+                                 "filter those rows first")
+        return _Pieces(y=y, X=X, codes=codes, zs=zs, weights=w)
+
+    # --- pass 2: the shift and the terms' column statistics -----------------------------
+    p = len(xnames)
+    merged: Optional[tuple[int, np.ndarray, np.ndarray]] = None
+    stats = [core.TermColumnStats() for _ in terms]
+    ystats = core.TermColumnStats()
+    for k, chunk in enumerate(source()):
+        d = evaluate(chunk, k)
+        m = d.y.shape[0]
+        if m == 0:
+            continue
+        V = np.column_stack([d.X, d.y])
+        mean = V.mean(axis=0)
+        R = np.asarray(np.linalg.qr(V - mean, mode="r"))
+        merged = _merge_mean_r(merged, m, mean, R)
+        for s, z in zip(stats, d.zs):
+            s.merge(core.TermColumnStats.of(z, d.weights))
+        ystats.merge(core.TermColumnStats.of(d.y[:, None]))
+    if merged is None:
+        raise ValueError("no rows left after dropping rows with missing values")
+    n, mean, Rc = merged
+    x_center = np.zeros(p)
+    if p > 1 and xnames[0] == "(Intercept)":
+        x_center[1:] = mean[1:p]
+    shift = np.concatenate([x_center, [0.0]])
+    R = np.asarray(np.linalg.qr(np.vstack([Rc, math.sqrt(n) * (mean - shift)[None, :]]), mode="r"))
+    _check_rank(R, p, xnames, x_center, n)
+    y_coef = np.linalg.solve(R[:p, :p], R[:p, p]) if p else np.zeros(0)
+    ynorm = math.sqrt(float(ystats.squares[0]))
+    if sigma is None and (float(ystats.centred2[0]) == 0.0 or abs(R[p, p]) <= EXACT_FIT_TOL * ynorm):
+        raise ValueError(f"the response {parsed.response!r} is constant or fitted exactly by the fixed effects "
+                         f"{xnames}: the residual variance would be 0")
+    for t in terms:
+        if len(t.group_levels) < 2:
+            raise ValueError(f"grouping factor {t.name!r} has a single level in the {n} rows used; a random effect "
+                             f"needs at least two levels: remove the term {t.label}")
+        if sigma is None and len(t.group_levels) >= n:
+            raise ValueError(f"grouping factor {t.name!r} has {len(t.group_levels)} levels for {n} observations; "
+                             f"the random effect {t.label} and the residual variance are not identifiable")
+    transforms = [core.term_transform(s, t.structure) for s, t in zip(stats, terms)]
+
+    # --- pass 3: the crossproducts, summed ----------------------------------------------
+    total = core.Crossprod()
+    for k, chunk in enumerate(source()):
+        d = evaluate(chunk, k)
+        if d.y.shape[0] == 0:
+            continue
+        tuples: list = [(c, z, len(t.group_levels), t.structure) for c, z, t in zip(d.codes, d.zs, terms)]
+        total.add(core.chunk_crossprod(tuples, d.X, d.y, x_center, y_coef, d.weights, transforms))
+    if total.n != n:
+        raise ValueError(f"the chunks changed between passes ({n} rows, then {total.n}); pass chunks that give the "
+                         "same rows each time they are read")
+    design = ChunkedDesign(nobs=int(n), xnames=list(xnames), terms=terms, fixed_state=fixed_state,
+                           x_center=x_center, y_coef=y_coef, nchunks=nchunks, ndropped=int(ndrop))
+    return ChunkedLinearMixedModel(formula, parsed, design, total, REML=bool(REML), sigma=sigma,
+                                   max_dense_bytes=max_dense_bytes,
+                                   response_sd=math.sqrt(float(ystats.centred2[0]) / n))
+
+
+class ChunkedCoreModel(CoreModel):
+    """A :class:`~lmm.model.CoreModel` on crossproducts summed over chunks (no rows kept)."""
+
+    def __init__(self, A: core.Crossprod, terms: Sequence[ReTerm], *, p: int, x_center: np.ndarray,
+                 y_coef: np.ndarray, max_dense_bytes: float, reml: bool, sigma: Optional[float]) -> None:
+        self._design_terms = list(terms)
+        self._tuples = []
+        self._X = np.zeros((0, p), order="F")  # (its shape only: the number of fixed effects)
+        self._x_center = np.asarray(x_center, dtype=np.float64)
+        self._y_coef = np.asarray(y_coef, dtype=np.float64)
+        self.weights = None
+        self.sigma = sigma
+        self._y = np.zeros(0)
+        self._max_dense_bytes = float(max_dense_bytes)
+        self.core = core.Model.from_crossprod(A, list(range(len(terms))), self._max_dense_bytes, sigma or 0.0)
+        self.terms = [self._design_terms[k] for k in self.core.order]
+        self.REML = bool(reml)
+        self.theta_scale = np.ones(self.ntheta)
+        self._delta = np.zeros(p)
+        self._R = None
+
+    def __getstate__(self) -> dict:
+        raise NotImplementedError("a model fitted from chunks cannot be pickled yet (its crossproducts are not "
+                                  "serialised): pickle the fitted numbers (result.fixef, result.varcorr, ...)")
+
+    def set_response(self, y: np.ndarray) -> None:
+        raise rows_needed("a new response (set_response)")
+
+
+class ChunkedLinearMixedModel(LinearMixedModel):
+    """A :class:`~lmm.LinearMixedModel` built from row chunks (:meth:`LinearMixedModel.from_chunks`).
+
+    Evaluation, fits, results and inference that need only the crossproducts work as
+    for the model of all rows; what needs the rows raises NotImplementedError.
+    """
+
+    def __init__(self, formula: str, parsed: ParsedFormula, design: ChunkedDesign, A: core.Crossprod, *,
+                 REML: bool, sigma: Optional[float], max_dense_bytes: float, response_sd: float) -> None:
+        self.formula = formula
+        self.REML = bool(REML)
+        self.sigma = None if sigma is None else float(sigma)
+        self.parsed = parsed
+        self.design = design  # type: ignore[assignment]
+        self._nobs = design.nobs
+        self.offset_argument = False
+        self.max_dense_bytes = float(max_dense_bytes)
+        try:
+            self._shifted = ChunkedCoreModel(A, design.terms, p=len(design.xnames), x_center=design.x_center,
+                                             y_coef=design.y_coef, max_dense_bytes=self.max_dense_bytes,
+                                             reml=self.REML, sigma=self.sigma)
+        except ValueError as err:
+            raise ValueError(f"cannot set up the model {formula!r}: {err}") from None
+        self._core = self._shifted.core
+        self.terms = self._shifted.terms
+        self._response_sd = response_sd
+
+    def __getstate__(self) -> dict:
+        return self._shifted.__getstate__()
+
+    @property
+    def nobs(self) -> int:
+        return self._nobs
+
+    @property
+    def nfixed(self) -> int:
+        return len(self.design.xnames)
+
+    def response_core(self) -> CoreModel:
+        raise rows_needed("a core for other responses (bootstrap)")
+
+    def with_response(self, y) -> LinearMixedModel:
+        raise rows_needed("a refit with another response")
+
+    def fit_many(self, *args, **kwargs):
+        raise rows_needed("fit_many (the responses' crossproducts)")
+
+    def fit(self, start=None, *, reml: bool | None = None, optimizer: str = "core", tol: float = 1e-8,
+            maxiter: int = 10000, verbose: bool = False):
+        """Optimize θ and return the fitted result (see :meth:`LinearMixedModel.fit`)."""
+        from .optimize import optimize_theta
+        from .results import LmmResult
+
+        reml = self.REML if reml is None else bool(reml)
+        opt = optimize_theta(self, start=start, reml=reml, optimizer=optimizer, tol=tol, maxiter=maxiter,
+                             verbose=verbose)
+        res = LmmResult(self, opt, reml=reml)
+        if self.sigma is None and res.sigma <= EXACT_FIT_SIGMA * self._response_sd:
+            warnings.warn(f"the residual standard deviation {res.sigma:.3g} is zero to working precision against the "
+                          f"response's ({self._response_sd:.3g}): the random effects fit the response exactly, and "
+                          "θ is not determined", UserWarning, stacklevel=2)
+        return res
+
+
+def _lme4_order(nlevels: Sequence[int]) -> list[int]:
+    """lme4's term order (as lmm::Model's): by decreasing number of levels, ties reversed,
+    only when some term has more levels than the one before it."""
+    nl = np.asarray(nlevels)
+    if not np.any(np.diff(nl) > 0):
+        return list(range(len(nl)))
+    return [int(k) for k in np.argsort(nl, kind="stable")[::-1]]
+
+
+class _Lookup:
+    """Codes of a chunk's levels in the global levels of a grouping factor."""
+
+    def __init__(self, levels) -> None:
+        self.values = getattr(levels, "values", None)  # integer ids (sorted int64)
+        self.levels = levels
+        self.index: Optional[pd.Index] = None  # the labels, made when first needed
+
+    def codes(self, local: np.ndarray, local_levels, term: ReTerm, k: int) -> np.ndarray:
+        lv = getattr(local_levels, "values", None)
+        if self.values is not None and lv is not None:
+            pos = np.searchsorted(self.values, lv)
+            pos = np.minimum(pos, len(self.values) - 1)
+            idx = np.where(self.values[pos] == lv, pos, -1)
+        else:
+            if self.index is None:
+                self.index = pd.Index(self.levels.labels(), dtype=object)
+            idx = self.index.get_indexer(pd.Index(local_levels.labels(), dtype=object))
+        if np.any(idx < 0):
+            new = [local_levels.labels()[i] for i in np.flatnonzero(idx < 0)[:5]]
+            raise ValueError(f"chunk {k}: the grouping factor {term.name!r} has levels {new} that are not among its "
+                             "levels (given with levels=?)")
+        out = idx[local] if local.size else local
+        return np.ascontiguousarray(out, dtype=np.int32)
+
+
+def _check_rank(R: np.ndarray, p: int, xnames: list[str], x_center: np.ndarray, n: int) -> None:
+    """Refuse aliased fixed-effects columns (the in-memory design drops them with a warning)."""
+    norms = np.sqrt(np.einsum("ij,ij->j", R[:, :p], R[:, :p]) + n * x_center * x_center)
+    for j in range(p):
+        col = R[: j + 1, j]
+        cn = float(np.linalg.norm(col))
+        if not (norms[j] > 0 and abs(R[j, j]) > RANK_TOL * cn and abs(R[j, j]) > 1e3 * np.finfo(float).eps * norms[j]):
+            raise NotImplementedError(f"the fixed-effects column {xnames[j]!r} is aliased with the columns before it "
+                                      "(rank-deficient X), which from_chunks does not drop yet: remove it from the "
+                                      "formula")

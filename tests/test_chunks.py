@@ -1,0 +1,156 @@
+"""LinearMixedModel.from_chunks: a model from row chunks equals the model of all rows.
+
+A is a sum over rows, so the fit from chunks (levels, shift and column statistics over
+all chunks, then each chunk's crossproducts summed in the core) must give the in-memory
+fit of ``pd.concat(chunks)``: θ, β, σ, the criterion, the SEs and the conditional modes.
+"""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import lmm
+from lmm.chunks import ChunkedLinearMixedModel
+
+# Named tolerances: the criterion at a fixed θ to rounding of sums in another order;
+# fitted quantities to the optimizer's agreement between two runs on equal criteria.
+OBJECTIVE_TOL = 1e-10
+FIT_TOL = 1e-8
+
+
+def _split(data: pd.DataFrame, nchunks: int, seed: int = 0) -> list[pd.DataFrame]:
+    """Chunks of unequal sizes (one of a single row), in the data's row order."""
+    rng = np.random.default_rng(seed)
+    cuts = np.sort(rng.choice(np.arange(2, len(data) - 1), size=nchunks - 2, replace=False))
+    cuts = np.concatenate([[0, 1], cuts, [len(data)]])
+    return [data.iloc[a:b] for a, b in zip(cuts[:-1], cuts[1:])]
+
+
+def _crossed(n: int = 3000, seed: int = 1) -> pd.DataFrame:
+    """Two crossed grouping factors (integer users, string items), a slope with an offset,
+    a three-level fixed factor, prior weights."""
+    rng = np.random.default_rng(seed)
+    users = rng.integers(0, 80, n)
+    items = rng.integers(0, 30, n)
+    x = 100.0 + rng.standard_normal(n)
+    f = rng.choice(["lo", "mid", "hi"], n)
+    w = rng.uniform(0.5, 2.0, n)
+    bu = rng.standard_normal(80)
+    su = 0.3 * rng.standard_normal(80)
+    bi = 0.6 * rng.standard_normal(30)
+    y = (2.0 + 0.4 * (x - 100.0) + np.where(f == "hi", 1.0, 0.0) + bu[users] + su[users] * (x - 100.0)
+         + bi[items] + rng.standard_normal(n) / np.sqrt(w))
+    return pd.DataFrame({"y": y, "x": x, "f": f, "user": users, "item": [f"i{k:02d}" for k in items], "w": w})
+
+
+def _assert_same_fit(got, want, tol: float = FIT_TOL) -> None:
+    np.testing.assert_allclose(got.objective, want.objective, rtol=tol)
+    np.testing.assert_allclose(got.theta, want.theta, rtol=tol, atol=tol * np.max(np.abs(want.theta)))
+    np.testing.assert_allclose(got.fixef.to_numpy(), want.fixef.to_numpy(), rtol=tol)
+    assert list(got.fixef.index) == list(want.fixef.index)
+    np.testing.assert_allclose(got.sigma, want.sigma, rtol=tol)
+    se_got = np.sqrt(np.diag(got.vcov.to_numpy()))
+    se_want = np.sqrt(np.diag(want.vcov.to_numpy()))
+    np.testing.assert_allclose(se_got, se_want, rtol=tol)
+    assert got.nobs == want.nobs
+    for name, frame in want.ranef.items():
+        g = got.ranef[name]
+        assert list(g.index) == list(frame.index)
+        np.testing.assert_allclose(g.to_numpy(), frame.to_numpy(), rtol=tol, atol=tol * np.abs(frame.to_numpy()).max())
+
+
+def test_sleepstudy_in_seven_chunks():
+    d = lmm.datasets.load("sleepstudy")
+    f = "Reaction ~ Days + (Days | Subject)"
+    chunks = _split(d, 7)
+    m = lmm.LinearMixedModel.from_chunks(f, chunks)
+    assert isinstance(m, ChunkedLinearMixedModel)
+    full = lmm.LinearMixedModel(f, d)
+    for theta in ([1.0, 0.0, 1.0], [0.5, -0.2, 0.3], [2.0, 0.1, 0.0]):
+        for reml in (True, False):
+            np.testing.assert_allclose(m.objective(theta, reml), full.objective(theta, reml), rtol=OBJECTIVE_TOL)
+            np.testing.assert_allclose(m.gradient(theta, reml), full.gradient(theta, reml), rtol=1e-8, atol=1e-8)
+    _assert_same_fit(m.fit(), full.fit())
+    _assert_same_fit(m.fit(reml=False), full.fit(reml=False))
+
+
+def test_crossed_weights_nan_rows_and_late_levels():
+    d = _crossed()
+    # Levels that first appear in a late chunk: a user, an item and a level of the fixed factor.
+    d.loc[d.index[:2500], "f"] = d.loc[d.index[:2500], "f"].replace("mid", "lo")
+    d.loc[d.user == 79, "user"] = 78
+    d.loc[d.index[-3], "user"] = 79
+    d.loc[d.item == "i29", "item"] = "i28"
+    d.loc[d.index[-5], "item"] = "i29"
+    # Missing values in several chunks, in different columns; a level present only in dropped rows.
+    d.loc[d.index[[10, 700, 1500]], "x"] = np.nan
+    d.loc[d.index[[20, 2100]], "y"] = np.nan
+    d.loc[d.index[[30]], "f"] = None
+    d.loc[d.index[40], "item"] = "only-dropped"
+    d.loc[d.index[40], "w"] = np.nan
+    formula = "y ~ x + f + (1 + x | user) + (1 | item)"
+    chunks = _split(d, 7, seed=3)
+    with pytest.warns(UserWarning, match="rows dropped because of missing values"):
+        m = lmm.LinearMixedModel.from_chunks(formula, chunks, weights="w")
+    with pytest.warns(UserWarning, match="rows dropped because of missing values"):
+        full = lmm.LinearMixedModel(formula, pd.concat(chunks), weights="w")
+    assert m.nobs == full.nobs == len(d) - 7
+    assert [t.nlevels for t in m.terms] == [t.nlevels for t in full.terms]
+    assert "only-dropped" not in m.terms[1].levels
+    theta = full.theta_start
+    np.testing.assert_allclose(m.objective(theta), full.objective(theta), rtol=OBJECTIVE_TOL)
+    for reml in (True, False):
+        _assert_same_fit(m.fit(reml=reml), full.fit(reml=reml))
+
+
+def test_callable_chunks_offset_and_ml():
+    d = _crossed(seed=5)
+    d["o"] = 0.1 * np.arange(len(d)) / len(d)
+    chunks = _split(d, 5, seed=1)
+    formula = "y ~ x + (1 | user) + (1 | item)"
+    m = lmm.LinearMixedModel.from_chunks(formula, lambda: iter(chunks), offset="o", REML=False)
+    full = lmm.LinearMixedModel(formula, d, offset="o", REML=False)
+    _assert_same_fit(m.fit(), full.fit())
+
+
+def test_given_levels():
+    d = lmm.datasets.load("sleepstudy")
+    f = "Reaction ~ Days + (Days | Subject)"
+    levels = sorted(d.Subject.unique())
+    m = lmm.LinearMixedModel.from_chunks(f, _split(d, 4), levels={"Subject": levels})
+    _assert_same_fit(m.fit(), lmm.lmer(f, d))
+    with pytest.raises(ValueError, match="not among its levels"):
+        lmm.LinearMixedModel.from_chunks(f, _split(d, 4), levels={"Subject": levels[:-1]})
+
+
+def test_rows_needed_and_predict_on_a_chunk():
+    d = lmm.datasets.load("sleepstudy")
+    f = "Reaction ~ Days + (Days | Subject)"
+    chunks = _split(d, 3)
+    res = lmm.LinearMixedModel.from_chunks(f, chunks).fit()
+    full = lmm.lmer(f, d)
+    for call in (res.fitted, res.residuals, lambda: res.model.with_response(d.Reaction),
+                 lambda: pickle.dumps(res.model)):
+        with pytest.raises(NotImplementedError, match="chunk"):
+            call()
+    # The alternative the errors name: the fitted values of a chunk's rows.
+    np.testing.assert_allclose(res.predict(chunks[1]), full.fitted()[chunks[1].index], rtol=1e-8)
+
+
+def test_refused_inputs():
+    d = lmm.datasets.load("sleepstudy")
+    with pytest.raises(TypeError, match="iterator"):
+        lmm.LinearMixedModel.from_chunks("Reaction ~ Days + (1 | Subject)", iter(_split(d, 3)))
+    with pytest.raises(NotImplementedError, match="scale"):
+        lmm.LinearMixedModel.from_chunks("Reaction ~ scale(Days) + (1 | Subject)", _split(d, 3))
+    with pytest.raises(NotImplementedError, match=r"\|\|"):
+        lmm.LinearMixedModel.from_chunks("Reaction ~ Days + (Days || Subject)", _split(d, 3))
+    with pytest.raises(ValueError, match="empty"):
+        lmm.LinearMixedModel.from_chunks("Reaction ~ Days + (1 | Subject)", [])
+    d2 = d.assign(Days2=2 * d.Days)
+    with pytest.raises(NotImplementedError, match="Days2"):
+        lmm.LinearMixedModel.from_chunks("Reaction ~ Days + Days2 + (1 | Subject)", _split(d2, 3))
