@@ -154,3 +154,21 @@ def test_refused_inputs():
     d2 = d.assign(Days2=2 * d.Days)
     with pytest.raises(NotImplementedError, match="Days2"):
         lmm.LinearMixedModel.from_chunks("Reaction ~ Days + Days2 + (1 | Subject)", _split(d2, 3))
+
+
+def test_passes_over_the_chunks():
+    """Two passes when X and z hold no factors (levels, statistics and shift together),
+    three when they do (the factor levels come first)."""
+    d = _crossed(seed=2)
+    chunks = _split(d, 4)
+    calls = []
+
+    def source():
+        calls.append(1)
+        return iter(chunks)
+
+    lmm.LinearMixedModel.from_chunks("y ~ x + (1 | user) + (1 | item)", source)
+    assert len(calls) == 2
+    calls.clear()
+    lmm.LinearMixedModel.from_chunks("y ~ x + f + (1 | user) + (1 | item)", source)
+    assert len(calls) == 3

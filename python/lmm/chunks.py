@@ -7,11 +7,12 @@ beside the others:
 
 1. *levels*: the levels of the grouping factors and of the fixed effects' factors over
    the rows used (those without missing values), as the data frame of all rows would
-   give them (skipped for columns whose levels are given with ``levels=``);
-2. *statistics*: per chunk, the model matrices on those levels, merged into the
-   column means and the R factor of ``[X_c y]`` (the shift of the design, see
-   :func:`lmm.model.shift_for`) and each term's column statistics (its working
-   coordinates, ``lmm._core.term_transform``);
+   give them (not collected for columns whose levels are given with ``levels=``);
+2. *statistics*: per chunk, the model matrices, merged into the column means and the
+   R factor of ``[X_c y]`` (the shift of the design, see :func:`lmm.model.shift_for`)
+   and each term's column statistics (its working coordinates,
+   ``lmm._core.term_transform``). When X and the terms' columns hold no factors they
+   do not depend on the levels, and this is done in the pass of the levels;
 3. *crossproducts*: per chunk, the blocks of A in the compiled core against the
    global level codes, shift and transforms, summed (``lmm._core.Crossprod.add``).
 
@@ -206,6 +207,50 @@ class _Pieces:
     codes: list[np.ndarray]
     zs: list[np.ndarray]
     weights: Optional[np.ndarray]
+    xnames: list[str] = field(default_factory=list)
+
+
+class _Statistics:
+    """The shift's and the terms' statistics, merged chunk by chunk: the rows, the means
+    and the R factor of the centred [X y] (unweighted, as the in-memory design's shift),
+    each term's column statistics (prior weights) and the response's."""
+
+    def __init__(self, nterms: int) -> None:
+        self.merged: Optional[tuple[int, np.ndarray, np.ndarray]] = None
+        self.stats = [core.TermColumnStats() for _ in range(nterms)]
+        self.ystats = core.TermColumnStats()
+        self.xnames: list[str] = []
+
+    @property
+    def n(self) -> int:
+        return 0 if self.merged is None else self.merged[0]
+
+    def add(self, d: _Pieces) -> None:
+        m = d.y.shape[0]
+        if self.merged is None:
+            self.xnames = d.xnames
+        elif d.xnames != self.xnames:
+            raise ValueError(f"the fixed-effects columns of chunks differ ({self.xnames} then {d.xnames})")
+        V = np.column_stack([d.X, d.y])
+        mean = V.mean(axis=0)
+        self.merged = _merge_mean_r(self.merged, m, mean, np.asarray(np.linalg.qr(V - mean, mode="r")))
+        for s, z in zip(self.stats, d.zs):
+            s.merge(core.TermColumnStats.of(z, d.weights))
+        self.ystats.merge(core.TermColumnStats.of(d.y[:, None]))
+
+    def shift(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """x_center (X's column means when it has an intercept, as lmm.design), y_coef (the
+        least-squares coefficients of y on X_c, from R) and R of [X_c y]."""
+        assert self.merged is not None
+        n, mean, Rc = self.merged
+        p = len(self.xnames)
+        x_center = np.zeros(p)
+        if p > 1 and self.xnames[0] == "(Intercept)":
+            x_center[1:] = mean[1:p]
+        shift = np.concatenate([x_center, [0.0]])
+        R = np.asarray(np.linalg.qr(np.vstack([Rc, math.sqrt(n) * (mean - shift)[None, :]]), mode="r"))
+        y_coef = np.linalg.solve(R[:p, :p], R[:p, p]) if p else np.zeros(0)
+        return x_center, y_coef, R
 
 
 def _merge_mean_r(a: Optional[tuple[int, np.ndarray, np.ndarray]], n: int, mean: np.ndarray,
@@ -258,16 +303,54 @@ def from_chunks(formula: str, chunks, *, levels: Optional[dict] = None, REML: bo
     plan = _Plan(parsed, weights, offset)
     given = {str(k): v for k, v in (levels or {}).items()}
 
+    # Columns of the model matrices X and z (not the response, not only grouping): when all
+    # are numeric and no factor() call is made, the matrices do not depend on the levels, and
+    # the first pass also gathers the shift and the column statistics (two passes in all).
+    model_columns = {r.node.name for terms_ in [parsed.fixed_terms] + [rt.terms for rt in parsed.random]
+                     for r in terms_.refs if not r.soft}
+
+    def numeric_parts(frame: pd.DataFrame, k: int, fixed_state: ModelFrameState,
+                      states: Sequence[ModelFrameState]) -> _Pieces:
+        """The chunk's response (minus the offset), X and z of each term in formula order, weights."""
+        y = np.ascontiguousarray(evaluate_response(parsed.response_expr, frame), dtype=np.float64)
+        off = evaluate_offset(parsed, frame, offset)
+        if off is not None:
+            y = y - off
+        X, names = model_matrix(parsed.fixed_terms, frame, state=fixed_state)
+        X = np.asfortranarray(X, dtype=np.float64)
+        zs = [np.asfortranarray(model_matrix(rt.terms, frame, state=st)[0], dtype=np.float64)
+              for rt, st in zip(parsed.random, states)]
+        w = None
+        if weights is not None:
+            w = np.ascontiguousarray(frame[weights].to_numpy(dtype=np.float64))
+            if not np.all(np.isfinite(w) & (w > 0)):
+                raise ValueError(f"chunk {k}: weights must be positive and finite; drop rows with zero weight")
+        parts = [("the response", y), ("X", X)] + [(f"the term for {rt.name!r}", z) for rt, z in zip(parsed.random, zs)]
+        for what, v in parts:
+            if v.size and not np.all(np.isfinite(v)):
+                raise ValueError(f"chunk {k}: {what} has NaN or infinite values after evaluating the formula (e.g. "
+                                 "log of a negative value); from_chunks drops only rows with missing data values: "
+                                 "filter those rows first")
+        return _Pieces(y=y, X=X, codes=[], zs=zs, weights=w, xnames=list(names))
+
     # --- pass 1: levels (distinct values of the discrete columns over the rows used) --------
     distinct: dict[str, list[pd.Series]] = {}
     combos: list[list[pd.DataFrame]] = [[] for _ in parsed.random]
     numeric: dict[str, Any] = {}
     nchunks = 0
+    levels_free: Optional[bool] = None
+    acc = _Statistics(len(parsed.random))
     for k, chunk in enumerate(source()):
         nchunks += 1
         plan.count_missing(chunk)
         frame = plan.used(chunk, k)
         discrete = plan.discrete(frame)
+        free = not plan.factor_calls and not any(c in model_columns for c in discrete)
+        if levels_free is None:
+            levels_free = free
+        elif free != levels_free:
+            raise ValueError(f"chunk {k}: the columns {sorted(model_columns)} do not have the types they have in the "
+                             "first chunk (numeric versus categorical); give every chunk the same column types")
         for c in plan.columns:
             if c not in discrete and c not in numeric and len(frame):
                 numeric[c] = frame[c].iloc[0]
@@ -277,6 +360,8 @@ def from_chunks(formula: str, chunks, *, levels: Optional[dict] = None, REML: bo
         for j, rt in enumerate(parsed.random):
             if len(rt.factors) > 1:
                 combos[j].append(frame[list(rt.factors)].drop_duplicates())
+        if levels_free and len(frame):
+            acc.add(numeric_parts(frame, k, ModelFrameState(), [ModelFrameState() for _ in parsed.random]))
     if nchunks == 0:
         raise ValueError("chunks is empty: no data frames to fit")
     ndrop = plan.ndropped
@@ -315,63 +400,33 @@ def from_chunks(formula: str, chunks, *, levels: Optional[dict] = None, REML: bo
                              structure=rt.structure, double_bar=False, exprs=[rt.expr], states=[st]))
     order = _lme4_order([len(t.group_levels) for t in pieces])
     terms = [pieces[k] for k in order]
-    term_states = [states[k] for k in order]
-    term_rts = [parsed.random[k] for k in order]
-    lookups = [_Lookup(t.group_levels) for t in terms]
+    lookups = [_Lookup(pieces[k].group_levels) for k in range(len(pieces))]
 
     def evaluate(chunk, k: int) -> _Pieces:
+        """The chunk's arrays on the global levels, terms in model order."""
         frame = plan.used(chunk, k)
-        y = np.ascontiguousarray(evaluate_response(parsed.response_expr, frame), dtype=np.float64)
-        off = evaluate_offset(parsed, frame, offset)
-        if off is not None:
-            y = y - off
-        X, _ = model_matrix(parsed.fixed_terms, frame, state=fixed_state)
-        X = np.asfortranarray(X, dtype=np.float64)
-        codes, zs = [], []
-        for t, st, rt, lookup in zip(terms, term_states, term_rts, lookups):
-            z, _ = model_matrix(rt.terms, frame, state=st)
-            zs.append(np.asfortranarray(z, dtype=np.float64))
-            local, local_levels = grouping_codes(rt, frame)
-            codes.append(lookup.codes(local, local_levels, t, k))
-        w = None
-        if weights is not None:
-            w = np.ascontiguousarray(frame[weights].to_numpy(dtype=np.float64))
-            if not np.all(np.isfinite(w) & (w > 0)):
-                raise ValueError(f"chunk {k}: weights must be positive and finite; drop rows with zero weight")
-        for what, v in [("the response", y), ("X", X)] + [(f"the term for {t.name!r}", z) for t, z in zip(terms, zs)]:
-            if v.size and not np.all(np.isfinite(v)):
-                raise ValueError(f"chunk {k}: {what} has NaN or infinite values after evaluating the formula (e.g. "
-                                 "log of a negative value); from_chunks drops only rows with missing data values: "
-                                 "filter those rows first")
-        return _Pieces(y=y, X=X, codes=codes, zs=zs, weights=w)
+        d = numeric_parts(frame, k, fixed_state, states)
+        d.codes = [lookups[j].codes(*grouping_codes(parsed.random[j], frame), pieces[j], k) for j in order]
+        d.zs = [d.zs[j] for j in order]
+        return d
 
-    # --- pass 2: the shift and the terms' column statistics -----------------------------
-    p = len(xnames)
-    merged: Optional[tuple[int, np.ndarray, np.ndarray]] = None
-    stats = [core.TermColumnStats() for _ in terms]
-    ystats = core.TermColumnStats()
-    for k, chunk in enumerate(source()):
-        d = evaluate(chunk, k)
-        m = d.y.shape[0]
-        if m == 0:
-            continue
-        V = np.column_stack([d.X, d.y])
-        mean = V.mean(axis=0)
-        R = np.asarray(np.linalg.qr(V - mean, mode="r"))
-        merged = _merge_mean_r(merged, m, mean, R)
-        for s, z in zip(stats, d.zs):
-            s.merge(core.TermColumnStats.of(z, d.weights))
-        ystats.merge(core.TermColumnStats.of(d.y[:, None]))
-    if merged is None:
+    # --- pass 2 (when the model matrices depend on the levels): the shift and the terms'
+    # column statistics ---------------------------------------------------------------------
+    if not levels_free:
+        for k, chunk in enumerate(source()):
+            frame = plan.used(chunk, k)
+            if len(frame):
+                acc.add(numeric_parts(frame, k, fixed_state, states))
+    if acc.n == 0:
         raise ValueError("no rows left after dropping rows with missing values")
-    n, mean, Rc = merged
-    x_center = np.zeros(p)
-    if p > 1 and xnames[0] == "(Intercept)":
-        x_center[1:] = mean[1:p]
-    shift = np.concatenate([x_center, [0.0]])
-    R = np.asarray(np.linalg.qr(np.vstack([Rc, math.sqrt(n) * (mean - shift)[None, :]]), mode="r"))
+    if acc.xnames != list(xnames):
+        raise ValueError(f"the fixed-effects columns {acc.xnames} of the chunks differ from those of all rows "
+                         f"{list(xnames)}")
+    n = acc.n
+    p = len(xnames)
+    x_center, y_coef, R = acc.shift()
     _check_rank(R, p, xnames, x_center, n)
-    y_coef = np.linalg.solve(R[:p, :p], R[:p, p]) if p else np.zeros(0)
+    ystats = acc.ystats
     ynorm = math.sqrt(float(ystats.squares[0]))
     if sigma is None and (float(ystats.centred2[0]) == 0.0 or abs(R[p, p]) <= EXACT_FIT_TOL * ynorm):
         raise ValueError(f"the response {parsed.response!r} is constant or fitted exactly by the fixed effects "
@@ -383,7 +438,7 @@ def from_chunks(formula: str, chunks, *, levels: Optional[dict] = None, REML: bo
         if sigma is None and len(t.group_levels) >= n:
             raise ValueError(f"grouping factor {t.name!r} has {len(t.group_levels)} levels for {n} observations; "
                              f"the random effect {t.label} and the residual variance are not identifiable")
-    transforms = [core.term_transform(s, t.structure) for s, t in zip(stats, terms)]
+    transforms = [core.term_transform(acc.stats[j], pieces[j].structure) for j in order]
 
     # --- pass 3: the crossproducts, summed ----------------------------------------------
     total = core.Crossprod()

@@ -524,9 +524,10 @@ class LinearMixedModel:
                     max_dense_bytes: float = DEFAULT_MAX_DENSE_BYTES) -> "LinearMixedModel":
         """The model of the rows of several data frames, without holding them together.
 
-        A is a sum over rows: the chunks are read three times (levels; the shift and the
-        terms' column statistics; the crossproducts, formed in the core per chunk and
-        summed), one at a time, and the model equals the model of their concatenation
+        A is a sum over rows: the chunks are read one at a time, twice (the levels, the
+        shift and the terms' column statistics; then the crossproducts, formed in the core
+        per chunk and summed; three times when X or a term's columns hold factors, whose
+        levels come first), and the model equals the model of their concatenation
         (``pd.concat(chunks)``) to rounding. See :mod:`lmm.chunks`.
 
         Args:
