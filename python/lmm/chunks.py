@@ -441,13 +441,14 @@ def from_chunks(formula: str, chunks, *, levels: Optional[dict] = None, REML: bo
     transforms = [core.term_transform(acc.stats[j], pieces[j].structure) for j in order]
 
     # --- pass 3: the crossproducts, summed ----------------------------------------------
-    total = core.Crossprod()
+    tree = _TreeSum()
     for k, chunk in enumerate(source()):
         d = evaluate(chunk, k)
         if d.y.shape[0] == 0:
             continue
         tuples: list = [(c, z, len(t.group_levels), t.structure) for c, z, t in zip(d.codes, d.zs, terms)]
-        total.add(core.chunk_crossprod(tuples, d.X, d.y, x_center, y_coef, d.weights, transforms))
+        tree.add(core.chunk_crossprod(tuples, d.X, d.y, x_center, y_coef, d.weights, transforms))
+    total = tree.total()
     if total.n != n:
         raise ValueError(f"the chunks changed between passes ({n} rows, then {total.n}); pass chunks that give the "
                          "same rows each time they are read")
@@ -549,6 +550,35 @@ class ChunkedLinearMixedModel(LinearMixedModel):
                           f"response's ({self._response_sd:.3g}): the random effects fit the response exactly, and "
                           "θ is not determined", UserWarning, stacklevel=2)
         return res
+
+
+class _TreeSum:
+    """The sum of chunks' crossproducts, added pairwise as a binary counter adds bits.
+
+    Adding two sums of crossed terms costs the sizes of both (their sparse patterns are
+    merged), so adding each chunk to one running total costs the total's size per chunk;
+    pairwise, each chunk's blocks are merged about log2(chunks) times. At most
+    log2(chunks) partial sums are held.
+    """
+
+    def __init__(self) -> None:
+        self.stack: list[tuple[int, core.Crossprod]] = []
+
+    def add(self, A: core.Crossprod) -> None:
+        height = 0
+        while self.stack and self.stack[-1][0] == height:
+            _, B = self.stack.pop()
+            B.add(A)
+            A, height = B, height + 1
+        self.stack.append((height, A))
+
+    def total(self) -> core.Crossprod:
+        if not self.stack:
+            return core.Crossprod()
+        out = self.stack.pop()[1]
+        while self.stack:
+            out.add(self.stack.pop()[1])
+        return out
 
 
 def _lme4_order(nlevels: Sequence[int]) -> list[int]:
