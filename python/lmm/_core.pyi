@@ -115,6 +115,8 @@ class Crossprod:
     def nterms(self) -> int: ...
     def add(self, part: Crossprod) -> None:
         """Add another chunk's crossproducts (same terms, levels, shift and transforms)."""
+    def __getstate__(self) -> tuple: ...
+    def __setstate__(self, state: tuple) -> None: ...
 
 def chunk_crossprod(terms: Sequence[Term], X: npt.ArrayLike, y: npt.ArrayLike, x_center: npt.ArrayLike | None,
                     y_coef: npt.ArrayLike | None, weights: npt.ArrayLike | None,
@@ -139,6 +141,8 @@ class Model:
     def from_crossprod(A: Crossprod, order: Sequence[int], max_dense_bytes: float = ...,
                        sigma: float = 0.0) -> Model:
         """The model on finished crossproducts (terms in model order)."""
+    def crossprod(self) -> Crossprod:
+        """A copy of the model's crossproducts (its terms in model order)."""
     def set_response(self, terms: Sequence[Term], X: npt.ArrayLike, y: npt.ArrayLike) -> None:
         """Replace y (same terms, in the constructor's order, and X); θ must be set again."""
     @property

@@ -480,9 +480,18 @@ class ChunkedCoreModel(CoreModel):
         self._delta = np.zeros(p)
         self._R = None
 
+    # Pickled with its crossproducts (sizes set by the levels, not the rows): the core is
+    # formed again from them.
     def __getstate__(self) -> dict:
-        raise NotImplementedError("a model fitted from chunks cannot be pickled yet (its crossproducts are not "
-                                  "serialised): pickle the fitted numbers (result.fixef, result.varcorr, ...)")
+        state = self.__dict__.copy()
+        state["core"] = self.core.crossprod()
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        A = state.pop("core")
+        self.__dict__.update(state)
+        self.core = core.Model.from_crossprod(A, list(range(len(self._design_terms))), self._max_dense_bytes,
+                                              self.sigma or 0.0)
 
     def set_response(self, y: np.ndarray) -> None:
         raise rows_needed("a new response (set_response)")
@@ -514,9 +523,6 @@ class ChunkedLinearMixedModel(LinearMixedModel):
         self._core = self._shifted.core
         self.terms = self._shifted.terms
         self._response_sd = response_sd
-
-    def __getstate__(self) -> dict:
-        return self._shifted.__getstate__()
 
     @property
     def nobs(self) -> int:

@@ -121,6 +121,75 @@ lmm::Model model_from_crossprod(const lmm::Crossprod& A, const std::vector<lmm::
   return lmm::Model(A, order, options);
 }
 
+// Crossprod as a tuple of plain values (pickling: chunks' crossproducts travel
+// between processes), and back.
+py::tuple crossprod_state(const lmm::Crossprod& A) {
+  py::list shapes, zz, zz_off, xyz, transforms;
+  for (std::size_t k = 0; k < A.shapes.size(); ++k) {
+    const lmm::TermShape& s = A.shapes[k];
+    shapes.append(py::make_tuple(s.nlevels, s.p, s.parameterization().name()));
+    zz.append(py::make_tuple(A.ZZ[k].nblocks, A.ZZ[k].p, A.ZZ[k].data));
+    xyz.append(A.XyZ[k]);
+    py::list row;
+    for (const lmm::SparseBlocks& b : A.ZZ_off[k]) {
+      const std::vector<std::int32_t> rows(b.rowidx.begin(), b.rowidx.end());
+      row.append(py::make_tuple(b.nrows, b.ncols, b.pr, b.pc, b.colptr, rows, b.data));
+    }
+    zz_off.append(row);
+  }
+  for (const lmm::TermTransform& t : A.transforms) transforms.append(py::make_tuple(t.center, t.scale, t.offset));
+  return py::make_tuple(A.n, A.p, shapes, zz, zz_off, xyz, A.XyXy, A.shift.center, A.shift.gamma, transforms,
+                        A.weights, A.sum_log_weights, A.weighted);
+}
+
+lmm::Crossprod crossprod_from_state(const py::tuple& t) {
+  if (t.size() != 13) throw std::invalid_argument("not the state of a Crossprod");
+  lmm::Crossprod A;
+  A.n = t[0].cast<lmm::Index>();
+  A.p = t[1].cast<lmm::Index>();
+  for (const auto& s : t[2].cast<py::list>()) {
+    const auto st = s.cast<py::tuple>();
+    A.shapes.push_back({st[0].cast<lmm::Index>(), st[1].cast<lmm::Index>(),
+                        lmm::covariance_from_name(st[2].cast<std::string>())});
+  }
+  for (const auto& z : t[3].cast<py::list>()) {
+    const auto zt = z.cast<py::tuple>();
+    lmm::BlockDiag D;
+    D.nblocks = zt[0].cast<lmm::Index>();
+    D.p = zt[1].cast<lmm::Index>();
+    D.data = zt[2].cast<lmm::Matrix>();
+    A.ZZ.push_back(std::move(D));
+  }
+  for (const auto& row : t[4].cast<py::list>()) {
+    std::vector<lmm::SparseBlocks> blocks;
+    for (const auto& b : row.cast<py::list>()) {
+      const auto bt = b.cast<py::tuple>();
+      lmm::SparseBlocks S;
+      S.nrows = bt[0].cast<lmm::Index>();
+      S.ncols = bt[1].cast<lmm::Index>();
+      S.pr = bt[2].cast<lmm::Index>();
+      S.pc = bt[3].cast<lmm::Index>();
+      S.colptr = bt[4].cast<std::vector<lmm::Index>>();
+      S.rowidx.assign(bt[5].cast<std::vector<std::int32_t>>());
+      S.data = bt[6].cast<lmm::Matrix>();
+      blocks.push_back(std::move(S));
+    }
+    A.ZZ_off.push_back(std::move(blocks));
+  }
+  for (const auto& m : t[5].cast<py::list>()) A.XyZ.push_back(m.cast<lmm::Matrix>());
+  A.XyXy = t[6].cast<lmm::Matrix>();
+  A.shift.center = t[7].cast<lmm::Vector>();
+  A.shift.gamma = t[8].cast<lmm::Vector>();
+  for (const auto& tr : t[9].cast<py::list>()) {
+    const auto tt = tr.cast<py::tuple>();
+    A.transforms.push_back({tt[0].cast<lmm::Vector>(), tt[1].cast<lmm::Vector>(), tt[2].cast<lmm::Vector>()});
+  }
+  A.weights = t[10].cast<lmm::Vector>();
+  A.sum_log_weights = t[11].cast<double>();
+  A.weighted = t[12].cast<bool>();
+  return A;
+}
+
 // FitOptions from the keyword arguments of Model.fit and Model.fit_many.
 lmm::FitOptions fit_options(bool reml, const std::optional<lmm::Vector>& theta_scale, lmm::Index max_evaluations,
                             lmm::Index max_iterations, double gradient_tolerance, double gradient_tolerance_rel,
@@ -367,6 +436,7 @@ PYBIND11_MODULE(_core, m) {
       .def_readonly("p", &lmm::Crossprod::p)
       .def_readonly("sum_log_weights", &lmm::Crossprod::sum_log_weights)
       .def_property_readonly("nterms", [](const lmm::Crossprod& A) { return A.shapes.size(); })
+      .def(py::pickle(&crossprod_state, &crossprod_from_state))
       .def(
           "add", [](lmm::Crossprod& total, const lmm::Crossprod& part) { lmm::add(total, part); }, py::arg("part"),
           py::call_guard<py::gil_scoped_release>(),
@@ -394,6 +464,8 @@ PYBIND11_MODULE(_core, m) {
                   "model term k): L analysed as by the constructor")
       .def("set_response", &set_response, py::arg("terms"), py::arg("X"), py::arg("y"),
            "replace y (same terms, in the constructor's order, and X); θ must be set again")
+      .def("crossprod", [](const lmm::Model& m) { return m.crossprod(); },
+           "a copy of the model's crossproducts (its terms in model order)")
       .def_property_readonly("order", &lmm::Model::order, "order[k]: input index of model term k")
       .def_property_readonly("sigma_fixed", &lmm::Model::sigma_fixed, "whether the residual SD is known")
       .def_property_readonly("nobs", &lmm::Model::nobs)
