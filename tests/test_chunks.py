@@ -185,3 +185,37 @@ def test_pickled_model_and_result():
     res2 = pickle.loads(pickle.dumps(res))
     _assert_same_fit(res2, res, tol=1e-15)
     np.testing.assert_allclose(res2.model.gradient(res.theta), m.gradient(res.theta), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("formula", [
+    "y ~ x + (1 | a:b)",                    # an interaction of two columns as the grouping factor
+    "y ~ x + (1 | a/b)",                    # nested: b within a
+    "y ~ x + b + (1 | user)",               # a pandas Categorical in the fixed effects (its category order)
+    "y ~ x + flag + (1 | item)",            # a logical column
+    "y ~ x + (0 + b | item)",               # a factor in a term's columns
+    "y ~ x * f + (1 | user) + (1 | item)",  # factor × numeric interaction
+    "y ~ factor(a) + (1 | user)",           # factor() of an integer column
+    "log(y + 10) ~ x + (x | item)",         # an expression as the response
+    "y ~ x + (1 | interaction(a, s))",
+])
+def test_formulas(formula):
+    d = _crossed(seed=9)
+    d["a"] = d.user % 7
+    b = np.where(d.user % 3 == 0, "p", np.where(d.user % 3 == 1, "q", "r"))
+    d["b"] = pd.Categorical(b, categories=["r", "q", "p"])
+    d["flag"] = d.x > 100.3
+    d["s"] = d.item.str[:2]
+    chunks = _split(d, 6, seed=2)
+    m = lmm.LinearMixedModel.from_chunks(formula, chunks)
+    full = lmm.LinearMixedModel(formula, pd.concat(chunks))
+    _assert_same_fit(m.fit(), full.fit())
+
+
+def test_structured_term_with_an_offset_warns_as_in_memory():
+    d = _crossed(seed=9)
+    formula = "y ~ x + diag(1 + x | user)"
+    with pytest.warns(UserWarning, match="large offsets"):
+        m = lmm.LinearMixedModel.from_chunks(formula, _split(d, 4))
+    with pytest.warns(UserWarning, match="large offsets"):
+        full = lmm.LinearMixedModel(formula, d)
+    _assert_same_fit(m.fit(), full.fit())

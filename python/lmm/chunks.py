@@ -45,7 +45,7 @@ from .formula import (
     parse_formula,
     required_columns,
 )
-from .model import EXACT_FIT_SIGMA, CoreModel, LinearMixedModel
+from .model import EXACT_FIT_SIGMA, UNCENTRED_OFFSET, CoreModel, LinearMixedModel
 
 __all__ = ["ChunkedCoreModel", "ChunkedDesign", "ChunkedLinearMixedModel", "from_chunks", "rows_needed"]
 
@@ -454,9 +454,27 @@ def from_chunks(formula: str, chunks, *, levels: Optional[dict] = None, REML: bo
                          "same rows each time they are read")
     design = ChunkedDesign(nobs=int(n), xnames=list(xnames), terms=terms, fixed_state=fixed_state,
                            x_center=x_center, y_coef=y_coef, nchunks=nchunks, ndropped=int(ndrop))
-    return ChunkedLinearMixedModel(formula, parsed, design, total, REML=bool(REML), sigma=sigma,
-                                   max_dense_bytes=max_dense_bytes,
-                                   response_sd=math.sqrt(float(ystats.centred2[0]) / n))
+    model = ChunkedLinearMixedModel(formula, parsed, design, total, REML=bool(REML), sigma=sigma,
+                                    max_dense_bytes=max_dense_bytes,
+                                    response_sd=math.sqrt(float(ystats.centred2[0]) / n))
+    _warn_uncentred(model, [np.asarray(acc.stats[j].mean) for j in order])
+    return model
+
+
+def _warn_uncentred(model: LinearMixedModel, means: list[np.ndarray]) -> None:
+    """As the in-memory model: warn for columns of structured terms with large offsets
+    (which the core cannot centre), from the chunks' column means."""
+    for k, (t, mean) in enumerate(zip(model.terms, means)):
+        offset = np.asarray(model.core.transform(k)["offset"])
+        bad = [f"{t.cnames[j]!r} (mean {float(mean[j]):.6g}, |mean| / SD = {offset[j]:.3g})"
+               for j in np.flatnonzero(offset > UNCENTRED_OFFSET)]
+        if bad:
+            warnings.warn(
+                f"the random-effects term {t.label!r} has the {t.structure} covariance structure, which "
+                f"centring its columns would not preserve, and columns with large offsets: {', '.join(bad)}. "
+                "Its crossproducts and the optimizer are then badly conditioned and the fit may be "
+                "inaccurate: centre those columns in the data (subtract their mean) before fitting",
+                UserWarning, stacklevel=4)
 
 
 class ChunkedCoreModel(CoreModel):
