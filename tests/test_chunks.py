@@ -219,3 +219,23 @@ def test_structured_term_with_an_offset_warns_as_in_memory():
     with pytest.warns(UserWarning, match="large offsets"):
         full = lmm.LinearMixedModel(formula, d)
     _assert_same_fit(m.fit(), full.fit())
+
+
+def test_parquet_out_of_core(tmp_path):
+    """lmer on a parquet path reads it batch by batch and fits as the in-memory data."""
+    pytest.importorskip("pyarrow")
+    d = _crossed(seed=6)
+    d.loc[d.index[[5, 1000]], "x"] = np.nan
+    path = tmp_path / "crossed.parquet"
+    d.to_parquet(path, row_group_size=700)
+    formula = "y ~ x + f + (1 + x | user) + (1 | item)"
+    from lmm.chunks import parquet_chunks
+
+    assert len(list(parquet_chunks(path, batch_rows=700)())) >= 4
+    with pytest.warns(UserWarning, match="2 of 3000 rows dropped"):
+        got = lmm.lmer(formula, str(path), weights="w")
+    with pytest.warns(UserWarning, match="2 of 3000 rows dropped"):
+        want = lmm.lmer(formula, pd.read_parquet(path), weights="w")
+    _assert_same_fit(got, want)
+    with pytest.raises(ValueError, match="no columns"):
+        parquet_chunks(path, ["y", "nothere"])

@@ -47,7 +47,8 @@ from .formula import (
 )
 from .model import EXACT_FIT_SIGMA, UNCENTRED_OFFSET, CoreModel, LinearMixedModel
 
-__all__ = ["ChunkedCoreModel", "ChunkedDesign", "ChunkedLinearMixedModel", "from_chunks", "rows_needed"]
+__all__ = ["ChunkedCoreModel", "ChunkedDesign", "ChunkedLinearMixedModel", "from_chunks", "is_parquet_path",
+           "parquet_chunks", "rows_needed"]
 
 # As the in-memory design (lmm.design): lme4's rank tolerance, and the exact-fit tolerance.
 RANK_TOL = 1e-7
@@ -107,6 +108,57 @@ class ChunkedDesign:
 
     def aligned(self, values: np.ndarray, name: str) -> pd.Series:
         raise rows_needed(f"per-row output ({name})")
+
+
+def parquet_chunks(path, columns: Optional[Sequence[str]] = None,
+                   batch_rows: int = 1 << 20) -> Callable[[], Iterator[pd.DataFrame]]:
+    """The rows of a parquet file or dataset (a directory of files) as chunks for
+    :meth:`LinearMixedModel.from_chunks`: a function returning a fresh iterator over data
+    frames of at most ``batch_rows`` rows, read one at a time with pyarrow.
+
+    Args:
+        path: a parquet file or a directory of them (pyarrow's dataset).
+        columns: the columns to read (None: all).
+        batch_rows: the most rows per chunk.
+
+    Raises:
+        ImportError: pyarrow is not installed.
+
+    Example:
+        >>> import lmm, tempfile, os
+        >>> d = lmm.datasets.load("sleepstudy")
+        >>> path = os.path.join(tempfile.mkdtemp(), "sleep.parquet")
+        >>> d.to_parquet(path, row_group_size=40)  # doctest: +SKIP
+        >>> chunks = parquet_chunks(path)  # doctest: +SKIP
+        >>> m = lmm.LinearMixedModel.from_chunks("Reaction ~ Days + (Days | Subject)", chunks)  # doctest: +SKIP
+    """
+    try:
+        import pyarrow.dataset as ds
+    except ImportError:
+        raise ImportError("reading parquet needs pyarrow: pip install pyarrow") from None
+    dataset = ds.dataset(str(path), format="parquet")
+    cols = None if columns is None else list(columns)
+    if cols is not None:
+        missing = [c for c in cols if c not in dataset.schema.names]
+        if missing:
+            raise ValueError(f"the parquet data at {str(path)!r} has no columns {missing}; it has "
+                             f"{dataset.schema.names}")
+
+    def batches() -> Iterator[pd.DataFrame]:
+        for batch in dataset.to_batches(columns=cols, batch_size=batch_rows):
+            yield batch.to_pandas()
+
+    return batches
+
+
+def is_parquet_path(data) -> bool:
+    """Whether ``data`` names parquet data (a path ending in .parquet or .pq, or a directory)."""
+    import os
+
+    if not isinstance(data, (str, os.PathLike)):
+        return False
+    text = os.fspath(data)
+    return str(text).endswith((".parquet", ".pq")) or os.path.isdir(text)
 
 
 def _chunk_source(chunks) -> Callable[[], Iterator[Any]]:

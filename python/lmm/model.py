@@ -877,7 +877,9 @@ def lmer(formula: str, data, REML: bool = True, *, weights=None, offset=None, co
 
     Args:
         formula: an lme4 formula, e.g. ``"Reaction ~ Days + (Days | Subject)"``.
-        data: the data frame (pandas, polars, pyarrow, or a dict of columns).
+        data: the data frame (pandas, polars, pyarrow, or a dict of columns), or the path of
+            parquet data (a ``.parquet`` file or a directory of them), read in chunks with
+            pyarrow (see :meth:`LinearMixedModel.from_chunks`).
         REML: REML (default) or maximum likelihood.
         weights: prior weights, a column name or one value per row (residual variance σ²/w).
         offset: a known part of the linear predictor, a column name or one value per row
@@ -908,9 +910,21 @@ def lmer(formula: str, data, REML: bool = True, *, weights=None, offset=None, co
         if name in _LME4_ONLY:
             raise NotImplementedError(f"lmer(..., {name}=...): {_LME4_ONLY[name]}")
         raise TypeError(f"lmer() got an unexpected keyword argument {name!r}")
-    model = LinearMixedModel(formula, data, REML=REML, missing=missing, max_dense_bytes=max_dense_bytes,
-                             weights=weights, offset=offset, contrasts=contrasts, double_bar=double_bar,
-                             sigma=sigma)
+    from .chunks import is_parquet_path
+
+    if is_parquet_path(data):  # read partition by partition: the rows are never all in memory
+        from .chunks import parquet_chunks
+        from .formula import required_columns
+
+        columns = list(dict.fromkeys(required_columns(parse_formula(formula, double_bar=double_bar))
+                                     + [c for c in (weights, offset) if isinstance(c, str)]))
+        model = LinearMixedModel.from_chunks(formula, parquet_chunks(data, columns), REML=REML, weights=weights,
+                                             offset=offset, contrasts=contrasts, sigma=sigma, missing=missing,
+                                             max_dense_bytes=max_dense_bytes)
+    else:
+        model = LinearMixedModel(formula, data, REML=REML, missing=missing, max_dense_bytes=max_dense_bytes,
+                                 weights=weights, offset=offset, contrasts=contrasts, double_bar=double_bar,
+                                 sigma=sigma)
     return model.fit(start, optimizer=optimizer, tol=tol, maxiter=maxiter, verbose=verbose)
 
 
