@@ -9,6 +9,12 @@ Data: sim_crossed (``y ~ 1 + x + (1 | user) + (1 | item)``, 6,040 users × 3,706
 skewed counts; x is a standard normal covariate added here) held in memory and handed
 over as a list of row slices, so that the times are the chunked pass itself, not reading
 files. lmm only; threads pinned with --threads (default 1).
+
+With ``--parquet DIR`` the data are also written to DIR as parquet (row groups of
+--chunk rows), and two fresh processes each build the model from it: one reads the file
+into memory (``pd.read_parquet``, then ``LinearMixedModel``), the other reads it batch by
+batch (``from_chunks`` over ``lmm.chunks.parquet_chunks``); their times and peak resident
+memory (``ru_maxrss``, the interpreter and libraries included) are printed.
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeat", type=int, default=3, help="setups timed (median)")
     parser.add_argument("--format", choices=["text", "markdown"], default="text")
+    parser.add_argument("--parquet", metavar="DIR", help="also build the model from parquet written to DIR")
     args = parser.parse_args()
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[var] = str(args.threads)
@@ -87,6 +94,44 @@ def main() -> None:
         widths = [max(len(r[i]) for r in rows + [header]) for i in range(len(header))]
         for r in [header] + rows:
             print("  ".join(c.ljust(w) for c, w in zip(r, widths)))
+    if args.parquet:
+        prows = parquet_rows(data, formula, args.parquet, args.chunk)
+        del data, chunks, full, model
+        print()
+        for r in [["model from", "setup s", "peak RSS MiB"]] + prows:
+            print(("| " + " | ".join(r) + " |") if args.format == "markdown" else "  ".join(c.ljust(28) for c in r))
+
+
+# One model built in a fresh process: the time and the process's peak memory.
+_CHILD = """
+import resource, sys, time
+import pandas as pd
+import lmm
+from lmm.chunks import parquet_chunks
+path, mode, formula = sys.argv[1], sys.argv[2], sys.argv[3]
+t0 = time.perf_counter()
+if mode == "memory":
+    lmm.LinearMixedModel(formula, pd.read_parquet(path))
+else:
+    lmm.LinearMixedModel.from_chunks(formula, parquet_chunks(path, ["y", "x", "user", "item"]))
+print(time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+"""
+
+
+def parquet_rows(data, formula: str, directory: str, chunk: int) -> list[list[str]]:
+    import subprocess
+
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(directory, "sim_crossed.parquet")
+    data.to_parquet(path, row_group_size=chunk)
+    size = os.path.getsize(path) / 2**20
+    out = []
+    for mode in ("memory", "chunks"):
+        res = subprocess.run([sys.executable, "-c", _CHILD, path, mode, formula], capture_output=True, text=True,
+                             check=True, env=os.environ.copy())
+        seconds, peak = (float(v) for v in res.stdout.split())
+        out.append([f"parquet ({size:.0f} MiB), {mode}", f"{seconds:.2f}", f"{peak:.0f}"])
+    return out
 
 
 if __name__ == "__main__":
