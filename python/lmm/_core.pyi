@@ -118,6 +118,9 @@ class Crossprod:
     def __getstate__(self) -> tuple: ...
     def __setstate__(self, state: tuple) -> None: ...
 
+def term_order(nlevels: Sequence[int]) -> list[int]:
+    """lme4's order of terms with these numbers of levels: order[k] is the input index of term k."""
+
 def chunk_crossprod(terms: Sequence[Term], X: npt.ArrayLike, y: npt.ArrayLike, x_center: npt.ArrayLike | None,
                     y_coef: npt.ArrayLike | None, weights: npt.ArrayLike | None,
                     transforms: Sequence[TermTransform]) -> Crossprod:

@@ -450,7 +450,7 @@ def from_chunks(formula: str, chunks, *, levels: Optional[dict] = None, REML: bo
         pieces.append(ReTerm(name=rt.name, factors=rt.factors, cnames=list(cnames), codes=np.zeros(0, np.int32),
                              group_levels=group_levels, z=np.zeros((0, len(cnames)), order="F"),
                              structure=rt.structure, double_bar=False, exprs=[rt.expr], states=[st]))
-    order = _lme4_order([len(t.group_levels) for t in pieces])
+    order = core.term_order([len(t.group_levels) for t in pieces])  # (the core's rule, lme4's)
     terms = [pieces[k] for k in order]
     lookups = [_Lookup(pieces[k].group_levels) for k in range(len(pieces))]
 
@@ -655,15 +655,6 @@ class _TreeSum:
         while self.stack:
             out.add(self.stack.pop()[1])
         return out
-
-
-def _lme4_order(nlevels: Sequence[int]) -> list[int]:
-    """lme4's term order (as lmm::Model's): by decreasing number of levels, ties reversed,
-    only when some term has more levels than the one before it."""
-    nl = np.asarray(nlevels)
-    if not np.any(np.diff(nl) > 0):
-        return list(range(len(nl)))
-    return [int(k) for k in np.argsort(nl, kind="stable")[::-1]]
 
 
 class _Lookup:

@@ -441,6 +441,14 @@ PYBIND11_MODULE(_core, m) {
           "add", [](lmm::Crossprod& total, const lmm::Crossprod& part) { lmm::add(total, part); }, py::arg("part"),
           py::call_guard<py::gil_scoped_release>(),
           "add another chunk's crossproducts (same terms, levels, shift and transforms)");
+  m.def(
+      "term_order",
+      [](const std::vector<lmm::Index>& nlevels) {
+        std::vector<lmm::TermShape> shapes;
+        for (const lmm::Index l : nlevels) shapes.push_back({l, 1, lmm::Covariance::Unstructured});
+        return lmm::Model::term_order(shapes);
+      },
+      py::arg("nlevels"), "lme4's order of terms with these numbers of levels: order[k] is the input index of term k");
   m.def("chunk_crossprod", &chunk_crossprod, py::arg("terms"), py::arg("X"), py::arg("y"), py::arg("x_center"),
         py::arg("y_coef"), py::arg("weights"), py::arg("transforms"),
         "the crossproducts of one chunk of rows: terms (codes against the global levels, z, nlevels, structure)\n"
