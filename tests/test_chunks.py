@@ -239,3 +239,22 @@ def test_parquet_out_of_core(tmp_path):
     _assert_same_fit(got, want)
     with pytest.raises(ValueError, match="no columns"):
         parquet_chunks(path, ["y", "nothere"])
+
+
+def test_empty_chunks_and_column_types_that_differ_between_chunks():
+    """A chunk whose rows are all dropped, an empty chunk, and a chunk where the integer
+    ids are floats (missing values made pandas widen them) fit as their concatenation."""
+    d = _crossed(seed=9)
+    chunks = _split(d, 5, seed=2)
+    widened = chunks[2].copy()
+    widened["user"] = widened["user"].astype(float)
+    widened.loc[widened.index[:3], "user"] = np.nan
+    dropped = chunks[3].assign(y=np.nan)
+    chunks = [chunks[0], chunks[1], widened, dropped, chunks[4], d.iloc[:0]]
+    formula = "y ~ x + f + (1 | user) + (1 | item)"
+    with pytest.warns(UserWarning, match="rows dropped"):
+        m = lmm.LinearMixedModel.from_chunks(formula, chunks)
+    with pytest.warns(UserWarning, match="rows dropped"):
+        full = lmm.LinearMixedModel(formula, pd.concat(chunks))
+    assert m.nobs == full.nobs
+    _assert_same_fit(m.fit(), full.fit())
