@@ -15,6 +15,7 @@ import pytest
 
 import lmm
 from lmm.chunks import ChunkedLinearMixedModel
+from lmm.formula import FormulaError
 
 # Named tolerances: the criterion at a fixed θ to rounding of sums in another order;
 # fitted quantities to the optimizer's agreement between two runs on equal criteria.
@@ -148,6 +149,10 @@ def test_refused_inputs():
         lmm.LinearMixedModel.from_chunks("Reaction ~ scale(Days) + (1 | Subject)", _split(d, 3))
     with pytest.raises(NotImplementedError, match=r"\|\|"):
         lmm.LinearMixedModel.from_chunks("Reaction ~ Days + (Days || Subject)", _split(d, 3))
+    with pytest.raises(FormulaError, match="Days"):
+        lmm.LinearMixedModel.from_chunks("Reaction ~ Days + (1 | Subject)", [d, d.drop(columns="Days")])
+    with pytest.raises(ValueError, match="nothere"):
+        lmm.LinearMixedModel.from_chunks("Reaction ~ Days + (1 | Subject)", [d], weights="nothere")
     with pytest.raises(ValueError, match="empty"):
         lmm.LinearMixedModel.from_chunks("Reaction ~ Days + (1 | Subject)", [])
     d2 = d.assign(Days2=2 * d.Days)

@@ -193,33 +193,30 @@ class _Plan:
         self.nread = 0
         self.ndropped = 0
 
-    def used(self, chunk, k: int) -> pd.DataFrame:
-        """The chunk as a data frame, its rows with missing values in the used columns dropped."""
+    def used(self, chunk, k: int, count: bool = False) -> pd.DataFrame:
+        """The chunk as a data frame of the used columns, its rows with missing values in
+        them dropped; with ``count``, the rows read, the rows dropped and the missing values
+        per column are counted (in the first pass)."""
         frame = as_frame(chunk)
-        try:
-            check_columns(self.parsed, frame)
-        except Exception as err:
-            raise type(err)(f"chunk {k}: {err}") from None
-        for c in (self.weights, self.offset):
-            if c is not None and c not in frame.columns:
-                raise ValueError(f"chunk {k}: the column {c!r} is not in the data")
+        absent = [c for c in self.columns if c not in frame.columns]
+        if absent:
+            check_columns(self.parsed, frame)  # (the formula's own message, with close matches)
+            raise ValueError(f"chunk {k} has no columns {absent}; every chunk needs the columns {self.columns}")
         frame = frame[self.columns]
         na = frame.isna()
         bad = na.any(axis=1).to_numpy()
+        if count:
+            self.nread += len(frame)
+            self.ndropped += int(bad.sum())
+            for c, n in na.sum().items():
+                if n:
+                    self.missing_counts[str(c)] = self.missing_counts.get(str(c), 0) + int(n)
         return frame.loc[~bad] if bad.any() else frame
-
-    def count_missing(self, chunk) -> None:
-        """Count rows read, rows dropped, and missing values per column (in the first pass)."""
-        na = as_frame(chunk)[self.columns].isna()
-        self.nread += len(na)
-        self.ndropped += int(na.any(axis=1).sum())
-        for c, k in na.sum().items():
-            if k:
-                self.missing_counts[str(c)] = self.missing_counts.get(str(c), 0) + int(k)
 
     def discrete(self, frame: pd.DataFrame) -> list[str]:
         """The columns whose distinct values make levels: not numeric, grouping columns, and
-        every integer column when the formula makes factors of numbers (factor(x))."""
+        every numeric column when the formula makes factors of numbers (factor(x)): their
+        distinct values are collected then, and the model matrices made on them."""
         out = []
         for c in self.columns:
             if c in (self.weights, self.offset):
@@ -394,8 +391,7 @@ def from_chunks(formula: str, chunks, *, levels: Optional[dict] = None, REML: bo
     acc = _Statistics(len(parsed.random))
     for k, chunk in enumerate(source()):
         nchunks += 1
-        plan.count_missing(chunk)
-        frame = plan.used(chunk, k)
+        frame = plan.used(chunk, k, count=True)
         discrete = plan.discrete(frame)
         free = not plan.factor_calls and not any(c in model_columns for c in discrete)
         if levels_free is None:
