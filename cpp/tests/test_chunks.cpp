@@ -32,9 +32,9 @@ using lmm::Vector;
 // Named tolerances: the chunks' sums differ from the sums over all rows only
 // in the order of the additions.
 constexpr double kObjectiveTol = 1e-12;
-constexpr double kGradientTol = 1e-11;  // each part, relative to its largest entry
-constexpr double kSolveTol = 1e-11;     // β and u, relative to their largest entries
-constexpr double kFitTol = 1e-7;         // θ, β, σ at the optimum (the optimizer's path may part by rounding)
+constexpr double kGradientTol = 1e-12;  // each part, relative to its largest entry
+constexpr double kSolveTol = 1e-12;     // β and u, relative to their largest entries
+constexpr double kFitTol = 1e-9;         // θ, β, σ at the optimum (the optimizer's path may part by rounding)
 
 struct Data {
   Index n;
