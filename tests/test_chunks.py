@@ -155,9 +155,19 @@ def test_refused_inputs():
         lmm.LinearMixedModel.from_chunks("Reaction ~ Days + (1 | Subject)", [d], weights="nothere")
     with pytest.raises(ValueError, match="empty"):
         lmm.LinearMixedModel.from_chunks("Reaction ~ Days + (1 | Subject)", [])
-    d2 = d.assign(Days2=2 * d.Days)
-    with pytest.raises(NotImplementedError, match="Days2"):
-        lmm.LinearMixedModel.from_chunks("Reaction ~ Days + Days2 + (1 | Subject)", _split(d2, 3))
+
+
+def test_aliased_columns_dropped_and_scales_warned_as_in_memory():
+    d = lmm.datasets.load("sleepstudy").assign(Days2=lambda f: 2 * f.Days, big=lambda f: 1e5 * f.Days + 1.0)
+    for formula, match in [("Reaction ~ Days + Days2 + (1 | Subject)", "rank deficient so dropping 1 column"),
+                           ("Reaction ~ big + (1 | Subject)", "very different scales")]:
+        with pytest.warns(UserWarning, match=match) as got:
+            m = lmm.LinearMixedModel.from_chunks(formula, _split(d, 3))
+        with pytest.warns(UserWarning, match=match) as want:
+            full = lmm.LinearMixedModel(formula, d)
+        assert [str(w.message) for w in got] == [str(w.message) for w in want]
+        assert m.design.dropped_columns == full.design.dropped_columns
+        _assert_same_fit(m.fit(), full.fit())
 
 
 def test_passes_over_the_chunks():
@@ -262,4 +272,19 @@ def test_empty_chunks_and_column_types_that_differ_between_chunks():
     with pytest.warns(UserWarning, match="rows dropped"):
         full = lmm.LinearMixedModel(formula, pd.concat(chunks))
     assert m.nobs == full.nobs
+    _assert_same_fit(m.fit(), full.fit())
+
+
+def test_empty_cell_of_a_factor_interaction():
+    """An interaction column that no row has (an empty cell) is dropped as in memory."""
+    d = _crossed(seed=9)
+    d["b"] = np.where(d.user % 3 == 0, "p", np.where(d.user % 3 == 1, "q", "r"))
+    d = d[~((d.b == "p") & (d.f == "hi"))]
+    formula = "y ~ x + f * b + (1 | item)"
+    chunks = _split(d, 5)
+    with pytest.warns(UserWarning, match="rank deficient") as got:
+        m = lmm.LinearMixedModel.from_chunks(formula, chunks)
+    with pytest.warns(UserWarning, match="rank deficient") as want:
+        full = lmm.LinearMixedModel(formula, pd.concat(chunks))
+    assert [str(w.message) for w in got] == [str(w.message) for w in want]
     _assert_same_fit(m.fit(), full.fit())

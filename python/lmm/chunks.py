@@ -50,9 +50,12 @@ from .model import EXACT_FIT_SIGMA, UNCENTRED_OFFSET, CoreModel, LinearMixedMode
 __all__ = ["ChunkedCoreModel", "ChunkedDesign", "ChunkedLinearMixedModel", "from_chunks", "is_parquet_path",
            "parquet_chunks", "rows_needed"]
 
-# As the in-memory design (lmm.design): lme4's rank tolerance, and the exact-fit tolerance.
+# As the in-memory design (lmm.design): lme4's rank tolerance, the exact-fit tolerance, lme4's
+# checkScaleX factor, the variation below which a column's variation is rounding.
 RANK_TOL = 1e-7
 EXACT_FIT_TOL = 1e-12
+SCALE_TOL = 1e3
+_ROUNDING = 1e3 * np.finfo(float).eps
 _STATEFUL = re.compile(r"\b(scale|poly|ns|bs)\s*\(")
 _FACTOR_CALL = re.compile(r"\b(factor|as\.factor|ordered|relevel|C|interaction)\s*\(")
 
@@ -269,6 +272,7 @@ class _Statistics:
         self.stats = [core.TermColumnStats() for _ in range(nterms)]
         self.ystats = core.TermColumnStats()
         self.xnames: list[str] = []
+        self.binary: Optional[np.ndarray] = None  # per column of X: every value 0 or 1
 
     @property
     def n(self) -> int:
@@ -280,6 +284,8 @@ class _Statistics:
             self.xnames = d.xnames
         elif d.xnames != self.xnames:
             raise ValueError(f"the fixed-effects columns of chunks differ ({self.xnames} then {d.xnames})")
+        binary = np.all((d.X == 0.0) | (d.X == 1.0), axis=0)
+        self.binary = binary if self.binary is None else self.binary & binary
         V = np.column_stack([d.X, d.y])
         mean = V.mean(axis=0)
         self.merged = _merge_mean_r(self.merged, m, mean, np.asarray(np.linalg.qr(V - mean, mode="r")))
@@ -287,9 +293,11 @@ class _Statistics:
             s.merge(core.TermColumnStats.of(z, d.weights))
         self.ystats.merge(core.TermColumnStats.of(d.y[:, None]))
 
-    def shift(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """x_center (X's column means when it has an intercept, as lmm.design), y_coef (the
-        least-squares coefficients of y on X_c, from R) and R of [X_c y]."""
+    def shift(self) -> tuple[list[int], np.ndarray, np.ndarray, np.ndarray]:
+        """As the in-memory design: the columns of X kept (aliased ones dropped, with lme4's
+        warning), x_center (their means when X has an intercept), y_coef (the
+        least-squares coefficients of y on X_c, from R) and R of [X_c y]; lme4's warning
+        when predictors are on very different scales."""
         assert self.merged is not None
         n, mean, Rc = self.merged
         p = len(self.xnames)
@@ -298,8 +306,21 @@ class _Statistics:
             x_center[1:] = mean[1:p]
         shift = np.concatenate([x_center, [0.0]])
         R = np.asarray(np.linalg.qr(np.vstack([Rc, math.sqrt(n) * (mean - shift)[None, :]]), mode="r"))
-        y_coef = np.linalg.solve(R[:p, :p], R[:p, p]) if p else np.zeros(0)
-        return x_center, y_coef, R
+        kept = list(range(p))
+        if p:
+            norms = np.sqrt(np.einsum("ij,ij->j", R[:, :p], R[:, :p]) + n * x_center * x_center)
+            kept = _full_rank_columns(R[:, :p], norms)
+            if len(kept) < p:
+                dropped = [self.xnames[j] for j in range(p) if j not in kept]
+                warnings.warn(f"fixed-effect model matrix is rank deficient so dropping {len(dropped)} column(s): "
+                              f"{dropped}", UserWarning, stacklevel=4)
+                x_center = x_center[kept]
+                R = np.asarray(np.linalg.qr(R[:, kept + [p]], mode="r"))
+            assert self.binary is not None
+            _check_scale([self.xnames[j] for j in kept], Rc[:, kept], self.binary[kept], n)
+        q = len(kept)
+        y_coef = np.linalg.solve(R[:q, :q], R[:q, q]) if q else np.zeros(0)
+        return kept, x_center, y_coef, R
 
 
 def _merge_mean_r(a: Optional[tuple[int, np.ndarray, np.ndarray]], n: int, mean: np.ndarray,
@@ -456,6 +477,8 @@ def from_chunks(formula: str, chunks, *, levels: Optional[dict] = None, REML: bo
         d = numeric_parts(frame, k, fixed_state, states)
         d.codes = [lookups[j].codes(*grouping_codes(parsed.random[j], frame), pieces[j], k) for j in order]
         d.zs = [d.zs[j] for j in order]
+        if dropped:
+            d.X = np.asfortranarray(d.X[:, kept])
         return d
 
     # --- pass 2 (when the model matrices depend on the levels): the shift and the terms'
@@ -471,9 +494,10 @@ def from_chunks(formula: str, chunks, *, levels: Optional[dict] = None, REML: bo
         raise ValueError(f"the fixed-effects columns {acc.xnames} of the chunks differ from those of all rows "
                          f"{list(xnames)}")
     n = acc.n
+    kept, x_center, y_coef, R = acc.shift()
+    dropped = [c for j, c in enumerate(xnames) if j not in kept]
+    xnames = [xnames[j] for j in kept]
     p = len(xnames)
-    x_center, y_coef, R = acc.shift()
-    _check_rank(R, p, xnames, x_center, n)
     ystats = acc.ystats
     ynorm = math.sqrt(float(ystats.squares[0]))
     if sigma is None and (float(ystats.centred2[0]) == 0.0 or abs(R[p, p]) <= EXACT_FIT_TOL * ynorm):
@@ -501,7 +525,8 @@ def from_chunks(formula: str, chunks, *, levels: Optional[dict] = None, REML: bo
         raise ValueError(f"the chunks changed between passes ({n} rows, then {total.n}); pass chunks that give the "
                          "same rows each time they are read")
     design = ChunkedDesign(nobs=int(n), xnames=list(xnames), terms=terms, fixed_state=fixed_state,
-                           x_center=x_center, y_coef=y_coef, nchunks=nchunks, ndropped=int(ndrop))
+                           x_center=x_center, y_coef=y_coef, nchunks=nchunks, ndropped=int(ndrop),
+                           dropped_columns=dropped)
     model = ChunkedLinearMixedModel(formula, parsed, design, total, REML=bool(REML), sigma=sigma,
                                     max_dense_bytes=max_dense_bytes,
                                     response_sd=math.sqrt(float(ystats.centred2[0]) / n))
@@ -679,13 +704,43 @@ class _Lookup:
         return np.ascontiguousarray(out, dtype=np.int32)
 
 
-def _check_rank(R: np.ndarray, p: int, xnames: list[str], x_center: np.ndarray, n: int) -> None:
-    """Refuse aliased fixed-effects columns (the in-memory design drops them with a warning)."""
-    norms = np.sqrt(np.einsum("ij,ij->j", R[:, :p], R[:, :p]) + n * x_center * x_center)
-    for j in range(p):
-        col = R[: j + 1, j]
-        cn = float(np.linalg.norm(col))
-        if not (norms[j] > 0 and abs(R[j, j]) > RANK_TOL * cn and abs(R[j, j]) > 1e3 * np.finfo(float).eps * norms[j]):
-            raise NotImplementedError(f"the fixed-effects column {xnames[j]!r} is aliased with the columns before it "
-                                      "(rank-deficient X), which from_chunks does not drop yet: remove it from the "
-                                      "formula")
+def _full_rank_columns(R: np.ndarray, norms: np.ndarray) -> list[int]:
+    """The columns a sequential rank test keeps, as the in-memory design's (lme4's
+    tolerance on the residual of each column on the kept ones before it, from R by
+    Gram–Schmidt, and some thousand ε of the column's norm as given)."""
+    kept: list[int] = []
+    Q = np.empty((R.shape[0], R.shape[1]))
+    for j, norm in enumerate(norms):
+        x = R[:, j]
+        basis = Q[:, :len(kept)]
+        r = x - basis @ (basis.T @ x)
+        r -= basis @ (basis.T @ r)
+        rnorm = math.sqrt(float(r @ r))
+        if norm > 0.0 and rnorm > RANK_TOL * math.sqrt(float(x @ x)) and rnorm > _ROUNDING * norm:
+            Q[:, len(kept)] = r / rnorm
+            kept.append(j)
+    return kept
+
+
+def _check_scale(xnames: list[str], Rc: np.ndarray, binary: np.ndarray, n: int) -> None:
+    """lme4's checkScaleX, as the in-memory design's: warn when the SD of a continuous
+    predictor (not all 0/1), or the ratio of two, is beyond 1000. The SDs come from the
+    column norms of R of the centred columns."""
+    cont = [j for j in range(len(xnames)) if not binary[j]]
+    if not cont or n < 2:
+        return
+    sd = np.linalg.norm(Rc[:, cont], axis=0) / math.sqrt(n - 1)
+    with np.errstate(divide="ignore"):
+        logsd = np.log(sd)
+    bad_single = ~np.isfinite(logsd) | (np.abs(logsd) > np.log(SCALE_TOL))
+    finite = logsd[np.isfinite(logsd)]
+    bad_ratio = finite.size > 1 and float(finite.max() - finite.min()) > np.log(SCALE_TOL)
+    if not (bad_single.any() or bad_ratio):
+        return
+    shown = sorted(range(len(cont)), key=lambda i: sd[i])
+    if len(shown) > 6:
+        shown = sorted(set(shown[:2] + shown[-2:] + [i for i in range(len(cont)) if bad_single[i]][:4]),
+                       key=lambda i: sd[i])
+    listing = ", ".join(f"{xnames[cont[i]]} {sd[i]:.3g}" for i in shown)
+    warnings.warn("Some predictor variables are on very different scales: consider rescaling "
+                  f"(standard deviations: {listing})", UserWarning, stacklevel=5)

@@ -550,7 +550,11 @@ class LinearMixedModel:
 
         Raises:
             NotImplementedError: ``scale()``, ``poly()``, ``ns()``, ``bs()``, ``||`` terms,
-                ``contrasts``, aliased fixed-effects columns.
+                ``contrasts``.
+
+        Warns:
+            UserWarning: as the in-memory model: rows dropped, aliased fixed-effects columns
+                dropped, predictors on very different scales.
 
         Example:
             >>> import lmm
