@@ -288,3 +288,14 @@ def test_empty_cell_of_a_factor_interaction():
         full = lmm.LinearMixedModel(formula, pd.concat(chunks))
     assert [str(w.message) for w in got] == [str(w.message) for w in want]
     _assert_same_fit(m.fit(), full.fit())
+
+
+def test_contrasts_by_name():
+    d = _crossed(seed=9)
+    formula = "y ~ x + f + (1 | user)"
+    m = lmm.LinearMixedModel.from_chunks(formula, _split(d, 4), contrasts={"f": "contr.sum"})
+    full = lmm.LinearMixedModel(formula, d, contrasts={"f": "contr.sum"})
+    assert m.design.xnames == full.design.xnames
+    _assert_same_fit(m.fit(), full.fit())
+    with pytest.raises(NotImplementedError, match="matrix"):
+        lmm.LinearMixedModel.from_chunks(formula, _split(d, 4), contrasts={"f": np.eye(3)[:, :2]})

@@ -45,6 +45,7 @@ from .formula import (
     parse_formula,
     required_columns,
 )
+from .formula.functions import CONTRASTS
 from .model import EXACT_FIT_SIGMA, UNCENTRED_OFFSET, CoreModel, LinearMixedModel
 
 __all__ = ["ChunkedCoreModel", "ChunkedDesign", "ChunkedLinearMixedModel", "from_chunks", "is_parquet_path",
@@ -346,9 +347,7 @@ def from_chunks(formula: str, chunks, *, levels: Optional[dict] = None, REML: bo
     """
     from .model import DEFAULT_MAX_DENSE_BYTES
 
-    if contrasts is not None:
-        raise NotImplementedError("contrasts= is not supported by from_chunks yet; code the factors with C() in the "
-                                  "formula, or fit the data in memory")
+    coding = _string_contrasts(contrasts)
     if missing not in ("drop", "raise"):
         raise ValueError(f"missing must be 'drop' or 'raise', not {missing!r}")
     for name, value in (("weights", weights), ("offset", offset)):
@@ -450,6 +449,8 @@ def from_chunks(formula: str, chunks, *, levels: Optional[dict] = None, REML: bo
         raise ValueError("no rows left after dropping rows with missing values")
     lf = _levels_frame(values, numeric)
     fixed_state = ModelFrameState()
+    # (lme4 passes contrasts to the fixed effects' model matrix only.)
+    fixed_state.transforms.contrasts = {c: k for c, k in coding.items() if c in plan.columns}
     _, xnames = model_matrix(parsed.fixed_terms, lf, state=fixed_state)
     states: list[ModelFrameState] = []
     pieces: list[ReTerm] = []
@@ -702,6 +703,26 @@ class _Lookup:
                              "levels (given with levels=?)")
         out = idx[local] if local.size else local
         return np.ascontiguousarray(out, dtype=np.int32)
+
+
+def _string_contrasts(contrasts) -> dict[str, str]:
+    """lme4's ``contrasts`` given as coding names (``{"f": "contr.sum"}``) as the formula's kinds."""
+    if contrasts is None:
+        return {}
+    if not isinstance(contrasts, dict):
+        raise TypeError("contrasts must be a dict of column name -> coding, e.g. {'Machine': 'contr.sum'}")
+    out = {}
+    for column, name in contrasts.items():
+        if not isinstance(name, str):
+            raise NotImplementedError(f"contrasts[{column!r}] is a matrix, which from_chunks does not take yet: give a "
+                                      "coding name ('contr.sum', 'contr.helmert', 'contr.poly', 'contr.treatment')")
+        # lme4's contrasts argument names contr.treatment's columns by level (unlike C()'s).
+        kind = "treatment" if name == "contr.treatment" else CONTRASTS.get(name)
+        if kind is None:
+            raise ValueError(f"contrasts[{column!r}] = {name!r} is not a coding; use one of "
+                             f"{', '.join(sorted(CONTRASTS))}")
+        out[str(column)] = kind
+    return out
 
 
 def _full_rank_columns(R: np.ndarray, norms: np.ndarray) -> list[int]:

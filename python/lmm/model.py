@@ -540,7 +540,8 @@ class LinearMixedModel:
                 value raises ValueError).
             REML, sigma, missing, max_dense_bytes: as for :class:`LinearMixedModel`.
             weights, offset: column names (one value per row cannot follow the chunks).
-            contrasts: not supported yet (NotImplementedError).
+            contrasts: lme4's ``contrasts`` as coding names (``{"f": "contr.sum"}``); a
+                matrix is not supported yet (NotImplementedError).
 
         Returns:
             A :class:`lmm.chunks.ChunkedLinearMixedModel`: evaluation, fit, results and
@@ -549,8 +550,8 @@ class LinearMixedModel:
             naming the alternative.
 
         Raises:
-            NotImplementedError: ``scale()``, ``poly()``, ``ns()``, ``bs()``, ``||`` terms,
-                ``contrasts``.
+            NotImplementedError: ``scale()``, ``poly()``, ``ns()``, ``bs()``, ``||`` terms, a
+                contrast matrix.
 
         Warns:
             UserWarning: as the in-memory model: rows dropped, aliased fixed-effects columns
