@@ -147,8 +147,6 @@ def test_refused_inputs():
         lmm.LinearMixedModel.from_chunks("Reaction ~ Days + (1 | Subject)", iter(_split(d, 3)))
     with pytest.raises(NotImplementedError, match="scale"):
         lmm.LinearMixedModel.from_chunks("Reaction ~ scale(Days) + (1 | Subject)", _split(d, 3))
-    with pytest.raises(NotImplementedError, match=r"\|\|"):
-        lmm.LinearMixedModel.from_chunks("Reaction ~ Days + (Days || Subject)", _split(d, 3))
     with pytest.raises(FormulaError, match="Days"):
         lmm.LinearMixedModel.from_chunks("Reaction ~ Days + (1 | Subject)", [d, d.drop(columns="Days")])
     with pytest.raises(ValueError, match="nothere"):
@@ -212,6 +210,8 @@ def test_pickled_model_and_result():
     "y ~ factor(a) + (1 | user)",           # factor() of an integer column
     "log(y + 10) ~ x + (x | item)",         # an expression as the response
     "y ~ x + (1 | interaction(a, s))",
+    "y ~ x + (1 + xc || user) + (1 | item)",  # a || term: its pieces merged into one diagonal term
+    "y ~ x + (0 + b || item) + (1 | user)",  # a || term of a factor: a piece of several columns
 ])
 def test_formulas(formula):
     d = _crossed(seed=9)
@@ -220,6 +220,7 @@ def test_formulas(formula):
     d["b"] = pd.Categorical(b, categories=["r", "q", "p"])
     d["flag"] = d.x > 100.3
     d["s"] = d.item.str[:2]
+    d["xc"] = d.x - 100.0
     chunks = _split(d, 6, seed=2)
     m = lmm.LinearMixedModel.from_chunks(formula, chunks)
     full = lmm.LinearMixedModel(formula, pd.concat(chunks))

@@ -202,6 +202,22 @@ void TermColumnStats::merge(const TermColumnStats& other) {
   first_ones = first_ones && other.first_ones;
 }
 
+void TermColumnStats::append_columns(const TermColumnStats& other) {
+  if (other.n != n || other.total != total)
+    throw std::invalid_argument("column statistics of " + std::to_string(other.n) + " rows appended to those of " +
+                                std::to_string(n) + " rows (they must be of the same rows)");
+  const Index p = mean.size(), q = other.mean.size();
+  auto append = [p, q](Vector& a, const Vector& b) {
+    Vector c(p + q);
+    c << a, b;
+    a = std::move(c);
+  };
+  append(mean, other.mean);
+  append(centred2, other.centred2);
+  append(squares, other.squares);
+  if (p == 0) first_ones = other.first_ones;
+}
+
 TermTransform term_transform(const TermColumnStats& stats, Covariance covariance) {
   const Index n = stats.n, p = stats.mean.size();
   const Parameterization& par = parameterization(covariance);

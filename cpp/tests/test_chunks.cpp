@@ -238,6 +238,17 @@ void test_mismatch() {
   check("column 0 all ones", s.first_ones);
   s.merge(lmm::TermColumnStats::of(a.X.rightCols(2), Vector()));
   check("column 0 not all ones after merging", !s.first_ones);
+  // Appended columns: the statistics of [z1 X] are those of z1's followed by X's.
+  lmm::TermColumnStats wide = lmm::TermColumnStats::of(a.z1, Vector());
+  wide.append_columns(lmm::TermColumnStats::of(a.X, Vector()));
+  Matrix both(a.n, 5);
+  both << a.z1, a.X;
+  const lmm::TermColumnStats direct = lmm::TermColumnStats::of(both, Vector());
+  check("appended columns", wide.mean == direct.mean && wide.centred2 == direct.centred2 &&
+                                wide.squares == direct.squares && wide.first_ones);
+  check_throws<std::invalid_argument>(
+      "append columns of other rows", [&] { wide.append_columns(lmm::TermColumnStats::of(b.X, Vector())); },
+      "same rows");
 }
 
 }  // namespace

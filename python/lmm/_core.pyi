@@ -75,6 +75,8 @@ class TermColumnStats:
         """The statistics of the rows z (n, p), weights (n,) or None."""
     def merge(self, other: TermColumnStats) -> None:
         """Merge another chunk's statistics into these."""
+    def append_columns(self, other: TermColumnStats) -> None:
+        """Append the statistics of other columns of the same rows."""
     @property
     def n(self) -> int: ...
     @property

@@ -365,9 +365,6 @@ def from_chunks(formula: str, chunks, *, levels: Optional[dict] = None, REML: bo
         raise NotImplementedError("scale(), poly(), ns() and bs() learn their coefficients from all rows, which "
                                   "from_chunks does not compute yet: transform those columns before chunking, or "
                                   "fit the data in memory")
-    if any(rt.double_bar for rt in parsed.random):
-        raise NotImplementedError("|| terms are not supported by from_chunks yet: write them as separate terms "
-                                  "(x || g) = (1 | g) + (0 + x | g), or use diag(x | g)")
     source = _chunk_source(chunks)
     plan = _Plan(parsed, weights, offset)
     given = {str(k): v for k, v in (levels or {}).items()}
@@ -467,17 +464,20 @@ def from_chunks(formula: str, chunks, *, levels: Optional[dict] = None, REML: bo
         states.append(st)
         pieces.append(ReTerm(name=rt.name, factors=rt.factors, cnames=list(cnames), codes=np.zeros(0, np.int32),
                              group_levels=group_levels, z=np.zeros((0, len(cnames)), order="F"),
-                             structure=rt.structure, double_bar=False, exprs=[rt.expr], states=[st]))
-    order = core.term_order([len(t.group_levels) for t in pieces])  # (the core's rule, lme4's)
-    terms = [pieces[k] for k in order]
+                             structure=rt.structure, double_bar=rt.double_bar, exprs=[rt.expr], states=[st]))
+    # The pieces in lme4's order (the core's rule), those of a || term then merged into one
+    # diagonal term (as the in-memory design: its columns in that order).
+    groups = _merge_groups(pieces, core.term_order([len(t.group_levels) for t in pieces]))
+    terms = [_merged([pieces[j] for j in g]) for g in groups]
     lookups = [_Lookup(pieces[k].group_levels) for k in range(len(pieces))]
 
     def evaluate(chunk, k: int) -> _Pieces:
         """The chunk's arrays on the global levels, terms in model order."""
         frame = plan.used(chunk, k)
         d = numeric_parts(frame, k, fixed_state, states)
-        d.codes = [lookups[j].codes(*grouping_codes(parsed.random[j], frame), pieces[j], k) for j in order]
-        d.zs = [d.zs[j] for j in order]
+        d.codes = [lookups[g[0]].codes(*grouping_codes(parsed.random[g[0]], frame), pieces[g[0]], k) for g in groups]
+        d.zs = [d.zs[g[0]] if len(g) == 1 else np.asfortranarray(np.column_stack([d.zs[j] for j in g]))
+                for g in groups]
         if dropped:
             d.X = np.asfortranarray(d.X[:, kept])
         return d
@@ -511,7 +511,16 @@ def from_chunks(formula: str, chunks, *, levels: Optional[dict] = None, REML: bo
         if sigma is None and len(t.group_levels) >= n:
             raise ValueError(f"grouping factor {t.name!r} has {len(t.group_levels)} levels for {n} observations; "
                              f"the random effect {t.label} and the residual variance are not identifiable")
-    transforms = [core.term_transform(acc.stats[j], pieces[j].structure) for j in order]
+    term_stats = []
+    for g in groups:
+        st_ = acc.stats[g[0]]
+        if len(g) > 1:
+            st_ = core.TermColumnStats()
+            st_.merge(acc.stats[g[0]])
+            for j in g[1:]:
+                st_.append_columns(acc.stats[j])
+        term_stats.append(st_)
+    transforms = [core.term_transform(st_, t.structure) for st_, t in zip(term_stats, terms)]
 
     # --- pass 3: the crossproducts, summed ----------------------------------------------
     tree = _TreeSum()
@@ -531,7 +540,7 @@ def from_chunks(formula: str, chunks, *, levels: Optional[dict] = None, REML: bo
     model = ChunkedLinearMixedModel(formula, parsed, design, total, REML=bool(REML), sigma=sigma,
                                     max_dense_bytes=max_dense_bytes,
                                     response_sd=math.sqrt(float(ystats.centred2[0]) / n))
-    _warn_uncentred(model, [np.asarray(acc.stats[j].mean) for j in order])
+    _warn_uncentred(model, [np.asarray(st_.mean) for st_ in term_stats])
     return model
 
 
@@ -677,6 +686,33 @@ class _TreeSum:
         while self.stack:
             out.add(self.stack.pop()[1])
         return out
+
+
+def _merge_groups(pieces: list[ReTerm], order: list[int]) -> list[list[int]]:
+    """The pieces (indices, in ``order``) that form each term: a run of one-column pieces of
+    ``||`` terms on the same grouping factor is one diagonal term, as the in-memory design."""
+    groups: list[list[int]] = []
+    for k in order:
+        t = pieces[k]
+        if groups:
+            first = pieces[groups[-1][0]]
+            if t.double_bar and t.p == 1 and first.double_bar and first.p == 1 and first.factors == t.factors:
+                groups[-1].append(k)
+                continue
+        groups.append([k])
+    return groups
+
+
+def _merged(parts: list[ReTerm]) -> ReTerm:
+    """One term of the pieces (a diagonal term of several one-column pieces of a || term)."""
+    t = parts[0]
+    if len(parts) == 1:
+        t.double_bar = t.double_bar and t.p == 1
+        return t
+    cnames = [c for u in parts for c in u.cnames]
+    return ReTerm(name=t.name, factors=t.factors, cnames=cnames, codes=t.codes, group_levels=t.group_levels,
+                  z=np.zeros((0, len(cnames)), order="F"), structure="diag", double_bar=True,
+                  exprs=[e for u in parts for e in u.exprs], states=[s for u in parts for s in u.states])
 
 
 class _Lookup:

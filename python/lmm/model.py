@@ -550,8 +550,7 @@ class LinearMixedModel:
             naming the alternative.
 
         Raises:
-            NotImplementedError: ``scale()``, ``poly()``, ``ns()``, ``bs()``, ``||`` terms, a
-                contrast matrix.
+            NotImplementedError: ``scale()``, ``poly()``, ``ns()``, ``bs()``, a contrast matrix.
 
         Warns:
             UserWarning: as the in-memory model: rows dropped, aliased fixed-effects columns

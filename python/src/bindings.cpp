@@ -411,6 +411,8 @@ PYBIND11_MODULE(_core, m) {
           },
           py::arg("z"), py::arg("weights") = py::none(), "the statistics of the rows z (n, p), weights (n,) or None")
       .def("merge", &lmm::TermColumnStats::merge, py::arg("other"), "merge another chunk's statistics into these")
+      .def("append_columns", &lmm::TermColumnStats::append_columns, py::arg("other"),
+           "append the statistics of other columns of the same rows")
       .def_readonly("n", &lmm::TermColumnStats::n)
       .def_readonly("total", &lmm::TermColumnStats::total, "sum of the weights")
       .def_readonly("mean", &lmm::TermColumnStats::mean)

@@ -60,6 +60,10 @@ struct TermColumnStats {
   /// Merge another chunk's statistics of the same columns into these (either
   /// may have no rows). Throws std::invalid_argument for a different number of columns.
   void merge(const TermColumnStats& other);
+  /// Append other's columns, statistics of the same rows (with the same weights): those of
+  /// [z z_other] (a term whose columns are pieces, as the columns of a `||` term). Throws
+  /// std::invalid_argument when other has other rows.
+  void append_columns(const TermColumnStats& other);
 };
 
 /// The working transform of a term from the statistics of all its rows: the
