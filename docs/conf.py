@@ -16,6 +16,7 @@ extensions = [
     "myst_parser",
     "sphinx.ext.autodoc",
     "sphinx.ext.napoleon",
+    "matplotlib.sphinxext.plot_directive",
 ]
 
 source_suffix = {".md": "markdown"}
@@ -37,6 +38,12 @@ nitpick_ignore_regex = [(r"py:.*", r"[A-Za-z_][A-Za-z0-9_.]*")]
 
 autodoc_member_order = "bysource"
 autodoc_default_options = {"members": True}
+
+# The benchmark figure is drawn at build time by benchmarks/plot_fit_times.py from the
+# committed table of times (plot directive, docs/benchmarks.md): one SVG, no source links.
+plot_formats = ["svg"]
+plot_html_show_formats = False
+plot_html_show_source_link = False
 
 html_theme = "furo"
 html_title = f"lmm {release}"

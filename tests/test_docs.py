@@ -62,3 +62,66 @@ def test_lmm_code_is_only_in_blocks_that_run(page: Path):
             assert not re.search(r"\blmm\.|import lmm", block), (
                 f"{page.name}:{lineno + 1}: lmm code in a ```{language} block is not run; "
                 "write it as a ```pycon doctest")
+
+
+# --- the benchmark figure's numbers ---------------------------------------------------------------
+
+ROOT = DOCS.parent
+TIMES = ROOT / "benchmarks" / "results" / "fit_times.csv"
+_SYSTEMS = ["lmm", "lme4", "lme4 noderivs", "statsmodels"]
+
+
+def _readme_fit_times() -> dict[tuple[str, str], tuple]:
+    """README's first benchmark table: (model, system) → (rows, status, seconds, seconds_max)."""
+    section = (ROOT / "README.md").read_text(encoding="utf-8").split("## Benchmarks\n", 1)[1]
+    lines = [ln for ln in section.splitlines() if ln.startswith("|")]
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    assert header[:6] == ["model", "rows", *_SYSTEMS], header
+    out = {}
+    for line in lines[2:]:
+        cells = [c.strip() for c in re.split(r"(?<!\\)\|", line.strip().strip("|"))]
+        if len(cells) != len(header):
+            break  # the next table
+        model = cells[0].split()[0]
+        for system, cell in zip(_SYSTEMS, cells[2:6]):
+            if m := re.fullmatch(r"([\d.]+)(?:–([\d.]+))?", cell):
+                value = ("ok", float(m.group(1)), float(m.group(2)) if m.group(2) else None)
+            elif m := re.match(r"> ([\d.]+)", cell):
+                value = ("timeout", float(m.group(1)), None)
+            else:
+                value = (cell, None, None)
+            out[model, system] = (int(cells[1].replace(",", "")), *value)
+    return out
+
+
+def test_benchmark_figure_data_are_the_readme_table():
+    import csv
+
+    with TIMES.open(encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    got = {(r["model"], r["system"]): (int(r["rows"]), r["status"], float(r["seconds"]) if r["seconds"] else None,
+                                       float(r["seconds_max"]) if r["seconds_max"] else None) for r in rows}
+    assert got == _readme_fit_times()
+
+
+def test_benchmark_figure_is_drawn_from_its_data():
+    pytest.importorskip("matplotlib")
+    import importlib.util
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    spec = importlib.util.spec_from_file_location("plot_fit_times", ROOT / "benchmarks" / "plot_fit_times.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    times = module.read_times(TIMES)
+    fig = module.plot(times)
+    ax = fig.axes[0]
+    assert len(ax.get_yticks()) == times["model"].nunique()
+    assert ax.get_xscale() == "log"
+    timed = times[times["status"].isin(["ok", "timeout"])]
+    assert len(ax.patches) == len(timed)  # one bar per measured (or stopped) fit
+    plt.close(fig)

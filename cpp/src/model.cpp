@@ -16,6 +16,9 @@ namespace {
 
 constexpr double kLog2Pi = 1.8378770664093454835606594728112;
 
+// Observations plus random effects from which building a model returns freed memory to the system.
+constexpr Index kTrimSize = Index{1} << 18;
+
 // lme4's term order (mkReTrms): terms are reordered only when some term has
 // more levels than the one before it, and then by decreasing number of levels
 // with ties in reverse input order (R's rev(order(nl))). θ then compares with
@@ -119,8 +122,12 @@ void Model::initialize(double sigma) {
   // Forming A and the patterns of L frees many buffers proportional to n or to
   // the number of level pairs; glibc keeps freed heap memory mapped (its mmap
   // threshold rises after large frees), which would otherwise stay in the
-  // process's resident set for the whole fit. Hand it back to the system.
-  malloc_trim(0);
+  // process's resident set for the whole fit. Hand it back to the system, when
+  // there is much of it: for small models (a scan builds one per candidate) the
+  // pages handed back would only fault in again.
+  Index levels = 0;
+  for (const auto& s : A_.shapes) levels += s.q();
+  if (A_.n + levels > kTrimSize) malloc_trim(0);
 #endif
 }
 

@@ -187,11 +187,47 @@ void check_crossed_weighted() {
   }
 }
 
+// fit_scan: each candidate's fit equals lmm::fit of the model with the candidate added to X.
+void check_scan() {
+  const lmm_test::Sleepstudy d;
+  const Index m = 9;
+  std::mt19937 rng(5);
+  std::normal_distribution<double> nd;
+  Matrix G(180, m);
+  for (Index j = 0; j < m; ++j)
+    for (Index i = 0; i < 180; ++i) G(i, j) = nd(rng) + (j == 2 ? 1e6 : 0.0);
+  G.col(4).setConstant(3.0);  // collinear with the intercept
+  G(7, 6) = std::numeric_limits<double>::infinity();
+  lmm::ManyOptions o;
+  o.fit = tight();
+  o.threads = 2;
+  o.block = 2;
+  const lmm::ManyResult out = lmm::fit_scan(d.terms(), d.X, d.y, G, {}, o);
+  for (Index j = 0; j < m; ++j) {
+    const std::string w = "scan candidate " + std::to_string(j);
+    if (j == 4) {
+      check(w + ": collinear, refused", out.error[j].find("full column rank") != std::string::npos);
+      continue;
+    }
+    if (j == 6) {
+      check(w + ": non-finite, refused", out.error[j].find("non-finite") != std::string::npos);
+      continue;
+    }
+    Matrix Xa(180, 3);
+    Xa << d.X, G.col(j);
+    Vector center(3);
+    center << 0.0, 4.5, G.col(j).mean();
+    check_against_fit("scan", out, j, d.terms(), Xa, d.y, o.fit, {center, least_squares(Xa, center, d.y)});
+    check(w + ": 3 coefficients", out.beta.rows() == 3 && std::isfinite(out.se(2, j)));
+  }
+}
+
 }  // namespace
 
 int main() {
   check_sleepstudy_responses();
   check_crossed_weighted();
+  check_scan();
   if (failures == 0) std::printf("all fit_many checks passed\n");
   return failures == 0 ? 0 : 1;
 }

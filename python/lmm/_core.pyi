@@ -128,6 +128,13 @@ def chunk_crossprod(terms: Sequence[Term], X: npt.ArrayLike, y: npt.ArrayLike, x
                     transforms: Sequence[TermTransform]) -> Crossprod:
     """The crossproducts of one chunk of rows (terms in model order, the global shift and transforms)."""
 
+def fit_scan(terms: Sequence[tuple], X: npt.ArrayLike, y: npt.ArrayLike, G: npt.ArrayLike, max_dense_bytes: float,
+             weights: npt.ArrayLike | None = None, sigma: float = 0.0, reml: bool = True, threads: int = 1,
+             block: int = ..., max_evaluations: int = ..., max_iterations: int = ..., gradient_tolerance: float = ...,
+             gradient_tolerance_rel: float = ..., relative_decrease_tolerance: float = ..., memory: int = ...,
+             progress: Callable[[int], object] | None = None, progress_interval: float = ...) -> dict:
+    """A fit per candidate column of G (n × c) added to X last (lmm::fit_scan): Model.fit_many's dict."""
+
 class Model:
     """A linear mixed model on its crossproduct blocks.
 

@@ -17,7 +17,6 @@ file of the tidy table is written chunk by chunk instead, for 10⁵ responses an
 from __future__ import annotations
 
 import os
-import sys
 import time
 import warnings
 from typing import Any, Callable, Iterable, Iterator, Optional, Sequence
@@ -26,9 +25,11 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from . import _core
 from ._threads import blas_limit
 from .covariance import theta_names as _theta_names
 from .design import as_frame
+from .inference.common import Progress
 from .model import EXACT_FIT_SIGMA, CoreModel, LinearMixedModel, _centred_r_factor, _least_squares, build_core
 from .optimize import FTOL
 
@@ -186,34 +187,10 @@ def _n_jobs(n_jobs: int | None) -> int:
     return int(n_jobs)
 
 
-class _Bar:
-    """A progress bar shown on a terminal once the run has taken _SHOW_AFTER seconds."""
-
-    def __init__(self, total: int, enabled: bool | None, desc: str) -> None:
-        if enabled is None:
-            enabled = bool(getattr(sys.stderr, "isatty", lambda: False)())
-        self.enabled, self.total, self.desc = enabled, total, desc
-        self.t0 = time.perf_counter()
-        self.done = 0
-        self.bar: Any = None
-
-    def advance(self, k: int) -> None:
-        self.done += k
-        if not self.enabled:
-            return
-        if self.bar is None and (time.perf_counter() - self.t0 >= _SHOW_AFTER or self.done >= self.total):
-            if self.done >= self.total:
-                return
-            from .inference.common import Progress
-
-            self.bar = Progress(self.total, True, desc=self.desc)
-            self.bar.update(self.done - k)
-        if self.bar is not None:
-            self.bar.update(k)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
+def fit_progress(total: int, enabled: bool | None, desc: str, verbose: bool = False) -> Progress:
+    """Feedback on many fits: a bar on a terminal once the run has taken _SHOW_AFTER seconds
+    (advanced by the core while it fits), or with ``verbose`` a line per block on stdout."""
+    return Progress(total, enabled, desc=desc, delay=_SHOW_AFTER, verbose=verbose)
 
 
 def _responses_matrix(Y, n: int, names) -> tuple[np.ndarray, list[str]]:
@@ -312,47 +289,68 @@ class _Fitter:
             core._R = _centred_r_factor(core._X, core._x_center) if core._X.shape[1] else np.zeros((0, 0))
         self.R = core._R
 
-    def fit(self, Y: np.ndarray, bar: _Bar) -> dict:
+    def fit(self, Y: np.ndarray, bar: Progress, note: str = "fits") -> dict:
         c = self.core
-        m = Y.shape[1]
-        done = {"k": 0}
-
-        def progress(k: int) -> None:
-            bar.advance(k - done["k"])
-            done["k"] = k
-
         with blas_limit(1):
             r = c.core.fit_many(c._tuples, c._X, np.asfortranarray(Y), self.R, self.reml, threads=self.threads,
                                 warm_start=self.warm_start, theta_start=self.theta_start, theta_scale=c.theta_scale,
                                 gradient_tolerance=1e-9, gradient_tolerance_rel=1e-9,
-                                relative_decrease_tolerance=FTOL, progress=progress if bar.enabled else None)
-        error = np.asarray(r["error"], dtype=object)
-        sigma = np.asarray(r["sigma"])
-        # Failures a single fit refuses before fitting (the design's response checks);
-        # σ̂ against the residual SD on X, where the random effects fit y exactly.
-        rms = np.sqrt(np.asarray(r["residual_ss"]) / max(Y.shape[0], 1))
-        constant = (np.max(Y, axis=0) == np.min(Y, axis=0)) if Y.shape[0] else np.ones(m, dtype=bool)
-        exact_x = np.asarray(r["residual_ratio"]) <= EXACT_FIT_TOL
-        exact_z = (sigma <= EXACT_FIT_SIGMA * rms) & (c.sigma is None)
-        error[(error == "") & exact_z] = "fitted exactly by the random effects: the residual variance is 0"
-        error[exact_x & ~constant] = "fitted exactly by the fixed effects: the residual variance would be 0"
-        error[constant] = "the response is constant"
-        failed = error != ""
-        out = {
-            "theta": np.asarray(r["theta"]).T.copy(),
-            "beta": np.asarray(r["beta"]).T.copy(),
-            "se": np.asarray(r["se"]).T.copy(),
-            "sigma": sigma.copy(),
-            "criterion": np.asarray(r["criterion"]).copy(),
-            "converged": np.asarray(r["converged"]) & ~failed,
-            "singular": np.asarray(r["singular"]) & ~failed,
-            "nobs": np.full(m, Y.shape[0], dtype=np.int64),
-            "evaluations": np.asarray(r["evaluations"], dtype=np.int64),
-            "error": error,
-        }
-        for key in ("theta", "beta", "se", "sigma", "criterion"):
-            out[key][failed] = np.nan
-        return out
+                                relative_decrease_tolerance=FTOL, progress=_progress_of(bar))
+        _advance(bar, Y.shape[1], note)
+        return _part(r, Y, c.sigma is not None)
+
+
+def _progress_of(bar: Progress) -> Optional[Callable[[int], None]]:
+    """The core's progress callback (fits done so far) advancing ``bar``, or None when it is off."""
+    if not bar.enabled:
+        return None
+    done = {"k": 0}
+
+    def progress(k: int) -> None:
+        bar.update(k - done["k"])
+        done["k"] = k
+
+    return progress
+
+
+def _advance(bar: Progress, k: int, note: str) -> None:
+    """After the core's run of ``k`` fits: the steps a bar did not see (with ``verbose``, a line)."""
+    if not bar.enabled:
+        bar.update(k, note)
+
+
+def _part(r: dict, Y: np.ndarray, sigma_known: bool, what: str = "response", constant_fails: bool = True) -> dict:
+    """The core's per-fit arrays as the user's (a row per fit), with the failures a single fit
+    refuses before fitting (the design's checks of its response; ``Y`` its columns, the
+    responses or candidates) marked and set to NaN."""
+    m = Y.shape[1]
+    error = np.asarray(r["error"], dtype=object)
+    sigma = np.asarray(r["sigma"])
+    # σ̂ against the residual SD on X, where the random effects fit y exactly.
+    rms = np.sqrt(np.asarray(r["residual_ss"]) / max(Y.shape[0], 1))
+    constant = (np.max(Y, axis=0) == np.min(Y, axis=0)) if Y.shape[0] else np.ones(m, dtype=bool)
+    constant &= constant_fails
+    exact_x = np.asarray(r["residual_ratio"]) <= EXACT_FIT_TOL
+    exact_z = (sigma <= EXACT_FIT_SIGMA * rms) & (not sigma_known)
+    error[(error == "") & exact_z] = "fitted exactly by the random effects: the residual variance is 0"
+    error[exact_x & ~constant] = "fitted exactly by the fixed effects: the residual variance would be 0"
+    error[constant] = f"the {what} is constant"
+    failed = error != ""
+    out = {
+        "theta": np.asarray(r["theta"]).T.copy(),
+        "beta": np.asarray(r["beta"]).T.copy(),
+        "se": np.asarray(r["se"]).T.copy(),
+        "sigma": sigma.copy(),
+        "criterion": np.asarray(r["criterion"]).copy(),
+        "converged": np.asarray(r["converged"]) & ~failed,
+        "singular": np.asarray(r["singular"]) & ~failed,
+        "nobs": np.full(m, Y.shape[0], dtype=np.int64),
+        "evaluations": np.asarray(r["evaluations"], dtype=np.int64),
+        "error": error,
+    }
+    for key in ("theta", "beta", "se", "sigma", "criterion"):
+        out[key][failed] = np.nan
+    return out
 
 
 def _empty_part(m: int, p: int, nt: int, error: str, nobs: int = 0) -> dict:
@@ -363,7 +361,7 @@ def _empty_part(m: int, p: int, nt: int, error: str, nobs: int = 0) -> dict:
 
 
 def _fit_chunk(model: LinearMixedModel, Y: np.ndarray, reml: bool, threads: int, warm_start: bool,
-               fitters: dict, bar: _Bar, missing_model: Callable[[np.ndarray], LinearMixedModel]) -> dict:
+               fitters: dict, bar: Progress, missing_model: Callable[[np.ndarray], LinearMixedModel]) -> dict:
     """The fits of one block of responses (n × k, NaN where missing), in their order."""
     p, nt = model.nfixed, model.ntheta
     offset = model.design.offset
@@ -399,7 +397,7 @@ def _fit_chunk(model: LinearMixedModel, Y: np.ndarray, reml: bool, threads: int,
         fitter = fitters[key]
         if isinstance(fitter, str):
             part = _empty_part(cols.size, p, nt, fitter, nobs=Ysub.shape[0])
-            bar.advance(cols.size)
+            bar.update(cols.size, "failed")
         else:
             part = fitter.fit(Ysub, bar)
         for k, v in part.items():
@@ -473,7 +471,8 @@ class _Writer:
 
 def fit_many(model: LinearMixedModel, Y, *, names=None, reml: bool | None = None, n_jobs: int | None = None,
              warm_start: bool = False, satterthwaite: bool = False, progress: bool | None = None, output=None,
-             chunk_size: int = 4096, _rebuild: Optional[Callable[[np.ndarray], LinearMixedModel]] = None):
+             chunk_size: int = 4096, verbose: bool = False,
+             _rebuild: Optional[Callable[[np.ndarray], LinearMixedModel]] = None):
     """Fit each column of ``Y`` as the response of ``model``'s design.
 
     Each response is fitted as ``lmm.lmer`` would fit it alone (the same start,
@@ -492,12 +491,14 @@ def fit_many(model: LinearMixedModel, Y, *, names=None, reml: bool | None = None
         names: names of the responses (default: the DataFrame's columns, or ``y0``, ``y1``, ...).
         reml: REML (default: the model's) or ML.
         n_jobs: threads (None or -1: every CPU); BLAS runs on one thread meanwhile.
-        warm_start: start each fit after the first of a block at the previous optimum:
-            fewer evaluations on similar responses, but results that depend (within the
-            optimizer's tolerance) on the order of the responses.
+        warm_start: start each fit after the first of a block at the previous optimum
+            (unless that fit was singular): fewer evaluations on similar responses, but
+            results that depend on the order of the responses, within the optimizer's
+            tolerance or, where a criterion has several local minima, by reaching another.
         satterthwaite: also the Satterthwaite df of each t test (lmerTest's), from each
             response's exact gradients (a few ms per response).
         progress: a progress bar (None: on a terminal, for runs longer than a second).
+        verbose: a line per block of fits on stdout instead of the bar.
         output: a ``.parquet`` or ``.csv`` path: the tidy table (:meth:`ManyResult.to_frame`)
             is written there chunk by chunk and the path returned.
         chunk_size: responses per block.
@@ -527,7 +528,7 @@ def fit_many(model: LinearMixedModel, Y, *, names=None, reml: bool | None = None
         return models[key]
 
     total = _count(Y)
-    bar = _Bar(total if total is not None else 0, progress if total is not None else False, "fits")
+    bar = fit_progress(total if total is not None else 0, progress if total is not None else False, "fits", verbose)
     writer = _Writer(output) if output is not None else None
     fitters: dict = {}
     parts: list[dict] = []
@@ -544,7 +545,8 @@ def fit_many(model: LinearMixedModel, Y, *, names=None, reml: bool | None = None
             else:
                 parts.append(part)
                 all_names += got
-                blocks.append(values)
+                if total is not None:  # (blocks of a matrix: views; of an iterator: not kept)
+                    blocks.append(values)
     finally:
         bar.close()
         if writer is not None:
@@ -563,7 +565,7 @@ def fit_many(model: LinearMixedModel, Y, *, names=None, reml: bool | None = None
         return m.fit(reml=reml)
 
     return ManyResult(all_names, model.design.xnames, _theta_names(model.terms), reml, parts,
-                      time.perf_counter() - t0, threads, refit)
+                      time.perf_counter() - t0, threads, refit if total is not None else None)
 
 
 def _count(Y) -> Optional[int]:
@@ -612,7 +614,8 @@ def _split_formula(formula: str) -> tuple[str, str]:
 def lmer_many(formula: str, data, *, responses: Sequence[str] | None = None, Y=None, vary=None,
               REML: bool = True, weights=None, offset=None, contrasts=None, missing: str = "drop",
               double_bar: str = "split", n_jobs: int | None = None, warm_start: bool = False,
-              satterthwaite: bool = False, progress: bool | None = None, output=None, chunk_size: int = 4096):
+              satterthwaite: bool = False, progress: bool | None = None, output=None, chunk_size: int = 4096,
+              verbose: bool = False):
     """Many ``lmer`` fits on one design: one per response, or one per candidate covariate.
 
     Args:
@@ -628,7 +631,7 @@ def lmer_many(formula: str, data, *, responses: Sequence[str] | None = None, Y=N
         REML, weights, offset, contrasts, missing, double_bar: as :func:`lmm.lmer`; rows
             missing in a predictor are dropped for every fit, rows missing in a response
             for that response only (as separate fits would drop them).
-        n_jobs, warm_start, satterthwaite, progress, output, chunk_size: see
+        n_jobs, warm_start, satterthwaite, progress, output, chunk_size, verbose: see
             :func:`fit_many`.
 
     Returns:
@@ -651,7 +654,7 @@ def lmer_many(formula: str, data, *, responses: Sequence[str] | None = None, Y=N
             raise ValueError("with vary=, the formula names the response ('y ~ x + (1 | g)')")
         return _scan(formula, data, vary, REML=REML, weights=weights, offset=offset, contrasts=contrasts,
                      missing=missing, double_bar=double_bar, n_jobs=n_jobs, progress=progress, output=output,
-                     satterthwaite=satterthwaite)
+                     satterthwaite=satterthwaite, verbose=verbose)
     if (responses is None) == (Y is None):
         raise TypeError("give the responses as responses= (columns of data) or as Y= (an array), one of them")
     if lhs:
@@ -697,7 +700,7 @@ def lmer_many(formula: str, data, *, responses: Sequence[str] | None = None, Y=N
     else:
         Y_model = (rows_of(block) for block in Y)
     return fit_many(model, Y_model, reml=REML, n_jobs=n_jobs, warm_start=warm_start, satterthwaite=satterthwaite,
-                    progress=progress, output=output, chunk_size=chunk_size, _rebuild=rebuild)
+                    progress=progress, output=output, chunk_size=chunk_size, verbose=verbose, _rebuild=rebuild)
 
 
 def _with_column(model: LinearMixedModel, g: np.ndarray, name: str) -> LinearMixedModel:
@@ -723,7 +726,8 @@ def _with_column(model: LinearMixedModel, g: np.ndarray, name: str) -> LinearMix
 
 
 def _scan(formula: str, data, vary, *, REML: bool, weights, offset, contrasts, missing: str, double_bar: str,
-          n_jobs: int | None, progress: bool | None, output, satterthwaite: bool) -> ManyResult | str:
+          n_jobs: int | None, progress: bool | None, output, satterthwaite: bool,
+          verbose: bool) -> ManyResult | str:
     """One fit per candidate column, added to the fixed effects last (lmer_many's ``vary``).
 
     Each candidate's model shares the design's random-effects terms (level codes and
@@ -731,8 +735,6 @@ def _scan(formula: str, data, vary, *, REML: bool, weights, offset, contrasts, m
     fitted as a separate ``lmer`` of ``y ~ ... + candidate`` would be. Rows where a
     candidate is missing are dropped for that candidate.
     """
-    from concurrent.futures import ThreadPoolExecutor
-
     t0 = time.perf_counter()
     frame = as_frame(data)
     model = LinearMixedModel(formula, frame, REML=REML, weights=weights, offset=offset, contrasts=contrasts,
@@ -749,7 +751,7 @@ def _scan(formula: str, data, vary, *, REML: bool, weights, offset, contrasts, m
     threads = _n_jobs(n_jobs)
     subsets: dict[bytes, LinearMixedModel] = {}
 
-    def fit_one(j: int) -> tuple[dict, Optional[LinearMixedModel]]:
+    def fit_one(j: int, satterthwaite: bool = False) -> tuple[dict, Optional[LinearMixedModel]]:
         g = G[:, j]
         rows = ~np.isnan(g)
         base = model
@@ -766,20 +768,42 @@ def _scan(formula: str, data, vary, *, REML: bool, weights, offset, contrasts, m
             return _empty_part(1, model.nfixed + 1, model.ntheta, str(err), nobs=int(rows.sum())), None
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            part = _Fitter(mj._shifted, model.REML, 1, False).fit(mj.design.y_fit[:, None], _Bar(1, False, ""))
+            part = _Fitter(mj._shifted, model.REML, 1, False).fit(mj.design.y_fit[:, None], Progress(1, False))
         if satterthwaite:
             part["df"] = _satterthwaite_df(mj, mj.design.y[:, None], part, model.REML, None)
         return part, mj
 
-    bar = _Bar(len(names), progress, "scan")
-    parts: list[dict] = []
+    # Candidates without missing values: the core's scan (a model per candidate built and
+    # fitted in C++ threads); the others (rows dropped per candidate) one by one here.
+    bar = fit_progress(len(names), progress, "scan", verbose)
+    complete = ~np.isnan(G).any(axis=0)
+    part = _empty_part(len(names), model.nfixed + 1, model.ntheta, "")
+    core = model._shifted
     try:
-        with blas_limit(1), ThreadPoolExecutor(max_workers=threads) as pool:
-            for part, _ in pool.map(fit_one, range(len(names))):
-                parts.append(part)
-                bar.advance(1)
+        idx = np.flatnonzero(complete)
+        if idx.size:
+            Gc = np.asfortranarray(G[:, idx])
+            with blas_limit(1):
+                r = _core.fit_scan(core._tuples, core._X, model.design.y_fit, Gc, core._max_dense_bytes,
+                                   weights=core.weights, sigma=core.sigma or 0.0, reml=model.REML, threads=threads,
+                                   gradient_tolerance=1e-9, gradient_tolerance_rel=1e-9,
+                                   relative_decrease_tolerance=FTOL, progress=_progress_of(bar))
+            intercept = model.design.xnames[:1] == ["(Intercept)"]
+            for k, v in _part(r, Gc, core.sigma is not None, "candidate", intercept).items():
+                part[k][idx] = v
+            _advance(bar, idx.size, "candidates")
+        for j in np.flatnonzero(~complete):
+            for k, v in fit_one(int(j))[0].items():
+                part[k][j] = v[0]
+            bar.update(1, f"candidate {names[j]!r}")
     finally:
         bar.close()
+    if satterthwaite:
+        part["df"] = np.full(part["beta"].shape, np.nan)
+        for j in np.flatnonzero(part["error"] == ""):
+            one, mj = fit_one(int(j), satterthwaite=True)
+            part["df"][j] = one["df"][0]
+    parts = [part]
 
     def refit(k: int):
         part, mj = fit_one(k)

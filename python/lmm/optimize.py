@@ -42,6 +42,8 @@ FLOOR_REL: float = _DEFAULTS["floor_rel"]
 FLOOR_GRADIENT_REL: float = _DEFAULTS["floor_gradient_rel"]
 FLOOR_STALLS: int = int(_DEFAULTS["floor_stalls"])
 FLOOR_STALLS_PER_THETA: int = int(_DEFAULTS["floor_stalls_per_theta"])
+#: Runs of L-BFGS-B started again without memory after stalling (the core's rule, lmm::fit).
+MAX_FRESH_STARTS = 5
 #: Relative decrease of the objective in one iteration below which both L-BFGS-B
 #: methods stop (SciPy's ftol).
 FTOL = 1e-14
@@ -188,7 +190,7 @@ def optimize_theta(model, start=None, optimizer: str = "core", tol: float = 1e-8
 
     bounds = sopt.Bounds(lower, upper)
     t0 = time.perf_counter()
-    restarts = 0
+    restarts = fresh_starts = 0
     while True:
         try:
             res = _minimize(f, fg, phi, optimizer, bounds, tol, maxiter)
@@ -198,6 +200,15 @@ def optimize_theta(model, start=None, optimizer: str = "core", tol: float = 1e-8
             phi = np.clip(best["phi"], lower, upper)
             last.update(phi=phi, value=best["value"], grad=best["grad"])
         best.update(phi=None, value=np.inf, small_gradient=False, stalls=0)
+        if optimizer == "L-BFGS-B" and fresh_starts < MAX_FRESH_STARTS and counts["f"] < maxiter:
+            # A run that stalls far from a stationary point starts again without its
+            # memory (the core's rule, lmm::fit: near a bound the quasi-Newton step can
+            # keep pointing far uphill, and the line search cuts it to nothing).
+            value, g = evaluate(phi, True)
+            pg = float(np.max(np.abs(projected_gradient(phi, g, lower, upper)), initial=0.0))
+            if pg > max(GRADIENT_TOL, GRADIENT_TOL_REL * abs(value)):
+                fresh_starts += 1
+                continue
         value = f(phi)
         escape = _escape_boundary(f, phi, lower, value) if restarts < max_restarts else None
         if escape is None:

@@ -237,6 +237,23 @@ lmm::FitResult fit_model(lmm::Model& m, bool reml, const std::optional<lmm::Vect
   return lmm::fit(m, o);
 }
 
+// A ManyResult as a dict of arrays (flags as booleans).
+py::dict many_result_dict(const lmm::ManyResult& r) {
+  auto flags = [](const std::vector<std::uint8_t>& v) {
+    py::array_t<bool> a(static_cast<py::ssize_t>(v.size()));
+    for (std::size_t i = 0; i < v.size(); ++i) a.mutable_data()[i] = v[i] != 0;
+    return a;
+  };
+  return py::dict(py::arg("theta") = r.theta, py::arg("beta") = r.beta, py::arg("se") = r.se,
+                  py::arg("sigma") = r.sigma, py::arg("criterion") = r.criterion,
+                  py::arg("max_projected_gradient") = r.max_projected_gradient,
+                  py::arg("residual_ratio") = r.residual_ratio, py::arg("residual_ss") = r.residual_ss,
+                  py::arg("converged") = flags(r.converged),
+                  py::arg("singular") = flags(r.singular), py::arg("evaluations") = py::cast(r.evaluations),
+                  py::arg("iterations") = py::cast(r.iterations), py::arg("restarts") = py::cast(r.restarts),
+                  py::arg("error") = r.error, py::arg("seconds") = r.seconds);
+}
+
 // lmm::fit_many on a built model: the columns of Y fitted in threads without
 // the GIL, taken again only to call progress; the results as a dict of arrays.
 py::dict fit_many(const lmm::Model& m, const std::vector<py::tuple>& terms, const Columns& X, const Columns& Y,
@@ -270,19 +287,41 @@ py::dict fit_many(const lmm::Model& m, const std::vector<py::tuple>& terms, cons
     py::gil_scoped_release release;
     r = lmm::fit_many(m, d.terms, d.Xmap(), Ymap, Rmap, o);
   }
-  auto flags = [](const std::vector<std::uint8_t>& v) {
-    py::array_t<bool> a(static_cast<py::ssize_t>(v.size()));
-    for (std::size_t i = 0; i < v.size(); ++i) a.mutable_data()[i] = v[i] != 0;
-    return a;
-  };
-  return py::dict(py::arg("theta") = r.theta, py::arg("beta") = r.beta, py::arg("se") = r.se,
-                  py::arg("sigma") = r.sigma, py::arg("criterion") = r.criterion,
-                  py::arg("max_projected_gradient") = r.max_projected_gradient,
-                  py::arg("residual_ratio") = r.residual_ratio, py::arg("residual_ss") = r.residual_ss,
-                  py::arg("converged") = flags(r.converged),
-                  py::arg("singular") = flags(r.singular), py::arg("evaluations") = py::cast(r.evaluations),
-                  py::arg("iterations") = py::cast(r.iterations), py::arg("restarts") = py::cast(r.restarts),
-                  py::arg("error") = r.error, py::arg("seconds") = r.seconds);
+  return many_result_dict(r);
+}
+
+// lmm::fit_scan: a fit per candidate column of G added to X, in threads without the GIL.
+py::dict fit_scan(const std::vector<py::tuple>& terms, const Columns& X, const Columns& y, const Columns& G,
+                  double max_dense_bytes, const std::optional<lmm::Vector>& weights, double sigma, bool reml,
+                  lmm::Index threads, lmm::Index block, lmm::Index max_evaluations, lmm::Index max_iterations,
+                  double gradient_tolerance, double gradient_tolerance_rel, double relative_decrease_tolerance,
+                  lmm::Index memory, const std::optional<py::function>& progress, double progress_interval) {
+  const ModelData d(terms, X, y);
+  if (G.ndim() != 2) throw std::invalid_argument("G must be two-dimensional (n x candidates)");
+  lmm::ModelOptions mo;
+  mo.max_dense_bytes = max_dense_bytes;
+  if (weights) mo.weights = *weights;
+  mo.sigma = sigma;
+  lmm::ManyOptions o;
+  o.fit = fit_options(reml, std::nullopt, max_evaluations, max_iterations, gradient_tolerance,
+                      gradient_tolerance_rel, relative_decrease_tolerance, memory);
+  o.threads = threads;
+  o.block = block;
+  o.progress_interval = progress_interval;
+  if (progress) {
+    const py::function& f = *progress;
+    o.progress = [&f](lmm::Index done) {
+      py::gil_scoped_acquire gil;
+      f(done);
+    };
+  }
+  const Eigen::Map<const lmm::Matrix> Gmap(G.data(), G.shape(0), G.shape(1));
+  lmm::ManyResult r;
+  {
+    py::gil_scoped_release release;
+    r = lmm::fit_scan(d.terms, d.Xmap(), d.ymap(), Gmap, mo, o);
+  }
+  return many_result_dict(r);
 }
 
 // A routine of scipy.linalg.cython_lapack, from the capsule SciPy exports for it.
@@ -351,6 +390,17 @@ PYBIND11_MODULE(_core, m) {
       },
       py::arg("p"), py::arg("structure"), py::arg("theta"), "λ (p × p, lower triangular) of a term at its θ");
   m.attr("STRUCTURES") = py::tuple(py::cast(lmm::covariance_names()));
+  m.def("fit_scan", &fit_scan, py::arg("terms"), py::arg("X"), py::arg("y"), py::arg("G"), py::arg("max_dense_bytes"),
+        py::arg("weights") = py::none(), py::arg("sigma") = 0.0, py::arg("reml") = true, py::arg("threads") = 1,
+        py::arg("block") = lmm::ManyOptions{}.block, py::arg("max_evaluations") = lmm::FitOptions{}.max_evaluations,
+        py::arg("max_iterations") = lmm::FitOptions{}.max_iterations,
+        py::arg("gradient_tolerance") = lmm::FitOptions{}.gradient_tolerance,
+        py::arg("gradient_tolerance_rel") = lmm::FitOptions{}.gradient_tolerance_rel,
+        py::arg("relative_decrease_tolerance") = lmm::FitOptions{}.relative_decrease_tolerance,
+        py::arg("memory") = lmm::FitOptions{}.memory, py::arg("progress") = py::none(),
+        py::arg("progress_interval") = lmm::ManyOptions{}.progress_interval,
+        "a fit per candidate column of G (n x c) added to X last, with the response y, in threads\n"
+        "(lmm::fit_scan); the same dict as Model.fit_many, beta and se of [X g]");
   m.def(
       "within_level_residual",
       [](const py::handle& codes_obj, const Columns& z, lmm::Index nlevels,

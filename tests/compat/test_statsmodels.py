@@ -319,6 +319,8 @@ def test_nested_variance_components():
     assert ours.llf >= result1.llf
     assert_fits_agree(result1, ours, REL)
     assert list(ours.random_effects[0.0].index)[:2] == ["group1", "group2[C(group2)[0.0]]"]
+    # One scalar term per level set (group1:group2 cells, group1), not a dense block of indicators.
+    assert sorted((t.nlevels, t.p) for t in ours.lmm_result.model.terms) == [(20, 1), (100, 1)]
     native = lmm.lmer("y ~ 1 + (1 | group1) + (1 | group1:group2)", df)
     close(ours.llf, native.loglik, 1e-12)
     close(ours.vcomp, native.varcorr["vcov"].iloc[:1], 1e-8)
@@ -346,6 +348,7 @@ def test_crossed_effects_as_a_single_group():
     assert_fits_agree(result3, ours, 1e-3)
     assert list(ours.params.index) == ["Intercept", "g1 Var", "g2 Var"]
     # lme4's crossed model (1 | group1) + (1 | group2), not a dense single-group design.
+    assert [(t.nlevels, t.p) for t in ours.lmm_result.model.terms] == [(20, 1), (20, 1)]
     native = lmm.lmer("y ~ 1 + (1 | group1) + (1 | group2)", df)
     close(ours.llf, native.loglik, 1e-12)
     vcov = native.varcorr.set_index("grp")["vcov"]

@@ -23,10 +23,11 @@ struct ManyOptions {
   Index threads = 1;
   /// Responses whose crossproducts are formed together.
   Index block = 32;
-  /// Start each response of a thread's block after the first from the
-  /// previous response's optimum when that is lower there than the default
-  /// start. Fewer evaluations on similar responses, but the result then depends
-  /// (within the optimizer's tolerance) on the order of the responses; off, each
+  /// Start each response of a block after the first from the previous
+  /// response's optimum (unless that fit was singular: then the default
+  /// start). Fewer evaluations on similar responses, but the result then
+  /// depends on the order of the responses: within the optimizer's tolerance,
+  /// or, where the criterion has several local minima, another one. Off, each
   /// response is fitted exactly as fit() would fit it alone.
   bool warm_start = false;
   /// Called on the calling thread with the number of responses done, at most
@@ -63,5 +64,16 @@ struct ManyResult {
 /// Throws std::invalid_argument when the data do not match the model.
 ManyResult fit_many(const Model& model, const std::vector<TermData>& terms, Eigen::Ref<const Matrix> X,
                     Eigen::Ref<const Matrix> Y, Eigen::Ref<const Matrix> R, const ManyOptions& options = {});
+
+/// A scan: one fit per candidate column of G (n × c), each added to X as its
+/// last column, with the response y. Each candidate's model is built from the
+/// rows as Model's constructor builds it (its shift: X's and the candidate's
+/// means when X's first column is an intercept, y's least-squares fit on them
+/// removed) and fitted as fit() fits it; the results' β and SEs are those of
+/// [X g] (the candidate's last). In threads, as fit_many.
+/// Throws std::invalid_argument when the data do not match.
+ManyResult fit_scan(const std::vector<TermData>& terms, Eigen::Ref<const Matrix> X, Eigen::Ref<const Vector> y,
+                    Eigen::Ref<const Matrix> G, const ModelOptions& model_options = {},
+                    const ManyOptions& options = {});
 
 }  // namespace lmm

@@ -197,18 +197,21 @@ def _scaled_hessian(f, x: np.ndarray, base: np.ndarray) -> np.ndarray:
 class MixedLMResults:
     """The results of :meth:`lmm.compat.statsmodels.MixedLM.fit`, with statsmodels' attributes.
 
-    Attributes (statsmodels' meanings):
-        params: fixed effects, then ``cov_re / scale`` (lower triangle by rows), then
-            ``vcomp / scale``, named ``"Intercept"``, ..., ``"Group Var"``,
-            ``"Group x Time Cov"``, ``"Time Var"``, ``"<component> Var"``.
-        fe_params, bse, bse_fe, bse_re, tvalues, pvalues (normal distribution): see
-            statsmodels; ``bse_re`` is ``sqrt(scale · Var)`` of the variance parameters.
-        cov_re: covariance of the random coefficients (``σ² λλ'``); vcomp: the variance
-            components; scale: the residual variance σ².
-        llf: the log-likelihood (the restricted one for REML fits, as lme4's); aic, bic:
-            NaN for REML fits, as statsmodels.
-        converged, nobs, k_fe, k_re, k_re2, k_vc, method (``"REML"``/``"ML"``), reml, model.
-        lmm_result: the underlying :class:`lmm.LmmResult` (lme4's view of the same fit).
+    The attributes have statsmodels' meanings:
+
+    - ``params``: fixed effects, then ``cov_re / scale`` (lower triangle by rows), then
+      ``vcomp / scale``, named ``"Intercept"``, ..., ``"Group Var"``,
+      ``"Group x Time Cov"``, ``"Time Var"``, ``"<component> Var"``.
+    - ``fe_params``, ``bse``, ``bse_fe``, ``bse_re``, ``tvalues``, ``pvalues`` (normal
+      distribution): as statsmodels'; ``bse_re`` is ``sqrt(scale · Var)`` of the variance
+      parameters.
+    - ``cov_re``: the covariance of the random coefficients (``σ² λλ'``); ``vcomp``: the
+      variance components; ``scale``: the residual variance σ².
+    - ``llf``: the log-likelihood (the restricted one for REML fits, as lme4's); ``aic``,
+      ``bic``: NaN for REML fits, as statsmodels'.
+    - ``converged``, ``nobs``, ``k_fe``, ``k_re``, ``k_re2``, ``k_vc``, ``method``
+      (``"REML"``/``"ML"``), ``reml``, ``model``.
+    - ``lmm_result``: the underlying :class:`lmm.LmmResult` (lme4's view of the same fit).
     """
 
     def __init__(self, model, lmm_result, reml: bool, re_diag: bool) -> None:
@@ -254,7 +257,7 @@ class MixedLMResults:
         if re_diag:
             free[self.k_fe:self.k_fe + self.k_re2] = tri[0] == tri[1]
         self._free = free
-        #: statsmodels' ``freepat``: the pattern of estimated parameters (None: all).
+        #: statsmodels' ``freepat``, the pattern of estimated parameters (None: all).
         self.freepat = MixedLMParams.from_components(np.ones(self.k_fe), np.eye(self.k_re),
                                                      vcomp=np.ones(self.k_vc)) if re_diag else None
         self.params_object = MixedLMParams.from_components(self._fe, unscaled, vcomp=self.vcomp / self.scale)
@@ -423,7 +426,7 @@ class MixedLMResults:
 
     @property
     def bse_re(self):
-        """statsmodels' standard errors of the variance parameters: ``sqrt(scale · Var(params))``."""
+        """statsmodels' standard errors of the variance parameters, ``sqrt(scale · Var(params))``."""
         return self._series(np.sqrt(self.scale * np.diag(self._cov_params)[self.k_fe:]),
                             self._param_names[self.k_fe:])
 
@@ -512,8 +515,8 @@ class MixedLMResults:
 
     @functools.cached_property
     def random_effects_cov(self) -> dict:
-        """dict group label → DataFrame: the conditional covariance of the group's random
-        effects given the data (fixed effects at their estimates), ``σ² Λ(Λ'Z'ZΛ + I)⁻¹Λ'``."""
+        """The conditional covariance of each group's random effects given the data (fixed
+        effects at their estimates), ``σ² Λ(Λ'Z'ZΛ + I)⁻¹Λ'``, as a dict group label → DataFrame."""
         lm, sol = self._lmm_model, self._sol
         out = {}
         for g in self._present:

@@ -68,7 +68,7 @@ def _boot_quantile(t: pd.DataFrame, p: float) -> pd.Series:
 
 
 def bootstrap(res, nsim: int = 500, seed=None, use_u: bool = False, n_jobs: int | None = None,
-              progress: bool | None = None, chunk: int = 256) -> BootstrapResult:
+              progress: bool | None = None, chunk: int = 256, verbose: bool = False) -> BootstrapResult:
     """Parametric bootstrap (lme4's ``bootMer(type = "parametric")``).
 
     Each replicate simulates y from the fitted model (new random effects unless
@@ -88,11 +88,12 @@ def bootstrap(res, nsim: int = 500, seed=None, use_u: bool = False, n_jobs: int 
         n_jobs: worker threads (default: every CPU).
         progress: show a progress bar (default: when stderr is a terminal).
         chunk: replicates simulated and fitted together (memory: ``chunk`` responses).
+        verbose: print a line per block of replicates fitted (blocks of 16, or of a tenth of them).
 
     Returns:
         BootstrapResult.
     """
-    from ..many import _Bar, _Fitter, _n_jobs
+    from ..many import _Fitter, _n_jobs, fit_progress
     from ..results.predict import simulate_response
 
     model = res.model
@@ -101,14 +102,16 @@ def bootstrap(res, nsim: int = 500, seed=None, use_u: bool = False, n_jobs: int 
     n_jobs = _n_jobs(n_jobs)
     offset = model.design.offset
     fitter = _Fitter(model._shifted, res.REML, n_jobs, False, theta_start=res.par)
-    bar = _Bar(nsim, progress, "bootstrap")
+    bar = fit_progress(nsim, progress, "bootstrap", verbose)
+    if verbose:
+        chunk = min(chunk, max(16, nsim // 10))
     t0 = time.perf_counter()
     parts = []
     try:
         for i in range(0, nsim, max(1, int(chunk))):
             Y = np.column_stack([simulate_response(model, res.solution, np.random.default_rng(ss), use_u=use_u)
                                  for ss in seeds[i:i + chunk]])
-            parts.append(fitter.fit(Y if offset is None else Y - offset[:, None], bar))
+            parts.append(fitter.fit(Y if offset is None else Y - offset[:, None], bar, "replicates"))
     finally:
         bar.close()
     seconds = time.perf_counter() - t0

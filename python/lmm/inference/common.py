@@ -33,18 +33,34 @@ def percent_names(level: float) -> tuple[str, str]:
 
 
 class Progress:
-    """A progress bar: tqdm when installed, else a plain stderr bar; silent when stderr is not a terminal.
+    """Feedback on long work: a progress bar on a terminal, or a line per step (``verbose``).
+
+    The bar is tqdm's when tqdm is installed, else a plain one, on stderr; it is silent when
+    stderr is not a terminal (scripts, tests), unless ``enabled`` asks for it. With
+    ``verbose`` each step prints a line on stdout instead, as ``fit(verbose=True)`` prints
+    each evaluation, and no bar is drawn.
 
     Args:
         total: number of steps.
-        enabled: show it (None: when stderr is a terminal).
+        enabled: show the bar (None: when stderr is a terminal).
         desc: its label.
+        delay: seconds of work before the bar first shows (quick work shows none).
+        verbose: print a line per step on stdout (and no bar).
+
+    Example:
+        >>> with Progress(3, enabled=False, desc="steps", verbose=True) as bar:
+        ...     bar.update(1, "first")  # doctest: +ELLIPSIS
+          steps: 1/3 first (... s)
     """
 
-    def __init__(self, total: int, enabled: bool | None, desc: str = "bootstrap") -> None:
-        if enabled is None:
+    def __init__(self, total: int, enabled: bool | None, desc: str = "bootstrap", delay: float = 0.0,
+                 verbose: bool = False) -> None:
+        if verbose:
+            enabled = False
+        elif enabled is None:
             enabled = bool(getattr(sys.stderr, "isatty", lambda: False)())
         self.enabled, self.total, self.done, self.desc = enabled, total, 0, desc
+        self.verbose, self.delay, self.shown = verbose, delay, False
         self.bar = None
         self.t0 = time.perf_counter()
         if enabled:
@@ -53,11 +69,14 @@ class Progress:
             except ImportError:
                 self._draw()
             else:
-                self.bar = tqdm(total=total, desc=desc, file=sys.stderr, leave=False)
+                self.bar = tqdm(total=total, desc=desc, file=sys.stderr, leave=False, delay=delay)
 
-    def update(self, k: int) -> None:
-        """Advance by ``k`` steps."""
+    def update(self, k: int, note: str = "") -> None:
+        """Advance by ``k`` steps; ``note`` says what was done (printed with ``verbose``)."""
         self.done += k
+        if self.verbose:
+            print(f"  {self.desc}: {self.done}/{self.total}{' ' + note if note else ''} "
+                  f"({time.perf_counter() - self.t0:.1f} s)", flush=True)
         if not self.enabled:
             return
         if self.bar is not None:
@@ -66,12 +85,16 @@ class Progress:
             self._draw()
 
     def _draw(self) -> None:
+        elapsed = time.perf_counter() - self.t0
+        if elapsed < self.delay:
+            return
         width = 30
         frac = self.done / self.total if self.total else 1.0
         fill = int(width * frac)
         sys.stderr.write(f"\r{self.desc} [{'#' * fill}{'.' * (width - fill)}] {self.done}/{self.total} "
-                         f"{time.perf_counter() - self.t0:.1f}s")
+                         f"{elapsed:.1f}s")
         sys.stderr.flush()
+        self.shown = True
 
     def __enter__(self) -> "Progress":
         return self
@@ -85,6 +108,6 @@ class Progress:
             return
         if self.bar is not None:
             self.bar.close()
-        else:
+        elif self.shown:
             sys.stderr.write("\r" + " " * 70 + "\r")
             sys.stderr.flush()

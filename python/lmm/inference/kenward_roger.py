@@ -8,12 +8,15 @@ import numpy as np
 from scipy import linalg as sla
 
 from ..covariance import is_entry_structure, lambdas_from_theta, theta_positions
+from .common import Progress
 from .matrices import lambda_matrix, z_matrix
 
 __all__ = ["KR_MAX_ELEMENTS", "KenwardRoger", "kenward_roger_setup", "kr_adjust"]
 
 #: Largest n·q + q² (doubles) Kenward–Roger works with densely (about 400 MB).
 KR_MAX_ELEMENTS = 50_000_000
+# Seconds of work after which a terminal shows the progress bar (as a long fit's status line).
+_SHOW_AFTER = 2.0
 
 
 @dataclass
@@ -43,14 +46,18 @@ class KenwardRoger:
     phi_c: np.ndarray
 
 
-def kenward_roger_setup(res) -> KenwardRoger:
+def kenward_roger_setup(res, progress: bool | None = None, verbose: bool = False) -> KenwardRoger:
     """pbkrtest's adjusted covariance of β̂ (``vcovAdj``) for a REML fit.
 
     Works with q × q and n × q dense matrices (q = number of random effects), not
-    pbkrtest's n × n ones.
+    pbkrtest's n × n ones: the products with Σ⁻¹ (O(n q²)) take the most time, then one
+    row of the expected information per covariance parameter.
 
     Args:
         res: the fitted result (REML).
+        progress: show a progress bar, one step per stage (None: on a terminal, once the
+            work has run two seconds).
+        verbose: print a line per stage.
 
     Returns:
         KenwardRoger.
@@ -70,14 +77,25 @@ def kenward_roger_setup(res) -> KenwardRoger:
     if not res.REML:
         raise ValueError("Kenward-Roger's method is only available for REML fits; refit with REML=True")
     model = res.model
-    terms = model.terms
-    n, p = model.nobs, model.nfixed
+    n = model.nobs
     Z = z_matrix(model, model.working_transforms())
     q = Z.shape[1]
     if n * q + q * q > KR_MAX_ELEMENTS:
         raise ValueError(f"Kenward-Roger needs dense {n} x {q} and {q} x {q} matrices here (n·q + q² = "
                          f"{n * q + q * q:.3g} > KR_MAX_ELEMENTS = {KR_MAX_ELEMENTS:.3g}); use "
                          "ddf='Satterthwaite' for models this size")
+    # Steps: four stages of products, a row of the expected information per θ entry and σ², Φ_A.
+    bar = Progress(4 + (model.ntheta + 1) + 1, progress, desc="Kenward-Roger",
+                   delay=_SHOW_AFTER if progress is None else 0.0, verbose=verbose)
+    with bar:
+        return _setup(res, Z, bar)
+
+
+def _setup(res, Z, bar: Progress) -> KenwardRoger:
+    """kenward_roger_setup's work, advancing ``bar`` by one step per stage."""
+    model = res.model
+    terms = model.terms
+    n, p, q = model.nobs, model.nfixed, Z.shape[1]
     S = model.fixed_basis()
     X = model.design.X @ S
     s2 = res.sigma**2
@@ -86,6 +104,7 @@ def kenward_roger_setup(res) -> KenwardRoger:
     A = (B.T @ B).toarray() + np.eye(q)           # Λ'Z'ZΛ + I
     cho = sla.cho_factor(A, lower=True)
     Ainv = sla.cho_solve(cho, np.eye(q))
+    bar.update(1, f"Λ'Z'ZΛ + I ({q} x {q}) factored")
 
     def apply_w(V: np.ndarray) -> np.ndarray:
         """Σ⁻¹ V = σ⁻²(V − B A⁻¹ B'V) (Woodbury)."""
@@ -93,12 +112,15 @@ def kenward_roger_setup(res) -> KenwardRoger:
 
     WX = apply_w(X)
     WZ = apply_w(Z.toarray())
+    bar.update(1, f"Σ⁻¹Z ({n} x {q})")
     M = np.asarray(Z.T @ WZ)                      # Z'WZ
     N = np.asarray(Z.T @ WX)                      # Z'WX
     R = WZ.T @ WX                                 # Z'W²X
+    bar.update(1, "Z'Σ⁻¹Z, Z'Σ⁻¹X, Z'Σ⁻²X")
     S2 = WZ.T @ WZ                                # Z'W²Z
     XW2X = WX.T @ WX
     XW3X = WX.T @ apply_w(WX)
+    bar.update(1, "Z'Σ⁻²Z, X'Σ⁻²X, X'Σ⁻³X")
     trW2 = (n - 2 * (q - np.trace(Ainv)) + (q - 2 * np.trace(Ainv) + np.sum(Ainv * Ainv))) / s2**2
     phi = np.linalg.inv(X.T @ WX)
 
@@ -155,6 +177,7 @@ def kenward_roger_setup(res) -> KenwardRoger:
         for j in range(i, g):
             Qs[i, j] = Q(i, j)
             IE2[i, j] = IE2[j, i] = ktrace(i, j) - 2 * np.sum(phi * Qs[i, j]) + np.sum(phiP * (P[j] @ phi))
+        bar.update(1, f"expected information, row {i + 1} of {g}")
     condi = np.min(np.abs(np.linalg.eigvalsh(IE2)))
     W = 2 * (np.linalg.inv(IE2) if condi > 1e-10 else np.linalg.pinv(IE2))
     W = (W + W.T) / 2
@@ -166,6 +189,7 @@ def kenward_roger_setup(res) -> KenwardRoger:
     for i in range(g):
         U += W[i, i] * (Qs[i, i] - P[i] @ phi @ P[i])
     phi_adj = phi + 2 * phi @ U @ phi
+    bar.update(1, "adjusted covariance")
     return KenwardRoger(phi=S @ phi @ S.T, phi_adj=S @ phi_adj @ S.T, P=P, W=W, S=S, phi_c=phi)
 
 

@@ -68,7 +68,7 @@ class Profile:
 
 
 def profile(res, which=None, alphamax: float = 0.01, maxpts: int = 100, delta_cutoff: float = 1 / 8,
-            cutoff: float | None = None, progress: bool | None = None) -> Profile:
+            cutoff: float | None = None, progress: bool | None = None, verbose: bool = False) -> Profile:
     """Profile the ML deviance over σ's, correlations, σ and the fixed effects (lme4's ``profile``).
 
     Args:
@@ -79,6 +79,7 @@ def profile(res, which=None, alphamax: float = 0.01, maxpts: int = 100, delta_cu
         delta_cutoff: target step in zeta as a fraction of the cutoff (lme4's 1/8).
         cutoff: override the zeta range.
         progress: show a progress bar, one step per parameter (None: when stderr is a terminal).
+        verbose: print a line per parameter profiled.
 
     Returns:
         Profile.
@@ -120,7 +121,7 @@ def profile(res, which=None, alphamax: float = 0.01, maxpts: int = 100, delta_cu
 
     mldev = _MLDeviance(model)
     curves, funcs = {}, {}
-    bar = Progress(len(which), progress, desc="profile")
+    bar = Progress(len(which), progress, desc="profile", verbose=verbose)
     with blas_single_thread(), bar:
         se_ml = ml.se.to_numpy()
         for w in which:
@@ -135,7 +136,8 @@ def profile(res, which=None, alphamax: float = 0.01, maxpts: int = 100, delta_cu
                 start_step = delta * se_ml[j]
             curves[w] = _trace(f, estimates[w], start_step, lower_s[w], upper_s[w], cutoff, delta, maxpts)
             funcs[w] = f
-            bar.update(1)
+            z = curves[w]["zeta"]
+            bar.update(1, f"{w}: {len(z)} points, zeta from {z.min():.3g} to {z.max():.3g}")
     return Profile(curves=curves, estimates=estimates, lower=lower_s, upper=upper_s, zeta_functions=funcs)
 
 

@@ -47,7 +47,7 @@ class Satterthwaite:
     notes: list = field(default_factory=list)
 
 
-def satterthwaite_setup(res) -> Satterthwaite:
+def satterthwaite_setup(res, progress: bool | None = None, verbose: bool = False) -> Satterthwaite:
     """Compute lmerTest's Satterthwaite ingredients for a fitted result (four evaluations per θ entry).
 
     lmerTest differentiates its deviance in varpar = (θ, σ) and Var(β̂) numerically
@@ -62,6 +62,9 @@ def satterthwaite_setup(res) -> Satterthwaite:
 
     Args:
         res: the fitted result.
+        progress: show a progress bar, one step per evaluation (None: on a terminal, when
+            the evaluations will take over two seconds).
+        verbose: print a line per evaluation.
 
     Returns:
         Satterthwaite.
@@ -105,13 +108,15 @@ def satterthwaite_setup(res) -> Satterthwaite:
     # A bar on a terminal when the differences will take long (a large crossed model):
     # one step per evaluation, 2·2 per free entry (jacobian_richardson with r=2, plus its centre).
     steps = 4 * nf + 1
-    bar = Progress(steps, None if (time.perf_counter() - started) * steps > _SLOW else False, desc="Satterthwaite df")
+    if progress is None and (time.perf_counter() - started) * steps <= _SLOW:
+        progress = False
+    bar = Progress(steps, progress, desc="Satterthwaite df", verbose=verbose)
 
     def gradient_and_vcov(u: np.ndarray) -> np.ndarray:
         """[∂dev/∂u at σ̂, Var(β̂)/σ² flattened] at u."""
         theta, dv = to_theta(u)
         t = model.deviance_terms(theta, reml, working=True)
-        bar.update(1)
+        bar.update(1, "evaluations")
         g = (t.dlogdet + t.dpwrss / sigma**2)[free] * dv
         return np.concatenate([g, t.vcov_unit.ravel()])
 
@@ -125,6 +130,8 @@ def satterthwaite_setup(res) -> Satterthwaite:
         # Back to θ̃ (at the optimum the gradient term of the Hessian's change of variables vanishes).
         H[np.ix_(free, free)] = 0.5 * (Hu + Hu.T) / np.outer(dtheta, dtheta)
         J[:, :m][:, free] = sigma**2 * D[nf:] / dtheta
+    else:
+        bar.close()
     # σ: dev = logdet + r²/σ² + dof·log(2πσ²), so ∂²/∂σ∂θ̃ = −2 ∂r²/∂θ̃ / σ³ and
     # ∂²/∂σ² = 6 r²/σ⁴ − 2 dof/σ²; Var(β̂) = σ² (X'V⁻¹X)⁻¹ gives its σ column. A known σ
     # is not a parameter: its row, column and Jacobian stay 0 (held, as a bound ρ).

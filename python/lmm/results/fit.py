@@ -266,18 +266,31 @@ class LmmResult(PredictionMixin):
 
     # --- inference ----------------------------------------------------------------------------
 
-    def satterthwaite(self) -> Satterthwaite:
+    def satterthwaite(self, *, progress: bool | None = None, verbose: bool = False) -> Satterthwaite:
         """lmerTest's Satterthwaite ingredients for this fit (computed once, then kept).
+
+        The summary, ``coef_table``, ``test`` and ``anova`` use them; calling this first
+        chooses how their computation reports on itself.
+
+        Args:
+            progress: progress bar on stderr (default: on a terminal, when the
+                evaluations will take over two seconds).
+            verbose: print a line per evaluation of the criterion.
 
         Returns:
             :class:`~lmm.inference.satterthwaite.Satterthwaite`.
         """
         if "satt" not in self._cache:
-            self._cache["satt"] = satterthwaite_setup(self)
+            self._cache["satt"] = satterthwaite_setup(self, progress=progress, verbose=verbose)
         return self._cache["satt"]
 
-    def kenward_roger(self) -> KenwardRoger:
+    def kenward_roger(self, *, progress: bool | None = None, verbose: bool = False) -> KenwardRoger:
         """pbkrtest's adjusted covariance of β̂ for this REML fit (computed once, then kept).
+
+        Args:
+            progress: progress bar on stderr (default: on a terminal, once the work has
+                run two seconds).
+            verbose: print a line per stage of the computation.
 
         Returns:
             :class:`~lmm.inference.kenward_roger.KenwardRoger`.
@@ -286,7 +299,7 @@ class LmmResult(PredictionMixin):
             ValueError: an ML fit, or a model too large for the dense matrices it needs.
         """
         if "kr" not in self._cache:
-            self._cache["kr"] = kenward_roger_setup(self)
+            self._cache["kr"] = kenward_roger_setup(self, progress=progress, verbose=verbose)
         return self._cache["kr"]
 
     def fixed_terms(self) -> FixedTerms:
@@ -355,8 +368,9 @@ class LmmResult(PredictionMixin):
         Rows are lme4's: ``.sig01``, ``.sig02``, ... (standard deviations and
         correlations of the random effects in θ's order), ``.sigma`` and the fixed
         effects. Profile intervals profile the ML deviance (REML fits are refitted by
-        ML first, as lme4 does). Bootstrap keywords (``nsim``, ``seed``, ``n_jobs``,
-        ``progress``) go to :meth:`bootstrap`.
+        ML first, as lme4 does). Profile keywords (``progress``, ``verbose``, ...) go to
+        :func:`lmm.inference.profile`, bootstrap keywords (``nsim``, ``seed``, ``n_jobs``,
+        ``progress``, ``verbose``) to :meth:`bootstrap`.
 
         Returns:
             DataFrame with columns ``"2.5 %"`` and ``"97.5 %"`` (for level 0.95).
@@ -368,7 +382,7 @@ class LmmResult(PredictionMixin):
         return profile(self, which=which, **kwargs)
 
     def bootstrap(self, nsim: int = 500, seed=None, use_u: bool = False, n_jobs: int | None = None,
-                  progress: bool | None = None) -> BootstrapResult:
+                  progress: bool | None = None, verbose: bool = False) -> BootstrapResult:
         """Parametric bootstrap (lme4's ``bootMer``), refitting only the response, in parallel.
 
         Args:
@@ -377,11 +391,13 @@ class LmmResult(PredictionMixin):
             use_u: condition on the conditional modes (simulate only the noise).
             n_jobs: worker threads (default: all CPUs).
             progress: progress bar on stderr (default: when stderr is a terminal; tqdm if installed).
+            verbose: print a line per batch of replicates done.
 
         Returns:
             BootstrapResult with ``replicates`` (sd/cor, σ, β per replicate) and ``confint()``.
         """
-        return bootstrap(self, nsim=nsim, seed=seed, use_u=use_u, n_jobs=n_jobs, progress=progress)
+        return bootstrap(self, nsim=nsim, seed=seed, use_u=use_u, n_jobs=n_jobs, progress=progress,
+                         verbose=verbose)
 
     def refit_ml(self) -> "LmmResult":
         """The same model fitted by maximum likelihood (self for ML fits), starting at this θ.
