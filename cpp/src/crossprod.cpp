@@ -177,6 +177,7 @@ Crossprod form_crossprod(const std::vector<TermData>& terms, Eigen::Ref<const Ma
   A.shift = shift;
   A.weights = weights;
   A.transforms = transforms;
+  A.weighted = weights.size() > 0;
   for (Index i = 0; i < weights.size(); ++i) A.sum_log_weights += std::log(weights[i]);
   const Vector& w = A.weights;
   const Index p = A.p;
@@ -223,9 +224,81 @@ Crossprod form_crossprod(const std::vector<TermData>& terms, Eigen::Ref<const Ma
   return A;
 }
 
+namespace {
+
+bool same_transform(const TermTransform& a, const TermTransform& b) {
+  return a.center.size() == b.center.size() && a.scale.size() == b.scale.size() && a.center == b.center &&
+         a.scale == b.scale;
+}
+
+// a + b on the union of their patterns (same shape).
+SparseBlocks add_sparse(const SparseBlocks& a, const SparseBlocks& b) {
+  const Index ncols = a.ncols;
+  std::vector<std::vector<Index>> rows(static_cast<std::size_t>(ncols));
+  for (Index c = 0; c < ncols; ++c) {
+    auto& out = rows[static_cast<std::size_t>(c)];
+    Index i = a.colptr[c], j = b.colptr[c];
+    const Index ie = a.colptr[c + 1], je = b.colptr[c + 1];
+    out.reserve(static_cast<std::size_t>(ie - i + je - j));
+    while (i < ie || j < je) {
+      const Index ra = i < ie ? a.rowidx[i] : a.nrows, rb = j < je ? b.rowidx[j] : b.nrows;
+      out.push_back(std::min(ra, rb));
+      if (ra <= rb) ++i;
+      if (rb <= ra) ++j;
+    }
+  }
+  SparseBlocks s;
+  s.set_pattern(a.nrows, a.pr, a.pc, rows);
+  for (const SparseBlocks* m : {&a, &b})
+    for (Index c = 0; c < ncols; ++c) {
+      Index k = s.colptr[c];
+      for (Index e = m->colptr[c]; e < m->colptr[c + 1]; ++e) {
+        while (s.rowidx[k] != m->rowidx[e]) ++k;  // both sorted: a forward scan
+        s.block(k) += m->block(e);
+      }
+    }
+  return s;
+}
+
+}  // namespace
+
+void add(Crossprod& total, const Crossprod& part) {
+  if (total.shapes.empty()) {
+    total = part;
+    total.weights.resize(0);
+    return;
+  }
+  const std::size_t K = total.shapes.size();
+  auto equal = [](const Vector& a, const Vector& b) { return a.size() == b.size() && a == b; };
+  bool same = part.shapes.size() == K && part.p == total.p && part.weighted == total.weighted &&
+              equal(part.shift.center, total.shift.center) && equal(part.shift.gamma, total.shift.gamma) &&
+              part.transforms.size() == total.transforms.size();
+  for (std::size_t k = 0; same && k < K; ++k)
+    same = part.shapes[k].nlevels == total.shapes[k].nlevels && part.shapes[k].p == total.shapes[k].p &&
+           part.shapes[k].covariance == total.shapes[k].covariance;
+  for (std::size_t k = 0; same && k < total.transforms.size(); ++k)
+    same = same_transform(part.transforms[k], total.transforms[k]);
+  if (!same)
+    throw std::invalid_argument("add: the crossproducts are not of the same model (terms, their levels, the "
+                                "fixed effects, weights, shift and column transforms must be the same)");
+  for (std::size_t k = 0; k < K; ++k) {
+    total.ZZ[k].data += part.ZZ[k].data;
+    total.XyZ[k] += part.XyZ[k];
+  }
+  total.XyXy += part.XyXy;
+  for (std::size_t i = 1; i < K; ++i)
+    for (std::size_t j = 0; j < i; ++j) total.ZZ_off[i][j] = add_sparse(total.ZZ_off[i][j], part.ZZ_off[i][j]);
+  total.n += part.n;
+  total.sum_log_weights += part.sum_log_weights;
+  total.weights.resize(0);
+}
+
 void update_response(Crossprod& A, const std::vector<TermData>& terms, Eigen::Ref<const Matrix> X,
                      Eigen::Ref<const Vector> y) {
   const Index n = A.n, p = A.p;
+  if (!A.has_rows())
+    throw std::invalid_argument("update_response: the crossproducts are a sum over chunks of rows, whose "
+                                "weights are not kept; form the chunks' crossproducts again");
   if (y.size() != n || X.rows() != n || X.cols() != p || terms.size() != A.shapes.size())
     throw std::invalid_argument("update_response: the data do not match the model's dimensions");
   if (!y.allFinite()) throw std::invalid_argument("y has non-finite values");
@@ -279,6 +352,9 @@ ResponseCrossprods response_crossprods(const Crossprod& A, const std::vector<Ter
                                        Eigen::Ref<const Matrix> X, Eigen::Ref<const Matrix> Y,
                                        Eigen::Ref<const Matrix> R) {
   const Index n = A.n, p = A.p, b = Y.cols();
+  if (!A.has_rows())
+    throw std::invalid_argument("response_crossprods: the crossproducts are a sum over chunks of rows, whose "
+                                "weights are not kept");
   if (Y.rows() != n || X.rows() != n || X.cols() != p || terms.size() != A.shapes.size())
     throw std::invalid_argument("response_crossprods: the data do not match the model's dimensions");
   if (R.rows() != p || R.cols() != p)

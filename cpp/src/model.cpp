@@ -23,7 +23,8 @@ constexpr Index kTrimSize = Index{1} << 18;
 // more levels than the one before it, and then by decreasing number of levels
 // with ties in reverse input order (R's rev(order(nl))). θ then compares with
 // lme4's getME(fit, "theta") entry by entry.
-std::vector<Index> lme4_term_order(const std::vector<TermData>& terms) {
+template <typename Term>
+std::vector<Index> lme4_term_order(const std::vector<Term>& terms) {
   std::vector<Index> order(terms.size());
   std::iota(order.begin(), order.end(), Index{0});
   bool increases = false;
@@ -59,7 +60,59 @@ Model::Model(const std::vector<TermData>& terms, Eigen::Ref<const Matrix> X, Eig
       sigma_(options.sigma),
       A_(working_crossprod(reordered(terms, order_), X, y, shift, options.weights)),
       L_(A_, options.max_dense_bytes) {
-  if (!(std::isfinite(options.sigma) && options.sigma >= 0.0))
+  initialize(options.sigma);
+}
+
+namespace {
+
+// The order given for a Crossprod's terms, checked (empty: the identity).
+std::vector<Index> checked_order(std::vector<Index> order, std::size_t K) {
+  if (K == 0) throw std::invalid_argument("the crossproducts have no random-effects terms");
+  if (order.empty()) {
+    order.resize(K);
+    std::iota(order.begin(), order.end(), Index{0});
+  }
+  std::vector<char> seen(K, 0);
+  bool ok = order.size() == K;
+  for (std::size_t k = 0; ok && k < K; ++k) {
+    ok = order[k] >= 0 && static_cast<std::size_t>(order[k]) < K && !seen[static_cast<std::size_t>(order[k])];
+    if (ok) seen[static_cast<std::size_t>(order[k])] = 1;
+  }
+  if (!ok) throw std::invalid_argument("the term order must be a permutation of the " + std::to_string(K) + " terms");
+  return order;
+}
+
+// A with a transform per term (the identity where it has none).
+Crossprod with_transforms(Crossprod A) {
+  if (A.transforms.size() == A.shapes.size()) return A;
+  if (!A.transforms.empty())
+    throw std::invalid_argument(std::to_string(A.transforms.size()) + " column transforms for " +
+                                std::to_string(A.shapes.size()) + " random-effects terms");
+  for (const auto& s : A.shapes) {
+    TermTransform t;
+    t.scale = Vector::Ones(s.p);
+    t.offset = Vector::Zero(s.p);
+    A.transforms.push_back(std::move(t));
+  }
+  return A;
+}
+
+}  // namespace
+
+Model::Model(Crossprod A, std::vector<Index> order, ModelOptions options)
+    : order_(checked_order(std::move(order), A.shapes.size())),
+      sigma_(options.sigma),
+      A_(with_transforms(std::move(A))),
+      L_(A_, options.max_dense_bytes) {
+  if (options.weights.size() != 0)
+    throw std::invalid_argument("a model on crossproducts takes no weights: form the crossproducts with them");
+  initialize(options.sigma);
+}
+
+std::vector<Index> Model::term_order(const std::vector<TermShape>& shapes) { return lme4_term_order(shapes); }
+
+void Model::initialize(double sigma) {
+  if (!(std::isfinite(sigma) && sigma >= 0.0))
     throw std::invalid_argument("sigma must be a positive number (a known residual SD) or 0 (estimated)");
   for (const auto& s : A_.shapes) lambda_.push_back(Matrix::Identity(s.p, s.p));
   user_lambda_.resize(A_.shapes.size());

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <stdexcept>
+#include <string>
 #include <vector>
 
 namespace lmm {
@@ -146,31 +148,90 @@ void TermTransform::apply(const Eigen::Ref<const Matrix>& z, Matrix& out) const 
   }
 }
 
-TermTransform term_transform(const TermData& term, const Vector& weights) {
-  const Index n = term.z.rows(), p = term.z.cols();
-  const Parameterization& par = parameterization(term.covariance);
+TermColumnStats TermColumnStats::of(const Eigen::Ref<const Matrix>& z, const Vector& weights) {
+  const Index n = z.rows(), p = z.cols();
+  if (weights.size() != 0 && weights.size() != n)
+    throw std::invalid_argument(std::to_string(weights.size()) + " weights for " + std::to_string(n) + " rows");
+  const bool weighted = weights.size() == n && n > 0;
+  auto w = [&](Index r) { return weighted ? weights[r] : 1.0; };
+  TermColumnStats s;
+  s.n = n;
+  s.mean = Vector::Zero(p);
+  s.centred2 = Vector::Zero(p);
+  s.squares = Vector::Zero(p);
+  s.first_ones = p == 0 || (z.col(0).array() == 1.0).all();
+  for (Index r = 0; r < n; ++r) s.total += w(r);
+  if (n == 0) return s;
+  // Two passes per column (the mean, then squares about it), as one chunk.
+  for (Index j = 0; j < p; ++j) {
+    double mean = 0.0;
+    for (Index r = 0; r < n; ++r) mean += w(r) * z(r, j);
+    mean /= s.total;
+    double ss = 0.0, ss_centred = 0.0;
+    for (Index r = 0; r < n; ++r) {
+      ss += w(r) * z(r, j) * z(r, j);
+      const double d = z(r, j) - mean;
+      ss_centred += w(r) * d * d;
+    }
+    s.mean[j] = mean;
+    s.centred2[j] = ss_centred;
+    s.squares[j] = ss;
+  }
+  return s;
+}
+
+void TermColumnStats::merge(const TermColumnStats& other) {
+  if (other.n == 0) return;
+  if (n == 0) {
+    *this = other;
+    return;
+  }
+  if (other.mean.size() != mean.size())
+    throw std::invalid_argument("column statistics of " + std::to_string(other.mean.size()) + " columns merged into " +
+                                std::to_string(mean.size()));
+  const double t = total + other.total, fa = total / t, fb = other.total / t;
+  for (Index j = 0; j < mean.size(); ++j) {
+    const double delta = other.mean[j] - mean[j];
+    // The weighted mean as a convex combination (stays within the chunks' means).
+    mean[j] = fa * mean[j] + fb * other.mean[j];
+    centred2[j] += other.centred2[j] + delta * delta * total * fb;
+    squares[j] += other.squares[j];
+  }
+  n += other.n;
+  total = t;
+  first_ones = first_ones && other.first_ones;
+}
+
+void TermColumnStats::append_columns(const TermColumnStats& other) {
+  if (other.n != n || other.total != total)
+    throw std::invalid_argument("column statistics of " + std::to_string(other.n) + " rows appended to those of " +
+                                std::to_string(n) + " rows (they must be of the same rows)");
+  const Index p = mean.size(), q = other.mean.size();
+  auto append = [p, q](Vector& a, const Vector& b) {
+    Vector c(p + q);
+    c << a, b;
+    a = std::move(c);
+  };
+  append(mean, other.mean);
+  append(centred2, other.centred2);
+  append(squares, other.squares);
+  if (p == 0) first_ones = other.first_ones;
+}
+
+TermTransform term_transform(const TermColumnStats& stats, Covariance covariance) {
+  const Index n = stats.n, p = stats.mean.size();
+  const Parameterization& par = parameterization(covariance);
   TermTransform t;
   t.scale = Vector::Ones(p);
   t.offset = Vector::Zero(p);
   if (n == 0 || p == 0) return t;
-  const bool weighted = weights.size() == n;
-  auto w = [&](Index r) { return weighted ? weights[r] : 1.0; };
-  double total = 0.0;
-  for (Index r = 0; r < n; ++r) total += w(r);
-  const bool intercept = p > 1 && (term.z.col(0).array() == 1.0).all();
+  const double total = stats.total;
+  const bool intercept = p > 1 && stats.first_ones;
   Vector center = Vector::Zero(p), rms(p);
   for (Index j = 0; j < p; ++j) {
-    double mean = 0.0;
-    for (Index r = 0; r < n; ++r) mean += w(r) * term.z(r, j);
-    mean /= total;
-    double ss = 0.0, ss_centred = 0.0;
-    for (Index r = 0; r < n; ++r) {
-      ss += w(r) * term.z(r, j) * term.z(r, j);
-      const double d = term.z(r, j) - mean;
-      ss_centred += w(r) * d * d;
-    }
-    rms[j] = std::sqrt(ss / total);
-    const double sd = std::sqrt(ss_centred / total);
+    const double mean = stats.mean[j];
+    rms[j] = std::sqrt(stats.squares[j] / total);
+    const double sd = std::sqrt(stats.centred2[j] / total);
     // A column constant to rounding is the intercept's multiple: centring would
     // leave only rounding noise, and no basis makes the term better determined.
     const bool varies = sd > 1e-12 * std::abs(mean);
@@ -191,6 +252,11 @@ TermTransform term_transform(const TermData& term, const Vector& weights) {
     for (Index j = 0; j < p; ++j) t.scale[j] = inverse_power_of_two(rms[j], center[j] == 0.0);
   }
   return t;
+}
+
+TermTransform term_transform(const TermData& term, const Vector& weights) {
+  const Index n = term.z.rows();
+  return term_transform(TermColumnStats::of(term.z, weights.size() == n ? weights : Vector()), term.covariance);
 }
 
 void working_start(const TermShape& shape, const TermTransform& t, double* working) {

@@ -66,6 +66,68 @@ class FitResult:
 
 Term = tuple[npt.ArrayLike, npt.ArrayLike, int, bool]
 
+class TermColumnStats:
+    """Mergeable statistics of a term's columns (lmm::TermColumnStats)."""
+
+    def __init__(self) -> None: ...
+    @staticmethod
+    def of(z: npt.ArrayLike, weights: npt.ArrayLike | None = None) -> TermColumnStats:
+        """The statistics of the rows z (n, p), weights (n,) or None."""
+    def merge(self, other: TermColumnStats) -> None:
+        """Merge another chunk's statistics into these."""
+    def append_columns(self, other: TermColumnStats) -> None:
+        """Append the statistics of other columns of the same rows."""
+    @property
+    def n(self) -> int: ...
+    @property
+    def total(self) -> float: ...
+    @property
+    def mean(self) -> FloatArray: ...
+    @property
+    def centred2(self) -> FloatArray: ...
+    @property
+    def squares(self) -> FloatArray: ...
+    @property
+    def first_ones(self) -> bool: ...
+
+class TermTransform:
+    """A term's working coordinates z~ = z T."""
+
+    @property
+    def center(self) -> FloatArray: ...
+    @property
+    def scale(self) -> FloatArray: ...
+    @property
+    def offset(self) -> FloatArray: ...
+
+def term_transform(stats: TermColumnStats, structure: str) -> TermTransform:
+    """The working coordinates of a term from the statistics of all its rows."""
+
+class Crossprod:
+    """The crossproduct blocks A of some rows (a sum over rows)."""
+
+    def __init__(self) -> None: ...
+    @property
+    def n(self) -> int: ...
+    @property
+    def p(self) -> int: ...
+    @property
+    def sum_log_weights(self) -> float: ...
+    @property
+    def nterms(self) -> int: ...
+    def add(self, part: Crossprod) -> None:
+        """Add another chunk's crossproducts (same terms, levels, shift and transforms)."""
+    def __getstate__(self) -> tuple: ...
+    def __setstate__(self, state: tuple) -> None: ...
+
+def term_order(nlevels: Sequence[int]) -> list[int]:
+    """lme4's order of terms with these numbers of levels: order[k] is the input index of term k."""
+
+def chunk_crossprod(terms: Sequence[Term], X: npt.ArrayLike, y: npt.ArrayLike, x_center: npt.ArrayLike | None,
+                    y_coef: npt.ArrayLike | None, weights: npt.ArrayLike | None,
+                    transforms: Sequence[TermTransform]) -> Crossprod:
+    """The crossproducts of one chunk of rows (terms in model order, the global shift and transforms)."""
+
 def fit_scan(terms: Sequence[tuple], X: npt.ArrayLike, y: npt.ArrayLike, G: npt.ArrayLike, max_dense_bytes: float,
              weights: npt.ArrayLike | None = None, sigma: float = 0.0, reml: bool = True, threads: int = 1,
              block: int = ..., max_evaluations: int = ..., max_iterations: int = ..., gradient_tolerance: float = ...,
@@ -87,6 +149,12 @@ class Model:
                  max_dense_bytes: float = ..., x_center: npt.ArrayLike | None = None,
                  y_coef: npt.ArrayLike | None = None, weights: npt.ArrayLike | None = None,
                  sigma: float = 0.0) -> None: ...
+    @staticmethod
+    def from_crossprod(A: Crossprod, order: Sequence[int], max_dense_bytes: float = ...,
+                       sigma: float = 0.0) -> Model:
+        """The model on finished crossproducts (terms in model order)."""
+    def crossprod(self) -> Crossprod:
+        """A copy of the model's crossproducts (its terms in model order)."""
     def set_response(self, terms: Sequence[Term], X: npt.ArrayLike, y: npt.ArrayLike) -> None:
         """Replace y (same terms, in the constructor's order, and X); θ must be set again."""
     @property

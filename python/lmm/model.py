@@ -517,6 +517,57 @@ class LinearMixedModel:
         self.terms: list[ReTerm] = self._shifted.terms
         _warn_uncentred(self._core, self.terms)
 
+    @classmethod
+    def from_chunks(cls, formula: str, chunks, *, levels: dict | None = None, REML: bool = True,
+                    weights: str | None = None, offset: str | None = None, contrasts=None,
+                    sigma: float | None = None, missing: str = "drop",
+                    max_dense_bytes: float = DEFAULT_MAX_DENSE_BYTES) -> "LinearMixedModel":
+        """The model of the rows of several data frames, without holding them together.
+
+        A is a sum over rows: the chunks are read one at a time, twice (the levels, the
+        shift and the terms' column statistics; then the crossproducts, formed in the core
+        per chunk and summed; three times when X or a term's columns hold factors, whose
+        levels come first), and the model equals the model of their concatenation
+        (``pd.concat(chunks)``) to rounding. See :mod:`lmm.chunks`.
+
+        Args:
+            formula: an lme4 formula.
+            chunks: a list of data frames, or a function returning a fresh iterator over
+                them (e.g. ``lambda: pd.read_csv(path, chunksize=10**6)``); an iterator,
+                which can be read only once, is refused.
+            levels: column → its levels, for grouping or factor columns whose levels are
+                known (their distinct values are then not collected; a chunk with another
+                value raises ValueError).
+            REML, sigma, missing, max_dense_bytes: as for :class:`LinearMixedModel`.
+            weights, offset: column names (one value per row cannot follow the chunks).
+            contrasts: lme4's ``contrasts`` as coding names (``{"f": "contr.sum"}``); a
+                matrix is not supported yet (NotImplementedError).
+
+        Returns:
+            A :class:`lmm.chunks.ChunkedLinearMixedModel`: evaluation, fit, results and
+            inference that need only the crossproducts work as for the model of all rows;
+            what needs the rows (fitted values, residuals, refits) raises NotImplementedError
+            naming the alternative.
+
+        Raises:
+            NotImplementedError: ``scale()``, ``poly()``, ``ns()``, ``bs()``, a contrast matrix.
+
+        Warns:
+            UserWarning: as the in-memory model: rows dropped, aliased fixed-effects columns
+                dropped, predictors on very different scales.
+
+        Example:
+            >>> import lmm
+            >>> d = lmm.datasets.load("sleepstudy")
+            >>> m = lmm.LinearMixedModel.from_chunks("Reaction ~ Days + (Days | Subject)", [d[:90], d[90:]])
+            >>> round(m.fit().objective, 3)
+            1743.628
+        """
+        from .chunks import from_chunks
+
+        return from_chunks(formula, chunks, levels=levels, REML=REML, weights=weights, offset=offset,
+                           contrasts=contrasts, sigma=sigma, missing=missing, max_dense_bytes=max_dense_bytes)
+
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
         del state["_core"]  # the CoreModel's, pickled with it
@@ -831,7 +882,9 @@ def lmer(formula: str, data, REML: bool = True, *, weights=None, offset=None, co
 
     Args:
         formula: an lme4 formula, e.g. ``"Reaction ~ Days + (Days | Subject)"``.
-        data: the data frame (pandas, polars, pyarrow, or a dict of columns).
+        data: the data frame (pandas, polars, pyarrow, or a dict of columns), or the path of
+            parquet data (a ``.parquet`` file or a directory of them), read in chunks with
+            pyarrow (see :meth:`LinearMixedModel.from_chunks`).
         REML: REML (default) or maximum likelihood.
         weights: prior weights, a column name or one value per row (residual variance σ²/w).
         offset: a known part of the linear predictor, a column name or one value per row
@@ -862,9 +915,21 @@ def lmer(formula: str, data, REML: bool = True, *, weights=None, offset=None, co
         if name in _LME4_ONLY:
             raise NotImplementedError(f"lmer(..., {name}=...): {_LME4_ONLY[name]}")
         raise TypeError(f"lmer() got an unexpected keyword argument {name!r}")
-    model = LinearMixedModel(formula, data, REML=REML, missing=missing, max_dense_bytes=max_dense_bytes,
-                             weights=weights, offset=offset, contrasts=contrasts, double_bar=double_bar,
-                             sigma=sigma)
+    from .chunks import is_parquet_path
+
+    if is_parquet_path(data):  # read partition by partition: the rows are never all in memory
+        from .chunks import parquet_chunks
+        from .formula import required_columns
+
+        columns = list(dict.fromkeys(required_columns(parse_formula(formula, double_bar=double_bar))
+                                     + [c for c in (weights, offset) if isinstance(c, str)]))
+        model = LinearMixedModel.from_chunks(formula, parquet_chunks(data, columns), REML=REML, weights=weights,
+                                             offset=offset, contrasts=contrasts, sigma=sigma, missing=missing,
+                                             max_dense_bytes=max_dense_bytes)
+    else:
+        model = LinearMixedModel(formula, data, REML=REML, missing=missing, max_dense_bytes=max_dense_bytes,
+                                 weights=weights, offset=offset, contrasts=contrasts, double_bar=double_bar,
+                                 sigma=sigma)
     return model.fit(start, optimizer=optimizer, tol=tol, maxiter=maxiter, verbose=verbose)
 
 

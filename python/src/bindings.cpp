@@ -97,6 +97,99 @@ void set_response(lmm::Model& m, const std::vector<py::tuple>& terms, const Colu
   m.set_response(d.terms, d.Xmap(), d.ymap());
 }
 
+// The crossproducts of one chunk of rows: the global shift and per-term
+// transforms (model order), the chunk's weights.
+lmm::Crossprod chunk_crossprod(const std::vector<py::tuple>& terms, const Columns& X, const Columns& y,
+                               const std::optional<lmm::Vector>& x_center, const std::optional<lmm::Vector>& y_coef,
+                               const std::optional<lmm::Vector>& weights,
+                               const std::vector<lmm::TermTransform>& transforms) {
+  const ModelData d(terms, X, y);
+  lmm::Shift shift;
+  if (x_center) shift.center = *x_center;
+  if (y_coef) shift.gamma = *y_coef;
+  const lmm::Vector w = weights ? *weights : lmm::Vector();
+  py::gil_scoped_release release;
+  return lmm::form_crossprod(d.terms, d.Xmap(), d.ymap(), shift, w, transforms);
+}
+
+lmm::Model model_from_crossprod(const lmm::Crossprod& A, const std::vector<lmm::Index>& order,
+                                double max_dense_bytes, double sigma) {
+  lmm::ModelOptions options;
+  options.max_dense_bytes = max_dense_bytes;
+  options.sigma = sigma;
+  py::gil_scoped_release release;
+  return lmm::Model(A, order, options);
+}
+
+// Crossprod as a tuple of plain values (pickling: chunks' crossproducts travel
+// between processes), and back.
+py::tuple crossprod_state(const lmm::Crossprod& A) {
+  py::list shapes, zz, zz_off, xyz, transforms;
+  for (std::size_t k = 0; k < A.shapes.size(); ++k) {
+    const lmm::TermShape& s = A.shapes[k];
+    shapes.append(py::make_tuple(s.nlevels, s.p, s.parameterization().name()));
+    zz.append(py::make_tuple(A.ZZ[k].nblocks, A.ZZ[k].p, A.ZZ[k].data));
+    xyz.append(A.XyZ[k]);
+    py::list row;
+    for (const lmm::SparseBlocks& b : A.ZZ_off[k]) {
+      const std::vector<std::int32_t> rows(b.rowidx.begin(), b.rowidx.end());
+      row.append(py::make_tuple(b.nrows, b.ncols, b.pr, b.pc, b.colptr, rows, b.data));
+    }
+    zz_off.append(row);
+  }
+  for (const lmm::TermTransform& t : A.transforms) transforms.append(py::make_tuple(t.center, t.scale, t.offset));
+  return py::make_tuple(A.n, A.p, shapes, zz, zz_off, xyz, A.XyXy, A.shift.center, A.shift.gamma, transforms,
+                        A.weights, A.sum_log_weights, A.weighted);
+}
+
+lmm::Crossprod crossprod_from_state(const py::tuple& t) {
+  if (t.size() != 13) throw std::invalid_argument("not the state of a Crossprod");
+  lmm::Crossprod A;
+  A.n = t[0].cast<lmm::Index>();
+  A.p = t[1].cast<lmm::Index>();
+  for (const auto& s : t[2].cast<py::list>()) {
+    const auto st = s.cast<py::tuple>();
+    A.shapes.push_back({st[0].cast<lmm::Index>(), st[1].cast<lmm::Index>(),
+                        lmm::covariance_from_name(st[2].cast<std::string>())});
+  }
+  for (const auto& z : t[3].cast<py::list>()) {
+    const auto zt = z.cast<py::tuple>();
+    lmm::BlockDiag D;
+    D.nblocks = zt[0].cast<lmm::Index>();
+    D.p = zt[1].cast<lmm::Index>();
+    D.data = zt[2].cast<lmm::Matrix>();
+    A.ZZ.push_back(std::move(D));
+  }
+  for (const auto& row : t[4].cast<py::list>()) {
+    std::vector<lmm::SparseBlocks> blocks;
+    for (const auto& b : row.cast<py::list>()) {
+      const auto bt = b.cast<py::tuple>();
+      lmm::SparseBlocks S;
+      S.nrows = bt[0].cast<lmm::Index>();
+      S.ncols = bt[1].cast<lmm::Index>();
+      S.pr = bt[2].cast<lmm::Index>();
+      S.pc = bt[3].cast<lmm::Index>();
+      S.colptr = bt[4].cast<std::vector<lmm::Index>>();
+      S.rowidx.assign(bt[5].cast<std::vector<std::int32_t>>());
+      S.data = bt[6].cast<lmm::Matrix>();
+      blocks.push_back(std::move(S));
+    }
+    A.ZZ_off.push_back(std::move(blocks));
+  }
+  for (const auto& m : t[5].cast<py::list>()) A.XyZ.push_back(m.cast<lmm::Matrix>());
+  A.XyXy = t[6].cast<lmm::Matrix>();
+  A.shift.center = t[7].cast<lmm::Vector>();
+  A.shift.gamma = t[8].cast<lmm::Vector>();
+  for (const auto& tr : t[9].cast<py::list>()) {
+    const auto tt = tr.cast<py::tuple>();
+    A.transforms.push_back({tt[0].cast<lmm::Vector>(), tt[1].cast<lmm::Vector>(), tt[2].cast<lmm::Vector>()});
+  }
+  A.weights = t[10].cast<lmm::Vector>();
+  A.sum_log_weights = t[11].cast<double>();
+  A.weighted = t[12].cast<bool>();
+  return A;
+}
+
 // FitOptions from the keyword arguments of Model.fit and Model.fit_many.
 lmm::FitOptions fit_options(bool reml, const std::optional<lmm::Vector>& theta_scale, lmm::Index max_evaluations,
                             lmm::Index max_iterations, double gradient_tolerance, double gradient_tolerance_rel,
@@ -354,6 +447,66 @@ PYBIND11_MODULE(_core, m) {
       .def_readonly("message", &lmm::FitResult::message)
       .def_readonly("stop_reason", &lmm::FitResult::stop_reason);
 
+  py::class_<lmm::TermColumnStats>(m, "TermColumnStats",
+                                   "Mergeable statistics of a term's columns (rows, weighted means, centred\n"
+                                   "and plain sums of squares, whether column 0 is all ones).")
+      .def(py::init<>(), "no rows")
+      .def_static(
+          "of",
+          [](const Columns& z, const std::optional<lmm::Vector>& weights) {
+            if (z.ndim() != 2) throw std::invalid_argument("z must be two-dimensional (n x p)");
+            const Eigen::Map<const lmm::Matrix> zm(z.data(), z.shape(0), z.shape(1));
+            py::gil_scoped_release release;
+            return lmm::TermColumnStats::of(zm, weights ? *weights : lmm::Vector());
+          },
+          py::arg("z"), py::arg("weights") = py::none(), "the statistics of the rows z (n, p), weights (n,) or None")
+      .def("merge", &lmm::TermColumnStats::merge, py::arg("other"), "merge another chunk's statistics into these")
+      .def("append_columns", &lmm::TermColumnStats::append_columns, py::arg("other"),
+           "append the statistics of other columns of the same rows")
+      .def_readonly("n", &lmm::TermColumnStats::n)
+      .def_readonly("total", &lmm::TermColumnStats::total, "sum of the weights")
+      .def_readonly("mean", &lmm::TermColumnStats::mean)
+      .def_readonly("centred2", &lmm::TermColumnStats::centred2, "weighted sums of squares about the means")
+      .def_readonly("squares", &lmm::TermColumnStats::squares, "weighted sums of squares")
+      .def_readonly("first_ones", &lmm::TermColumnStats::first_ones);
+
+  py::class_<lmm::TermTransform>(m, "TermTransform", "A term's working coordinates z~ = z T (see Model.transform).")
+      .def_property_readonly("center", [](const lmm::TermTransform& t) { return t.center; })
+      .def_property_readonly("scale", [](const lmm::TermTransform& t) { return t.scale; })
+      .def_property_readonly("offset", [](const lmm::TermTransform& t) { return t.offset; });
+  m.def(
+      "term_transform",
+      [](const lmm::TermColumnStats& stats, const std::string& structure) {
+        return lmm::term_transform(stats, lmm::covariance_from_name(structure));
+      },
+      py::arg("stats"), py::arg("structure"),
+      "the working coordinates of a term from the statistics of all its rows (as from the rows)");
+
+  py::class_<lmm::Crossprod>(m, "Crossprod", "The crossproduct blocks A of some rows (a sum over rows).")
+      .def(py::init<>(), "no rows (add() makes it a copy of the first part)")
+      .def_readonly("n", &lmm::Crossprod::n)
+      .def_readonly("p", &lmm::Crossprod::p)
+      .def_readonly("sum_log_weights", &lmm::Crossprod::sum_log_weights)
+      .def_property_readonly("nterms", [](const lmm::Crossprod& A) { return A.shapes.size(); })
+      .def(py::pickle(&crossprod_state, &crossprod_from_state))
+      .def(
+          "add", [](lmm::Crossprod& total, const lmm::Crossprod& part) { lmm::add(total, part); }, py::arg("part"),
+          py::call_guard<py::gil_scoped_release>(),
+          "add another chunk's crossproducts (same terms, levels, shift and transforms)");
+  m.def(
+      "term_order",
+      [](const std::vector<lmm::Index>& nlevels) {
+        std::vector<lmm::TermShape> shapes;
+        for (const lmm::Index l : nlevels) shapes.push_back({l, 1, lmm::Covariance::Unstructured});
+        return lmm::Model::term_order(shapes);
+      },
+      py::arg("nlevels"), "lme4's order of terms with these numbers of levels: order[k] is the input index of term k");
+  m.def("chunk_crossprod", &chunk_crossprod, py::arg("terms"), py::arg("X"), py::arg("y"), py::arg("x_center"),
+        py::arg("y_coef"), py::arg("weights"), py::arg("transforms"),
+        "the crossproducts of one chunk of rows: terms (codes against the global levels, z, nlevels, structure)\n"
+        "in model order, X (m, p), y (m,), the global shift, the chunk's weights (m,) or None, the global\n"
+        "transforms per term (model order)");
+
   py::class_<lmm::Model>(m, "Model", "A linear mixed model on its crossproduct blocks.")
       .def(py::init(&make_model), py::arg("terms"), py::arg("X"), py::arg("y"),
            py::arg("max_dense_bytes") = lmm::ModelOptions{}.max_dense_bytes, py::arg("x_center") = py::none(),
@@ -365,8 +518,14 @@ PYBIND11_MODULE(_core, m) {
            "row by row (never in full); beta and vcov_beta are then those of X_c.\n"
            "weights (n,): prior weights (residual variance sigma^2 / w_i, lme4's criterion); None: all 1.\n"
            "sigma: a known residual SD (> 0; the criterion is not profiled); 0: estimated.")
+      .def_static("from_crossprod", &model_from_crossprod, py::arg("A"), py::arg("order"),
+                  py::arg("max_dense_bytes") = lmm::ModelOptions{}.max_dense_bytes, py::arg("sigma") = 0.0,
+                  "the model on finished crossproducts A (terms in model order; order[k]: the caller's index of\n"
+                  "model term k): L analysed as by the constructor")
       .def("set_response", &set_response, py::arg("terms"), py::arg("X"), py::arg("y"),
            "replace y (same terms, in the constructor's order, and X); θ must be set again")
+      .def("crossprod", [](const lmm::Model& m) { return m.crossprod(); },
+           "a copy of the model's crossproducts (its terms in model order)")
       .def_property_readonly("order", &lmm::Model::order, "order[k]: input index of model term k")
       .def_property_readonly("sigma_fixed", &lmm::Model::sigma_fixed, "whether the residual SD is known")
       .def_property_readonly("nobs", &lmm::Model::nobs)

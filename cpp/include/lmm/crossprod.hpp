@@ -35,9 +35,25 @@ struct Crossprod {
   /// Per term, the change of basis applied to its columns z as A is formed
   /// (transform.hpp; also by update_response), or empty: A is that of z itself.
   std::vector<TermTransform> transforms;
-  Vector weights;                              ///< prior weights (n), or empty for all 1
+  Vector weights;                              ///< prior weights (n), or empty for all 1 (or summed: see add)
   double sum_log_weights = 0;                  ///< Σ log w_i (0 without weights)
+  bool weighted = false;                       ///< formed with prior weights
+  /// Whether the rows' own values are known (weights of every row): false for
+  /// a sum of chunks' crossproducts (see add), which update_response and
+  /// response_crossprods refuse.
+  bool has_rows() const { return !weighted || weights.size() == n; }
 };
+
+/// Add the crossproducts `part` of other rows to `total`: A is a sum over rows,
+/// so the blocks of row chunks (each formed by form_crossprod with the same
+/// global level codes, shift and transforms, and the chunk's weights) add up to
+/// the blocks of all rows. ZZ, XyZ, XyXy, n and Σ log w are summed; the sparse
+/// blocks ZZ_off of crossed terms take the union of the chunks' patterns. A
+/// `total` without terms (default-constructed) becomes a copy of `part`. The
+/// sum keeps no per-row weights (`weights` is emptied). Throws
+/// std::invalid_argument when the two do not describe the same model (terms'
+/// shapes, p, shift or transforms differ, or one is weighted and the other not).
+void add(Crossprod& total, const Crossprod& part);
 
 /// Form A in one pass over the rows.
 ///   terms: per-term codes (n) and z (n × p_k), already in model order

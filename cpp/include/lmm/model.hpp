@@ -47,6 +47,21 @@ class Model {
   Model(const std::vector<TermData>& terms, Eigen::Ref<const Matrix> X, Eigen::Ref<const Vector> y,
         ModelOptions options = {}, const Shift& shift = {});
 
+  /// Build the model on finished crossproducts (e.g. the sum over row chunks of
+  /// form_crossprod, see lmm::add), whose terms are already in model order:
+  /// analyse L as the other constructor does. `order[k]` is the caller's index
+  /// of model term k (empty: the identity; see order()); per-term transforms
+  /// that A lacks are the identity. options.weights must be empty (A carries
+  /// the weights' effect and Σ log w). set_response and response_crossprods
+  /// need the rows and are refused when A does not keep them (Crossprod::has_rows).
+  /// Throws std::invalid_argument for an A without terms or an order that is
+  /// not a permutation of its terms.
+  explicit Model(Crossprod A, std::vector<Index> order = {}, ModelOptions options = {});
+
+  /// The order lme4 gives terms of these shapes (see order()): order[k] is the
+  /// input index of model term k.
+  static std::vector<Index> term_order(const std::vector<TermShape>& shapes);
+
   /// Replace the response: same terms and X as at construction (in the
   /// constructor's order), a new y (shifted as at construction). One pass over
   /// the rows; the structure of L is kept. θ must be set again afterwards.
@@ -152,6 +167,8 @@ class Model {
 
  private:
   void require_factored() const;
+  // The state every constructor sets up once A_ and L_ exist.
+  void initialize(double sigma);
   // Factor L at working_theta_ (λ̃ from θ̃).
   void factor_working();
   // θ, the rotations and λ of the caller's coordinates from θ̃, when stale.

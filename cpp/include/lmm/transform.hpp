@@ -40,8 +40,41 @@ struct TermTransform {
   void apply_row(const Eigen::Ref<const Matrix>& z, Index r, double* out) const;
 };
 
+/// What the working transform of a term needs from its columns, mergeable
+/// over row chunks: per column the (weighted) mean, the sum of squares about
+/// it and the sum of squares, and whether column 0 is all ones. The merge is
+/// Chan, Golub and LeVeque's pairwise update of the mean and the centred sum
+/// of squares (no cancellation of Σz² − n·mean², which loses every digit of a
+/// column with a large offset).
+struct TermColumnStats {
+  Index n = 0;             ///< rows
+  double total = 0.0;      ///< Σ w (n without weights)
+  Vector mean;             ///< p: Σ w z_j / Σ w
+  Vector centred2;         ///< p: Σ w (z_j − mean_j)²
+  Vector squares;          ///< p: Σ w z_j²
+  bool first_ones = true;  ///< every row's z_0 is exactly 1 (true for no rows)
+
+  /// The statistics of the rows z (m × p) with prior weights (m, or empty: 1).
+  /// Throws std::invalid_argument for weights of the wrong length.
+  static TermColumnStats of(const Eigen::Ref<const Matrix>& z, const Vector& weights);
+  /// Merge another chunk's statistics of the same columns into these (either
+  /// may have no rows). Throws std::invalid_argument for a different number of columns.
+  void merge(const TermColumnStats& other);
+  /// Append other's columns, statistics of the same rows (with the same weights): those of
+  /// [z z_other] (a term whose columns are pieces, as the columns of a `||` term). Throws
+  /// std::invalid_argument when other has other rows.
+  void append_columns(const TermColumnStats& other);
+};
+
+/// The working transform of a term from the statistics of all its rows: the
+/// same as term_transform of the rows themselves (equal to rounding: the
+/// means and centred sums of squares are summed in another order; the scales,
+/// powers of two, are equal unless a root mean square lies within rounding of
+/// a midpoint between two of them).
+TermTransform term_transform(const TermColumnStats& stats, Covariance covariance);
+
 /// The working transform of a term, from its columns (weights: prior weights,
-/// n, or empty). For a `us` term whose first column is all ones, every other
+/// n, or empty): term_transform of TermColumnStats::of(term.z, weights). For a `us` term whose first column is all ones, every other
 /// column that is not constant is centred at its (weighted) mean and scaled by
 /// the power of two nearest its inverse SD; any other column whose root mean
 /// square is outside [1e-2, 1e2] is scaled by the power of two nearest its

@@ -111,8 +111,11 @@ def _parts(res, ddf: str | None) -> _Parts:
         out.criterion_rows = [["AIC", "BIC", "logLik", "deviance", "df.resid"],
                               [f"{res.aic:.1f}", f"{res.bic:.1f}", f"{res.loglik:.1f}", f"{res.objective:.1f}",
                                str(res.nobs - res.npar)]]
-    q = np.quantile(res.residuals(scaled=True, array=True), [0, 0.25, 0.5, 0.75, 1])
-    out.residual_rows = [["Min", "1Q", "Median", "3Q", "Max"], [f"{v:.4f}" for v in q]]
+    try:
+        q = np.quantile(res.residuals(scaled=True, array=True), [0, 0.25, 0.5, 0.75, 1])
+        out.residual_rows = [["Min", "1Q", "Median", "3Q", "Max"], [f"{v:.4f}" for v in q]]
+    except NotImplementedError:  # (a model from chunks keeps no rows: no residuals to summarise)
+        out.residual_rows = []
     rows = [["Groups", "Name", "Variance", "Std.Dev.", "Corr"]]
     for c in components(res.model.terms, res.solution.lambdas, res.sigma):
         rows += _component_rows(c)
@@ -172,7 +175,8 @@ def format_summary(res, ddf: str | None = "Satterthwaite") -> str:
     s = _parts(res, ddf)
     lines = [s.title, s.formula, ""]
     lines += [s.criterion] if s.criterion else _table(s.criterion_rows, ["r"] * 5)
-    lines += ["", "Scaled residuals:"] + _table(s.residual_rows, ["r"] * 5)
+    if s.residual_rows:
+        lines += ["", "Scaled residuals:"] + _table(s.residual_rows, ["r"] * 5)
     lines += ["", "Random effects:"] + [" " + r for r in _table(s.random_rows, ["l", "l", "r", "r", "l"])]
     lines += [s.groups, "", "Fixed effects:"] + _table(s.fixed_rows, s.fixed_align)
     if s.signif:
