@@ -28,18 +28,13 @@ from scipy import stats
 from . import _core
 from ._threads import blas_limit
 from .covariance import theta_names as _theta_names
-from .design import as_frame
+from .design import EXACT_FIT_TOL, RANK_TOL, as_frame
 from .inference.common import Progress
 from .model import EXACT_FIT_SIGMA, CoreModel, LinearMixedModel, _centred_r_factor, _least_squares, build_core
 from .optimize import FTOL
 
 __all__ = ["ManyResult", "fit_many", "lmer_many"]
 
-#: Relative residual of a response on the fixed effects below which X fits it exactly
-#: (the design's rule for one response: lmm.design.EXACT_FIT_TOL).
-EXACT_FIT_TOL = 1e-12
-#: The core's rank test of X (lmm::fit's kRankTol).
-RANK_TOL = 1e-7
 # The placeholder response a design for many responses is built with (any values do:
 # the responses replace it before anything depends on it).
 _PLACEHOLDER = ".lmm_many_response"
@@ -265,7 +260,8 @@ def _subset_core(core: CoreModel, rows: np.ndarray) -> CoreModel:
     if np.any(x_center):
         x_center[1:] = X[:, 1:].mean(axis=0)
     R = _centred_r_factor(X, x_center)
-    # The core's rank test (lmm::fit): each column's residual on those before it against its norm.
+    # The core's rank test (lmm::fit, lme4's tolerance RANK_TOL): each column's residual on
+    # those before it against its norm.
     norms = np.sqrt(np.einsum("ij,ij->j", R, R))
     if np.any(np.abs(np.diag(R)) <= RANK_TOL * norms):
         raise ValueError("the fixed-effects columns are not of full rank on the rows left")

@@ -24,7 +24,8 @@ import pandas as pd
 from . import _core as core
 from ._util import row_blocks
 from .covariance import theta_names
-from .design import Design, ReTerm, _r_factor, build_design
+from .design import Design, ReTerm, build_design
+from .design.fixed import r_factor
 from .formula import parse_formula
 
 __all__ = ["CoreModel", "DevianceTerms", "LinearMixedModel", "Solution", "build_core", "lmer", "shift_for"]
@@ -117,7 +118,7 @@ class DevianceTerms:
 def _centred_r_factor(X: np.ndarray, x_center: np.ndarray) -> np.ndarray:
     """R (p × p) of X_c = X − x_center = QR, one row block at a time (TSQR)."""
     p = X.shape[1]
-    R = _r_factor((X[rows] - x_center for rows in row_blocks(X.shape[0], p)), p)
+    R = r_factor((X[rows] - x_center for rows in row_blocks(X.shape[0], p)), p)
     if R.shape[0] < p:
         R = np.vstack([R, np.zeros((p - R.shape[0], p))])
     return R

@@ -34,12 +34,10 @@ from __future__ import annotations
 from .build import Design, build_design
 from .data import MAX_MAGNITUDE, OFFSET_COLUMN, WEIGHTS_COLUMN, as_frame, with_column
 from .evaluation import evaluate_offset
-from .fixed import RANK_TOL, SCALE_TOL, r_factor
+from .fixed import RANK_TOL, SCALE_TOL
 from .response import EXACT_FIT_TOL
 from .terms import ReTerm
 
 __all__ = ["Design", "ReTerm", "as_frame", "build_design", "evaluate_offset", "with_column", "WEIGHTS_COLUMN",
            "OFFSET_COLUMN", "RANK_TOL", "SCALE_TOL", "MAX_MAGNITUDE", "EXACT_FIT_TOL"]
 
-# model.py's name for fixed.r_factor (its TSQR), until it imports lmm.design.fixed.r_factor.
-_r_factor = r_factor
