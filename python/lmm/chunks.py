@@ -34,7 +34,8 @@ import numpy as np
 import pandas as pd
 
 from . import _core as core
-from .design import ReTerm, as_frame, evaluate_offset
+from .design import EXACT_FIT_TOL, SCALE_TOL, ReTerm, as_frame, evaluate_offset
+from .design.fixed import full_rank_columns
 from .formula import (
     ModelFrameState,
     ParsedFormula,
@@ -51,12 +52,7 @@ from .model import EXACT_FIT_SIGMA, UNCENTRED_OFFSET, CoreModel, LinearMixedMode
 __all__ = ["ChunkedCoreModel", "ChunkedDesign", "ChunkedLinearMixedModel", "from_chunks", "is_parquet_path",
            "parquet_chunks", "rows_needed"]
 
-# As the in-memory design (lmm.design): lme4's rank tolerance, the exact-fit tolerance, lme4's
-# checkScaleX factor, the variation below which a column's variation is rounding.
-RANK_TOL = 1e-7
-EXACT_FIT_TOL = 1e-12
-SCALE_TOL = 1e3
-_ROUNDING = 1e3 * np.finfo(float).eps
+# The in-memory design's tolerances (lmm.design): the exact fit, lme4's checkScaleX factor.
 _STATEFUL = re.compile(r"\b(scale|poly|ns|bs)\s*\(")
 _FACTOR_CALL = re.compile(r"\b(factor|as\.factor|ordered|relevel|C|interaction)\s*\(")
 
@@ -310,7 +306,7 @@ class _Statistics:
         kept = list(range(p))
         if p:
             norms = np.sqrt(np.einsum("ij,ij->j", R[:, :p], R[:, :p]) + n * x_center * x_center)
-            kept = _full_rank_columns(R[:, :p], norms)
+            kept = full_rank_columns(R[:, :p], norms)
             if len(kept) < p:
                 dropped = [self.xnames[j] for j in range(p) if j not in kept]
                 warnings.warn(f"fixed-effect model matrix is rank deficient so dropping {len(dropped)} column(s): "
@@ -759,24 +755,6 @@ def _string_contrasts(contrasts) -> dict[str, str]:
                              f"{', '.join(sorted(CONTRASTS))}")
         out[str(column)] = kind
     return out
-
-
-def _full_rank_columns(R: np.ndarray, norms: np.ndarray) -> list[int]:
-    """The columns a sequential rank test keeps, as the in-memory design's (lme4's
-    tolerance on the residual of each column on the kept ones before it, from R by
-    Gram–Schmidt, and some thousand ε of the column's norm as given)."""
-    kept: list[int] = []
-    Q = np.empty((R.shape[0], R.shape[1]))
-    for j, norm in enumerate(norms):
-        x = R[:, j]
-        basis = Q[:, :len(kept)]
-        r = x - basis @ (basis.T @ x)
-        r -= basis @ (basis.T @ r)
-        rnorm = math.sqrt(float(r @ r))
-        if norm > 0.0 and rnorm > RANK_TOL * math.sqrt(float(x @ x)) and rnorm > _ROUNDING * norm:
-            Q[:, len(kept)] = r / rnorm
-            kept.append(j)
-    return kept
 
 
 def _check_scale(xnames: list[str], Rc: np.ndarray, binary: np.ndarray, n: int) -> None:

@@ -237,6 +237,25 @@ lmm::FitResult fit_model(lmm::Model& m, bool reml, const std::optional<lmm::Vect
   return lmm::fit(m, o);
 }
 
+// ManyOptions for fit_many and fit_scan: progress(done) is called with the GIL
+// (by reference: the function outlives the run).
+lmm::ManyOptions many_options(const lmm::FitOptions& fit, lmm::Index threads, lmm::Index block,
+                              const std::optional<py::function>& progress, double progress_interval) {
+  lmm::ManyOptions o;
+  o.fit = fit;
+  o.threads = threads;
+  o.block = block;
+  o.progress_interval = progress_interval;
+  if (progress) {
+    const py::function& f = *progress;
+    o.progress = [&f](lmm::Index done) {
+      py::gil_scoped_acquire gil;
+      f(done);
+    };
+  }
+  return o;
+}
+
 // A ManyResult as a dict of arrays (flags as booleans).
 py::dict many_result_dict(const lmm::ManyResult& r) {
   auto flags = [](const std::vector<std::uint8_t>& v) {
@@ -265,21 +284,12 @@ py::dict fit_many(const lmm::Model& m, const std::vector<py::tuple>& terms, cons
   const ModelData d(terms, X, Columns(0));
   if (Y.ndim() != 2) throw std::invalid_argument("Y must be two-dimensional (n x m)");
   if (R.ndim() != 2) throw std::invalid_argument("R must be two-dimensional (p x p)");
-  lmm::ManyOptions o;
-  o.fit = fit_options(reml, theta_scale, max_evaluations, max_iterations, gradient_tolerance,
-                      gradient_tolerance_rel, relative_decrease_tolerance, memory);
+  lmm::ManyOptions o = many_options(fit_options(reml, theta_scale, max_evaluations, max_iterations,
+                                                gradient_tolerance, gradient_tolerance_rel,
+                                                relative_decrease_tolerance, memory),
+                                    threads, block, progress, progress_interval);
   if (theta_start) o.fit.theta_start = *theta_start;
-  o.threads = threads;
-  o.block = block;
   o.warm_start = warm_start;
-  o.progress_interval = progress_interval;
-  if (progress) {
-    const py::function& f = *progress;
-    o.progress = [&f](lmm::Index done) {
-      py::gil_scoped_acquire gil;
-      f(done);
-    };
-  }
   const Eigen::Map<const lmm::Matrix> Ymap(Y.data(), Y.shape(0), Y.shape(1));
   const Eigen::Map<const lmm::Matrix> Rmap(R.data(), R.shape(0), R.shape(1));
   lmm::ManyResult r;
@@ -302,19 +312,10 @@ py::dict fit_scan(const std::vector<py::tuple>& terms, const Columns& X, const C
   mo.max_dense_bytes = max_dense_bytes;
   if (weights) mo.weights = *weights;
   mo.sigma = sigma;
-  lmm::ManyOptions o;
-  o.fit = fit_options(reml, std::nullopt, max_evaluations, max_iterations, gradient_tolerance,
-                      gradient_tolerance_rel, relative_decrease_tolerance, memory);
-  o.threads = threads;
-  o.block = block;
-  o.progress_interval = progress_interval;
-  if (progress) {
-    const py::function& f = *progress;
-    o.progress = [&f](lmm::Index done) {
-      py::gil_scoped_acquire gil;
-      f(done);
-    };
-  }
+  const lmm::ManyOptions o = many_options(fit_options(reml, std::nullopt, max_evaluations, max_iterations,
+                                                      gradient_tolerance, gradient_tolerance_rel,
+                                                      relative_decrease_tolerance, memory),
+                                          threads, block, progress, progress_interval);
   const Eigen::Map<const lmm::Matrix> Gmap(G.data(), G.shape(0), G.shape(1));
   lmm::ManyResult r;
   {
