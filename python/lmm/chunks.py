@@ -34,8 +34,8 @@ import numpy as np
 import pandas as pd
 
 from . import _core as core
-from .design import EXACT_FIT_TOL, SCALE_TOL, ReTerm, as_frame, evaluate_offset
-from .design.fixed import full_rank_columns
+from .design import EXACT_FIT_TOL, ReTerm, as_frame, evaluate_offset
+from .design.fixed import full_rank_columns, warn_scales
 from .formula import (
     ModelFrameState,
     ParsedFormula,
@@ -47,7 +47,7 @@ from .formula import (
     required_columns,
 )
 from .formula.functions import CONTRASTS
-from .model import EXACT_FIT_SIGMA, UNCENTRED_OFFSET, CoreModel, LinearMixedModel
+from .model import EXACT_FIT_SIGMA, CoreModel, LinearMixedModel, warn_uncentred
 
 __all__ = ["ChunkedCoreModel", "ChunkedDesign", "ChunkedLinearMixedModel", "from_chunks", "is_parquet_path",
            "parquet_chunks", "rows_needed"]
@@ -536,24 +536,8 @@ def from_chunks(formula: str, chunks, *, levels: Optional[dict] = None, REML: bo
     model = ChunkedLinearMixedModel(formula, parsed, design, total, REML=bool(REML), sigma=sigma,
                                     max_dense_bytes=max_dense_bytes,
                                     response_sd=math.sqrt(float(ystats.centred2[0]) / n))
-    _warn_uncentred(model, [np.asarray(st_.mean) for st_ in term_stats])
+    warn_uncentred(model.core, model.terms, [np.asarray(st_.mean) for st_ in term_stats])
     return model
-
-
-def _warn_uncentred(model: LinearMixedModel, means: list[np.ndarray]) -> None:
-    """As the in-memory model: warn for columns of structured terms with large offsets
-    (which the core cannot centre), from the chunks' column means."""
-    for k, (t, mean) in enumerate(zip(model.terms, means)):
-        offset = np.asarray(model.core.transform(k)["offset"])
-        bad = [f"{t.cnames[j]!r} (mean {float(mean[j]):.6g}, |mean| / SD = {offset[j]:.3g})"
-               for j in np.flatnonzero(offset > UNCENTRED_OFFSET)]
-        if bad:
-            warnings.warn(
-                f"the random-effects term {t.label!r} has the {t.structure} covariance structure, which "
-                f"centring its columns would not preserve, and columns with large offsets: {', '.join(bad)}. "
-                "Its crossproducts and the optimizer are then badly conditioned and the fit may be "
-                "inaccurate: centre those columns in the data (subtract their mean) before fitting",
-                UserWarning, stacklevel=4)
 
 
 class ChunkedCoreModel(CoreModel):
@@ -764,18 +748,4 @@ def _check_scale(xnames: list[str], Rc: np.ndarray, binary: np.ndarray, n: int) 
     cont = [j for j in range(len(xnames)) if not binary[j]]
     if not cont or n < 2:
         return
-    sd = np.linalg.norm(Rc[:, cont], axis=0) / math.sqrt(n - 1)
-    with np.errstate(divide="ignore"):
-        logsd = np.log(sd)
-    bad_single = ~np.isfinite(logsd) | (np.abs(logsd) > np.log(SCALE_TOL))
-    finite = logsd[np.isfinite(logsd)]
-    bad_ratio = finite.size > 1 and float(finite.max() - finite.min()) > np.log(SCALE_TOL)
-    if not (bad_single.any() or bad_ratio):
-        return
-    shown = sorted(range(len(cont)), key=lambda i: sd[i])
-    if len(shown) > 6:
-        shown = sorted(set(shown[:2] + shown[-2:] + [i for i in range(len(cont)) if bad_single[i]][:4]),
-                       key=lambda i: sd[i])
-    listing = ", ".join(f"{xnames[cont[i]]} {sd[i]:.3g}" for i in shown)
-    warnings.warn("Some predictor variables are on very different scales: consider rescaling "
-                  f"(standard deviations: {listing})", UserWarning, stacklevel=5)
+    warn_scales([xnames[j] for j in cont], np.linalg.norm(Rc[:, cont], axis=0) / math.sqrt(n - 1))

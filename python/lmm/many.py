@@ -16,6 +16,8 @@ file of the tidy table is written chunk by chunk instead, for 10⁵ responses an
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import os
 import time
 import warnings
@@ -243,8 +245,6 @@ def _chunks(Y, n: int, names, chunk_size: int) -> Iterator[tuple[np.ndarray, lis
 def _subset_core(core: CoreModel, rows: np.ndarray) -> CoreModel:
     """A core of the rows ``rows`` of ``core``'s design (levels no row uses dropped, as lme4
     drops them), for responses missing on the other rows; the shift is the rows' own."""
-    import dataclasses
-
     terms = []
     for t in core._design_terms:
         present, codes = np.unique(t.codes[rows], return_inverse=True)
@@ -576,9 +576,6 @@ def _count(Y) -> Optional[int]:
 
 def _subset_model(model: LinearMixedModel, rows: np.ndarray) -> LinearMixedModel:
     """``model`` on the rows ``rows`` (positions among its rows), as :func:`_subset_core`."""
-    import copy
-    import dataclasses
-
     core = _subset_core(model._shifted, rows)
     d = model.design
     new = copy.copy(model)
@@ -701,9 +698,6 @@ def lmer_many(formula: str, data, *, responses: Sequence[str] | None = None, Y=N
 
 def _with_column(model: LinearMixedModel, g: np.ndarray, name: str) -> LinearMixedModel:
     """``model`` with the column ``g`` (one value per row it uses) added to X last."""
-    import copy
-    import dataclasses
-
     d = model.design
     X = np.asfortranarray(np.column_stack([d.X, g]))
     intercept = d.X.shape[1] > 0 and np.min(d.X[:, 0]) == 1.0 == np.max(d.X[:, 0])

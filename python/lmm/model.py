@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from . import _core as core
-from ._util import row_blocks
+from ._util import row_blocks, warn_user
 from .covariance import theta_names
 from .design import Design, ReTerm, build_design
 from .design.fixed import r_factor
@@ -516,7 +516,7 @@ class LinearMixedModel:
         self._core = self._shifted.core
         #: Random-effects terms in model order (decreasing number of levels, as lme4).
         self.terms: list[ReTerm] = self._shifted.terms
-        _warn_uncentred(self._core, self.terms)
+        warn_uncentred(self._core, self.terms)
 
     @classmethod
     def from_chunks(cls, formula: str, chunks, *, levels: dict | None = None, REML: bool = True,
@@ -846,25 +846,27 @@ class LinearMixedModel:
         return res
 
 
-def _warn_uncentred(model: core.Model, terms: Sequence[ReTerm]) -> None:
+def warn_uncentred(model: core.Model, terms: Sequence[ReTerm], means: Sequence[np.ndarray] | None = None) -> None:
     """Warn for each term whose structure keeps the core from centring a column with a large offset.
 
     The core centres the columns of ``us`` terms against their intercept exactly; a
     structured covariance (``diag``, ``cs``, ``ar1``, ``toep``) would not survive
     that change of basis, so its columns stay as given and a large offset leaves the
-    crossproducts and the optimizer ill-conditioned.
+    crossproducts and the optimizer ill-conditioned. ``means``: per term (model order)
+    its columns' means (default: from the term's rows).
     """
     for k, t in enumerate(terms):
         offset = np.asarray(model.transform(k)["offset"])
-        bad = [f"{t.cnames[j]!r} (mean {float(np.mean(t.z[:, j])):.6g}, |mean| / SD = {offset[j]:.3g})"
-               for j in np.flatnonzero(offset > UNCENTRED_OFFSET)]
-        if bad:
-            warnings.warn(
-                f"the random-effects term {t.label!r} has the {t.structure} covariance structure, which "
-                f"centring its columns would not preserve, and columns with large offsets: {', '.join(bad)}. "
-                "Its crossproducts and the optimizer are then badly conditioned and the fit may be "
-                "inaccurate: centre those columns in the data (subtract their mean) before fitting",
-                UserWarning, stacklevel=3)
+        large = np.flatnonzero(offset > UNCENTRED_OFFSET)
+        if not large.size:
+            continue
+        mean = np.mean(t.z, axis=0) if means is None else means[k]
+        bad = [f"{t.cnames[j]!r} (mean {float(mean[j]):.6g}, |mean| / SD = {offset[j]:.3g})" for j in large]
+        warn_user(
+            f"the random-effects term {t.label!r} has the {t.structure} covariance structure, which "
+            f"centring its columns would not preserve, and columns with large offsets: {', '.join(bad)}. "
+            "Its crossproducts and the optimizer are then badly conditioned and the fit may be "
+            "inaccurate: centre those columns in the data (subtract their mean) before fitting")
 
 
 def _sd(y: np.ndarray, block: int = 1 << 12) -> float:

@@ -108,6 +108,13 @@ def check_scale(X: np.ndarray, xnames: list[str], R: np.ndarray, centred: bool) 
         sd = np.linalg.norm(R[:, cont], axis=0) / math.sqrt(X.shape[0] - 1)
     else:
         sd = np.array([_sd(X[:, j]) for j in cont])
+    warn_scales([xnames[j] for j in cont], sd)
+
+
+def warn_scales(names: list[str], sd: np.ndarray) -> None:
+    """lme4's checkScaleX on the standard deviations ``sd`` of the continuous predictors
+    ``names``: warn, naming the extreme ones, when one SD or the ratio of two is beyond
+    SCALE_TOL."""
     with np.errstate(divide="ignore"):
         logsd = np.log(sd)
     bad_single = ~np.isfinite(logsd) | (np.abs(logsd) > np.log(SCALE_TOL))
@@ -115,13 +122,13 @@ def check_scale(X: np.ndarray, xnames: list[str], R: np.ndarray, centred: bool) 
     bad_ratio = finite.size > 1 and float(finite.max() - finite.min()) > np.log(SCALE_TOL)
     if not (bad_single.any() or bad_ratio):
         return
-    shown = sorted(range(len(cont)), key=lambda i: sd[i])
+    shown = sorted(range(len(names)), key=lambda i: sd[i])
     if len(shown) > 6:
-        shown = sorted(set(shown[:2] + shown[-2:] + [i for i in range(len(cont)) if bad_single[i]][:4]),
+        shown = sorted(set(shown[:2] + shown[-2:] + [i for i in range(len(names)) if bad_single[i]][:4]),
                        key=lambda i: sd[i])
-    listing = ", ".join(f"{xnames[cont[i]]} {sd[i]:.3g}" for i in shown)
+    listing = ", ".join(f"{names[i]} {sd[i]:.3g}" for i in shown)
     warn_user("Some predictor variables are on very different scales: consider rescaling "
-          f"(standard deviations: {listing})")
+              f"(standard deviations: {listing})")
 
 
 def center(X: np.ndarray, xnames: list[str]) -> tuple[np.ndarray, bool]:
