@@ -12,7 +12,8 @@ Designs (fixed seeds):
 Timed (the whole call from a data frame, as a user waits for it; median of --repeat calls,
 after one small warm-up call per system): lmm.lmer_many on all responses with Y= an array
 (n_jobs=1, n_jobs=2, and warm_start=True) and with responses= naming the columns of a wide
-frame; a Python loop of lmm.lmer over the first --subset responses, extrapolated per fit;
+frame, also read from a CSV (string group ids) and printed (the result and its tidy table's
+head) in the same timed call; a Python loop of lmm.lmer over the first --subset responses, extrapolated per fit;
 lme4's refit() loop and a loop of lmer() over the same subset through Rscript
 (refit_lme4.R, timed inside R: R's startup and refit()'s template lmer() fit excluded);
 FLASH-MM's lmmfit (X and Z built from the frame, then its summary statistics and Fisher
@@ -54,6 +55,7 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import argparse  # noqa: E402
 import importlib.metadata  # noqa: E402
+import io  # noqa: E402
 import json  # noqa: E402
 import pathlib  # noqa: E402
 import platform  # noqa: E402
@@ -417,6 +419,19 @@ def bench_lmm(design: Design, table: Table, repeat: int, accuracy: dict) -> Fits
               "each fit starts at the previous optimum")
     sec, (by_name, _) = timed(lambda: lmm_many(design, design.rhs, 1, wide), repeat)
     table.add("lmm.lmer_many(responses=, n_jobs=1)", design.rhs, design.m, sec, 1, "wide frame, a column per response")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = pathlib.Path(tmp) / "wide.csv"
+        wide.to_csv(path, index=False)
+
+        def from_csv() -> None:
+            # What a user waits for: the CSV read (string group ids), the fits, the printed results.
+            frame = pd.read_csv(path)
+            res = lmm.lmer_many(design.rhs, frame, responses=names, n_jobs=1, progress=False)
+            print(res, res.coefficients.head(), file=io.StringIO())
+
+        sec, _ = timed(from_csv, repeat)
+    table.add("read_csv + lmm.lmer_many(responses=) + print", design.rhs, design.m, sec, 1,
+              "the whole call from a CSV with string ids")
     warm_gap = warm.criterion - many[1].criterion
     accuracy["lmm"] = {"converged": int(many[1].converged.sum()), "responses": design.m,
                        "warm_converged": int(warm.converged.sum()),
