@@ -49,8 +49,8 @@ from .formula import (
 from .formula.functions import CONTRASTS
 from .model import EXACT_FIT_SIGMA, CoreModel, LinearMixedModel, warn_uncentred
 
-__all__ = ["ChunkedCoreModel", "ChunkedDesign", "ChunkedLinearMixedModel", "from_chunks", "is_parquet_path",
-           "parquet_chunks", "rows_needed"]
+__all__ = ["ChunkedCoreModel", "ChunkedDesign", "ChunkedLinearMixedModel", "DaskRows", "from_chunks", "is_dask_frame",
+           "is_parquet_path", "is_partitioned", "parquet_chunks", "partitioned_model", "rows_needed"]
 
 # The in-memory design's tolerances (lmm.design): the exact fit, lme4's checkScaleX factor.
 _STATEFUL = re.compile(r"\b(scale|poly|ns|bs)\s*\(")
@@ -80,6 +80,8 @@ class ChunkedDesign:
         x_center, y_coef: the shift the core works with.
         nchunks: number of chunks read.
         ndropped: rows dropped for missing values.
+        dropped_columns: aliased columns of X dropped.
+        rows: the rows of a Dask data frame, for lazy per-row outputs (None: chunks, not kept).
     """
 
     nobs: int
@@ -91,8 +93,16 @@ class ChunkedDesign:
     nchunks: int = 0
     ndropped: int = 0
     dropped_columns: list[str] = field(default_factory=list)
+    rows: Optional["DaskRows"] = None
     weights: None = None
     offset: None = None
+
+    def per_row(self, result, what: str, type: str = "response", scaled: bool = False):
+        """``what`` (``"fitted"``, ``"residuals"``) of the rows: a Dask series computed lazily
+        for a model from a Dask data frame; NotImplementedError for chunks (not kept)."""
+        if self.rows is None:
+            raise rows_needed(f"per-row output ({what})")
+        return self.rows.values(result, what, type, scaled)
 
     @property
     def X(self) -> np.ndarray:
@@ -161,6 +171,25 @@ def is_parquet_path(data) -> bool:
     return str(text).endswith((".parquet", ".pq")) or os.path.isdir(text)
 
 
+def is_partitioned(data) -> bool:
+    """Whether ``data`` is read partition by partition: a Dask data frame or parquet data."""
+    return is_dask_frame(data) or is_parquet_path(data)
+
+
+def partitioned_model(formula: str, data, REML: bool = True, *, missing: str = "drop",
+                      max_dense_bytes: Optional[float] = None, weights=None, offset=None, contrasts=None,
+                      double_bar: str = "split", sigma: Optional[float] = None) -> "ChunkedLinearMixedModel":
+    """The model of a Dask data frame or of parquet data, as ``LinearMixedModel(formula, data, ...)``
+    (its arguments): a Dask data frame's partitions, or the parquet data's batches read with
+    pyarrow (only the columns the model uses)."""
+    if is_parquet_path(data):
+        parsed = parse_formula(formula, double_bar=double_bar)
+        columns = list(dict.fromkeys(required_columns(parsed) + [c for c in (weights, offset) if isinstance(c, str)]))
+        data = parquet_chunks(data, columns)
+    return from_chunks(formula, data, REML=REML, weights=weights, offset=offset, contrasts=contrasts, sigma=sigma,
+                       missing=missing, double_bar=double_bar, max_dense_bytes=max_dense_bytes)
+
+
 def _chunk_source(chunks) -> Callable[[], Iterator[Any]]:
     """A function returning a fresh iterator over the chunks (several passes are made)."""
     if callable(chunks):
@@ -179,6 +208,21 @@ def _is_numeric(s: pd.Series) -> bool:
     return pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s)
 
 
+@dataclass
+class _Counts:
+    """Rows read and dropped for missing values, and the missing values per column."""
+
+    nread: int = 0
+    ndropped: int = 0
+    missing: dict[str, int] = field(default_factory=dict)
+
+    def merge(self, other: "_Counts") -> "_Counts":
+        missing = dict(self.missing)
+        for c, n in other.missing.items():
+            missing[c] = missing.get(c, 0) + n
+        return _Counts(self.nread + other.nread, self.ndropped + other.ndropped, missing)
+
+
 class _Plan:
     """What every pass shares: the parsed formula, the columns, the rule for used rows."""
 
@@ -189,14 +233,16 @@ class _Plan:
         self.columns = list(dict.fromkeys(required_columns(parsed) + [c for c in (weights, offset) if c]))
         self.group_columns = list(dict.fromkeys(f for rt in parsed.random for f in rt.factors))
         self.factor_calls = bool(_FACTOR_CALL.search(parsed.text))
-        self.missing_counts: dict[str, int] = {}
-        self.nread = 0
-        self.ndropped = 0
+        # Columns of the model matrices X and z (not the response, not only grouping): when
+        # all are numeric and no factor() call is made, the matrices do not depend on the
+        # levels, and the pass of the levels also gathers the shift and column statistics.
+        self.model_columns = {r.node.name for terms_ in [parsed.fixed_terms] + [rt.terms for rt in parsed.random]
+                              for r in terms_.refs if not r.soft}
 
-    def used(self, chunk, k: int, count: bool = False) -> pd.DataFrame:
+    def used(self, chunk, k: int) -> tuple[pd.DataFrame, _Counts, Optional[np.ndarray]]:
         """The chunk as a data frame of the used columns, its rows with missing values in
-        them dropped; with ``count``, the rows read, the rows dropped and the missing values
-        per column are counted (in the first pass)."""
+        them dropped; its counts of rows read, dropped and missing values per column; the
+        positions of the rows kept (None: all)."""
         frame = as_frame(chunk)
         absent = [c for c in self.columns if c not in frame.columns]
         if absent:
@@ -205,13 +251,10 @@ class _Plan:
         frame = frame[self.columns]
         na = frame.isna()
         bad = na.any(axis=1).to_numpy()
-        if count:
-            self.nread += len(frame)
-            self.ndropped += int(bad.sum())
-            for c, n in na.sum().items():
-                if n:
-                    self.missing_counts[str(c)] = self.missing_counts.get(str(c), 0) + int(n)
-        return frame.loc[~bad] if bad.any() else frame
+        counts = _Counts(len(frame), int(bad.sum()), {str(c): int(n) for c, n in na.sum().items() if n})
+        if not counts.ndropped:
+            return frame, counts, None
+        return frame.loc[~bad], counts, np.flatnonzero(~bad)
 
     def discrete(self, frame: pd.DataFrame) -> list[str]:
         """The columns whose distinct values make levels: not numeric, grouping columns, and
@@ -226,11 +269,26 @@ class _Plan:
                 out.append(c)
         return out
 
+    def levels_free(self, discrete: Sequence[str]) -> bool:
+        """Whether the model matrices do not depend on the levels of ``discrete`` columns."""
+        return not self.factor_calls and not any(c in self.model_columns for c in discrete)
+
 
 def _distinct(values: pd.Series) -> pd.Series:
     return pd.Series(pd.unique(values), name=values.name) if not isinstance(values.dtype, pd.CategoricalDtype) else \
         pd.Series(pd.Categorical(values.cat.remove_unused_categories().cat.categories,
                                  categories=values.cat.categories, ordered=values.cat.ordered), name=values.name)
+
+
+def _union(a: pd.Series, b: pd.Series) -> pd.Series:
+    """The distinct values of two chunks, in order of first appearance; categorical
+    columns whose categories differ (Dask's unknown categories) have the union of their
+    categories in order, as concatenating the chunks gives them."""
+    if isinstance(a.dtype, pd.CategoricalDtype) and isinstance(b.dtype, pd.CategoricalDtype) \
+            and not a.dtype == b.dtype:
+        both = pd.api.types.union_categoricals([pd.Categorical(a), pd.Categorical(b)])
+        return _distinct(pd.Series(both, name=a.name))
+    return _distinct(pd.concat([a, b], ignore_index=True))
 
 
 def _levels_frame(values: dict[str, pd.Series], numeric: dict[str, Any]) -> pd.DataFrame:
@@ -249,7 +307,8 @@ def _levels_frame(values: dict[str, pd.Series], numeric: dict[str, Any]) -> pd.D
 
 @dataclass
 class _Pieces:
-    """A chunk's arrays: the response the core fits, X, per term (model order) codes and z, weights."""
+    """A chunk's arrays: the response the core fits, X, per term (model order) codes and z,
+    weights, the offset (None: none), and which of the chunk's rows they are."""
 
     y: np.ndarray
     X: np.ndarray
@@ -257,10 +316,12 @@ class _Pieces:
     zs: list[np.ndarray]
     weights: Optional[np.ndarray]
     xnames: list[str] = field(default_factory=list)
+    offset: Optional[np.ndarray] = None
+    rows: Optional[np.ndarray] = None  # positions of the rows in the chunk (None: all)
 
 
 class _Statistics:
-    """The shift's and the terms' statistics, merged chunk by chunk: the rows, the means
+    """The shift's and the terms' statistics of some rows, mergeable: the rows, the means
     and the R factor of the centred [X y] (unweighted, as the in-memory design's shift),
     each term's column statistics (prior weights) and the response's."""
 
@@ -275,20 +336,36 @@ class _Statistics:
     def n(self) -> int:
         return 0 if self.merged is None else self.merged[0]
 
-    def add(self, d: _Pieces) -> None:
-        m = d.y.shape[0]
-        if self.merged is None:
-            self.xnames = d.xnames
-        elif d.xnames != self.xnames:
-            raise ValueError(f"the fixed-effects columns of chunks differ ({self.xnames} then {d.xnames})")
-        binary = np.all((d.X == 0.0) | (d.X == 1.0), axis=0)
-        self.binary = binary if self.binary is None else self.binary & binary
+    @classmethod
+    def of(cls, d: _Pieces) -> "_Statistics":
+        """The statistics of a chunk's rows."""
+        out = cls(len(d.zs))
+        out.xnames = d.xnames
+        out.binary = np.all((d.X == 0.0) | (d.X == 1.0), axis=0)
         V = np.column_stack([d.X, d.y])
         mean = V.mean(axis=0)
-        self.merged = _merge_mean_r(self.merged, m, mean, np.asarray(np.linalg.qr(V - mean, mode="r")))
-        for s, z in zip(self.stats, d.zs):
-            s.merge(core.TermColumnStats.of(z, d.weights))
-        self.ystats.merge(core.TermColumnStats.of(d.y[:, None]))
+        out.merged = (d.y.shape[0], mean, np.asarray(np.linalg.qr(V - mean, mode="r")))
+        out.stats = [core.TermColumnStats.of(z, d.weights) for z in d.zs]
+        out.ystats = core.TermColumnStats.of(d.y[:, None])
+        return out
+
+    def merge(self, other: "_Statistics") -> "_Statistics":
+        """These statistics and another set's, of other rows, as a new set."""
+        if other.merged is None:
+            return self
+        if self.merged is None:
+            return other
+        if other.xnames != self.xnames:
+            raise ValueError(f"the fixed-effects columns of chunks differ ({self.xnames} then {other.xnames})")
+        out = _Statistics(len(self.stats))
+        out.xnames = self.xnames
+        assert self.binary is not None and other.binary is not None
+        out.binary = self.binary & other.binary
+        out.merged = _merge_mean_r(self.merged, other.merged)
+        for s, a, b in zip(out.stats + [out.ystats], self.stats + [self.ystats], other.stats + [other.ystats]):
+            s.merge(a)
+            s.merge(b)
+        return out
 
     def shift(self) -> tuple[list[int], np.ndarray, np.ndarray, np.ndarray]:
         """As the in-memory design: the columns of X kept (aliased ones dropped, with lme4's
@@ -320,24 +397,177 @@ class _Statistics:
         return kept, x_center, y_coef, R
 
 
-def _merge_mean_r(a: Optional[tuple[int, np.ndarray, np.ndarray]], n: int, mean: np.ndarray,
-                  R: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
+def _merge_mean_r(a: tuple[int, np.ndarray, np.ndarray],
+                  b: tuple[int, np.ndarray, np.ndarray]) -> tuple[int, np.ndarray, np.ndarray]:
     """(rows, column means, R of the centred columns) of two sets of rows stacked: the
     centred columns of each are orthogonal to ones, so [R_a; R_b; √(n_a n_b / n)(m_a − m_b)']
     has the R of the union's centred columns (Chan's update of the mean, as a QR)."""
-    if a is None:
-        return n, mean, R
     na, ma, Ra = a
-    total = na + n
-    d = math.sqrt(na * n / total) * (ma - mean)
-    R2 = np.linalg.qr(np.vstack([Ra, R, d[None, :]]), mode="r")
-    return total, (na / total) * ma + (n / total) * mean, np.asarray(R2)
+    nb, mb, Rb = b
+    total = na + nb
+    d = math.sqrt(na * nb / total) * (ma - mb)
+    R2 = np.linalg.qr(np.vstack([Ra, Rb, d[None, :]]), mode="r")
+    return total, (na / total) * ma + (nb / total) * mb, np.asarray(R2)
+
+
+class _Evaluator:
+    """A chunk's arrays (:class:`_Pieces`) once the model-frame states are known: the
+    formula evaluated on its used rows (response minus offset, X, each term's z) and, with
+    the levels, the terms' codes in the global levels in model order and the kept columns
+    of X. Picklable: Dask ships it to the workers once."""
+
+    def __init__(self, plan: _Plan, fixed_state: ModelFrameState, states: Sequence[ModelFrameState]) -> None:
+        self.plan = plan
+        self.fixed_state = fixed_state
+        self.states = list(states)
+        self.groups: list[list[int]] = []
+        self.lookups: list[_Lookup] = []
+        self.kept: Optional[list[int]] = None
+
+    def numeric(self, frame: pd.DataFrame, k: int) -> _Pieces:
+        """The used rows' response (minus the offset), X and z of each term in formula order, weights."""
+        parsed, weights = self.plan.parsed, self.plan.weights
+        y = np.ascontiguousarray(evaluate_response(parsed.response_expr, frame), dtype=np.float64)
+        off = evaluate_offset(parsed, frame, self.plan.offset)
+        if off is not None:
+            y = y - off
+        X, names = model_matrix(parsed.fixed_terms, frame, state=self.fixed_state)
+        X = np.asfortranarray(X, dtype=np.float64)
+        zs = [np.asfortranarray(model_matrix(rt.terms, frame, state=st)[0], dtype=np.float64)
+              for rt, st in zip(parsed.random, self.states)]
+        w = None
+        if weights is not None:
+            w = np.ascontiguousarray(frame[weights].to_numpy(dtype=np.float64))
+            if not np.all(np.isfinite(w) & (w > 0)):
+                raise ValueError(f"chunk {k}: weights must be positive and finite; drop rows with zero weight")
+        parts = [("the response", y), ("X", X)] + [(f"the term for {rt.name!r}", z) for rt, z in zip(parsed.random, zs)]
+        for what, v in parts:
+            if v.size and not np.all(np.isfinite(v)):
+                raise ValueError(f"chunk {k}: {what} has NaN or infinite values after evaluating the formula (e.g. "
+                                 "log of a negative value); from_chunks drops only rows with missing data values: "
+                                 "filter those rows first")
+        return _Pieces(y=y, X=X, codes=[], zs=zs, weights=w, xnames=list(names), offset=off)
+
+    def pieces(self, chunk, k: int) -> _Pieces:
+        """The chunk's arrays on the global levels, terms in model order."""
+        frame, _, kept_rows = self.plan.used(chunk, k)
+        d = self.numeric(frame, k)
+        d.rows = kept_rows
+        parsed = self.plan.parsed
+        d.codes = [self.lookups[g[0]].codes(*grouping_codes(parsed.random[g[0]], frame), parsed.random[g[0]].name, k)
+                   for g in self.groups]
+        d.zs = [d.zs[g[0]] if len(g) == 1 else np.asfortranarray(np.column_stack([d.zs[j] for j in g]))
+                for g in self.groups]
+        if self.kept is not None and len(self.kept) < d.X.shape[1]:
+            d.X = np.asfortranarray(d.X[:, self.kept])
+        return d
+
+
+@dataclass
+class _Levels:
+    """The pass of the levels over some chunks: counts, the distinct values of the
+    discrete columns, the grouping combinations of multi-factor terms, a value of each
+    numeric column, whether the model matrices are free of levels (and the first chunk of
+    each answer), and then the statistics of the rows."""
+
+    counts: _Counts
+    distinct: dict[str, pd.Series]
+    combos: list[Optional[pd.DataFrame]]
+    numeric: dict[str, Any]
+    free: dict[bool, int]
+    stats: Optional[_Statistics]
+    nchunks: int = 1
+
+    def merge(self, other: "_Levels") -> "_Levels":
+        """These chunks' and the (later) other chunks' together."""
+        distinct = dict(self.distinct)
+        for c, v in other.distinct.items():
+            distinct[c] = _union(distinct[c], v) if c in distinct else v
+        combos = [b if a is None else a if b is None else pd.concat([a, b], ignore_index=True).drop_duplicates()
+                  for a, b in zip(self.combos, other.combos)]
+        free = dict(other.free)
+        free.update(self.free)  # (the first chunk of each answer)
+        free = {f: min(k, other.free.get(f, k)) for f, k in free.items()}
+        stats = other.stats if self.stats is None else self.stats if other.stats is None else \
+            self.stats.merge(other.stats)
+        return _Levels(self.counts.merge(other.counts), distinct, combos, {**other.numeric, **self.numeric}, free,
+                       stats, self.nchunks + other.nchunks)
+
+
+class _LevelsPass:
+    """The map of the pass of the levels, for one chunk (picklable, shipped once)."""
+
+    def __init__(self, plan: _Plan, given: dict) -> None:
+        self.plan, self.given = plan, given
+
+    def __call__(self, chunk, k: int) -> _Levels:
+        plan = self.plan
+        frame, counts, _ = plan.used(chunk, k)
+        discrete = plan.discrete(frame)
+        free = plan.levels_free(discrete)
+        numeric = {c: frame[c].iloc[0] for c in plan.columns if c not in discrete and len(frame)}
+        distinct = {c: _distinct(frame[c]) for c in discrete if c not in self.given}
+        combos = [frame[list(rt.factors)].drop_duplicates() if len(rt.factors) > 1 else None
+                  for rt in plan.parsed.random]
+        stats = None
+        if free and len(frame):  # (fresh states: the matrices do not depend on what they record)
+            evaluator = _Evaluator(plan, ModelFrameState(), [ModelFrameState() for _ in plan.parsed.random])
+            stats = _Statistics.of(evaluator.numeric(frame, k))
+        return _Levels(counts, distinct, combos, numeric, {free: k}, stats)
+
+
+class _StatisticsPass:
+    """The map of the pass of the statistics (the shift and the terms' column statistics)."""
+
+    def __init__(self, evaluator: _Evaluator) -> None:
+        self.evaluator = evaluator
+
+    def __call__(self, chunk, k: int) -> Optional[_Statistics]:
+        frame, _, _ = self.evaluator.plan.used(chunk, k)
+        return _Statistics.of(self.evaluator.numeric(frame, k)) if len(frame) else None
+
+
+class _CrossprodPass:
+    """The map of the pass of the crossproducts: a chunk's blocks of A in the core."""
+
+    def __init__(self, evaluator: _Evaluator, terms: Sequence[ReTerm], x_center: np.ndarray, y_coef: np.ndarray,
+                 transforms: Sequence[core.TermTransform]) -> None:
+        self.evaluator = evaluator
+        self.shapes = [(len(t.group_levels), t.structure) for t in terms]
+        self.x_center, self.y_coef, self.transforms = x_center, y_coef, list(transforms)
+
+    def __call__(self, chunk, k: int) -> Optional[core.Crossprod]:
+        d = self.evaluator.pieces(chunk, k)
+        if d.y.shape[0] == 0:
+            return None
+        tuples: list = [(c, z, nl, s) for c, z, (nl, s) in zip(d.codes, d.zs, self.shapes)]
+        return core.chunk_crossprod(tuples, d.X, d.y, self.x_center, self.y_coef, d.weights, self.transforms)
+
+
+def _merge_levels(a: _Levels, b: _Levels) -> _Levels:
+    return a.merge(b)
+
+
+def _merge_statistics(a: Optional[_Statistics], b: Optional[_Statistics]) -> Optional[_Statistics]:
+    return b if a is None else a if b is None else a.merge(b)
+
+
+def _add_crossprods(a: Optional[core.Crossprod], b: Optional[core.Crossprod]) -> Optional[core.Crossprod]:
+    """a + b, into a: each partial sum is the input of one addition only, so a is not
+    needed afterwards (and a copy of it would double the memory of the largest sums)."""
+    if a is None:
+        return b
+    if b is not None:
+        a.add(b)
+    return a
 
 
 def from_chunks(formula: str, chunks, *, levels: Optional[dict] = None, REML: bool = True,
                 weights: Optional[str] = None, offset: Optional[str] = None, contrasts=None,
-                sigma: Optional[float] = None, missing: str = "drop", max_dense_bytes: Optional[float] = None):
-    """A linear mixed model from data in row chunks, equal to the model of all rows at once.
+                sigma: Optional[float] = None, missing: str = "drop", double_bar: str = "split",
+                max_dense_bytes: Optional[float] = None):
+    """A linear mixed model from data in row chunks (or a Dask data frame's partitions),
+    equal to the model of all rows at once.
 
     See :meth:`lmm.LinearMixedModel.from_chunks` (the arguments are its own).
     """
@@ -356,91 +586,39 @@ def from_chunks(formula: str, chunks, *, levels: Optional[dict] = None, REML: bo
     if sigma is not None and not (number and math.isfinite(sigma) and sigma > 0):
         raise ValueError(f"sigma must be a positive number (a known residual SD) or None, not {sigma!r}")
     max_dense_bytes = DEFAULT_MAX_DENSE_BYTES if max_dense_bytes is None else float(max_dense_bytes)
-    parsed = parse_formula(formula)
+    parsed = parse_formula(formula, double_bar=double_bar)
     if _STATEFUL.search(parsed.text):
         raise NotImplementedError("scale(), poly(), ns() and bs() learn their coefficients from all rows, which "
                                   "from_chunks does not compute yet: transform those columns before chunking, or "
                                   "fit the data in memory")
-    source = _chunk_source(chunks)
     plan = _Plan(parsed, weights, offset)
+    runner = _runner(chunks, plan)
     given = {str(k): v for k, v in (levels or {}).items()}
 
-    # Columns of the model matrices X and z (not the response, not only grouping): when all
-    # are numeric and no factor() call is made, the matrices do not depend on the levels, and
-    # the first pass also gathers the shift and the column statistics (two passes in all).
-    model_columns = {r.node.name for terms_ in [parsed.fixed_terms] + [rt.terms for rt in parsed.random]
-                     for r in terms_.refs if not r.soft}
-
-    def numeric_parts(frame: pd.DataFrame, k: int, fixed_state: ModelFrameState,
-                      states: Sequence[ModelFrameState]) -> _Pieces:
-        """The chunk's response (minus the offset), X and z of each term in formula order, weights."""
-        y = np.ascontiguousarray(evaluate_response(parsed.response_expr, frame), dtype=np.float64)
-        off = evaluate_offset(parsed, frame, offset)
-        if off is not None:
-            y = y - off
-        X, names = model_matrix(parsed.fixed_terms, frame, state=fixed_state)
-        X = np.asfortranarray(X, dtype=np.float64)
-        zs = [np.asfortranarray(model_matrix(rt.terms, frame, state=st)[0], dtype=np.float64)
-              for rt, st in zip(parsed.random, states)]
-        w = None
-        if weights is not None:
-            w = np.ascontiguousarray(frame[weights].to_numpy(dtype=np.float64))
-            if not np.all(np.isfinite(w) & (w > 0)):
-                raise ValueError(f"chunk {k}: weights must be positive and finite; drop rows with zero weight")
-        parts = [("the response", y), ("X", X)] + [(f"the term for {rt.name!r}", z) for rt, z in zip(parsed.random, zs)]
-        for what, v in parts:
-            if v.size and not np.all(np.isfinite(v)):
-                raise ValueError(f"chunk {k}: {what} has NaN or infinite values after evaluating the formula (e.g. "
-                                 "log of a negative value); from_chunks drops only rows with missing data values: "
-                                 "filter those rows first")
-        return _Pieces(y=y, X=X, codes=[], zs=zs, weights=w, xnames=list(names))
-
-    # --- pass 1: levels (distinct values of the discrete columns over the rows used) --------
-    distinct: dict[str, list[pd.Series]] = {}
-    combos: list[list[pd.DataFrame]] = [[] for _ in parsed.random]
-    numeric: dict[str, Any] = {}
-    nchunks = 0
-    levels_free: Optional[bool] = None
-    acc = _Statistics(len(parsed.random))
-    for k, chunk in enumerate(source()):
-        nchunks += 1
-        frame = plan.used(chunk, k, count=True)
-        discrete = plan.discrete(frame)
-        free = not plan.factor_calls and not any(c in model_columns for c in discrete)
-        if levels_free is None:
-            levels_free = free
-        elif free != levels_free:
-            raise ValueError(f"chunk {k}: the columns {sorted(model_columns)} do not have the types they have in the "
-                             "first chunk (numeric versus categorical); give every chunk the same column types")
-        for c in plan.columns:
-            if c not in discrete and c not in numeric and len(frame):
-                numeric[c] = frame[c].iloc[0]
-        for c in discrete:
-            if c not in given:
-                distinct.setdefault(c, []).append(_distinct(frame[c]))
-        for j, rt in enumerate(parsed.random):
-            if len(rt.factors) > 1:
-                combos[j].append(frame[list(rt.factors)].drop_duplicates())
-        if levels_free and len(frame):
-            acc.add(numeric_parts(frame, k, ModelFrameState(), [ModelFrameState() for _ in parsed.random]))
-    if nchunks == 0:
+    # --- pass 1: levels (distinct values of the discrete columns over the rows used), and
+    # the statistics when the model matrices do not depend on them ---------------------------
+    seen = runner.map_reduce(_LevelsPass(plan, given), _merge_levels)
+    if seen is None:
         raise ValueError("chunks is empty: no data frames to fit")
-    ndrop = plan.ndropped
+    if len(seen.free) > 1:
+        raise ValueError(f"chunk {max(seen.free.values())}: the columns {sorted(plan.model_columns)} do not have the "
+                         "types they have in the first chunk (numeric versus categorical); give every chunk the same "
+                         "column types")
+    levels_free = next(iter(seen.free))
+    ndrop = seen.counts.ndropped
     if ndrop:
-        per_column = ", ".join(f"{c}: {k}" for c, k in plan.missing_counts.items())
+        per_column = ", ".join(f"{c}: {k}" for c, k in seen.counts.missing.items())
         if missing == "raise":
-            raise ValueError(f"{ndrop} of {plan.nread} rows have missing values ({per_column}); drop them or use "
-                             "missing='drop'")
-        warnings.warn(f"{ndrop} of {plan.nread} rows dropped because of missing values ({per_column})", UserWarning,
-                      stacklevel=3)
-    values: dict[str, pd.Series] = {}
-    for c, parts in distinct.items():
-        values[c] = _distinct(pd.concat(parts, ignore_index=True))
+            raise ValueError(f"{ndrop} of {seen.counts.nread} rows have missing values ({per_column}); drop them or "
+                             "use missing='drop'")
+        warnings.warn(f"{ndrop} of {seen.counts.nread} rows dropped because of missing values ({per_column})",
+                      UserWarning, stacklevel=3)
+    values: dict[str, pd.Series] = dict(seen.distinct)
     for c, v in given.items():
         values[c] = pd.Series(list(v), name=c)
-    if not values and not numeric:
+    if seen.counts.nread == ndrop:
         raise ValueError("no rows left after dropping rows with missing values")
-    lf = _levels_frame(values, numeric)
+    lf = _levels_frame(values, seen.numeric)
     fixed_state = ModelFrameState()
     # (lme4 passes contrasts to the fixed effects' model matrix only.)
     fixed_state.transforms.contrasts = {c: k for c, k in coding.items() if c in plan.columns}
@@ -452,8 +630,9 @@ def from_chunks(formula: str, chunks, *, levels: Optional[dict] = None, REML: bo
         _, cnames = model_matrix(rt.terms, lf, state=st)
         if not cnames:
             raise ValueError(f"random-effects term for {rt.name!r} has no columns ({rt.expr!r})")
-        if len(rt.factors) > 1 and not all(f in given for f in rt.factors):
-            group_frame = pd.concat(combos[j], ignore_index=True).drop_duplicates()
+        combo = seen.combos[j]
+        if combo is not None and not all(f in given for f in rt.factors):
+            group_frame = combo
         else:
             group_frame = pd.DataFrame({f: values[f] for f in rt.factors})
         _, group_levels = grouping_codes(rt, group_frame)
@@ -465,27 +644,14 @@ def from_chunks(formula: str, chunks, *, levels: Optional[dict] = None, REML: bo
     # diagonal term (as the in-memory design: its columns in that order).
     groups = _merge_groups(pieces, core.term_order([len(t.group_levels) for t in pieces]))
     terms = [_merged([pieces[j] for j in g]) for g in groups]
-    lookups = [_Lookup(pieces[k].group_levels) for k in range(len(pieces))]
-
-    def evaluate(chunk, k: int) -> _Pieces:
-        """The chunk's arrays on the global levels, terms in model order."""
-        frame = plan.used(chunk, k)
-        d = numeric_parts(frame, k, fixed_state, states)
-        d.codes = [lookups[g[0]].codes(*grouping_codes(parsed.random[g[0]], frame), pieces[g[0]], k) for g in groups]
-        d.zs = [d.zs[g[0]] if len(g) == 1 else np.asfortranarray(np.column_stack([d.zs[j] for j in g]))
-                for g in groups]
-        if dropped:
-            d.X = np.asfortranarray(d.X[:, kept])
-        return d
+    evaluator = _Evaluator(plan, fixed_state, states)
+    evaluator.groups = groups
+    evaluator.lookups = [_Lookup(pieces[k].group_levels) for k in range(len(pieces))]
 
     # --- pass 2 (when the model matrices depend on the levels): the shift and the terms'
     # column statistics ---------------------------------------------------------------------
-    if not levels_free:
-        for k, chunk in enumerate(source()):
-            frame = plan.used(chunk, k)
-            if len(frame):
-                acc.add(numeric_parts(frame, k, fixed_state, states))
-    if acc.n == 0:
+    acc = seen.stats if levels_free else runner.map_reduce(_StatisticsPass(evaluator), _merge_statistics)
+    if acc is None or acc.n == 0:
         raise ValueError("no rows left after dropping rows with missing values")
     if acc.xnames != list(xnames):
         raise ValueError(f"the fixed-effects columns {acc.xnames} of the chunks differ from those of all rows "
@@ -494,6 +660,7 @@ def from_chunks(formula: str, chunks, *, levels: Optional[dict] = None, REML: bo
     kept, x_center, y_coef, R = acc.shift()
     dropped = [c for j, c in enumerate(xnames) if j not in kept]
     xnames = [xnames[j] for j in kept]
+    evaluator.kept = kept
     p = len(xnames)
     ystats = acc.ystats
     ynorm = math.sqrt(float(ystats.squares[0]))
@@ -519,23 +686,16 @@ def from_chunks(formula: str, chunks, *, levels: Optional[dict] = None, REML: bo
     transforms = [core.term_transform(st_, t.structure) for st_, t in zip(term_stats, terms)]
 
     # --- pass 3: the crossproducts, summed ----------------------------------------------
-    tree = _TreeSum()
-    for k, chunk in enumerate(source()):
-        d = evaluate(chunk, k)
-        if d.y.shape[0] == 0:
-            continue
-        tuples: list = [(c, z, len(t.group_levels), t.structure) for c, z, t in zip(d.codes, d.zs, terms)]
-        tree.add(core.chunk_crossprod(tuples, d.X, d.y, x_center, y_coef, d.weights, transforms))
-    total = tree.total()
-    if total.n != n:
-        raise ValueError(f"the chunks changed between passes ({n} rows, then {total.n}); pass chunks that give the "
-                         "same rows each time they are read")
+    total = runner.map_reduce(_CrossprodPass(evaluator, terms, x_center, y_coef, transforms), _add_crossprods)
+    if total is None or total.n != n:
+        raise ValueError(f"the chunks changed between passes ({n} rows, then {0 if total is None else total.n}); pass "
+                         "chunks that give the same rows each time they are read")
     design = ChunkedDesign(nobs=int(n), xnames=list(xnames), terms=terms, fixed_state=fixed_state,
-                           x_center=x_center, y_coef=y_coef, nchunks=nchunks, ndropped=int(ndrop),
-                           dropped_columns=dropped)
-    model = ChunkedLinearMixedModel(formula, parsed, design, total, REML=bool(REML), sigma=sigma,
-                                    max_dense_bytes=max_dense_bytes,
-                                    response_sd=math.sqrt(float(ystats.centred2[0]) / n))
+                           x_center=x_center, y_coef=y_coef, nchunks=seen.nchunks, ndropped=int(ndrop),
+                           dropped_columns=dropped, rows=runner.rows(evaluator))
+    model = ChunkedLinearMixedModel.assemble(formula, parsed, design, total, REML=bool(REML), sigma=sigma,
+                                             max_dense_bytes=max_dense_bytes,
+                                             response_sd=math.sqrt(float(ystats.centred2[0]) / n))
     warn_uncentred(model.core, model.terms, [np.asarray(st_.mean) for st_ in term_stats])
     return model
 
@@ -585,8 +745,19 @@ class ChunkedLinearMixedModel(LinearMixedModel):
     for the model of all rows; what needs the rows raises NotImplementedError.
     """
 
-    def __init__(self, formula: str, parsed: ParsedFormula, design: ChunkedDesign, A: core.Crossprod, *,
-                 REML: bool, sigma: Optional[float], max_dense_bytes: float, response_sd: float) -> None:
+    _nobs: int
+    _response_sd: float
+
+    def __init__(self, *args, **kwargs) -> None:
+        raise TypeError("a ChunkedLinearMixedModel is made by LinearMixedModel.from_chunks(formula, chunks) or "
+                        "LinearMixedModel(formula, dask_frame)")
+
+    @classmethod
+    def assemble(cls, formula: str, parsed: ParsedFormula, design: ChunkedDesign, A: core.Crossprod, *,
+                 REML: bool, sigma: Optional[float], max_dense_bytes: float,
+                 response_sd: float) -> "ChunkedLinearMixedModel":
+        """The model of the crossproducts A summed over the chunks of ``design``."""
+        self = object.__new__(cls)
         self.formula = formula
         self.REML = bool(REML)
         self.sigma = None if sigma is None else float(sigma)
@@ -604,6 +775,7 @@ class ChunkedLinearMixedModel(LinearMixedModel):
         self._core = self._shifted.core
         self.terms = self._shifted.terms
         self._response_sd = response_sd
+        return self
 
     @property
     def nobs(self) -> int:
@@ -638,34 +810,143 @@ class ChunkedLinearMixedModel(LinearMixedModel):
                           "θ is not determined", UserWarning, stacklevel=2)
         return res
 
+class _Tree:
+    """Partial results merged pairwise, as a binary counter adds bits, in chunk order.
 
-class _TreeSum:
-    """The sum of chunks' crossproducts, added pairwise as a binary counter adds bits.
-
-    Adding two sums of crossed terms costs the sizes of both (their sparse patterns are
+    Merging two sums of crossed terms costs the sizes of both (their sparse patterns are
     merged), so adding each chunk to one running total costs the total's size per chunk;
-    pairwise, each chunk's blocks are merged about log2(chunks) times. At most
-    log2(chunks) partial sums are held.
+    pairwise, each chunk's part is merged about log2(chunks) times. At most log2(chunks)
+    partial results are held.
     """
 
-    def __init__(self) -> None:
-        self.stack: list[tuple[int, core.Crossprod]] = []
+    def __init__(self, merge: Callable[[Any, Any], Any]) -> None:
+        self.merge = merge
+        self.stack: list[tuple[int, Any]] = []
 
-    def add(self, A: core.Crossprod) -> None:
+    def add(self, part: Any) -> None:
         height = 0
         while self.stack and self.stack[-1][0] == height:
-            _, B = self.stack.pop()
-            B.add(A)
-            A, height = B, height + 1
-        self.stack.append((height, A))
+            _, older = self.stack.pop()
+            part, height = self.merge(older, part), height + 1
+        self.stack.append((height, part))
 
-    def total(self) -> core.Crossprod:
+    def total(self) -> Any:
         if not self.stack:
-            return core.Crossprod()
+            return None
         out = self.stack.pop()[1]
         while self.stack:
-            out.add(self.stack.pop()[1])
+            out = self.merge(self.stack.pop()[1], out)
         return out
+
+
+class _LocalChunks:
+    """The passes over chunks read here, one at a time."""
+
+    def __init__(self, source: Callable[[], Iterator[Any]]) -> None:
+        self.source = source
+
+    def map_reduce(self, fn: Callable[[Any, int], Any], merge: Callable[[Any, Any], Any]) -> Any:
+        tree = _Tree(merge)
+        for k, chunk in enumerate(self.source()):
+            tree.add(fn(chunk, k))
+        return tree.total()
+
+    def rows(self, evaluator: _Evaluator) -> None:
+        return None  # (the chunks are not kept)
+
+
+class _DaskPartitions:
+    """The passes over a Dask data frame's partitions: each partition's part is computed
+    where the partition is (a worker of the active ``dask.distributed`` client, else
+    Dask's local scheduler), the parts merged in a binary tree of tasks, and only the
+    total comes back. The map (with what it holds: levels, states, transforms) is one
+    task's input, shipped once to each worker."""
+
+    def __init__(self, frame, plan: _Plan) -> None:
+        meta = frame._meta
+        check_columns(plan.parsed, meta)  # (the formula's own message, with close matches)
+        absent = [c for c in plan.columns if c not in meta.columns]
+        if absent:
+            raise ValueError(f"the Dask data frame has no columns {absent}; it has {list(meta.columns)}")
+        self.frame = frame[plan.columns]
+
+    def map_reduce(self, fn: Callable[[Any, int], Any], merge: Callable[[Any, Any], Any]) -> Any:
+        import dask
+
+        mapper = dask.delayed(fn, pure=False)
+        combine = dask.delayed(merge, pure=False)
+        level = [mapper(part, k) for k, part in enumerate(self.frame.to_delayed())]
+        while len(level) > 1:
+            level = [combine(level[i], level[i + 1]) if i + 1 < len(level) else level[i]
+                     for i in range(0, len(level), 2)]
+        return level[0].compute() if level else None
+
+    def rows(self, evaluator: _Evaluator) -> "DaskRows":
+        return DaskRows(self.frame, evaluator)
+
+
+def is_dask_frame(data) -> bool:
+    """Whether ``data`` is a Dask data frame (without importing Dask)."""
+    return type(data).__module__.startswith("dask") and hasattr(data, "to_delayed") and hasattr(data, "map_partitions")
+
+
+def _runner(chunks, plan: _Plan):
+    return _DaskPartitions(chunks, plan) if is_dask_frame(chunks) else _LocalChunks(_chunk_source(chunks))
+
+
+class DaskRows:
+    """The rows of a model fitted from a Dask data frame: per-row outputs (fitted values,
+    residuals) are Dask series computed lazily, partition by partition, from the fitted
+    coefficients and conditional modes.
+
+    The data frame is not pickled with the model (it may be the data themselves).
+    """
+
+    def __init__(self, frame, evaluator: _Evaluator) -> None:
+        self.frame = frame
+        self.evaluator = evaluator
+
+    def __getstate__(self) -> dict:
+        return {"frame": None, "evaluator": self.evaluator}
+
+    def values(self, result, what: str, type: str = "response", scaled: bool = False):
+        """A Dask series of ``what`` (``"fitted"`` or ``"residuals"``) on the partitions' index,
+        NaN on rows dropped for missing values (as the in-memory results)."""
+        if self.frame is None:
+            raise NotImplementedError(f"the {what} of a model fitted from a Dask data frame are computed from the "
+                                      "data frame, which is not pickled with the model: evaluate them where it was "
+                                      "fitted, or with result.predict(partition) on each partition")
+        fn = _RowValues(self.evaluator, np.asarray(result.solution.beta), [np.asarray(b) for b in result.solution.b],
+                        float(result.sigma), what, type, scaled)
+        return self.frame.map_partitions(fn, meta=pd.Series(dtype="float64", name=what))
+
+
+class _RowValues:
+    """Fitted values or residuals of one partition's rows (picklable: shipped to workers)."""
+
+    def __init__(self, evaluator: _Evaluator, beta: np.ndarray, b: list[np.ndarray], sigma: float, what: str,
+                 type: str, scaled: bool) -> None:
+        self.evaluator, self.beta, self.b, self.sigma = evaluator, beta, b, sigma
+        self.what, self.type, self.scaled = what, type, scaled
+
+    def __call__(self, part: pd.DataFrame) -> pd.Series:
+        d = self.evaluator.pieces(part, 0)
+        eta = d.X @ self.beta
+        for codes, z, b in zip(d.codes, d.zs, self.b):
+            eta += np.einsum("ij,ij->i", z, b[codes])
+        if self.what == "fitted":
+            out = eta if d.offset is None else eta + d.offset
+        else:
+            out = d.y - eta  # (y minus the offset, minus Xβ + Zb)
+            if self.type == "pearson" and d.weights is not None:
+                out = out * np.sqrt(d.weights) / self.sigma
+            elif self.scaled or self.type == "pearson":
+                out = out / self.sigma
+        if d.rows is not None:
+            full = np.full(len(part), np.nan)
+            full[d.rows] = out
+            out = full
+        return pd.Series(out, index=part.index, name=self.what)
 
 
 def _merge_groups(pieces: list[ReTerm], order: list[int]) -> list[list[int]]:
@@ -703,7 +984,7 @@ class _Lookup:
         self.levels = levels
         self.index: Optional[pd.Index] = None  # the labels, made when first needed
 
-    def codes(self, local: np.ndarray, local_levels, term: ReTerm, k: int) -> np.ndarray:
+    def codes(self, local: np.ndarray, local_levels, name: str, k: int) -> np.ndarray:
         lv = getattr(local_levels, "values", None)
         if self.values is not None and lv is not None:
             pos = np.searchsorted(self.values, lv)
@@ -715,7 +996,7 @@ class _Lookup:
             idx = self.index.get_indexer(pd.Index(local_levels.labels(), dtype=object))
         if np.any(idx < 0):
             new = [local_levels.labels()[i] for i in np.flatnonzero(idx < 0)[:5]]
-            raise ValueError(f"chunk {k}: the grouping factor {term.name!r} has levels {new} that are not among its "
+            raise ValueError(f"chunk {k}: the grouping factor {name!r} has levels {new} that are not among its "
                              "levels (given with levels=?)")
         out = idx[local] if local.size else local
         return np.ascontiguousarray(out, dtype=np.int32)

@@ -448,7 +448,9 @@ class LinearMixedModel:
 
     Args:
         formula: an lme4 formula, e.g. ``"Reaction ~ Days + (Days | Subject)"``.
-        data: a pandas DataFrame (or anything ``pandas.DataFrame`` accepts).
+        data: a pandas DataFrame (or anything ``pandas.DataFrame`` accepts); a Dask data
+            frame or the path of parquet data makes the model of their partitions
+            (:meth:`from_chunks`, a :class:`lmm.chunks.ChunkedLinearMixedModel`).
         REML: fit by REML (default, as lme4) or maximum likelihood.
         missing: ``"drop"`` rows with missing values in used columns (with a
             warning) or ``"raise"``.
@@ -485,6 +487,16 @@ class LinearMixedModel:
         double_bar: str = "split",
         sigma: float | None = None,
     ) -> None:
+        from .chunks import is_partitioned, partitioned_model
+
+        if is_partitioned(data):
+            # The model of the partitions (from_chunks): this object becomes it.
+            model = partitioned_model(formula, data, REML, missing=missing, max_dense_bytes=max_dense_bytes,
+                                      weights=weights, offset=offset, contrasts=contrasts, double_bar=double_bar,
+                                      sigma=sigma)
+            self.__class__ = type(model)
+            self.__dict__.update(model.__dict__)
+            return
         self.formula = formula
         self.REML = bool(REML)
         number = isinstance(sigma, (int, float, np.floating, np.integer)) and not isinstance(sigma, bool)
@@ -885,9 +897,11 @@ def lmer(formula: str, data, REML: bool = True, *, weights=None, offset=None, co
 
     Args:
         formula: an lme4 formula, e.g. ``"Reaction ~ Days + (Days | Subject)"``.
-        data: the data frame (pandas, polars, pyarrow, or a dict of columns), or the path of
-            parquet data (a ``.parquet`` file or a directory of them), read in chunks with
-            pyarrow (see :meth:`LinearMixedModel.from_chunks`).
+        data: the data frame (pandas, polars, pyarrow, or a dict of columns); a Dask data
+            frame, whose partitions' crossproducts are formed where they are (on the workers
+            of the active ``dask.distributed`` client) and summed; or the path of parquet
+            data (a ``.parquet`` file or a directory of them), read in chunks with pyarrow
+            (see :meth:`LinearMixedModel.from_chunks`).
         REML: REML (default) or maximum likelihood.
         weights: prior weights, a column name or one value per row (residual variance σ²/w).
         offset: a known part of the linear predictor, a column name or one value per row
@@ -918,21 +932,8 @@ def lmer(formula: str, data, REML: bool = True, *, weights=None, offset=None, co
         if name in _LME4_ONLY:
             raise NotImplementedError(f"lmer(..., {name}=...): {_LME4_ONLY[name]}")
         raise TypeError(f"lmer() got an unexpected keyword argument {name!r}")
-    from .chunks import is_parquet_path
-
-    if is_parquet_path(data):  # read partition by partition: the rows are never all in memory
-        from .chunks import parquet_chunks
-        from .formula import required_columns
-
-        columns = list(dict.fromkeys(required_columns(parse_formula(formula, double_bar=double_bar))
-                                     + [c for c in (weights, offset) if isinstance(c, str)]))
-        model = LinearMixedModel.from_chunks(formula, parquet_chunks(data, columns), REML=REML, weights=weights,
-                                             offset=offset, contrasts=contrasts, sigma=sigma, missing=missing,
-                                             max_dense_bytes=max_dense_bytes)
-    else:
-        model = LinearMixedModel(formula, data, REML=REML, missing=missing, max_dense_bytes=max_dense_bytes,
-                                 weights=weights, offset=offset, contrasts=contrasts, double_bar=double_bar,
-                                 sigma=sigma)
+    model = LinearMixedModel(formula, data, REML=REML, missing=missing, max_dense_bytes=max_dense_bytes,
+                             weights=weights, offset=offset, contrasts=contrasts, double_bar=double_bar, sigma=sigma)
     return model.fit(start, optimizer=optimizer, tol=tol, maxiter=maxiter, verbose=verbose)
 
 

@@ -469,12 +469,38 @@ PYBIND11_MODULE(_core, m) {
       .def_readonly("mean", &lmm::TermColumnStats::mean)
       .def_readonly("centred2", &lmm::TermColumnStats::centred2, "weighted sums of squares about the means")
       .def_readonly("squares", &lmm::TermColumnStats::squares, "weighted sums of squares")
-      .def_readonly("first_ones", &lmm::TermColumnStats::first_ones);
+      .def_readonly("first_ones", &lmm::TermColumnStats::first_ones)
+      // (Pickled: partitions' statistics travel from workers to the client.)
+      .def(py::pickle(
+          [](const lmm::TermColumnStats& s) {
+            return py::make_tuple(s.n, s.total, s.mean, s.centred2, s.squares, s.first_ones);
+          },
+          [](const py::tuple& t) {
+            if (t.size() != 6) throw std::invalid_argument("not the state of a TermColumnStats");
+            lmm::TermColumnStats s;
+            s.n = t[0].cast<lmm::Index>();
+            s.total = t[1].cast<double>();
+            s.mean = t[2].cast<lmm::Vector>();
+            s.centred2 = t[3].cast<lmm::Vector>();
+            s.squares = t[4].cast<lmm::Vector>();
+            s.first_ones = t[5].cast<bool>();
+            return s;
+          }));
 
   py::class_<lmm::TermTransform>(m, "TermTransform", "A term's working coordinates z~ = z T (see Model.transform).")
       .def_property_readonly("center", [](const lmm::TermTransform& t) { return t.center; })
       .def_property_readonly("scale", [](const lmm::TermTransform& t) { return t.scale; })
-      .def_property_readonly("offset", [](const lmm::TermTransform& t) { return t.offset; });
+      .def_property_readonly("offset", [](const lmm::TermTransform& t) { return t.offset; })
+      // (Pickled: the transforms travel from the client to the workers forming crossproducts.)
+      .def(py::pickle([](const lmm::TermTransform& t) { return py::make_tuple(t.center, t.scale, t.offset); },
+                      [](const py::tuple& t) {
+                        if (t.size() != 3) throw std::invalid_argument("not the state of a TermTransform");
+                        lmm::TermTransform out;
+                        out.center = t[0].cast<lmm::Vector>();
+                        out.scale = t[1].cast<lmm::Vector>();
+                        out.offset = t[2].cast<lmm::Vector>();
+                        return out;
+                      }));
   m.def(
       "term_transform",
       [](const lmm::TermColumnStats& stats, const std::string& structure) {

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 import pandas as pd
 
+from ..chunks import ChunkedDesign
 from ..covariance import lme4_theta, lme4_theta_names, varcorr_frame
 from ..inference.bootstrap import BootstrapResult, bootstrap
 from ..inference.condvar import conditional_covariances
@@ -161,8 +162,13 @@ class LmmResult(PredictionMixin):
 
         Returns:
             A Series on the data's index, NaN on rows dropped for missing values (lme4's
-            ``na.exclude``: it can be put back into the data), or the array (nobs,).
+            ``na.exclude``: it can be put back into the data), or the array (nobs,). For a
+            model fitted from a Dask data frame, a Dask series (a Dask array with ``array``),
+            computed lazily partition by partition.
         """
+        if isinstance(self.model.design, ChunkedDesign):
+            out_rows = self.model.design.per_row(self, "fitted")
+            return out_rows.to_dask_array() if array else out_rows
         out = self.model.design.X @ self.solution.beta
         for t, b in zip(self.model.terms, self.solution.b):
             out += np.einsum("ij,ij->i", t.z, b[t.codes])
@@ -182,10 +188,13 @@ class LmmResult(PredictionMixin):
 
         Returns:
             A Series on the data's index (NaN on rows dropped, as :meth:`fitted`), or the
-            array (nobs,).
+            array (nobs,); a Dask series for a model from a Dask data frame (as :meth:`fitted`).
         """
         if type not in ("response", "pearson"):
             raise ValueError("type must be 'response' or 'pearson'")
+        if isinstance(self.model.design, ChunkedDesign):
+            r_rows = self.model.design.per_row(self, "residuals", type, scaled)
+            return r_rows.to_dask_array() if array else r_rows
         r = self.model.design.y - self.fitted(array=True)
         w = self.model.design.weights
         if type == "pearson" and w is not None:
