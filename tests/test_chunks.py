@@ -298,5 +298,9 @@ def test_contrasts_by_name():
     full = lmm.LinearMixedModel(formula, d, contrasts={"f": "contr.sum"})
     assert m.design.xnames == full.design.xnames
     _assert_same_fit(m.fit(), full.fit())
-    with pytest.raises(NotImplementedError, match="matrix"):
-        lmm.LinearMixedModel.from_chunks(formula, _split(d, 4), contrasts={"f": np.eye(3)[:, :2]})
+    # A contrast matrix (levels in R's order: hi, lo, mid), as in memory.
+    matrix = np.array([[1.0, 0.5], [-1.0, 0.5], [0.0, -1.0]])
+    m = lmm.LinearMixedModel.from_chunks(formula, _split(d, 4), contrasts={"f": matrix})
+    full = lmm.LinearMixedModel(formula, d, contrasts={"f": matrix})
+    assert m.design.xnames == full.design.xnames
+    _assert_same_fit(m.fit(), full.fit())

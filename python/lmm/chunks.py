@@ -35,6 +35,7 @@ import pandas as pd
 
 from . import _core as core
 from .design import EXACT_FIT_TOL, ReTerm, as_frame, evaluate_offset
+from .design.data import checked_contrasts
 from .design.fixed import full_rank_columns, warn_scales
 from .formula import (
     ModelFrameState,
@@ -46,7 +47,6 @@ from .formula import (
     parse_formula,
     required_columns,
 )
-from .formula.functions import CONTRASTS
 from .model import EXACT_FIT_SIGMA, CoreModel, LinearMixedModel, warn_uncentred
 
 __all__ = ["ChunkedCoreModel", "ChunkedDesign", "ChunkedLinearMixedModel", "DaskRows", "from_chunks", "is_dask_frame",
@@ -573,7 +573,6 @@ def from_chunks(formula: str, chunks, *, levels: Optional[dict] = None, REML: bo
     """
     from .model import DEFAULT_MAX_DENSE_BYTES
 
-    coding = _string_contrasts(contrasts)
     if missing not in ("drop", "raise"):
         raise ValueError(f"missing must be 'drop' or 'raise', not {missing!r}")
     for name, value in (("weights", weights), ("offset", offset)):
@@ -587,6 +586,7 @@ def from_chunks(formula: str, chunks, *, levels: Optional[dict] = None, REML: bo
         raise ValueError(f"sigma must be a positive number (a known residual SD) or None, not {sigma!r}")
     max_dense_bytes = DEFAULT_MAX_DENSE_BYTES if max_dense_bytes is None else float(max_dense_bytes)
     parsed = parse_formula(formula, double_bar=double_bar)
+    coding = checked_contrasts(contrasts, parsed)
     if _STATEFUL.search(parsed.text):
         raise NotImplementedError("scale(), poly(), ns() and bs() learn their coefficients from all rows, which "
                                   "from_chunks does not compute yet: transform those columns before chunking, or "
@@ -1000,26 +1000,6 @@ class _Lookup:
                              "levels (given with levels=?)")
         out = idx[local] if local.size else local
         return np.ascontiguousarray(out, dtype=np.int32)
-
-
-def _string_contrasts(contrasts) -> dict[str, str]:
-    """lme4's ``contrasts`` given as coding names (``{"f": "contr.sum"}``) as the formula's kinds."""
-    if contrasts is None:
-        return {}
-    if not isinstance(contrasts, dict):
-        raise TypeError("contrasts must be a dict of column name -> coding, e.g. {'Machine': 'contr.sum'}")
-    out = {}
-    for column, name in contrasts.items():
-        if not isinstance(name, str):
-            raise NotImplementedError(f"contrasts[{column!r}] is a matrix, which from_chunks does not take yet: give a "
-                                      "coding name ('contr.sum', 'contr.helmert', 'contr.poly', 'contr.treatment')")
-        # lme4's contrasts argument names contr.treatment's columns by level (unlike C()'s).
-        kind = "treatment" if name == "contr.treatment" else CONTRASTS.get(name)
-        if kind is None:
-            raise ValueError(f"contrasts[{column!r}] = {name!r} is not a coding; use one of "
-                             f"{', '.join(sorted(CONTRASTS))}")
-        out[str(column)] = kind
-    return out
 
 
 def _check_scale(xnames: list[str], Rc: np.ndarray, binary: np.ndarray, n: int) -> None:

@@ -533,7 +533,7 @@ class LinearMixedModel:
     @classmethod
     def from_chunks(cls, formula: str, chunks, *, levels: dict | None = None, REML: bool = True,
                     weights: str | None = None, offset: str | None = None, contrasts=None,
-                    sigma: float | None = None, missing: str = "drop",
+                    sigma: float | None = None, missing: str = "drop", double_bar: str = "split",
                     max_dense_bytes: float = DEFAULT_MAX_DENSE_BYTES) -> "LinearMixedModel":
         """The model of the rows of several data frames, without holding them together.
 
@@ -541,29 +541,32 @@ class LinearMixedModel:
         shift and the terms' column statistics; then the crossproducts, formed in the core
         per chunk and summed; three times when X or a term's columns hold factors, whose
         levels come first), and the model equals the model of their concatenation
-        (``pd.concat(chunks)``) to rounding. See :mod:`lmm.chunks`.
+        (``pd.concat(chunks)``) to rounding. A Dask data frame's partitions are the chunks
+        of the same passes, each a map over the partitions where they are (on the workers
+        of the active ``dask.distributed`` client) and a tree of merges; only the merged
+        parts come back. See :mod:`lmm.chunks`.
 
         Args:
             formula: an lme4 formula.
-            chunks: a list of data frames, or a function returning a fresh iterator over
-                them (e.g. ``lambda: pd.read_csv(path, chunksize=10**6)``); an iterator,
-                which can be read only once, is refused.
+            chunks: a list of data frames, a function returning a fresh iterator over
+                them (e.g. ``lambda: pd.read_csv(path, chunksize=10**6)``), or a Dask data
+                frame; an iterator, which can be read only once, is refused.
             levels: column → its levels, for grouping or factor columns whose levels are
                 known (their distinct values are then not collected; a chunk with another
                 value raises ValueError).
-            REML, sigma, missing, max_dense_bytes: as for :class:`LinearMixedModel`.
+            REML, sigma, missing, double_bar, max_dense_bytes: as for :class:`LinearMixedModel`.
             weights, offset: column names (one value per row cannot follow the chunks).
-            contrasts: lme4's ``contrasts`` as coding names (``{"f": "contr.sum"}``); a
-                matrix is not supported yet (NotImplementedError).
+            contrasts: lme4's ``contrasts``, as for :class:`LinearMixedModel`.
 
         Returns:
             A :class:`lmm.chunks.ChunkedLinearMixedModel`: evaluation, fit, results and
             inference that need only the crossproducts work as for the model of all rows;
-            what needs the rows (fitted values, residuals, refits) raises NotImplementedError
-            naming the alternative.
+            fitted values and residuals of a Dask data frame's rows are Dask series
+            (lazy); what needs the rows otherwise (refits with other responses, the
+            bootstrap) raises NotImplementedError naming the alternative.
 
         Raises:
-            NotImplementedError: ``scale()``, ``poly()``, ``ns()``, ``bs()``, a contrast matrix.
+            NotImplementedError: ``scale()``, ``poly()``, ``ns()``, ``bs()``.
 
         Warns:
             UserWarning: as the in-memory model: rows dropped, aliased fixed-effects columns
@@ -579,7 +582,8 @@ class LinearMixedModel:
         from .chunks import from_chunks
 
         return from_chunks(formula, chunks, levels=levels, REML=REML, weights=weights, offset=offset,
-                           contrasts=contrasts, sigma=sigma, missing=missing, max_dense_bytes=max_dense_bytes)
+                           contrasts=contrasts, sigma=sigma, missing=missing, double_bar=double_bar,
+                           max_dense_bytes=max_dense_bytes)
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
