@@ -60,9 +60,10 @@ def write_data(path: str, rows: int, users: int, items: int, file_rows: int, see
         i = rng.choice(items, size=m, p=pi)
         x = rng.standard_normal(m)
         y = 3.0 + 0.5 * x + bu[u] + bi[i] + rng.standard_normal(m)
-        table = pa.table({"y": y, "x": x,
-                          "user": pa.DictionaryArray.from_arrays(pa.array(u, pa.int32()), user_names).cast(pa.string()),
-                          "item": pa.DictionaryArray.from_arrays(pa.array(i, pa.int32()), item_names).cast(pa.string())})
+        def ids(codes, names):
+            return pa.DictionaryArray.from_arrays(pa.array(codes, pa.int32()), names).cast(pa.string())
+
+        table = pa.table({"y": y, "x": x, "user": ids(u, user_names), "item": ids(i, item_names)})
         pq.write_table(table, os.path.join(path, f"part-{f:04d}.parquet"))
     with open(os.path.join(path, "_done"), "w") as fh:
         fh.write("ok\n")
