@@ -132,8 +132,12 @@ py::tuple crossprod_state(const lmm::Crossprod& A) {
     xyz.append(A.XyZ[k]);
     py::list row;
     for (const lmm::SparseBlocks& b : A.ZZ_off[k]) {
-      const std::vector<std::int32_t> rows(b.rowidx.begin(), b.rowidx.end());
-      row.append(py::make_tuple(b.nrows, b.ncols, b.pr, b.pc, b.colptr, rows, b.data));
+      // (Index arrays as NumPy arrays, not lists of ints: a crossed term's pattern has a
+      // row index per pair of levels, and the parts of partitions travel between processes.)
+      py::array_t<std::int32_t> rows(static_cast<py::ssize_t>(b.rowidx.size()));
+      std::copy(b.rowidx.begin(), b.rowidx.end(), rows.mutable_data());
+      py::array_t<lmm::Index> colptr(static_cast<py::ssize_t>(b.colptr.size()), b.colptr.data());
+      row.append(py::make_tuple(b.nrows, b.ncols, b.pr, b.pc, colptr, rows, b.data));
     }
     zz_off.append(row);
   }
@@ -169,8 +173,10 @@ lmm::Crossprod crossprod_from_state(const py::tuple& t) {
       S.ncols = bt[1].cast<lmm::Index>();
       S.pr = bt[2].cast<lmm::Index>();
       S.pc = bt[3].cast<lmm::Index>();
-      S.colptr = bt[4].cast<std::vector<lmm::Index>>();
-      S.rowidx.assign(bt[5].cast<std::vector<std::int32_t>>());
+      const auto colptr = bt[4].cast<py::array_t<lmm::Index, py::array::c_style | py::array::forcecast>>();
+      S.colptr.assign(colptr.data(), colptr.data() + colptr.size());
+      const auto rows = bt[5].cast<py::array_t<std::int32_t, py::array::c_style | py::array::forcecast>>();
+      S.rowidx.assign(std::vector<std::int32_t>(rows.data(), rows.data() + rows.size()));
       S.data = bt[6].cast<lmm::Matrix>();
       blocks.push_back(std::move(S));
     }
