@@ -142,10 +142,11 @@ class _Moments:
             if n == 0:
                 n, mean, m2, m3 = nb, mb, m2b, m3b
                 continue
-            # Chan's (and Pébay's, for the cubes) update of two groups' central sums.
+            # Chan's (and Pébay's, for the cubes) update of two groups' central sums (products,
+            # not powers: a Python float's ** raises where numpy's sums give inf).
             tot = n + nb
             d = mb - mean
-            m3 = m3 + m3b + d ** 3 * n * nb * (n - nb) / tot ** 2 + 3.0 * d * (n * m2b - nb * m2) / tot
+            m3 = m3 + m3b + d * d * d * n * nb * (n - nb) / tot / tot + 3.0 * d * (n * m2b - nb * m2) / tot
             m2 = m2 + m2b + d * d * n * nb / tot
             mean = mean + d * nb / tot
             n = tot
@@ -552,7 +553,8 @@ class LearningRound:
                 env = envs.setdefault(text, Env(frame, text, state)) if text not in envs else envs[text]
                 x = as_numeric(evaluate(node, env), node, env)
                 values[name] = np.full(env.n, x) if isinstance(x, float) else np.asarray(x, dtype=np.float64)
-            out.append(request.statistic(values[name]))
+            with np.errstate(all="ignore"):  # infinite values: NaN sums, as in memory
+                out.append(request.statistic(values[name]))
         return tuple(out)
 
     def reduce(self, parts: Iterable[tuple]) -> tuple:
