@@ -118,7 +118,8 @@ def _compare(formula: str, data: pd.DataFrame, chunkings, contrasts=None) -> Non
     parsed = parse_formula(formula)
     want, want_warnings = _outcome(lambda: learned_on_all_rows(parsed, Columns(data), contrasts or {}))
     for chunks in chunkings:
-        got, got_warnings = _outcome(lambda: learn_over_chunks(parsed, contrasts or {}, lambda: iter(chunks)))
+        got, got_warnings = _outcome(lambda chunks=chunks: learn_over_chunks(parsed, contrasts or {},
+                                                                            lambda: iter(chunks)))
         assert got_warnings == want_warnings, formula
         if isinstance(want, str):
             assert got == want, formula
