@@ -25,8 +25,10 @@ Modules, one concern each: :mod:`.data` (data input, rows used, weights and offs
 argument and value checks), :mod:`.evaluation` (the formula's values on the rows),
 :mod:`.fixed` (QR of [X_c y], rank test, scale check, centring), :mod:`.response`
 (constant and exactly fitted responses, the shift ``y_coef``), :mod:`.terms`
-(random-effects terms: order, ``||`` pieces, identifiability, shared columns) and
-:mod:`.build` (:class:`Design` and :func:`build_design`, the pipeline).
+(random-effects terms: order, ``||`` pieces, identifiability, shared columns),
+:mod:`.learned` (``scale()``, ``poly()``, ``ns()``, ``bs()`` learned from row chunks in
+map/reduce rounds, for data beyond memory) and :mod:`.build` (:class:`Design` and
+:func:`build_design`, the pipeline).
 """
 
 from __future__ import annotations
@@ -35,9 +37,11 @@ from .build import Design, build_design
 from .data import MAX_MAGNITUDE, OFFSET_COLUMN, WEIGHTS_COLUMN, as_frame, with_column
 from .evaluation import evaluate_offset
 from .fixed import RANK_TOL, SCALE_TOL
+from .learned import LearningRound, TransformLearner, learn_over_chunks
 from .response import EXACT_FIT_TOL
 from .terms import ReTerm
 
 __all__ = ["Design", "ReTerm", "as_frame", "build_design", "evaluate_offset", "with_column", "WEIGHTS_COLUMN",
-           "OFFSET_COLUMN", "RANK_TOL", "SCALE_TOL", "MAX_MAGNITUDE", "EXACT_FIT_TOL"]
+           "OFFSET_COLUMN", "RANK_TOL", "SCALE_TOL", "MAX_MAGNITUDE", "EXACT_FIT_TOL", "TransformLearner",
+           "LearningRound", "learn_over_chunks"]
 

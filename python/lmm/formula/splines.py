@@ -24,7 +24,8 @@ from typing import Optional, Sequence
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["SplineBasis", "r_quantile", "spline_design", "bs_basis", "ns_basis"]
+__all__ = ["SplineBasis", "r_quantile", "type7_ranks", "type7_from_order_statistics", "knot_probs",
+           "interior_knot_count", "single_value_boundary", "spline_design", "bs_basis", "ns_basis"]
 
 
 @dataclass(frozen=True)
@@ -70,21 +71,56 @@ def r_quantile(x: np.ndarray, probs: np.ndarray) -> np.ndarray:
     with equality later (``x > knot``), so R's own formula is used.
     """
     xs = np.sort(x)
-    n = xs.size
+    lo, hi = type7_ranks(xs.size, probs)
+    return type7_from_order_statistics(xs.size, probs, xs[lo - 1], xs[hi - 1])
+
+
+def type7_ranks(n: int, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The 1-based ranks (lo, hi) of the two order statistics R's type-7 quantile of n
+    values interpolates between at each of ``probs`` (equal where no interpolation is needed)."""
     index = 1.0 + max(n - 1, 0) * probs
-    lo = np.floor(index).astype(np.int64)
-    hi = np.ceil(index).astype(np.int64)
-    qs = xs[lo - 1].copy()
+    return np.floor(index).astype(np.int64), np.ceil(index).astype(np.int64)
+
+
+def type7_from_order_statistics(n: int, probs: np.ndarray, at_lo: np.ndarray, at_hi: np.ndarray) -> np.ndarray:
+    """R's type-7 quantiles of n values at ``probs`` from their order statistics at the
+    ranks :func:`type7_ranks` gives (``at_lo``, ``at_hi``): :func:`r_quantile` without the
+    values themselves (what an out-of-core pass finds)."""
+    index = 1.0 + max(n - 1, 0) * probs
+    lo = np.floor(index)
+    qs = np.array(at_lo, dtype=np.float64)
+    at_hi = np.asarray(at_hi, dtype=np.float64)
     h = index - lo
-    interp = (index > lo) & (xs[hi - 1] != qs)
-    qs[interp] = (1.0 - h[interp]) * qs[interp] + h[interp] * xs[hi - 1][interp]
+    interp = (index > lo) & (at_hi != qs)
+    qs[interp] = (1.0 - h[interp]) * qs[interp] + h[interp] * at_hi[interp]
     return qs
 
 
-def _probs(n_interior: int) -> np.ndarray:
-    """``seq.int(0, 1, length.out = n + 2)[-c(1, n + 2)]`` as R computes it."""
+def knot_probs(n_interior: int) -> np.ndarray:
+    """``seq.int(0, 1, length.out = n + 2)[-c(1, n + 2)]`` as R computes it: the
+    probabilities of the interior knots' quantiles."""
     by = 1.0 / (n_interior + 1)
     return np.arange(1, n_interior + 1) * by
+
+
+def interior_knot_count(kind: str, df: int, degree: int = 3, intercept: bool = False, warn: bool = True) -> int:
+    """How many interior knots ``df`` asks of ``ns()`` (``kind="ns"``) or ``bs()``: R's
+    ``df - 1 - intercept`` and ``df - degree - intercept``, at least 0.
+
+    Warns:
+        UserWarning: (``warn``) R's "'df' was too small; have used ..." when it is below 0.
+    """
+    base = 1 + int(intercept) if kind == "ns" else degree + int(intercept)
+    if df - base >= 0:
+        return df - base
+    if warn:
+        warnings.warn(f"'df' was too small; have used {base}", UserWarning, stacklevel=4)
+    return 0
+
+
+def single_value_boundary(value: float) -> tuple[float, float]:
+    """The boundary knots ``ns()`` takes from the data when they hold one value v: R's ``v * c(7, 9) / 8``."""
+    return float(value * 7 / 8), float(value * 9 / 8)
 
 
 def _cursor(t: np.ndarray, x: np.ndarray, ord: int) -> tuple[np.ndarray, np.ndarray]:
@@ -288,7 +324,7 @@ def _interior_knots(x: np.ndarray, outside: np.ndarray, n_interior: int) -> tupl
     inside = x[~outside]
     if not inside.size:
         raise ValueError("no values within the boundary knots to place the knots at")
-    return tuple(float(k) for k in r_quantile(inside, _probs(n_interior)))
+    return tuple(float(k) for k in r_quantile(inside, knot_probs(n_interior)))
 
 
 def _check_knots(knots: tuple[float, ...], boundary: tuple[float, float]) -> None:
@@ -335,12 +371,7 @@ def bs_basis(x: np.ndarray, df: Optional[int] = None, knots: Optional[Sequence[f
     bk, left, right = _boundary_and_outside(xv, boundary)
     outside = left | right
     if df is not None and knots is None:
-        n_interior = df - ord + (1 - int(intercept))
-        if n_interior < 0:
-            n_interior = 0
-            warnings.warn(f"'df' was too small; have used {ord - (1 - int(intercept))}", UserWarning,
-                          stacklevel=3)
-        knots = _interior_knots(xv, outside, n_interior)
+        knots = _interior_knots(xv, outside, interior_knot_count("bs", df, degree, intercept))
     knots = tuple(float(k) for k in (knots or ()))
     _check_knots(knots, bk)
     aknots = np.sort(np.concatenate([np.repeat(bk, ord), knots]))
@@ -397,17 +428,13 @@ def ns_basis(x: np.ndarray, df: Optional[int] = None, knots: Optional[Sequence[f
     """
     xv, missing = _valid(x)
     if boundary is None and xv.size == 1:
-        boundary_knots: tuple[float, float] = (float(xv[0] * 7 / 8), float(xv[0] * 9 / 8))
+        boundary_knots = single_value_boundary(float(xv[0]))
         left = right = np.zeros(1, dtype=bool)
     else:
         boundary_knots, left, right = _boundary_and_outside(xv, boundary)
     outside = left | right
     if df is not None and knots is None:
-        n_interior = df - 1 - int(intercept)
-        if n_interior < 0:
-            n_interior = 0
-            warnings.warn(f"'df' was too small; have used {1 + int(intercept)}", UserWarning, stacklevel=3)
-        knots = _interior_knots(xv, outside, n_interior)
+        knots = _interior_knots(xv, outside, interior_knot_count("ns", df, intercept=intercept))
     knots = tuple(float(k) for k in (knots or ()))
     _check_knots(knots, (min(boundary_knots), max(boundary_knots)))
     aknots = np.sort(np.concatenate([np.repeat(boundary_knots, 4), knots]))
