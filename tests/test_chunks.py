@@ -145,8 +145,10 @@ def test_refused_inputs():
     d = lmm.datasets.load("sleepstudy")
     with pytest.raises(TypeError, match="iterator"):
         lmm.LinearMixedModel.from_chunks("Reaction ~ Days + (1 | Subject)", iter(_split(d, 3)))
-    with pytest.raises(NotImplementedError, match="scale"):
-        lmm.LinearMixedModel.from_chunks("Reaction ~ scale(Days) + (1 | Subject)", _split(d, 3))
+    with pytest.raises(NotImplementedError, match="response"):
+        lmm.LinearMixedModel.from_chunks("scale(Reaction) ~ Days + (1 | Subject)", _split(d, 3))
+    with pytest.raises(NotImplementedError, match="offset"):
+        lmm.LinearMixedModel.from_chunks("Reaction ~ Days + offset(scale(Days)) + (1 | Subject)", _split(d, 3))
     with pytest.raises(FormulaError, match="Days"):
         lmm.LinearMixedModel.from_chunks("Reaction ~ Days + (1 | Subject)", [d, d.drop(columns="Days")])
     with pytest.raises(ValueError, match="nothere"):
@@ -304,3 +306,26 @@ def test_contrasts_by_name():
     full = lmm.LinearMixedModel(formula, d, contrasts={"f": matrix})
     assert m.design.xnames == full.design.xnames
     _assert_same_fit(m.fit(), full.fit())
+
+
+@pytest.mark.parametrize("formula", [
+    "y ~ scale(x) + f + (1 | user)",
+    "y ~ poly(x, 3) + (1 | user) + (1 | item)",
+    "y ~ ns(x, df = 3) + (1 | item)",
+    "y ~ bs(x, df = 4) + f + (1 | user)",
+    "y ~ f + (scale(x) | user)",
+])
+def test_stateful_transforms_learned_on_all_rows(formula):
+    """scale(), poly(), ns(), bs() learn their values over all chunks (lmm.design.learned),
+    on every row where their argument is present, as in memory."""
+    d = _crossed(seed=11)
+    d.loc[d.index[[15, 1200]], "y"] = np.nan  # rows dropped after the transforms are learned
+    chunks = _split(d, 6, seed=4)
+    with pytest.warns(UserWarning, match="dropped"):
+        m = lmm.LinearMixedModel.from_chunks(formula, chunks)
+    with pytest.warns(UserWarning, match="dropped"):
+        full = lmm.LinearMixedModel(formula, d)
+    assert m.design.xnames == full.design.xnames
+    _assert_same_fit(m.fit(), full.fit())
+    new = d.iloc[:50].dropna()
+    np.testing.assert_allclose(m.fit().predict(new), full.fit().predict(new), rtol=1e-7)

@@ -217,3 +217,15 @@ def test_bad_input_is_refused(client):
         lmm.lmer("y ~ x + (1 | g)", ddf.assign(g="one"))
     with pytest.raises(TypeError, match="column name"):
         lmm.lmer("y ~ x + (1 | user)", ddf, weights=np.ones(len(d)))
+
+
+def test_stateful_transforms_through_the_cluster(client):
+    """scale(), poly() and ns() learned in rounds over the partitions on the workers."""
+    d = _data(seed=9)
+    d.loc[d.index[[3, 2000]], "y"] = np.nan
+    formula = "y ~ scale(x) + poly(w, 2) + ns(o, df = 3) + (1 | user)"
+    with pytest.warns(UserWarning, match="dropped"):
+        got = lmm.lmer(formula, dd.from_pandas(d, npartitions=NPARTITIONS))
+    with pytest.warns(UserWarning, match="dropped"):
+        want = lmm.lmer(formula, d)
+    _assert_same_fit(got, want)

@@ -23,6 +23,7 @@ fitted result predicts on any chunk with ``result.predict(chunk)``.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import warnings
@@ -37,6 +38,7 @@ from . import _core as core
 from .design import EXACT_FIT_TOL, ReTerm, as_frame, evaluate_offset
 from .design.data import checked_contrasts
 from .design.fixed import full_rank_columns, warn_scales
+from .design.learned import LearningRound, TransformLearner
 from .formula import (
     ModelFrameState,
     ParsedFormula,
@@ -497,8 +499,8 @@ class _Levels:
 class _LevelsPass:
     """The map of the pass of the levels, for one chunk (picklable, shipped once)."""
 
-    def __init__(self, plan: _Plan, given: dict) -> None:
-        self.plan, self.given = plan, given
+    def __init__(self, plan: _Plan, given: dict, preset: dict) -> None:
+        self.plan, self.given, self.preset = plan, given, preset
 
     def __call__(self, chunk, k: int) -> _Levels:
         plan = self.plan
@@ -511,7 +513,7 @@ class _LevelsPass:
                   for rt in plan.parsed.random]
         stats = None
         if free and len(frame):  # (fresh states: the matrices do not depend on what they record)
-            evaluator = _Evaluator(plan, ModelFrameState(), [ModelFrameState() for _ in plan.parsed.random])
+            evaluator = _Evaluator(plan, _state(self.preset), [_state(self.preset) for _ in plan.parsed.random])
             stats = _Statistics.of(evaluator.numeric(frame, k))
         return _Levels(counts, distinct, combos, numeric, {free: k}, stats)
 
@@ -542,6 +544,27 @@ class _CrossprodPass:
             return None
         tuples: list = [(c, z, nl, s) for c, z, (nl, s) in zip(d.codes, d.zs, self.shapes)]
         return core.chunk_crossprod(tuples, d.X, d.y, self.x_center, self.y_coef, d.weights, self.transforms)
+
+
+def _state(preset: dict) -> ModelFrameState:
+    """A fresh model-frame state with the numeric transforms' values learned on all rows."""
+    state = ModelFrameState()
+    state.transforms.preset = dict(preset)
+    return state
+
+
+class _RoundMap:
+    """A round of learning the numeric transforms, as a map over chunks (picklable)."""
+
+    def __init__(self, step: LearningRound) -> None:
+        self.step = step
+
+    def __call__(self, chunk, k: int) -> Any:
+        return self.step.map(as_frame(chunk))
+
+
+def _reduce_pair(step: LearningRound, a: Any, b: Any) -> Any:
+    return step.reduce([a, b])
 
 
 def _merge_levels(a: _Levels, b: _Levels) -> _Levels:
@@ -587,17 +610,26 @@ def from_chunks(formula: str, chunks, *, levels: Optional[dict] = None, REML: bo
     max_dense_bytes = DEFAULT_MAX_DENSE_BYTES if max_dense_bytes is None else float(max_dense_bytes)
     parsed = parse_formula(formula, double_bar=double_bar)
     coding = checked_contrasts(contrasts, parsed)
-    if _STATEFUL.search(parsed.text):
-        raise NotImplementedError("scale(), poly(), ns() and bs() learn their coefficients from all rows, which "
-                                  "from_chunks does not compute yet: transform those columns before chunking, or "
-                                  "fit the data in memory")
+    for what, expr in [("the response", parsed.response_expr)] + [("an offset", e) for e in parsed.offset_exprs]:
+        if _STATEFUL.search(str(expr)):
+            raise NotImplementedError(f"{what} {str(expr)!r} holds scale(), poly(), ns() or bs(), which learn from "
+                                      "the rows used; from_chunks learns them for the model matrices only: transform "
+                                      "that column before chunking, or fit the data in memory")
     plan = _Plan(parsed, weights, offset)
     runner = _runner(chunks, plan)
     given = {str(k): v for k, v in (levels or {}).items()}
 
     # --- pass 1: levels (distinct values of the discrete columns over the rows used), and
     # the statistics when the model matrices do not depend on them ---------------------------
-    seen = runner.map_reduce(_LevelsPass(plan, given), _merge_levels)
+    # --- pass 0 (scale(), poly(), ns(), bs()): their values learned on all rows, in rounds
+    # (lmm.design.learned), then used by every evaluation -------------------------------------
+    learner = TransformLearner(parsed, coding)
+    while not learner.done:
+        step = learner.round()
+        learner.advance(runner.map_reduce(_RoundMap(step), functools.partial(_reduce_pair, step)))
+    preset = learner.preset()
+
+    seen = runner.map_reduce(_LevelsPass(plan, given, preset), _merge_levels)
     if seen is None:
         raise ValueError("chunks is empty: no data frames to fit")
     if len(seen.free) > 1:
@@ -619,14 +651,14 @@ def from_chunks(formula: str, chunks, *, levels: Optional[dict] = None, REML: bo
     if seen.counts.nread == ndrop:
         raise ValueError("no rows left after dropping rows with missing values")
     lf = _levels_frame(values, seen.numeric)
-    fixed_state = ModelFrameState()
+    fixed_state = _state(preset)
     # (lme4 passes contrasts to the fixed effects' model matrix only.)
     fixed_state.transforms.contrasts = {c: k for c, k in coding.items() if c in plan.columns}
     _, xnames = model_matrix(parsed.fixed_terms, lf, state=fixed_state)
     states: list[ModelFrameState] = []
     pieces: list[ReTerm] = []
     for j, rt in enumerate(parsed.random):
-        st = ModelFrameState()
+        st = _state(preset)
         _, cnames = model_matrix(rt.terms, lf, state=st)
         if not cnames:
             raise ValueError(f"random-effects term for {rt.name!r} has no columns ({rt.expr!r})")

@@ -565,8 +565,9 @@ class LinearMixedModel:
             (lazy); what needs the rows otherwise (refits with other responses, the
             bootstrap) raises NotImplementedError naming the alternative.
 
-        Raises:
-            NotImplementedError: ``scale()``, ``poly()``, ``ns()``, ``bs()``.
+        ``scale()``, ``poly()``, ``ns()`` and ``bs()`` learn their values over all chunks first,
+        in rounds of small statistics (:mod:`lmm.design.learned`; ``ns()``'s knots exactly,
+        in at most four passes).
 
         Warns:
             UserWarning: as the in-memory model: rows dropped, aliased fixed-effects columns
