@@ -14,7 +14,7 @@ Dask and distributed are optional: they are imported when a client is given.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Generator, Iterable
 
 from .inference.common import Progress
 
@@ -65,7 +65,7 @@ def block_size(client: Any, total: int, most: int | None = None) -> int:
 
 
 def map_blocks(client: Any, task: Callable[[Any, Any], Any], shared: Any, blocks: Iterable[tuple[Any, int, str]],
-               bar: Progress) -> Iterator[Any]:
+               bar: Progress) -> Generator[Any, None, None]:
     """``task(shared, block)`` for each block on the client's workers; the results in the
     blocks' order.
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -11,6 +12,10 @@ from scipy import stats
 
 from ..covariance import theta_to_sdcor, varpar_names
 from .common import Progress, percent_names
+
+if TYPE_CHECKING:
+    from ..many import _Fitter
+    from ..model import LinearMixedModel, Solution
 
 __all__ = ["BootstrapResult", "bootstrap"]
 
@@ -147,12 +152,12 @@ def bootstrap(res, nsim: int = 500, seed=None, use_u: bool = False, n_jobs: int 
 class _Replicates:
     """What fitting a block of replicates needs (pickled once to each worker with ``client``)."""
 
-    model: object
-    solution: object
+    model: LinearMixedModel
+    solution: Solution
     use_u: bool
-    fitter: object
+    fitter: _Fitter
 
-    def fit(self, seeds: list, bar) -> dict:
+    def fit(self, seeds: list, bar: Progress) -> dict:
         """The refits of the replicates of ``seeds`` (one ``SeedSequence`` each), in order."""
         from ..results.predict import simulate_response
 
