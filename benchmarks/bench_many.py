@@ -11,7 +11,8 @@ Designs (fixed seeds):
 
 Timed (the whole call from a data frame, as a user waits for it; median of --repeat calls,
 after one small warm-up call per system): lmm.lmer_many on all responses with Y= an array
-(n_jobs=1, n_jobs=2, and warm_start=True) and with responses= naming the columns of a wide
+(n_jobs=1, n_jobs=2, and warm_start=True; with --cluster also client= a dask LocalCluster of 1
+and 2 worker processes, a thread each) and with responses= naming the columns of a wide
 frame, also read from a CSV (string group ids) and printed (the result and its tidy table's
 head) in the same timed call; a Python loop of lmm.lmer over the first --subset responses, extrapolated per fit;
 lme4's refit() loop and a loop of lmer() over the same subset through Rscript
@@ -43,6 +44,8 @@ grow between the counts by no more than the results held in memory.
     python benchmarks/bench_many.py                            # the full benchmark
     python benchmarks/bench_many.py --designs genes --no-r --json many.json
     python benchmarks/bench_many.py --designs                  # peak memory only
+    python benchmarks/bench_many.py --designs sleep --cluster --no-r --no-flash --memory-responses
+                                                               # ... and on a LocalCluster (client=)
 """
 
 from __future__ import annotations
@@ -518,12 +521,33 @@ def bench_flash(design: Design, S: int, table: Table, repeat: int, ours: Fits, a
     accuracy["flash_vs_lmm"] = acc
 
 
+def bench_cluster(design: Design, table: Table, repeat: int, ours: Fits, accuracy: dict) -> None:
+    """lmer_many(client=) on a LocalCluster of 1 and 2 worker processes (a thread each)."""
+    from distributed import Client, LocalCluster
+
+    for workers in (1, 2):
+        with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0") as lc, \
+                Client(lc) as client:
+            def call(d: Design = design) -> lmm.ManyResult:
+                return lmm.lmer_many(d.rhs, d.frame, Y=d.Y, client=client, progress=False)
+
+            call(warm_up(design))  # (the workers import lmm)
+            sec, res = timed(call, repeat)
+        table.add(f"lmm.lmer_many(Y=, client=), {workers} worker process(es)", design.rhs, design.m, sec, workers,
+                  "LocalCluster, a thread per worker")
+        accuracy[f"client_{workers}_vs_n_jobs_1_max_rel_criterion"] = float(
+            relative(np.asarray(res.criterion), ours.criterion).max())
+
+
 def bench_design(design: Design, args, workdir: pathlib.Path) -> dict:
     S = min(args.subset, design.m)
     table = Table()
     accuracy: dict = {}
     print(f"[{design.name}] lmm.lmer_many …", file=sys.stderr, flush=True)
     ours = bench_lmm(design, table, args.repeat, accuracy)
+    if args.cluster:
+        print(f"[{design.name}] lmm.lmer_many on a LocalCluster …", file=sys.stderr, flush=True)
+        bench_cluster(design, table, args.repeat, ours, accuracy)
     first = Fits(ours.theta[:S], ours.beta[:S], ours.criterion[:S])
     print(f"[{design.name}] loop of lmm.lmer over {S} …", file=sys.stderr, flush=True)
     bench_loop(design, S, table, args.repeat, first, accuracy)
@@ -583,6 +607,10 @@ def report(result: dict) -> None:
           f"lmm converged {b['converged']}/{b['responses']}")
     print(f"warm_start=True: converged {b['warm_converged']}/{b['responses']}; its criterion minus the cold start's "
           f"in [{b['warm_minus_cold_criterion_min']:.2e}, {b['warm_minus_cold_criterion_max']:.2e}]")
+    clients = {k: v for k, v in acc.items() if k.startswith("client_")}
+    if clients:
+        print("client= vs n_jobs=1: max rel. criterion "
+              + ", ".join(f"{k.split('_')[1]} worker(s) {v:.1e}" for k, v in clients.items()))
     if "lmm_vs_lme4" in acc:
         a = acc["lmm_vs_lme4"]
         print(f"lmm vs lme4 lmer() ({a['responses']}): max rel. criterion {a['max_rel_criterion']:.1e} (median "
@@ -646,6 +674,8 @@ def main() -> None:
                     help="response counts for peak memory (default 1000 100000; --quick 1000 5000; none: skip)")
     ap.add_argument("--chunk", type=int, default=1000, help="responses per chunk in the memory runs")
     ap.add_argument("--no-r", action="store_true", help="skip lme4")
+    ap.add_argument("--cluster", action="store_true",
+                    help="also lmer_many(client=) on a dask LocalCluster of 1 and 2 worker processes")
     ap.add_argument("--no-flash", action="store_true", help="skip FLASH-MM")
     ap.add_argument("--json", type=pathlib.Path, help="also write the results here")
     ap.add_argument("--memory-case", type=int, help=argparse.SUPPRESS)

@@ -16,12 +16,13 @@ file of the tidy table is written chunk by chunk instead, for 10⁵ responses an
 
 from __future__ import annotations
 
+import collections
 import copy
 import dataclasses
 import os
 import time
 import warnings
-from typing import Any, Callable, Iterable, Iterator, Optional, Sequence
+from typing import Any, Callable, Generator, Iterable, Iterator, Optional, Sequence
 
 import numpy as np
 import pandas as pd
@@ -467,7 +468,7 @@ class _Writer:
 
 def fit_many(model: LinearMixedModel, Y, *, names=None, reml: bool | None = None, n_jobs: int | None = None,
              warm_start: bool = False, satterthwaite: bool = False, progress: bool | None = None, output=None,
-             chunk_size: int = 4096, verbose: bool = False,
+             chunk_size: int = 4096, verbose: bool = False, client=None,
              _rebuild: Optional[Callable[[np.ndarray], LinearMixedModel]] = None):
     """Fit each column of ``Y`` as the response of ``model``'s design.
 
@@ -486,7 +487,8 @@ def fit_many(model: LinearMixedModel, Y, *, names=None, reml: bool | None = None
             every row, are kept).
         names: names of the responses (default: the DataFrame's columns, or ``y0``, ``y1``, ...).
         reml: REML (default: the model's) or ML.
-        n_jobs: threads (None or -1: every CPU); BLAS runs on one thread meanwhile.
+        n_jobs: threads (None or -1: every CPU; with ``client``, threads per task, default
+            1); BLAS runs on one thread meanwhile.
         warm_start: start each fit after the first of a block at the previous optimum
             (unless that fit was singular): fewer evaluations on similar responses, but
             results that depend on the order of the responses, within the optimizer's
@@ -497,7 +499,10 @@ def fit_many(model: LinearMixedModel, Y, *, names=None, reml: bool | None = None
         verbose: a line per block of fits on stdout instead of the bar.
         output: a ``.parquet`` or ``.csv`` path: the tidy table (:meth:`ManyResult.to_frame`)
             is written there chunk by chunk and the path returned.
-        chunk_size: responses per block.
+        chunk_size: responses per block (with ``client``, the most per task).
+        client: a ``dask.distributed`` Client: blocks of responses are fitted on its
+            workers (Satterthwaite's df too) and come back in order, written to ``output``
+            here as they arrive (see :mod:`lmm.cluster`); the results are those fitted here.
 
     Returns:
         ManyResult, or the path written with ``output``.
@@ -506,35 +511,39 @@ def fit_many(model: LinearMixedModel, Y, *, names=None, reml: bool | None = None
     reml = model.REML if reml is None else bool(reml)
     if not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
         raise ValueError(f"chunk_size must be a positive number of responses, not {chunk_size!r}")
-    threads = _n_jobs(n_jobs)
+    if client is not None:
+        from . import cluster
+
+        client = cluster.as_client(client)
+    threads = _n_jobs(1 if client is not None and n_jobs is None else n_jobs)
     n = model.nobs
-    models: dict[bytes, LinearMixedModel] = {}
-
-    def missing_model(rows: np.ndarray) -> LinearMixedModel:
-        # The model's rows `rows`: its arrays' subset, or (where that is not of full rank,
-        # or a factor keeps one level) the design built again as lmer would build it.
-        key = np.packbits(np.isin(np.arange(n), rows)).tobytes()
-        if key not in models:
-            try:
-                models[key] = _subset_model(model, rows)
-            except ValueError:
-                if _rebuild is None:
-                    raise
-                models[key] = _rebuild(rows)
-        return models[key]
-
+    work = _Responses(model, reml, threads, warm_start, satterthwaite, _rebuild)
+    missing_model = _Subsets(model, _rebuild)
     total = _count(Y)
     bar = fit_progress(total if total is not None else 0, progress if total is not None else False, "fits", verbose)
-    writer = _Writer(output) if output is not None else None
+    size = int(chunk_size) if client is None or total is None else cluster.block_size(client, total, chunk_size)
+    chunks = _chunks(Y, n, names, size)
     fitters: dict = {}
+    sent: collections.deque = collections.deque()  # the blocks out, in order
+
+    def blocks() -> Iterator[tuple[np.ndarray, int, str]]:
+        for values, got in chunks:
+            sent.append((values, got))
+            yield values, values.shape[1], "fits"
+
+    if client is None:
+        results: Generator[dict, None, None] = (work.fit(values, bar, fitters, missing_model)
+                                                for values, _, _ in blocks())
+    else:
+        results = cluster.map_blocks(client, _responses_task, work, blocks(), bar)
+        threads *= cluster.worker_threads(client)
+    writer = _Writer(output) if output is not None else None
     parts: list[dict] = []
     all_names: list[str] = []
-    blocks: list[np.ndarray] = []
+    kept: list[np.ndarray] = []
     try:
-        for values, got in _chunks(Y, n, names, int(chunk_size)):
-            part = _fit_chunk(model, values, reml, threads, warm_start, fitters, bar, missing_model)
-            if satterthwaite:
-                part["df"] = _satterthwaite_df(model, values, part, reml, missing_model)
+        for part in results:
+            values, got = sent.popleft()
             if writer is not None:
                 chunk = ManyResult(got, model.design.xnames, _theta_names(model.terms), reml, [part], 0.0, threads)
                 writer.write(chunk.to_frame())
@@ -542,8 +551,9 @@ def fit_many(model: LinearMixedModel, Y, *, names=None, reml: bool | None = None
                 parts.append(part)
                 all_names += got
                 if total is not None:  # (blocks of a matrix: views; of an iterator: not kept)
-                    blocks.append(values)
+                    kept.append(values)
     finally:
+        results.close()  # (with a client: what is still running is cancelled)
         bar.close()
         if writer is not None:
             writer.close()
@@ -551,17 +561,67 @@ def fit_many(model: LinearMixedModel, Y, *, names=None, reml: bool | None = None
         return writer.path
     if len(set(all_names)) < len(all_names):
         warnings.warn("some responses share a name; result() by name picks the first", UserWarning, stacklevel=2)
-    starts = np.cumsum([0] + [b.shape[1] for b in blocks])
+    starts = np.cumsum([0] + [b.shape[1] for b in kept])
 
     def refit(k: int):
         b = int(np.searchsorted(starts, k, side="right")) - 1
-        y = blocks[b][:, k - starts[b]]
+        y = kept[b][:, k - starts[b]]
         rows = ~np.isnan(y)
         m = model.with_response(y) if rows.all() else missing_model(np.flatnonzero(rows)).with_response(y[rows])
         return m.fit(reml=reml)
 
     return ManyResult(all_names, model.design.xnames, _theta_names(model.terms), reml, parts,
                       time.perf_counter() - t0, threads, refit if total is not None else None)
+
+
+class _Subsets:
+    """The model on the rows a response does not miss (``rows``, positions among its rows):
+    its arrays' subset, or (where that is not of full rank, or a factor keeps one level) the
+    design built again as lmer would build it (``rebuild``); one per set of rows."""
+
+    def __init__(self, model: LinearMixedModel, rebuild: Optional[Callable[[np.ndarray], LinearMixedModel]]) -> None:
+        self.model, self.rebuild = model, rebuild
+        self.models: dict[bytes, LinearMixedModel] = {}
+
+    def __call__(self, rows: np.ndarray) -> LinearMixedModel:
+        key = np.packbits(np.isin(np.arange(self.model.nobs), rows)).tobytes()
+        if key not in self.models:
+            try:
+                self.models[key] = _subset_model(self.model, rows)
+            except ValueError:
+                if self.rebuild is None:
+                    raise
+                self.models[key] = self.rebuild(rows)
+        return self.models[key]
+
+
+@dataclasses.dataclass
+class _Responses:
+    """What fitting a block of responses needs (pickled once to each worker with ``client=``)."""
+
+    model: LinearMixedModel
+    reml: bool
+    threads: int
+    warm_start: bool
+    satterthwaite: bool
+    rebuild: Optional[Callable[[np.ndarray], LinearMixedModel]]
+
+    def __post_init__(self) -> None:
+        # The design's R factor (cached on its core) formed once here: the tasks that share
+        # the model on a worker then only read it.
+        _Fitter(self.model._shifted, self.reml, self.threads, self.warm_start)
+
+    def fit(self, values: np.ndarray, bar: Progress, fitters: dict, missing_model: _Subsets) -> dict:
+        """The fits of the block ``values`` (n × k, NaN where missing), Satterthwaite's df with them."""
+        part = _fit_chunk(self.model, values, self.reml, self.threads, self.warm_start, fitters, bar, missing_model)
+        if self.satterthwaite:
+            part["df"] = _satterthwaite_df(self.model, values, part, self.reml, missing_model)
+        return part
+
+
+def _responses_task(work: _Responses, values: np.ndarray) -> dict:
+    """A worker's block of responses (numbers only travel back)."""
+    return work.fit(values, Progress(values.shape[1], False), {}, _Subsets(work.model, work.rebuild))
 
 
 def _count(Y) -> Optional[int]:
@@ -608,7 +668,7 @@ def lmer_many(formula: str, data, *, responses: Sequence[str] | None = None, Y=N
               REML: bool = True, weights=None, offset=None, contrasts=None, missing: str = "drop",
               double_bar: str = "split", n_jobs: int | None = None, warm_start: bool = False,
               satterthwaite: bool = False, progress: bool | None = None, output=None, chunk_size: int = 4096,
-              verbose: bool = False):
+              verbose: bool = False, client=None):
     """Many ``lmer`` fits on one design: one per response, or one per candidate covariate.
 
     Args:
@@ -624,8 +684,9 @@ def lmer_many(formula: str, data, *, responses: Sequence[str] | None = None, Y=N
         REML, weights, offset, contrasts, missing, double_bar: as :func:`lmm.lmer`; rows
             missing in a predictor are dropped for every fit, rows missing in a response
             for that response only (as separate fits would drop them).
-        n_jobs, warm_start, satterthwaite, progress, output, chunk_size, verbose: see
-            :func:`fit_many`.
+        n_jobs, warm_start, satterthwaite, progress, output, chunk_size, verbose, client:
+            see :func:`fit_many` (``client``, a ``dask.distributed`` Client, fits blocks of
+            responses on its workers; not yet with ``vary``).
 
     Returns:
         ManyResult (or the path written, with ``output``).
@@ -645,6 +706,9 @@ def lmer_many(formula: str, data, *, responses: Sequence[str] | None = None, Y=N
                                       "responses with one scan each")
         if not lhs:
             raise ValueError("with vary=, the formula names the response ('y ~ x + (1 | g)')")
+        if client is not None:
+            raise NotImplementedError("client= with vary= (a scan of candidates) is not implemented yet; "
+                                      "scan on this machine (its C++ threads), or fit the responses= on the client")
         return _scan(formula, data, vary, REML=REML, weights=weights, offset=offset, contrasts=contrasts,
                      missing=missing, double_bar=double_bar, n_jobs=n_jobs, progress=progress, output=output,
                      satterthwaite=satterthwaite, verbose=verbose)
@@ -693,7 +757,8 @@ def lmer_many(formula: str, data, *, responses: Sequence[str] | None = None, Y=N
     else:
         Y_model = (rows_of(block) for block in Y)
     return fit_many(model, Y_model, reml=REML, n_jobs=n_jobs, warm_start=warm_start, satterthwaite=satterthwaite,
-                    progress=progress, output=output, chunk_size=chunk_size, verbose=verbose, _rebuild=rebuild)
+                    progress=progress, output=output, chunk_size=chunk_size, verbose=verbose, client=client,
+                    _rebuild=rebuild)
 
 
 def _with_column(model: LinearMixedModel, g: np.ndarray, name: str) -> LinearMixedModel:

@@ -813,10 +813,11 @@ class LinearMixedModel:
 
     def fit_many(self, Y, *, names=None, reml: bool | None = None, n_jobs: int | None = None,
                  warm_start: bool = False, satterthwaite: bool = False, progress: bool | None = None,
-                 output=None, chunk_size: int = 4096, verbose: bool = False):
+                 output=None, chunk_size: int = 4096, verbose: bool = False, client=None):
         """Fit each column of ``Y`` as this design's response, as separate fits would.
 
-        See :func:`lmm.many.fit_many` (the arguments are its own).
+        See :func:`lmm.many.fit_many` (the arguments are its own; ``client``, a
+        ``dask.distributed`` Client, fits blocks of responses on its workers).
 
         Returns:
             :class:`lmm.many.ManyResult` (or the path written, with ``output``).
@@ -825,7 +826,7 @@ class LinearMixedModel:
 
         return fit_many(self, Y, names=names, reml=reml, n_jobs=n_jobs, warm_start=warm_start,
                         satterthwaite=satterthwaite, progress=progress, output=output, chunk_size=chunk_size,
-                        verbose=verbose)
+                        verbose=verbose, client=client)
 
     def fit(self, start=None, *, reml: bool | None = None, optimizer: str = "core", tol: float = 1e-8,
             maxiter: int = 10000, verbose: bool = False):

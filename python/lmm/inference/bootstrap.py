@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
 from ..covariance import theta_to_sdcor, varpar_names
-from .common import percent_names
+from .common import Progress, percent_names
+
+if TYPE_CHECKING:
+    from ..many import _Fitter
+    from ..model import LinearMixedModel, Solution
 
 __all__ = ["BootstrapResult", "bootstrap"]
 
@@ -25,7 +30,7 @@ class BootstrapResult:
         estimates: the same statistics for the fit (``t0``).
         converged: per replicate, whether the refit converged.
         seconds: wall time.
-        n_jobs: workers used.
+        n_jobs: threads used (with a client: its workers' threads times the threads per task).
     """
 
     replicates: pd.DataFrame
@@ -68,7 +73,8 @@ def _boot_quantile(t: pd.DataFrame, p: float) -> pd.Series:
 
 
 def bootstrap(res, nsim: int = 500, seed=None, use_u: bool = False, n_jobs: int | None = None,
-              progress: bool | None = None, chunk: int = 256, verbose: bool = False) -> BootstrapResult:
+              progress: bool | None = None, chunk: int = 256, verbose: bool = False,
+              client=None) -> BootstrapResult:
     """Parametric bootstrap (lme4's ``bootMer(type = "parametric")``).
 
     Each replicate simulates y from the fitted model (new random effects unless
@@ -78,40 +84,52 @@ def bootstrap(res, nsim: int = 500, seed=None, use_u: bool = False, n_jobs: int 
     replicate only those of y, in C++ threads without the GIL). The responses come from
     the result's simulator (:func:`lmm.results.predict.simulate_response`); replicate r
     uses its own random stream spawned from ``seed``, so results do not depend on
-    ``n_jobs`` or ``chunk``.
+    ``n_jobs``, ``chunk`` or ``client``.
 
     Args:
         res: the fitted result.
         nsim: number of replicates.
         seed: seed of ``numpy.random.SeedSequence``.
         use_u: keep the conditional modes b̂ fixed and simulate only the noise.
-        n_jobs: worker threads (default: every CPU).
+        n_jobs: worker threads (default: every CPU; with ``client``, threads per task,
+            default 1).
         progress: show a progress bar (default: when stderr is a terminal).
-        chunk: replicates simulated and fitted together (memory: ``chunk`` responses).
+        chunk: replicates simulated and fitted together (memory: ``chunk`` responses; with
+            ``client``, the most per task).
         verbose: print a line per block of replicates fitted (blocks of 16, or of a tenth of them).
+        client: a ``dask.distributed`` Client: blocks of replicates are simulated and
+            fitted on its workers (see :mod:`lmm.cluster`), the same replicates as here.
 
     Returns:
         BootstrapResult.
     """
     from ..many import _Fitter, _n_jobs, fit_progress
-    from ..results.predict import simulate_response
 
     model = res.model
     ntheta, p = model.ntheta, model.nfixed
+    if client is not None:
+        from .. import cluster
+
+        client = cluster.as_client(client)
     seeds = np.random.SeedSequence(seed).spawn(nsim)
-    n_jobs = _n_jobs(n_jobs)
-    offset = model.design.offset
+    n_jobs = _n_jobs(1 if client is not None and n_jobs is None else n_jobs)
     fitter = _Fitter(model._shifted, res.REML, n_jobs, False, theta_start=res.par)
+    work = _Replicates(model, res.solution, use_u, fitter)
     bar = fit_progress(nsim, progress, "bootstrap", verbose)
     if verbose:
         chunk = min(chunk, max(16, nsim // 10))
+    chunk = max(1, int(chunk))
     t0 = time.perf_counter()
     parts = []
     try:
-        for i in range(0, nsim, max(1, int(chunk))):
-            Y = np.column_stack([simulate_response(model, res.solution, np.random.default_rng(ss), use_u=use_u)
-                                 for ss in seeds[i:i + chunk]])
-            parts.append(fitter.fit(Y if offset is None else Y - offset[:, None], bar, "replicates"))
+        if client is None:
+            for i in range(0, nsim, chunk):
+                parts.append(work.fit(seeds[i:i + chunk], bar))
+        else:
+            size = cluster.block_size(client, nsim, most=chunk)
+            blocks = ((seeds[i:i + size], len(seeds[i:i + size]), "replicates") for i in range(0, nsim, size))
+            parts = list(cluster.map_blocks(client, _replicates_task, work, blocks, bar))
+            n_jobs = cluster.worker_threads(client) * n_jobs
     finally:
         bar.close()
     seconds = time.perf_counter() - t0
@@ -128,3 +146,29 @@ def bootstrap(res, nsim: int = 500, seed=None, use_u: bool = False, n_jobs: int 
     t0_stats = pd.Series(np.concatenate([theta_to_sdcor(res.par, res.sigma, model.terms), res.fixef.to_numpy()]),
                          index=vn + xnames)
     return BootstrapResult(replicates=frame, estimates=t0_stats, converged=converged, seconds=seconds, n_jobs=n_jobs)
+
+
+@dataclass
+class _Replicates:
+    """What fitting a block of replicates needs (pickled once to each worker with ``client``)."""
+
+    model: LinearMixedModel
+    solution: Solution
+    use_u: bool
+    fitter: _Fitter
+
+    def fit(self, seeds: list, bar: Progress) -> dict:
+        """The refits of the replicates of ``seeds`` (one ``SeedSequence`` each), in order."""
+        from ..results.predict import simulate_response
+
+        model = self.model
+        Y = np.column_stack([simulate_response(model, self.solution, np.random.default_rng(ss), use_u=self.use_u)
+                             for ss in seeds])
+        offset = model.design.offset
+        part = self.fitter.fit(Y if offset is None else Y - offset[:, None], bar, "replicates")
+        return {key: part[key] for key in ("theta", "sigma", "beta", "converged")}
+
+
+def _replicates_task(work: _Replicates, seeds: list) -> dict:
+    """A worker's block of replicates (numbers only travel back)."""
+    return work.fit(seeds, Progress(len(seeds), False))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import math
 from dataclasses import dataclass, field
 
@@ -68,7 +70,8 @@ class Profile:
 
 
 def profile(res, which=None, alphamax: float = 0.01, maxpts: int = 100, delta_cutoff: float = 1 / 8,
-            cutoff: float | None = None, progress: bool | None = None, verbose: bool = False) -> Profile:
+            cutoff: float | None = None, progress: bool | None = None, verbose: bool = False,
+            client=None) -> Profile:
     """Profile the ML deviance over σ's, correlations, σ and the fixed effects (lme4's ``profile``).
 
     Args:
@@ -80,6 +83,9 @@ def profile(res, which=None, alphamax: float = 0.01, maxpts: int = 100, delta_cu
         cutoff: override the zeta range.
         progress: show a progress bar, one step per parameter (None: when stderr is a terminal).
         verbose: print a line per parameter profiled.
+        client: a ``dask.distributed`` Client: each parameter's profile (both directions)
+            is traced on its workers, a task per parameter (see :mod:`lmm.cluster`); the
+            curves are those traced here.
 
     Returns:
         Profile.
@@ -96,17 +102,19 @@ def profile(res, which=None, alphamax: float = 0.01, maxpts: int = 100, delta_cu
     if model.sigma is not None:
         raise NotImplementedError("profiles are not implemented for a known residual SD; use "
                                   "confint(method='Wald') or 'boot'")
+    if client is not None:
+        from .. import cluster
+
+        client = cluster.as_client(client)
     ml = res.refit_ml()
-    theta_ml, sigma_ml, beta_ml, base = ml.par, ml.sigma, ml.fixef.to_numpy(), ml.objective
+    theta_ml, sigma_ml, beta_ml = ml.par, ml.sigma, ml.fixef.to_numpy()
     vnames = varpar_names(terms)
     xnames = list(res.fixef.index)
     pars0 = theta_to_sdcor(theta_ml, sigma_ml, terms)
     names = vnames + xnames
-    estimates = pd.Series(np.concatenate([pars0, beta_ml]), index=names)
     lower_theta = model.theta_lower
     lower = np.concatenate([np.where(lower_theta == 0, 0.0, -1.0), [0.0], np.full(len(xnames), -np.inf)])
     upper = np.concatenate([np.where(lower_theta == 0, np.inf, 1.0), [np.inf], np.full(len(xnames), np.inf)])
-    lower_s, upper_s = pd.Series(lower, index=names), pd.Series(upper, index=names)
     if which is None:
         which = names
     elif isinstance(which, str):
@@ -116,29 +124,90 @@ def profile(res, which=None, alphamax: float = 0.01, maxpts: int = 100, delta_cu
         raise ValueError(f"unknown parameters {unknown}; parameters are {names}")
     if cutoff is None:
         cutoff = math.sqrt(stats.chi2.ppf(1 - alphamax, len(names)))
-    delta = cutoff * delta_cutoff
-    nv = len(vnames)
+    setup = _Setup(model=model, vnames=vnames, xnames=xnames, pars0=pars0, theta_ml=theta_ml, beta_ml=beta_ml,
+                   se_ml=ml.se.to_numpy(), base=ml.objective, lower=lower, upper=upper, cutoff=cutoff,
+                   delta=cutoff * delta_cutoff, maxpts=maxpts)
 
-    mldev = _MLDeviance(model)
     curves, funcs = {}, {}
     bar = Progress(len(which), progress, desc="profile", verbose=verbose)
+
+    def done(w: str, curve: pd.DataFrame, f) -> None:
+        curves[w], funcs[w] = curve, f
+        z = curve["zeta"]
+        bar.update(1, f"{w}: {len(z)} points, zeta from {z.min():.3g} to {z.max():.3g}")
+
     with blas_single_thread(), bar:
-        se_ml = ml.se.to_numpy()
-        for w in which:
-            f: _VarparZeta | _FixedZeta
-            if w in vnames:
-                i = vnames.index(w)
-                f = _VarparZeta(mldev, pars0, i, lower[:nv], upper[:nv], base)
-                start_step = 0.001 if pars0[i] == 0 else pars0[i] * 0.01
-            else:
-                j = xnames.index(w)
-                f = _FixedZeta(model, j, beta_ml[j], theta_ml, base)
-                start_step = delta * se_ml[j]
-            curves[w] = _trace(f, estimates[w], start_step, lower_s[w], upper_s[w], cutoff, delta, maxpts)
-            funcs[w] = f
-            z = curves[w]["zeta"]
-            bar.update(1, f"{w}: {len(z)} points, zeta from {z.min():.3g} to {z.max():.3g}")
-    return Profile(curves=curves, estimates=estimates, lower=lower_s, upper=upper_s, zeta_functions=funcs)
+        if client is None:
+            for w in which:
+                f = setup.zeta(w)
+                done(w, setup.trace(w, f), f)
+        else:
+            # A task per parameter; its zeta function is rebuilt here in the state the trace
+            # left it in (its last optimum, where the interval's root searches start).
+            silent = Progress(len(which), False)
+            for w, (curve, start) in zip(which, cluster.map_blocks(client, _profile_task, setup,
+                                                                   ((w, 1, "") for w in which), silent)):
+                f = setup.zeta(w)
+                f.start = start
+                done(w, curve, f)
+    estimates = pd.Series(np.concatenate([pars0, beta_ml]), index=names)
+    return Profile(curves=curves, estimates=estimates, lower=pd.Series(lower, index=names),
+                   upper=pd.Series(upper, index=names), zeta_functions=funcs)
+
+
+@dataclass
+class _Setup:
+    """What tracing a parameter's profile needs: the model and its ML fit's numbers
+    (pickled once to each worker with ``client``)."""
+
+    model: object
+    vnames: list
+    xnames: list
+    pars0: np.ndarray      # sd/cor and σ at the ML fit
+    theta_ml: np.ndarray
+    beta_ml: np.ndarray
+    se_ml: np.ndarray
+    base: float            # the ML deviance
+    lower: np.ndarray      # bounds of sd/cor, σ and β
+    upper: np.ndarray
+    cutoff: float
+    delta: float
+    maxpts: int
+
+    def zeta(self, w: str) -> "_VarparZeta | _FixedZeta":
+        """The zeta function of parameter ``w``, at its start."""
+        nv = len(self.vnames)
+        if w in self.vnames:
+            return _VarparZeta(_MLDeviance(self.model), self.pars0, self.vnames.index(w), self.lower[:nv],
+                               self.upper[:nv], self.base)
+        j = self.xnames.index(w)
+        return _FixedZeta(self.model, j, self.beta_ml[j], self.theta_ml, self.base)
+
+    def trace(self, w: str, f) -> pd.DataFrame:
+        """The points of ``w``'s zeta curve (both directions), by ``f``."""
+        names = self.vnames + self.xnames
+        k = names.index(w)
+        if w in self.vnames:
+            est = self.pars0[k]
+            step = 0.001 if est == 0 else est * 0.01
+        else:
+            j = self.xnames.index(w)
+            est = self.beta_ml[j]
+            step = self.delta * self.se_ml[j]
+        return _trace(f, est, step, self.lower[k], self.upper[k], self.cutoff, self.delta, self.maxpts)
+
+
+def _profile_task(setup: _Setup, w: str) -> tuple[pd.DataFrame, np.ndarray]:
+    """A worker's profile of parameter ``w``: its curve and the optimum its trace ended at.
+
+    The zeta functions evaluate on the model's core, which the worker's threads share:
+    each task works on its own copy.
+    """
+    setup = dataclasses.replace(setup, model=copy.deepcopy(setup.model))
+    f = setup.zeta(w)
+    with blas_single_thread():
+        curve = setup.trace(w, f)
+    return curve, np.asarray(f.start)
 
 
 class _MLDeviance:

@@ -391,7 +391,7 @@ class LmmResult(PredictionMixin):
         return profile(self, which=which, **kwargs)
 
     def bootstrap(self, nsim: int = 500, seed=None, use_u: bool = False, n_jobs: int | None = None,
-                  progress: bool | None = None, verbose: bool = False) -> BootstrapResult:
+                  progress: bool | None = None, verbose: bool = False, client=None) -> BootstrapResult:
         """Parametric bootstrap (lme4's ``bootMer``), refitting only the response, in parallel.
 
         Args:
@@ -401,12 +401,14 @@ class LmmResult(PredictionMixin):
             n_jobs: worker threads (default: all CPUs).
             progress: progress bar on stderr (default: when stderr is a terminal; tqdm if installed).
             verbose: print a line per batch of replicates done.
+            client: a ``dask.distributed`` Client: the replicates are fitted on its workers,
+                the same as here (see :mod:`lmm.cluster`).
 
         Returns:
             BootstrapResult with ``replicates`` (sd/cor, σ, β per replicate) and ``confint()``.
         """
         return bootstrap(self, nsim=nsim, seed=seed, use_u=use_u, n_jobs=n_jobs, progress=progress,
-                         verbose=verbose)
+                         verbose=verbose, client=client)
 
     def refit_ml(self) -> "LmmResult":
         """The same model fitted by maximum likelihood (self for ML fits), starting at this θ.
