@@ -98,7 +98,7 @@ def map_blocks(client: Any, task: Callable[[Any, Any], Any], shared: Any, blocks
     out: dict[int, Any] = {}  # results that arrived before those ahead of them
     futures: dict[int, Any] = {}
     done = 0  # results yielded
-    running = as_completed()
+    running = as_completed(with_results=True)  # (results fetched as tasks finish, a task's error raised)
 
     def submit() -> bool:
         item = next(pending, None)
@@ -115,9 +115,9 @@ def map_blocks(client: Any, task: Callable[[Any, Any], Any], shared: Any, blocks
     try:
         while len(steps) < window and submit():
             pass
-        for future in running:
+        for future, result in running:
             i = position.pop(future.key)
-            out[i] = future.result()  # (a task's exception is raised here)
+            out[i] = result
             del futures[i]
             bar.update(*steps[i])
             while done in out:
