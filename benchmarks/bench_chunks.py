@@ -36,6 +36,19 @@ def timed(fn, repeat: int):
     return statistics.median(times), out
 
 
+def print_table(header: list[str], rows: list[list[str]], fmt: str) -> None:
+    """The rows under the header, as markdown or as aligned text columns."""
+    if fmt == "markdown":
+        print("| " + " | ".join(header) + " |")
+        print("|" + "---|" * len(header))
+        for r in rows:
+            print("| " + " | ".join(r) + " |")
+    else:
+        widths = [max(len(r[i]) for r in rows + [header]) for i in range(len(header))]
+        for r in [header] + rows:
+            print("  ".join(c.ljust(w) for c, w in zip(r, widths)))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=1_000_000)
@@ -85,15 +98,7 @@ def main() -> None:
     ]
     header = ["setup", "setup s", "s per 10⁶ rows", "fit s", "max rel diff"]
     print(f"{formula}: {args.rows:,} rows, {args.threads} thread(s)")
-    if args.format == "markdown":
-        print("| " + " | ".join(header) + " |")
-        print("|" + "---|" * len(header))
-        for r in rows:
-            print("| " + " | ".join(r) + " |")
-    else:
-        widths = [max(len(r[i]) for r in rows + [header]) for i in range(len(header))]
-        for r in [header] + rows:
-            print("  ".join(c.ljust(w) for c, w in zip(r, widths)))
+    print_table(header, rows, args.format)
     if args.parquet:
         prows = parquet_rows(data, formula, args.parquet, args.chunk)
         del data, chunks, full, model

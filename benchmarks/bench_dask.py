@@ -35,6 +35,9 @@ import sys
 import threading
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_chunks import print_table  # noqa: E402
+
 FORMULA = "y ~ x + (1 | user) + (1 | item)"
 
 
@@ -177,15 +180,7 @@ def main() -> None:
     data_mib = [r["data_mib"] for r in results if "data_mib" in r]
     if data_mib:
         print(f"the rows in memory (pandas, the columns used): {data_mib[0]:.0f} MiB")
-    if args.format == "markdown":
-        print("| " + " | ".join(header) + " |")
-        print("|" + "---|" * len(header))
-        for r in rows:
-            print("| " + " | ".join(r) + " |")
-    else:
-        widths = [max(len(r[i]) for r in rows + [header]) for i in range(len(header))]
-        for r in [header] + rows:
-            print("  ".join(c.ljust(w) for c, w in zip(r, widths)))
+    print_table(header, rows, args.format)
     fitted = [r for r in results if "fit_s" in r]
     if fitted:
         r = fitted[0]
