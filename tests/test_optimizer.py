@@ -1,6 +1,7 @@
 """The core's optimizer (lmm::fit, optimizer="core", the default) against SciPy's L-BFGS-B, and the shared constants."""
 
 import numpy as np
+import pandas as pd
 import pytest
 
 import lmm
@@ -91,3 +92,41 @@ def test_satterthwaite_shows_progress_only_when_slow(monkeypatch, capsys):
     monkeypatch.setattr(satterthwaite, "_SLOW", -1.0)  # as if every evaluation were slow
     lmm.lmer("Reaction ~ Days + (Days | Subject)", data).coef_table()
     assert "Satterthwaite df" in capsys.readouterr().err
+
+
+def _simulated(rng):
+    n, ng, nh = 6000, 300, 40
+    g, h = rng.integers(0, ng, n), rng.integers(0, nh, n)
+    t = rng.uniform(0, 9, n)
+    b = rng.multivariate_normal([0, 0], [[4.0, 0.6], [0.6, 0.25]], ng)
+    y = 2 + 0.5 * t + b[g, 0] + b[g, 1] * t + 1.5 * rng.standard_normal(nh)[h] + rng.standard_normal(n)
+    return pd.DataFrame({"y": y, "t": t, "g": g, "h": h})
+
+
+@pytest.mark.parametrize("formula", ["y ~ t + (t | g) + (1 | h)", "y ~ t + (t || g) + (1 | h)",
+                                     "y ~ t + (1 | g) + (1 | h)"])
+def test_moment_start_is_near_the_optimum_and_saves_evaluations(formula):
+    # The moments' start (per level the effects' least-squares estimates less their
+    # sampling variance) lies near the optimum of well-determined terms, and the fit
+    # from it reaches the optimum the fit from lme4's start reaches, in fewer evaluations.
+    data = _simulated(np.random.default_rng(11))
+    model = lmm.LinearMixedModel(formula, data)
+    moments = model.core.moment_start
+    best = model.fit()
+    optimum = model.working_from_theta(best.theta)
+    start = model.working_start
+    assert np.linalg.norm(moments - optimum) < 0.25 * np.linalg.norm(start - optimum)
+    lme4_start = model.fit(start=model.theta_start)
+    assert best.objective == pytest.approx(lme4_start.objective, rel=1e-10)
+    assert best.optinfo.nfev < lme4_start.optinfo.nfev
+
+
+def test_moment_start_keeps_the_default_for_structured_terms_and_stays_off_the_boundary():
+    # Structured terms (cs here) keep the default start; nested terms, whose effects are
+    # confounded as fixed effects, still get finite starts above the floor (0.05).
+    data = lmm.datasets.load("sleepstudy")
+    model = lmm.LinearMixedModel("Reaction ~ Days + cs(0 + factor(Days) | Subject)", data)
+    np.testing.assert_array_equal(model.core.moment_start, model.working_start)
+    model = lmm.LinearMixedModel("strength ~ 1 + (1 | batch/cask)", lmm.datasets.load("pastes"))
+    moments = model.core.moment_start
+    assert np.all(np.isfinite(moments)) and np.all(moments >= 0.05 - 1e-12)

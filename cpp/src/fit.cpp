@@ -277,16 +277,21 @@ FitResult fit(Model& model, const FitOptions& options) {
   Objective obj(model, options);
   // Bounds are the same for θ and θ̃ (transform.hpp).
   const Vector lower_phi = obj.phi(lower), upper_phi = obj.phi(upper);
-  // Without a given start, λ̃ = I (unit variances of the working columns) is
-  // tried beside lme4's start and the lower one kept: lme4's start is a
-  // covariance of the caller's columns, as far from the optimum in the working
-  // coordinates as their offsets make it (sleepstudy: 12 evaluations from λ̃ = I
-  // where lme4's start takes 38). λ̃ = I goes first, so that the model is
-  // factored at lme4's start, the usual choice, when the run begins there.
-  Point pt, unit;
-  pt.x = obj.phi(options.theta_start.size() ? model.to_working(options.theta_start) : model.working_start());
+  // Without a given start, λ̃ = I (unit variances of the working columns) and
+  // the moments' start (Model::moment_start) are tried beside lme4's start and
+  // the lowest kept: lme4's start is a covariance of the caller's columns, as
+  // far from the optimum in the working coordinates as their offsets make it
+  // (sleepstudy: 12 evaluations from λ̃ = I where lme4's start takes 38), and
+  // the moments' is near the optimum of most models (InstEval: 13 evaluations
+  // where λ̃ = I takes 23). The moments' start goes last, so that the model is
+  // factored there, the usual choice, when the run begins there.
+  Point pt, unit, moments;
+  const bool given = options.theta_start.size() != 0;
+  pt.x = obj.phi(given ? model.to_working(options.theta_start) : model.working_start());
   unit.x = obj.phi(model.theta_start());
-  const bool try_unit = options.theta_start.size() == 0 && unit.x != pt.x;
+  if (!given) moments.x = obj.phi(model.moment_start());
+  const bool try_unit = !given && unit.x != pt.x;
+  const bool try_moments = !given && moments.x != pt.x && moments.x != unit.x;
   if (try_unit) unit.f = obj.value(unit.x);
   try {
     pt.f = obj.value(pt.x, true);
@@ -294,7 +299,9 @@ FitResult fit(Model& model, const FitOptions& options) {
     throw std::runtime_error(std::string("the criterion cannot be evaluated at the starting theta: ") + e.what() +
                              " (is X of full column rank?)");
   }
+  if (try_moments) moments.f = obj.value(moments.x);
   if (try_unit && unit.f < pt.f) pt = unit;
+  if (try_moments && moments.f < pt.f) pt = moments;
   if (!obj.at(obj.theta(pt.x))) obj.value(pt.x);
   pt.g = obj.gradient();
   if (!std::isfinite(pt.f) || !pt.g.allFinite())

@@ -1,5 +1,7 @@
 #include "lmm/model.hpp"
 
+#include <Eigen/Cholesky>
+#include <Eigen/Eigenvalues>
 #include <algorithm>
 #include <cmath>
 #include <numeric>
@@ -188,6 +190,139 @@ Vector Model::working_start() const {
   for (std::size_t t = 0; t < A_.shapes.size(); ++t) {
     lmm::working_start(A_.shapes[t], A_.transforms[t], out.data() + k);
     k += A_.shapes[t].ntheta();
+  }
+  return out;
+}
+
+namespace {
+
+// Smallest SD of a moment start relative to σ: a start on the boundary would
+// leave the optimizer a vanishing gradient there.
+constexpr double kMomentFloor = 0.05;
+// Levels of full rank per θ entry a term needs for a moment start.
+constexpr Index kMomentLevelsPerTheta = 4;
+
+// Σ (p × p, symmetric) made positive definite: eigenvalues below floor² raised to it.
+Matrix floored(const Matrix& S, double floor2) {
+  Eigen::SelfAdjointEigenSolver<Matrix> eig(S);
+  if (eig.info() != Eigen::Success) return Matrix::Identity(S.rows(), S.cols()) * floor2;
+  const Vector d = eig.eigenvalues().cwiseMax(floor2);
+  return eig.eigenvectors() * d.asDiagonal() * eig.eigenvectors().transpose();
+}
+
+}  // namespace
+
+Vector Model::moment_start() const {
+  Vector out = working_start();
+  const Index p = A_.p, n = A_.n;
+  const std::size_t K = A_.shapes.size();
+  if (n <= p || K == 0) return out;
+  // β of y on X and the residual sum of squares, from A's [X y] block.
+  Vector beta = Vector::Zero(p);
+  double rss = A_.XyXy(p, p);
+  if (p > 0) {
+    Eigen::LLT<Matrix> llt(A_.XyXy.topLeftCorner(p, p));
+    if (llt.info() != Eigen::Success) return out;
+    beta = llt.solve(A_.XyXy.col(p).head(p));
+    rss -= beta.dot(A_.XyXy.col(p).head(p));
+  }
+  if (!(rss > 0.0)) return out;
+
+  // The levels' effects b as fixed effects on the residual r of y on X, all
+  // terms jointly: block Gauss–Seidel sweeps on Z'Z b = Z'r (Z'Z from A's
+  // blocks; levels without a block of full rank keep b_g = 0). The sweeps
+  // take the other terms' effects out of each term's (a crossed factor's
+  // levels would otherwise carry the other's variance).
+  std::vector<Vector> zr(K), b(K);
+  std::vector<std::vector<Eigen::LLT<Matrix>>> blocks(K);
+  std::vector<std::vector<char>> full(K);
+  std::vector<Index> used(K, 0);
+  Index rank = 0;
+  for (std::size_t t = 0; t < K; ++t) {
+    const TermShape& s = A_.shapes[t];
+    const Index pt = s.p;
+    zr[t] = A_.XyZ[t].row(p).transpose();
+    if (p > 0) zr[t].noalias() -= A_.XyZ[t].topRows(p).transpose() * beta;
+    b[t].setZero(s.q());
+    blocks[t].resize(static_cast<std::size_t>(s.nlevels));
+    full[t].assign(static_cast<std::size_t>(s.nlevels), 0);
+    for (Index g = 0; g < s.nlevels; ++g) {
+      Eigen::LLT<Matrix>& llt = blocks[t][g];
+      llt.compute(A_.ZZ[t].block(g));
+      if (llt.info() != Eigen::Success) continue;
+      const Vector d = llt.matrixLLT().diagonal();
+      if (!(d.minCoeff() > 1e-6 * d.maxCoeff())) continue;
+      full[t][g] = 1;
+      ++used[t];
+    }
+    rank += used[t] * pt;
+  }
+  constexpr int kSweeps = 3;
+  Vector rhs;
+  for (int sweep = 0; sweep < kSweeps; ++sweep) {
+    for (std::size_t t = 0; t < K; ++t) {
+      const TermShape& s = A_.shapes[t];
+      const Index pt = s.p;
+      rhs = zr[t];
+      // − Z_t'Z_k b_k for the other terms: blocks (t, k) with k < t stored as
+      // ZZ_off[t][k], with k > t as the transpose of ZZ_off[k][t].
+      for (std::size_t k = 0; k < K; ++k) {
+        if (k == t) continue;
+        const bool below = k < t;
+        const SparseBlocks& S = below ? A_.ZZ_off[t][k] : A_.ZZ_off[k][t];
+        for (Index c = 0; c < S.ncols; ++c)
+          for (Index e = S.colptr[c]; e < S.colptr[c + 1]; ++e) {
+            const Index r = S.rowidx[e];
+            if (below) {
+              rhs.segment(r * pt, pt).noalias() -= S.block(e) * b[k].segment(c * S.pc, S.pc);
+            } else {
+              rhs.segment(c * pt, pt).noalias() -= S.block(e).transpose() * b[k].segment(r * S.pr, S.pr);
+            }
+          }
+      }
+      for (Index g = 0; g < s.nlevels; ++g)
+        if (full[t][g]) b[t].segment(g * pt, pt) = blocks[t][g].solve(rhs.segment(g * pt, pt));
+    }
+  }
+  double explained = 0.0;
+  for (std::size_t t = 0; t < K; ++t) explained += b[t].dot(zr[t]);
+  const Index df = n - p - rank;
+  double sigma2 = rss / static_cast<double>(n - p);
+  if (df > 0 && rss - explained > 0.0) sigma2 = std::min(sigma2, (rss - explained) / static_cast<double>(df));
+  if (!(sigma2 > 0.0) || !std::isfinite(sigma2)) return out;
+
+  // Per term: Σ_g b_g b_g' less the sampling part σ² Σ_g (Z_g'Z_g)⁻¹, over the
+  // levels of full rank, relative to σ².
+  Index k = 0;
+  for (std::size_t t = 0; t < K; ++t) {
+    const TermShape& s = A_.shapes[t];
+    const Index pt = s.p, m = s.ntheta();
+    const bool us = s.covariance == Covariance::Unstructured;
+    // Moments of a few levels per parameter are too noisy to start from (a
+    // maximal model's 36 θ per term from 56 subjects started 60 % more
+    // evaluations away from the optimum than λ̃ = I).
+    const bool enough = used[t] >= kMomentLevelsPerTheta * m;
+    if (enough && (us || s.covariance == Covariance::Diagonal)) {
+      Matrix S = Matrix::Zero(pt, pt);
+      const Matrix I = Matrix::Identity(pt, pt);
+      for (Index g = 0; g < s.nlevels; ++g) {
+        if (!full[t][g]) continue;
+        const auto bg = b[t].segment(g * pt, pt);
+        S.noalias() += bg * bg.transpose();
+        S -= sigma2 * blocks[t][g].solve(I);
+      }
+      S /= static_cast<double>(used[t]) * sigma2;
+      S = floored(0.5 * (S + S.transpose()), kMomentFloor * kMomentFloor);
+      if (us) {
+        const Matrix lambda = Eigen::LLT<Matrix>(S).matrixL();
+        const auto positions = s.parameterization().positions(pt);
+        for (Index j = 0; j < m; ++j) out[k + j] = lambda(positions[j].first, positions[j].second);
+      } else {
+        for (Index j = 0; j < m; ++j) out[k + j] = std::sqrt(S(j, j));
+      }
+      if (!out.segment(k, m).allFinite()) out.segment(k, m) = working_start().segment(k, m);
+    }
+    k += m;
   }
   return out;
 }

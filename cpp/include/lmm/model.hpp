@@ -94,6 +94,14 @@ class Model {
   /// The working θ̃ an optimizer starts from by default (lme4's start unless a
   /// column's scale or offset is extreme, see lmm::working_start).
   Vector working_start() const;
+  /// A working θ̃ from moments of A, near the optimum for most models: the
+  /// levels' effects as fixed effects on the residual of y on X (all terms
+  /// jointly, a few block Gauss–Seidel sweeps), per term their covariance less
+  /// its sampling part, relative to the residual variance, as λ̃ (kept above
+  /// kMomentFloor). Terms with fewer than kMomentLevelsPerTheta levels of full
+  /// rank per θ entry, and structures other than us and diag, keep
+  /// working_start()'s values.
+  Vector moment_start() const;
 
   /// The change of basis of term k's columns (model order): z̃ = z T.
   const TermTransform& transform(Index k) const { return A_.transforms[k]; }
