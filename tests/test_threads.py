@@ -97,13 +97,13 @@ def test_models_built_concurrently():
     assert got == serial * 2
 
 
-def test_small_dense_blocks_factor_on_one_blas_thread(monkeypatch):
-    # Fits whose dense tail is below DENSE_THREADS_MIN run with BLAS limited to one thread
-    # (threads cost more than they give there, much more on a busy machine); larger tails
-    # keep the threads as set.
-    from threadpoolctl import threadpool_info
+def test_fits_run_blas_on_one_thread_and_thread_only_large_dense_blocks(monkeypatch):
+    # Inside fits BLAS runs on one thread (its own threads cost more than they give at a
+    # mixed model's sizes, much more on a busy machine); the core's dense kernels take the
+    # user's BLAS threads for tails of THREADED_ORDER columns and more, one thread below.
+    from threadpoolctl import threadpool_info, threadpool_limits
 
-    from lmm import _threads
+    from lmm import _core, _threads
 
     seen = []
     original = _threads.dense_blas
@@ -114,9 +114,47 @@ def test_small_dense_blocks_factor_on_one_blas_thread(monkeypatch):
 
     monkeypatch.setattr(optimize, "dense_blas", recording)
     lmm.lmer("diameter ~ 1 + (1 | plate) + (1 | sample)", lmm.datasets.load("penicillin"))
-    assert seen and seen[0] < _threads.DENSE_THREADS_MIN
-    with _threads.dense_blas(10):
-        assert {lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"} == {1}
-    before = [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
-    with _threads.dense_blas(_threads.DENSE_THREADS_MIN):
-        assert [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"] == before
+    assert seen and seen[0] < _threads.THREADED_ORDER
+
+    def blas():
+        return {lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"}
+
+    with threadpool_limits(2):
+        before = blas()
+        with _threads.dense_blas(10):
+            assert blas() == {1} and _core.dense_threads() == 1
+        with _threads.dense_blas(_threads.THREADED_ORDER):
+            assert blas() == {1} and _core.dense_threads() == 2
+        assert blas() == before and _core.dense_threads() == 1
+
+
+def test_threaded_dense_kernels_give_the_one_thread_answer():
+    # A crossed model with a dense tail above THREADED_ORDER: the criterion, gradient and
+    # fit with the dense kernels on 2 threads equal those on one (the products are split,
+    # not reordered within a part, so only the order of a few sums changes).
+    from threadpoolctl import threadpool_limits
+
+    from lmm import _core, _threads
+
+    rng = np.random.default_rng(3)
+    n, na, nb = 12_000, 900, _threads.THREADED_ORDER + 150
+    a, b = rng.integers(0, na, n), rng.integers(0, nb, n)
+    y = rng.standard_normal(na)[a] + 0.7 * rng.standard_normal(nb)[b] + rng.standard_normal(n)
+    m = lmm.LinearMixedModel("y ~ 1 + (1 | a) + (1 | b)", pd.DataFrame({"y": y, "a": a, "b": b}))
+    assert m.core.tail_size >= _threads.THREADED_ORDER
+    theta = np.array([0.8, 0.6])
+    got = {}
+    with threadpool_limits(1):
+        for threads in (1, 2):
+            _core.set_dense_threads(threads)
+            try:
+                f, g = m.objective_and_gradient(theta)
+                res = m.fit()
+            finally:
+                _core.set_dense_threads(1)
+            got[threads] = (f, g, res.theta, res.objective)
+    (f1, g1, t1, o1), (f2, g2, t2, o2) = got[1], got[2]
+    assert f2 == pytest.approx(f1, rel=1e-13)
+    np.testing.assert_allclose(g2, g1, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(t2, t1, rtol=1e-6)
+    assert o2 == pytest.approx(o1, rel=1e-12)

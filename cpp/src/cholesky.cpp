@@ -1,6 +1,7 @@
 #include "lmm/cholesky.hpp"
 
 #include "lmm/dense.hpp"
+#include "lmm/parallel.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -453,35 +454,39 @@ void BlockedCholesky::factor(const Crossprod& A, const std::vector<Matrix>& lamb
             for (Index j = 0; j < Lik.pc; ++j) R.V(j, g) = Lik.data(a, e * Lik.pc + j);
       }
   }
-  for (Index r = 0; r < q_tail_; ++r) {
-    double* Tcol = T_.matrix().col(r).data();
-    for (Index k = 0; k < nprefix_; ++k) {
-      const TailReach& R = reach_[k];
-      const Index pk = shapes_[k].p;
-      const double* V = reach_values(k);
-      const std::int32_t* rows = reach_rows(k);
-      const Index ldx = LXy_[k].rows();
-      for (Index b = R.byrow_ptr[r]; b < R.byrow_ptr[r + 1]; ++b) {
-        const Index g = R.byrow[b], c = R.column(g), end = R.colptr[c + 1];
-        const double* vg = V + g * pk;
-        if (pk == 1) {
-          const double v0 = vg[0];
-          for (Index h = g; h < end; ++h) Tcol[rows[h]] -= V[h] * v0;
-        } else {
-          for (Index h = g; h < end; ++h) {
-            const double* vh = V + h * pk;
-            double dot = 0.0;
-            for (Index a = 0; a < pk; ++a) dot += vh[a] * vg[a];
-            Tcol[rows[h]] -= dot;
+  // Columns r are independent: with threads, each sweeps every parts-th one.
+  const int parts = sweep_parts();
+  run_parts(parts, [&](int part) {
+    for (Index r = part; r < q_tail_; r += parts) {
+      double* Tcol = T_.matrix().col(r).data();
+      for (Index k = 0; k < nprefix_; ++k) {
+        const TailReach& R = reach_[k];
+        const Index pk = shapes_[k].p;
+        const double* V = reach_values(k);
+        const std::int32_t* rows = reach_rows(k);
+        const Index ldx = LXy_[k].rows();
+        for (Index b = R.byrow_ptr[r]; b < R.byrow_ptr[r + 1]; ++b) {
+          const Index g = R.byrow[b], c = R.column(g), end = R.colptr[c + 1];
+          const double* vg = V + g * pk;
+          if (pk == 1) {
+            const double v0 = vg[0];
+            for (Index h = g; h < end; ++h) Tcol[rows[h]] -= V[h] * v0;
+          } else {
+            for (Index h = g; h < end; ++h) {
+              const double* vh = V + h * pk;
+              double dot = 0.0;
+              for (Index a = 0; a < pk; ++a) dot += vh[a] * vg[a];
+              Tcol[rows[h]] -= dot;
+            }
           }
+          // The [X y] rows of column r: −(L[Xy, c]) v_g.
+          const double* lx = LXy_[k].data() + c * pk * ldx;
+          for (Index a = 0; a < pk; ++a, lx += ldx)
+            for (Index x = 0; x <= p_; ++x) Tcol[xo + x] -= lx[x] * vg[a];
         }
-        // The [X y] rows of column r: −(L[Xy, c]) v_g.
-        const double* lx = LXy_[k].data() + c * pk * ldx;
-        for (Index a = 0; a < pk; ++a, lx += ldx)
-          for (Index x = 0; x <= p_; ++x) Tcol[xo + x] -= lx[x] * vg[a];
       }
     }
-  }
+  });
   for (Index k = 0; k < nprefix_; ++k)
     T_.matrix().bottomRightCorner(p_ + 1, p_ + 1).selfadjointView<Eigen::Lower>().rankUpdate(LXy_[k], -1.0);
 
@@ -661,84 +666,99 @@ void BlockedCholesky::diagonal_block_sums(bool with_x, std::vector<Matrix>& sums
       }
     }
   }
-  Matrix H, Dinv, G;
   const Matrix TXXinv = Tinv.bottomRightCorner(px, px).triangularView<Eigen::Lower>();
   const Matrix WXX = TXXinv.transpose() * TXXinv;
-  for (Index t = 0; t < nprefix_; ++t) {
-    const Index pt = shapes_[t].p;
-    const TailReach& R = reach_[t];
-    const std::int32_t* rows = reach_rows(t);
-    const double* V = reach_values(t);
-    const Index ldx = LXy_[t].rows();
-    H.resize(mt, pt);
-    Eigen::Matrix<double, 1, 1> acc1 = Eigen::Matrix<double, 1, 1>::Zero();
-    Eigen::Matrix<double, 2, 2> acc2 = Eigen::Matrix<double, 2, 2>::Zero();
-    Eigen::Matrix<double, 3, 3> acc3 = Eigen::Matrix<double, 3, 3>::Zero();
-    Eigen::Matrix<double, 4, 4> acc4 = Eigen::Matrix<double, 4, 4>::Zero();
-    Eigen::Matrix<double, Eigen::Dynamic, 1> v1(px);
-    Eigen::Matrix<double, Eigen::Dynamic, 2> v2(px, 2);
-    Eigen::Matrix<double, Eigen::Dynamic, 3> v3(px, 3);
-    Eigen::Matrix<double, Eigen::Dynamic, 4> v4(px, 4);
-    for (Index c = 0; c < shapes_[t].nlevels; ++c) {
-      // Columns with no rows in the tail (every level of a lone prefix term, say).
-      if (R.colptr[c] == R.colptr[c + 1] && pt <= 4) {
-        if (pt == 1) diagonal_sum_leaf<1>(Ldiag_[t], LXy_[t], WXX, c, v1, acc1);
-        if (pt == 2) diagonal_sum_leaf<2>(Ldiag_[t], LXy_[t], WXX, c, v2, acc2);
-        if (pt == 3) diagonal_sum_leaf<3>(Ldiag_[t], LXy_[t], WXX, c, v3, acc3);
-        if (pt == 4) diagonal_sum_leaf<4>(Ldiag_[t], LXy_[t], WXX, c, v4, acc4);
-        continue;
-      }
-      // H = T⁻¹ B_c, nonzero from the first row of B_c down.
-      Index first = mt;
-      if (R.colptr[c] < R.colptr[c + 1]) {
-        first = rows[R.colptr[c]];
-      } else if (px > 0) {
-        first = q_tail_;
-      }
-      const Index m = mt - first;
-      auto h = H.bottomRows(m);
-      h.setZero();
-      Index g = R.colptr[c];
-      // Raw loops over the columns of T⁻¹ (ld: its leading dimension; hc: row
-      // `first` of column a of H): the compiler vectorizes them, where Eigen
-      // expressions on the mapped storage were not always inlined.
-      const double* T = Tinv.data();
-      const Index ld = Tinv.outerStride();
-      auto add_column = [&](Index a, double w, Index r) {  // H[r.., a] += w T⁻¹[r.., r]
-        double* hc = h.col(a).data() - first;
-        const double* tc = T + r * ld;
-        for (Index x = r; x < mt; ++x) hc[x] += w * tc[x];
-      };
-      if (pt == 1) {
-        // Four columns of T⁻¹ at a time: h is read and written once for four
-        // of them on the rows all four reach (rows come in ascending order).
-        double* hc = h.col(0).data() - first;
-        for (; g + 3 < R.colptr[c + 1]; g += 4) {
-          const Index r0 = rows[g], r1 = rows[g + 1], r2 = rows[g + 2], r3 = rows[g + 3];
-          const double w0 = V[g], w1 = V[g + 1], w2 = V[g + 2], w3 = V[g + 3];
-          const double *c0 = T + r0 * ld, *c1 = T + r1 * ld, *c2 = T + r2 * ld, *c3 = T + r3 * ld;
-          for (Index x = r0; x < r1; ++x) hc[x] += w0 * c0[x];
-          for (Index x = r1; x < r2; ++x) hc[x] += w0 * c0[x] + w1 * c1[x];
-          for (Index x = r2; x < r3; ++x) hc[x] += w0 * c0[x] + w1 * c1[x] + w2 * c2[x];
-          for (Index x = r3; x < mt; ++x) hc[x] += w0 * c0[x] + w1 * c1[x] + w2 * c2[x] + w3 * c3[x];
+  // Levels are independent: with threads, each sums every parts-th one, and
+  // the parts' sums are added in order.
+  const int parts = sweep_parts();
+  std::vector<std::vector<Matrix>> part_sums(static_cast<std::size_t>(parts));
+  run_parts(parts, [&](int part) {
+    std::vector<Matrix>& out = part_sums[static_cast<std::size_t>(part)];
+    out.resize(static_cast<std::size_t>(nprefix_));
+    Matrix H, Dinv, G;
+    for (Index t = 0; t < nprefix_; ++t) {
+      const Index pt = shapes_[t].p;
+      out[t].setZero(pt, pt);
+      const TailReach& R = reach_[t];
+      const std::int32_t* rows = reach_rows(t);
+      const double* V = reach_values(t);
+      const Index ldx = LXy_[t].rows();
+      H.resize(mt, pt);
+      Eigen::Matrix<double, 1, 1> acc1 = Eigen::Matrix<double, 1, 1>::Zero();
+      Eigen::Matrix<double, 2, 2> acc2 = Eigen::Matrix<double, 2, 2>::Zero();
+      Eigen::Matrix<double, 3, 3> acc3 = Eigen::Matrix<double, 3, 3>::Zero();
+      Eigen::Matrix<double, 4, 4> acc4 = Eigen::Matrix<double, 4, 4>::Zero();
+      Eigen::Matrix<double, Eigen::Dynamic, 1> v1(px);
+      Eigen::Matrix<double, Eigen::Dynamic, 2> v2(px, 2);
+      Eigen::Matrix<double, Eigen::Dynamic, 3> v3(px, 3);
+      Eigen::Matrix<double, Eigen::Dynamic, 4> v4(px, 4);
+      for (Index c = part; c < shapes_[t].nlevels; c += parts) {
+        // Columns with no rows in the tail (every level of a lone prefix term, say).
+        if (R.colptr[c] == R.colptr[c + 1] && pt <= 4) {
+          if (pt == 1) diagonal_sum_leaf<1>(Ldiag_[t], LXy_[t], WXX, c, v1, acc1);
+          if (pt == 2) diagonal_sum_leaf<2>(Ldiag_[t], LXy_[t], WXX, c, v2, acc2);
+          if (pt == 3) diagonal_sum_leaf<3>(Ldiag_[t], LXy_[t], WXX, c, v3, acc3);
+          if (pt == 4) diagonal_sum_leaf<4>(Ldiag_[t], LXy_[t], WXX, c, v4, acc4);
+          continue;
         }
+        // H = T⁻¹ B_c, nonzero from the first row of B_c down.
+        Index first = mt;
+        if (R.colptr[c] < R.colptr[c + 1]) {
+          first = rows[R.colptr[c]];
+        } else if (px > 0) {
+          first = q_tail_;
+        }
+        const Index m = mt - first;
+        auto h = H.bottomRows(m);
+        h.setZero();
+        Index g = R.colptr[c];
+        // Raw loops over the columns of T⁻¹ (ld: its leading dimension; hc: row
+        // `first` of column a of H): the compiler vectorizes them, where Eigen
+        // expressions on the mapped storage were not always inlined.
+        const double* T = Tinv.data();
+        const Index ld = Tinv.outerStride();
+        auto add_column = [&](Index a, double w, Index r) {  // H[r.., a] += w T⁻¹[r.., r]
+          double* hc = h.col(a).data() - first;
+          const double* tc = T + r * ld;
+          for (Index x = r; x < mt; ++x) hc[x] += w * tc[x];
+        };
+        if (pt == 1) {
+          // Four columns of T⁻¹ at a time: h is read and written once for four
+          // of them on the rows all four reach (rows come in ascending order).
+          double* hc = h.col(0).data() - first;
+          for (; g + 3 < R.colptr[c + 1]; g += 4) {
+            const Index r0 = rows[g], r1 = rows[g + 1], r2 = rows[g + 2], r3 = rows[g + 3];
+            const double w0 = V[g], w1 = V[g + 1], w2 = V[g + 2], w3 = V[g + 3];
+            const double *c0 = T + r0 * ld, *c1 = T + r1 * ld, *c2 = T + r2 * ld, *c3 = T + r3 * ld;
+            for (Index x = r0; x < r1; ++x) hc[x] += w0 * c0[x];
+            for (Index x = r1; x < r2; ++x) hc[x] += w0 * c0[x] + w1 * c1[x];
+            for (Index x = r2; x < r3; ++x) hc[x] += w0 * c0[x] + w1 * c1[x] + w2 * c2[x];
+            for (Index x = r3; x < mt; ++x) hc[x] += w0 * c0[x] + w1 * c1[x] + w2 * c2[x] + w3 * c3[x];
+          }
+        }
+        for (; g < R.colptr[c + 1]; ++g)
+          for (Index a = 0; a < pt; ++a) add_column(a, V[g * pt + a], rows[g]);
+        const double* lx = LXy_[t].data() + c * pt * ldx;
+        for (Index x = 0; x < px; ++x)
+          for (Index a = 0; a < pt; ++a) add_column(a, lx[a * ldx + x], q_tail_ + x);
+        G.noalias() = h.transpose() * h;
+        G.diagonal().array() += 1.0;
+        Dinv.setIdentity(pt, pt);
+        Ldiag_[t].block(c).triangularView<Eigen::Lower>().solveInPlace(Dinv);
+        out[t].noalias() += Dinv.transpose() * G * Dinv;
       }
-      for (; g < R.colptr[c + 1]; ++g)
-        for (Index a = 0; a < pt; ++a) add_column(a, V[g * pt + a], rows[g]);
-      const double* lx = LXy_[t].data() + c * pt * ldx;
-      for (Index x = 0; x < px; ++x)
-        for (Index a = 0; a < pt; ++a) add_column(a, lx[a * ldx + x], q_tail_ + x);
-      G.noalias() = h.transpose() * h;
-      G.diagonal().array() += 1.0;
-      Dinv.setIdentity(pt, pt);
-      Ldiag_[t].block(c).triangularView<Eigen::Lower>().solveInPlace(Dinv);
-      sums[t].noalias() += Dinv.transpose() * G * Dinv;
+      if (pt == 1) out[t](0, 0) += acc1(0, 0);
+      if (pt == 2) out[t] += acc2;
+      if (pt == 3) out[t] += acc3;
+      if (pt == 4) out[t] += acc4;
     }
-    if (pt == 1) sums[t](0, 0) += acc1(0, 0);
-    if (pt == 2) sums[t] += acc2;
-    if (pt == 3) sums[t] += acc3;
-    if (pt == 4) sums[t] += acc4;
-  }
+  });
+  for (const auto& out : part_sums)
+    for (Index t = 0; t < nprefix_; ++t) sums[t] += out[t];
+}
+
+int BlockedCholesky::sweep_parts() const {
+  return q_tail_ >= kThreadedOrder ? std::max(1, dense_threads()) : 1;
 }
 
 void BlockedCholesky::reclaim(SelectedInverse& W) {

@@ -1,5 +1,7 @@
 #include "lmm/dense.hpp"
 
+#include "lmm/parallel.hpp"
+
 #include <Eigen/Cholesky>
 #include <algorithm>
 #include <atomic>
@@ -29,6 +31,11 @@ std::size_t block_bytes(Index n) {
 std::atomic<LapackKernels::Potrf> g_potrf{nullptr};
 std::atomic<LapackKernels::Trtri> g_trtri{nullptr};
 std::atomic<LapackKernels::Lauum> g_lauum{nullptr};
+std::atomic<LapackKernels::Gemm> g_gemm{nullptr};
+std::atomic<LapackKernels::Syrk> g_syrk{nullptr};
+std::atomic<LapackKernels::Trsm> g_trsm{nullptr};
+std::atomic<LapackKernels::Trmm> g_trmm{nullptr};
+std::atomic<int> g_threads{1};
 
 // Below this order Eigen's kernels beat a call into LAPACK (no threads, no
 // blocking to amortize), and the recursive kernels switch to direct solves.
@@ -82,6 +89,136 @@ void eigen_lauum_lower(Eigen::Ref<Matrix> A) {
   eigen_lauum_lower(A.bottomRightCorner(n - h, n - h));
 }
 
+// Threaded kernels: recursive 2 × 2 splits of the block down to leaves of
+// kLeafOrder, each step's BLAS-3 product divided into `threads` independent
+// parts of equal flops (the BLAS itself on one thread). The recursions are
+// LAPACK's (potrf, trtri, lauum) with the products split.
+constexpr Index kLeafOrder = 256;
+
+// A column-major block: element (i, j) at a[i + j·ld].
+struct Block {
+  double* a;
+  int ld;
+  double* at(Index i, Index j) const { return a + i + j * static_cast<Index>(ld); }
+};
+
+struct Threaded {
+  LapackKernels k;
+  int threads;
+
+  template <typename F>
+  void parts(const F& f) const {
+    run_parts(threads, f);
+  }
+  // Part `i` of [0, n) in `threads` even ranges.
+  std::pair<Index, Index> range(Index n, int i) const { return {n * i / threads, n * (i + 1) / threads}; }
+
+  // C (m × m, lower) += alpha · P Pᵀ (trans 'N', P m × kk) or alpha · PᵀP
+  // (trans 'T', P kk × m): column blocks of C with equal areas of its lower
+  // triangle, each a syrk on its diagonal block and a gemm below it.
+  void syrk(char trans, Index m, Index kk, double alpha, Block P, Block C) const {
+    parts([&](int i) {
+      // Column c_j = m (1 − √(1 − j/threads)) leaves j/threads of the triangle's area before it.
+      auto edge = [&](int j) {
+        const double rest = std::sqrt(1.0 - static_cast<double>(j) / threads);
+        return j == threads ? m : static_cast<Index>(static_cast<double>(m) * (1.0 - rest));
+      };
+      const Index c0 = edge(i), c1 = edge(i + 1);
+      if (c1 <= c0) return;
+      char lo = 'L', nt = 'N', tr = 'T';
+      int w = static_cast<int>(c1 - c0), below = static_cast<int>(m - c1), kd = static_cast<int>(kk);
+      double one = 1.0;
+      if (trans == 'N') {
+        k.syrk(&lo, &nt, &w, &kd, &alpha, P.at(c0, 0), &P.ld, &one, C.at(c0, c0), &C.ld);
+        if (below > 0)
+          k.gemm(&nt, &tr, &below, &w, &kd, &alpha, P.at(c1, 0), &P.ld, P.at(c0, 0), &P.ld, &one, C.at(c1, c0), &C.ld);
+      } else {
+        k.syrk(&lo, &tr, &w, &kd, &alpha, P.at(0, c0), &P.ld, &one, C.at(c0, c0), &C.ld);
+        if (below > 0)
+          k.gemm(&tr, &nt, &below, &w, &kd, &alpha, P.at(0, c1), &P.ld, P.at(0, c0), &P.ld, &one, C.at(c1, c0), &C.ld);
+      }
+    });
+  }
+  // B (m × nb) ← alpha · op(L)⁻¹ B (side 'L') or alpha · B op(L)⁻¹ (side 'R'),
+  // L lower triangular; the columns (side 'L') or rows (side 'R') of B split.
+  void trsm(char side, char trans, Index m, Index nb, double alpha, Block L, Block B) const {
+    product(k.trsm, side, trans, m, nb, alpha, L, B);
+  }
+  // The same with op(L) B or B op(L) (trmm).
+  void trmm(char side, char trans, Index m, Index nb, double alpha, Block L, Block B) const {
+    product(k.trmm, side, trans, m, nb, alpha, L, B);
+  }
+  void product(LapackKernels::Trsm f, char side, char trans, Index m, Index nb, double alpha, Block L, Block B) const {
+    parts([&](int i) {
+      char s = side, lo = 'L', t = trans, nd = 'N';
+      double a = alpha;
+      if (side == 'L') {
+        const auto [c0, c1] = range(nb, i);
+        int rows = static_cast<int>(m), cols = static_cast<int>(c1 - c0);
+        if (cols > 0) f(&s, &lo, &t, &nd, &rows, &cols, &a, L.a, &L.ld, B.at(0, c0), &B.ld);
+      } else {
+        const auto [r0, r1] = range(m, i);
+        int rows = static_cast<int>(r1 - r0), cols = static_cast<int>(nb);
+        if (rows > 0) f(&s, &lo, &t, &nd, &rows, &cols, &a, L.a, &L.ld, B.at(r0, 0), &B.ld);
+      }
+    });
+  }
+
+  bool cholesky(Block A, Index n) const {
+    if (n <= kLeafOrder) {
+      char lo = 'L';
+      int nn = static_cast<int>(n), info = 0;
+      k.potrf(&lo, &nn, A.a, &A.ld, &info);
+      return info == 0;
+    }
+    const Index h = n / 2, r = n - h;
+    if (!cholesky(A, h)) return false;
+    trsm('R', 'T', r, h, 1.0, A, {A.at(h, 0), A.ld});           // L21 = A21 L11⁻ᵀ
+    syrk('N', r, h, -1.0, {A.at(h, 0), A.ld}, {A.at(h, h), A.ld});  // A22 − L21 L21ᵀ
+    return cholesky({A.at(h, h), A.ld}, r);
+  }
+  void invert(Block L, Index n) const {
+    if (n <= kLeafOrder) {
+      char lo = 'L', nd = 'N';
+      int nn = static_cast<int>(n), info = 0;
+      k.trtri(&lo, &nd, &nn, L.a, &L.ld, &info);
+      if (info != 0) throw std::runtime_error("triangular inverse failed (a zero pivot)");
+      return;
+    }
+    // (L⁻¹)21 = −L22⁻¹ L21 L11⁻¹, from L11 and L22 before they are inverted.
+    const Index h = n / 2, r = n - h;
+    const Block L21{L.at(h, 0), L.ld}, L22{L.at(h, h), L.ld};
+    trsm('L', 'N', r, h, 1.0, L22, L21);
+    trsm('R', 'N', r, h, -1.0, L, L21);
+    invert(L, h);
+    invert(L22, r);
+  }
+  void lauum(Block L, Index n) const {
+    if (n <= kLeafOrder) {
+      char lo = 'L';
+      int nn = static_cast<int>(n), info = 0;
+      k.lauum(&lo, &nn, L.a, &L.ld, &info);
+      if (info != 0) throw std::runtime_error("LAPACK lauum failed");
+      return;
+    }
+    // L'L = [[L11'L11 + L21'L21, ·], [L22'L21, L22'L22]].
+    const Index h = n / 2, r = n - h;
+    const Block L21{L.at(h, 0), L.ld}, L22{L.at(h, h), L.ld};
+    lauum(L, h);
+    syrk('T', h, r, 1.0, L21, L);
+    trmm('L', 'T', r, h, 1.0, L22, L21);
+    lauum(L22, r);
+  }
+};
+
+// The threaded kernels for a block of order n, when they apply.
+bool threaded_kernels(Index n, Threaded& t) {
+  t.threads = g_threads.load();
+  if (t.threads < 2 || n < kThreadedOrder) return false;
+  t.k = {g_potrf.load(), g_trtri.load(), g_lauum.load(), g_gemm.load(), g_syrk.load(), g_trsm.load(), g_trmm.load()};
+  return t.k.potrf && t.k.trtri && t.k.lauum && t.k.gemm && t.k.syrk && t.k.trsm && t.k.trmm;
+}
+
 }  // namespace
 
 void DenseBlock::resize(Index n) {
@@ -123,12 +260,25 @@ void set_lapack(const LapackKernels& kernels) {
   g_potrf.store(complete ? kernels.potrf : nullptr);
   g_trtri.store(complete ? kernels.trtri : nullptr);
   g_lauum.store(complete ? kernels.lauum : nullptr);
+  g_gemm.store(kernels.gemm);
+  g_syrk.store(kernels.syrk);
+  g_trsm.store(kernels.trsm);
+  g_trmm.store(kernels.trmm);
 }
+
+void set_dense_threads(int threads) {
+  if (threads < 1) throw std::invalid_argument("dense threads must be at least 1, got " + std::to_string(threads));
+  g_threads.store(threads);
+}
+
+int dense_threads() { return g_threads.load(); }
 
 bool using_lapack() { return g_potrf.load() != nullptr; }
 
 bool cholesky_lower(Eigen::Ref<Matrix> A) {
   const auto potrf = g_potrf.load();
+  Threaded t;
+  if (threaded_kernels(A.rows(), t)) return t.cholesky({A.data(), LapackSizes(A).lda}, A.rows());
   if (potrf && A.rows() > kSmallOrder) {
     char uplo = 'L';
     LapackSizes s(A);
@@ -142,6 +292,8 @@ bool cholesky_lower(Eigen::Ref<Matrix> A) {
 
 void invert_lower(Eigen::Ref<Matrix> L) {
   const auto trtri = g_trtri.load();
+  Threaded t;
+  if (threaded_kernels(L.rows(), t)) return t.invert({L.data(), LapackSizes(L).lda}, L.rows());
   if (trtri && L.rows() > kSmallOrder) {
     char uplo = 'L', diag = 'N';
     LapackSizes s(L);
@@ -156,6 +308,8 @@ void invert_lower(Eigen::Ref<Matrix> L) {
 
 void lauum_lower(Eigen::Ref<Matrix> L) {
   const auto lauum = g_lauum.load();
+  Threaded t;
+  if (threaded_kernels(L.rows(), t)) return t.lauum({L.data(), LapackSizes(L).lda}, L.rows());
   if (lauum && L.rows() > kSmallOrder) {
     char uplo = 'L';
     LapackSizes s(L);

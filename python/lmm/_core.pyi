@@ -31,6 +31,14 @@ def set_dense_backend(name: str) -> None:
 def dense_backend() -> str:
     """The current dense backend."""
 
+def set_dense_threads(threads: int) -> None:
+    """Threads of the dense kernels for blocks of order THREADED_ORDER and above (BLAS on one thread inside)."""
+
+def dense_threads() -> int:
+    """The dense kernels' threads."""
+
+THREADED_ORDER: int
+
 class FitResult:
     """Outcome of Model.fit (see lmm::FitResult)."""
 
@@ -201,6 +209,9 @@ class Model:
     @property
     def working_start(self) -> FloatArray:
         """The θ̃ optimizers start from (lme4's start unless a column's scale or offset is extreme)."""
+    @property
+    def moment_start(self) -> FloatArray:
+        """A θ̃ from moments of the crossproducts (the core's fit tries it too)."""
     @property
     def nprefix(self) -> int: ...
     @property

@@ -1,43 +1,64 @@
-"""BLAS threads: used only where they pay for themselves.
+"""Threads: used only where they pay for themselves.
 
-The dense kernels of the blocked factor (potrf, trtri, ... of its dense tail) run in the
-OpenBLAS SciPy carries. With its default of one thread per core, a fit whose dense block
-is small gains nothing from threads on an idle machine and loses much on a busy one: on
-this project's 2-core machine with other work running, InstEval's fit (a 1,145-column
-tail) took 4–5 s with 2 threads against 1.3–1.5 s with one, and the kb07-like maximal
-model (265 columns) 12.6 s against 5.3 s. Fits with a tail below DENSE_THREADS_MIN
-therefore run on one BLAS thread; larger ones keep the threads the user set.
+The dense kernels of the blocked factor (potrf, trtri, lauum of its dense tail) call the
+OpenBLAS SciPy carries. OpenBLAS's own threads do not pay at the sizes of a mixed model's
+tail: on this project's 2-core machine its 2-thread potrf of order 1,145 took 2.3 times
+as long as one thread, and with other work running its spinning threads made InstEval's
+fit (a 1,145-column tail) take 4–5 s against 1.3–1.5 s on one thread. So BLAS runs on one
+thread inside fits, and the core splits the products of tails of ``THREADED_ORDER``
+columns and more over as many threads as the user gave BLAS (``OPENBLAS_NUM_THREADS``,
+threadpoolctl; one per core by default), waiting on joins, not spinning.
 """
 
 from __future__ import annotations
 
 import contextlib
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Iterator, Optional
+
+from . import _core as core
 
 if TYPE_CHECKING:  # imported on first use: importing lmm does not load threadpoolctl
     from threadpoolctl import ThreadpoolController
 
-__all__ = ["DENSE_THREADS_MIN", "blas_limit", "dense_blas"]
+__all__ = ["THREADED_ORDER", "blas_limit", "dense_blas"]
 
-#: Columns of the factor's dense tail from which BLAS threads are left as the user set them.
-DENSE_THREADS_MIN = 2000
+#: Columns of the factor's dense tail from which the core's dense kernels use threads.
+THREADED_ORDER: int = core.THREADED_ORDER
 
 # One controller, found once: entering a limit then costs ~10 µs (threadpool_limits,
 # which inspects the loaded libraries each time, ~3 ms).
 _CONTROLLER: Optional[ThreadpoolController] = None
 
 
-def blas_limit(limit: int) -> contextlib.AbstractContextManager:
-    """BLAS limited to ``limit`` threads inside the ``with`` block (threadpoolctl)."""
+def _controller() -> ThreadpoolController:
     global _CONTROLLER
     if _CONTROLLER is None:
         from threadpoolctl import ThreadpoolController
 
         _CONTROLLER = ThreadpoolController()
-    return _CONTROLLER.limit(limits=limit, user_api="blas")
+    return _CONTROLLER
 
 
-def dense_blas(tail_size: int) -> contextlib.AbstractContextManager:
-    """One BLAS thread for a dense tail of ``tail_size`` columns below DENSE_THREADS_MIN,
-    else BLAS as it is."""
-    return blas_limit(1) if tail_size < DENSE_THREADS_MIN else contextlib.nullcontext()
+def blas_limit(limit: int) -> contextlib.AbstractContextManager:
+    """BLAS limited to ``limit`` threads inside the ``with`` block (threadpoolctl)."""
+    return _controller().limit(limits=limit, user_api="blas")
+
+
+def user_threads() -> int:
+    """The threads BLAS is set to use now (the most of its libraries; 1 without one)."""
+    blas = [lib.num_threads for lib in _controller().lib_controllers if lib.user_api == "blas"]
+    return max(blas, default=1)
+
+
+@contextlib.contextmanager
+def dense_blas(tail_size: int) -> Iterator[None]:
+    """BLAS on one thread inside the ``with`` block, and the core's dense kernels on the
+    user's BLAS threads for a dense tail of ``tail_size`` >= THREADED_ORDER columns."""
+    threads = user_threads() if tail_size >= THREADED_ORDER else 1
+    before = core.dense_threads()
+    with blas_limit(1):
+        core.set_dense_threads(threads)
+        try:
+            yield
+        finally:
+            core.set_dense_threads(before)

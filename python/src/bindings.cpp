@@ -331,7 +331,7 @@ py::dict fit_scan(const std::vector<py::tuple>& terms, const Columns& X, const C
   return many_result_dict(r);
 }
 
-// A routine of scipy.linalg.cython_lapack, from the capsule SciPy exports for it.
+// A routine of scipy.linalg.cython_lapack or cython_blas, from the capsule SciPy exports for it.
 template <typename Fn>
 Fn scipy_lapack(const py::module_& cython_lapack, const char* name) {
   const py::capsule cap = cython_lapack.attr("__pyx_capi__")[name].cast<py::capsule>();
@@ -352,6 +352,11 @@ void set_dense_backend(const std::string& name) {
   k.potrf = scipy_lapack<lmm::LapackKernels::Potrf>(lapack, "dpotrf");
   k.trtri = scipy_lapack<lmm::LapackKernels::Trtri>(lapack, "dtrtri");
   k.lauum = scipy_lapack<lmm::LapackKernels::Lauum>(lapack, "dlauum");
+  const py::module_ blas = py::module_::import("scipy.linalg.cython_blas");
+  k.gemm = scipy_lapack<lmm::LapackKernels::Gemm>(blas, "dgemm");
+  k.syrk = scipy_lapack<lmm::LapackKernels::Syrk>(blas, "dsyrk");
+  k.trsm = scipy_lapack<lmm::LapackKernels::Trsm>(blas, "dtrsm");
+  k.trmm = scipy_lapack<lmm::LapackKernels::Trmm>(blas, "dtrmm");
   lmm::set_lapack(k);
 }
 
@@ -363,6 +368,10 @@ PYBIND11_MODULE(_core, m) {
   m.def("set_dense_backend", &set_dense_backend, py::arg("name"),
         "dense kernels of the crossed block: 'lapack' (SciPy's LAPACK) or 'eigen'");
   m.def("dense_backend", []() { return lmm::using_lapack() ? "lapack" : "eigen"; }, "the current dense backend");
+  m.def("set_dense_threads", &lmm::set_dense_threads, py::arg("threads"),
+        "threads of the dense kernels for blocks of order kThreadedOrder and above (BLAS on one thread inside)");
+  m.def("dense_threads", &lmm::dense_threads, "the dense kernels' threads");
+  m.attr("THREADED_ORDER") = lmm::kThreadedOrder;
 
   auto shape_of = [](lmm::Index p, const std::string& structure) {
     if (p < 1) throw std::invalid_argument("a term has at least one column");
@@ -618,6 +627,8 @@ PYBIND11_MODULE(_core, m) {
       .def_property_readonly("working_start", &lmm::Model::working_start,
                              "the working theta optimizers start from (lme4's start unless a column's scale or\n"
                              "offset is extreme)")
+      .def_property_readonly("moment_start", &lmm::Model::moment_start,
+                             "a working theta from moments of the crossproducts (the core's fit tries it too)")
       .def_property_readonly("nprefix", [](const lmm::Model& m) { return m.cholesky().nprefix(); },
                              "number of leading terms whose diagonal blocks of L stay block diagonal")
       .def_property_readonly("tail_size", [](const lmm::Model& m) { return m.cholesky().tail_size(); },

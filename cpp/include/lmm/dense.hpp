@@ -51,19 +51,33 @@ class DenseBlock {
   Index n_ = 0;
 };
 
-/// LAPACK routines by pointer, with the reference LAPACK arguments and no
-/// hidden string lengths (as scipy.linalg.cython_lapack exports them):
+/// LAPACK and BLAS routines by pointer, with the reference arguments and no
+/// hidden string lengths (as scipy.linalg.cython_lapack and cython_blas export
+/// them):
 ///   potrf(uplo, n, a, lda, info): Cholesky factor of a symmetric matrix
 ///   trtri(uplo, diag, n, a, lda, info): inverse of a triangular matrix
 ///   lauum(uplo, n, a, lda, info): L'L (uplo = "L") of a triangular L
-/// All three are used together; a null pointer in any means "use Eigen".
+///   gemm, syrk, trsm, trmm: the BLAS-3 products the threaded kernels split
+/// potrf, trtri and lauum are used together; a null pointer in any means "use
+/// Eigen". Without all four BLAS routines the kernels run on one thread.
 struct LapackKernels {
   using Potrf = void (*)(char* uplo, int* n, double* a, int* lda, int* info);
   using Trtri = void (*)(char* uplo, char* diag, int* n, double* a, int* lda, int* info);
   using Lauum = void (*)(char* uplo, int* n, double* a, int* lda, int* info);
+  using Gemm = void (*)(char* ta, char* tb, int* m, int* n, int* k, double* alpha, double* a, int* lda, double* b,
+                        int* ldb, double* beta, double* c, int* ldc);
+  using Syrk = void (*)(char* uplo, char* trans, int* n, int* k, double* alpha, double* a, int* lda, double* beta,
+                        double* c, int* ldc);
+  using Trsm = void (*)(char* side, char* uplo, char* transa, char* diag, int* m, int* n, double* alpha, double* a,
+                        int* lda, double* b, int* ldb);
+  using Trmm = Trsm;
   Potrf potrf = nullptr;
   Trtri trtri = nullptr;
   Lauum lauum = nullptr;
+  Gemm gemm = nullptr;
+  Syrk syrk = nullptr;
+  Trsm trsm = nullptr;
+  Trmm trmm = nullptr;
 };
 
 /// Install LAPACK kernels for every later dense operation (process-wide; call
@@ -72,6 +86,16 @@ void set_lapack(const LapackKernels& kernels);
 
 /// Whether dense operations currently go to an installed LAPACK.
 bool using_lapack();
+
+/// Threads for the dense kernels below (process-wide; at least 1). With more
+/// than one, and the BLAS routines installed, blocks of order kThreadedOrder
+/// and above are split into products that run on that many threads, each
+/// calling the BLAS, which must then run on one thread itself (the Python
+/// module pins it). Smaller blocks run on the calling thread: there the
+/// threads would not pay for themselves.
+void set_dense_threads(int threads);
+int dense_threads();
+constexpr Index kThreadedOrder = 512;
 
 /// In place: the lower triangle of the symmetric A (n × n, lower triangle read)
 /// becomes its Cholesky factor L with A = LL'. The strict upper triangle is

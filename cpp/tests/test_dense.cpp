@@ -1,0 +1,115 @@
+// The threaded dense kernels (dense.hpp): with reference BLAS/LAPACK routines
+// written on Eigen installed by set_lapack, the recursive splits over 1, 2 and
+// 3 threads give the factor, inverse and product Eigen gives, on orders that
+// split unevenly; a matrix that is not positive definite is reported.
+#include <Eigen/Dense>
+#include <random>
+#include <string>
+
+#include "check.hpp"
+#include "lmm/dense.hpp"
+
+namespace {
+
+using lmm::Index;
+using lmm::Matrix;
+using Map = Eigen::Map<Matrix, 0, Eigen::OuterStride<>>;
+
+Map view(double* a, int rows, int cols, int ld) { return Map(a, rows, cols, Eigen::OuterStride<>(ld)); }
+
+// Reference routines with LAPACK's arguments, lower triangle and non-unit
+// diagonal only (all the kernels ask for).
+void potrf(char*, int* n, double* a, int* lda, int* info) {
+  Map A = view(a, *n, *n, *lda);
+  Eigen::LLT<Eigen::Ref<Matrix>> llt(A);
+  *info = llt.info() == Eigen::Success ? 0 : 1;
+}
+void trtri(char*, char*, int* n, double* a, int* lda, int* info) {
+  Map A = view(a, *n, *n, *lda);
+  Matrix inv = Matrix::Identity(*n, *n);
+  A.triangularView<Eigen::Lower>().solveInPlace(inv);
+  A.triangularView<Eigen::Lower>() = inv;
+  *info = 0;
+}
+void lauum(char*, int* n, double* a, int* lda, int* info) {
+  Map A = view(a, *n, *n, *lda);
+  const Matrix L = A.triangularView<Eigen::Lower>();
+  A.triangularView<Eigen::Lower>() = L.transpose() * L;
+  *info = 0;
+}
+Matrix op(const Map& M, char t) { return t == 'N' ? Matrix(M) : Matrix(M.transpose()); }
+void gemm(char* ta, char* tb, int* m, int* n, int* k, double* alpha, double* a, int* lda, double* b, int* ldb,
+          double* beta, double* c, int* ldc) {
+  const Map A = view(a, *ta == 'N' ? *m : *k, *ta == 'N' ? *k : *m, *lda);
+  const Map B = view(b, *tb == 'N' ? *k : *n, *tb == 'N' ? *n : *k, *ldb);
+  Map C = view(c, *m, *n, *ldc);
+  C = *beta * C + *alpha * op(A, *ta) * op(B, *tb);
+}
+void syrk(char*, char* trans, int* n, int* k, double* alpha, double* a, int* lda, double* beta, double* c, int* ldc) {
+  const Map A = view(a, *trans == 'N' ? *n : *k, *trans == 'N' ? *k : *n, *lda);
+  Map C = view(c, *n, *n, *ldc);
+  const Matrix P = op(A, *trans);
+  const Matrix full = *beta * Matrix(C) + *alpha * P * P.transpose();
+  C.triangularView<Eigen::Lower>() = full;
+}
+void trsm(char* side, char*, char* transa, char*, int* m, int* n, double* alpha, double* a, int* lda, double* b,
+          int* ldb) {
+  const int k = *side == 'L' ? *m : *n;
+  const Matrix L = view(a, k, k, *lda).triangularView<Eigen::Lower>();
+  const Matrix T = *transa == 'N' ? L : Matrix(L.transpose());
+  Map B = view(b, *m, *n, *ldb);
+  B = *side == 'L' ? Matrix(*alpha * T.inverse() * B) : Matrix(*alpha * B * T.inverse());
+}
+void trmm(char* side, char*, char* transa, char*, int* m, int* n, double* alpha, double* a, int* lda, double* b,
+          int* ldb) {
+  const int k = *side == 'L' ? *m : *n;
+  const Matrix L = view(a, k, k, *lda).triangularView<Eigen::Lower>();
+  const Matrix T = *transa == 'N' ? L : Matrix(L.transpose());
+  Map B = view(b, *m, *n, *ldb);
+  B = *side == 'L' ? Matrix(*alpha * T * B) : Matrix(*alpha * B * T);
+}
+
+double lower_diff(const Matrix& a, const Matrix& b) {
+  return (Matrix(a.triangularView<Eigen::Lower>()) - Matrix(b.triangularView<Eigen::Lower>())).norm() /
+         Matrix(b.triangularView<Eigen::Lower>()).norm();
+}
+
+}  // namespace
+
+int main() {
+  using lmm_test::check;
+  lmm::set_lapack({potrf, trtri, lauum, gemm, syrk, trsm, trmm});
+  std::mt19937 rng(7);
+  std::normal_distribution<double> normal;
+  for (const Index n : {lmm::kThreadedOrder - 1, lmm::kThreadedOrder + 77, Index{1201}}) {
+    Matrix B(n, n);
+    for (Index j = 0; j < n; ++j)
+      for (Index i = 0; i < n; ++i) B(i, j) = normal(rng);
+    const Matrix S = B * B.transpose() / static_cast<double>(n) + Matrix::Identity(n, n);
+    const Matrix L = S.llt().matrixL();
+    Matrix Linv = Matrix::Identity(n, n);
+    L.triangularView<Eigen::Lower>().solveInPlace(Linv);
+    const Matrix LtL = L.transpose() * L;
+    for (const int threads : {1, 2, 3}) {
+      lmm::set_dense_threads(threads);
+      const std::string at = " (n " + std::to_string(n) + ", threads " + std::to_string(threads) + ")";
+      Matrix A = S;
+      A.triangularView<Eigen::StrictlyUpper>().setConstant(-7.0);  // never read
+      check("cholesky succeeds" + at, lmm::cholesky_lower(A));
+      check("cholesky equals Eigen's" + at, lower_diff(A, L) < 1e-13);
+      Matrix I = L;
+      lmm::invert_lower(I);
+      check("inverse equals Eigen's" + at, lower_diff(I, Linv) < 1e-12);
+      Matrix P = L;
+      lmm::lauum_lower(P);
+      check("L'L equals Eigen's" + at, lower_diff(P, LtL) < 1e-13);
+      Matrix N = S;
+      N(n - 3, n - 3) = -1.0;
+      check("not positive definite is reported" + at, !lmm::cholesky_lower(N));
+    }
+  }
+  lmm::set_dense_threads(1);
+  lmm::set_lapack({});
+  lmm_test::check_throws<std::invalid_argument>("threads below 1", [] { lmm::set_dense_threads(0); }, "at least 1");
+  return lmm_test::failures == 0 ? 0 : 1;
+}
