@@ -1,17 +1,25 @@
 """Fit benchmark: lmm against lme4 (through Rscript) and statsmodels' MixedLM.
 
-Each fit runs in its own process with a time and memory limit; the table gives the
-wall time of the fit itself (data loading excluded), the process's peak RSS, the final
-criterion — every system's θ evaluated by lmm's objective, so the numbers compare — and
-each system's time as a ratio to lmm's. Threads are pinned (OMP, OpenBLAS, MKL) for all.
-For lmm, "fit / budget" is the memory the fit adds to the loaded data (peak resident set
-during the call minus the resident set before it) against 2 × the numeric columns used
-plus the blocked factor L (see fit_lmm.py). Each process fits a small model first, so
-that one-time costs of the process count for no system.
+What a user waits for, each system in its own process with a time and memory limit: the
+data are read from a CSV whose grouping columns hold string ids (``"s17"``), then the
+whole fitting call is timed (``lmm.lmer`` from the frame: design, fit; lme4's ``lmer``;
+statsmodels' ``MixedLM.from_formula(...).fit()``), and then the summary the user prints
+(lmm: ``print(res)``, with lmerTest's Satterthwaite df; lme4: ``print(summary(fit))``,
+without df; statsmodels: ``print(res.summary())``). The table gives both times, the
+process's peak RSS, the final criterion — every system's θ evaluated by lmm's objective,
+so the numbers compare — and each system's fitting time as a ratio to lmm's. For lmm,
+"fit / budget" is the memory the fit adds to the loaded data (peak resident set during
+the call minus the resident set before it) against 2 × the numeric columns used plus the
+blocked factor L (see fit_lmm.py). Each process fits a small model first, so that
+one-time costs of the process count for no system.
+
+Threads: by default every system runs with the thread settings of the environment (a
+user's default: OpenBLAS one thread per core), recorded in the table's header; ``--threads
+N`` pins OMP, OpenBLAS and MKL to N for all.
 
     python benchmarks/bench_fit.py                              # all models and systems
     python benchmarks/bench_fit.py --models sleepstudy insteval --systems lmm lme4
-    python benchmarks/bench_fit.py --format markdown --timeout 600
+    python benchmarks/bench_fit.py --format markdown --timeout 600 --threads 1
 
 Systems: lmm; lme4 (default lmerControl()); lme4_noderivs (calc.derivs = FALSE);
 statsmodels (crossed models as one group with variance components). A system that is
@@ -70,16 +78,20 @@ SYSTEMS = ["lmm", "lme4", "lme4_noderivs", "statsmodels"]
 
 
 def dataset_path(name: str, directory: pathlib.Path) -> pathlib.Path:
-    """CSV of a model's data: bundled datasets are written out once, simulated ones generated."""
-    path = directory / f"{name}.csv"
+    """CSV of a model's data with string ids in its grouping columns (``"s17"``, as users'
+    data have them), written once: bundled datasets from lmm, simulated ones generated."""
+    path = directory / f"{name}_ids.csv"
     if not path.exists():
         directory.mkdir(parents=True, exist_ok=True)
         if name in ("sleepstudy", "insteval"):
             import lmm
 
-            lmm.datasets.load(name).to_csv(path, index=False)
+            frame = lmm.datasets.load(name)
         else:
-            simulate.generate(name).to_csv(path, index=False)
+            frame = simulate.generate(name)
+        for column in MODELS[name]["groups"]:
+            frame[column] = column + frame[column].astype(str)
+        frame.to_csv(path, index=False)
     return path
 
 
@@ -181,14 +193,18 @@ def main() -> None:
     parser.add_argument("--ml", action="store_true", help="maximum likelihood instead of REML")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds per fit")
     parser.add_argument("--memory", type=float, default=16.0, help="GiB of address space per fit")
-    parser.add_argument("--threads", type=int, default=1, help="threads for every system (BLAS, OpenMP)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="pin the threads of every system (BLAS, OpenMP); default: the environment's")
     parser.add_argument("--data", type=pathlib.Path, default=HERE / "data", help="where simulated data are written")
     parser.add_argument("--format", choices=["text", "markdown", "json"], default="text")
     args = parser.parse_args()
 
-    threads = str(args.threads)
-    env = dict(os.environ, OMP_NUM_THREADS=threads, OPENBLAS_NUM_THREADS=threads, MKL_NUM_THREADS=threads,
-               R_DATATABLE_NUM_THREADS=threads)
+    env = dict(os.environ)
+    if args.threads is not None:
+        threads = str(args.threads)
+        env.update(OMP_NUM_THREADS=threads, OPENBLAS_NUM_THREADS=threads, MKL_NUM_THREADS=threads,
+                   R_DATATABLE_NUM_THREADS=threads)
+    settings = {v: env.get(v, "unset") for v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
     reml = not args.ml
     rows = []
     for model in args.models:
@@ -208,22 +224,25 @@ def main() -> None:
             dcrit = r["criterion"] - base["criterion"] if r.get("criterion") is not None and \
                 base.get("criterion") is not None else None
             rows.append({"model": model, "system": system, "status": r["status"], "time_s": r.get("time"),
+                         "summary_s": r.get("summary"),
                          "peak_rss_mib": r.get("rss_mib"), "fit_mib": r.get("fit_mib"),
                          "budget_mib": r.get("budget_mib"), "criterion": r.get("criterion"),
                          "criterion_minus_lmm": dcrit, "time_ratio_vs_lmm": ratio, "nfev": r.get("nfev")})
 
-    header = {"machine": platform.platform(), "cpus": os.cpu_count(), "threads": args.threads,
+    header = {"machine": platform.platform(), "cpus": os.cpu_count(), "threads": settings,
               "criterion": "REML" if reml else "ML deviance", "timeout_s": args.timeout}
     if args.format == "json":
         print(json.dumps({"settings": header, "rows": rows}, indent=2))
         return
-    cols = ["model", "system", "status", "time (s)", "peak RSS (MiB)", "fit / budget (MiB)", "criterion",
-            "Δ vs lmm", "time / lmm"]
-    table = [[r["model"], r["system"], r["status"], fmt(r["time_s"], ".3f"), fmt(r["peak_rss_mib"], ".0f"),
+    cols = ["model", "system", "status", "fit call (s)", "summary (s)", "peak RSS (MiB)", "fit / budget (MiB)",
+            "criterion", "Δ vs lmm", "fit call / lmm"]
+    table = [[r["model"], r["system"], r["status"], fmt(r["time_s"], ".3f"), fmt(r["summary_s"], ".3f"),
+              fmt(r["peak_rss_mib"], ".0f"),
               f"{r['fit_mib']:.0f} / {r['budget_mib']:.0f}" if r["fit_mib"] is not None else "",
               fmt(r["criterion"], ".6f"), fmt(r["criterion_minus_lmm"], ".2e"), fmt(r["time_ratio_vs_lmm"], ".1f")]
              for r in rows]
-    print(f"# {header['criterion']}; threads pinned to {args.threads}; {header['machine']}, {header['cpus']} cpus")
+    threads = ", ".join(f"{k}={v}" for k, v in settings.items())
+    print(f"# {header['criterion']}; {threads}; {header['machine']}, {header['cpus']} cpus")
     print_table(cols, table, args.format)
 
 

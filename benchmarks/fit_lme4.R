@@ -11,7 +11,9 @@ for (v in strsplit(args[5], ",")[[1]]) data[[v]] <- factor(data[[v]])
 # One small fit first (as fit_lmm.py does): the session's one-time costs are not the fit's.
 invisible(lmer(Reaction ~ Days + (Days | Subject), sleepstudy))
 elapsed <- system.time(fit <- lmer(form, data, REML = reml, control = ctrl))[["elapsed"]]
+# The summary a user prints after the fit (lme4's: no df).
+shown <- system.time(print(summary(fit)))[["elapsed"]]
 crit <- if (reml) REMLcrit(fit) else deviance(fit)
-cat(sprintf('{"time": %.6f, "theta": [%s], "objective": %.10f, "nfev": %d, "converged": %s}\n',
-            elapsed, paste(sprintf("%.12g", getME(fit, "theta")), collapse = ", "), crit,
+cat(sprintf('{"time": %.6f, "summary": %.6f, "theta": [%s], "objective": %.10f, "nfev": %d, "converged": %s}\n',
+            elapsed, shown, paste(sprintf("%.12g", getME(fit, "theta")), collapse = ", "), crit,
             as.integer(fit@optinfo$feval), if (length(fit@optinfo$conv$lme4$messages)) "false" else "true"))

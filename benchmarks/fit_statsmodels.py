@@ -38,13 +38,16 @@ def main() -> None:
         model = smf.mixedlm(spec["fixed"], data, groups=spec["groups"], re_formula=spec.get("re_formula"))
     fit = model.fit(reml=not args.ml)
     elapsed = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    print(fit.summary())
+    summary = time.perf_counter() - t0
     if "vc" in spec:
         names = list(model.exog_vc.names)
         theta = [float(np.sqrt(fit.vcomp[names.index(k)] / fit.scale)) for k in spec["vc_order"]]
     else:
         L = np.linalg.cholesky(np.asarray(fit.cov_re) / fit.scale)
         theta = [float(L[i, j]) for j in range(L.shape[0]) for i in range(j, L.shape[0])]
-    print(json.dumps({"time": elapsed, "theta": theta, "objective": None, "nfev": None,
+    print(json.dumps({"time": elapsed, "summary": summary, "theta": theta, "objective": None, "nfev": None,
                       "converged": bool(fit.converged)}))
 
 

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from . import _core as core
+from ._threads import blas_limit
 from ._util import row_blocks, warn_user
 from .covariance import theta_names
 from .design import Design, ReTerm, build_design
@@ -41,8 +42,8 @@ EXACT_FIT_SIGMA = 1e-6
 UNCENTRED_OFFSET = 10.0
 
 # The dense block of crossed terms is factored and inverted by the LAPACK SciPy
-# carries (OpenBLAS in SciPy's wheels: faster than Eigen's kernels, and
-# multithreaded by OPENBLAS_NUM_THREADS or threadpoolctl).
+# carries (OpenBLAS in SciPy's wheels: faster than Eigen's kernels); large blocks
+# split into its BLAS-3 products on the core's threads (_threads.dense_blas).
 core.set_dense_backend("lapack")
 
 
@@ -505,8 +506,11 @@ class LinearMixedModel:
         #: A known residual SD, or None (estimated).
         self.sigma = None if sigma is None else float(sigma)
         self.parsed = parse_formula(formula, double_bar=double_bar)
-        self.design: Design = build_design(self.parsed, data, missing=missing, weights=weights, offset=offset,
-                                           contrasts=contrasts, sigma_known=self.sigma is not None)
+        # The design's products with BLAS (QR, norms) are of a few columns: one thread
+        # (waking OpenBLAS's threads for them took 13 ms of sim_long's 0.1 s call).
+        with blas_limit(1):
+            self.design: Design = build_design(self.parsed, data, missing=missing, weights=weights, offset=offset,
+                                               contrasts=contrasts, sigma_known=self.sigma is not None)
         #: Whether the offset argument was given (new data for predict() then need its values).
         self.offset_argument = offset is not None
         d = self.design
