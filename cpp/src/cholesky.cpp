@@ -14,6 +14,10 @@ namespace lmm {
 
 namespace {
 
+// Chunks of the threaded sweeps over tail columns and prefix levels (each
+// takes every kSweepChunks-th one), whatever the number of threads.
+constexpr long kSweepChunks = 8;
+
 using RowLists = std::vector<std::vector<Index>>;
 
 RowLists pattern_of(const SparseBlocks& S) {
@@ -454,10 +458,12 @@ void BlockedCholesky::factor(const Crossprod& A, const std::vector<Matrix>& lamb
             for (Index j = 0; j < Lik.pc; ++j) R.V(j, g) = Lik.data(a, e * Lik.pc + j);
       }
   }
-  // Columns r are independent: with threads, each sweeps every parts-th one.
-  const int parts = sweep_parts();
-  run_parts(parts, [&](int part) {
-    for (Index r = part; r < q_tail_; r += parts) {
+  // Columns r are independent: with threads, each chunk sweeps every
+  // chunks-th one.
+  const int threads = sweep_threads();
+  const long chunks = threads > 1 ? kSweepChunks : 1;
+  parallel_for(chunks, threads, [&](long chunk) {
+    for (Index r = chunk; r < q_tail_; r += chunks) {
       double* Tcol = T_.matrix().col(r).data();
       for (Index k = 0; k < nprefix_; ++k) {
         const TailReach& R = reach_[k];
@@ -668,11 +674,12 @@ void BlockedCholesky::diagonal_block_sums(bool with_x, std::vector<Matrix>& sums
   }
   const Matrix TXXinv = Tinv.bottomRightCorner(px, px).triangularView<Eigen::Lower>();
   const Matrix WXX = TXXinv.transpose() * TXXinv;
-  // Levels are independent: with threads, each sums every parts-th one, and
-  // the parts' sums are added in order.
-  const int parts = sweep_parts();
-  std::vector<std::vector<Matrix>> part_sums(static_cast<std::size_t>(parts));
-  run_parts(parts, [&](int part) {
+  // Levels are independent: with threads, each chunk sums every chunks-th
+  // one, and the chunks' sums are added in order.
+  const int threads = sweep_threads();
+  const long chunks = threads > 1 ? kSweepChunks : 1;
+  std::vector<std::vector<Matrix>> part_sums(static_cast<std::size_t>(chunks));
+  parallel_for(chunks, threads, [&](long part) {
     std::vector<Matrix>& out = part_sums[static_cast<std::size_t>(part)];
     out.resize(static_cast<std::size_t>(nprefix_));
     Matrix H, Dinv, G;
@@ -692,7 +699,7 @@ void BlockedCholesky::diagonal_block_sums(bool with_x, std::vector<Matrix>& sums
       Eigen::Matrix<double, Eigen::Dynamic, 2> v2(px, 2);
       Eigen::Matrix<double, Eigen::Dynamic, 3> v3(px, 3);
       Eigen::Matrix<double, Eigen::Dynamic, 4> v4(px, 4);
-      for (Index c = part; c < shapes_[t].nlevels; c += parts) {
+      for (Index c = part; c < shapes_[t].nlevels; c += chunks) {
         // Columns with no rows in the tail (every level of a lone prefix term, say).
         if (R.colptr[c] == R.colptr[c + 1] && pt <= 4) {
           if (pt == 1) diagonal_sum_leaf<1>(Ldiag_[t], LXy_[t], WXX, c, v1, acc1);
@@ -757,7 +764,7 @@ void BlockedCholesky::diagonal_block_sums(bool with_x, std::vector<Matrix>& sums
     for (Index t = 0; t < nprefix_; ++t) sums[t] += out[t];
 }
 
-int BlockedCholesky::sweep_parts() const {
+int BlockedCholesky::sweep_threads() const {
   return q_tail_ >= kThreadedOrder ? std::max(1, dense_threads()) : 1;
 }
 

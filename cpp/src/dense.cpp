@@ -3,6 +3,7 @@
 #include "lmm/parallel.hpp"
 
 #include <Eigen/Cholesky>
+#include <functional>
 #include <algorithm>
 #include <atomic>
 #include <cstdlib>
@@ -90,10 +91,12 @@ void eigen_lauum_lower(Eigen::Ref<Matrix> A) {
 }
 
 // Threaded kernels: recursive 2 × 2 splits of the block down to leaves of
-// kLeafOrder, each step's BLAS-3 product divided into `threads` independent
-// parts of equal flops (the BLAS itself on one thread). The recursions are
+// kLeafOrder, each step's BLAS-3 product divided into kChunksPerThread ×
+// threads independent parts of equal flops, which the threads take as they
+// come free (parallel_for; the BLAS itself on one thread). The recursions are
 // LAPACK's (potrf, trtri, lauum) with the products split.
 constexpr Index kLeafOrder = 256;
+constexpr int kChunksPerThread = 3;
 
 // A column-major block: element (i, j) at a[i + j·ld].
 struct Block {
@@ -106,22 +109,21 @@ struct Threaded {
   LapackKernels k;
   int threads;
 
-  template <typename F>
-  void parts(const F& f) const {
-    run_parts(threads, f);
-  }
-  // Part `i` of [0, n) in `threads` even ranges.
-  std::pair<Index, Index> range(Index n, int i) const { return {n * i / threads, n * (i + 1) / threads}; }
+  int chunks() const { return kChunksPerThread * threads; }
+  void parts(const std::function<void(long)>& f) const { parallel_for(chunks(), threads, f); }
+  // Part `i` of [0, n) in chunks() even ranges.
+  std::pair<Index, Index> range(Index n, long i) const { return {n * i / chunks(), n * (i + 1) / chunks()}; }
 
   // C (m × m, lower) += alpha · P Pᵀ (trans 'N', P m × kk) or alpha · PᵀP
   // (trans 'T', P kk × m): column blocks of C with equal areas of its lower
   // triangle, each a syrk on its diagonal block and a gemm below it.
   void syrk(char trans, Index m, Index kk, double alpha, Block P, Block C) const {
-    parts([&](int i) {
-      // Column c_j = m (1 − √(1 − j/threads)) leaves j/threads of the triangle's area before it.
-      auto edge = [&](int j) {
-        const double rest = std::sqrt(1.0 - static_cast<double>(j) / threads);
-        return j == threads ? m : static_cast<Index>(static_cast<double>(m) * (1.0 - rest));
+    parts([&](long i) {
+      // Column c_j = m (1 − √(1 − j/chunks)) leaves j/chunks of the triangle's area before it.
+      const long n = chunks();
+      auto edge = [&](long j) {
+        const double rest = std::sqrt(1.0 - static_cast<double>(j) / static_cast<double>(n));
+        return j == n ? m : static_cast<Index>(static_cast<double>(m) * (1.0 - rest));
       };
       const Index c0 = edge(i), c1 = edge(i + 1);
       if (c1 <= c0) return;
@@ -149,7 +151,7 @@ struct Threaded {
     product(k.trmm, side, trans, m, nb, alpha, L, B);
   }
   void product(LapackKernels::Trsm f, char side, char trans, Index m, Index nb, double alpha, Block L, Block B) const {
-    parts([&](int i) {
+    parts([&](long i) {
       char s = side, lo = 'L', t = trans, nd = 'N';
       double a = alpha;
       if (side == 'L') {

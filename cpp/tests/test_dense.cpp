@@ -1,13 +1,19 @@
 // The threaded dense kernels (dense.hpp): with reference BLAS/LAPACK routines
 // written on Eigen installed by set_lapack, the recursive splits over 1, 2 and
 // 3 threads give the factor, inverse and product Eigen gives, on orders that
-// split unevenly; a matrix that is not positive definite is reported.
+// split unevenly; a matrix that is not positive definite is reported. The
+// pool behind them (parallel.hpp) runs every chunk once, also when loops of
+// several threads use it at the same time.
 #include <Eigen/Dense>
+#include <atomic>
 #include <random>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "check.hpp"
 #include "lmm/dense.hpp"
+#include "lmm/parallel.hpp"
 
 namespace {
 
@@ -58,7 +64,18 @@ void trsm(char* side, char*, char* transa, char*, int* m, int* n, double* alpha,
   const Matrix L = view(a, k, k, *lda).triangularView<Eigen::Lower>();
   const Matrix T = *transa == 'N' ? L : Matrix(L.transpose());
   Map B = view(b, *m, *n, *ldb);
-  B = *side == 'L' ? Matrix(*alpha * T.inverse() * B) : Matrix(*alpha * B * T.inverse());
+  // op(L) is lower (N) or upper (T) triangular; B op(L)⁻¹ = (op(L)ᵀ⁻¹ Bᵀ)ᵀ.
+  if (*side == 'L') {
+    const Matrix X = *transa == 'N' ? Matrix(T.triangularView<Eigen::Lower>().solve(B))
+                                    : Matrix(T.triangularView<Eigen::Upper>().solve(B));
+    B = *alpha * X;
+  } else {
+    const Matrix Bt = B.transpose();
+    const Matrix Tt = T.transpose();
+    const Matrix X = *transa == 'N' ? Matrix(Tt.triangularView<Eigen::Upper>().solve(Bt))
+                                    : Matrix(Tt.triangularView<Eigen::Lower>().solve(Bt));
+    B = *alpha * X.transpose();
+  }
 }
 void trmm(char* side, char*, char* transa, char*, int* m, int* n, double* alpha, double* a, int* lda, double* b,
           int* ldb) {
@@ -110,6 +127,29 @@ int main() {
   }
   lmm::set_dense_threads(1);
   lmm::set_lapack({});
+
+  // Every chunk once, for any number of threads, and from loops started by
+  // four threads at once (all but one then run on their own thread).
+  for (const int threads : {1, 2, 3, 8}) {
+    std::vector<std::atomic<int>> hits(1000);
+    lmm::parallel_for(1000, threads, [&](long c) { hits[static_cast<std::size_t>(c)]++; });
+    bool once = true;
+    for (auto& h : hits) once = once && h.load() == 1;
+    check("parallel_for runs every chunk once (threads " + std::to_string(threads) + ")", once);
+  }
+  std::vector<long> sums(4, 0);
+  std::vector<std::thread> callers;
+  for (std::size_t i = 0; i < 4; ++i)
+    callers.emplace_back([&sums, i] {
+      for (int rep = 0; rep < 50; ++rep) {
+        std::vector<std::atomic<long>> part(64);
+        lmm::parallel_for(64, 2, [&](long c) { part[static_cast<std::size_t>(c)] += c; });
+        for (auto& v : part) sums[i] += v.load();
+      }
+    });
+  for (auto& t : callers) t.join();
+  for (std::size_t i = 0; i < 4; ++i)
+    check("concurrent parallel_for loops each run all their chunks", sums[i] == 50L * (63L * 64L / 2));
   lmm_test::check_throws<std::invalid_argument>("threads below 1", [] { lmm::set_dense_threads(0); }, "at least 1");
   return lmm_test::failures == 0 ? 0 : 1;
 }

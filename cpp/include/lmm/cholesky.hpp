@@ -143,7 +143,7 @@ class BlockedCholesky {
   void require_factored() const;
   // Threads for the sweeps over the tail's columns and the prefix's levels
   // (dense_threads() when the tail is large enough, else 1).
-  int sweep_parts() const;
+  int sweep_threads() const;
   Index K_ = 0;        // number of terms
   Index p_ = 0;        // fixed-effects columns
   Index nprefix_ = 0;  // terms 0..nprefix_-1 in the prefix

@@ -1,26 +1,17 @@
-// Splitting a loop over a few threads (the dense kernels' and the factor's
-// sweeps; dense_threads() says how many).
+// Splitting a loop over a few threads: the dense kernels' products and the
+// factor's sweeps (dense_threads() says how many threads).
 #pragma once
-#include <system_error>
-#include <thread>
-#include <vector>
+#include <functional>
 
 namespace lmm {
 
-/// Runs f(part) for every part in [0, parts): part 0 on the calling thread,
-/// each other on a thread of its own (on the calling thread too when no thread
-/// can be started). Returns when all are done. f must not throw.
-template <typename F>
-void run_parts(int parts, const F& f) {
-  std::vector<std::thread> pool;
-  int next = 1;
-  try {
-    for (; next < parts; ++next) pool.emplace_back(f, next);
-  } catch (const std::system_error&) {
-  }
-  for (int i = next; i < parts; ++i) f(i);
-  f(0);
-  for (auto& t : pool) t.join();
-}
+/// Runs f(chunk) for every chunk in [0, chunks) on the calling thread and up
+/// to threads − 1 workers of a pool kept for the process, each taking the
+/// next chunk not yet taken; returns when all are done. The calling thread
+/// never waits for a worker that has not started: on a machine busy with other
+/// work it runs the chunks nobody took itself, so the loop takes at most about
+/// as long as on one thread. While another thread's loop holds the pool, or
+/// with threads < 2, every chunk runs on the calling thread. f must not throw.
+void parallel_for(long chunks, int threads, const std::function<void(long)>& f);
 
 }  // namespace lmm

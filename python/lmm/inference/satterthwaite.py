@@ -15,6 +15,10 @@ __all__ = ["HESSIAN_TOL", "Satterthwaite", "fstat_ddf", "satterthwaite_setup", "
 
 #: lmerTest's tolerance on the eigenvalues of the varpar Hessian.
 HESSIAN_TOL = 1e-8
+#: Free θ entries up to which the differences take one Richardson step (four evaluations
+#: per entry); beyond, central differences (two): a maximal model's 72 entries would
+#: otherwise cost more evaluations than its fit, for df that agree to ~1e-6.
+RICHARDSON_MAX = 12
 # Seconds of expected work beyond which the df computation shows a progress bar.
 _SLOW = 2.0
 
@@ -55,8 +59,9 @@ def satterthwaite_setup(res, progress: bool | None = None, verbose: bool = False
     and r² parts: ``dlogdet + dpwrss / σ²``) and its σ derivatives are closed forms,
     so the Hessian needs Richardson differences of the gradient along θ only, from the
     same evaluations as the differences of Var(β̂) = σ² (X'V⁻¹X)⁻¹: four per θ entry (one
-    Richardson step: the differences of an exact gradient need no more) instead of
-    numDeriv's O(dim θ²), and more accurate. Everything comes from the model's
+    Richardson step: the differences of an exact gradient need no more; two, central
+    differences, beyond RICHARDSON_MAX entries) instead of numDeriv's O(dim θ²), and more
+    accurate. Everything comes from the model's
     :meth:`~lmm.model.LinearMixedModel.deviance_terms` (the model's one core, with its
     shift), so the result does not depend on an offset of the response or of a predictor.
 
@@ -106,8 +111,9 @@ def satterthwaite_setup(res, progress: bool | None = None, verbose: bool = False
     started = time.perf_counter()
     t0 = model.deviance_terms(theta0, reml, working=True)
     # A bar on a terminal when the differences will take long (a large crossed model):
-    # one step per evaluation, 2·2 per free entry (jacobian_richardson with r=2, plus its centre).
-    steps = 4 * nf + 1
+    # one step per evaluation, 2·r per free entry (jacobian_richardson's r steps, plus its centre).
+    r = 2 if nf <= RICHARDSON_MAX else 1
+    steps = 2 * r * nf + 1
     if progress is None and (time.perf_counter() - started) * steps <= _SLOW:
         progress = False
     bar = Progress(steps, progress, desc="Satterthwaite df", verbose=verbose)
@@ -125,7 +131,7 @@ def satterthwaite_setup(res, progress: bool | None = None, verbose: bool = False
     J = np.zeros((p * p, m + 1))
     if nf:
         with bar, dense_blas(model.core.tail_size):
-            D = jacobian_richardson(gradient_and_vcov, u0, r=2)
+            D = jacobian_richardson(gradient_and_vcov, u0, r=r)
         Hu = D[:nf]
         # Back to θ̃ (at the optimum the gradient term of the Hessian's change of variables vanishes).
         H[np.ix_(free, free)] = 0.5 * (Hu + Hu.T) / np.outer(dtheta, dtheta)
