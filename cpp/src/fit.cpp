@@ -18,6 +18,8 @@ namespace {
 constexpr double kInf = std::numeric_limits<double>::infinity();
 // The change of the criterion, relative to it, taken as rounding (snap_to_boundary).
 constexpr double kRounding = 1e-11;
+// The first step from the moments' start, relative to its norm (see fit()).
+constexpr double kMomentFirstStep = 0.1;
 // Trial values for a diagonal entry of λ found at the boundary.
 constexpr double kEdgeSteps[] = {1e-3, 1e-2, 1e-1};
 
@@ -315,9 +317,14 @@ FitResult fit(Model& model, const FitOptions& options) {
   };
   Index iterations = 0, restarts = 0, fresh_starts = 0;
   LbfgsbStop stop = LbfgsbStop::Gradient;
+  // From the moments' start, near the optimum, the first step is at most a
+  // tenth of its norm (InstEval REML + ML: 30 → 26 evaluations; over eight of
+  // lme4's test models 222 → 209).
+  const double first_step = try_moments && pt.x == moments.x ? kMomentFirstStep * pt.x.norm() : 1.0;
   while (true) {
-    const LbfgsbResult run = minimize_lbfgsb(fg, pt.x, pt.f, pt.g, lower_phi, upper_phi,
-                                             lbfgsb_options(options, iterations, obj.evaluations));
+    LbfgsbOptions lo = lbfgsb_options(options, iterations, obj.evaluations);
+    if (iterations == 0) lo.first_step = first_step;
+    const LbfgsbResult run = minimize_lbfgsb(fg, pt.x, pt.f, pt.g, lower_phi, upper_phi, lo);
     iterations += run.iterations;
     stop = run.stop;
     pt = {run.x, run.f, run.g};

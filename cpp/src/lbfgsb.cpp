@@ -554,11 +554,11 @@ LbfgsbResult minimize_lbfgsb(const LbfgsbFunction& fg, const Vector& x0, double 
       continue;
     }
     // The segment to x̄ is feasible; beyond it, up to the first bound. The
-    // first iteration has no curvature information: its step is at most 1 in
-    // norm and does not go past x̄ (L-BFGS-B's rule).
+    // first iteration has no curvature information: its step is at most
+    // first_step in norm and does not go past x̄ (L-BFGS-B's rule, with 1).
     double stpmax = 1.0, stp = 1.0;
     if (r.iterations == 0) {
-      stp = std::min(1.0 / d.norm(), 1.0);
+      stp = std::min(o.first_step / d.norm(), 1.0);
     } else {
       stpmax = kBigStep;
       for (Index i = 0; i < n; ++i) {

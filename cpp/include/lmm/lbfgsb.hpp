@@ -38,6 +38,9 @@ struct LbfgsbOptions {
   double floor_gradient_rel = 1e-7;
   Index floor_stalls = 3;
   Index floor_stalls_per_variable = 4;
+  /// Largest norm of the first iteration's step, which has no curvature to go
+  /// by (L-BFGS-B's rule: 1).
+  double first_step = 1.0;
   /// Largest number of iterations and of evaluations of f (the start's excluded).
   Index max_iterations = 1000;
   Index max_evaluations = 10000;
