@@ -17,6 +17,11 @@ namespace {
 // Chunks of the threaded sweeps over tail columns and prefix levels (each
 // takes every kSweepChunks-th one), whatever the number of threads.
 constexpr long kSweepChunks = 8;
+// A prefix term's update of T goes by dense panels of kPanelColumns columns
+// when its scattered updates number at least 1/kPanelAdvantage of the panels'
+// multiply-adds (a BLAS-3 multiply-add costs that much less than a scattered one).
+constexpr double kPanelAdvantage = 32.0;
+constexpr Index kPanelColumns = 256;
 
 using RowLists = std::vector<std::vector<Index>>;
 
@@ -458,6 +463,40 @@ void BlockedCholesky::factor(const Crossprod& A, const std::vector<Matrix>& lamb
             for (Index j = 0; j < Lik.pc; ++j) R.V(j, g) = Lik.data(a, e * Lik.pc + j);
       }
   }
+  // A scalar prefix term whose columns reach much of the tail (crossed
+  // factors with many observations per level) updates T by products of dense
+  // panels of its columns (BLAS-3) instead: Σ_c k_c² scattered updates then
+  // cost more than the panels' q_tail² ℓ_k / 2 multiply-adds at BLAS speed.
+  panels_.assign(static_cast<std::size_t>(nprefix_), 0);
+  for (Index k = 0; k < nprefix_; ++k) {
+    const TailReach& R = reach_[k];
+    if (shapes_[k].p != 1) continue;
+    double scattered = 0.0;
+    for (Index c = 0; c < shapes_[k].nlevels; ++c) {
+      const double kc = static_cast<double>(R.colptr[c + 1] - R.colptr[c]);
+      scattered += kc * kc;
+    }
+    const double dense = static_cast<double>(q_tail_) * static_cast<double>(q_tail_) * shapes_[k].nlevels;
+    panels_[k] = scattered * kPanelAdvantage >= dense;
+  }
+  const Index mt = q_tail_ + p_ + 1;
+  for (Index k = 0; k < nprefix_; ++k) {
+    if (!panels_[k]) continue;
+    const TailReach& R = reach_[k];
+    const double* V = reach_values(k);
+    const std::int32_t* rows = reach_rows(k);
+    Matrix P(mt, std::min(kPanelColumns, shapes_[k].nlevels));
+    for (Index c0 = 0; c0 < shapes_[k].nlevels; c0 += P.cols()) {
+      const Index w = std::min<Index>(P.cols(), shapes_[k].nlevels - c0);
+      P.setZero();
+      for (Index j = 0; j < w; ++j) {
+        const Index c = c0 + j;
+        for (Index g = R.colptr[c]; g < R.colptr[c + 1]; ++g) P(rows[g], j) = V[g];
+        P.col(j).tail(p_ + 1) = LXy_[k].col(c);
+      }
+      rank_update_lower(T_.matrix(), P.leftCols(w), -1.0);
+    }
+  }
   // Columns r are independent: with threads, each chunk sweeps every
   // chunks-th one.
   const int threads = sweep_threads();
@@ -466,6 +505,7 @@ void BlockedCholesky::factor(const Crossprod& A, const std::vector<Matrix>& lamb
     for (Index r = chunk; r < q_tail_; r += chunks) {
       double* Tcol = T_.matrix().col(r).data();
       for (Index k = 0; k < nprefix_; ++k) {
+        if (panels_[k]) continue;
         const TailReach& R = reach_[k];
         const Index pk = shapes_[k].p;
         const double* V = reach_values(k);
@@ -494,7 +534,8 @@ void BlockedCholesky::factor(const Crossprod& A, const std::vector<Matrix>& lamb
     }
   });
   for (Index k = 0; k < nprefix_; ++k)
-    T_.matrix().bottomRightCorner(p_ + 1, p_ + 1).selfadjointView<Eigen::Lower>().rankUpdate(LXy_[k], -1.0);
+    if (!panels_[k])
+      T_.matrix().bottomRightCorner(p_ + 1, p_ + 1).selfadjointView<Eigen::Lower>().rankUpdate(LXy_[k], -1.0);
 
   if (!cholesky_lower(T_.matrix())) throw std::runtime_error(pivot_message("the dense trailing block"));
   factored_ = true;
@@ -674,6 +715,30 @@ void BlockedCholesky::diagonal_block_sums(bool with_x, std::vector<Matrix>& sums
   }
   const Matrix TXXinv = Tinv.bottomRightCorner(px, px).triangularView<Eigen::Lower>();
   const Matrix WXX = TXXinv.transpose() * TXXinv;
+  // Terms updated by panels in factor(): H = T⁻¹ B for a panel of columns at
+  // once (BLAS-3), level c adding (1 + |H_c|²) / L_cc².
+  std::vector<double> panel_sums(static_cast<std::size_t>(nprefix_), 0.0);
+  for (Index t = 0; t < nprefix_; ++t) {
+    if (!panels_[t]) continue;
+    const TailReach& R = reach_[t];
+    const double* V = reach_values(t);
+    const std::int32_t* rows = reach_rows(t);
+    Matrix P(mt, std::min(kPanelColumns, shapes_[t].nlevels));
+    for (Index c0 = 0; c0 < shapes_[t].nlevels; c0 += P.cols()) {
+      const Index w = std::min<Index>(P.cols(), shapes_[t].nlevels - c0);
+      P.setZero();
+      for (Index j = 0; j < w; ++j) {
+        const Index c = c0 + j;
+        for (Index g = R.colptr[c]; g < R.colptr[c + 1]; ++g) P(rows[g], j) = V[g];
+        P.col(j).tail(px) = LXy_[t].col(c).head(px);
+      }
+      lower_times(T_.matrix().topLeftCorner(mt, mt), P.leftCols(w));
+      for (Index j = 0; j < w; ++j) {
+        const double d = Ldiag_[t].data(0, c0 + j);
+        panel_sums[t] += (1.0 + P.col(j).squaredNorm()) / (d * d);
+      }
+    }
+  }
   // Levels are independent: with threads, each chunk sums every chunks-th
   // one, and the chunks' sums are added in order.
   const int threads = sweep_threads();
@@ -686,6 +751,7 @@ void BlockedCholesky::diagonal_block_sums(bool with_x, std::vector<Matrix>& sums
     for (Index t = 0; t < nprefix_; ++t) {
       const Index pt = shapes_[t].p;
       out[t].setZero(pt, pt);
+      if (panels_[t]) continue;
       const TailReach& R = reach_[t];
       const std::int32_t* rows = reach_rows(t);
       const double* V = reach_values(t);
@@ -762,6 +828,8 @@ void BlockedCholesky::diagonal_block_sums(bool with_x, std::vector<Matrix>& sums
   });
   for (const auto& out : part_sums)
     for (Index t = 0; t < nprefix_; ++t) sums[t] += out[t];
+  for (Index t = 0; t < nprefix_; ++t)
+    if (panels_[t]) sums[t](0, 0) += panel_sums[t];
 }
 
 int BlockedCholesky::sweep_threads() const {

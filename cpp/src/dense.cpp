@@ -323,4 +323,38 @@ void lauum_lower(Eigen::Ref<Matrix> L) {
   eigen_lauum_lower(L);
 }
 
+void rank_update_lower(Eigen::Ref<Matrix> C, Eigen::Ref<Matrix> P, double alpha) {
+  const Index m = C.rows(), k = P.cols();
+  if (m == 0 || k == 0) return;
+  Threaded t;
+  if (threaded_kernels(m, t))
+    return t.syrk('N', m, k, alpha, {P.data(), LapackSizes(P).lda}, {C.data(), LapackSizes(C).lda});
+  const auto syrk = g_syrk.load();
+  if (syrk && m > kSmallOrder) {
+    char lo = 'L', nt = 'N';
+    int n = static_cast<int>(m), kk = static_cast<int>(k), ldp = LapackSizes(P).lda, ldc = LapackSizes(C).lda;
+    double one = 1.0;
+    syrk(&lo, &nt, &n, &kk, &alpha, P.data(), &ldp, &one, C.data(), &ldc);
+    return;
+  }
+  C.selfadjointView<Eigen::Lower>().rankUpdate(P, alpha);
+}
+
+void lower_times(Eigen::Ref<Matrix> L, Eigen::Ref<Matrix> B) {
+  const Index m = B.rows(), k = B.cols();
+  if (m == 0 || k == 0) return;
+  Threaded t;
+  if (threaded_kernels(m, t))
+    return t.trmm('L', 'N', m, k, 1.0, {L.data(), LapackSizes(L).lda}, {B.data(), LapackSizes(B).lda});
+  const auto trmm = g_trmm.load();
+  if (trmm && m > kSmallOrder) {
+    char side = 'L', lo = 'L', nt = 'N', nd = 'N';
+    int mm = static_cast<int>(m), kk = static_cast<int>(k), ldl = LapackSizes(L).lda, ldb = LapackSizes(B).lda;
+    double one = 1.0;
+    trmm(&side, &lo, &nt, &nd, &mm, &kk, &one, L.data(), &ldl, B.data(), &ldb);
+    return;
+  }
+  B = L.triangularView<Eigen::Lower>() * B;
+}
+
 }  // namespace lmm

@@ -155,6 +155,7 @@ class BlockedCholesky {
   std::vector<std::vector<SparseBlocks>> Loff_;  // Loff_[i][j], j < nprefix_, i > j
   std::vector<Matrix> LXy_;                    // prefix: (p+1) × q_j
   std::vector<TailReach> reach_;               // per prefix term: its rows in the dense tail
+  std::vector<char> panels_;                   // per prefix term: T updated by dense panels (factor())
   // Row of T and values (p_k × positions, column-major) at the positions of reach_[k].
   const std::int32_t* reach_rows(Index k) const;
   const double* reach_values(Index k) const;

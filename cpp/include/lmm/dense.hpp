@@ -109,5 +109,12 @@ void invert_lower(Eigen::Ref<Matrix> L);
 /// In place: the lower triangle of L (n × n, lower triangular) becomes that of
 /// the symmetric L'L (LAPACK's lauum). The strict upper triangle is not referenced.
 void lauum_lower(Eigen::Ref<Matrix> L);
+/// In place: the lower triangle of C (m × m) += alpha · P P' (P m × k; BLAS's
+/// syrk, threaded as the kernels above from order kThreadedOrder).
+void rank_update_lower(Eigen::Ref<Matrix> C, Eigen::Ref<Matrix> P, double alpha);
+/// In place: B (m × k) ← L B, L (m × m) lower triangular (BLAS's trmm, threaded
+/// as the kernels above from order kThreadedOrder). The strict upper triangle
+/// of L is not referenced.
+void lower_times(Eigen::Ref<Matrix> L, Eigen::Ref<Matrix> B);
 
 }  // namespace lmm
