@@ -482,18 +482,9 @@ void BlockedCholesky::factor(const Crossprod& A, const std::vector<Matrix>& lamb
   const Index mt = q_tail_ + p_ + 1;
   for (Index k = 0; k < nprefix_; ++k) {
     if (!panels_[k]) continue;
-    const TailReach& R = reach_[k];
-    const double* V = reach_values(k);
-    const std::int32_t* rows = reach_rows(k);
     Matrix P(mt, std::min(kPanelColumns, shapes_[k].nlevels));
     for (Index c0 = 0; c0 < shapes_[k].nlevels; c0 += P.cols()) {
-      const Index w = std::min<Index>(P.cols(), shapes_[k].nlevels - c0);
-      P.setZero();
-      for (Index j = 0; j < w; ++j) {
-        const Index c = c0 + j;
-        for (Index g = R.colptr[c]; g < R.colptr[c + 1]; ++g) P(rows[g], j) = V[g];
-        P.col(j).tail(p_ + 1) = LXy_[k].col(c);
-      }
+      const Index w = fill_panel(k, c0, p_ + 1, P);
       rank_update_lower(T_.matrix(), P.leftCols(w), -1.0);
     }
   }
@@ -720,18 +711,9 @@ void BlockedCholesky::diagonal_block_sums(bool with_x, std::vector<Matrix>& sums
   std::vector<double> panel_sums(static_cast<std::size_t>(nprefix_), 0.0);
   for (Index t = 0; t < nprefix_; ++t) {
     if (!panels_[t]) continue;
-    const TailReach& R = reach_[t];
-    const double* V = reach_values(t);
-    const std::int32_t* rows = reach_rows(t);
     Matrix P(mt, std::min(kPanelColumns, shapes_[t].nlevels));
     for (Index c0 = 0; c0 < shapes_[t].nlevels; c0 += P.cols()) {
-      const Index w = std::min<Index>(P.cols(), shapes_[t].nlevels - c0);
-      P.setZero();
-      for (Index j = 0; j < w; ++j) {
-        const Index c = c0 + j;
-        for (Index g = R.colptr[c]; g < R.colptr[c + 1]; ++g) P(rows[g], j) = V[g];
-        P.col(j).tail(px) = LXy_[t].col(c).head(px);
-      }
+      const Index w = fill_panel(t, c0, px, P);
       lower_times(T_.matrix().topLeftCorner(mt, mt), P.leftCols(w));
       for (Index j = 0; j < w; ++j) {
         const double d = Ldiag_[t].data(0, c0 + j);
@@ -830,6 +812,20 @@ void BlockedCholesky::diagonal_block_sums(bool with_x, std::vector<Matrix>& sums
     for (Index t = 0; t < nprefix_; ++t) sums[t] += out[t];
   for (Index t = 0; t < nprefix_; ++t)
     if (panels_[t]) sums[t](0, 0) += panel_sums[t];
+}
+
+Index BlockedCholesky::fill_panel(Index k, Index c0, Index xrows, Matrix& P) const {
+  const TailReach& R = reach_[k];
+  const double* V = reach_values(k);
+  const std::int32_t* rows = reach_rows(k);
+  const Index w = std::min<Index>(P.cols(), shapes_[k].nlevels - c0);
+  P.setZero();
+  for (Index j = 0; j < w; ++j) {
+    const Index c = c0 + j;
+    for (Index g = R.colptr[c]; g < R.colptr[c + 1]; ++g) P(rows[g], j) = V[g];
+    P.col(j).segment(q_tail_, xrows) = LXy_[k].col(c).head(xrows);
+  }
+  return w;
 }
 
 int BlockedCholesky::sweep_threads() const {

@@ -144,6 +144,10 @@ class BlockedCholesky {
   // Threads for the sweeps over the tail's columns and the prefix's levels
   // (dense_threads() when the tail is large enough, else 1).
   int sweep_threads() const;
+  // Columns c0 .. c0 + w − 1 of scalar prefix term k as a dense panel P
+  // (q_tail + xrows rows: the tail's, then the first xrows of [X y]; P's
+  // columns beyond w zero); returns w = min(P.cols(), levels left).
+  Index fill_panel(Index k, Index c0, Index xrows, Matrix& P) const;
   Index K_ = 0;        // number of terms
   Index p_ = 0;        // fixed-effects columns
   Index nprefix_ = 0;  // terms 0..nprefix_-1 in the prefix
