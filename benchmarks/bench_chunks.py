@@ -36,19 +36,6 @@ def timed(fn, repeat: int):
     return statistics.median(times), out
 
 
-def print_table(header: list[str], rows: list[list[str]], fmt: str) -> None:
-    """The rows under the header, as markdown or as aligned text columns."""
-    if fmt == "markdown":
-        print("| " + " | ".join(header) + " |")
-        print("|" + "---|" * len(header))
-        for r in rows:
-            print("| " + " | ".join(r) + " |")
-    else:
-        widths = [max(len(r[i]) for r in rows + [header]) for i in range(len(header))]
-        for r in [header] + rows:
-            print("  ".join(c.ljust(w) for c, w in zip(r, widths)))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=1_000_000)
@@ -67,6 +54,7 @@ def main() -> None:
 
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import simulate
+    from bench_fit import print_table
 
     data = simulate.sim_crossed(n=args.rows)
     data["x"] = np.random.default_rng(1).standard_normal(len(data))

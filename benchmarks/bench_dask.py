@@ -36,7 +36,6 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_chunks import print_table  # noqa: E402
 
 FORMULA = "y ~ x + (1 | user) + (1 | item)"
 
@@ -180,6 +179,8 @@ def main() -> None:
     data_mib = [r["data_mib"] for r in results if "data_mib" in r]
     if data_mib:
         print(f"the rows in memory (pandas, the columns used): {data_mib[0]:.0f} MiB")
+    from bench_fit import print_table
+
     print_table(header, rows, args.format)
     fitted = [r for r in results if "fit_s" in r]
     if fitted:

@@ -145,19 +145,6 @@ def call_rows(directory: pathlib.Path, repeats: int, env: dict, timeout: float) 
     return rows
 
 
-def table(cols: list[str], rows: list[list[str]], form: str) -> None:
-    if form == "markdown":
-        print("| " + " | ".join(cols) + " |")
-        print("|" + "---|" * len(cols))
-        for r in rows:
-            print("| " + " | ".join(r) + " |")
-        return
-    widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(cols)]
-    print("  ".join(c.ljust(w) for c, w in zip(cols, widths)))
-    for r in rows:
-        print("  ".join(v.ljust(w) for v, w in zip(r, widths)))
-
-
 def fmt(value, spec: str) -> str:
     return "" if value is None else format(value, spec)
 
@@ -178,21 +165,22 @@ def main() -> None:
     threads = str(args.threads)
     pinned = {name: threads for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
     os.environ.update(pinned)  # (before NumPy is imported: this process codes the columns)
+    from bench_fit import print_table
     print(f"# threads pinned to {args.threads}; {platform.platform()}, {os.cpu_count()} cpus")
     if args.part in ("coding", "both"):
         rows = args.rows or 3 * args.levels
         result = coding_rows(args.levels, rows, args.repeats, args.kinds)
         print(f"\n## grouping columns coded: {rows:,} rows, best of {args.repeats}")
-        table(["kind", "dtype", "levels", "coding (s)", "design (s)", "labels (s)"],
-              [[r["kind"], r["dtype"], f"{r['levels']:,}", fmt(r["coding_s"], ".3f"), fmt(r["design_s"], ".3f"),
-                fmt(r["labels_s"], ".3f")] for r in result], args.format)
+        print_table(["kind", "dtype", "levels", "coding (s)", "design (s)", "labels (s)"],
+                    [[r["kind"], r["dtype"], f"{r['levels']:,}", fmt(r["coding_s"], ".3f"), fmt(r["design_s"], ".3f"),
+                      fmt(r["labels_s"], ".3f")] for r in result], args.format)
     if args.part in ("call", "both"):
         env = dict(os.environ, R_DATATABLE_NUM_THREADS=threads)
         result = call_rows(args.data, args.repeats, env, args.timeout)
         print(f"\n## sim_long, string subject ids, whole call from CSV ({FORMULA}, REML), {args.repeats} runs each")
-        table(["system", "status", "runs", "median (s)", "best (s)", "median / lmm's", "REML criterion"],
-              [[r["system"], str(r["status"]), str(r["runs"]), fmt(r["median_s"], ".3f"), fmt(r["best_s"], ".3f"),
-                fmt(r["ratio"], ".1f"), fmt(r["objective"], ".6f")] for r in result], args.format)
+        print_table(["system", "status", "runs", "median (s)", "best (s)", "median / lmm's", "REML criterion"],
+                    [[r["system"], str(r["status"]), str(r["runs"]), fmt(r["median_s"], ".3f"), fmt(r["best_s"], ".3f"),
+                      fmt(r["ratio"], ".1f"), fmt(r["objective"], ".6f")] for r in result], args.format)
 
 
 if __name__ == "__main__":

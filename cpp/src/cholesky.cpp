@@ -326,6 +326,18 @@ BlockedCholesky::BlockedCholesky(const Crossprod& A, double max_dense_bytes)
     } else {
       R.V.setZero(shapes_[k].p, R.size());
     }
+    // A scalar term whose columns reach much of the tail (crossed factors with
+    // many observations per level): Σ_c k_c² scattered updates of T cost more
+    // than the panels' q_tail² ℓ_k / 2 multiply-adds at BLAS speed.
+    if (shapes_[k].p == 1) {
+      double scattered = 0.0;
+      for (Index c = 0; c < shapes_[k].nlevels; ++c) {
+        const double kc = static_cast<double>(R.colptr[c + 1] - R.colptr[c]);
+        scattered += kc * kc;
+      }
+      R.panels = scattered * kPanelAdvantage >=
+                 static_cast<double>(q_tail_) * static_cast<double>(q_tail_) * static_cast<double>(shapes_[k].nlevels);
+    }
   }
 }
 
@@ -463,25 +475,11 @@ void BlockedCholesky::factor(const Crossprod& A, const std::vector<Matrix>& lamb
             for (Index j = 0; j < Lik.pc; ++j) R.V(j, g) = Lik.data(a, e * Lik.pc + j);
       }
   }
-  // A scalar prefix term whose columns reach much of the tail (crossed
-  // factors with many observations per level) updates T by products of dense
-  // panels of its columns (BLAS-3) instead: Σ_c k_c² scattered updates then
-  // cost more than the panels' q_tail² ℓ_k / 2 multiply-adds at BLAS speed.
-  panels_.assign(static_cast<std::size_t>(nprefix_), 0);
-  for (Index k = 0; k < nprefix_; ++k) {
-    const TailReach& R = reach_[k];
-    if (shapes_[k].p != 1) continue;
-    double scattered = 0.0;
-    for (Index c = 0; c < shapes_[k].nlevels; ++c) {
-      const double kc = static_cast<double>(R.colptr[c + 1] - R.colptr[c]);
-      scattered += kc * kc;
-    }
-    const double dense = static_cast<double>(q_tail_) * static_cast<double>(q_tail_) * shapes_[k].nlevels;
-    panels_[k] = scattered * kPanelAdvantage >= dense;
-  }
+  // Terms whose columns reach much of the tail (TailReach::panels) update T
+  // by products of dense panels of their columns (BLAS-3).
   const Index mt = q_tail_ + p_ + 1;
   for (Index k = 0; k < nprefix_; ++k) {
-    if (!panels_[k]) continue;
+    if (!reach_[k].panels) continue;
     Matrix P(mt, std::min(kPanelColumns, shapes_[k].nlevels));
     for (Index c0 = 0; c0 < shapes_[k].nlevels; c0 += P.cols()) {
       const Index w = fill_panel(k, c0, p_ + 1, P);
@@ -496,7 +494,7 @@ void BlockedCholesky::factor(const Crossprod& A, const std::vector<Matrix>& lamb
     for (Index r = chunk; r < q_tail_; r += chunks) {
       double* Tcol = T_.matrix().col(r).data();
       for (Index k = 0; k < nprefix_; ++k) {
-        if (panels_[k]) continue;
+        if (reach_[k].panels) continue;
         const TailReach& R = reach_[k];
         const Index pk = shapes_[k].p;
         const double* V = reach_values(k);
@@ -525,7 +523,7 @@ void BlockedCholesky::factor(const Crossprod& A, const std::vector<Matrix>& lamb
     }
   });
   for (Index k = 0; k < nprefix_; ++k)
-    if (!panels_[k])
+    if (!reach_[k].panels)
       T_.matrix().bottomRightCorner(p_ + 1, p_ + 1).selfadjointView<Eigen::Lower>().rankUpdate(LXy_[k], -1.0);
 
   if (!cholesky_lower(T_.matrix())) throw std::runtime_error(pivot_message("the dense trailing block"));
@@ -710,7 +708,7 @@ void BlockedCholesky::diagonal_block_sums(bool with_x, std::vector<Matrix>& sums
   // once (BLAS-3), level c adding (1 + |H_c|²) / L_cc².
   std::vector<double> panel_sums(static_cast<std::size_t>(nprefix_), 0.0);
   for (Index t = 0; t < nprefix_; ++t) {
-    if (!panels_[t]) continue;
+    if (!reach_[t].panels) continue;
     Matrix P(mt, std::min(kPanelColumns, shapes_[t].nlevels));
     for (Index c0 = 0; c0 < shapes_[t].nlevels; c0 += P.cols()) {
       const Index w = fill_panel(t, c0, px, P);
@@ -733,7 +731,7 @@ void BlockedCholesky::diagonal_block_sums(bool with_x, std::vector<Matrix>& sums
     for (Index t = 0; t < nprefix_; ++t) {
       const Index pt = shapes_[t].p;
       out[t].setZero(pt, pt);
-      if (panels_[t]) continue;
+      if (reach_[t].panels) continue;
       const TailReach& R = reach_[t];
       const std::int32_t* rows = reach_rows(t);
       const double* V = reach_values(t);
@@ -811,7 +809,7 @@ void BlockedCholesky::diagonal_block_sums(bool with_x, std::vector<Matrix>& sums
   for (const auto& out : part_sums)
     for (Index t = 0; t < nprefix_; ++t) sums[t] += out[t];
   for (Index t = 0; t < nprefix_; ++t)
-    if (panels_[t]) sums[t](0, 0) += panel_sums[t];
+    if (reach_[t].panels) sums[t](0, 0) += panel_sums[t];
 }
 
 Index BlockedCholesky::fill_panel(Index k, Index c0, Index xrows, Matrix& P) const {

@@ -58,11 +58,15 @@ void syrk(char*, char* trans, int* n, int* k, double* alpha, double* a, int* lda
   const Matrix full = *beta * Matrix(C) + *alpha * P * P.transpose();
   C.triangularView<Eigen::Lower>() = full;
 }
+// op(L) of the lower triangle of a (k × k, the side's order): L or L'.
+Matrix op_lower(char side, char transa, int m, int n, double* a, int lda) {
+  const int k = side == 'L' ? m : n;
+  const Matrix L = view(a, k, k, lda).triangularView<Eigen::Lower>();
+  return transa == 'N' ? L : Matrix(L.transpose());
+}
 void trsm(char* side, char*, char* transa, char*, int* m, int* n, double* alpha, double* a, int* lda, double* b,
           int* ldb) {
-  const int k = *side == 'L' ? *m : *n;
-  const Matrix L = view(a, k, k, *lda).triangularView<Eigen::Lower>();
-  const Matrix T = *transa == 'N' ? L : Matrix(L.transpose());
+  const Matrix T = op_lower(*side, *transa, *m, *n, a, *lda);
   Map B = view(b, *m, *n, *ldb);
   // op(L) is lower (N) or upper (T) triangular; B op(L)⁻¹ = (op(L)ᵀ⁻¹ Bᵀ)ᵀ.
   if (*side == 'L') {
@@ -79,9 +83,7 @@ void trsm(char* side, char*, char* transa, char*, int* m, int* n, double* alpha,
 }
 void trmm(char* side, char*, char* transa, char*, int* m, int* n, double* alpha, double* a, int* lda, double* b,
           int* ldb) {
-  const int k = *side == 'L' ? *m : *n;
-  const Matrix L = view(a, k, k, *lda).triangularView<Eigen::Lower>();
-  const Matrix T = *transa == 'N' ? L : Matrix(L.transpose());
+  const Matrix T = op_lower(*side, *transa, *m, *n, a, *lda);
   Map B = view(b, *m, *n, *ldb);
   B = *side == 'L' ? Matrix(*alpha * T * B) : Matrix(*alpha * B * T);
 }

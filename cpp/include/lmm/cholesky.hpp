@@ -74,6 +74,7 @@ struct TailReach {
   bool shared = false;               ///< rows and values are L's own block (see above)
   std::vector<std::int32_t> rows;    ///< packed: per position, its row of T (ascending within a column)
   Matrix V;                          ///< packed: p_k × positions, the rows of L there
+  bool panels = false;               ///< T updated by dense panels of the columns (see factor())
 
   Index size() const { return colptr.back(); }  ///< number of positions
   /// The column c of position g (colptr[c] <= g < colptr[c+1]), by bisection:
@@ -159,7 +160,6 @@ class BlockedCholesky {
   std::vector<std::vector<SparseBlocks>> Loff_;  // Loff_[i][j], j < nprefix_, i > j
   std::vector<Matrix> LXy_;                    // prefix: (p+1) × q_j
   std::vector<TailReach> reach_;               // per prefix term: its rows in the dense tail
-  std::vector<char> panels_;                   // per prefix term: T updated by dense panels (factor())
   // Row of T and values (p_k × positions, column-major) at the positions of reach_[k].
   const std::int32_t* reach_rows(Index k) const;
   const double* reach_values(Index k) const;
