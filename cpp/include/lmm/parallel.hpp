@@ -9,8 +9,8 @@ namespace lmm {
 /// to threads − 1 workers of a pool kept for the process, each taking the
 /// next chunk not yet taken; returns when all are done. The calling thread
 /// never waits for a worker that has not started: on a machine busy with other
-/// work it runs the chunks nobody took itself, so the loop takes at most about
-/// as long as on one thread. While another thread's loop holds the pool, or
+/// work it runs the chunks nobody took itself (it still waits for a chunk a
+/// descheduled worker holds). While another thread's loop holds the pool, or
 /// with threads < 2, every chunk runs on the calling thread. f must not throw.
 void parallel_for(long chunks, int threads, const std::function<void(long)>& f);
 
