@@ -13,6 +13,11 @@ the call minus the resident set before it) against 2 × the numeric columns used
 blocked factor L (see fit_lmm.py). Each process fits a small model first, so that
 one-time costs of the process count for no system.
 
+With ``--intervals`` each process then times the profile intervals of its fit (lmm's
+``res.confint()``, lme4's ``confint(fit)``; both profile the ML deviance), reported
+with the largest relative difference of the bounds from lmm's; a system that runs out of
+time there keeps its fit's figures.
+
 Threads: by default every system runs with the thread settings of the environment (a
 user's default: OpenBLAS one thread per core), recorded in the table's header; ``--threads
 N`` pins OMP, OpenBLAS and MKL to N for all.
@@ -20,6 +25,7 @@ N`` pins OMP, OpenBLAS and MKL to N for all.
     python benchmarks/bench_fit.py                              # all models and systems
     python benchmarks/bench_fit.py --models sleepstudy insteval --systems lmm lme4
     python benchmarks/bench_fit.py --format markdown --timeout 600 --threads 1
+    python benchmarks/bench_fit.py --models sleepstudy insteval --systems lmm lme4 --intervals
 
 Systems: lmm; lme4 (default lmerControl()); lme4_noderivs (calc.derivs = FALSE);
 statsmodels (crossed models as one group with variance components). A system that is
@@ -95,11 +101,12 @@ def dataset_path(name: str, directory: pathlib.Path) -> pathlib.Path:
     return path
 
 
-def command(system: str, model: str, data: pathlib.Path, reml: bool) -> list[str] | str:
-    """The command line for one fit, or a reason it cannot run."""
+def command(system: str, model: str, data: pathlib.Path, reml: bool, intervals: bool = False) -> list[str] | str:
+    """The command line for one fit (then its profile intervals), or a reason it cannot run."""
     spec = MODELS[model]
     if system == "lmm":
-        return [sys.executable, str(HERE / "fit_lmm.py"), str(data), spec["formula"]] + ([] if reml else ["--ml"])
+        return [sys.executable, str(HERE / "fit_lmm.py"), str(data), spec["formula"]] + \
+            ([] if reml else ["--ml"]) + (["--intervals"] if intervals else [])
     if system.startswith("lme4"):
         if shutil.which("Rscript") is None:
             return "Rscript not found"
@@ -108,8 +115,10 @@ def command(system: str, model: str, data: pathlib.Path, reml: bool) -> list[str
             return "R package lme4 not installed"
         derivs = "FALSE" if system == "lme4_noderivs" else "TRUE"
         return ["Rscript", str(HERE / "fit_lme4.R"), str(data), spec["formula"], "TRUE" if reml else "FALSE", derivs,
-                ",".join(spec["groups"])]
+                ",".join(spec["groups"])] + (["intervals"] if intervals else [])
     if system == "statsmodels":
+        if intervals:
+            return "no profile intervals in MixedLM"
         if spec["statsmodels"] is None:
             return "model not expressible in MixedLM"
         try:
@@ -122,7 +131,8 @@ def command(system: str, model: str, data: pathlib.Path, reml: bool) -> list[str
 
 
 def run(cmd: list[str], env: dict, timeout: float, memory_gib: float) -> dict:
-    """Run a command with limits; its JSON output plus peak RSS (MiB) and status."""
+    """Run a command with limits; its JSON lines merged, plus peak RSS (MiB) and status
+    (a process out of time keeps the lines it printed before)."""
     limit = int(memory_gib * 2**30)
 
     def limits():
@@ -147,11 +157,11 @@ def run(cmd: list[str], env: dict, timeout: float, memory_gib: float) -> dict:
         err.seek(0)
         stdout, stderr = out.read().decode(), err.read().decode()
     result = {"status": status, "rss_mib": usage.ru_maxrss / 1024}
+    lines = [ln for ln in stdout.splitlines() if ln.startswith("{")]
+    for line in lines:
+        result.update(json.loads(line))
     if status == "ok":
-        lines = [ln for ln in stdout.splitlines() if ln.startswith("{")]
-        if os.WIFEXITED(code) and os.WEXITSTATUS(code) == 0 and lines:
-            result.update(json.loads(lines[-1]))
-        else:
+        if not (os.WIFEXITED(code) and os.WEXITSTATUS(code) == 0 and lines):
             tail = (stderr.strip().splitlines() or ["no output"])[-1]
             result["status"] = "out of memory" if "MemoryError" in stderr or "cannot allocate" in stderr else \
                 f"failed: {tail[:80]}"
@@ -197,6 +207,7 @@ def main() -> None:
                         help="pin the threads of every system (BLAS, OpenMP); default: the environment's")
     parser.add_argument("--data", type=pathlib.Path, default=HERE / "data", help="where simulated data are written")
     parser.add_argument("--format", choices=["text", "markdown", "json"], default="text")
+    parser.add_argument("--intervals", action="store_true", help="also time the profile intervals after each fit")
     args = parser.parse_args()
 
     env = dict(os.environ)
@@ -211,7 +222,7 @@ def main() -> None:
         data = dataset_path(model, args.data)
         results = {}
         for system in args.systems:
-            cmd = command(system, model, data, reml)
+            cmd = command(system, model, data, reml, args.intervals)
             results[system] = {"status": cmd} if isinstance(cmd, str) else run(cmd, env, args.timeout, args.memory)
             print(f"  {model} / {system}: {results[system]['status']}", file=sys.stderr, flush=True)
         thetas = [results[s].get("theta") for s in args.systems]
@@ -223,11 +234,15 @@ def main() -> None:
             ratio = r["time"] / base["time"] if "time" in r and "time" in base else None
             dcrit = r["criterion"] - base["criterion"] if r.get("criterion") is not None and \
                 base.get("criterion") is not None else None
+            dbounds = None
+            if "bounds" in r and "bounds" in base and len(r["bounds"]) == len(base["bounds"]):
+                dbounds = max(abs(a - b) / max(abs(b), 1e-300) for a, b in zip(r["bounds"], base["bounds"]))
             rows.append({"model": model, "system": system, "status": r["status"], "time_s": r.get("time"),
                          "summary_s": r.get("summary"),
                          "peak_rss_mib": r.get("rss_mib"), "fit_mib": r.get("fit_mib"),
                          "budget_mib": r.get("budget_mib"), "criterion": r.get("criterion"),
-                         "criterion_minus_lmm": dcrit, "time_ratio_vs_lmm": ratio, "nfev": r.get("nfev")})
+                         "criterion_minus_lmm": dcrit, "time_ratio_vs_lmm": ratio, "nfev": r.get("nfev"),
+                         "intervals_s": r.get("intervals"), "bounds_rel_diff_vs_lmm": dbounds})
 
     header = {"machine": platform.platform(), "cpus": os.cpu_count(), "threads": settings,
               "criterion": "REML" if reml else "ML deviance", "timeout_s": args.timeout}
@@ -241,6 +256,11 @@ def main() -> None:
               f"{r['fit_mib']:.0f} / {r['budget_mib']:.0f}" if r["fit_mib"] is not None else "",
               fmt(r["criterion"], ".6f"), fmt(r["criterion_minus_lmm"], ".2e"), fmt(r["time_ratio_vs_lmm"], ".1f")]
              for r in rows]
+    if args.intervals:
+        cols += ["intervals (s)", "bounds rel. Δ vs lmm"]
+        for row, r in zip(table, rows):
+            row += [fmt(r["intervals_s"], ".2f") or ("not reached" if r["time_s"] is not None else ""),
+                    fmt(r["bounds_rel_diff_vs_lmm"], ".1e")]
     threads = ", ".join(f"{k}={v}" for k, v in settings.items())
     print(f"# {header['criterion']}; {threads}; {header['machine']}, {header['cpus']} cpus")
     print_table(cols, table, args.format)

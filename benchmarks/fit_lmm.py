@@ -1,6 +1,6 @@
 """Fit one model with lmm and print a JSON line (used by bench_fit.py).
 
-    python benchmarks/fit_lmm.py DATA.csv FORMULA [--ml]
+    python benchmarks/fit_lmm.py DATA.csv FORMULA [--ml] [--intervals]
 
 A small crossed model is fitted first (as fit_lme4.R fits sleepstudy first): the
 process's one-time costs (pages of the libraries, OpenBLAS's buffers) are then not
@@ -14,6 +14,8 @@ the fit adds, measured by a second call from a clean baseline:
 before it (data loaded, freed memory returned to the system), beside its budget
 ``budget_mib`` = 2 × the numeric columns the formula uses (``data_mib``) + the
 blocked factor L (``factor_mib``: the dense tail and the sparse blocks).
+With ``--intervals`` a second line follows: the time of the profile intervals
+(``res.confint()``, lme4's ``confint(fit)``) and their bounds.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ def main() -> None:
     parser.add_argument("data")
     parser.add_argument("formula")
     parser.add_argument("--ml", action="store_true")
+    parser.add_argument("--intervals", action="store_true", help="then time the profile intervals")
     args = parser.parse_args()
     data = pd.read_csv(args.data)
     warm_up()
@@ -80,7 +83,13 @@ def main() -> None:
     factor_mib = model._core.factor_bytes / 2**20
     print(json.dumps({"time": elapsed, "summary": summary, "theta": res.theta.tolist(), "objective": res.objective,
                       "nfev": res.optinfo.nfev, "converged": res.converged, "fit_mib": fit_mib,
-                      "data_mib": data_mib, "factor_mib": factor_mib, "budget_mib": 2 * data_mib + factor_mib}))
+                      "data_mib": data_mib, "factor_mib": factor_mib, "budget_mib": 2 * data_mib + factor_mib}),
+          flush=True)
+    if args.intervals:
+        t0 = time.perf_counter()
+        ci = res.confint()
+        elapsed = time.perf_counter() - t0
+        print(json.dumps({"intervals": elapsed, "bounds": ci.to_numpy().ravel().tolist()}))
 
 
 if __name__ == "__main__":

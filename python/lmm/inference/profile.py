@@ -12,6 +12,7 @@ import pandas as pd
 from scipy import optimize as sopt
 from scipy import stats
 
+from .._threads import dense_blas
 from ..covariance import is_entry_structure, sdcor_to_theta, theta_to_sdcor, varpar_names
 from ..model import build_core
 from ..optimize import optimize_theta
@@ -63,10 +64,42 @@ class Profile:
                 return float(self.lower[name]) if np.isfinite(self.lower[name]) else float("nan")
             i = idx[-1]
         j = i - 1 if target > 0 else i + 1
-        a, b = sorted((v[i], v[j]))
         if f is None:
             return float(np.interp(target, zt[min(i, j):max(i, j) + 1], v[min(i, j):max(i, j) + 1]))
-        return float(sopt.brentq(lambda x: f(x) - target, a, b, xtol=1e-10, rtol=1e-12))
+        with dense_blas(f.tail_size):
+            return _bracketed_root(f, target, (v[j], zt[j]), (v[i], zt[i]))
+
+
+def _bracketed_root(f, target: float, a: tuple[float, float], b: tuple[float, float]) -> float:
+    """x with f(x) = target to |f(x) − target| <= ROOT_ZETA_TOL, from points a and b of the
+    curve on either side (regula falsi, Illinois variant: each profiled optimization is
+    costly, and the curve is near linear between neighbouring points of its trace)."""
+    (xa, za), (xb, zb) = a, b
+    za, zb = za - target, zb - target
+    side = 0
+    x = xa
+    for _ in range(ROOT_MAX_STEPS):
+        x = xb - zb * (xb - xa) / (zb - za) if zb != za else 0.5 * (xa + xb)
+        z = f(x) - target
+        if abs(z) <= ROOT_ZETA_TOL or x in (xa, xb):
+            break
+        if z * zb > 0:           # x replaces b; a stays: halve its weight when it stayed before
+            xb, zb = x, z
+            if side == -1:
+                za *= 0.5
+            side = -1
+        else:
+            xa, za = x, z
+            if side == 1:
+                zb *= 0.5
+            side = 1
+    return float(x)
+
+
+#: A profile interval's bound solves zeta(x) = ±z to this accuracy in zeta (about 1e-6
+#: standard errors in x; lme4 interpolates a spline through the trace's points).
+ROOT_ZETA_TOL = 1e-6
+ROOT_MAX_STEPS = 30
 
 
 def profile(res, which=None, alphamax: float = 0.01, maxpts: int = 100, delta_cutoff: float = 1 / 8,
@@ -136,19 +169,20 @@ def profile(res, which=None, alphamax: float = 0.01, maxpts: int = 100, delta_cu
         z = curve["zeta"]
         bar.update(1, f"{w}: {len(z)} points, zeta from {z.min():.3g} to {z.max():.3g}")
 
-    with blas_single_thread(), bar:
+    with bar:
         if client is None:
-            for w in which:
-                f = setup.zeta(w)
-                done(w, setup.trace(w, f), f)
+            with dense_blas(model.core.tail_size):
+                for w in which:
+                    f = setup.zeta(w)
+                    done(w, setup.trace(w, f), f)
         else:
             # A task per parameter; its zeta function is rebuilt here in the state the trace
             # left it in (its last optimum, where the interval's root searches start).
             silent = Progress(len(which), False)
-            for w, (curve, start) in zip(which, cluster.map_blocks(client, _profile_task, setup,
+            for w, (curve, starts) in zip(which, cluster.map_blocks(client, _profile_task, setup,
                                                                    ((w, 1, "") for w in which), silent)):
                 f = setup.zeta(w)
-                f.start = start
+                f.starts = starts
                 done(w, curve, f)
     estimates = pd.Series(np.concatenate([pars0, beta_ml]), index=names)
     return Profile(curves=curves, estimates=estimates, lower=pd.Series(lower, index=names),
@@ -197,8 +231,8 @@ class _Setup:
         return _trace(f, est, step, self.lower[k], self.upper[k], self.cutoff, self.delta, self.maxpts)
 
 
-def _profile_task(setup: _Setup, w: str) -> tuple[pd.DataFrame, np.ndarray]:
-    """A worker's profile of parameter ``w``: its curve and the optimum its trace ended at.
+def _profile_task(setup: _Setup, w: str) -> tuple[pd.DataFrame, "_Starts"]:
+    """A worker's profile of parameter ``w``: its curve and the optima its trace found.
 
     The zeta functions evaluate on the model's core, which the worker's threads share:
     each task works on its own copy.
@@ -207,7 +241,7 @@ def _profile_task(setup: _Setup, w: str) -> tuple[pd.DataFrame, np.ndarray]:
     f = setup.zeta(w)
     with blas_single_thread():
         curve = setup.trace(w, f)
-    return curve, np.asarray(f.start)
+    return curve, f.starts
 
 
 class _MLDeviance:
@@ -261,13 +295,40 @@ class _MLDeviance:
         return value, grad
 
 
+class _Starts:
+    """The optima of a parameter's profiled optimizations by its value: the next one starts
+    from their linear extrapolation to the new value (along a profile the other parameters
+    move smoothly)."""
+
+    def __init__(self, est: float, opt: np.ndarray) -> None:
+        self.values = [float(est)]
+        self.optima = [np.asarray(opt, dtype=float)]
+
+    def add(self, x: float, opt: np.ndarray) -> None:
+        self.values.append(float(x))
+        self.optima.append(np.asarray(opt, dtype=float))
+
+    def at(self, x: float) -> np.ndarray:
+        """The start for value ``x``: the line through the optima at the two values nearest
+        it, within twice their distance (else the nearest optimum)."""
+        order = np.argsort(np.abs(np.asarray(self.values) - x))
+        near = self.optima[order[0]]
+        if len(order) < 2:
+            return near
+        x1, x2 = self.values[order[0]], self.values[order[1]]
+        if x1 == x2 or abs(x - x1) > 2 * abs(x2 - x1):
+            return near
+        return near + (x - x1) / (x2 - x1) * (self.optima[order[1]] - near)
+
+
 class _VarparZeta:
     """zeta for one sd/cor/σ parameter: the ML deviance minimized over the others."""
 
     def __init__(self, dev: _MLDeviance, pars0, i, lower, upper, base):
         self.dev, self.i, self.base = dev, i, base
+        self.tail_size = dev.model.core.tail_size
         self.est = pars0[i]
-        self.start = np.delete(pars0, i)
+        self.starts = _Starts(self.est, np.delete(pars0, i))
         self.lo = np.delete(lower, i)
         self.hi = np.delete(upper, i)
         if i != pars0.size - 1:
@@ -280,10 +341,10 @@ class _VarparZeta:
             value, grad = self.dev(np.insert(rest, i, x))
             return value, np.delete(grad, i)
 
-        start = np.clip(self.start, self.lo, self.hi)
+        start = np.clip(self.starts.at(x), self.lo, self.hi)
         opt = sopt.minimize(fun, start, method="L-BFGS-B", jac=True, bounds=sopt.Bounds(self.lo, self.hi),
                             options={"ftol": 1e-15, "gtol": 1e-9, "maxiter": 2000, "maxcor": 20})
-        self.start = np.asarray(opt.x)
+        self.starts.add(x, opt.x)
         diff = max(0.0, float(opt.fun) - self.base)
         return math.copysign(math.sqrt(diff), x - self.est) if x != self.est else 0.0
 
@@ -303,12 +364,14 @@ class _FixedZeta:
         self.est, self.base = est, base
         self.core = build_core(d.terms, Xd, self.y - self.xj * est, max_dense_bytes=model.max_dense_bytes,
                                theta_scale=model.theta_scale, reml=False, weights=d.weights)
-        self.start = np.asarray(theta0, dtype=float)
+        self.tail_size = self.core.core.tail_size
+        self.starts = _Starts(est, theta0)
 
     def __call__(self, b: float) -> float:
         self.core.set_response(self.y - self.xj * b)
-        opt = optimize_theta(self.core, start=np.maximum(self.start, self.core.theta_lower), reml=False)
-        self.start = opt.theta
+        start = np.clip(self.starts.at(b), self.core.theta_lower, self.core.theta_upper)
+        opt = optimize_theta(self.core, start=start, reml=False)
+        self.starts.add(b, opt.theta)
         diff = max(0.0, opt.objective - self.base)
         return math.copysign(math.sqrt(diff), b - self.est) if b != self.est else 0.0
 
