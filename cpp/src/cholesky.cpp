@@ -827,7 +827,7 @@ Index BlockedCholesky::fill_panel(Index k, Index c0, Index xrows, Matrix& P) con
 }
 
 int BlockedCholesky::sweep_threads() const {
-  return q_tail_ >= kThreadedOrder ? std::max(1, dense_threads()) : 1;
+  return q_tail_ >= kThreadedOrder && !parallel_paused() ? std::max(1, dense_threads()) : 1;
 }
 
 void BlockedCholesky::reclaim(SelectedInverse& W) {

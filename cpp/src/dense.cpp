@@ -216,7 +216,7 @@ struct Threaded {
 // The threaded kernels for a block of order n, when they apply.
 bool threaded_kernels(Index n, Threaded& t) {
   t.threads = g_threads.load();
-  if (t.threads < 2 || n < kThreadedOrder) return false;
+  if (t.threads < 2 || n < kThreadedOrder || parallel_paused()) return false;
   t.k = {g_potrf.load(), g_trtri.load(), g_lauum.load(), g_gemm.load(), g_syrk.load(), g_trsm.load(), g_trmm.load()};
   return t.k.potrf && t.k.trtri && t.k.lauum && t.k.gemm && t.k.syrk && t.k.trsm && t.k.trmm;
 }

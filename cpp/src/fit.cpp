@@ -371,9 +371,8 @@ FitResult fit(Model& model, const FitOptions& options) {
   for (Index i = 0; i < lower.size(); ++i)
     r.singular = r.singular || (lower[i] == 0.0 && r.working_theta[i] < singular_tolerance);
 
-  Vector u;
-  model.solve(u, r.beta);
-  const Vector b = model.b(u);
+  model.solve(r.u, r.beta);
+  const Vector b = model.b(r.u);
   r.sigma = model.sigma(options.reml);
   r.vcov_beta = model.vcov_beta(options.reml);
   // Last: the gradient's selected inverse uses the factor's storage (solve() and

@@ -1,6 +1,8 @@
 #include "lmm/parallel.hpp"
 
+#include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <mutex>
 #include <system_error>
@@ -8,13 +10,26 @@
 #include <vector>
 
 #if defined(__unix__) || defined(__APPLE__)
+#include <time.h>
 #include <unistd.h>
 #define LMM_HAVE_GETPID 1
+#endif
+#if defined(CLOCK_THREAD_CPUTIME_ID)
+#define LMM_HAVE_THREAD_CLOCK 1
 #endif
 
 namespace lmm {
 
 namespace {
+
+// Seconds of CPU this thread has run (0 where the clock is missing).
+double thread_seconds() {
+#ifdef LMM_HAVE_THREAD_CLOCK
+  timespec t{};
+  if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t) == 0) return static_cast<double>(t.tv_sec) + 1e-9 * t.tv_nsec;
+#endif
+  return 0.0;
+}
 
 long process_id() {
 #ifdef LMM_HAVE_GETPID
@@ -23,6 +38,24 @@ long process_id() {
   return 0;
 #endif
 }
+
+// A loop whose threads did not pay makes the loops of the next kFirstBackoff
+// seconds run on the calling thread alone, twice as long after each such loop
+// in a row, up to kMaxBackoff; a loop that pays ends the back-off. A loop did
+// not pay when it took at least kNoGain of the calling thread's own chunks'
+// rate times all chunks (a worker sharing a core with another process held a
+// chunk while descheduled), or when the calling thread ran less than kOwnCore
+// of the time it ran chunks (the machine has fewer free cores than the loop's
+// threads: a worker or another process on the caller's core, and the caller's
+// rate itself is then slowed by the threads). With one other busy process on
+// this project's 2-core machine, a back-off counted in loops (up to 512) still
+// lost 10-15 % against one thread to its probes; in time, a probe costs a
+// descheduled chunk (a few ms) per second at most.
+constexpr double kNoGain = 0.9;
+constexpr double kOwnCore = 0.8;
+constexpr double kFirstBackoff = 2e-3;
+constexpr double kMaxBackoff = 1.0;
+constexpr double kMinTimedLoop = 50e-6;
 
 // Workers sleep on `wake` between loops. A loop is published as a new
 // generation; each worker that sees it while it runs enters it (`inside`),
@@ -33,6 +66,8 @@ long process_id() {
 // waits on a sleeping thread).
 class Pool {
  public:
+  using Clock = std::chrono::steady_clock;
+
   static Pool& shared() {
     static std::mutex guard;
     static Pool* pool = nullptr;
@@ -42,13 +77,17 @@ class Pool {
     return *pool;
   }
 
+  bool paused() const { return Clock::now().time_since_epoch().count() < serial_until_.load(); }
+
   void run(long chunks, int threads, const std::function<void(long)>& f) {
     std::unique_lock<std::mutex> busy(busy_, std::try_to_lock);
-    if (!busy.owns_lock()) {
+    const Clock::time_point start = Clock::now();
+    if (!busy.owns_lock() || start.time_since_epoch().count() < serial_until_.load()) {
       for (long c = 0; c < chunks; ++c) f(c);
       return;
     }
     grow(threads - 1);
+    const double cpu_start = thread_seconds();
     {
       std::lock_guard<std::mutex> lock(mutex_);
       f_ = &f;
@@ -60,11 +99,30 @@ class Pool {
     }
     wake_.notify_all();
     const long ran = take(f);
-    // Wait only for chunks a worker has taken; the rest this thread ran.
-    std::unique_lock<std::mutex> lock(mutex_);
-    finished_.wait(lock, [&] { return done_ + ran == chunks_ && inside_ == 0; });
-    f_ = nullptr;
-    active_ = 0;
+    const Clock::time_point own = Clock::now();
+    const double cpu = thread_seconds() - cpu_start;
+    {
+      // Wait only for chunks a worker has taken; the rest this thread ran.
+      std::unique_lock<std::mutex> lock(mutex_);
+      finished_.wait(lock, [&] { return done_ + ran == chunks_ && inside_ == 0; });
+      f_ = nullptr;
+      active_ = 0;
+    }
+    const double took = std::chrono::duration<double>(Clock::now() - start).count();
+    // Judged: loops long enough to time. When no worker came in time, the
+    // threads cost only their wake-up, unless the caller lost its core.
+    if (took < kMinTimedLoop || ran == 0) return;
+    const double own_seconds = std::chrono::duration<double>(own - start).count();
+    const double alone = own_seconds * static_cast<double>(chunks) / static_cast<double>(ran);
+    const bool shared_core = cpu > 0.0 && cpu < kOwnCore * own_seconds;
+    if ((ran < chunks && took >= kNoGain * alone) || shared_core) {
+      backoff_ = backoff_ == 0.0 ? kFirstBackoff : std::min(kMaxBackoff, 2.0 * backoff_);
+      const Clock::time_point until =
+          Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(backoff_));
+      serial_until_.store(until.time_since_epoch().count());
+    } else {
+      backoff_ = 0.0;
+    }
   }
 
  private:
@@ -111,7 +169,9 @@ class Pool {
   }
 
   const long pid_;
-  std::mutex busy_;   // one loop at a time
+  std::mutex busy_;   // one loop at a time; it guards the back-off below
+  std::atomic<Clock::rep> serial_until_{0};  // the back-off's end (read by paused())
+  double backoff_ = 0.0;                     // seconds
   std::mutex mutex_;  // the loop's fields below and the workers' sleep
   std::condition_variable wake_, finished_;
   const std::function<void(long)>* f_ = nullptr;
@@ -124,6 +184,8 @@ class Pool {
 };
 
 }  // namespace
+
+bool parallel_paused() { return Pool::shared().paused(); }
 
 void parallel_for(long chunks, int threads, const std::function<void(long)>& f) {
   if (chunks <= 0) return;

@@ -3,9 +3,11 @@
 // 3 threads give the factor, inverse and product Eigen gives, on orders that
 // split unevenly; a matrix that is not positive definite is reported. The
 // pool behind them (parallel.hpp) runs every chunk once, also when loops of
-// several threads use it at the same time.
+// several threads use it at the same time, and backs off to the calling
+// thread after a loop whose worker held it up.
 #include <Eigen/Dense>
 #include <atomic>
+#include <chrono>
 #include <random>
 #include <string>
 #include <thread>
@@ -22,6 +24,14 @@ using lmm::Matrix;
 using Map = Eigen::Map<Matrix, 0, Eigen::OuterStride<>>;
 
 Map view(double* a, int rows, int cols, int ld) { return Map(a, rows, cols, Eigen::OuterStride<>(ld)); }
+
+// Work of `seconds` on this thread's CPU (a busy wait: a chunk that sleeps
+// would look to the pool like a thread that lost its core).
+void spin(double seconds) {
+  const auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
+  while (std::chrono::steady_clock::now() < end) {
+  }
+}
 
 // Reference routines with LAPACK's arguments, lower triangle and non-unit
 // diagonal only (all the kernels ask for).
@@ -152,6 +162,40 @@ int main() {
   for (auto& t : callers) t.join();
   for (std::size_t i = 0; i < 4; ++i)
     check("concurrent parallel_for loops each run all their chunks", sums[i] == 50L * (63L * 64L / 2));
+
+  // A worker that holds its chunk far longer than the caller's run of all
+  // chunks (as a worker descheduled by another process does) makes the pool
+  // run the next loops on the calling thread, every chunk still once, for a
+  // while.
+  const std::thread::id caller = std::this_thread::get_id();
+  bool worker_came = false;
+  for (int attempt = 0; attempt < 20 && !worker_came; ++attempt) {
+    std::atomic<bool> came{false};
+    lmm::parallel_for(8, 2, [&](long) {
+      if (std::this_thread::get_id() == caller) {
+        spin(2e-3);
+      } else {
+        came = true;
+        spin(50e-3);
+      }
+    });
+    worker_came = came.load();
+  }
+  check("a worker took a chunk of the slow loop", worker_came);
+  const bool paused = lmm::parallel_paused();
+  std::vector<std::atomic<int>> hits(64);
+  std::atomic<bool> elsewhere{false};
+  lmm::parallel_for(64, 2, [&](long c) {
+    hits[static_cast<std::size_t>(c)]++;
+    if (std::this_thread::get_id() != caller) elsewhere = true;
+  });
+  check("after it the pool runs loops on the calling thread", paused);
+  bool once = true;
+  for (auto& h : hits) once = once && h.load() == 1;
+  check("backed off, every chunk runs once on the calling thread", once && !elsewhere.load());
+  // The back-off is at most a second (twice that covers a scheduler's delays).
+  for (int ms = 0; ms < 2000 && lmm::parallel_paused(); ++ms) spin(1e-3);
+  check("the back-off ends", !lmm::parallel_paused());
   lmm_test::check_throws<std::invalid_argument>("threads below 1", [] { lmm::set_dense_threads(0); }, "at least 1");
   return lmm_test::failures == 0 ? 0 : 1;
 }

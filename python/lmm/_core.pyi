@@ -50,6 +50,15 @@ class FitResult:
     @property
     def criterion(self) -> float: ...
     @property
+    def beta(self) -> FloatArray:
+        """β̂ of the core's (shifted) X."""
+    @property
+    def vcov_beta(self) -> FloatArray:
+        """Var(β̂) of the core's X."""
+    @property
+    def u(self) -> FloatArray:
+        """û (q), as Model.solve gives it."""
+    @property
     def gradient(self) -> FloatArray: ...
     @property
     def max_projected_gradient(self) -> float: ...

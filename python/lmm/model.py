@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from . import _core as core
-from ._threads import blas_limit
+from ._threads import blas_limit, dense_blas
 from ._util import row_blocks, warn_user
 from .covariance import theta_names
 from .design import Design, ReTerm, build_design
@@ -382,27 +382,40 @@ class CoreModel:
         reml = self._reml(reml)
         c = self.core
         grad = None
-        if working:
-            value = c.evaluate_working(theta, reml)
-            theta = np.asarray(c.theta)
-            if gradient:
-                grad = _readonly(c.gradient(reml))
-        elif gradient:
-            value, grad = c.evaluate_with_gradient(theta, reml)
-            grad = _readonly(grad)
-        else:
-            value = c.evaluate(theta, reml)
-        u, beta_c = c.solve()
-        u = np.asarray(u)
+        with dense_blas(c.tail_size):
+            if working:
+                value = c.evaluate_working(theta, reml)
+                theta = np.asarray(c.theta)
+                if gradient:
+                    grad = _readonly(c.gradient(reml))
+            elif gradient:
+                value, grad = c.evaluate_with_gradient(theta, reml)
+                grad = _readonly(grad)
+            else:
+                value = c.evaluate(theta, reml)
+            u, beta_c = c.solve()
+            vcov_c = c.vcov_beta(reml)
+        return self._solution(theta, reml, float(value), np.asarray(u), np.asarray(beta_c), np.asarray(vcov_c), grad)
+
+    def solution_from_fit(self, r: core.FitResult, reml: bool) -> Solution:
+        """The :class:`Solution` at the optimum of the core's fit ``r`` (criterion ``reml``),
+        from its estimates and the core's state after it: the core is at θ̂ and holds its
+        criterion's parts; no factorization again."""
+        return self._solution(np.asarray(r.theta), reml, float(r.criterion), np.asarray(r.u), np.asarray(r.beta),
+                              np.asarray(r.vcov_beta), _readonly(r.gradient))
+
+    def _solution(self, theta: np.ndarray, reml: bool, value: float, u: np.ndarray, beta_c: np.ndarray,
+                  vcov_c: np.ndarray, grad: np.ndarray | None) -> Solution:
+        c = self.core
         b = np.asarray(c.b(u))
         blocks, off = [], 0
         for t in self.terms:
             size = t.nlevels * t.p
             blocks.append(_readonly(b[off:off + size].reshape(t.nlevels, t.p)))
             off += size
-        beta = self.beta_from_core(np.asarray(beta_c) + self._delta)
-        return Solution(theta=_readonly(theta), reml=reml, objective=float(value), sigma=float(c.sigma(reml)),
-                        beta=_readonly(beta), vcov=_readonly(self.vcov_from_core(np.asarray(c.vcov_beta(reml)))),
+        beta = self.beta_from_core(beta_c + self._delta)
+        return Solution(theta=_readonly(theta), reml=reml, objective=value, sigma=float(c.sigma(reml)),
+                        beta=_readonly(beta), vcov=_readonly(self.vcov_from_core(vcov_c)),
                         u=_readonly(u), b=blocks,
                         lambdas=[_readonly(c.lambda_(k)) for k in range(len(self.terms))],
                         pwrss=float(c.pwrss), ldL2=float(c.ldL2), ldRX2=float(c.ldRX2), gradient=grad)
@@ -753,6 +766,10 @@ class LinearMixedModel:
             >>> round(m.solution([1.0, 0.0, 1.0]).sigma, 3)  # doctest: +SKIP
         """
         return self._shifted.solution(theta, self.REML if reml is None else reml, gradient=gradient, working=working)
+
+    def solution_from_fit(self, r: core.FitResult, reml: bool) -> Solution:
+        """The :class:`Solution` at the optimum of the core's fit ``r`` (see :meth:`CoreModel.solution_from_fit`)."""
+        return self._shifted.solution_from_fit(r, reml)
 
     def deviance_terms(self, theta, reml: bool | None = None, *, working: bool = False) -> DevianceTerms:
         """r², the exact gradients of the log-determinants and of r², and Var(β̂)/σ² at ``theta``.

@@ -13,7 +13,7 @@ from __future__ import annotations
 import sys
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import optimize as sopt
@@ -67,6 +67,8 @@ class OptimizeResult:
         message: the optimizer's message.
         converged: whether the projected gradient at the optimum is small.
         gradient: gradient of the objective at ``theta``.
+        solution: the model's :class:`~lmm.model.Solution` at ``theta`` when the optimizer
+            left it (the core's: its estimates at the optimum), else None.
     """
 
     theta: np.ndarray
@@ -78,6 +80,7 @@ class OptimizeResult:
     message: str
     converged: bool
     gradient: np.ndarray
+    solution: object = field(default=None, repr=False, compare=False)
 
 
 def projected_gradient(theta: np.ndarray, grad: np.ndarray, lower: np.ndarray,
@@ -291,7 +294,7 @@ def _core_fit(model, start, reml: bool, tol: float, maxiter: int, verbose: bool)
         warnings.warn(f"the optimizer did not converge: {message}", UserWarning, stacklevel=3)
     return OptimizeResult(theta=theta, objective=r.criterion, optimizer="core", nfev=r.evaluations,
                           ngev=r.gradient_evaluations, time=r.seconds, message=message, converged=converged,
-                          gradient=grad)
+                          gradient=grad, solution=model.solution_from_fit(r, reml))
 
 
 def _minimize(f, fg, theta0, optimizer, bounds, tol, maxiter):

@@ -80,6 +80,9 @@ struct FitResult {
   /// Conditional modes b̂ = Λû per term: ℓ_k × p_k, row j = level code j,
   /// column c = column c of the term's z (units of y per unit of z).
   std::vector<Matrix> b;
+  /// Spherical random effects û (q: terms in model order, each level's p_k
+  /// entries consecutive), b̂ = Λû.
+  Vector u;
 
   double criterion = 0;               ///< REML criterion (REML) or deviance −2 log L (ML) at θ
   double loglik = 0;                  ///< −criterion / 2 (restricted log-likelihood for REML, as lme4)

@@ -11,7 +11,16 @@ namespace lmm {
 /// never waits for a worker that has not started: on a machine busy with other
 /// work it runs the chunks nobody took itself (it still waits for a chunk a
 /// descheduled worker holds). While another thread's loop holds the pool, or
-/// with threads < 2, every chunk runs on the calling thread. f must not throw.
+/// with threads < 2, every chunk runs on the calling thread; so do the loops
+/// of the next milliseconds after a loop the workers made no faster than the
+/// calling thread alone would have been (a back-off doubling up to a second
+/// while it lasts, see parallel.cpp).
+/// f must not throw.
 void parallel_for(long chunks, int threads, const std::function<void(long)>& f);
+
+/// Whether parallel_for runs every loop on the calling thread for now (its
+/// back-off): a caller whose loops exist only to be split (the dense kernels'
+/// recursions) takes its unsplit algorithm instead.
+bool parallel_paused();
 
 }  // namespace lmm

@@ -87,7 +87,9 @@ class LmmResult(PredictionMixin):
         self.optinfo = opt
         self.REML = model.REML if reml is None else bool(reml)
         self.formula = model.formula
-        sol = model.solution(opt.theta, reml=self.REML)
+        sol = opt.solution
+        if sol is None or sol.reml != self.REML:
+            sol = model.solution(opt.theta, reml=self.REML)
         self.solution: Solution = sol
         self.par = np.array(sol.theta)
         self.theta = lme4_theta(self.par, model.terms)
