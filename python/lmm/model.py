@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from . import _core as core
+from ._core import FitResult
 from ._threads import blas_limit, dense_blas
 from ._util import row_blocks, warn_user
 from .covariance import theta_names
@@ -397,7 +398,7 @@ class CoreModel:
             vcov_c = c.vcov_beta(reml)
         return self._solution(theta, reml, float(value), np.asarray(u), np.asarray(beta_c), np.asarray(vcov_c), grad)
 
-    def solution_from_fit(self, r: core.FitResult, reml: bool) -> Solution:
+    def solution_from_fit(self, r: FitResult, reml: bool) -> Solution:
         """The :class:`Solution` at the optimum of the core's fit ``r`` (criterion ``reml``),
         from its estimates and the core's state after it: the core is at θ̂ and holds its
         criterion's parts; no factorization again."""
@@ -767,7 +768,7 @@ class LinearMixedModel:
         """
         return self._shifted.solution(theta, self.REML if reml is None else reml, gradient=gradient, working=working)
 
-    def solution_from_fit(self, r: core.FitResult, reml: bool) -> Solution:
+    def solution_from_fit(self, r: FitResult, reml: bool) -> Solution:
         """The :class:`Solution` at the optimum of the core's fit ``r`` (see :meth:`CoreModel.solution_from_fit`)."""
         return self._shifted.solution_from_fit(r, reml)
 

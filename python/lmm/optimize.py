@@ -14,12 +14,16 @@ import sys
 import time
 import warnings
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import optimize as sopt
 
 from . import _core as core
 from ._threads import dense_blas
+
+if TYPE_CHECKING:
+    from .model import Solution
 
 __all__ = ["OptimizeResult", "optimize_theta", "SINGULAR_TOL", "OPTIMIZERS"]
 
@@ -80,7 +84,7 @@ class OptimizeResult:
     message: str
     converged: bool
     gradient: np.ndarray
-    solution: object = field(default=None, repr=False, compare=False)
+    solution: "Solution | None" = field(default=None, repr=False, compare=False)
 
 
 def projected_gradient(theta: np.ndarray, grad: np.ndarray, lower: np.ndarray,

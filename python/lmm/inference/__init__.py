@@ -18,11 +18,12 @@ What is computed, and how it matches R:
   as lmerTest (3.1). The variance parameters are lmerTest's "varpar" (θ and σ); their
   covariance is 2 H⁻¹ with H the Hessian of the deviance (REML criterion for REML fits)
   as a function of (θ, σ), not profiled; the Jacobian of Var(β̂) = σ²(R_X'R_X)⁻¹ with
-  respect to (θ, σ) gives the gradient of a contrast's variance. Both derivatives are
-  taken by central differences with Richardson extrapolation exactly as R's numDeriv
-  (``hessian``: d = 0.1, 4 halvings; ``jacobian``: d = 1e-4, 4 halvings) on the exact
-  deviance and Var(β̂) from the core, so the numbers agree with lmerTest's to the
-  precision of the optimum, not just to the precision of a difference scheme.
+  respect to (θ, σ) gives the gradient of a contrast's variance. The deviance's gradient
+  in θ is exact (from the core) and its σ derivatives closed forms; the Hessian and the
+  Jacobian of Var(β̂) are central differences (numDeriv's step d = 1e-4) of the exact
+  gradient and Var(β̂) along θ, two evaluations per θ entry, so the numbers agree with
+  lmerTest's (Richardson-extrapolated differences of the deviance) to the precision of
+  the optimum (1.9e-7 on the reference cases), not just to that of a difference scheme.
 * **Kenward–Roger** adjusted covariance of β̂ and degrees of freedom, as pbkrtest
   (0.5): covariance parameters are the entries of each term's covariance matrix and
   the residual variance (linear in Σ, as pbkrtest). Instead of pbkrtest's dense n × n
