@@ -42,15 +42,17 @@ long process_id() {
 // A loop whose threads did not pay makes the loops of the next kFirstBackoff
 // seconds run on the calling thread alone, twice as long after each such loop
 // in a row, up to kMaxBackoff; a loop that pays ends the back-off. A loop did
-// not pay when it took at least kNoGain of the calling thread's own chunks'
-// rate times all chunks (a worker sharing a core with another process held a
-// chunk while descheduled), or when the calling thread ran less than kOwnCore
-// of the time it ran chunks (the machine has fewer free cores than the loop's
-// threads: a worker or another process on the caller's core, and the caller's
-// rate itself is then slowed by the threads). With one other busy process on
-// this project's 2-core machine, a back-off counted in loops (up to 512) still
-// lost 10-15 % against one thread to its probes; in time, a probe costs a
-// descheduled chunk (a few ms) per second at most.
+// not pay when it took at least kNoGain of the CPU time its chunks took on all
+// threads (what one thread would have taken: a worker sharing a core with
+// another process held a chunk while descheduled), or when the calling thread
+// ran less than kOwnCore of the time it ran chunks (the machine has fewer
+// free cores than the loop's threads: a worker or another process on the
+// caller's core). With one other busy process on this project's 2-core
+// machine, a back-off counted in loops (up to 512) still lost 10-15 % against
+// one thread to its probes; in time, a probe costs a descheduled chunk (a few
+// ms) per second at most. (The caller's own rate times all chunks, an earlier
+// measure of one thread's time, misjudged loops of uneven chunks on an idle
+// machine.)
 constexpr double kNoGain = 0.9;
 constexpr double kOwnCore = 0.8;
 constexpr double kFirstBackoff = 2e-3;
@@ -94,6 +96,7 @@ class Pool {
       chunks_ = chunks;
       next_.store(0);
       done_ = 0;
+      worker_cpu_ = 0.0;
       active_ = threads - 1;
       ++generation_;
     }
@@ -101,21 +104,23 @@ class Pool {
     const long ran = take(f);
     const Clock::time_point own = Clock::now();
     const double cpu = thread_seconds() - cpu_start;
+    double worker_cpu = 0.0;
     {
       // Wait only for chunks a worker has taken; the rest this thread ran.
       std::unique_lock<std::mutex> lock(mutex_);
       finished_.wait(lock, [&] { return done_ + ran == chunks_ && inside_ == 0; });
       f_ = nullptr;
       active_ = 0;
+      worker_cpu = worker_cpu_;
     }
     const double took = std::chrono::duration<double>(Clock::now() - start).count();
     // Judged: loops long enough to time. When no worker came in time, the
     // threads cost only their wake-up, unless the caller lost its core.
     if (took < kMinTimedLoop || ran == 0) return;
     const double own_seconds = std::chrono::duration<double>(own - start).count();
-    const double alone = own_seconds * static_cast<double>(chunks) / static_cast<double>(ran);
     const bool shared_core = cpu > 0.0 && cpu < kOwnCore * own_seconds;
-    if ((ran < chunks && took >= kNoGain * alone) || shared_core) {
+    const bool no_gain = ran < chunks && cpu > 0.0 && took >= kNoGain * (cpu + worker_cpu);
+    if (no_gain || shared_core) {
       backoff_ = backoff_ == 0.0 ? kFirstBackoff : std::min(kMaxBackoff, 2.0 * backoff_);
       const Clock::time_point until =
           Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(backoff_));
@@ -160,9 +165,12 @@ class Pool {
         f = f_;
         ++inside_;
       }
+      const double cpu_start = thread_seconds();
       const long ran = take(*f);
+      const double cpu = thread_seconds() - cpu_start;
       std::lock_guard<std::mutex> lock(mutex_);
       done_ += ran;
+      worker_cpu_ += cpu;
       --inside_;
       finished_.notify_all();
     }
@@ -178,6 +186,7 @@ class Pool {
   long chunks_ = 0;
   std::atomic<long> next_{0};
   long done_ = 0;
+  double worker_cpu_ = 0.0;  // the workers' CPU seconds in the loop's chunks
   int active_ = 0, inside_ = 0;
   unsigned long generation_ = 0;
   int started_ = 0;
