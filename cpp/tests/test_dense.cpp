@@ -25,8 +25,8 @@ using Map = Eigen::Map<Matrix, 0, Eigen::OuterStride<>>;
 
 Map view(double* a, int rows, int cols, int ld) { return Map(a, rows, cols, Eigen::OuterStride<>(ld)); }
 
-// Work of `seconds` on this thread's CPU (a busy wait: a chunk that sleeps
-// would look to the pool like a thread that lost its core).
+// Work of `seconds` on this thread's CPU (a busy wait: a caller's chunk that
+// sleeps would look to the pool like a thread that lost its core).
 void spin(double seconds) {
   const auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
   while (std::chrono::steady_clock::now() < end) {
@@ -163,10 +163,10 @@ int main() {
   for (std::size_t i = 0; i < 4; ++i)
     check("concurrent parallel_for loops each run all their chunks", sums[i] == 50L * (63L * 64L / 2));
 
-  // A worker that holds its chunk far longer than the caller's run of all
-  // chunks (as a worker descheduled by another process does) makes the pool
-  // run the next loops on the calling thread, every chunk still once, for a
-  // while.
+  // A worker that holds its chunk without running, far longer than the
+  // caller's run of all chunks (as a worker descheduled by another process
+  // does), makes the pool run the next loops on the calling thread, every
+  // chunk still once, for a while.
   const std::thread::id caller = std::this_thread::get_id();
   bool worker_came = false;
   for (int attempt = 0; attempt < 20 && !worker_came; ++attempt) {
@@ -176,7 +176,7 @@ int main() {
         spin(2e-3);
       } else {
         came = true;
-        spin(50e-3);
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
       }
     });
     worker_came = came.load();
