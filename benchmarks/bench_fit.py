@@ -28,8 +28,9 @@ N`` pins OMP, OpenBLAS and MKL to N for all.
     python benchmarks/bench_fit.py --models sleepstudy insteval --systems lmm lme4 --intervals
 
 Systems: lmm; lme4 (default lmerControl()); lme4_noderivs (calc.derivs = FALSE);
-statsmodels (crossed models as one group with variance components). A system that is
-not installed is reported as such.
+statsmodels (crossed models as one group with variance components); mixedlm (the
+Rust-cored lme4 port on PyPI, ``pip install mixedlm==1.3.0``). A system that is not
+installed is reported as such.
 """
 
 from __future__ import annotations
@@ -80,7 +81,7 @@ MODELS = {
         "statsmodels": None,
     },
 }
-SYSTEMS = ["lmm", "lme4", "lme4_noderivs", "statsmodels"]
+SYSTEMS = ["lmm", "lme4", "lme4_noderivs", "statsmodels", "mixedlm"]
 
 
 def dataset_path(name: str, directory: pathlib.Path) -> pathlib.Path:
@@ -127,6 +128,14 @@ def command(system: str, model: str, data: pathlib.Path, reml: bool, intervals: 
             return "statsmodels not installed"
         return [sys.executable, str(HERE / "fit_statsmodels.py"), str(data), json.dumps(spec["statsmodels"])] + (
             [] if reml else ["--ml"])
+    if system == "mixedlm":
+        if intervals:
+            return "profile intervals not timed for mixedlm"
+        try:
+            import mixedlm  # noqa: F401
+        except ImportError:
+            return "mixedlm not installed"
+        return [sys.executable, str(HERE / "fit_mixedlm.py"), str(data), spec["formula"]] + ([] if reml else ["--ml"])
     raise ValueError(system)
 
 

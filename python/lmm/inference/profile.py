@@ -343,7 +343,7 @@ class _VarparZeta:
 
         start = np.clip(self.starts.at(x), self.lo, self.hi)
         opt = sopt.minimize(fun, start, method="L-BFGS-B", jac=True, bounds=sopt.Bounds(self.lo, self.hi),
-                            options={"ftol": 1e-15, "gtol": 1e-9, "maxiter": 2000, "maxcor": 20})
+                            options={"ftol": 1e-13, "gtol": 1e-6, "maxiter": 2000, "maxcor": 20})
         self.starts.add(x, opt.x)
         diff = max(0.0, float(opt.fun) - self.base)
         return math.copysign(math.sqrt(diff), x - self.est) if x != self.est else 0.0
