@@ -74,7 +74,7 @@ struct TailReach {
   bool shared = false;               ///< rows and values are L's own block (see above)
   std::vector<std::int32_t> rows;    ///< packed: per position, its row of T (ascending within a column)
   Matrix V;                          ///< packed: p_k × positions, the rows of L there
-  bool panels = false;               ///< T updated by dense panels of the columns (see factor())
+  bool panels = false;               ///< T updated by dense panels of the levels' columns (see factor())
 
   Index size() const { return colptr.back(); }  ///< number of positions
   /// The column c of position g (colptr[c] <= g < colptr[c+1]), by bisection:
@@ -145,10 +145,13 @@ class BlockedCholesky {
   // Threads for the sweeps over the tail's columns and the prefix's levels
   // (dense_threads() when the tail is large enough, else 1).
   int sweep_threads() const;
-  // Columns c0 .. c0 + w − 1 of scalar prefix term k as a dense panel P
-  // (q_tail + xrows rows: the tail's, then the first xrows of [X y]; P's
-  // columns beyond w zero); returns w = min(P.cols(), levels left).
+  // Levels c0 .. c0 + w − 1 of prefix term k (p_k columns each, level j's at
+  // columns j p_k ..) as a dense panel P (q_tail + xrows rows: the tail's,
+  // then the first xrows of [X y]; P's columns beyond w p_k zero); returns
+  // w = min(P.cols() / p_k, levels left).
   Index fill_panel(Index k, Index c0, Index xrows, Matrix& P) const;
+  // Columns of a panel of prefix term k: whole levels, about kPanelColumns.
+  Index panel_columns(Index k) const;
   Index K_ = 0;        // number of terms
   Index p_ = 0;        // fixed-effects columns
   Index nprefix_ = 0;  // terms 0..nprefix_-1 in the prefix
