@@ -337,8 +337,9 @@ BlockedCholesky::BlockedCholesky(const Crossprod& A, double max_dense_bytes)
       const double kc = static_cast<double>(R.colptr[c + 1] - R.colptr[c]);
       scattered += kc * kc;
     }
-    R.panels = scattered * kPanelAdvantage >=
-               static_cast<double>(q_tail_) * static_cast<double>(q_tail_) * static_cast<double>(shapes_[k].nlevels);
+    R.panels = scattered > 0.0 && scattered * kPanelAdvantage >= static_cast<double>(q_tail_) *
+                                                                   static_cast<double>(q_tail_) *
+                                                                   static_cast<double>(shapes_[k].nlevels);
   }
 }
 
@@ -894,9 +895,35 @@ void BlockedCholesky::selected_inverse(bool with_x, SelectedInverse& W) {
     W.WLt_[t].setZero(shapes_[t].p, reach_[t].size());
     W.WLx_[t].setZero(px, shapes_[t].q());
   }
+  // Terms updated by panels in factor() (their levels reach much of the
+  // tail): the same products for a panel of levels at once, Y = W_SS P by a
+  // symmetric product (BLAS-3), read at each level's rows; Y's X rows hold
+  // W_XX L_X besides, which the X part takes later.
+  for (Index t = 0; t < nprefix_; ++t) {
+    if (!reach_[t].panels) continue;
+    const Index pt = shapes_[t].p;
+    const TailReach& R = reach_[t];
+    const std::int32_t* rows = reach_rows(t);
+    const auto Wss = W.T_.matrix().topLeftCorner(mt, mt).selfadjointView<Eigen::Lower>();
+    const Matrix Wxx = W.T_.matrix().block(q_tail_, q_tail_, px, px).selfadjointView<Eigen::Lower>();
+    Matrix P(mt, panel_columns(t)), Y;
+    for (Index c0 = 0; c0 < shapes_[t].nlevels; c0 += P.cols() / pt) {
+      const Index w = fill_panel(t, c0, px, P);
+      Y.noalias() = Wss * P.leftCols(w * pt);
+      for (Index j = 0; j < w; ++j) {
+        const Index c = c0 + j;
+        for (Index g = R.colptr[c]; g < R.colptr[c + 1]; ++g)
+          for (Index a = 0; a < pt; ++a) W.WLt_[t](a, g) = Y(rows[g], j * pt + a);
+        if (px > 0)
+          W.WLx_[t].middleCols(c * pt, pt).noalias() =
+              Y.block(q_tail_, j * pt, px, pt) - Wxx * P.block(q_tail_, j * pt, px, pt);
+      }
+    }
+  }
   for (Index r = 0; r < q_tail_; ++r) {
     const double* Wcol = W.T_.matrix().col(r).data();
     for (Index t = 0; t < nprefix_; ++t) {
+      if (reach_[t].panels) continue;
       const TailReach& R = reach_[t];
       Matrix& WL = W.WLt_[t];
       const Index pt = shapes_[t].p;
