@@ -178,13 +178,16 @@ def run(cmd: list[str], env: dict, timeout: float, memory_gib: float) -> dict:
 
 
 def criterion(model: str, data: pathlib.Path, reml: bool, thetas: list) -> list:
-    """lmm's objective at each θ (None where there is no θ)."""
+    """lmm's objective at each θ (None where there is no θ), θ's diagonal entries of λ
+    below 0 by rounding in another system's output taken as 0."""
+    import numpy as np
     import pandas as pd
 
     import lmm
 
     m = lmm.LinearMixedModel(MODELS[model]["formula"], pd.read_csv(data), REML=reml)
-    return [m.objective(t) if t is not None and len(t) == m.ntheta else None for t in thetas]
+    return [m.objective(np.maximum(t, m.theta_lower)) if t is not None and len(t) == m.ntheta else None
+            for t in thetas]
 
 
 def print_table(cols: list[str], table: list[list[str]], form: str) -> None:
