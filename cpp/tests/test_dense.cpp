@@ -167,13 +167,19 @@ int main() {
   // caller's run of all chunks (as a worker descheduled by another process
   // does), makes the pool run the next loops on the calling thread, every
   // chunk still once, for a while.
+  // (Loops above may have left the pool backed off, on a loaded machine: each
+  // attempt starts after the back-off, at most a second, has ended.)
   const std::thread::id caller = std::this_thread::get_id();
+  auto wait_unpaused = [] {
+    for (int ms = 0; ms < 2000 && lmm::parallel_paused(); ++ms) spin(1e-3);
+  };
   bool worker_came = false;
   for (int attempt = 0; attempt < 20 && !worker_came; ++attempt) {
+    wait_unpaused();
     std::atomic<bool> came{false};
     lmm::parallel_for(8, 2, [&](long) {
       if (std::this_thread::get_id() == caller) {
-        spin(2e-3);
+        spin(5e-3);
       } else {
         came = true;
         std::this_thread::sleep_for(std::chrono::milliseconds(50));
@@ -194,7 +200,7 @@ int main() {
   for (auto& h : hits) once = once && h.load() == 1;
   check("backed off, every chunk runs once on the calling thread", once && !elsewhere.load());
   // The back-off is at most a second (twice that covers a scheduler's delays).
-  for (int ms = 0; ms < 2000 && lmm::parallel_paused(); ++ms) spin(1e-3);
+  wait_unpaused();
   check("the back-off ends", !lmm::parallel_paused());
   lmm_test::check_throws<std::invalid_argument>("threads below 1", [] { lmm::set_dense_threads(0); }, "at least 1");
   return lmm_test::failures == 0 ? 0 : 1;
