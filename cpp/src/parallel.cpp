@@ -79,12 +79,12 @@ class Pool {
     return *pool;
   }
 
-  bool paused() const { return Clock::now().time_since_epoch().count() < serial_until_.load(); }
+  bool paused() const { return paused_at(Clock::now()); }
 
   void run(long chunks, int threads, const std::function<void(long)>& f) {
     std::unique_lock<std::mutex> busy(busy_, std::try_to_lock);
     const Clock::time_point start = Clock::now();
-    if (!busy.owns_lock() || start.time_since_epoch().count() < serial_until_.load()) {
+    if (!busy.owns_lock() || paused_at(start)) {
       for (long c = 0; c < chunks; ++c) f(c);
       return;
     }
@@ -132,6 +132,8 @@ class Pool {
 
  private:
   Pool() : pid_(process_id()) {}
+
+  bool paused_at(Clock::time_point t) const { return t.time_since_epoch().count() < serial_until_.load(); }
 
   long take(const std::function<void(long)>& f) {
     long ran = 0;
