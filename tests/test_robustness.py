@@ -254,10 +254,12 @@ CASES = [
     Case("duplicated index labels", "y ~ x + (1 | g)", lambda: base().set_axis(np.zeros(N, dtype=int)),
          Fits(_same_objective_as("y ~ x + (1 | g)", base))),
     # --- model size ----------------------------------------------------------------------
-    Case("crossed 10^5 x 10^5 levels", "y ~ 1 + (1 | a) + (1 | b)", lambda: _crossed_huge(100_000),
-         Raises(ValueError, r"dense block of \d+ x \d+ .*above the limit")),
-    Case("max_dense_bytes below a tiny crossed model", "y ~ x + (1 | g) + (1 | f)", base,
-         Raises(ValueError, "above the limit"), {"max_dense_bytes": 8}),
+    Case("crossed 10^5 x 10^5 levels, exact method", "y ~ 1 + (1 | a) + (1 | b)", lambda: _crossed_huge(100_000),
+         Raises(ValueError, r"dense block of \d+ x \d+ .*above the limit"), {"method": "exact"}),
+    Case("max_dense_bytes below a tiny crossed model, exact method", "y ~ x + (1 | g) + (1 | f)", base,
+         Raises(ValueError, "above the limit"), {"max_dense_bytes": 8, "method": "exact"}),
+    Case("max_dense_bytes below a crossed model the matrix-free method does not fit", "y ~ x + (x | g) + (1 | f)",
+         base, Raises(ValueError, "above the limit.*one column each"), {"max_dense_bytes": 8}),
 ]
 
 
@@ -441,25 +443,29 @@ _GUARD_SCRIPT = textwrap.dedent("""
     n = 3 * L
     d = pd.DataFrame({"y": rng.standard_normal(n), "a": rng.integers(0, L, n), "b": rng.integers(0, L, n)})
     try:
-        lmm.LinearMixedModel("y ~ 1 + (1 | a) + (1 | b)", d)
+        lmm.LinearMixedModel("y ~ 1 + (1 | a) + (1 | b)", d, method="exact")
     except ValueError as err:
         print("ValueError:", err)
-        sys.exit(0)
     except MemoryError:
         print("MemoryError")
         sys.exit(3)
-    sys.exit(4)
+    else:
+        sys.exit(4)
+    # the default takes the matrix-free method, within the same address space
+    print("method:", lmm.LinearMixedModel("y ~ 1 + (1 | a) + (1 | b)", d).method)
 """)
 
 
 def test_crossed_guard_raises_before_allocating():
-    """Two crossed factors of 10^5 levels need a ~70 GB dense block: ValueError within 3 GiB of address space."""
+    """Two crossed factors of 10^5 levels need a ~70 GB dense block: the exact method's ValueError within 3 GiB
+    of address space, and the default's matrix-free model within it too."""
     limit = 3 * 2**30
     env = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     proc = subprocess.run([sys.executable, "-c", _GUARD_SCRIPT, str(limit)], capture_output=True, text=True,
                           timeout=120, env={**os.environ, **env})
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "dense block" in proc.stdout
+    assert "method: matrix-free" in proc.stdout
 
 
 def test_cholesky_failure_inside_the_optimizer_is_explained():

@@ -264,13 +264,13 @@ BlockedCholesky::BlockedCholesky(const Crossprod& A, double max_dense_bytes)
   }
   const double tail = static_cast<double>(q_tail_ + p_ + 1);
   if (tail * tail * 8.0 > max_dense_bytes)
-    throw std::length_error("the crossed random-effects terms need a dense block of " + std::to_string(q_tail_ + p_ + 1) +
+    throw DenseLimitError("the crossed random-effects terms need a dense block of " + std::to_string(q_tail_ + p_ + 1) +
                             " x " + std::to_string(q_tail_ + p_ + 1) + " (" +
                             std::to_string(tail * tail * 8.0 / (1 << 20)) + " MiB), above the limit of " +
                             std::to_string(max_dense_bytes / (1 << 20)) + " MiB");
   // Rows of the tail are stored as 32-bit integers (and LAPACK takes int sizes).
   if (q_tail_ + p_ + 1 > std::numeric_limits<std::int32_t>::max())
-    throw std::length_error("the crossed random-effects terms have too many levels for one dense block");
+    throw DenseLimitError("the crossed random-effects terms have too many levels for one dense block");
 
   Ldiag_.resize(static_cast<std::size_t>(nprefix_));
   LXy_.resize(static_cast<std::size_t>(nprefix_));

@@ -141,6 +141,77 @@ class Crossprod:
     def __getstate__(self) -> tuple: ...
     def __setstate__(self, state: tuple) -> None: ...
 
+class DenseLimitError(ValueError):
+    """The exact method's dense block would exceed max_dense_bytes (lmm::DenseLimitError)."""
+
+class MatrixFreeFit:
+    """Outcome of fit_matrix_free (see lmm::MatrixFreeFit)."""
+
+    @property
+    def theta(self) -> FloatArray: ...
+    @property
+    def theta_se(self) -> FloatArray:
+        """Monte Carlo SE of θ (0 with exact traces)."""
+    @property
+    def beta(self) -> FloatArray:
+        """β̂ of the crossproducts' (shifted) X."""
+    @property
+    def vcov_beta(self) -> FloatArray: ...
+    @property
+    def u(self) -> FloatArray: ...
+    @property
+    def b(self) -> FloatArray: ...
+    @property
+    def sigma(self) -> float: ...
+    @property
+    def pwrss(self) -> float: ...
+    @property
+    def ldRX2(self) -> float: ...
+    @property
+    def ldL2(self) -> float:
+        """log|M| (estimated unless exact_traces)."""
+    @property
+    def ldL2_se(self) -> float: ...
+    @property
+    def criterion(self) -> float: ...
+    @property
+    def criterion_se(self) -> float: ...
+    @property
+    def last_step(self) -> FloatArray: ...
+    @property
+    def converged(self) -> bool: ...
+    @property
+    def exact_traces(self) -> bool: ...
+    @property
+    def evaluations(self) -> int: ...
+    @property
+    def newton_iterations(self) -> int: ...
+    @property
+    def cg_iterations(self) -> int: ...
+    @property
+    def products(self) -> int: ...
+    @property
+    def seconds_iterations(self) -> float: ...
+    @property
+    def seconds_final(self) -> float: ...
+    @property
+    def seconds_logdet(self) -> float: ...
+    @property
+    def message(self) -> str: ...
+
+def matrix_free_unsupported(A: Crossprod) -> str:
+    """Why the matrix-free method cannot fit the model of A ('' when it can)."""
+
+def fit_matrix_free(A: Crossprod, reml: bool = True, probes: int = 8, final_probes: int = 32,
+                    logdet_probes: int = 16, lanczos_steps: int = 30, cg_tolerance: float = 1e-10,
+                    step_tolerance: float = 1e-7, max_iterations: int = 60, exact_levels: int = 64, seed: int = 0,
+                    theta_start: npt.ArrayLike | None = None) -> MatrixFreeFit:
+    """Matrix-free REML/ML of two crossed scalar terms (see lmm::fit_matrix_free)."""
+
+def matrix_free_score(A: Crossprod, theta: npt.ArrayLike, probes: int, reml: bool = True, seed: int = 0,
+                      stream: int = 0, exact_levels: int = 64) -> tuple[FloatArray, FloatArray, float, float]:
+    """(gradient, its SE, r², log|R_X|²) of the criterion at θ by the matrix-free estimator."""
+
 def term_order(nlevels: Sequence[int]) -> list[int]:
     """lme4's order of terms with these numbers of levels: order[k] is the input index of term k."""
 

@@ -180,7 +180,8 @@ def is_partitioned(data) -> bool:
 
 def partitioned_model(formula: str, data, REML: bool = True, *, missing: str = "drop",
                       max_dense_bytes: Optional[float] = None, weights=None, offset=None, contrasts=None,
-                      double_bar: str = "split", sigma: Optional[float] = None) -> "ChunkedLinearMixedModel":
+                      double_bar: str = "split", sigma: Optional[float] = None,
+                      method: str = "auto") -> "ChunkedLinearMixedModel":
     """The model of a Dask data frame or of parquet data, as ``LinearMixedModel(formula, data, ...)``
     (its arguments): a Dask data frame's partitions, or the parquet data's batches read with
     pyarrow (only the columns the model uses)."""
@@ -189,7 +190,7 @@ def partitioned_model(formula: str, data, REML: bool = True, *, missing: str = "
         columns = list(dict.fromkeys(required_columns(parsed) + [c for c in (weights, offset) if isinstance(c, str)]))
         data = parquet_chunks(data, columns)
     return from_chunks(formula, data, REML=REML, weights=weights, offset=offset, contrasts=contrasts, sigma=sigma,
-                       missing=missing, double_bar=double_bar, max_dense_bytes=max_dense_bytes)
+                       missing=missing, double_bar=double_bar, max_dense_bytes=max_dense_bytes, method=method)
 
 
 def _chunk_source(chunks) -> Callable[[], Iterator[Any]]:
@@ -588,14 +589,16 @@ def _add_crossprods(a: Optional[core.Crossprod], b: Optional[core.Crossprod]) ->
 def from_chunks(formula: str, chunks, *, levels: Optional[dict] = None, REML: bool = True,
                 weights: Optional[str] = None, offset: Optional[str] = None, contrasts=None,
                 sigma: Optional[float] = None, missing: str = "drop", double_bar: str = "split",
-                max_dense_bytes: Optional[float] = None):
+                max_dense_bytes: Optional[float] = None, method: str = "auto"):
     """A linear mixed model from data in row chunks (or a Dask data frame's partitions),
     equal to the model of all rows at once.
 
     See :meth:`lmm.LinearMixedModel.from_chunks` (the arguments are its own).
     """
+    from .matrix_free import check_method
     from .model import DEFAULT_MAX_DENSE_BYTES
 
+    check_method(method)
     if missing not in ("drop", "raise"):
         raise ValueError(f"missing must be 'drop' or 'raise', not {missing!r}")
     for name, value in (("weights", weights), ("offset", offset)):
@@ -726,9 +729,10 @@ def from_chunks(formula: str, chunks, *, levels: Optional[dict] = None, REML: bo
                            x_center=x_center, y_coef=y_coef, nchunks=seen.nchunks, ndropped=int(ndrop),
                            dropped_columns=dropped, rows=runner.rows(evaluator))
     model = ChunkedLinearMixedModel.assemble(formula, parsed, design, total, REML=bool(REML), sigma=sigma,
-                                             max_dense_bytes=max_dense_bytes,
+                                             max_dense_bytes=max_dense_bytes, method=method,
                                              response_sd=math.sqrt(float(ystats.centred2[0]) / n))
-    warn_uncentred(model.core, model.terms, [np.asarray(st_.mean) for st_ in term_stats])
+    if model.method == "exact":
+        warn_uncentred(model.core, model.terms, [np.asarray(st_.mean) for st_ in term_stats])
     return model
 
 
@@ -787,8 +791,11 @@ class ChunkedLinearMixedModel(LinearMixedModel):
     @classmethod
     def assemble(cls, formula: str, parsed: ParsedFormula, design: ChunkedDesign, A: core.Crossprod, *,
                  REML: bool, sigma: Optional[float], max_dense_bytes: float,
-                 response_sd: float) -> "ChunkedLinearMixedModel":
-        """The model of the crossproducts A summed over the chunks of ``design``."""
+                 response_sd: float, method: str = "auto") -> "ChunkedLinearMixedModel":
+        """The model of the crossproducts A summed over the chunks of ``design`` (``method`` as for
+        :class:`~lmm.LinearMixedModel`)."""
+        from .matrix_free import MatrixFreeCore
+
         self = object.__new__(cls)
         self.formula = formula
         self.REML = bool(REML)
@@ -798,12 +805,30 @@ class ChunkedLinearMixedModel(LinearMixedModel):
         self._nobs = design.nobs
         self.offset_argument = False
         self.max_dense_bytes = float(max_dense_bytes)
+        self.method = "exact"
+        too_large = None
         try:
-            self._shifted = ChunkedCoreModel(A, design.terms, p=len(design.xnames), x_center=design.x_center,
-                                             y_coef=design.y_coef, max_dense_bytes=self.max_dense_bytes,
-                                             reml=self.REML, sigma=self.sigma)
+            if method != "matrix-free":
+                self._shifted = ChunkedCoreModel(A, design.terms, p=len(design.xnames), x_center=design.x_center,
+                                                 y_coef=design.y_coef, max_dense_bytes=self.max_dense_bytes,
+                                                 reml=self.REML, sigma=self.sigma)
+        except core.DenseLimitError as err:
+            if method == "exact":
+                raise ValueError(f"cannot set up the model {formula!r}: {err}") from None
+            too_large = str(err)
         except ValueError as err:
             raise ValueError(f"cannot set up the model {formula!r}: {err}") from None
+        if method == "matrix-free" or too_large is not None:
+            self.method = "matrix-free"
+            try:
+                if sigma is not None:
+                    raise NotImplementedError("the matrix-free method estimates sigma (a known sigma is not supported)")
+                self._shifted = MatrixFreeCore(A, design.terms, p=len(design.xnames), x_center=design.x_center,
+                                               y_coef=design.y_coef, reml=self.REML)
+            except NotImplementedError as err:
+                if too_large is None:
+                    raise NotImplementedError(f"method='matrix-free' for {formula!r}: {err}") from None
+                raise ValueError(f"cannot set up the model {formula!r}: {too_large}; and {err}") from None
         self._core = self._shifted.core
         self.terms = self._shifted.terms
         self._response_sd = response_sd
@@ -827,15 +852,18 @@ class ChunkedLinearMixedModel(LinearMixedModel):
         raise rows_needed("fit_many (the responses' crossproducts)")
 
     def fit(self, start=None, *, reml: bool | None = None, optimizer: str = "core", tol: float = 1e-8,
-            maxiter: int = 10000, verbose: bool = False):
+            maxiter: int = 10000, verbose: bool = False, probes: int | None = None, seed: int | None = None):
         """Optimize θ and return the fitted result (see :meth:`LinearMixedModel.fit`)."""
         from .optimize import optimize_theta
         from .results import LmmResult
 
         reml = self.REML if reml is None else bool(reml)
-        opt = optimize_theta(self, start=start, reml=reml, optimizer=optimizer, tol=tol, maxiter=maxiter,
-                             verbose=verbose)
-        res = LmmResult(self, opt, reml=reml)
+        if self.method == "matrix-free" or probes is not None or seed is not None:
+            res = self._fit_matrix_free(start, reml, optimizer, probes, seed)
+        else:
+            opt = optimize_theta(self, start=start, reml=reml, optimizer=optimizer, tol=tol, maxiter=maxiter,
+                                 verbose=verbose)
+            res = LmmResult(self, opt, reml=reml)
         if self.sigma is None and res.sigma <= EXACT_FIT_SIGMA * self._response_sd:
             warnings.warn(f"the residual standard deviation {res.sigma:.3g} is zero to working precision against the "
                           f"response's ({self._response_sd:.3g}): the random effects fit the response exactly, and "

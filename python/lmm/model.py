@@ -470,6 +470,10 @@ class LinearMixedModel:
         missing: ``"drop"`` rows with missing values in used columns (with a
             warning) or ``"raise"``.
         max_dense_bytes: the largest dense block of L allowed (crossed factors).
+        method: ``"auto"`` (default): the exact blocked Cholesky, or the matrix-free method
+            (:mod:`lmm.matrix_free`) when its dense block would exceed ``max_dense_bytes`` and
+            the model is two crossed terms of one column each; ``"exact"``; ``"matrix-free"``.
+            The method taken is the attribute ``method`` (``"exact"`` or ``"matrix-free"``).
         weights: prior weights, a column name or one value per row (residual variance σ²/w_i).
         offset: a known part of the linear predictor, a column name or one value per row
             (summed with the formula's ``offset()`` terms).
@@ -488,6 +492,9 @@ class LinearMixedModel:
         1773.6803
     """
 
+    #: The method the model is fitted by (set at construction; see the ``method`` argument).
+    method = "exact"
+
     def __init__(
         self,
         formula: str,
@@ -501,14 +508,17 @@ class LinearMixedModel:
         contrasts=None,
         double_bar: str = "split",
         sigma: float | None = None,
+        method: str = "auto",
     ) -> None:
         from .chunks import is_partitioned, partitioned_model
+        from .matrix_free import check_method
 
+        check_method(method)
         if is_partitioned(data):
             # The model of the partitions (from_chunks): this object becomes it.
             model = partitioned_model(formula, data, REML, missing=missing, max_dense_bytes=max_dense_bytes,
                                       weights=weights, offset=offset, contrasts=contrasts, double_bar=double_bar,
-                                      sigma=sigma)
+                                      sigma=sigma, method=method)
             self.__class__ = type(model)
             self.__dict__.update(model.__dict__)
             return
@@ -533,26 +543,60 @@ class LinearMixedModel:
         if not max_dense_bytes > 0:
             raise ValueError(f"max_dense_bytes must be a positive number of bytes, not {max_dense_bytes!r}")
         self.max_dense_bytes = float(max_dense_bytes)
+        self.method = "matrix-free" if method == "matrix-free" else "exact"
         try:
             # The core works on X centred and y with its least-squares fit on X removed
             # (formed row by row as it reads the data): the same model, β mapping back
             # through the design, without the cancellation that large offsets cause in
             # crossproducts.
-            self._shifted = build_core(d.terms, d.X, d.y_fit, x_center=d.x_center, y_coef=d.y_coef,
-                                       max_dense_bytes=self.max_dense_bytes, reml=self.REML, weights=d.weights,
-                                       sigma=self.sigma)
+            if self.method == "exact":
+                self._shifted = build_core(d.terms, d.X, d.y_fit, x_center=d.x_center, y_coef=d.y_coef,
+                                           max_dense_bytes=self.max_dense_bytes, reml=self.REML, weights=d.weights,
+                                           sigma=self.sigma)
+        except core.DenseLimitError as err:
+            if method == "exact":
+                raise ValueError(f"cannot set up the model {formula!r}: {err}") from None
+            self.method = "matrix-free"
+            self._shifted = self._matrix_free_core(formula, too_large=str(err))
         except ValueError as err:
             raise ValueError(f"cannot set up the model {formula!r}: {err}") from None
+        if self.method == "matrix-free" and method == "matrix-free":
+            self._shifted = self._matrix_free_core(formula)
         self._core = self._shifted.core
         #: Random-effects terms in model order (decreasing number of levels, as lme4).
         self.terms: list[ReTerm] = self._shifted.terms
-        warn_uncentred(self._core, self.terms)
+        if self._core is not None:
+            warn_uncentred(self._core, self.terms)
+
+    def _matrix_free_core(self, formula: str, too_large: str | None = None):
+        """The :class:`~lmm.matrix_free.MatrixFreeCore` of this model's design (crossproducts in one pass).
+
+        ``too_large``: the exact method's refusal, when it was tried first (said if neither fits)."""
+        from .matrix_free import MatrixFreeCore
+
+        d = self.design
+        why = None
+        if self.sigma is not None:
+            why = "the matrix-free method estimates sigma (a known sigma is not supported)"
+        else:
+            order = core.term_order([t.nlevels for t in d.terms])
+            terms = [d.terms[k] for k in order]
+            X = np.asfortranarray(d.X, dtype=np.float64)
+            A = core.chunk_crossprod(_core_terms(terms), X, np.asarray(d.y_fit, dtype=np.float64), d.x_center,
+                                     d.y_coef, d.weights, [])
+            try:
+                return MatrixFreeCore(A, terms, p=X.shape[1], x_center=d.x_center, y_coef=d.y_coef, reml=self.REML)
+            except NotImplementedError as err:
+                why = str(err)
+        if too_large is not None:
+            raise ValueError(f"cannot set up the model {formula!r}: {too_large}; and {why}") from None
+        raise NotImplementedError(f"method='matrix-free' for {formula!r}: {why}")
 
     @classmethod
     def from_chunks(cls, formula: str, chunks, *, levels: dict | None = None, REML: bool = True,
                     weights: str | None = None, offset: str | None = None, contrasts=None,
                     sigma: float | None = None, missing: str = "drop", double_bar: str = "split",
-                    max_dense_bytes: float = DEFAULT_MAX_DENSE_BYTES) -> "LinearMixedModel":
+                    max_dense_bytes: float = DEFAULT_MAX_DENSE_BYTES, method: str = "auto") -> "LinearMixedModel":
         """The model of the rows of several data frames, without holding them together.
 
         A is a sum over rows: the chunks are read one at a time, twice (the levels, the
@@ -572,7 +616,7 @@ class LinearMixedModel:
             levels: column → its levels, for grouping or factor columns whose levels are
                 known (their distinct values are then not collected; a chunk with another
                 value raises ValueError).
-            REML, sigma, missing, double_bar, max_dense_bytes: as for :class:`LinearMixedModel`.
+            REML, sigma, missing, double_bar, max_dense_bytes, method: as for :class:`LinearMixedModel`.
             weights, offset: column names (one value per row cannot follow the chunks).
             contrasts: lme4's ``contrasts``, as for :class:`LinearMixedModel`.
 
@@ -602,7 +646,7 @@ class LinearMixedModel:
 
         return from_chunks(formula, chunks, levels=levels, REML=REML, weights=weights, offset=offset,
                            contrasts=contrasts, sigma=sigma, missing=missing, double_bar=double_bar,
-                           max_dense_bytes=max_dense_bytes)
+                           max_dense_bytes=max_dense_bytes, method=method)
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
@@ -625,11 +669,14 @@ class LinearMixedModel:
 
     @property
     def ntheta(self) -> int:
-        return self._core.ntheta
+        return self._shifted.ntheta
 
     @property
     def core(self) -> core.Model:
         """The compiled model (crossproducts and factor, built with the shift)."""
+        if self._core is None:
+            raise NotImplementedError("a matrix-free model has no compiled exact core (its crossproducts are "
+                                      "model._shifted.A)")
         return self._core
 
     @property
@@ -827,9 +874,13 @@ class LinearMixedModel:
         if d.X.shape[1] and _sd(y_fit - _centred_times(d.X, d.x_center, y_coef)) <= EXACT_FIT_SIGMA * _sd(y_fit):
             raise ValueError("the new response is fitted exactly by the fixed effects: the residual variance "
                              "would be 0")
-        new._shifted = build_core(d.terms, d.X, y_fit, x_center=d.x_center, y_coef=y_coef,
-                                  max_dense_bytes=self.max_dense_bytes, theta_scale=self.theta_scale,
-                                  reml=self.REML, weights=d.weights, sigma=self.sigma)
+        if self.method == "matrix-free":
+            new.design = dataclasses.replace(new.design, y_coef=y_coef)
+            new._shifted = new._matrix_free_core(self.formula)
+        else:
+            new._shifted = build_core(d.terms, d.X, y_fit, x_center=d.x_center, y_coef=y_coef,
+                                      max_dense_bytes=self.max_dense_bytes, theta_scale=self.theta_scale,
+                                      reml=self.REML, weights=d.weights, sigma=self.sigma)
         new._core = new._shifted.core
         return new
 
@@ -851,7 +902,7 @@ class LinearMixedModel:
                         verbose=verbose, client=client)
 
     def fit(self, start=None, *, reml: bool | None = None, optimizer: str = "core", tol: float = 1e-8,
-            maxiter: int = 10000, verbose: bool = False):
+            maxiter: int = 10000, verbose: bool = False, probes: int | None = None, seed: int | None = None):
         """Optimize θ and return the fitted result.
 
         Args:
@@ -864,14 +915,18 @@ class LinearMixedModel:
             tol: tolerance on the projected gradient (L-BFGS-B) or the objective.
             maxiter: limit on evaluations.
             verbose: print the objective at each evaluation.
+            probes, seed: the matrix-free method's Hutchinson probes per trace (default 8) and
+                the seed of its random numbers (default 0; see :mod:`lmm.matrix_free`).
 
         Returns:
-            LmmResult.
+            LmmResult (a :class:`lmm.matrix_free.MatrixFreeResult` for the matrix-free method).
         """
         from .optimize import optimize_theta
         from .results import LmmResult
 
         reml = self.REML if reml is None else bool(reml)
+        if self.method == "matrix-free" or probes is not None or seed is not None:
+            return self._fit_matrix_free(start, reml, optimizer, probes, seed)
         opt = optimize_theta(self, start=start, reml=reml, optimizer=optimizer, tol=tol, maxiter=maxiter,
                              verbose=verbose)
         res = LmmResult(self, opt, reml=reml)
@@ -884,6 +939,19 @@ class LinearMixedModel:
                 f"response's ({sd:.3g}): the random effects fit the response exactly, and θ is not "
                 "determined", UserWarning, stacklevel=2)
         return res
+
+
+    def _fit_matrix_free(self, start, reml: bool, optimizer: str, probes: int | None, seed: int | None):
+        """The matrix-free fit (:mod:`lmm.matrix_free`), refusing what only the exact method takes."""
+        from .matrix_free import fit_model
+
+        if self.method != "matrix-free":
+            raise TypeError("probes and seed are options of the matrix-free method (method='matrix-free'); this "
+                            "model is fitted exactly")
+        if optimizer != "core":
+            raise ValueError(f"optimizer={optimizer!r}: the matrix-free method has its own (Newton's method on the "
+                             "score); leave optimizer='core'")
+        return fit_model(self, start=start, reml=reml, probes=probes, seed=seed)
 
 
 def warn_uncentred(model: core.Model, terms: Sequence[ReTerm], means: Sequence[np.ndarray] | None = None) -> None:
@@ -918,9 +986,9 @@ def _sd(y: np.ndarray, block: int = 1 << 12) -> float:
 
 def lmer(formula: str, data, REML: bool = True, *, weights=None, offset=None, contrasts=None,
          sigma: float | None = None, missing: str = "drop", double_bar: str = "split",
-         max_dense_bytes: float = DEFAULT_MAX_DENSE_BYTES,
+         max_dense_bytes: float = DEFAULT_MAX_DENSE_BYTES, method: str = "auto",
          start=None, optimizer: str = "core", tol: float = 1e-8, maxiter: int = 10000, verbose: bool = False,
-         **unsupported):
+         probes: int | None = None, seed: int | None = None, **unsupported):
     """Fit a linear mixed model, as lme4's ``lmer``.
 
     Args:
@@ -940,7 +1008,9 @@ def lmer(formula: str, data, REML: bool = True, *, weights=None, offset=None, co
             or ``"raise"``.
         double_bar: ``"split"`` (lme4's ``(x || g)``) or ``"diag"`` (``diag(x | g)``).
         max_dense_bytes: the largest dense block of the factor allowed (crossed factors).
-        start, optimizer, tol, maxiter, verbose: go to :meth:`LinearMixedModel.fit`.
+        method: ``"auto"`` (default), ``"exact"`` or ``"matrix-free"`` (see :class:`LinearMixedModel`
+            and :mod:`lmm.matrix_free`).
+        start, optimizer, tol, maxiter, verbose, probes, seed: go to :meth:`LinearMixedModel.fit`.
 
     Returns:
         LmmResult.
@@ -961,8 +1031,11 @@ def lmer(formula: str, data, REML: bool = True, *, weights=None, offset=None, co
             raise NotImplementedError(f"lmer(..., {name}=...): {_LME4_ONLY[name]}")
         raise TypeError(f"lmer() got an unexpected keyword argument {name!r}")
     model = LinearMixedModel(formula, data, REML=REML, missing=missing, max_dense_bytes=max_dense_bytes,
-                             weights=weights, offset=offset, contrasts=contrasts, double_bar=double_bar, sigma=sigma)
-    return model.fit(start, optimizer=optimizer, tol=tol, maxiter=maxiter, verbose=verbose)
+                             weights=weights, offset=offset, contrasts=contrasts, double_bar=double_bar, sigma=sigma,
+                             method=method)
+    if model.method == "exact" and probes is None and seed is None:
+        return model.fit(start, optimizer=optimizer, tol=tol, maxiter=maxiter, verbose=verbose)
+    return model.fit(start, optimizer=optimizer, probes=probes, seed=seed)
 
 
 #: lme4 arguments of lmer/glmer that lmm does not take, with what to do instead.

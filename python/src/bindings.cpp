@@ -363,6 +363,7 @@ void set_dense_backend(const std::string& name) {
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
+  py::register_exception<lmm::DenseLimitError>(m, "DenseLimitError", PyExc_ValueError);
   m.doc() = "lmm's compiled core: crossproducts, blocked Cholesky, profiled objective.";
 
   m.def("set_dense_backend", &set_dense_backend, py::arg("name"),
@@ -551,6 +552,81 @@ PYBIND11_MODULE(_core, m) {
         "the crossproducts of one chunk of rows: terms (codes against the global levels, z, nlevels, structure)\n"
         "in model order, X (m, p), y (m,), the global shift, the chunk's weights (m,) or None, the global\n"
         "transforms per term (model order)");
+
+  py::class_<lmm::MatrixFreeFit>(m, "MatrixFreeFit", "Outcome of fit_matrix_free (see lmm::MatrixFreeFit).")
+      .def_readonly("theta", &lmm::MatrixFreeFit::theta)
+      .def_readonly("theta_se", &lmm::MatrixFreeFit::theta_se, "Monte Carlo SE of θ (0 with exact traces)")
+      .def_readonly("beta", &lmm::MatrixFreeFit::beta, "β̂ of the crossproducts' (shifted) X")
+      .def_readonly("vcov_beta", &lmm::MatrixFreeFit::vcov_beta)
+      .def_readonly("u", &lmm::MatrixFreeFit::u)
+      .def_readonly("b", &lmm::MatrixFreeFit::b)
+      .def_readonly("sigma", &lmm::MatrixFreeFit::sigma)
+      .def_readonly("pwrss", &lmm::MatrixFreeFit::pwrss)
+      .def_readonly("ldRX2", &lmm::MatrixFreeFit::ldRX2)
+      .def_readonly("ldL2", &lmm::MatrixFreeFit::ldL2, "log|M| (estimated unless exact_traces)")
+      .def_readonly("ldL2_se", &lmm::MatrixFreeFit::ldL2_se)
+      .def_readonly("criterion", &lmm::MatrixFreeFit::criterion)
+      .def_readonly("criterion_se", &lmm::MatrixFreeFit::criterion_se)
+      .def_readonly("last_step", &lmm::MatrixFreeFit::last_step)
+      .def_readonly("converged", &lmm::MatrixFreeFit::converged)
+      .def_readonly("exact_traces", &lmm::MatrixFreeFit::exact_traces)
+      .def_readonly("evaluations", &lmm::MatrixFreeFit::evaluations)
+      .def_readonly("newton_iterations", &lmm::MatrixFreeFit::newton_iterations)
+      .def_readonly("cg_iterations", &lmm::MatrixFreeFit::cg_iterations)
+      .def_readonly("products", &lmm::MatrixFreeFit::products)
+      .def_readonly("seconds_iterations", &lmm::MatrixFreeFit::seconds_iterations)
+      .def_readonly("seconds_final", &lmm::MatrixFreeFit::seconds_final)
+      .def_readonly("seconds_logdet", &lmm::MatrixFreeFit::seconds_logdet)
+      .def_readonly("message", &lmm::MatrixFreeFit::message);
+  m.def("matrix_free_unsupported", &lmm::matrix_free_unsupported, py::arg("A"),
+        "why the matrix-free method cannot fit the model of A ('' when it can)");
+  m.def(
+      "fit_matrix_free",
+      [](const lmm::Crossprod& A, bool reml, int probes, int final_probes, int logdet_probes, int lanczos_steps,
+         double cg_tolerance, double step_tolerance, int max_iterations, lmm::Index exact_levels, std::uint64_t seed,
+         const std::optional<lmm::Vector>& theta_start) {
+        lmm::MatrixFreeOptions o;
+        o.reml = reml;
+        o.probes = probes;
+        o.final_probes = final_probes;
+        o.logdet_probes = logdet_probes;
+        o.lanczos_steps = lanczos_steps;
+        o.cg_tolerance = cg_tolerance;
+        o.step_tolerance = step_tolerance;
+        o.max_iterations = max_iterations;
+        o.exact_levels = exact_levels;
+        o.seed = seed;
+        if (theta_start) o.theta_start = *theta_start;
+        py::gil_scoped_release release;
+        return lmm::fit_matrix_free(A, o);
+      },
+      py::arg("A"), py::arg("reml") = true, py::arg("probes") = lmm::MatrixFreeOptions{}.probes,
+      py::arg("final_probes") = lmm::MatrixFreeOptions{}.final_probes,
+      py::arg("logdet_probes") = lmm::MatrixFreeOptions{}.logdet_probes,
+      py::arg("lanczos_steps") = lmm::MatrixFreeOptions{}.lanczos_steps,
+      py::arg("cg_tolerance") = lmm::MatrixFreeOptions{}.cg_tolerance,
+      py::arg("step_tolerance") = lmm::MatrixFreeOptions{}.step_tolerance,
+      py::arg("max_iterations") = lmm::MatrixFreeOptions{}.max_iterations,
+      py::arg("exact_levels") = lmm::MatrixFreeOptions{}.exact_levels, py::arg("seed") = 0,
+      py::arg("theta_start") = py::none(), "matrix-free REML/ML of two crossed scalar terms (see lmm::fit_matrix_free)");
+  m.def(
+      "matrix_free_score",
+      [](const lmm::Crossprod& A, const lmm::Vector& theta, int probes, bool reml, std::uint64_t seed,
+         std::uint64_t stream, lmm::Index exact_levels) {
+        lmm::MatrixFreeOptions o;
+        o.reml = reml;
+        o.seed = seed;
+        o.exact_levels = exact_levels;
+        lmm::MatrixFreeScore s;
+        {
+          py::gil_scoped_release release;
+          s = lmm::matrix_free_score(A, theta, probes, o, stream);
+        }
+        return py::make_tuple(s.gradient, s.gradient_se, s.pwrss, s.ldRX2);
+      },
+      py::arg("A"), py::arg("theta"), py::arg("probes"), py::arg("reml") = true, py::arg("seed") = 0,
+      py::arg("stream") = 0, py::arg("exact_levels") = lmm::MatrixFreeOptions{}.exact_levels,
+      "(gradient, its SE, r², log|R_X|²) of the criterion at θ by the matrix-free method's estimator");
 
   py::class_<lmm::Model>(m, "Model", "A linear mixed model on its crossproduct blocks.")
       .def(py::init(&make_model), py::arg("terms"), py::arg("X"), py::arg("y"),

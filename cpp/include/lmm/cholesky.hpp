@@ -17,6 +17,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <stdexcept>
 #include <vector>
 
 #include "blocks.hpp"
@@ -26,6 +27,14 @@
 namespace lmm {
 
 class BlockedCholesky;
+
+/// The dense trailing block would exceed ModelOptions::max_dense_bytes (or
+/// LAPACK's int sizes): crossed factors with too many levels for the exact
+/// method (matrix_free.hpp fits two crossed scalar terms without it).
+class DenseLimitError : public std::length_error {
+ public:
+  using std::length_error::length_error;
+};
 
 /// Entries of W = Ω⁻¹ on the pattern of L (Takahashi's selected inverse), where
 /// Ω is the [Z X] part of Ω_θ (REML) or its Z part alone (ML). Same layout as L.
@@ -87,7 +96,7 @@ struct TailReach {
 class BlockedCholesky {
  public:
   /// Symbolic analysis: decide the prefix/tail split and the sparsity patterns.
-  /// Throws std::length_error when the dense tail would exceed max_dense_bytes.
+  /// Throws DenseLimitError when the dense tail would exceed max_dense_bytes.
   BlockedCholesky(const Crossprod& A, double max_dense_bytes);
 
   /// Numeric factorization for the per-term λ (model order).

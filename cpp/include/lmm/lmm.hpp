@@ -9,6 +9,7 @@
 #include "fit.hpp"
 #include "lbfgsb.hpp"
 #include "many.hpp"
+#include "matrix_free.hpp"
 #include "model.hpp"
 #include "parameterization.hpp"
 #include "terms.hpp"

@@ -108,6 +108,11 @@ class LmmResult(PredictionMixin):
             self.ngroups.setdefault(t.name, t.nlevels)
         self._cache: dict = {}
 
+    @property
+    def fit_notes(self) -> list[str]:
+        """Notes on how the fit was made that the summary prints (none for the exact method)."""
+        return []
+
     # (Labelled forms are made when first read: a fit in a loop needs only the numbers.)
     @functools.cached_property
     def fixef(self) -> pd.Series:

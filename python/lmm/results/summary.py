@@ -152,6 +152,7 @@ def _parts(res, ddf: str | None) -> _Parts:
         out.notes.append(f"the optimizer did not converge: {res.optinfo.message}")
     if note_ddf:
         out.notes.append(note_ddf)
+    out.notes += res.fit_notes
     if table is not None and method == "Satterthwaite":
         out.notes += res.satterthwaite().notes
     if res.model.design.dropped_columns:
