@@ -13,6 +13,7 @@
 
 #if defined(__unix__) || defined(__APPLE__)
 #include <sys/mman.h>
+#include <unistd.h>
 #define LMM_HAVE_MMAP 1
 #endif
 
@@ -223,6 +224,18 @@ bool threaded_kernels(Index n, Threaded& t) {
 
 }  // namespace
 
+#ifdef LMM_HAVE_MMAP
+namespace {
+
+// Physical memory not in use now (free pages; 0 when unknown).
+std::size_t available_memory_bytes() {
+  const long pages = sysconf(_SC_AVPHYS_PAGES), size = sysconf(_SC_PAGESIZE);
+  return pages > 0 && size > 0 ? static_cast<std::size_t>(pages) * static_cast<std::size_t>(size) : 0;
+}
+
+}  // namespace
+#endif
+
 void DenseBlock::resize(Index n) {
   if (n == n_) return;
   release();
@@ -230,6 +243,11 @@ void DenseBlock::resize(Index n) {
   const std::size_t bytes = block_bytes(n);
 #ifdef LMM_HAVE_MMAP
   void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  // Only the lower triangle is ever touched: a block the kernel's overcommit
+  // heuristic refuses (more than RAM + swap) is mapped without reserving it
+  // when its lower half fits in the memory available now.
+  if (p == MAP_FAILED && bytes / 2 < available_memory_bytes())
+    p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (p == MAP_FAILED) throw std::bad_alloc();
   data_ = static_cast<double*>(p);  // zero pages, mapped in when first written
 #else
