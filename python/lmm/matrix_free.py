@@ -26,6 +26,7 @@ from typing import Sequence
 import numpy as np
 
 from . import _core as core
+from ._threads import dense_blas
 from .model import CoreModel, Solution, _readonly
 from .optimize import OptimizeResult
 from .results import LmmResult
@@ -125,8 +126,10 @@ class MatrixFreeCore(CoreModel):
             if theta_start.size != 2 or not np.all(theta_start > 0) or not np.all(np.isfinite(theta_start)):
                 raise ValueError(f"start of a matrix-free fit must be two positive values, not {start!r}")
         try:
-            return core.fit_matrix_free(self.A, reml=bool(reml), probes=int(probes), final_probes=4 * int(probes),
-                                        seed=int(seed), theta_start=theta_start)
+            # (the products with N on the user's BLAS threads, as the exact method's dense kernels)
+            with dense_blas(min(t.nlevels for t in self.terms)):
+                return core.fit_matrix_free(self.A, reml=bool(reml), probes=int(probes),
+                                            final_probes=4 * int(probes), seed=int(seed), theta_start=theta_start)
         except RuntimeError as err:
             raise RuntimeError(f"the matrix-free fit failed: {err}") from None
 
