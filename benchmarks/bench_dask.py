@@ -72,7 +72,7 @@ def write_data(path: str, rows: int, users: int, items: int, file_rows: int, see
 
 
 # One mode in a fresh process: prints a JSON line of its times and the fit's numbers.
-def child(mode: str, path: str, fit: bool) -> None:
+def child(mode: str, path: str, fit: bool, method: str) -> None:
     import lmm
 
     out: dict = {"mode": mode}
@@ -84,10 +84,10 @@ def child(mode: str, path: str, fit: bool) -> None:
         out["read_s"] = time.perf_counter() - t0
         out["data_mib"] = float(data.memory_usage(deep=True).sum()) / 2**20
         t1 = time.perf_counter()
-        model = lmm.LinearMixedModel(FORMULA, data)
+        model = lmm.LinearMixedModel(FORMULA, data, method=method)
         out["setup_s"] = time.perf_counter() - t1
     elif mode == "pyarrow":
-        model = lmm.LinearMixedModel(FORMULA, path)
+        model = lmm.LinearMixedModel(FORMULA, path, method=method)
         out["setup_s"] = time.perf_counter() - t0
     else:
         import dask.dataframe as dd
@@ -98,10 +98,11 @@ def child(mode: str, path: str, fit: bool) -> None:
                                       dashboard_address=None) as cluster, distributed.Client(cluster):
             out["cluster_s"] = time.perf_counter() - t0
             t1 = time.perf_counter()
-            model = lmm.LinearMixedModel(FORMULA, dd.read_parquet(path))
+            model = lmm.LinearMixedModel(FORMULA, dd.read_parquet(path), method=method)
             out["setup_s"] = time.perf_counter() - t1
     out["nobs"] = model.nobs
     out["levels"] = [t.nlevels for t in model.terms]
+    out["method"] = model.method
     if fit:
         t1 = time.perf_counter()
         res = model.fit()
@@ -112,12 +113,13 @@ def child(mode: str, path: str, fit: bool) -> None:
     print(json.dumps(out))
 
 
-def run_mode(mode: str, path: str, fit: bool) -> dict:
+def run_mode(mode: str, path: str, fit: bool, method: str) -> dict:
     """The mode in a fresh process, with its peak memory (the process tree's resident sets summed)."""
     import psutil
 
-    proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--child", mode, "--dir", path]
-                            + (["--fit"] if fit else []), stdout=subprocess.PIPE, text=True, env=os.environ.copy())
+    proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--child", mode, "--dir", path,
+                             "--method", method] + (["--fit"] if fit else []),
+                            stdout=subprocess.PIPE, text=True, env=os.environ.copy())
     peak = [0]
 
     def sample() -> None:
@@ -152,10 +154,12 @@ def main() -> None:
     parser.add_argument("--modes", nargs="+", default=["pyarrow", "dask-1", "dask-2", "memory"])
     parser.add_argument("--fit", action="store_true", help="also fit (once, in the first mode)")
     parser.add_argument("--format", choices=["text", "markdown"], default="text")
+    parser.add_argument("--method", choices=["auto", "exact", "matrix-free"], default="auto",
+                        help="lmm's method (matrix-free: no dense block of the items' levels)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(args.child, args.dir, args.fit)
+        child(args.child, args.dir, args.fit, args.method)
         return
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[var] = "1"
@@ -165,7 +169,7 @@ def main() -> None:
         write_data(path, args.rows, args.users, args.items, args.file_rows, args.seed)
         print(f"wrote {path} in {time.perf_counter() - t0:.1f} s")
     disk = sum(os.path.getsize(os.path.join(path, f)) for f in os.listdir(path)) / 2**20
-    results = [run_mode(mode, path, args.fit and k == 0) for k, mode in enumerate(args.modes)]
+    results = [run_mode(mode, path, args.fit and k == 0, args.method) for k, mode in enumerate(args.modes)]
 
     per = 1e6 / args.rows
     base = {r["mode"]: r["setup_s"] for r in results}
@@ -175,7 +179,7 @@ def main() -> None:
         ratio = f"{base['dask-1'] / r['setup_s']:.2f}" if r["mode"].startswith("dask") and "dask-1" in base else ""
         rows.append([r["mode"], f"{r['setup_s']:.1f}", f"{r['setup_s'] * per:.2f}", ratio, f"{r['peak_mib']:.0f}"])
     print(f"{FORMULA}: {results[0]['nobs']:,} rows, levels {results[0]['levels']}, parquet {disk:.0f} MiB on disk, "
-          f"1 thread per process, {os.cpu_count()} cores")
+          f"1 thread per process, {os.cpu_count()} cores, method {results[0]['method']}")
     data_mib = [r["data_mib"] for r in results if "data_mib" in r]
     if data_mib:
         print(f"the rows in memory (pandas, the columns used): {data_mib[0]:.0f} MiB")
