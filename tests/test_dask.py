@@ -229,3 +229,15 @@ def test_stateful_transforms_through_the_cluster(client):
     with pytest.warns(UserWarning, match="dropped"):
         want = lmm.lmer(formula, d)
     _assert_same_fit(got, want)
+
+
+def test_matrix_free_through_the_cluster(client):
+    """The matrix-free method on a Dask frame's summed crossproducts equals it on the pandas frame."""
+    d = _data(seed=6)
+    ddf = dd.from_pandas(d, npartitions=NPARTITIONS)
+    formula = "y ~ x + (1 | user) + (1 | item)"
+    got = lmm.lmer(formula, ddf, weights="w", method="matrix-free")
+    want = lmm.lmer(formula, d, weights="w", method="matrix-free")
+    assert got.model.method == want.model.method == "matrix-free"
+    _assert_same_fit(got, want)
+    _assert_same_rows(got.fitted(), want.fitted())
