@@ -655,6 +655,9 @@ MatrixFreeFit fit_matrix_free(const Crossprod& A, const MatrixFreeOptions& o) {
   fit.exact_traces = exact;
   Vector phi_se = Vector::Zero(2);
   if (!exact) {
+    // A fresh Jacobian at the iterations' root (Broyden's is accurate along the
+    // steps only): the last step's accuracy and θ's SEs are those of this H.
+    if (!refreshed) J = jacobian(ev, phi, sc.s, o.probes);
     const auto last = ev.score(phi, o.final_probes, 1);
     bool definite = false;
     const Matrix Hinv = modified_inverse(J, &definite);
