@@ -741,21 +741,12 @@ class ChunkedCoreModel(CoreModel):
 
     def __init__(self, A: core.Crossprod, terms: Sequence[ReTerm], *, p: int, x_center: np.ndarray,
                  y_coef: np.ndarray, max_dense_bytes: float, reml: bool, sigma: Optional[float]) -> None:
-        self._design_terms = list(terms)
-        self._tuples = []
-        self._X = np.zeros((0, p), order="F")  # (its shape only: the number of fixed effects)
-        self._x_center = np.asarray(x_center, dtype=np.float64)
-        self._y_coef = np.asarray(y_coef, dtype=np.float64)
-        self.weights = None
-        self.sigma = sigma
-        self._y = np.zeros(0)
+        self._without_rows(terms, p=p, x_center=x_center, y_coef=y_coef, sigma=sigma)
         self._max_dense_bytes = float(max_dense_bytes)
         self.core = core.Model.from_crossprod(A, list(range(len(terms))), self._max_dense_bytes, sigma or 0.0)
         self.terms = [self._design_terms[k] for k in self.core.order]
         self.REML = bool(reml)
         self.theta_scale = np.ones(self.ntheta)
-        self._delta = np.zeros(p)
-        self._R = None
 
     # Pickled with its crossproducts (sizes set by the levels, not the rows): the core is
     # formed again from them.

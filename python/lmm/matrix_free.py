@@ -72,19 +72,10 @@ class MatrixFreeCore(CoreModel):
         if why:
             raise NotImplementedError(why)
         self.A = A
-        self._design_terms = list(terms)
+        self._without_rows(terms, p=p, x_center=x_center, y_coef=y_coef, sigma=None)
         self.terms = list(terms)
-        self._tuples: list = []
-        self._X = np.zeros((0, p), order="F")  # (its shape only: the number of fixed effects)
-        self._x_center = np.asarray(x_center, dtype=np.float64)
-        self._y_coef = np.asarray(y_coef, dtype=np.float64)
-        self.weights = None
-        self.sigma = None
-        self._y = np.zeros(0)
         self.REML = bool(reml)
         self.theta_scale = np.ones(2)
-        self._delta = np.zeros(p)
-        self._R = None
         self.core = None  # type: ignore[assignment]  # (no exact core: LinearMixedModel.core says so)
 
     # (Pickled with its crossproducts, as any object: there is no compiled core to rebuild.)

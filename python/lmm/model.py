@@ -219,6 +219,20 @@ class CoreModel:
         self._delta = np.zeros(X.shape[1])
         self._R: np.ndarray | None = None
 
+    def _without_rows(self, terms: Sequence[ReTerm], *, p: int, x_center: np.ndarray, y_coef: np.ndarray,
+                      sigma: float | None) -> None:
+        """The state of a core on crossproducts alone (no rows kept): subclasses' start."""
+        self._design_terms = list(terms)
+        self._tuples = []
+        self._X = np.zeros((0, p), order="F")  # (its shape only: the number of fixed effects)
+        self._x_center = np.asarray(x_center, dtype=np.float64)
+        self._y_coef = np.asarray(y_coef, dtype=np.float64)
+        self.weights = None
+        self.sigma = sigma
+        self._y = np.zeros(0)
+        self._delta = np.zeros(p)
+        self._R = None
+
     # Pickled without the compiled core, which is formed again from the arrays kept here
     # (one pass over the rows): results travel to worker processes and caches.
     def __getstate__(self) -> dict:
