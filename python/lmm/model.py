@@ -11,6 +11,7 @@ with the shift.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import math
@@ -23,7 +24,7 @@ import pandas as pd
 
 from . import _core as core
 from ._core import FitResult
-from ._threads import blas_limit, dense_blas
+from ._threads import THREADED_ORDER, blas_limit, dense_blas
 from ._util import row_blocks, warn_user
 from .covariance import theta_names
 from .design import Design, ReTerm, build_design
@@ -319,13 +320,21 @@ class CoreModel:
     def _reml(self, reml: bool | None) -> bool:
         return self.REML if reml is None else bool(reml)
 
+    def _threads(self) -> contextlib.AbstractContextManager:
+        """The fits' thread policy (dense_blas) around one evaluation whose dense block is large
+        enough to use threads (smaller ones: nothing, which costs nothing)."""
+        tail = self.core.tail_size
+        return dense_blas(tail) if tail >= THREADED_ORDER else contextlib.nullcontext()
+
     def objective(self, theta, reml: bool | None = None) -> float:
         """The REML criterion or ML deviance at ``theta`` (None: ``REML``)."""
-        return float(self.core.evaluate(self._theta(theta), self._reml(reml)))
+        with self._threads():
+            return float(self.core.evaluate(self._theta(theta), self._reml(reml)))
 
     def objective_and_gradient(self, theta, reml: bool | None = None) -> tuple[float, np.ndarray]:
         """The criterion and its exact gradient at ``theta`` from one factorization."""
-        value, grad = self.core.evaluate_with_gradient(self._theta(theta), self._reml(reml))
+        with self._threads():
+            value, grad = self.core.evaluate_with_gradient(self._theta(theta), self._reml(reml))
         return float(value), np.asarray(grad)
 
     def deviance_terms(self, theta, reml: bool | None = None, *, working: bool = False) -> DevianceTerms:
@@ -333,12 +342,13 @@ class CoreModel:
         with ``working``, at the working θ̃ ``theta`` and with gradients in θ̃."""
         reml = self._reml(reml)
         c = self.core
-        if working:
-            value = c.evaluate_working(np.asarray(theta, dtype=np.float64).reshape(-1), reml)
-        else:
-            value = c.evaluate(self._theta(theta, bounds=False), reml)
-        vcov_unit = self.vcov_from_core(np.asarray(c.vcov_beta(reml))) / c.sigma(reml) ** 2
-        dlogdet, dpwrss = c.gradient_parts(reml, working)  # (after vcov_beta: it uses the factor's storage)
+        with self._threads():
+            if working:
+                value = c.evaluate_working(np.asarray(theta, dtype=np.float64).reshape(-1), reml)
+            else:
+                value = c.evaluate(self._theta(theta, bounds=False), reml)
+            vcov_unit = self.vcov_from_core(np.asarray(c.vcov_beta(reml))) / c.sigma(reml) ** 2
+            dlogdet, dpwrss = c.gradient_parts(reml, working)  # (after vcov_beta: it uses the factor's storage)
         return DevianceTerms(objective=float(value), pwrss=float(c.pwrss), dlogdet=np.asarray(dlogdet),
                              dpwrss=np.asarray(dpwrss), vcov_unit=vcov_unit)
 
@@ -361,13 +371,15 @@ class CoreModel:
 
     def working_objective(self, working, reml: bool | None = None) -> float:
         """The criterion at the working θ̃."""
-        return float(self.core.evaluate_working(np.asarray(working, dtype=np.float64).reshape(-1),
-                                                self._reml(reml)))
+        with self._threads():
+            return float(self.core.evaluate_working(np.asarray(working, dtype=np.float64).reshape(-1),
+                                                    self._reml(reml)))
 
     def working_objective_and_gradient(self, working, reml: bool | None = None) -> tuple[float, np.ndarray]:
         """The criterion and its exact gradient in θ̃ at the working θ̃."""
-        value, grad = self.core.evaluate_working_with_gradient(np.asarray(working, dtype=np.float64).reshape(-1),
-                                                               self._reml(reml))
+        with self._threads():
+            value, grad = self.core.evaluate_working_with_gradient(
+                np.asarray(working, dtype=np.float64).reshape(-1), self._reml(reml))
         return float(value), np.asarray(grad)
 
     def working_transforms(self) -> list[np.ndarray]:
