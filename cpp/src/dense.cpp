@@ -6,6 +6,7 @@
 #include <functional>
 #include <algorithm>
 #include <atomic>
+#include <cstdint>
 #include <cstdlib>
 #include <new>
 #include <limits>
@@ -233,6 +234,24 @@ std::size_t available_memory_bytes() {
   return pages > 0 && size > 0 ? static_cast<std::size_t>(pages) * static_cast<std::size_t>(size) : 0;
 }
 
+// Fault in the lower triangle of an n × n column-major block (madvise's
+// MADV_POPULATE_WRITE: an error instead of a signal when memory runs out).
+bool populate_lower(double* a, Index n) {
+#ifdef MADV_POPULATE_WRITE
+  const auto page = static_cast<std::uintptr_t>(sysconf(_SC_PAGESIZE));
+  for (Index j = 0; j < n; ++j) {
+    const auto begin = reinterpret_cast<std::uintptr_t>(a + j * n + j) & ~(page - 1);
+    const auto end = reinterpret_cast<std::uintptr_t>(a + (j + 1) * n);
+    if (madvise(reinterpret_cast<void*>(begin), end - begin, MADV_POPULATE_WRITE) != 0) return false;
+  }
+  return true;
+#else
+  (void)a;
+  (void)n;
+  return false;  // no way to learn of a failure but a signal: refuse the block
+#endif
+}
+
 }  // namespace
 #endif
 
@@ -245,9 +264,15 @@ void DenseBlock::resize(Index n) {
   void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   // Only the lower triangle is ever touched: a block the kernel's overcommit
   // heuristic refuses (more than RAM + swap) is mapped without reserving it
-  // when its lower half fits in the memory available now.
-  if (p == MAP_FAILED && bytes / 2 < available_memory_bytes())
+  // when its lower half fits in the memory available now, and that half is
+  // faulted in at once (a failure is then bad_alloc here, not SIGSEGV later).
+  if (p == MAP_FAILED && bytes / 2 < available_memory_bytes()) {
     p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p != MAP_FAILED && !populate_lower(static_cast<double*>(p), n)) {
+      munmap(p, bytes);
+      p = MAP_FAILED;
+    }
+  }
   if (p == MAP_FAILED) throw std::bad_alloc();
   data_ = static_cast<double*>(p);  // zero pages, mapped in when first written
 #else
