@@ -27,8 +27,9 @@ What is computed, and how it matches R:
 * **Kenward–Roger** adjusted covariance of β̂ and degrees of freedom, as pbkrtest
   (0.5): covariance parameters are the entries of each term's covariance matrix and
   the residual variance (linear in Σ, as pbkrtest). Instead of pbkrtest's dense n × n
-  matrices this works with Z'Σ⁻¹Z (q × q) and Σ⁻¹Z (n × q) through the Woodbury
-  identity; the dense work is limited by ``KR_MAX_ELEMENTS``. REML fits only (as lmerTest).
+  matrices this works with q × q, q × p and p × p ones (Z'Σ⁻¹Z, Z'Σ⁻²Z, Z'Σ⁻¹X, ...)
+  formed from the crossproducts Z'Z, Z'X, X'X through the Woodbury identity, never with
+  n × q ones; the dense work (q²) is limited by ``KR_MAX_ELEMENTS``. REML fits only (as lmerTest).
 * **Profile** likelihood intervals as lme4's ``profile``/``confint``: the ML deviance
   (REML fits are refitted by ML first, as lme4 does) profiled over the standard
   deviations and correlations of the random effects, σ and each fixed effect; zeta =

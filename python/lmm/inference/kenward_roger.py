@@ -13,7 +13,8 @@ from .matrices import lambda_matrix, z_matrix
 
 __all__ = ["KR_MAX_ELEMENTS", "KenwardRoger", "kenward_roger_setup", "kr_adjust"]
 
-#: Largest n·q + q² (doubles) Kenward–Roger works with densely (about 400 MB).
+#: Largest q² (doubles, q = number of random effects) of the q × q matrices Kenward–Roger
+#: works with densely (about 400 MB each; a handful are alive at once).
 KR_MAX_ELEMENTS = 50_000_000
 # Seconds of work after which a terminal shows the progress bar (as a long fit's status line).
 _SHOW_AFTER = 2.0
@@ -49,9 +50,11 @@ class KenwardRoger:
 def kenward_roger_setup(res, progress: bool | None = None, verbose: bool = False) -> KenwardRoger:
     """pbkrtest's adjusted covariance of β̂ (``vcovAdj``) for a REML fit.
 
-    Works with q × q and n × q dense matrices (q = number of random effects), not
-    pbkrtest's n × n ones: the products with Σ⁻¹ (O(n q²)) take the most time, then one
-    row of the expected information per covariance parameter.
+    Works with q × q, q × p and p × p dense matrices (q = number of random effects), not
+    pbkrtest's n × n ones (nor n × q ones): with U = Λ(Λ'Z'ZΛ + I)⁻¹Λ', Σ⁻¹ = σ⁻²(I − Z U Z'),
+    so every product with Σ⁻¹ is a polynomial in U and the sparse crossproducts Z'Z, Z'X and
+    X'X. A few dense q × q products (O(q³)) take the most time, then one row of the expected
+    information per covariance parameter.
 
     Args:
         res: the fitted result (REML).
@@ -63,7 +66,7 @@ def kenward_roger_setup(res, progress: bool | None = None, verbose: bool = False
         KenwardRoger.
 
     Raises:
-        ValueError: an ML fit, or n·q + q² exceeds ``KR_MAX_ELEMENTS``.
+        ValueError: an ML fit, or q² exceeds ``KR_MAX_ELEMENTS``.
         NotImplementedError: a structured covariance term (cs, ar1, diag with hom, toep), weights or a
             known σ.
     """
@@ -77,13 +80,12 @@ def kenward_roger_setup(res, progress: bool | None = None, verbose: bool = False
     if not res.REML:
         raise ValueError("Kenward-Roger's method is only available for REML fits; refit with REML=True")
     model = res.model
-    n = model.nobs
     Z = z_matrix(model, model.working_transforms())
     q = Z.shape[1]
-    if n * q + q * q > KR_MAX_ELEMENTS:
-        raise ValueError(f"Kenward-Roger needs dense {n} x {q} and {q} x {q} matrices here (n·q + q² = "
-                         f"{n * q + q * q:.3g} > KR_MAX_ELEMENTS = {KR_MAX_ELEMENTS:.3g}); use "
-                         "ddf='Satterthwaite' for models this size")
+    if q * q > KR_MAX_ELEMENTS:
+        raise ValueError(f"Kenward-Roger needs dense {q} x {q} matrices here (q² = {q * q:.3g} > "
+                         f"KR_MAX_ELEMENTS = {KR_MAX_ELEMENTS:.3g}); use ddf='Satterthwaite' for "
+                         "models this size")
     # Steps: four stages of products, a row of the expected information per θ entry and σ², Φ_A.
     bar = Progress(4 + (model.ntheta + 1) + 1, progress, desc="Kenward-Roger",
                    delay=_SHOW_AFTER if progress is None else 0.0, verbose=verbose)
@@ -100,29 +102,50 @@ def _setup(res, Z, bar: Progress) -> KenwardRoger:
     X = model.design.X @ S
     s2 = res.sigma**2
     Lam = lambda_matrix(lambdas_from_theta(model.working_from_theta(res.par), terms), terms)
-    B = (Z @ Lam).tocsc()                         # n × q
+    B = (Z @ Lam).tocsc()                         # n × q, sparse
     A = (B.T @ B).toarray() + np.eye(q)           # Λ'Z'ZΛ + I
-    cho = sla.cho_factor(A, lower=True)
-    Ainv = sla.cho_solve(cho, np.eye(q))
+    cho = sla.cho_factor(A, lower=True, overwrite_a=True)
+    del A, B
+    Ainv = sla.cho_solve(cho, np.eye(q))          # T = A⁻¹
+    del cho
     bar.update(1, f"Λ'Z'ZΛ + I ({q} x {q}) factored")
 
-    def apply_w(V: np.ndarray) -> np.ndarray:
-        """Σ⁻¹ V = σ⁻²(V − B A⁻¹ B'V) (Woodbury)."""
-        return (V - B @ sla.cho_solve(cho, B.T @ V)) / s2
-
-    WX = apply_w(X)
-    WZ = apply_w(Z.toarray())
-    bar.update(1, f"Σ⁻¹Z ({n} x {q})")
-    M = np.asarray(Z.T @ WZ)                      # Z'WZ
-    N = np.asarray(Z.T @ WX)                      # Z'WX
-    R = WZ.T @ WX                                 # Z'W²X
-    bar.update(1, "Z'Σ⁻¹Z, Z'Σ⁻¹X, Z'Σ⁻²X")
-    S2 = WZ.T @ WZ                                # Z'W²Z
-    XW2X = WX.T @ WX
-    XW3X = WX.T @ apply_w(WX)
-    bar.update(1, "Z'Σ⁻²Z, X'Σ⁻²X, X'Σ⁻³X")
-    trW2 = (n - 2 * (q - np.trace(Ainv)) + (q - 2 * np.trace(Ainv) + np.sum(Ainv * Ainv))) / s2**2
-    phi = np.linalg.inv(X.T @ WX)
+    # Σ⁻¹ = σ⁻²(I − Z U Z') with U = Λ T Λ' (Woodbury); with G = Z'Z, F = Z'X and H = X'X
+    # every product with powers of Σ⁻¹ below is a polynomial in U, G, F and H.
+    trA, sumA2 = np.trace(Ainv), np.sum(Ainv * Ainv)
+    U = Lam @ np.asarray(Lam @ Ainv).T            # Λ T Λ' (T symmetric)
+    del Ainv
+    U = (U + U.T) / 2
+    G = np.asarray((Z.T @ Z).toarray())           # Z'Z
+    F = np.asarray(Z.T @ X)                       # Z'X
+    H = X.T @ X                                   # X'X
+    bar.update(1, f"Z'Z, Z'X, U = ΛA⁻¹Λ' ({q} x {q})")
+    GU = G @ U
+    GUG = GU @ G
+    S2 = GU @ GUG                                 # Z'W²Z = σ⁻⁴(G − 2GUG + GUGUG)
+    S2 -= 2 * GUG
+    S2 += G
+    S2 /= s2**2
+    M = GUG                                       # Z'WZ = σ⁻²(G − GUG), in GUG's place
+    del GUG
+    M *= -1
+    M += G
+    M /= s2
+    bar.update(1, "Z'Σ⁻¹Z, Z'Σ⁻²Z")
+    UF = U @ F
+    GUF = G @ UF
+    GUGUF = GU @ GUF
+    del GU, G, U
+    FUF = F.T @ UF
+    FUGUF = UF.T @ GUF
+    N = (F - GUF) / s2                            # Z'WX
+    R = (F - 2 * GUF + GUGUF) / s2**2             # Z'W²X
+    XWX = (H - FUF) / s2
+    XW2X = (H - 2 * FUF + FUGUF) / s2**2
+    XW3X = (H - 3 * FUF + 3 * FUGUF - UF.T @ GUGUF) / s2**3
+    bar.update(1, "Z'Σ⁻¹X, Z'Σ⁻²X, X'Σ⁻¹X, X'Σ⁻²X, X'Σ⁻³X")
+    trW2 = (n - 2 * (q - trA) + (q - 2 * trA + sumA2)) / s2**2
+    phi = np.linalg.inv((XWX + XWX.T) / 2)
 
     # Covariance parameters: per term the entries (a, b), a >= b, of its covariance; then σ².
     pairs: list[tuple[np.ndarray, np.ndarray]] = []   # D_i = Σ e_r e_c' over (r, c) in the pair lists
