@@ -33,8 +33,8 @@ from .results import LmmResult
 
 __all__ = ["METHODS", "check_method", "MatrixFreeCore", "MatrixFreeResult", "DEFAULT_PROBES"]
 
-#: The methods a model can be fitted by: ``"auto"`` (exact unless its dense block would
-#: exceed ``max_dense_bytes``), ``"exact"`` (the blocked Cholesky) and ``"matrix-free"``.
+#: The fitting methods, ``"auto"`` (exact unless its dense block would exceed
+#: ``max_dense_bytes``), ``"exact"`` (the blocked Cholesky) and ``"matrix-free"``.
 METHODS = ("auto", "exact", "matrix-free")
 
 #: Hutchinson probes per trace in the Newton iterations (the last score uses four times as many).
@@ -103,6 +103,7 @@ class MatrixFreeCore(CoreModel):
 
     @property
     def working_start(self) -> np.ndarray:
+        """λ = I, the matrix-free fit's default start."""
         return np.ones(2)
 
     def fit(self, reml: bool, *, start=None, probes: int = DEFAULT_PROBES, seed: int = 0) -> core.MatrixFreeFit:
