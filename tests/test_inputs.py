@@ -118,7 +118,10 @@ def test_theta_of_wrong_length_or_out_of_bounds(sleep):
 def test_dense_block_limit_is_reported():
     data = lmm.datasets.load("penicillin")
     with pytest.raises(ValueError, match="dense block"):
-        lmm.LinearMixedModel("diameter ~ 1 + (1 | plate) + (1 | sample)", data, max_dense_bytes=100)
+        lmm.LinearMixedModel("diameter ~ 1 + (1 | plate) + (1 | sample)", data, max_dense_bytes=100, method="exact")
+    # the default takes the matrix-free method past the limit instead
+    model = lmm.LinearMixedModel("diameter ~ 1 + (1 | plate) + (1 | sample)", data, max_dense_bytes=100)
+    assert model.method == "matrix-free"
 
 
 # --- data frames other than pandas ---------------------------------------------------------
