@@ -2,8 +2,10 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 namespace lmm {
 
@@ -233,30 +235,46 @@ bool same_transform(const TermTransform& a, const TermTransform& b) {
 
 // a + b on the union of their patterns (same shape).
 SparseBlocks add_sparse(const SparseBlocks& a, const SparseBlocks& b) {
-  const Index ncols = a.ncols;
-  std::vector<std::vector<Index>> rows(static_cast<std::size_t>(ncols));
-  for (Index c = 0; c < ncols; ++c) {
-    auto& out = rows[static_cast<std::size_t>(c)];
+  // The union of the two sorted patterns, merged column by column straight into
+  // the result's arrays: a first pass counts, a second fills rows and sums
+  // (no per-column lists: the sums of the largest chunks are the memory peak).
+  const Index ncols = a.ncols, pc = a.pc;
+  SparseBlocks s;
+  s.nrows = a.nrows;
+  s.ncols = ncols;
+  s.pr = a.pr;
+  s.pc = pc;
+  s.colptr.assign(static_cast<std::size_t>(ncols) + 1, 0);
+  auto merge = [&](Index c, auto&& emit) {
     Index i = a.colptr[c], j = b.colptr[c];
     const Index ie = a.colptr[c + 1], je = b.colptr[c + 1];
-    out.reserve(static_cast<std::size_t>(ie - i + je - j));
     while (i < ie || j < je) {
       const Index ra = i < ie ? a.rowidx[i] : a.nrows, rb = j < je ? b.rowidx[j] : b.nrows;
-      out.push_back(std::min(ra, rb));
+      emit(std::min(ra, rb), ra <= rb ? i : -1, rb <= ra ? j : -1);
       if (ra <= rb) ++i;
       if (rb <= ra) ++j;
     }
+  };
+  for (Index c = 0; c < ncols; ++c) {
+    Index count = 0;
+    merge(c, [&](Index, Index, Index) { ++count; });
+    s.colptr[c + 1] = s.colptr[c] + count;
   }
-  SparseBlocks s;
-  s.set_pattern(a.nrows, a.pr, a.pc, rows);
-  for (const SparseBlocks* m : {&a, &b})
-    for (Index c = 0; c < ncols; ++c) {
-      Index k = s.colptr[c];
-      for (Index e = m->colptr[c]; e < m->colptr[c + 1]; ++e) {
-        while (s.rowidx[k] != m->rowidx[e]) ++k;  // both sorted: a forward scan
-        s.block(k) += m->block(e);
-      }
-    }
+  std::vector<std::int32_t> rows(static_cast<std::size_t>(s.colptr[ncols]));
+  s.data.resize(a.pr, s.colptr[ncols] * pc);
+  for (Index c = 0; c < ncols; ++c) {
+    Index k = s.colptr[c];
+    merge(c, [&](Index row, Index ia, Index ib) {
+      rows[static_cast<std::size_t>(k)] = static_cast<std::int32_t>(row);
+      auto out = s.data.middleCols(k * pc, pc);
+      if (ia >= 0 && ib >= 0)
+        out = a.block(ia) + b.block(ib);
+      else
+        out = ia >= 0 ? a.block(ia) : b.block(ib);
+      ++k;
+    });
+  }
+  s.rowidx.assign(std::move(rows));
   return s;
 }
 
