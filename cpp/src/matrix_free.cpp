@@ -541,6 +541,17 @@ Matrix jacobian(Evaluator& ev, const Vector& phi, const Vector& s, int probes) {
   return J;
 }
 
+// The terms' column scales s of A's working columns z̃ = z s (θ = s θ̃), after
+// refusing a model the method does not fit (std::invalid_argument).
+Vector working_scale(const Crossprod& A) {
+  const std::string why = matrix_free_unsupported(A);
+  if (!why.empty()) throw std::invalid_argument(why);
+  Vector scale = Vector::Ones(2);
+  for (Index k = 0; k < 2 && k < static_cast<Index>(A.transforms.size()); ++k)
+    if (A.transforms[k].scale.size()) scale[k] = A.transforms[k].scale[0];
+  return scale;
+}
+
 }  // namespace
 
 std::string matrix_free_unsupported(const Crossprod& A) {
@@ -560,13 +571,9 @@ std::string matrix_free_unsupported(const Crossprod& A) {
 
 MatrixFreeScore matrix_free_score(const Crossprod& A, Eigen::Ref<const Vector> theta, int probes,
                                   const MatrixFreeOptions& options, std::uint64_t stream) {
-  const std::string why = matrix_free_unsupported(A);
-  if (!why.empty()) throw std::invalid_argument(why);
+  const Vector scale = working_scale(A);
   if (theta.size() != 2 || !(theta.array() > 0).all() || !theta.allFinite())
     throw std::invalid_argument("the matrix-free score needs θ of two positive entries");
-  Vector scale = Vector::Ones(2);
-  for (Index k = 0; k < 2 && k < static_cast<Index>(A.transforms.size()); ++k)
-    if (A.transforms[k].scale.size()) scale[k] = A.transforms[k].scale[0];
   Evaluator ev(A, options);
   // θ̃ of the working columns z̃ = z s: λ = s λ̃, so θ̃ = θ / s.
   const Vector phi = (theta.array() / scale.array()).log().matrix();
@@ -580,12 +587,8 @@ MatrixFreeScore matrix_free_score(const Crossprod& A, Eigen::Ref<const Vector> t
 }
 
 MatrixFreeFit fit_matrix_free(const Crossprod& A, const MatrixFreeOptions& o) {
-  const std::string why = matrix_free_unsupported(A);
-  if (!why.empty()) throw std::invalid_argument(why);
+  const Vector scale = working_scale(A);
   if (o.probes < 2 || o.final_probes < 2) throw std::invalid_argument("the matrix-free fit needs at least 2 probes");
-  Vector scale = Vector::Ones(2);
-  for (Index k = 0; k < 2 && k < static_cast<Index>(A.transforms.size()); ++k)
-    if (A.transforms[k].scale.size()) scale[k] = A.transforms[k].scale[0];
   Vector phi = Vector::Zero(2);
   if (o.theta_start.size()) {
     if (o.theta_start.size() != 2 || !(o.theta_start.array() > 0).all())

@@ -785,7 +785,7 @@ class ChunkedLinearMixedModel(LinearMixedModel):
                  response_sd: float, method: str = "auto") -> "ChunkedLinearMixedModel":
         """The model of the crossproducts A summed over the chunks of ``design`` (``method`` as for
         :class:`~lmm.LinearMixedModel`)."""
-        from .matrix_free import MatrixFreeCore
+        from .matrix_free import matrix_free_core
 
         self = object.__new__(cls)
         self.formula = formula
@@ -811,15 +811,9 @@ class ChunkedLinearMixedModel(LinearMixedModel):
             raise ValueError(f"cannot set up the model {formula!r}: {err}") from None
         if method == "matrix-free" or too_large is not None:
             self.method = "matrix-free"
-            try:
-                if sigma is not None:
-                    raise NotImplementedError("the matrix-free method estimates sigma (a known sigma is not supported)")
-                self._shifted = MatrixFreeCore(A, design.terms, p=len(design.xnames), x_center=design.x_center,
-                                               y_coef=design.y_coef, reml=self.REML)
-            except NotImplementedError as err:
-                if too_large is None:
-                    raise NotImplementedError(f"method='matrix-free' for {formula!r}: {err}") from None
-                raise ValueError(f"cannot set up the model {formula!r}: {too_large}; and {err}") from None
+            self._shifted = matrix_free_core(lambda: A, design.terms, p=len(design.xnames), x_center=design.x_center,
+                                             y_coef=design.y_coef, reml=self.REML, sigma=self.sigma, formula=formula,
+                                             too_large=too_large)
         self._core = self._shifted.core
         self.terms = self._shifted.terms
         self._response_sd = response_sd

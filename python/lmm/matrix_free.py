@@ -31,7 +31,7 @@ from .model import CoreModel, Solution, _readonly
 from .optimize import OptimizeResult
 from .results import LmmResult
 
-__all__ = ["METHODS", "check_method", "MatrixFreeCore", "MatrixFreeResult", "DEFAULT_PROBES"]
+__all__ = ["METHODS", "check_method", "matrix_free_core", "MatrixFreeCore", "MatrixFreeResult", "DEFAULT_PROBES"]
 
 #: The fitting methods, ``"auto"`` (exact unless its dense block would exceed
 #: ``max_dense_bytes``), ``"exact"`` (the blocked Cholesky) and ``"matrix-free"``.
@@ -43,6 +43,24 @@ DEFAULT_PROBES = 8
 _NO_EVALUATION = ("the matrix-free model of {what} has no exact criterion at a given θ (its log-determinant "
                   "is a stochastic estimate): fit it (fit()), or fit the exact model (method='exact') when its "
                   "dense block fits in memory")
+
+
+def matrix_free_core(A_of, terms: Sequence, *, p: int, x_center: np.ndarray, y_coef: np.ndarray, reml: bool,
+                     sigma: float | None, formula: str, too_large: str | None) -> "MatrixFreeCore":
+    """The :class:`MatrixFreeCore` of a model, or the error that says why not.
+
+    ``A_of()`` forms the crossproducts (called only when the method can fit the model);
+    ``too_large``: the exact method's refusal when it was tried first — then a model the
+    matrix-free method does not fit raises ValueError with both reasons, else
+    NotImplementedError (``method="matrix-free"`` was asked for)."""
+    try:
+        if sigma is not None:
+            raise NotImplementedError("the matrix-free method estimates sigma (a known sigma is not supported)")
+        return MatrixFreeCore(A_of(), terms, p=p, x_center=x_center, y_coef=y_coef, reml=reml)
+    except NotImplementedError as err:
+        if too_large is not None:
+            raise ValueError(f"cannot set up the model {formula!r}: {too_large}; and {err}") from None
+        raise NotImplementedError(f"method='matrix-free' for {formula!r}: {err}") from None
 
 
 def check_method(method) -> str:

@@ -569,25 +569,26 @@ class LinearMixedModel:
         if not max_dense_bytes > 0:
             raise ValueError(f"max_dense_bytes must be a positive number of bytes, not {max_dense_bytes!r}")
         self.max_dense_bytes = float(max_dense_bytes)
-        self.method = "matrix-free" if method == "matrix-free" else "exact"
+        self.method = "exact"
+        too_large = None
         try:
             # The core works on X centred and y with its least-squares fit on X removed
             # (formed row by row as it reads the data): the same model, β mapping back
             # through the design, without the cancellation that large offsets cause in
             # crossproducts.
-            if self.method == "exact":
+            if method != "matrix-free":
                 self._shifted = build_core(d.terms, d.X, d.y_fit, x_center=d.x_center, y_coef=d.y_coef,
                                            max_dense_bytes=self.max_dense_bytes, reml=self.REML, weights=d.weights,
                                            sigma=self.sigma)
         except core.DenseLimitError as err:
             if method == "exact":
                 raise ValueError(f"cannot set up the model {formula!r}: {err}") from None
-            self.method = "matrix-free"
-            self._shifted = self._matrix_free_core(formula, too_large=str(err))
+            too_large = str(err)
         except ValueError as err:
             raise ValueError(f"cannot set up the model {formula!r}: {err}") from None
-        if self.method == "matrix-free" and method == "matrix-free":
-            self._shifted = self._matrix_free_core(formula)
+        if method == "matrix-free" or too_large is not None:
+            self.method = "matrix-free"
+            self._shifted = self._matrix_free_core(formula, too_large)
         self._core = self._shifted.core
         #: Random-effects terms in model order (decreasing number of levels, as lme4).
         self.terms: list[ReTerm] = self._shifted.terms
@@ -595,28 +596,21 @@ class LinearMixedModel:
             warn_uncentred(self._core, self.terms)
 
     def _matrix_free_core(self, formula: str, too_large: str | None = None):
-        """The :class:`~lmm.matrix_free.MatrixFreeCore` of this model's design (crossproducts in one pass).
-
-        ``too_large``: the exact method's refusal, when it was tried first (said if neither fits)."""
-        from .matrix_free import MatrixFreeCore
+        """The :class:`~lmm.matrix_free.MatrixFreeCore` of this model's design (crossproducts in one
+        pass; see :func:`lmm.matrix_free.matrix_free_core` for ``too_large`` and the errors)."""
+        from .matrix_free import matrix_free_core
 
         d = self.design
-        why = None
-        if self.sigma is not None:
-            why = "the matrix-free method estimates sigma (a known sigma is not supported)"
-        else:
-            order = core.term_order([t.nlevels for t in d.terms])
-            terms = [d.terms[k] for k in order]
-            X = np.asfortranarray(d.X, dtype=np.float64)
-            A = core.chunk_crossprod(_core_terms(terms), X, np.asarray(d.y_fit, dtype=np.float64), d.x_center,
-                                     d.y_coef, d.weights, [])
-            try:
-                return MatrixFreeCore(A, terms, p=X.shape[1], x_center=d.x_center, y_coef=d.y_coef, reml=self.REML)
-            except NotImplementedError as err:
-                why = str(err)
-        if too_large is not None:
-            raise ValueError(f"cannot set up the model {formula!r}: {too_large}; and {why}") from None
-        raise NotImplementedError(f"method='matrix-free' for {formula!r}: {why}")
+        order = core.term_order([t.nlevels for t in d.terms])
+        terms = [d.terms[k] for k in order]
+        X = np.asfortranarray(d.X, dtype=np.float64)
+
+        def A_of() -> core.Crossprod:
+            return core.chunk_crossprod(_core_terms(terms), X, np.asarray(d.y_fit, dtype=np.float64), d.x_center,
+                                        d.y_coef, d.weights, [])
+
+        return matrix_free_core(A_of, terms, p=X.shape[1], x_center=d.x_center, y_coef=d.y_coef, reml=self.REML,
+                                sigma=self.sigma, formula=formula, too_large=too_large)
 
     @classmethod
     def from_chunks(cls, formula: str, chunks, *, levels: dict | None = None, REML: bool = True,
