@@ -11,7 +11,9 @@ from a CSV file, users' and items' counts skewed (Zipf-like activity), written t
 a parquet dataset of files of --file-rows rows (kept between runs: --rows and the seed
 name the folder). Each mode runs in a fresh process; its peak memory is the largest sum
 of resident sets over the process and its descendants (the cluster's worker processes
-included), sampled every 50 ms.
+included), sampled every 50 ms; "at start" is that sum once Python, lmm and pyarrow are
+imported (and the cluster started), before any row is read: "peak − start" is what the
+data and the fit took.
 
 - ``pyarrow``: ``lmm.LinearMixedModel(formula, path)``, batches of --file-rows rows read
   one at a time in this process;
@@ -72,7 +74,17 @@ def write_data(path: str, rows: int, users: int, items: int, file_rows: int, see
 
 
 # One mode in a fresh process: prints a JSON line of its times and the fit's numbers.
+def resident_mib() -> float:
+    """This process's and its descendants' resident sets, summed."""
+    import psutil
+
+    p = psutil.Process()
+    return sum(q.memory_info().rss for q in [p] + p.children(recursive=True)) / 2**20
+
+
 def child(mode: str, path: str, fit: bool, method: str) -> None:
+    import pyarrow.parquet  # noqa: F401  (what every mode reads with, in the start's memory)
+
     import lmm
 
     out: dict = {"mode": mode}
@@ -80,6 +92,7 @@ def child(mode: str, path: str, fit: bool, method: str) -> None:
     if mode == "memory":
         import pandas as pd
 
+        out["start_mib"] = resident_mib()
         data = pd.read_parquet(path, columns=["y", "x", "user", "item"])
         out["read_s"] = time.perf_counter() - t0
         out["data_mib"] = float(data.memory_usage(deep=True).sum()) / 2**20
@@ -87,6 +100,7 @@ def child(mode: str, path: str, fit: bool, method: str) -> None:
         model = lmm.LinearMixedModel(FORMULA, data, method=method)
         out["setup_s"] = time.perf_counter() - t1
     elif mode == "pyarrow":
+        out["start_mib"] = resident_mib()
         model = lmm.LinearMixedModel(FORMULA, path, method=method)
         out["setup_s"] = time.perf_counter() - t0
     else:
@@ -97,6 +111,7 @@ def child(mode: str, path: str, fit: bool, method: str) -> None:
         with distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                                       dashboard_address=None) as cluster, distributed.Client(cluster):
             out["cluster_s"] = time.perf_counter() - t0
+            out["start_mib"] = resident_mib()
             t1 = time.perf_counter()
             model = lmm.LinearMixedModel(FORMULA, dd.read_parquet(path), method=method)
             out["setup_s"] = time.perf_counter() - t1
@@ -173,11 +188,13 @@ def main() -> None:
 
     per = 1e6 / args.rows
     base = {r["mode"]: r["setup_s"] for r in results}
-    header = ["mode", "setup s", "s per 10⁶ rows", "speed-up vs 1 worker", "peak MiB"]
+    header = ["mode", "setup s", "s per 10⁶ rows", "speed-up vs 1 worker", "peak MiB", "at start MiB",
+              "peak − start MiB"]
     rows = []
     for r in results:
         ratio = f"{base['dask-1'] / r['setup_s']:.2f}" if r["mode"].startswith("dask") and "dask-1" in base else ""
-        rows.append([r["mode"], f"{r['setup_s']:.1f}", f"{r['setup_s'] * per:.2f}", ratio, f"{r['peak_mib']:.0f}"])
+        rows.append([r["mode"], f"{r['setup_s']:.1f}", f"{r['setup_s'] * per:.2f}", ratio, f"{r['peak_mib']:.0f}",
+                     f"{r['start_mib']:.0f}", f"{r['peak_mib'] - r['start_mib']:.0f}"])
     print(f"{FORMULA}: {results[0]['nobs']:,} rows, levels {results[0]['levels']}, parquet {disk:.0f} MiB on disk, "
           f"1 thread per process, {os.cpu_count()} cores, method {results[0]['method']}")
     data_mib = [r["data_mib"] for r in results if "data_mib" in r]

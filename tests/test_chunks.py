@@ -128,6 +128,21 @@ def test_given_levels():
         lmm.LinearMixedModel.from_chunks(f, _split(d, 4), levels={"Subject": levels[:-1]})
 
 
+def test_string_ids_of_every_storage():
+    # Arrow-backed strings are looked up in Arrow, object strings through their labels:
+    # one fit; a level outside the given ones is named in both.
+    pytest.importorskip("pyarrow")
+    d = _crossed(seed=8)
+    f = "y ~ x + (1 | user) + (1 | item)"
+    full = lmm.LinearMixedModel(f, d).fit()
+    given = {"item": sorted(set(d["item"]) - {"i07"})}
+    for dtype in (object, pd.StringDtype("pyarrow")):
+        chunks = [c.astype({"item": dtype}) for c in _split(d, 4, seed=2)]
+        _assert_same_fit(lmm.LinearMixedModel.from_chunks(f, chunks).fit(), full)
+        with pytest.raises(ValueError, match=r"'item' has levels \['i07'\]"):
+            lmm.LinearMixedModel.from_chunks(f, chunks, levels=given)
+
+
 def test_rows_needed_and_predict_on_a_chunk():
     d = lmm.datasets.load("sleepstudy")
     f = "Reaction ~ Days + (Days | Subject)"

@@ -1,10 +1,13 @@
 #include "lmm/crossprod.hpp"
 
+#include "lmm/dense.hpp"
+
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace lmm {
@@ -233,8 +236,10 @@ bool same_transform(const TermTransform& a, const TermTransform& b) {
          a.scale == b.scale;
 }
 
-// a + b on the union of their patterns (same shape).
-SparseBlocks add_sparse(const SparseBlocks& a, const SparseBlocks& b) {
+// a + b on the union of their patterns (same shape), a consumed: its pages go
+// back to the system as the merge reads past them (a is left empty), so the
+// largest sums of a reduction need little more than the result's memory.
+SparseBlocks add_sparse(SparseBlocks&& a, const SparseBlocks& b) {
   // The union of the two sorted patterns, merged column by column straight into
   // the result's arrays: a first pass counts, a second fills rows and sums
   // (no per-column lists: the sums of the largest chunks are the memory peak).
@@ -262,18 +267,31 @@ SparseBlocks add_sparse(const SparseBlocks& a, const SparseBlocks& b) {
   }
   std::vector<std::int32_t> rows(static_cast<std::size_t>(s.colptr[ncols]));
   s.data.resize(a.pr, s.colptr[ncols] * pc);
+  // a's rows may be shared (a copy of another sum's): then only its values go.
+  const bool own_rows = a.rowidx.unique();
+  const auto value_bytes = static_cast<std::size_t>(a.pr * pc) * sizeof(double);
+  constexpr Index kReleaseEvery = Index(1) << 18;  // blocks read between releases
+  Index released = 0;
   for (Index c = 0; c < ncols; ++c) {
     Index k = s.colptr[c];
     merge(c, [&](Index row, Index ia, Index ib) {
       rows[static_cast<std::size_t>(k)] = static_cast<std::int32_t>(row);
       auto out = s.data.middleCols(k * pc, pc);
       if (ia >= 0 && ib >= 0)
-        out = a.block(ia) + b.block(ib);
+        out = std::as_const(a).block(ia) + b.block(ib);
       else
-        out = ia >= 0 ? a.block(ia) : b.block(ib);
+        out = ia >= 0 ? std::as_const(a).block(ia) : b.block(ib);
       ++k;
     });
+    const Index read = a.colptr[c + 1];
+    if (read - released >= kReleaseEvery || c + 1 == ncols) {
+      release_pages(a.data.data() + released * a.pr * pc, static_cast<std::size_t>(read - released) * value_bytes);
+      if (own_rows)
+        release_pages(a.rowidx.data() + released, static_cast<std::size_t>(read - released) * sizeof(std::int32_t));
+      released = read;
+    }
   }
+  a = SparseBlocks();
   s.rowidx.assign(std::move(rows));
   return s;
 }
@@ -281,6 +299,11 @@ SparseBlocks add_sparse(const SparseBlocks& a, const SparseBlocks& b) {
 }  // namespace
 
 void add(Crossprod& total, const Crossprod& part) {
+  if (&total == &part) {  // (the merge below consumes total's blocks as it reads them)
+    const Crossprod copy = part;
+    add(total, copy);
+    return;
+  }
   if (total.shapes.empty()) {
     total = part;
     total.weights.resize(0);
@@ -305,7 +328,8 @@ void add(Crossprod& total, const Crossprod& part) {
   }
   total.XyXy += part.XyXy;
   for (std::size_t i = 1; i < K; ++i)
-    for (std::size_t j = 0; j < i; ++j) total.ZZ_off[i][j] = add_sparse(total.ZZ_off[i][j], part.ZZ_off[i][j]);
+    for (std::size_t j = 0; j < i; ++j)
+      total.ZZ_off[i][j] = add_sparse(std::move(total.ZZ_off[i][j]), part.ZZ_off[i][j]);
   total.n += part.n;
   total.sum_log_weights += part.sum_log_weights;
   total.weights.resize(0);

@@ -17,6 +17,9 @@
 #include <unistd.h>
 #define LMM_HAVE_MMAP 1
 #endif
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 namespace lmm {
 
@@ -254,6 +257,29 @@ bool populate_lower(double* a, Index n) {
 
 }  // namespace
 #endif
+
+void release_pages(const void* begin, std::size_t bytes) {
+#if defined(LMM_HAVE_MMAP) && (defined(MADV_DONTNEED) || defined(MADV_FREE))
+  const auto page = static_cast<std::uintptr_t>(sysconf(_SC_PAGESIZE));
+  const auto start = reinterpret_cast<std::uintptr_t>(begin);
+  const std::uintptr_t first = (start / page + 1) * page, last = ((start + bytes) / page - 1) * page;
+  if (first >= last) return;
+#ifdef MADV_DONTNEED
+  madvise(reinterpret_cast<void*>(first), last - first, MADV_DONTNEED);
+#else
+  madvise(reinterpret_cast<void*>(first), last - first, MADV_FREE);
+#endif
+#else
+  (void)begin;
+  (void)bytes;
+#endif
+}
+
+void trim_heap() {
+#ifdef __GLIBC__
+  malloc_trim(0);
+#endif
+}
 
 void DenseBlock::resize(Index n) {
   if (n == n_) return;

@@ -253,10 +253,59 @@ void test_mismatch() {
 
 }  // namespace
 
+// add consumes the sum's sparse blocks as it merges them (their pages go back to the
+// system): a tree of sums equals the running sum, the blocks of a crossproduct that the
+// sum was copied from stay intact, and a sum added to itself is twice it.
+void test_consuming_add() {
+  // Parts with blocks over many pages (the pages released are the whole ones inside).
+  const Index l1 = 800, l2 = 300, n = 80000, m = 10000;
+  const Data d = simulate(n, l1, l2, 5u);
+  std::vector<lmm::Crossprod> parts;
+  for (Index r = 0; r < n; r += m) {
+    const Data c = slice(d, r, m);
+    parts.push_back(lmm::form_crossprod(terms(c, l1, l2), c.X, c.y));
+  }
+  check("parts' blocks span pages", parts[0].ZZ_off[1][0].nnz() > 8000);
+  lmm::Crossprod running;
+  for (const lmm::Crossprod& p : parts) lmm::add(running, p);
+  // The pairwise tree (as the chunked fit's): each partial sum is consumed once.
+  std::vector<lmm::Crossprod> level = parts;
+  while (level.size() > 1) {
+    std::vector<lmm::Crossprod> next;
+    for (std::size_t i = 0; i < level.size(); i += 2) {
+      next.push_back(std::move(level[i]));
+      if (i + 1 < level.size()) lmm::add(next.back(), level[i + 1]);
+    }
+    level = std::move(next);
+  }
+  const lmm::SparseBlocks &tree = level[0].ZZ_off[1][0], &run = running.ZZ_off[1][0];
+  const bool same_rows = std::equal(tree.rowidx.begin(), tree.rowidx.end(), run.rowidx.begin());
+  check("tree and running sums: one pattern", tree.colptr == run.colptr && same_rows);
+  check("tree and running sums: the values to rounding",
+        (tree.data - run.data).cwiseAbs().maxCoeff() <= 1e-12 * run.data.cwiseAbs().maxCoeff());
+  // A sum that starts as a copy of a part shares its rows: the part keeps them.
+  const lmm::Crossprod kept = parts[0];
+  const std::vector<std::int32_t> kept_rows(kept.ZZ_off[1][0].rowidx.begin(), kept.ZZ_off[1][0].rowidx.end());
+  const Matrix kept_values = kept.ZZ_off[1][0].data;
+  lmm::Crossprod copy;
+  lmm::add(copy, kept);
+  lmm::add(copy, parts[1]);
+  check("the copied part's rows intact",
+        std::equal(kept_rows.begin(), kept_rows.end(), kept.ZZ_off[1][0].rowidx.begin()) &&
+            kept.ZZ_off[1][0].nnz() == static_cast<Index>(kept_rows.size()));
+  check("the copied part's values intact", kept.ZZ_off[1][0].data == kept_values);
+  lmm::Crossprod twice = running;
+  lmm::add(twice, twice);
+  check("a sum added to itself: its pattern", twice.ZZ_off[1][0].colptr == run.colptr);
+  check("a sum added to itself: twice its values", twice.ZZ_off[1][0].data == 2.0 * run.data);
+  check("a sum added to itself: twice its rows", twice.n == 2 * running.n);
+}
+
 int main() {
   test_chunks(false);
   test_chunks(true);
   test_mismatch();
+  test_consuming_add();
   std::printf("%s\n", failures ? "FAILED" : "ok");
   return failures ? 1 : 0;
 }

@@ -39,6 +39,9 @@ def dense_threads() -> int:
 
 THREADED_ORDER: int
 
+def trim_heap() -> None:
+    """Give the heap's free memory back to the system (after a pass over chunks; a no-op off glibc)."""
+
 class FitResult:
     """Outcome of Model.fit (see lmm::FitResult)."""
 

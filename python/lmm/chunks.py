@@ -123,7 +123,7 @@ class ChunkedDesign:
 
 
 def parquet_chunks(path, columns: Optional[Sequence[str]] = None,
-                   batch_rows: int = 1 << 20) -> Callable[[], Iterator[pd.DataFrame]]:
+                   batch_rows: int = 1 << 18) -> Callable[[], Iterator[pd.DataFrame]]:
     """The rows of a parquet file or dataset (a directory of files) as chunks for
     :meth:`LinearMixedModel.from_chunks`: a function returning a fresh iterator over data
     frames of at most ``batch_rows`` rows, read one at a time with pyarrow.
@@ -131,7 +131,9 @@ def parquet_chunks(path, columns: Optional[Sequence[str]] = None,
     Args:
         path: a parquet file or a directory of them (pyarrow's dataset).
         columns: the columns to read (None: all).
-        batch_rows: the most rows per chunk.
+        batch_rows: the most rows per chunk (a chunk never spans two files: a
+            chunk's pass holds a few hundred bytes per row, so the default's 2¹⁸ rows keep
+            that near 100 MiB).
 
     Raises:
         ImportError: pyarrow is not installed.
@@ -145,10 +147,13 @@ def parquet_chunks(path, columns: Optional[Sequence[str]] = None,
         >>> m = lmm.LinearMixedModel.from_chunks("Reaction ~ Days + (Days | Subject)", chunks)  # doctest: +SKIP
     """
     try:
+        import pyarrow as pa
         import pyarrow.dataset as ds
+        import pyarrow.parquet as pq
     except ImportError:
         raise ImportError("reading parquet needs pyarrow: pip install pyarrow") from None
     dataset = ds.dataset(str(path), format="parquet")
+    pool = pa.default_memory_pool()
     cols = None if columns is None else list(columns)
     if cols is not None:
         missing = [c for c in cols if c not in dataset.schema.names]
@@ -157,8 +162,18 @@ def parquet_chunks(path, columns: Optional[Sequence[str]] = None,
                              f"{dataset.schema.names}")
 
     def batches() -> Iterator[pd.DataFrame]:
-        for batch in dataset.to_batches(columns=cols, batch_size=batch_rows):
-            yield batch.to_pandas()
+        # File by file, each read on this thread without buffering its row groups ahead:
+        # the dataset's own scanner reads ahead in files and batches, and holds several
+        # chunks' decoded columns at once (over a hundred MiB at 10⁶-row chunks).
+        for fragment in dataset.get_fragments():
+            with dataset.filesystem.open_input_file(fragment.path) as source:
+                reader = pq.ParquetFile(source, pre_buffer=False)
+                for batch in reader.iter_batches(batch_size=batch_rows, columns=cols, use_threads=False):
+                    frame = batch.to_pandas()
+                    del batch
+                    yield frame
+                    del frame
+                    pool.release_unused()  # (Arrow's allocator keeps freed pages otherwise)
 
     return batches
 
@@ -457,8 +472,7 @@ class _Evaluator:
         d = self.numeric(frame, k)
         d.rows = kept_rows
         parsed = self.plan.parsed
-        d.codes = [self.lookups[g[0]].codes(*grouping_codes(parsed.random[g[0]], frame), parsed.random[g[0]].name, k)
-                   for g in self.groups]
+        d.codes = [self.lookups[g[0]].term_codes(parsed.random[g[0]], frame, k) for g in self.groups]
         d.zs = [d.zs[g[0]] if len(g) == 1 else np.asfortranarray(np.column_stack([d.zs[j] for j in g]))
                 for g in self.groups]
         if self.kept is not None and len(self.kept) < d.X.shape[1]:
@@ -894,7 +908,13 @@ class _LocalChunks:
         tree = _Tree(merge)
         for k, chunk in enumerate(self.source()):
             tree.add(fn(chunk, k))
-        return tree.total()
+            del chunk
+            # What the chunk's part and its merges freed goes back to the system: else the
+            # heap keeps the largest transient of every chunk resident to the end of the pass.
+            core.trim_heap()
+        total = tree.total()
+        core.trim_heap()
+        return total
 
     def rows(self, evaluator: _Evaluator) -> None:
         return None  # (the chunks are not kept)
@@ -1028,6 +1048,33 @@ class _Lookup:
         self.values = getattr(levels, "values", None)  # integer ids (sorted int64)
         self.levels = levels
         self.index: Optional[pd.Index] = None  # the labels, made when first needed
+        self.arrow: Any = None  # the labels as an Arrow array, made when first needed
+
+    def term_codes(self, term, frame: pd.DataFrame, k: int) -> np.ndarray:
+        """The chunk's codes of the term's grouping factor in the global levels."""
+        if self.values is None and term.group_call is None and len(term.factors) == 1:
+            column = frame.get(term.factors[0])
+            if column is not None and isinstance(column.dtype, pd.StringDtype) \
+                    and str(column.dtype.storage).startswith("pyarrow"):
+                return self._string_codes(column, term.name, k)
+        return self.codes(*grouping_codes(term, frame), term.name, k)
+
+    def _string_codes(self, column: pd.Series, name: str, k: int) -> np.ndarray:
+        # A column of strings is its own labels (R's factor): each row is looked up in
+        # the levels in one hash pass in Arrow, without the chunk's own factor (whose
+        # levels would be sorted in R's collation only to be mapped here).
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        if self.arrow is None:
+            self.arrow = pa.array(self.levels.labels(), pa.large_string())
+        values = pa.array(column.array).cast(pa.large_string())
+        idx = pc.index_in(values, value_set=self.arrow)
+        if idx.null_count:
+            new = pc.unique(values.filter(pc.is_null(idx))).to_pylist()[:5]
+            raise ValueError(f"chunk {k}: the grouping factor {name!r} has levels {new} that are not among its "
+                             "levels (given with levels=?)")
+        return np.ascontiguousarray(idx.to_numpy(zero_copy_only=False), dtype=np.int32)
 
     def codes(self, local: np.ndarray, local_levels, name: str, k: int) -> np.ndarray:
         lv = getattr(local_levels, "values", None)

@@ -373,6 +373,8 @@ PYBIND11_MODULE(_core, m) {
         "threads of the dense kernels for blocks of order kThreadedOrder and above (BLAS on one thread inside)");
   m.def("dense_threads", &lmm::dense_threads, "the dense kernels' threads");
   m.attr("THREADED_ORDER") = lmm::kThreadedOrder;
+  m.def("trim_heap", &lmm::trim_heap, py::call_guard<py::gil_scoped_release>(),
+        "give the heap's free memory back to the system (after a pass over chunks; a no-op off glibc)");
 
   auto shape_of = [](lmm::Index p, const std::string& structure) {
     if (p < 1) throw std::invalid_argument("a term has at least one column");

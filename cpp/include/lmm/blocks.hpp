@@ -42,6 +42,8 @@ class PatternRows {
   }
   /// Use other's indices (equal to these) instead of a copy.
   void share(const PatternRows& other) { *this = other; }
+  /// Whether no other pattern shares these indices.
+  bool unique() const { return owner_ && owner_.use_count() == 1; }
 
  private:
   std::shared_ptr<const std::vector<std::int32_t>> owner_;

@@ -4,6 +4,7 @@
 // multithreaded one. The Python module installs the LAPACK that SciPy carries.
 #pragma once
 
+#include <cstddef>
 #include <utility>
 
 #include "types.hpp"
@@ -86,6 +87,18 @@ void set_lapack(const LapackKernels& kernels);
 
 /// Whether dense operations currently go to an installed LAPACK.
 bool using_lapack();
+
+/// Give the whole pages inside [begin, begin + bytes) back to the system: the
+/// caller no longer needs what is there (those pages read as zeros if touched
+/// again, which only a later owner of the memory may do). The page holding
+/// `begin` and the last page are kept: an allocator's bookkeeping may share
+/// them. A no-op where the system cannot (not Linux or macOS).
+void release_pages(const void* begin, std::size_t bytes);
+
+/// Give the heap's free memory back to the system (glibc's malloc_trim; a
+/// no-op elsewhere): after a pass that freed much, so that the pages the pass
+/// used do not stay resident while the process goes on.
+void trim_heap();
 
 /// Threads for the dense kernels below (process-wide; at least 1). With more
 /// than one, and the BLAS routines installed, blocks of order kThreadedOrder
