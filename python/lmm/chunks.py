@@ -1041,6 +1041,11 @@ def _merged(parts: list[ReTerm]) -> ReTerm:
                   exprs=[e for u in parts for e in u.exprs], states=[s for u in parts for s in u.states])
 
 
+def _unknown_levels(new: list, name: str, k: int) -> ValueError:
+    return ValueError(f"chunk {k}: the grouping factor {name!r} has levels {new[:5]} that are not among its "
+                      "levels (given with levels=?)")
+
+
 class _Lookup:
     """Codes of a chunk's levels in the global levels of a grouping factor."""
 
@@ -1071,9 +1076,7 @@ class _Lookup:
         values = pa.array(column.array).cast(pa.large_string())
         idx = pc.index_in(values, value_set=self.arrow)
         if idx.null_count:
-            new = pc.unique(values.filter(pc.is_null(idx))).to_pylist()[:5]
-            raise ValueError(f"chunk {k}: the grouping factor {name!r} has levels {new} that are not among its "
-                             "levels (given with levels=?)")
+            raise _unknown_levels(pc.unique(values.filter(pc.is_null(idx))).to_pylist(), name, k)
         return np.ascontiguousarray(idx.to_numpy(zero_copy_only=False), dtype=np.int32)
 
     def codes(self, local: np.ndarray, local_levels, name: str, k: int) -> np.ndarray:
@@ -1087,9 +1090,8 @@ class _Lookup:
                 self.index = pd.Index(self.levels.labels(), dtype=object)
             idx = self.index.get_indexer(pd.Index(local_levels.labels(), dtype=object))
         if np.any(idx < 0):
-            new = [local_levels.labels()[i] for i in np.flatnonzero(idx < 0)[:5]]
-            raise ValueError(f"chunk {k}: the grouping factor {name!r} has levels {new} that are not among its "
-                             "levels (given with levels=?)")
+            labels = local_levels.labels()
+            raise _unknown_levels([labels[i] for i in np.flatnonzero(idx < 0)[:5]], name, k)
         out = idx[local] if local.size else local
         return np.ascontiguousarray(out, dtype=np.int32)
 
