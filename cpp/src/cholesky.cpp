@@ -2,6 +2,7 @@
 
 #include "lmm/dense.hpp"
 #include "lmm/parallel.hpp"
+#include "small_blocks.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -35,27 +36,6 @@ bool at_most_one_per_column(const RowLists& rows) {
   return std::all_of(rows.begin(), rows.end(), [](const auto& r) { return r.size() <= 1; });
 }
 
-// In-place lower Cholesky of a small symmetric block (lower triangle read).
-// Returns false when a pivot is not positive.
-template <typename Derived>
-bool chol_small(Eigen::MatrixBase<Derived>& M) {
-  const Index p = M.rows();
-  for (Index j = 0; j < p; ++j) {
-    double d = M(j, j);
-    for (Index k = 0; k < j; ++k) d -= M(j, k) * M(j, k);
-    if (!(d > 0.0)) return false;
-    d = std::sqrt(d);
-    M(j, j) = d;
-    for (Index i = j + 1; i < p; ++i) {
-      double s = M(i, j);
-      for (Index k = 0; k < j; ++k) s -= M(i, k) * M(j, k);
-      M(i, j) = s / d;
-    }
-    for (Index i = 0; i < j; ++i) M(i, j) = 0.0;
-  }
-  return true;
-}
-
 // B ← B L⁻ᵀ for a lower-triangular L: the right division of a block row by a
 // factored diagonal block.
 template <typename Derived, typename LDerived>
@@ -80,6 +60,22 @@ void set_congruence(Out&& out, const Matrix& li, const Eigen::MatrixBase<Derived
 }
 
 std::string pivot_message(const char* where);
+
+// S ← S − X X' on the lower triangle, X the [X y] rows of a prefix term (p + 1
+// of them, few, over all its levels' columns).
+void xy_rank_update(const Matrix& X, Eigen::Ref<Matrix> S) {
+  const Index r = X.rows(), n = X.cols(), ld = S.outerStride();
+  double* s = S.data();
+  switch (r) {
+    case 1: return wide_rank_update_lower<1>(X.data(), n, -1.0, s, ld);
+    case 2: return wide_rank_update_lower<2>(X.data(), n, -1.0, s, ld);
+    case 3: return wide_rank_update_lower<3>(X.data(), n, -1.0, s, ld);
+    case 4: return wide_rank_update_lower<4>(X.data(), n, -1.0, s, ld);
+    case 5: return wide_rank_update_lower<5>(X.data(), n, -1.0, s, ld);
+    case 6: return wide_rank_update_lower<6>(X.data(), n, -1.0, s, ld);
+    default: S.selfadjointView<Eigen::Lower>().rankUpdate(X, -1.0);
+  }
+}
 
 // The leading term (no fill from earlier terms) with P columns known at
 // compile time: per level, D_c = chol(λ'A_cλ + I) and the [X y] rows
@@ -156,35 +152,29 @@ void selected_inverse_leaf(const BlockDiag& Ld, const Matrix& LXy, const Matrix&
 // diagonal_block_sums() for block column c of a prefix term whose rows below
 // the diagonal are only X rows (px of them, possibly none), with P columns
 // known at compile time: acc += L_cc⁻ᵀ (I + L_Xc' W_XX L_Xc) L_cc⁻¹, with
-// W_XX = T_XX⁻ᵀ T_XX⁻¹ and v (px × P) a workspace.
+// W_XX = T_XX⁻ᵀ T_XX⁻¹, as Σ of z'z over the rows z of Y_c L_cc⁻¹ beside
+// L_cc⁻ᵀ L_cc⁻¹, with Y = T_XX⁻¹ L_X (px rows, formed once for the term).
 template <int P>
-void diagonal_sum_leaf(const BlockDiag& Ld, const Matrix& LXy, const Matrix& WXX, Index c,
-                       Eigen::Matrix<double, Eigen::Dynamic, P>& v, Eigen::Matrix<double, P, P>& acc) {
+void diagonal_sum_leaf(const BlockDiag& Ld, const Matrix& Y, Index c, Eigen::Matrix<double, P, P>& acc) {
   using Block = Eigen::Matrix<double, P, P>;
-  const Index px = WXX.rows();
   const Block Dinv = lower_inverse<P>(Ld.data.data() + c * P * P);
-  Block G = Block::Identity();
-  if (px > 0) {
-    const Index ld = LXy.rows();
-    const double* lx = LXy.data() + c * ld * P;  // column b of L_Xc at lx + b·ld
-    for (int b = 0; b < P; ++b) {
-      double* vb = v.data() + b * px;
-      for (Index x = 0; x < px; ++x) {
-        double sum = 0.0;
-        for (Index y = 0; y < px; ++y) sum += WXX(x, y) * lx[b * ld + y];
-        vb[x] = sum;
-      }
-      for (int a = 0; a < P; ++a) {
-        double sum = 0.0;
-        for (Index x = 0; x < px; ++x) sum += lx[a * ld + x] * vb[x];
-        G(a, b) += sum;
-      }
+  for (int b = 0; b < P; ++b)
+    for (int a = b; a < P; ++a) {
+      double sum = 0.0;
+      for (int m = a; m < P; ++m) sum += Dinv(m, a) * Dinv(m, b);
+      acc(a, b) += sum;
     }
-  }
-  if constexpr (P == 1) {
-    acc(0, 0) += G(0, 0) * Dinv(0, 0) * Dinv(0, 0);
-  } else {
-    acc.noalias() += Dinv.transpose() * G * Dinv;
+  const Index px = Y.rows();
+  const double* y = Y.data() + c * P * px;  // column a of Y_c at y + a·px
+  for (Index x = 0; x < px; ++x) {
+    double z[P];
+    for (int b = 0; b < P; ++b) {
+      double sum = 0.0;
+      for (int m = b; m < P; ++m) sum += y[m * px + x] * Dinv(m, b);
+      z[b] = sum;
+    }
+    for (int b = 0; b < P; ++b)
+      for (int a = b; a < P; ++a) acc(a, b) += z[a] * z[b];
   }
 }
 
@@ -526,8 +516,7 @@ void BlockedCholesky::factor(const Crossprod& A, const std::vector<Matrix>& lamb
     }
   });
   for (Index k = 0; k < nprefix_; ++k)
-    if (!reach_[k].panels)
-      T_.matrix().bottomRightCorner(p_ + 1, p_ + 1).selfadjointView<Eigen::Lower>().rankUpdate(LXy_[k], -1.0);
+    if (!reach_[k].panels) xy_rank_update(LXy_[k], T_.matrix().bottomRightCorner(p_ + 1, p_ + 1));
 
   if (!cholesky_lower(T_.matrix())) throw std::runtime_error(pivot_message("the dense trailing block"));
   factored_ = true;
@@ -575,8 +564,7 @@ void BlockedCholesky::solve_u_beta(Vector& u, Vector& beta) const {
   for (Index j = nprefix_ - 1; j >= 0; --j) {
     const Index pj = shapes_[j].p;
     auto rhs = u.segment(offset_[j], shapes_[j].q());  // solved in place
-    rhs = LXy_[j].row(p_).transpose();
-    rhs.noalias() -= LXy_[j].topRows(p_).transpose() * beta;
+    last_row_less(LXy_[j], beta, rhs.data());
     for (Index i = j + 1; i < K_; ++i) {
       const SparseBlocks& Lij = Loff_[i][j];
       const Index pi = shapes_[i].p;
@@ -706,7 +694,6 @@ void BlockedCholesky::diagonal_block_sums(bool with_x, std::vector<Matrix>& sums
     }
   }
   const Matrix TXXinv = Tinv.bottomRightCorner(px, px).triangularView<Eigen::Lower>();
-  const Matrix WXX = TXXinv.transpose() * TXXinv;
   // Terms updated by panels in factor(): H = T⁻¹ B for a panel of levels at
   // once (BLAS-3), level c adding L_cc⁻ᵀ (I + H_c'H_c) L_cc⁻¹ (a scalar
   // term: (1 + |H_c|²) / L_cc²).
@@ -734,6 +721,23 @@ void BlockedCholesky::diagonal_block_sums(bool with_x, std::vector<Matrix>& sums
       }
     }
   }
+  // Y = T_XX⁻¹ L_X for the levels with no rows in the tail (diagonal_sum_leaf).
+  std::vector<Matrix> Y(static_cast<std::size_t>(nprefix_));
+  for (Index t = 0; t < nprefix_; ++t) {
+    if (reach_[t].panels || shapes_[t].p > 4) continue;
+    // By columns: px is a few rows, which Eigen's general products pad to their panel width.
+    const Matrix& LX = LXy_[t];
+    Y[t].resize(px, LX.cols());
+    for (Index c = 0; c < LX.cols(); ++c) {
+      const double* x = LX.data() + c * LX.rows();
+      double* y = Y[t].data() + c * px;
+      for (Index i = 0; i < px; ++i) {
+        double sum = 0.0;
+        for (Index m = 0; m <= i; ++m) sum += TXXinv(i, m) * x[m];
+        y[i] = sum;
+      }
+    }
+  }
   // Levels are independent: with threads, each chunk sums every chunks-th
   // one, and the chunks' sums are added in order.
   const int threads = sweep_threads();
@@ -756,17 +760,13 @@ void BlockedCholesky::diagonal_block_sums(bool with_x, std::vector<Matrix>& sums
       Eigen::Matrix<double, 2, 2> acc2 = Eigen::Matrix<double, 2, 2>::Zero();
       Eigen::Matrix<double, 3, 3> acc3 = Eigen::Matrix<double, 3, 3>::Zero();
       Eigen::Matrix<double, 4, 4> acc4 = Eigen::Matrix<double, 4, 4>::Zero();
-      Eigen::Matrix<double, Eigen::Dynamic, 1> v1(px);
-      Eigen::Matrix<double, Eigen::Dynamic, 2> v2(px, 2);
-      Eigen::Matrix<double, Eigen::Dynamic, 3> v3(px, 3);
-      Eigen::Matrix<double, Eigen::Dynamic, 4> v4(px, 4);
       for (Index c = part; c < shapes_[t].nlevels; c += chunks) {
         // Columns with no rows in the tail (every level of a lone prefix term, say).
         if (R.colptr[c] == R.colptr[c + 1] && pt <= 4) {
-          if (pt == 1) diagonal_sum_leaf<1>(Ldiag_[t], LXy_[t], WXX, c, v1, acc1);
-          if (pt == 2) diagonal_sum_leaf<2>(Ldiag_[t], LXy_[t], WXX, c, v2, acc2);
-          if (pt == 3) diagonal_sum_leaf<3>(Ldiag_[t], LXy_[t], WXX, c, v3, acc3);
-          if (pt == 4) diagonal_sum_leaf<4>(Ldiag_[t], LXy_[t], WXX, c, v4, acc4);
+          if (pt == 1) diagonal_sum_leaf<1>(Ldiag_[t], Y[t], c, acc1);
+          if (pt == 2) diagonal_sum_leaf<2>(Ldiag_[t], Y[t], c, acc2);
+          if (pt == 3) diagonal_sum_leaf<3>(Ldiag_[t], Y[t], c, acc3);
+          if (pt == 4) diagonal_sum_leaf<4>(Ldiag_[t], Y[t], c, acc4);
           continue;
         }
         // H = T⁻¹ B_c, nonzero from the first row of B_c down.
@@ -815,10 +815,11 @@ void BlockedCholesky::diagonal_block_sums(bool with_x, std::vector<Matrix>& sums
         Ldiag_[t].block(c).triangularView<Eigen::Lower>().solveInPlace(Dinv);
         out[t].noalias() += Dinv.transpose() * G * Dinv;
       }
+      // The leaf kernels sum the lower triangles.
       if (pt == 1) out[t](0, 0) += acc1(0, 0);
-      if (pt == 2) out[t] += acc2;
-      if (pt == 3) out[t] += acc3;
-      if (pt == 4) out[t] += acc4;
+      if (pt == 2) out[t] += acc2.selfadjointView<Eigen::Lower>();
+      if (pt == 3) out[t] += acc3.selfadjointView<Eigen::Lower>();
+      if (pt == 4) out[t] += acc4.selfadjointView<Eigen::Lower>();
     }
   });
   for (const auto& out : part_sums)

@@ -1,5 +1,7 @@
 #include "lmm/model.hpp"
 
+#include "small_blocks.hpp"
+
 #include <Eigen/Cholesky>
 #include <Eigen/Eigenvalues>
 #include <algorithm>
@@ -201,6 +203,8 @@ namespace {
 constexpr double kMomentFloor = 0.05;
 // Levels of full rank per θ entry a term needs for a moment start.
 constexpr Index kMomentLevelsPerTheta = 4;
+// Block Gauss–Seidel sweeps of the levels' effects over the terms.
+constexpr int kMomentSweeps = 3;
 
 // Σ (p × p, symmetric) made positive definite: eigenvalues below floor² raised to it.
 Matrix floored(const Matrix& S, double floor2) {
@@ -233,33 +237,37 @@ Vector Model::moment_start() const {
   // blocks; levels without a block of full rank keep b_g = 0). The sweeps
   // take the other terms' effects out of each term's (a crossed factor's
   // levels would otherwise carry the other's variance).
+  // Each level's block is replaced by the inverse of its Cholesky factor,
+  // in place in a copy of A's (levels are many and small: no per-level
+  // solver objects, and solves become products).
   std::vector<Vector> zr(K), b(K);
-  std::vector<std::vector<Eigen::LLT<Matrix>>> blocks(K);
+  std::vector<BlockDiag> blocks(K);
   std::vector<std::vector<char>> full(K);
   std::vector<Index> used(K, 0);
   Index rank = 0;
   for (std::size_t t = 0; t < K; ++t) {
     const TermShape& s = A_.shapes[t];
     const Index pt = s.p;
-    zr[t] = A_.XyZ[t].row(p).transpose();
-    if (p > 0) zr[t].noalias() -= A_.XyZ[t].topRows(p).transpose() * beta;
+    zr[t].resize(s.q());
+    last_row_less(A_.XyZ[t], beta, zr[t].data());
     b[t].setZero(s.q());
-    blocks[t].resize(static_cast<std::size_t>(s.nlevels));
+    blocks[t] = A_.ZZ[t];
     full[t].assign(static_cast<std::size_t>(s.nlevels), 0);
     for (Index g = 0; g < s.nlevels; ++g) {
-      Eigen::LLT<Matrix>& llt = blocks[t][g];
-      llt.compute(A_.ZZ[t].block(g));
-      if (llt.info() != Eigen::Success) continue;
-      const Vector d = llt.matrixLLT().diagonal();
+      auto blk = blocks[t].block(g);
+      if (!chol_small(blk)) continue;
+      const auto d = blk.diagonal();
       if (!(d.minCoeff() > 1e-6 * d.maxCoeff())) continue;
+      invert_lower_small(blk);
       full[t][g] = 1;
       ++used[t];
     }
     rank += used[t] * pt;
   }
-  constexpr int kSweeps = 3;
-  Vector rhs;
-  for (int sweep = 0; sweep < kSweeps; ++sweep) {
+  // One term needs one sweep: no other term's effects to take out.
+  const int sweeps = K == 1 ? 1 : kMomentSweeps;
+  Vector rhs, y;
+  for (int sweep = 0; sweep < sweeps; ++sweep) {
     for (std::size_t t = 0; t < K; ++t) {
       const TermShape& s = A_.shapes[t];
       const Index pt = s.p;
@@ -280,8 +288,25 @@ Vector Model::moment_start() const {
             }
           }
       }
-      for (Index g = 0; g < s.nlevels; ++g)
-        if (full[t][g]) b[t].segment(g * pt, pt) = blocks[t][g].solve(rhs.segment(g * pt, pt));
+      const double* l = blocks[t].data.data();
+      y.resize(pt);
+      for (Index g = 0; g < s.nlevels; ++g) {
+        if (!full[t][g]) continue;
+        // b_g = L_g⁻ᵀ L_g⁻¹ rhs_g, L_g⁻¹ lower and column-major at li.
+        const double* li = l + g * pt * pt;
+        const double* r = rhs.data() + g * pt;
+        double* bg = b[t].data() + g * pt;
+        for (Index i = 0; i < pt; ++i) {
+          double v = 0.0;
+          for (Index m = 0; m <= i; ++m) v += li[m * pt + i] * r[m];
+          y[i] = v;
+        }
+        for (Index i = 0; i < pt; ++i) {
+          double v = 0.0;
+          for (Index m = i; m < pt; ++m) v += li[i * pt + m] * y[m];
+          bg[i] = v;
+        }
+      }
     }
   }
   double explained = 0.0;
@@ -303,14 +328,21 @@ Vector Model::moment_start() const {
     // evaluations away from the optimum than λ̃ = I).
     const bool enough = used[t] >= kMomentLevelsPerTheta * m;
     if (enough && (us || s.covariance == Covariance::Diagonal)) {
+      // S = Σ_g b_g b_g' − σ² Σ_g (Z_g'Z_g)⁻¹, (Z_g'Z_g)⁻¹ = L_g⁻ᵀ L_g⁻¹.
       Matrix S = Matrix::Zero(pt, pt);
-      const Matrix I = Matrix::Identity(pt, pt);
+      const double* l = blocks[t].data.data();
       for (Index g = 0; g < s.nlevels; ++g) {
         if (!full[t][g]) continue;
-        const auto bg = b[t].segment(g * pt, pt);
-        S.noalias() += bg * bg.transpose();
-        S -= sigma2 * blocks[t][g].solve(I);
+        const double* bg = b[t].data() + g * pt;
+        const double* li = l + g * pt * pt;  // column-major, lower
+        for (Index j = 0; j < pt; ++j)
+          for (Index i = j; i < pt; ++i) {
+            double w = 0.0;
+            for (Index m = i; m < pt; ++m) w += li[i * pt + m] * li[j * pt + m];
+            S(i, j) += bg[i] * bg[j] - sigma2 * w;
+          }
       }
+      S.triangularView<Eigen::StrictlyUpper>() = S.transpose();
       S /= static_cast<double>(used[t]) * sigma2;
       S = floored(0.5 * (S + S.transpose()), kMomentFloor * kMomentFloor);
       if (us) {
@@ -492,21 +524,13 @@ bool invertible_or_zero(const std::vector<Matrix>& lambda) {
 }  // namespace
 
 Vector Model::residual_crossprod(const Vector& beta, const Vector& bvec) const {
-  const Index K = nterms(), p = A_.p;
+  const Index K = nterms();
   std::vector<Index> off(static_cast<std::size_t>(K) + 1, 0);
   for (Index k = 0; k < K; ++k) off[k + 1] = off[k] + A_.shapes[k].q();
   Vector ze(off[K]);
   for (Index k = 0; k < K; ++k) {
-    const Index pk = A_.shapes[k].p;
-    auto zek = ze.segment(off[k], A_.shapes[k].q());
-    zek.noalias() = A_.XyZ[k].row(p).transpose() - A_.XyZ[k].topRows(p).transpose() * beta;
-    const BlockDiag& Akk = A_.ZZ[k];
-    const double* b = bvec.data() + off[k];
-    for (Index j = 0; j < Akk.nblocks; ++j) {
-      const double* a = Akk.data.data() + j * pk * pk;
-      for (Index c = 0; c < pk; ++c)
-        for (Index r = 0; r < pk; ++r) zek[j * pk + r] -= a[c * pk + r] * b[j * pk + c];
-    }
+    last_row_less(A_.XyZ[k], beta, ze.data() + off[k]);
+    block_diag_times(A_.ZZ[k], -1.0, bvec.data() + off[k], ze.data() + off[k]);
   }
   for (Index i = 1; i < K; ++i) {
     const Index pi = A_.shapes[i].p;
@@ -709,14 +733,8 @@ Vector times_lambda(const std::vector<TermShape>& shapes, const std::vector<Matr
   Vector out(u.size());
   Index off = 0;
   for (std::size_t t = 0; t < shapes.size(); ++t) {
-    const Index p = shapes[t].p;
-    const Matrix& l = lambda[t];
-    for (Index c = 0; c < shapes[t].nlevels; ++c, off += p)
-      for (Index i = 0; i < p; ++i) {
-        double v = 0.0;
-        for (Index k = 0; k <= i; ++k) v += l(i, k) * u[off + k];
-        out[off + i] = v;
-      }
+    levels_times_lower(lambda[t], shapes[t].nlevels, u.data() + off, out.data() + off);
+    off += shapes[t].q();
   }
   return out;
 }
