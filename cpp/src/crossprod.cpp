@@ -106,18 +106,72 @@ Eigen::Ref<const Matrix> term_rows(const TermData& t, const TermTransform* tr, I
   return buf;
 }
 
+// Calls f(g, r, e) for each run [r, e) of equal codes g in codes[0, m):
+// rows of one level usually come together (long data: a subject's rows),
+// and a run's sums are then formed in registers and added to the level's
+// block once, instead of a chain of adds through memory, one per row.
+template <typename F>
+void for_each_run(const std::int32_t* codes, Index m, F&& f) {
+  for (Index r = 0; r < m;) {
+    const std::int32_t g = codes[r];
+    Index e = r + 1;
+    while (e < m && codes[e] == g) ++e;
+    f(g, r, e);
+    r = e;
+  }
+}
+
 // A_[Xy],k += the rows [r0, r0 + m) of [X_c y_c]' Z_k, for the columns
 // [a0, p] of [X_c y_c] (W holds those rows, zc those of Z_k's columns).
 void add_xyz(Matrix& XyZ, const Matrix& W, Index a0, const TermData& t, Index r0, const Eigen::Ref<const Matrix>& zc) {
-  const Index m = W.rows(), pk = zc.cols();
-  const std::int32_t* codes = t.codes.data() + r0;
-  for (Index a = a0; a < W.cols(); ++a) {
-    const double* w = W.col(a).data();
+  const Index m = W.rows(), pk = zc.cols(), rows = XyZ.rows(), ldz = zc.outerStride();
+  for_each_run(t.codes.data() + r0, m, [&](std::int32_t g, Index r, Index e) {
+    double* blk = XyZ.data() + g * pk * rows;  // the level's block, column b at blk + b·rows
     for (Index b = 0; b < pk; ++b) {
-      const double* zb = zc.col(b).data();
-      for (Index r = 0; r < m; ++r) XyZ(a, codes[r] * pk + b) += w[r] * zb[r];
+      const double* zb = zc.data() + b * ldz;
+      for (Index a = a0; a < W.cols(); ++a) {
+        const double* wa = W.data() + a * m;
+        double sum = 0.0;
+        for (Index i = r; i < e; ++i) sum += wa[i] * zb[i];
+        blk[b * rows + a] += sum;
+      }
     }
+  });
+}
+
+// Z_k'Z_k's level blocks += the rows [r0, r0 + m) of w z z' (zc those rows of
+// the term's columns; w the chunk's weights, or null).
+void add_zz(BlockDiag& D, const std::int32_t* codes, const Eigen::Ref<const Matrix>& zc, const double* w) {
+  const Index m = zc.rows(), pk = zc.cols(), ldz = zc.outerStride();
+  for_each_run(codes, m, [&](std::int32_t g, Index r, Index e) {
+    double* blk = D.data.data() + g * pk * pk;
+    for (Index b = 0; b < pk; ++b) {
+      const double* zb = zc.data() + b * ldz;
+      for (Index a = b; a < pk; ++a) {
+        const double* za = zc.data() + a * ldz;
+        double sum = 0.0;
+        if (w) {
+          for (Index i = r; i < e; ++i) sum += w[i] * za[i] * zb[i];
+        } else {
+          for (Index i = r; i < e; ++i) sum += za[i] * zb[i];
+        }
+        blk[b * pk + a] += sum;
+        if (a != b) blk[a * pk + b] += sum;
+      }
+    }
+  });
+}
+
+// G += W'W on the lower triangle: for the few columns of most [X y], as dot
+// products of W's columns (Eigen's rank update pads them to its panel width).
+void add_gram_lower(Matrix& G, const Matrix& W) {
+  constexpr Index kDotColumns = 8;
+  if (W.cols() > kDotColumns) {
+    G.selfadjointView<Eigen::Lower>().rankUpdate(W.transpose());
+    return;
   }
+  for (Index j = 0; j < W.cols(); ++j)
+    for (Index i = j; i < W.cols(); ++i) G(i, j) += W.col(i).dot(W.col(j));
 }
 
 // The transform of term k that changes its columns, or null.
@@ -197,13 +251,7 @@ Crossprod form_crossprod(const std::vector<TermData>& terms, Eigen::Ref<const Ma
     for (Index r0 = 0; r0 < n; r0 += kChunk) {
       const Index m = std::min(kChunk, n - r0);
       const auto zc = term_rows(t, tr, r0, m, buf);
-      const std::int32_t* codes = t.codes.data() + r0;
-      if (pk == 1) {
-        for (Index r = 0; r < m; ++r) D.data(0, codes[r]) += (w.size() ? w[r0 + r] : 1.0) * zc(r, 0) * zc(r, 0);
-      } else {
-        for (Index r = 0; r < m; ++r)
-          D.block(codes[r]).noalias() += ((w.size() ? w[r0 + r] : 1.0) * zc.row(r).transpose()) * zc.row(r);
-      }
+      add_zz(D, t.codes.data() + r0, zc, w.size() ? w.data() + r0 : nullptr);
     }
     A.ZZ.push_back(std::move(D));
     A.XyZ.push_back(Matrix::Zero(p + 1, t.nlevels * pk));
@@ -215,7 +263,7 @@ Crossprod form_crossprod(const std::vector<TermData>& terms, Eigen::Ref<const Ma
   for (Index r0 = 0; r0 < n; r0 += kChunk) {
     shifted_rows(X, y, shift, r0, std::min(kChunk, n - r0), W);
     scale_rows(W, w, r0, true);
-    A.XyXy.selfadjointView<Eigen::Lower>().rankUpdate(W.transpose());
+    add_gram_lower(A.XyXy, W);
     scale_rows(W, w, r0, true);
     for (Index k = 0; k < K; ++k)
       add_xyz(A.XyZ[k], W, 0, terms[k], r0, term_rows(terms[k], transform_of(transforms, k), r0, W.rows(), buf));

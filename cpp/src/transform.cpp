@@ -153,29 +153,22 @@ TermColumnStats TermColumnStats::of(const Eigen::Ref<const Matrix>& z, const Vec
   if (weights.size() != 0 && weights.size() != n)
     throw std::invalid_argument(std::to_string(weights.size()) + " weights for " + std::to_string(n) + " rows");
   const bool weighted = weights.size() == n && n > 0;
-  auto w = [&](Index r) { return weighted ? weights[r] : 1.0; };
   TermColumnStats s;
   s.n = n;
   s.mean = Vector::Zero(p);
   s.centred2 = Vector::Zero(p);
   s.squares = Vector::Zero(p);
   s.first_ones = p == 0 || (z.col(0).array() == 1.0).all();
-  for (Index r = 0; r < n; ++r) s.total += w(r);
+  s.total = weighted ? weights.sum() : static_cast<double>(n);
   if (n == 0) return s;
   // Two passes per column (the mean, then squares about it), as one chunk.
   for (Index j = 0; j < p; ++j) {
-    double mean = 0.0;
-    for (Index r = 0; r < n; ++r) mean += w(r) * z(r, j);
-    mean /= s.total;
-    double ss = 0.0, ss_centred = 0.0;
-    for (Index r = 0; r < n; ++r) {
-      ss += w(r) * z(r, j) * z(r, j);
-      const double d = z(r, j) - mean;
-      ss_centred += w(r) * d * d;
-    }
+    const auto zj = z.col(j).array();
+    const double mean = (weighted ? (weights.array() * zj).sum() : zj.sum()) / s.total;
+    const auto d2 = (zj - mean).square();
     s.mean[j] = mean;
-    s.centred2[j] = ss_centred;
-    s.squares[j] = ss;
+    s.centred2[j] = weighted ? (weights.array() * d2).sum() : d2.sum();
+    s.squares[j] = weighted ? (weights.array() * zj.square()).sum() : zj.square().sum();
   }
   return s;
 }
