@@ -1,6 +1,7 @@
 """Type stub of lmm's compiled core (python/src/bindings.cpp)."""
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -24,6 +25,12 @@ def theta_to_lambda(p: int, structure: str, theta: npt.ArrayLike) -> FloatArray:
 
 def within_level_residual(codes: npt.ArrayLike, z: npt.ArrayLike, nlevels: int, V: FloatArray) -> float:
     """Norm of the residual of V[:, 0] on V[:, 1:] and on z within each level (V is overwritten)."""
+
+def code_strings(
+    chunks: Sequence[tuple[npt.NDArray[Any], npt.NDArray[np.uint8], npt.NDArray[np.uint8] | None, int, int]],
+) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.int64]]:
+    """Codes (int32, -1 where missing) of strings in Arrow's layout, numbered in order of first
+    appearance, and each code's first row; a chunk is (offsets, data, valid, bit_offset, length)."""
 
 def set_dense_backend(name: str) -> None:
     """Dense kernels of the crossed block: 'lapack' (SciPy's LAPACK) or 'eigen'."""

@@ -421,6 +421,62 @@ PYBIND11_MODULE(_core, m) {
         "a fit per candidate column of G (n x c) added to X last, with the response y, in threads\n"
         "(lmm::fit_scan); the same dict as Model.fit_many, beta and se of [X g]");
   m.def(
+      "code_strings",
+      [](const py::list& chunks) {
+        // All chunks in one call: the coder keeps views of their bytes.
+        lmm::StringCoder coder;
+        std::vector<std::pair<py::array, py::ssize_t>> parts;
+        py::ssize_t n = 0;
+        for (const py::handle& item : chunks) {
+          const auto chunk = item.cast<py::tuple>();
+          if (chunk.size() != 5) throw std::invalid_argument("a chunk is (offsets, data, valid, bit_offset, length)");
+          n += chunk[4].cast<py::ssize_t>();
+        }
+        py::array_t<std::int32_t> codes(n);
+        py::ssize_t at = 0;
+        for (const py::handle& item : chunks) {
+          const auto chunk = item.cast<py::tuple>();
+          const auto data = chunk[1].cast<py::array_t<std::uint8_t, py::array::c_style>>();
+          const auto length = chunk[4].cast<py::ssize_t>();
+          const auto bit_offset = chunk[3].cast<py::ssize_t>();
+          const std::uint8_t* valid = nullptr;
+          py::array_t<std::uint8_t, py::array::c_style> valid_array;
+          if (!chunk[2].is_none()) {
+            valid_array = chunk[2].cast<py::array_t<std::uint8_t, py::array::c_style>>();
+            if (bit_offset < 0 || valid_array.size() * 8 < bit_offset + length)
+              throw std::invalid_argument("the validity bitmap is shorter than the chunk");
+            valid = valid_array.data();
+          }
+          auto code_with = [&](auto offsets_array) {
+            const auto* off = offsets_array.data();
+            if (offsets_array.size() != length + 1) throw std::invalid_argument("a chunk needs length + 1 offsets");
+            for (py::ssize_t i = 0; i < length; ++i)
+              if (off[i] < 0 || off[i + 1] < off[i]) throw std::invalid_argument("string offsets must not decrease");
+            if (length > 0 && off[length] > data.size()) throw std::invalid_argument("string offsets past the data");
+            py::gil_scoped_release release;
+            coder.add(off, data.data(), valid, bit_offset, length, codes.mutable_data() + at);
+          };
+          const py::array offsets = chunk[0].cast<py::array>();
+          if (offsets.dtype().is(py::dtype::of<std::int64_t>())) {
+            code_with(offsets.cast<py::array_t<std::int64_t, py::array::c_style>>());
+          } else if (offsets.dtype().is(py::dtype::of<std::int32_t>())) {
+            code_with(offsets.cast<py::array_t<std::int32_t, py::array::c_style>>());
+          } else {
+            throw std::invalid_argument("string offsets must be int32 or int64");
+          }
+          at += length;
+        }
+        const auto& first = coder.first_rows();
+        py::array_t<std::int64_t> rows(static_cast<py::ssize_t>(first.size()));
+        std::copy(first.begin(), first.end(), rows.mutable_data());
+        return py::make_tuple(codes, rows);
+      },
+      py::arg("chunks"),
+      "codes (int32, -1 where missing) of strings in Arrow's layout, chunk by chunk, numbered in order of\n"
+      "first appearance, and the row of each code's first appearance (lmm::StringCoder); a chunk is\n"
+      "(offsets, data, valid, bit_offset, length): int32 or int64 offsets, uint8 bytes, uint8 validity\n"
+      "bitmap or None");
+  m.def(
       "within_level_residual",
       [](const py::handle& codes_obj, const Columns& z, lmm::Index nlevels,
          py::array_t<double, py::array::f_style> V) {

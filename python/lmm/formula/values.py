@@ -14,6 +14,7 @@ from typing import Any, Union
 import numpy as np
 import pandas as pd
 
+from .. import _core as core
 from .._util import row_blocks
 from .collation import arrow_collation_order, collation_order
 from .errors import FormulaTypeError
@@ -221,19 +222,51 @@ def string_factor(s: pd.Series) -> Factor:
     """R's ``factor()`` of a column of strings (pandas' string dtypes or objects that are
     all strings): levels in R's collation order, -1 where missing.
 
-    The rows are hashed once (``pandas.factorize``: pyarrow's dictionary encoding for
-    pyarrow-backed strings, whose distinct values are then sorted from pyarrow's buffers,
-    else a hash table on the objects); only the distinct strings are sorted
-    (:func:`~.collation.collation_order`, vectorized for ASCII text).
+    The rows are hashed once (pyarrow-backed strings by the core's hash table on Arrow's
+    buffers, :func:`arrow_codes`, their distinct values then sorted from those buffers;
+    other strings by ``pandas.factorize``'s hash table on the objects); only the distinct
+    strings are sorted (:func:`~.collation.collation_order`, vectorized for ASCII text).
     """
     if isinstance(s.dtype, pd.StringDtype) and str(s.dtype.storage).startswith("pyarrow"):
-        import pyarrow as pa
-
-        codes, uniques = pd.factorize(s, use_na_sentinel=True)
-        order = arrow_collation_order(pa.array(uniques.array))
-        return Factor(renumbered(codes, _ranks(order)), uniques.take(order).tolist())
+        coded = arrow_codes(s.array.__arrow_array__())
+        if coded is not None:
+            codes, uniques = coded
+            order = arrow_collation_order(uniques)
+            return Factor(renumbered(codes, _ranks(order)), uniques.take(order).to_pylist())
     codes, uniques = pd.factorize(s.to_numpy(), use_na_sentinel=True)
     return sorted_factor(np.asarray(codes), uniques.tolist())
+
+
+def arrow_codes(strings: Any) -> tuple[np.ndarray, Any] | None:
+    """Codes of a pyarrow string array (or chunked array) read from its buffers, with no
+    Python string per row: codes (int32, -1 where missing) in order of first appearance
+    and the distinct strings (a pyarrow array) in that order; None for other Arrow types
+    (string views, dictionaries), which the caller codes otherwise.
+
+    Example:
+        >>> import pyarrow as pa
+        >>> codes, uniques = arrow_codes(pa.chunked_array([["b", None], ["a", "b"]]))
+        >>> codes.tolist(), uniques.to_pylist()
+        ([0, -1, 1, 0], ['b', 'a'])
+    """
+    import pyarrow as pa
+
+    chunks = strings.chunks if isinstance(strings, pa.ChunkedArray) else [strings]
+    parts = []
+    for chunk in chunks:
+        large = pa.types.is_large_string(chunk.type)
+        if not (large or pa.types.is_string(chunk.type)):
+            return None
+        valid, offsets, data = chunk.buffers()
+        n = len(chunk)
+        off = np.frombuffer(offsets, dtype=np.int64 if large else np.int32)[chunk.offset:chunk.offset + n + 1] \
+            if offsets is not None else np.zeros(n + 1, dtype=np.int64)
+        parts.append((off, np.zeros(0, dtype=np.uint8) if data is None else np.frombuffer(data, dtype=np.uint8),
+                      None if valid is None or chunk.null_count == 0 else np.frombuffer(valid, dtype=np.uint8),
+                      chunk.offset, n))
+    codes, first = core.code_strings(parts)
+    uniques = strings.take(pa.array(first))
+    return codes, uniques.combine_chunks() if isinstance(uniques, pa.ChunkedArray) else uniques
 
 
 def logical_to_factor(v: Logical, all_levels: bool) -> Factor:
