@@ -87,6 +87,31 @@ void factor_leading_term(const BlockDiag& Azz, const Matrix& Axy, const Matrix& 
   const Block l = lambda;
   const Index rows = LX.rows();
   Block d;
+  if constexpr (P == 2) {
+    // Two columns (a random intercept and slope), the commonest: written out,
+    // with one reciprocal square root per pivot and no division per row.
+    const double l00 = l(0, 0), l10 = l(1, 0), l11 = l(1, 1);
+    for (Index c = 0; c < D.nblocks; ++c) {
+      const double* A = Azz.data.data() + c * 4;  // [a00 a10 a01 a11]
+      const double al00 = A[0] * l00 + A[2] * l10, al10 = A[1] * l00 + A[3] * l10;
+      const double d00 = l00 * al00 + l10 * al10 + 1.0, d10 = l11 * al10, d11 = l11 * A[3] * l11 + 1.0;
+      if (!(d00 > 0.0)) throw std::runtime_error(pivot_message("a random-effects block"));
+      const double r0 = 1.0 / std::sqrt(d00), L00 = d00 * r0, L10 = d10 * r0, s11 = d11 - L10 * L10;
+      if (!(s11 > 0.0)) throw std::runtime_error(pivot_message("a random-effects block"));
+      const double r1 = 1.0 / std::sqrt(s11), L11 = s11 * r1;
+      double* out = D.data.data() + c * 4;
+      out[0] = L00, out[1] = L10, out[2] = 0.0, out[3] = L11;
+      const double* a = Axy.data() + c * rows * 2;
+      double* x = LX.data() + c * rows * 2;
+      for (Index i = 0; i < rows; ++i) {
+        const double a0 = a[i], a1 = a[rows + i];
+        const double x0 = (a0 * l00 + a1 * l10) * r0;
+        x[i] = x0;
+        x[rows + i] = (a1 * l11 - L10 * x0) * r1;
+      }
+    }
+    return;
+  }
   for (Index c = 0; c < D.nblocks; ++c) {
     d.noalias() = l.transpose() * Eigen::Map<const Block>(Azz.data.data() + c * P * P) * l;
     d.diagonal().array() += 1.0;
@@ -114,14 +139,13 @@ void factor_leading_term(const BlockDiag& Azz, const Matrix& Axy, const Matrix& 
 template <int P>
 Eigen::Matrix<double, P, P> lower_inverse(const double* d) {
   Eigen::Matrix<double, P, P> inv = Eigen::Matrix<double, P, P>::Zero();
-  for (int j = 0; j < P; ++j) {
-    inv(j, j) = 1.0 / d[j * P + j];
+  for (int j = 0; j < P; ++j) inv(j, j) = 1.0 / d[j * P + j];  // (one division per pivot)
+  for (int j = 0; j < P; ++j)
     for (int i = j + 1; i < P; ++i) {
       double s = 0.0;
       for (int m = j; m < i; ++m) s += d[m * P + i] * inv(m, j);
-      inv(i, j) = -s / d[i * P + i];
+      inv(i, j) = -s * inv(i, i);
     }
-  }
   return inv;
 }
 
@@ -154,10 +178,13 @@ void selected_inverse_leaf(const BlockDiag& Ld, const Matrix& LXy, const Matrix&
 // known at compile time: acc += L_cc⁻ᵀ (I + L_Xc' W_XX L_Xc) L_cc⁻¹, with
 // W_XX = T_XX⁻ᵀ T_XX⁻¹, as Σ of z'z over the rows z of Y_c L_cc⁻¹ beside
 // L_cc⁻ᵀ L_cc⁻¹, with Y = T_XX⁻¹ L_X (px rows, formed once for the term).
+// Returns the level's term (lower triangle), which the caller sums: a sum
+// through a reference would chain every level's adds through memory.
 template <int P>
-void diagonal_sum_leaf(const BlockDiag& Ld, const Matrix& Y, Index c, Eigen::Matrix<double, P, P>& acc) {
+Eigen::Matrix<double, P, P> diagonal_sum_leaf(const BlockDiag& Ld, const Matrix& Y, Index c) {
   using Block = Eigen::Matrix<double, P, P>;
   const Block Dinv = lower_inverse<P>(Ld.data.data() + c * P * P);
+  Block acc = Block::Zero();
   for (int b = 0; b < P; ++b)
     for (int a = b; a < P; ++a) {
       double sum = 0.0;
@@ -176,6 +203,7 @@ void diagonal_sum_leaf(const BlockDiag& Ld, const Matrix& Y, Index c, Eigen::Mat
     for (int b = 0; b < P; ++b)
       for (int a = b; a < P; ++a) acc(a, b) += z[a] * z[b];
   }
+  return acc;
 }
 
 // Σ log of the diagonal entries of every block, as the log of their product:
@@ -726,17 +754,8 @@ void BlockedCholesky::diagonal_block_sums(bool with_x, std::vector<Matrix>& sums
   for (Index t = 0; t < nprefix_; ++t) {
     if (reach_[t].panels || shapes_[t].p > 4) continue;
     // By columns: px is a few rows, which Eigen's general products pad to their panel width.
-    const Matrix& LX = LXy_[t];
-    Y[t].resize(px, LX.cols());
-    for (Index c = 0; c < LX.cols(); ++c) {
-      const double* x = LX.data() + c * LX.rows();
-      double* y = Y[t].data() + c * px;
-      for (Index i = 0; i < px; ++i) {
-        double sum = 0.0;
-        for (Index m = 0; m <= i; ++m) sum += TXXinv(i, m) * x[m];
-        y[i] = sum;
-      }
-    }
+    Y[t].resize(px, LXy_[t].cols());
+    lower_times_leading_rows(TXXinv, LXy_[t].data(), LXy_[t].rows(), LXy_[t].cols(), Y[t].data());
   }
   // Levels are independent: with threads, each chunk sums every chunks-th
   // one, and the chunks' sums are added in order.
@@ -763,10 +782,10 @@ void BlockedCholesky::diagonal_block_sums(bool with_x, std::vector<Matrix>& sums
       for (Index c = part; c < shapes_[t].nlevels; c += chunks) {
         // Columns with no rows in the tail (every level of a lone prefix term, say).
         if (R.colptr[c] == R.colptr[c + 1] && pt <= 4) {
-          if (pt == 1) diagonal_sum_leaf<1>(Ldiag_[t], Y[t], c, acc1);
-          if (pt == 2) diagonal_sum_leaf<2>(Ldiag_[t], Y[t], c, acc2);
-          if (pt == 3) diagonal_sum_leaf<3>(Ldiag_[t], Y[t], c, acc3);
-          if (pt == 4) diagonal_sum_leaf<4>(Ldiag_[t], Y[t], c, acc4);
+          if (pt == 1) acc1 += diagonal_sum_leaf<1>(Ldiag_[t], Y[t], c);
+          if (pt == 2) acc2 += diagonal_sum_leaf<2>(Ldiag_[t], Y[t], c);
+          if (pt == 3) acc3 += diagonal_sum_leaf<3>(Ldiag_[t], Y[t], c);
+          if (pt == 4) acc4 += diagonal_sum_leaf<4>(Ldiag_[t], Y[t], c);
           continue;
         }
         // H = T⁻¹ B_c, nonzero from the first row of B_c down.

@@ -1,6 +1,7 @@
 #include "lmm/crossprod.hpp"
 
 #include "lmm/dense.hpp"
+#include "small_blocks.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -170,8 +171,12 @@ void add_gram_lower(Matrix& G, const Matrix& W) {
     G.selfadjointView<Eigen::Lower>().rankUpdate(W.transpose());
     return;
   }
+  const Index m = W.rows();
   for (Index j = 0; j < W.cols(); ++j)
-    for (Index i = j; i < W.cols(); ++i) G(i, j) += W.col(i).dot(W.col(j));
+    for (Index i = j; i < W.cols(); ++i) {
+      const double *a = W.col(i).data(), *b = W.col(j).data();
+      G(i, j) += lane_sum(m, [&](Index r) { return a[r] * b[r]; });
+    }
 }
 
 // The transform of term k that changes its columns, or null.

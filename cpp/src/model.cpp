@@ -206,6 +206,70 @@ constexpr Index kMomentLevelsPerTheta = 4;
 // Block Gauss–Seidel sweeps of the levels' effects over the terms.
 constexpr int kMomentSweeps = 3;
 
+// Each level's block of F (a copy of A's) replaced by the inverse of its
+// Cholesky factor where it has full rank (full[g] = 1), with the levels of
+// full rank counted: moment_start's per-level solves become products.
+Index invert_level_factors(BlockDiag& F, std::vector<char>& full) {
+  full.assign(static_cast<std::size_t>(F.nblocks), 0);
+  Index used = 0;
+  with_small_size(F.p, [&](auto P) {
+    for (Index g = 0; g < F.nblocks; ++g) {
+      Eigen::Map<Eigen::Matrix<double, P, P>> blk(F.data.data() + g * F.p * F.p, F.p, F.p);
+      if (!chol_small(blk)) continue;
+      if (!(blk.diagonal().minCoeff() > 1e-6 * blk.diagonal().maxCoeff())) continue;
+      invert_lower_small(blk);
+      full[static_cast<std::size_t>(g)] = 1;
+      ++used;
+    }
+  });
+  return used;
+}
+
+// b_g = L_g⁻ᵀ L_g⁻¹ rhs_g for the levels of full rank (F from invert_level_factors).
+void solve_levels(const BlockDiag& F, const std::vector<char>& full, const double* rhs, double* b) {
+  with_small_size(F.p, [&](auto P) {
+    const Index p = P == Eigen::Dynamic ? F.p : P;
+    Eigen::Matrix<double, P, 1> y(p);
+    for (Index g = 0; g < F.nblocks; ++g) {
+      if (!full[static_cast<std::size_t>(g)]) continue;
+      const double* li = F.data.data() + g * p * p;  // lower, column-major
+      const double* r = rhs + g * p;
+      for (Index i = 0; i < p; ++i) {
+        double v = 0.0;
+        for (Index m = 0; m <= i; ++m) v += li[m * p + i] * r[m];
+        y[i] = v;
+      }
+      for (Index i = 0; i < p; ++i) {
+        double v = 0.0;
+        for (Index m = i; m < p; ++m) v += li[i * p + m] * y[m];
+        b[g * p + i] = v;
+      }
+    }
+  });
+}
+
+// Σ_g b_g b_g' − σ² Σ_g (Z_g'Z_g)⁻¹ over the levels of full rank, (Z_g'Z_g)⁻¹ = L_g⁻ᵀ L_g⁻¹.
+Matrix moment_sum(const BlockDiag& F, const std::vector<char>& full, const double* b, double sigma2) {
+  Matrix S = Matrix::Zero(F.p, F.p);
+  with_small_size(F.p, [&](auto P) {
+    const Index p = P == Eigen::Dynamic ? F.p : P;
+    Eigen::Matrix<double, P, P> acc = Eigen::Matrix<double, P, P>::Zero(p, p);
+    for (Index g = 0; g < F.nblocks; ++g) {
+      if (!full[static_cast<std::size_t>(g)]) continue;
+      const double* li = F.data.data() + g * p * p;  // lower, column-major
+      const double* bg = b + g * p;
+      for (Index j = 0; j < p; ++j)
+        for (Index i = j; i < p; ++i) {
+          double w = 0.0;
+          for (Index m = i; m < p; ++m) w += li[i * p + m] * li[j * p + m];
+          acc(i, j) += bg[i] * bg[j] - sigma2 * w;
+        }
+    }
+    S = acc.template selfadjointView<Eigen::Lower>();
+  });
+  return S;
+}
+
 // Σ (p × p, symmetric) made positive definite: eigenvalues below floor² raised to it.
 Matrix floored(const Matrix& S, double floor2) {
   Eigen::SelfAdjointEigenSolver<Matrix> eig(S);
@@ -252,21 +316,12 @@ Vector Model::moment_start() const {
     last_row_less(A_.XyZ[t], beta, zr[t].data());
     b[t].setZero(s.q());
     blocks[t] = A_.ZZ[t];
-    full[t].assign(static_cast<std::size_t>(s.nlevels), 0);
-    for (Index g = 0; g < s.nlevels; ++g) {
-      auto blk = blocks[t].block(g);
-      if (!chol_small(blk)) continue;
-      const auto d = blk.diagonal();
-      if (!(d.minCoeff() > 1e-6 * d.maxCoeff())) continue;
-      invert_lower_small(blk);
-      full[t][g] = 1;
-      ++used[t];
-    }
+    used[t] = invert_level_factors(blocks[t], full[t]);
     rank += used[t] * pt;
   }
   // One term needs one sweep: no other term's effects to take out.
   const int sweeps = K == 1 ? 1 : kMomentSweeps;
-  Vector rhs, y;
+  Vector rhs;
   for (int sweep = 0; sweep < sweeps; ++sweep) {
     for (std::size_t t = 0; t < K; ++t) {
       const TermShape& s = A_.shapes[t];
@@ -288,25 +343,7 @@ Vector Model::moment_start() const {
             }
           }
       }
-      const double* l = blocks[t].data.data();
-      y.resize(pt);
-      for (Index g = 0; g < s.nlevels; ++g) {
-        if (!full[t][g]) continue;
-        // b_g = L_g⁻ᵀ L_g⁻¹ rhs_g, L_g⁻¹ lower and column-major at li.
-        const double* li = l + g * pt * pt;
-        const double* r = rhs.data() + g * pt;
-        double* bg = b[t].data() + g * pt;
-        for (Index i = 0; i < pt; ++i) {
-          double v = 0.0;
-          for (Index m = 0; m <= i; ++m) v += li[m * pt + i] * r[m];
-          y[i] = v;
-        }
-        for (Index i = 0; i < pt; ++i) {
-          double v = 0.0;
-          for (Index m = i; m < pt; ++m) v += li[i * pt + m] * y[m];
-          bg[i] = v;
-        }
-      }
+      solve_levels(blocks[t], full[t], rhs.data(), b[t].data());
     }
   }
   double explained = 0.0;
@@ -329,20 +366,7 @@ Vector Model::moment_start() const {
     const bool enough = used[t] >= kMomentLevelsPerTheta * m;
     if (enough && (us || s.covariance == Covariance::Diagonal)) {
       // S = Σ_g b_g b_g' − σ² Σ_g (Z_g'Z_g)⁻¹, (Z_g'Z_g)⁻¹ = L_g⁻ᵀ L_g⁻¹.
-      Matrix S = Matrix::Zero(pt, pt);
-      const double* l = blocks[t].data.data();
-      for (Index g = 0; g < s.nlevels; ++g) {
-        if (!full[t][g]) continue;
-        const double* bg = b[t].data() + g * pt;
-        const double* li = l + g * pt * pt;  // column-major, lower
-        for (Index j = 0; j < pt; ++j)
-          for (Index i = j; i < pt; ++i) {
-            double w = 0.0;
-            for (Index m = i; m < pt; ++m) w += li[i * pt + m] * li[j * pt + m];
-            S(i, j) += bg[i] * bg[j] - sigma2 * w;
-          }
-      }
-      S.triangularView<Eigen::StrictlyUpper>() = S.transpose();
+      Matrix S = moment_sum(blocks[t], full[t], b[t].data(), sigma2);
       S /= static_cast<double>(used[t]) * sigma2;
       S = floored(0.5 * (S + S.transpose()), kMomentFloor * kMomentFloor);
       if (us) {

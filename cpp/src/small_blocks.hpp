@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cmath>
+#include <type_traits>
 
 #include "lmm/blocks.hpp"
 #include "lmm/types.hpp"
@@ -66,61 +67,91 @@ void wide_rank_update_lower(const double* x, Index ncols, double alpha, double* 
     for (int i = j; i < R; ++i) s[j * lds + i] += alpha * acc[k++];
 }
 
+/// Σ_{i<n} f(i) in eight interleaved partial sums, added in a fixed order:
+/// vectorizable, and the same rounding wherever the data lie (Eigen's
+/// reductions start their packets at the first aligned entry, so their sums
+/// depend on the address, and equal inputs could give results differing in
+/// the last bit from one allocation to the next).
+template <typename F>
+double lane_sum(Index n, F&& f) {
+  constexpr int kLanes = 8;
+  double lanes[kLanes] = {};
+  Index i = 0;
+  for (; i + kLanes <= n; i += kLanes)
+    for (int k = 0; k < kLanes; ++k) lanes[k] += f(i + k);
+  double sum = 0.0;
+  for (int k = 0; k < kLanes; ++k) sum += lanes[k];
+  for (; i < n; ++i) sum += f(i);
+  return sum;
+}
+
+/// f(std::integral_constant<int, N>{}) for n = N in 1..4, else with N =
+/// Eigen::Dynamic: a kernel templated on a small size, instantiated for the
+/// sizes that dominate (a term's few columns, [X y]'s few rows) and a general one.
+template <typename F>
+void with_small_size(Index n, F&& f) {
+  switch (n) {
+    case 1: return f(std::integral_constant<int, 1>{});
+    case 2: return f(std::integral_constant<int, 2>{});
+    case 3: return f(std::integral_constant<int, 3>{});
+    case 4: return f(std::integral_constant<int, 4>{});
+    default: return f(std::integral_constant<int, Eigen::Dynamic>{});
+  }
+}
+
 /// out[c] = X(r, c) − Σ_{x<r} X(x, c) β[x] for every column c of a short, wide
 /// X of r + 1 rows (an [X y] block: y's row less X's rows times β), by columns.
 inline void last_row_less(const Matrix& X, const Vector& beta, double* out) {
-  const Index r = X.rows() - 1;
-  const double* x = X.data();
-  for (Index c = 0; c < X.cols(); ++c, x += r + 1) {
-    double v = x[r];
-    for (Index i = 0; i < r; ++i) v -= x[i] * beta[i];
-    out[c] = v;
-  }
+  with_small_size(X.rows() - 1, [&](auto R) {
+    const Index r = R == Eigen::Dynamic ? X.rows() - 1 : R;
+    const Eigen::Matrix<double, R, 1> b = beta.head(r);  // (held in registers: out may alias beta)
+    const double* x = X.data();
+    for (Index c = 0; c < X.cols(); ++c, x += r + 1) {
+      double v = x[r];
+      for (Index i = 0; i < r; ++i) v -= x[i] * b[i];
+      out[c] = v;
+    }
+  });
 }
 
-/// out_j ← out_j + alpha · D_j b_j for every block j of D (P × P, P fixed
-/// when known at compile time: Eigen::Dynamic for any), b and out stacked
-/// per block.
-template <int P>
-void block_diag_times_fixed(const BlockDiag& D, double alpha, const double* b, double* out) {
-  const Index p = P == Eigen::Dynamic ? D.p : P;
-  const double* d = D.data.data();
-  for (Index j = 0; j < D.nblocks; ++j, d += p * p, b += p, out += p)
-    for (Index c = 0; c < p; ++c)
-      for (Index r = 0; r < p; ++r) out[r] += alpha * d[c * p + r] * b[c];
+/// Y = M X[0:r, :] for a lower-triangular r × r M and the leading r rows of
+/// each column of X (leading dimension ldx, ncols columns); Y is r × ncols.
+inline void lower_times_leading_rows(const Matrix& M, const double* x, Index ldx, Index ncols, double* y) {
+  with_small_size(M.rows(), [&](auto R) {
+    const Index r = R == Eigen::Dynamic ? M.rows() : R;
+    const Eigen::Matrix<double, R, R> m_ = M;
+    for (Index c = 0; c < ncols; ++c, x += ldx, y += r)
+      for (Index i = 0; i < r; ++i) {
+        double sum = 0.0;
+        for (Index m = 0; m <= i; ++m) sum += m_(i, m) * x[m];
+        y[i] = sum;
+      }
+  });
 }
 
+/// out_j ← out_j + alpha · D_j b_j for every block j of D, b and out stacked per block.
 inline void block_diag_times(const BlockDiag& D, double alpha, const double* b, double* out) {
-  switch (D.p) {
-    case 1: return block_diag_times_fixed<1>(D, alpha, b, out);
-    case 2: return block_diag_times_fixed<2>(D, alpha, b, out);
-    case 3: return block_diag_times_fixed<3>(D, alpha, b, out);
-    case 4: return block_diag_times_fixed<4>(D, alpha, b, out);
-    default: return block_diag_times_fixed<Eigen::Dynamic>(D, alpha, b, out);
-  }
+  with_small_size(D.p, [&](auto P) {
+    const Index p = P == Eigen::Dynamic ? D.p : P;
+    const double* d = D.data.data();
+    for (Index j = 0; j < D.nblocks; ++j, d += p * p, b += p, out += p)
+      for (Index c = 0; c < p; ++c)
+        for (Index r = 0; r < p; ++r) out[r] += alpha * d[c * p + r] * b[c];
+  });
 }
 
 /// out = (I_nlevels ⊗ λ) u for a lower-triangular p × p λ: per level, λ u_j.
-template <int P>
-void levels_times_lower_fixed(const Matrix& lambda, Index nlevels, const double* u, double* out) {
-  const Index p = P == Eigen::Dynamic ? lambda.rows() : P;
-  const double* l = lambda.data();
-  for (Index j = 0; j < nlevels; ++j, u += p, out += p)
-    for (Index i = 0; i < p; ++i) {
-      double v = 0.0;
-      for (Index k = 0; k <= i; ++k) v += l[k * p + i] * u[k];
-      out[i] = v;
-    }
-}
-
 inline void levels_times_lower(const Matrix& lambda, Index nlevels, const double* u, double* out) {
-  switch (lambda.rows()) {
-    case 1: return levels_times_lower_fixed<1>(lambda, nlevels, u, out);
-    case 2: return levels_times_lower_fixed<2>(lambda, nlevels, u, out);
-    case 3: return levels_times_lower_fixed<3>(lambda, nlevels, u, out);
-    case 4: return levels_times_lower_fixed<4>(lambda, nlevels, u, out);
-    default: return levels_times_lower_fixed<Eigen::Dynamic>(lambda, nlevels, u, out);
-  }
+  with_small_size(lambda.rows(), [&](auto P) {
+    const Index p = P == Eigen::Dynamic ? lambda.rows() : P;
+    const Eigen::Matrix<double, P, P> l = lambda;
+    for (Index j = 0; j < nlevels; ++j, u += p, out += p)
+      for (Index i = 0; i < p; ++i) {
+        double v = 0.0;
+        for (Index k = 0; k <= i; ++k) v += l(i, k) * u[k];
+        out[i] = v;
+      }
+  });
 }
 
 }  // namespace lmm

@@ -1,5 +1,7 @@
 #include "lmm/transform.hpp"
 
+#include "small_blocks.hpp"
+
 #include <algorithm>
 #include <cmath>
 #include <stdexcept>
@@ -159,16 +161,23 @@ TermColumnStats TermColumnStats::of(const Eigen::Ref<const Matrix>& z, const Vec
   s.centred2 = Vector::Zero(p);
   s.squares = Vector::Zero(p);
   s.first_ones = p == 0 || (z.col(0).array() == 1.0).all();
-  s.total = weighted ? weights.sum() : static_cast<double>(n);
+  const double* w = weights.data();
+  s.total = weighted ? lane_sum(n, [&](Index r) { return w[r]; }) : static_cast<double>(n);
   if (n == 0) return s;
   // Two passes per column (the mean, then squares about it), as one chunk.
   for (Index j = 0; j < p; ++j) {
-    const auto zj = z.col(j).array();
-    const double mean = (weighted ? (weights.array() * zj).sum() : zj.sum()) / s.total;
-    const auto d2 = (zj - mean).square();
+    const double* zj = z.col(j).data();
+    const double mean = (weighted ? lane_sum(n, [&](Index r) { return w[r] * zj[r]; })
+                                  : lane_sum(n, [&](Index r) { return zj[r]; })) /
+                        s.total;
     s.mean[j] = mean;
-    s.centred2[j] = weighted ? (weights.array() * d2).sum() : d2.sum();
-    s.squares[j] = weighted ? (weights.array() * zj.square()).sum() : zj.square().sum();
+    if (weighted) {
+      s.centred2[j] = lane_sum(n, [&](Index r) { return w[r] * (zj[r] - mean) * (zj[r] - mean); });
+      s.squares[j] = lane_sum(n, [&](Index r) { return w[r] * zj[r] * zj[r]; });
+    } else {
+      s.centred2[j] = lane_sum(n, [&](Index r) { return (zj[r] - mean) * (zj[r] - mean); });
+      s.squares[j] = lane_sum(n, [&](Index r) { return zj[r] * zj[r]; });
+    }
   }
   return s;
 }
