@@ -406,12 +406,17 @@ void BlockedCholesky::factor(const Crossprod& A, const std::vector<Matrix>& lamb
       SparseBlocks& Lij = Loff_[i][j];
       const SparseBlocks& Aij = A.ZZ_off[i][j];
       const Matrix& li = lambda[i];
+      const bool scalar = li.size() == 1 && lj.size() == 1;  // (crossed intercepts: one entry per block)
       Lij.data.setZero();
       for (Index c = 0; c < Aij.ncols; ++c) {
         Index dst = Lij.colptr[c];
         for (Index e = Aij.colptr[c]; e < Aij.colptr[c + 1]; ++e) {
           while (Lij.rowidx[dst] != Aij.rowidx[e]) ++dst;
-          set_congruence(Lij.block(dst), li, Aij.block(e), lj, tmp);
+          if (scalar) {
+            Lij.data.data()[dst] = li(0, 0) * Aij.data.data()[e] * lj(0, 0);
+          } else {
+            set_congruence(Lij.block(dst), li, Aij.block(e), lj, tmp);
+          }
         }
       }
       for (Index k = 0; k < j; ++k) {
@@ -425,8 +430,14 @@ void BlockedCholesky::factor(const Crossprod& A, const std::vector<Matrix>& lamb
             Lij.block(Lij.find(Lik.rowidx[e1], r2)).noalias() -= Lik.block(e1) * Ljk.block(e2).transpose();
         }
       }
-      for (Index c = 0; c < Lij.ncols; ++c)
-        for (Index e = Lij.colptr[c]; e < Lij.colptr[c + 1]; ++e) rdiv_lower_t(Lij.block(e), D.block(c));
+      if (Lij.pr == 1 && Lij.pc == 1) {
+        double* v = Lij.data.data();
+        for (Index c = 0; c < Lij.ncols; ++c)
+          for (Index e = Lij.colptr[c]; e < Lij.colptr[c + 1]; ++e) v[e] /= D.data.data()[c];
+      } else {
+        for (Index c = 0; c < Lij.ncols; ++c)
+          for (Index e = Lij.colptr[c]; e < Lij.colptr[c + 1]; ++e) rdiv_lower_t(Lij.block(e), D.block(c));
+      }
     }
 
     // The [X y] rows.
@@ -490,6 +501,11 @@ void BlockedCholesky::factor(const Crossprod& A, const std::vector<Matrix>& lamb
     for (Index c = 0; c < shapes_[k].nlevels; ++c)
       for (Index i = nprefix_; i < K_; ++i) {
         const SparseBlocks& Lik = Loff_[i][k];
+        if (Lik.pr == 1 && Lik.pc == 1) {
+          const double* v = Lik.data.data();
+          for (Index e = Lik.colptr[c]; e < Lik.colptr[c + 1]; ++e, ++g) R.V.data()[g] = v[e];
+          continue;
+        }
         for (Index e = Lik.colptr[c]; e < Lik.colptr[c + 1]; ++e)
           for (Index a = 0; a < Lik.pr; ++a, ++g)
             for (Index j = 0; j < Lik.pc; ++j) R.V(j, g) = Lik.data(a, e * Lik.pc + j);

@@ -197,8 +197,10 @@ struct Threaded {
     const Block L21{L.at(h, 0), L.ld}, L22{L.at(h, h), L.ld};
     trsm('L', 'N', r, h, 1.0, L22, L21);
     trsm('R', 'N', r, h, -1.0, L, L21);
-    invert(L, h);
-    invert(L22, r);
+    // The two diagonal blocks are independent: one per thread (their own
+    // products then run on that thread), not one after the other split in
+    // turn, so the small leaves' level-2 LAPACK work overlaps too.
+    parallel_for(2, std::min(threads, 2), [&](long i) { i == 0 ? invert(L, h) : invert(L22, r); });
   }
   void lauum(Block L, Index n) const {
     if (n <= kLeafOrder) {
