@@ -63,20 +63,23 @@ def hessian_richardson(f: Callable[[np.ndarray], float], x: np.ndarray, r: int =
     return H
 
 
-def jacobian_richardson(f: Callable[[np.ndarray], np.ndarray], x: np.ndarray, r: int = 4) -> np.ndarray:
+def jacobian_richardson(f: Callable[[np.ndarray], np.ndarray], x: np.ndarray, r: int = 4,
+                        f0: np.ndarray | None = None) -> np.ndarray:
     """Jacobian (len(f) × len(x)) as R's ``numDeriv::jacobian`` (Richardson, d = 1e-4).
 
     Args:
         f: the vector-valued function.
         x: the point.
         r: number of Richardson steps.
+        f0: f(x) when the caller has it (central differences need only its size; an
+            expensive f is then not evaluated at x).
 
     Returns:
         The Jacobian.
     """
     x = np.asarray(x, dtype=np.float64)
     n = x.size
-    f0 = np.asarray(f(x), dtype=np.float64).reshape(-1)
+    f0 = np.asarray(f(x) if f0 is None else f0, dtype=np.float64).reshape(-1)
     a = np.zeros((f0.size, r, n))
     h = _nd_step(x, 1e-4)
     for k in range(r):

@@ -110,27 +110,32 @@ def satterthwaite_setup(res, progress: bool | None = None, verbose: bool = False
     started = time.perf_counter()
     t0 = model.deviance_terms(theta0, reml, working=True)
     # A bar on a terminal when the differences will take long (a large crossed model):
-    # one step per evaluation, 2·r per free entry (jacobian_richardson's r steps, plus its centre).
+    # one step per evaluation, 2·r per free entry (jacobian_richardson's r steps; its
+    # centre is t0, evaluated above).
     r = DIFFERENCE_STEPS
-    steps = 2 * r * nf + 1
+    steps = 2 * r * nf
     if progress is None and (time.perf_counter() - started) * steps <= _SLOW:
         progress = False
     bar = Progress(steps, progress, desc="Satterthwaite df", verbose=verbose)
 
+    def stacked(t, dv: np.ndarray) -> np.ndarray:
+        """[∂dev/∂u at σ̂, Var(β̂)/σ² flattened] from the deviance terms t."""
+        g = (t.dlogdet + t.dpwrss / sigma**2)[free] * dv
+        return np.concatenate([g, t.vcov_unit.ravel()])
+
     def gradient_and_vcov(u: np.ndarray) -> np.ndarray:
-        """[∂dev/∂u at σ̂, Var(β̂)/σ² flattened] at u."""
+        """:func:`stacked` at u."""
         theta, dv = to_theta(u)
         t = model.deviance_terms(theta, reml, working=True)
         bar.update(1, "evaluations")
-        g = (t.dlogdet + t.dpwrss / sigma**2)[free] * dv
-        return np.concatenate([g, t.vcov_unit.ravel()])
+        return stacked(t, dv)
 
     m = theta0.size
     H = np.zeros((m + 1, m + 1))
     J = np.zeros((p * p, m + 1))
     if nf:
         with bar, dense_blas(model.core.tail_size):
-            D = jacobian_richardson(gradient_and_vcov, u0, r=r)
+            D = jacobian_richardson(gradient_and_vcov, u0, r=r, f0=stacked(t0, dtheta))
         Hu = D[:nf]
         # Back to θ̃ (at the optimum the gradient term of the Hessian's change of variables vanishes).
         H[np.ix_(free, free)] = 0.5 * (Hu + Hu.T) / np.outer(dtheta, dtheta)
