@@ -142,16 +142,7 @@ inline void block_diag_times(const BlockDiag& D, double alpha, const double* b, 
 
 /// out = (I_nlevels ⊗ λ) u for a lower-triangular p × p λ: per level, λ u_j.
 inline void levels_times_lower(const Matrix& lambda, Index nlevels, const double* u, double* out) {
-  with_small_size(lambda.rows(), [&](auto P) {
-    const Index p = P == Eigen::Dynamic ? lambda.rows() : P;
-    const Eigen::Matrix<double, P, P> l = lambda;
-    for (Index j = 0; j < nlevels; ++j, u += p, out += p)
-      for (Index i = 0; i < p; ++i) {
-        double v = 0.0;
-        for (Index k = 0; k <= i; ++k) v += l(i, k) * u[k];
-        out[i] = v;
-      }
-  });
+  lower_times_leading_rows(lambda, u, lambda.rows(), nlevels, out);
 }
 
 }  // namespace lmm
