@@ -723,10 +723,8 @@ void BlockedCholesky::diagonal_block_sums(bool with_x, std::vector<Matrix>& sums
     for (Index j = 0; j < shapes_[k].nlevels; ++j) {
       const Index a = tail_offset_[k] + j * pk;
       if (pk == 1) {
-        const double* tc = Tinv.data() + a * Tinv.outerStride();
-        double ss = 0.0;
-        for (Index x = a; x < mt; ++x) ss += tc[x] * tc[x];
-        sums[k](0, 0) += ss;
+        const double* tc = Tinv.data() + a * Tinv.outerStride() + a;
+        sums[k](0, 0) += lane_sum(mt - a, [&](Index x) { return tc[x] * tc[x]; });
       } else {
         // The level's diagonal block of T⁻¹ is lower triangular; the storage
         // above its diagonal holds stale values of T.
