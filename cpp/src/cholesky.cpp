@@ -337,8 +337,14 @@ BlockedCholesky::BlockedCholesky(const Crossprod& A, double max_dense_bytes)
     for (const std::int32_t r : rows) ++R.byrow_ptr[r + 1];
     for (Index r = 0; r < q_tail_; ++r) R.byrow_ptr[r + 1] += R.byrow_ptr[r];
     R.byrow.resize(rows.size());
+    R.byrow_column.resize(rows.size());
     std::vector<Index> next(R.byrow_ptr.begin(), R.byrow_ptr.end() - 1);
-    for (std::size_t g = 0; g < rows.size(); ++g) R.byrow[next[rows[g]]++] = static_cast<std::int32_t>(g);
+    for (Index c = 0; c < shapes_[k].nlevels; ++c)
+      for (Index g = R.colptr[c]; g < R.colptr[c + 1]; ++g) {
+        const Index b = next[rows[g]]++;
+        R.byrow[b] = static_cast<std::int32_t>(g);
+        R.byrow_column[b] = static_cast<std::int32_t>(c);
+      }
     if (shared) {
       std::vector<std::int32_t>().swap(R.rows);
     } else {
@@ -538,7 +544,7 @@ void BlockedCholesky::factor(const Crossprod& A, const std::vector<Matrix>& lamb
         const std::int32_t* rows = reach_rows(k);
         const Index ldx = LXy_[k].rows();
         for (Index b = R.byrow_ptr[r]; b < R.byrow_ptr[r + 1]; ++b) {
-          const Index g = R.byrow[b], c = R.column(g), end = R.colptr[c + 1];
+          const Index g = R.byrow[b], c = R.byrow_column[b], end = R.colptr[c + 1];
           const double* vg = V + g * pk;
           if (pk == 1) {
             const double v0 = vg[0];
@@ -965,7 +971,7 @@ void BlockedCholesky::selected_inverse(bool with_x, SelectedInverse& W) {
       const std::int32_t* rows = reach_rows(t);
       double* out = WL.data();
       for (Index b = R.byrow_ptr[r]; b < R.byrow_ptr[r + 1]; ++b) {
-        const Index g = R.byrow[b], c = R.column(g), end = R.colptr[c + 1];
+        const Index g = R.byrow[b], c = R.byrow_column[b], end = R.colptr[c + 1];
         const double* vg = V + g * pt;
         double* og = out + g * pt;
         for (Index a = 0; a < pt; ++a) og[a] += Wcol[r] * vg[a];

@@ -80,17 +80,13 @@ struct TailReach {
   std::vector<Index> colptr;         ///< ℓ_k + 1: positions of column c are colptr[c] .. colptr[c+1]-1
   std::vector<Index> byrow_ptr;      ///< q_tail + 1: positions with row r are byrow[byrow_ptr[r] .. byrow_ptr[r+1]-1]
   std::vector<std::int32_t> byrow;   ///< positions grouped by row
+  std::vector<std::int32_t> byrow_column;  ///< the column c of each position in byrow (same order)
   bool shared = false;               ///< rows and values are L's own block (see above)
   std::vector<std::int32_t> rows;    ///< packed: per position, its row of T (ascending within a column)
   Matrix V;                          ///< packed: p_k × positions, the rows of L there
   bool panels = false;               ///< T updated by dense panels of the levels' columns (see factor())
 
   Index size() const { return colptr.back(); }  ///< number of positions
-  /// The column c of position g (colptr[c] <= g < colptr[c+1]), by bisection:
-  /// no index per position.
-  Index column(Index g) const {
-    return static_cast<Index>(std::upper_bound(colptr.begin(), colptr.end(), g) - colptr.begin()) - 1;
-  }
 };
 
 class BlockedCholesky {

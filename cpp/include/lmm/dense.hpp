@@ -116,7 +116,9 @@ constexpr Index kThreadedOrder = 512;
 bool cholesky_lower(Eigen::Ref<Matrix> A);
 
 /// In place: the lower triangle of L (n × n, lower triangular) becomes that of
-/// L⁻¹ (LAPACK's trtri). The strict upper triangle is not referenced.
+/// L⁻¹ (LAPACK's trtri on small blocks; above a few hundred columns, on any
+/// number of threads, recursive halves joined by triangular products, which
+/// run at gemm's rate). The strict upper triangle is not referenced.
 void invert_lower(Eigen::Ref<Matrix> L);
 
 /// In place: the lower triangle of L (n × n, lower triangular) becomes that of
