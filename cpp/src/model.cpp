@@ -142,6 +142,7 @@ void Model::set_response(const std::vector<TermData>& terms, Eigen::Ref<const Ma
                                 std::to_string(order_.size()));
   update_response(A_, reordered(terms, order_), X, y);
   factored_ = false;
+  at_theta_ = AtTheta();
 }
 
 ResponseCrossprods Model::response_crossprods(const std::vector<TermData>& terms, Eigen::Ref<const Matrix> X,
@@ -155,6 +156,7 @@ ResponseCrossprods Model::response_crossprods(const std::vector<TermData>& terms
 void Model::set_response(const ResponseCrossprods& R, Index j) {
   lmm::set_response(A_, R, j);
   factored_ = false;
+  at_theta_ = AtTheta();
 }
 
 Index Model::ntheta() const {
@@ -424,6 +426,7 @@ Vector Model::to_user(Eigen::Ref<const Vector> working) const {
 void Model::set_theta(Eigen::Ref<const Vector> theta) {
   check_theta(theta, ntheta(), "theta");
   factored_ = false;
+  at_theta_ = AtTheta();
   user_current_ = false;
   Vector working(theta.size());
   Index k = 0;
@@ -441,6 +444,7 @@ void Model::set_theta(Eigen::Ref<const Vector> theta) {
 void Model::set_working_theta(Eigen::Ref<const Vector> working) {
   check_theta(working, ntheta(), "the working theta");
   factored_ = false;
+  at_theta_ = AtTheta();
   user_current_ = false;
   working_theta_ = working;
   factor_working();
@@ -452,6 +456,7 @@ void Model::factor_working() {
     theta_to_lambda(A_.shapes[t], working_theta_.data() + k, lambda_[t]);
     k += A_.shapes[t].ntheta();
   }
+  at_theta_ = AtTheta();
   L_.factor(A_, lambda_);
   factored_ = true;
 }
@@ -671,10 +676,11 @@ std::vector<Matrix> Model::logdet_terms_diagonal(bool reml) const {
 
 Model::LambdaGradients Model::lambda_gradients(bool reml) const {
   require_factored();
+  if (at_theta_.gradients && at_theta_.reml == reml) return at_theta_.G;
   const Index K = nterms();
-  Vector u, beta;
-  factor().solve_u_beta(u, beta);
-  const Vector ze = residual_crossprod(beta, working_b(u));
+  solve_working();
+  const Vector& u = at_theta_.u;
+  const Vector ze = residual_crossprod(at_theta_.beta, working_b(u));
   const std::vector<Matrix> D = L_.prefix_independent() && invertible_or_zero(lambda_)
                                     ? logdet_terms_diagonal(reml)
                                     : logdet_terms_selected(reml);
@@ -696,6 +702,9 @@ Model::LambdaGradients Model::lambda_gradients(bool reml) const {
       }
     off += s.q();
   }
+  at_theta_.gradients = true;
+  at_theta_.reml = reml;
+  at_theta_.G = G;
   return G;
 }
 
@@ -735,8 +744,19 @@ const BlockedCholesky& Model::factor() const {
   return L_;
 }
 
+void Model::solve_working() const {
+  require_factored();
+  if (at_theta_.solved) return;
+  const BlockedCholesky& L = factor();
+  L.solve_u_beta(at_theta_.u, at_theta_.beta);
+  at_theta_.LX = L.LX();
+  at_theta_.solved = true;
+}
+
 void Model::solve(Vector& u, Vector& beta) const {
-  factor().solve_u_beta(u, beta);
+  solve_working();
+  u = at_theta_.u;
+  beta = at_theta_.beta;
   // b = T λ̃ ũ = λ Q' ũ per level (T⁻¹λ = λ̃Q): the caller's û is Q' ũ.
   update_user();
   Index off = 0;
@@ -783,7 +803,8 @@ Matrix Model::vcov_beta(bool reml) const {
   require_factored();
   const Index p = A_.p;
   Matrix Linv = Matrix::Identity(p, p);
-  factor().LX().triangularView<Eigen::Lower>().solveInPlace(Linv);
+  solve_working();
+  at_theta_.LX.triangularView<Eigen::Lower>().solveInPlace(Linv);
   const double s = sigma(reml);
   return s * s * (Linv.transpose() * Linv);
 }

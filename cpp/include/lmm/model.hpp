@@ -199,6 +199,8 @@ class Model {
   std::vector<Matrix> logdet_terms_diagonal(bool reml) const;
   // The factor at the current θ, recomputed when gradient() used its storage.
   const BlockedCholesky& factor() const;
+  // ũ, β̂ and L_X at the current θ̃, from the factor once per θ̃ (at_theta_).
+  void solve_working() const;
 
   // The weight of r²'s gradient in the criterion's: dof / r², or 1/σ² for a known σ.
   double pwrss_weight(bool reml) const;
@@ -219,6 +221,19 @@ class Model {
   mutable std::vector<Matrix> rotation_;
   mutable bool user_current_ = false;
   bool factored_ = false;
+  // What the current θ̃'s factor gave before a gradient used its storage: the
+  // fit's results at its optimum (solve(), vcov_beta(), gradient() after the
+  // optimizer's working gradient there) then need no second factorization and
+  // no second inverse of the dense block. Cleared with every new θ̃ or response.
+  struct AtTheta {
+    bool solved = false;
+    Vector u, beta;  // ũ and β̂
+    Matrix LX;       // the X rows' diagonal block of L (p × p, lower)
+    bool gradients = false;
+    bool reml = false;
+    LambdaGradients G;
+  };
+  mutable AtTheta at_theta_;
 };
 
 }  // namespace lmm
