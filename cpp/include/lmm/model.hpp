@@ -209,7 +209,8 @@ class Model {
   double sigma_ = 0.0;  // known σ, or 0
   Crossprod A_;
   // gradient() forms the inverse of the dense block in L's own storage (no
-  // second matrix of that size); solve() and vcov_beta() refactor afterwards.
+  // second matrix of that size); what solve() and vcov_beta() need is kept
+  // before (at_theta_), other uses of the factor refactor afterwards.
   mutable BlockedCholesky L_;
   std::vector<Matrix> lambda_;  // λ̃ per term (working coordinates)
   mutable SelectedInverse W_;  // workspace of gradient(), reused between calls
