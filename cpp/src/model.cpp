@@ -443,6 +443,9 @@ void Model::set_theta(Eigen::Ref<const Vector> theta) {
 
 void Model::set_working_theta(Eigen::Ref<const Vector> working) {
   check_theta(working, ntheta(), "the working theta");
+  // The same θ̃ again (a summary's centre, the fit's optimum): the factor and
+  // what was kept from it serve.
+  if (factored_ && working == working_theta_) return;
   factored_ = false;
   at_theta_ = AtTheta();
   user_current_ = false;
@@ -679,6 +682,7 @@ Model::LambdaGradients Model::lambda_gradients(bool reml) const {
   if (at_theta_.gradients && at_theta_.reml == reml) return at_theta_.G;
   const Index K = nterms();
   solve_working();
+  factor();  // the log-determinant terms below use the factor's storage (refactored if a gradient used it)
   const Vector& u = at_theta_.u;
   const Vector ze = residual_crossprod(at_theta_.beta, working_b(u));
   const std::vector<Matrix> D = L_.prefix_independent() && invertible_or_zero(lambda_)

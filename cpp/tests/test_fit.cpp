@@ -196,6 +196,31 @@ void check_crossed_consistency() {
   const Vector b = model.b(u);
   check_close("crossed: b of term 0", r.b[0](3, 1), b[3 * 2 + 1], 1e-14);
   check_close("crossed: b of term 1", r.b[1](5, 0), b[80 + 5], 1e-14);
+
+  // What the model keeps at its θ̃ (solution, L_X, λ gradients) serves after a
+  // gradient used the factor's storage, and the same θ̃ set again keeps it:
+  // the values of a fresh model at that θ̃, in either order of the calls.
+  const Vector w = model.working_theta(), wf = w * 1.01;
+  lmm::Model fresh(terms, X, y);
+  fresh.set_working_theta(wf);
+  const Vector gf = fresh.working_gradient(true);
+  Vector uf, betaf;
+  fresh.solve(uf, betaf);
+  const Matrix vf = fresh.vcov_beta(true);
+  model.set_working_theta(wf);
+  const Vector gw = model.working_gradient(true);
+  model.set_working_theta(wf);
+  check_close("kept: criterion", model.objective(true), fresh.objective(true), 1e-14);
+  check_close("kept: gradient", (model.working_gradient(true) - gf).norm(), 0.0, 1e-12 * gf.norm());
+  check_close("kept: gradient twice", (gw - gf).norm(), 0.0, 1e-12 * gf.norm());
+  check_close("kept: user gradient", (model.gradient(true) - fresh.gradient(true)).norm(), 0.0, 1e-12 * gf.norm());
+  check_close("kept: ML gradient", (model.gradient(false) - fresh.gradient(false)).norm(), 0.0, 1e-12 * gf.norm());
+  model.solve(u, beta);
+  check_close("kept: u", (u - uf).norm(), 0.0, 1e-12 * uf.norm());
+  check_close("kept: beta", (beta - betaf).norm(), 0.0, 1e-12 * betaf.norm());
+  check_close("kept: vcov", (model.vcov_beta(true) - vf).norm(), 0.0, 1e-12 * vf.norm());
+  model.set_working_theta(w);
+  check_close("kept: criterion back at the optimum", model.objective(true), r.criterion, 1e-14);
 }
 
 // lme4's term order (mkReTrms): terms already in non-increasing order of
