@@ -125,6 +125,13 @@ def test_fits_run_blas_on_one_thread_and_thread_only_large_dense_blocks(monkeypa
             assert blas() == {1} and _core.dense_threads() == 1
         with _threads.dense_blas(_threads.THREADED_ORDER):
             assert blas() == {1} and _core.dense_threads() == 2
+            # Nested (an evaluation inside a summary's differences): the outer block's
+            # user threads, not the one BLAS thread it left.
+            with _threads.dense_blas(_threads.THREADED_ORDER):
+                assert blas() == {1} and _core.dense_threads() == 2
+            with _threads.dense_blas(10):
+                assert _core.dense_threads() == 1
+            assert blas() == {1} and _core.dense_threads() == 2
         assert blas() == before and _core.dense_threads() == 1
 
 

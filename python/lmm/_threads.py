@@ -13,6 +13,7 @@ threadpoolctl; one per core by default), waiting on joins, not spinning.
 from __future__ import annotations
 
 import contextlib
+import threading
 from typing import TYPE_CHECKING, Iterator, Optional
 
 from . import _core as core
@@ -50,15 +51,29 @@ def user_threads() -> int:
     return max(blas, default=1)
 
 
+# The user's BLAS threads, as the outermost dense_blas of this thread found them.
+_OUTER = threading.local()
+
+
 @contextlib.contextmanager
 def dense_blas(tail_size: int) -> Iterator[None]:
     """BLAS on one thread inside the ``with`` block, and the core's dense kernels on the
-    user's BLAS threads for a dense tail of ``tail_size`` >= THREADED_ORDER columns."""
-    threads = user_threads() if tail_size >= THREADED_ORDER else 1
+    user's BLAS threads for a dense tail of ``tail_size`` >= THREADED_ORDER columns.
+
+    Nested blocks (an evaluation inside a summary's differences) take the user's threads
+    from the outermost one: BLAS is limited to one thread by then."""
+    user = getattr(_OUTER, "threads", None)
+    nested = user is not None
+    if not nested:
+        user = user_threads()
+    threads = user if tail_size >= THREADED_ORDER else 1
     before = core.dense_threads()
-    with blas_limit(1):
+    with contextlib.nullcontext() if nested else blas_limit(1):
+        _OUTER.threads = user
         core.set_dense_threads(threads)
         try:
             yield
         finally:
             core.set_dense_threads(before)
+            if not nested:
+                del _OUTER.threads
