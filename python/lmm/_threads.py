@@ -62,10 +62,9 @@ def dense_blas(tail_size: int) -> Iterator[None]:
 
     Nested blocks (an evaluation inside a summary's differences) take the user's threads
     from the outermost one: BLAS is limited to one thread by then."""
-    user = getattr(_OUTER, "threads", None)
-    nested = user is not None
-    if not nested:
-        user = user_threads()
+    outer: Optional[int] = getattr(_OUTER, "threads", None)
+    nested = outer is not None
+    user = outer if outer is not None else user_threads()
     threads = user if tail_size >= THREADED_ORDER else 1
     before = core.dense_threads()
     with contextlib.nullcontext() if nested else blas_limit(1):
