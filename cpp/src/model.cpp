@@ -426,7 +426,6 @@ Vector Model::to_user(Eigen::Ref<const Vector> working) const {
 void Model::set_theta(Eigen::Ref<const Vector> theta) {
   check_theta(theta, ntheta(), "theta");
   factored_ = false;
-  at_theta_ = AtTheta();
   user_current_ = false;
   Vector working(theta.size());
   Index k = 0;
@@ -447,7 +446,6 @@ void Model::set_working_theta(Eigen::Ref<const Vector> working) {
   // what was kept from it serve.
   if (factored_ && working == working_theta_) return;
   factored_ = false;
-  at_theta_ = AtTheta();
   user_current_ = false;
   working_theta_ = working;
   factor_working();

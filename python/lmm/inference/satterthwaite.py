@@ -83,11 +83,12 @@ def satterthwaite_setup(res, progress: bool | None = None, verbose: bool = False
     # sides; the working coordinates only scale such terms) are differentiated through a
     # logistic map of their interval, so that the steps stay inside it; the df do not
     # depend on the parameterization. Parameters on such a bound are held there (known).
-    theta0 = model.working_from_theta(res.par)
     if np.array_equal(np.asarray(model.core.theta), res.par):
         # The core is still at the fit's optimum: its own θ̃ there (the round trip through
         # θ may change a last bit), whose factor and gradient the centre's terms reuse.
         theta0 = np.asarray(model.core.working_theta)
+    else:
+        theta0 = model.working_from_theta(res.par)
     lower, upper = model.theta_lower, model.theta_upper
     corr = np.isfinite(lower) & np.isfinite(upper)
     width = np.where(corr, upper - lower, 1.0)
