@@ -95,13 +95,15 @@ void eigen_lauum_lower(Eigen::Ref<Matrix> A) {
   eigen_lauum_lower(A.bottomRightCorner(n - h, n - h));
 }
 
-// Threaded kernels: recursive 2 × 2 splits of the block down to leaves of
-// kLeafOrder, each step's BLAS-3 product divided into kChunksPerThread ×
-// threads independent parts of equal flops, which the threads take as they
-// come free (parallel_for; the BLAS itself on one thread). The recursions are
-// LAPACK's (potrf, trtri, lauum) with the products split.
+// Threaded kernels: the inverse and lauum by recursive 2 × 2 splits of the
+// block down to leaves of kLeafOrder (LAPACK's recursions), the Cholesky
+// factor by panels with a look-ahead; each step's BLAS-3 product divided into
+// kChunksPerThread × threads independent parts of equal flops, which the
+// threads take as they come free (parallel_for; the BLAS itself on one thread).
 constexpr Index kLeafOrder = 256;
 constexpr int kChunksPerThread = 3;
+// Columns of a panel of the threaded Cholesky.
+constexpr Index kPanelWidth = 128;
 // Leaves of the one-thread recursive inverse (invert_lower).
 constexpr Index kSerialLeafOrder = 128;
 
@@ -118,6 +120,13 @@ struct Threaded {
 
   int chunks() const { return threads > 1 ? kChunksPerThread * threads : 1; }
   void parts(const std::function<void(long)>& f) const { parallel_for(chunks(), threads, f); }
+  // Column c_j = m (1 − √(1 − j/chunks)) of a lower triangle of order m
+  // leaves j/chunks of its area before it.
+  Index area_edge(Index m, long j) const {
+    const long n = chunks();
+    const double rest = std::sqrt(1.0 - static_cast<double>(j) / static_cast<double>(n));
+    return j >= n ? m : static_cast<Index>(static_cast<double>(m) * (1.0 - rest));
+  }
   // Part `i` of [0, n) in chunks() even ranges.
   std::pair<Index, Index> range(Index n, long i) const { return {n * i / chunks(), n * (i + 1) / chunks()}; }
 
@@ -126,13 +135,7 @@ struct Threaded {
   // triangle, each a syrk on its diagonal block and a gemm below it.
   void syrk(char trans, Index m, Index kk, double alpha, Block P, Block C) const {
     parts([&](long i) {
-      // Column c_j = m (1 − √(1 − j/chunks)) leaves j/chunks of the triangle's area before it.
-      const long n = chunks();
-      auto edge = [&](long j) {
-        const double rest = std::sqrt(1.0 - static_cast<double>(j) / static_cast<double>(n));
-        return j == n ? m : static_cast<Index>(static_cast<double>(m) * (1.0 - rest));
-      };
-      const Index c0 = edge(i), c1 = edge(i + 1);
+      const Index c0 = area_edge(m, i), c1 = area_edge(m, i + 1);
       if (c1 <= c0) return;
       char lo = 'L', nt = 'N', tr = 'T';
       int w = static_cast<int>(c1 - c0), below = static_cast<int>(m - c1), kd = static_cast<int>(kk);
@@ -173,18 +176,50 @@ struct Threaded {
     });
   }
 
+  // Right-looking by panels of kPanelWidth columns with a look-ahead of one:
+  // while panel k's update of the columns after panel k + 1 is divided among
+  // the threads, the first chunk updates panel k + 1 alone and factors it
+  // (potrf of its diagonal block, trsm of the rows below), so the panels'
+  // serial work overlaps the updates instead of waiting for them (the
+  // recursive split ran the leaves' potrf and each step's trsm between joins:
+  // 1,145 columns on two threads 8.9 → 7.4 ms, against 12.6 on one; 3,708
+  // columns 275 → 255 ms with the rest of an evaluation).
   bool cholesky(Block A, Index n) const {
-    if (n <= kLeafOrder) {
-      char lo = 'L';
-      int nn = static_cast<int>(n), info = 0;
-      k.potrf(&lo, &nn, A.a, &A.ld, &info);
-      return info == 0;
+    auto factor_panel = [&](Index c0, Index c1) {
+      char lo = 'L', rt = 'R', tr = 'T', nd = 'N';
+      int w = static_cast<int>(c1 - c0), below = static_cast<int>(n - c1), info = 0;
+      double one = 1.0;
+      k.potrf(&lo, &w, A.at(c0, c0), &A.ld, &info);
+      if (info != 0) return false;
+      if (below > 0) k.trsm(&rt, &lo, &tr, &nd, &below, &w, &one, A.at(c0, c0), &A.ld, A.at(c1, c0), &A.ld);
+      return true;
+    };
+    // Columns [c0, c1) (rows c0 on) less the products of panel [p0, p1)'s rows.
+    auto update = [&](Index p0, Index p1, Index c0, Index c1) {
+      char lo = 'L', nt = 'N', tr = 'T';
+      int w = static_cast<int>(c1 - c0), below = static_cast<int>(n - c1), kd = static_cast<int>(p1 - p0);
+      double one = 1.0, minus = -1.0;
+      k.syrk(&lo, &nt, &w, &kd, &minus, A.at(c0, p0), &A.ld, &one, A.at(c0, c0), &A.ld);
+      if (below > 0)
+        k.gemm(&nt, &tr, &below, &w, &kd, &minus, A.at(c1, p0), &A.ld, A.at(c0, p0), &A.ld, &one, A.at(c1, c0), &A.ld);
+    };
+    if (!factor_panel(0, std::min(kPanelWidth, n))) return false;
+    std::atomic<bool> ok{true};
+    for (Index p0 = 0; p0 + kPanelWidth < n; p0 += kPanelWidth) {
+      const Index p1 = p0 + kPanelWidth, p2 = std::min(p1 + kPanelWidth, n), m = n - p2;
+      const long rest = m > 0 ? chunks() : 0;
+      parallel_for(1 + rest, threads, [&](long i) {
+        if (i == 0) {
+          update(p0, p1, p1, p2);
+          if (!factor_panel(p1, p2)) ok = false;
+          return;
+        }
+        const Index c0 = p2 + area_edge(m, i - 1), c1 = p2 + area_edge(m, i);
+        if (c1 > c0) update(p0, p1, c0, c1);
+      });
+      if (!ok) return false;
     }
-    const Index h = n / 2, r = n - h;
-    if (!cholesky(A, h)) return false;
-    trsm('R', 'T', r, h, 1.0, A, {A.at(h, 0), A.ld});           // L21 = A21 L11⁻ᵀ
-    syrk('N', r, h, -1.0, {A.at(h, 0), A.ld}, {A.at(h, h), A.ld});  // A22 − L21 L21ᵀ
-    return cholesky({A.at(h, h), A.ld}, r);
+    return true;
   }
   void invert(Block L, Index n, Index leaf = kLeafOrder) const {
     if (n <= leaf) {

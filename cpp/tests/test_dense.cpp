@@ -1,10 +1,11 @@
 // The threaded dense kernels (dense.hpp): with reference BLAS/LAPACK routines
-// written on Eigen installed by set_lapack, the recursive splits over 1, 2 and
-// 3 threads give the factor, inverse and product Eigen gives, on orders that
-// split unevenly; a matrix that is not positive definite is reported. The
-// pool behind them (parallel.hpp) runs every chunk once, also when loops of
-// several threads use it at the same time, and backs off to the calling
-// thread after a loop whose worker held it up.
+// written on Eigen installed by set_lapack, the recursive splits and the
+// panels over 1, 2 and 3 threads give the factor, inverse and product Eigen
+// gives, on orders that split unevenly; a matrix that is not positive definite
+// is reported wherever its failing pivot lies. The pool behind them
+// (parallel.hpp) runs every chunk once, also when loops of several threads use
+// it at the same time, and backs off to the calling thread after a loop whose
+// worker held it up.
 #include <Eigen/Dense>
 #include <atomic>
 #include <chrono>
@@ -132,9 +133,12 @@ int main() {
       Matrix P = L;
       lmm::lauum_lower(P);
       check("L'L equals Eigen's" + at, lower_diff(P, LtL) < 1e-13);
-      Matrix N = S;
-      N(n - 3, n - 3) = -1.0;
-      check("not positive definite is reported" + at, !lmm::cholesky_lower(N));
+      // A negative pivot in the first panel, in one factored ahead, in the last.
+      for (const Index bad : {Index{5}, n / 3, n - 3}) {
+        Matrix N = S;
+        N(bad, bad) = -1.0;
+        check("not positive definite is reported" + at + " at " + std::to_string(bad), !lmm::cholesky_lower(N));
+      }
     }
   }
   lmm::set_dense_threads(1);
