@@ -264,11 +264,16 @@ class CoreModel:
 
     # X_c = X S with S = I − e₀ x_center' (unit upper triangular: the intercept is
     # column 0), y_c = y − X_c y_coef: β = S (β_c + y_coef) and Var(β) = S Var(β_c) S'.
+    # (Made once: every deviance_terms of a summary's differences converts Var(β̂).)
     def _S(self) -> np.ndarray:
-        p = self._X.shape[1]
-        S = np.eye(p)
-        if p and np.any(self._x_center):
-            S[0, :] -= self._x_center
+        S = self.__dict__.get("_S_made")
+        if S is None:
+            p = self._X.shape[1]
+            S = np.eye(p)
+            if p and np.any(self._x_center):
+                S[0, :] -= self._x_center
+            S.setflags(write=False)
+            self._S_made = S
         return S
 
     def beta_from_core(self, beta_core: np.ndarray) -> np.ndarray:

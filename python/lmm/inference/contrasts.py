@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+from scipy import special, stats
 from scipy.linalg import solve_triangular
 
 from .anova_contrasts import anova_contrasts, check_type
@@ -82,8 +82,8 @@ def coef_table(res, ddf: str | None = "Satterthwaite") -> pd.DataFrame:
         DataFrame indexed by fixed effect.
     """
     method = check_ddf(ddf)
-    names = list(res.fixef.index)
-    beta = res.fixef.to_numpy()
+    names = list(res.model.design.xnames)
+    beta = np.array(res.solution.beta)
     if method is None:
         se = res.se.to_numpy()
         return pd.DataFrame({"Estimate": beta, "Std. Error": se, "t value": beta / se}, index=names)
@@ -95,7 +95,13 @@ def coef_table(res, ddf: str | None = "Satterthwaite") -> pd.DataFrame:
     df = np.array([r[1] for r in rows])
     t = beta / se
     return pd.DataFrame({"Estimate": beta, "Std. Error": se, "df": df, "t value": t,
-                         "Pr(>|t|)": 2 * stats.t.sf(np.abs(t), df)}, index=names)
+                         "Pr(>|t|)": _two_sided_p(t, df)}, index=names)
+
+
+def _two_sided_p(t, df):
+    """Pr(>|t|) of Student's t with ``df`` (scipy's t.sf without its distribution
+    machinery's ~50 µs a call: the summary's p column)."""
+    return 2 * special.stdtr(df, -np.abs(t))
 
 
 def _contrast_var_df(res, L: np.ndarray, method: str) -> tuple[float, float]:
@@ -129,7 +135,7 @@ def contrast_test(res, L, rhs=0.0, ddf: str | None = "Satterthwaite", joint: boo
             var, df = _contrast_var_df(res, L[i], method)
             est = float(L[i] @ beta)
             t = (est - rhs[i]) / math.sqrt(var)
-            rows.append((est, math.sqrt(var), df, t, 2 * stats.t.sf(abs(t), df)))
+            rows.append((est, math.sqrt(var), df, t, float(_two_sided_p(t, df))))
         return pd.DataFrame(rows, columns=["Estimate", "Std. Error", "df", "t value", "Pr(>|t|)"])
     row = _contest_md(res, L, rhs, method)
     return pd.DataFrame([row if row is not None else (np.nan,) * len(_F_COLUMNS)], columns=_F_COLUMNS)

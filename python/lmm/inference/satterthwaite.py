@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass, field
+from typing import Callable, Optional
 
 import numpy as np
 
@@ -32,24 +34,57 @@ class Satterthwaite:
     columns centred and scaled, :meth:`~lmm.model.LinearMixedModel.working_from_theta`),
     where numerical differentiation is well conditioned whatever the offsets of the
     columns; the df, invariant to the parameterization, come from those. The user's
-    (θ, σ) versions (lmerTest's) follow by the chain rule.
+    (θ, σ) versions (lmerTest's) follow by the chain rule, when first read.
 
     Attributes:
         vcov_beta: p × p covariance of β̂.
         vcov_varpar: covariance of (θ, σ) from the Hessian of the deviance.
         jacobian: list over (θ, σ) of p × p derivatives of Var(β̂).
         hessian: the Hessian itself, in (θ, σ).
-        working_vcov_varpar, working_jacobian: the same in (θ̃, σ).
+        working_vcov_varpar, working_jacobian, working_hessian: the same in (θ̃, σ).
+        to_working, theta: the map θ ↦ θ̃ and the fit's θ (for the chain rule).
         notes: messages about the Hessian (non-positive eigenvalues, in (θ̃, σ)), as lmerTest's warnings.
     """
 
     vcov_beta: np.ndarray
-    vcov_varpar: np.ndarray
-    jacobian: list
-    hessian: np.ndarray
     working_vcov_varpar: np.ndarray
     working_jacobian: list
+    working_hessian: np.ndarray
     notes: list = field(default_factory=list)
+    # θ ↦ θ̃ (the model's working_from_theta) and the fit's θ, for the chain rule.
+    to_working: Optional[Callable[[np.ndarray], np.ndarray]] = field(default=None, repr=False)
+    theta: Optional[np.ndarray] = field(default=None, repr=False)
+
+    @functools.cached_property
+    def _A(self) -> np.ndarray:
+        """A = ∂(θ̃, σ)/∂(θ, σ) at the fit (the map is smooth and cheap: one Richardson step
+        differentiates it to rounding)."""
+        A = np.eye(self.working_hessian.shape[0])
+        if self.to_working is not None and self.theta is not None and self.theta.size:
+            m = self.theta.size
+            A[:m, :m] = jacobian_richardson(self.to_working, self.theta, r=2)
+        return A
+
+    @functools.cached_property
+    def vcov_varpar(self) -> np.ndarray:
+        """Covariance of (θ, σ): B (2H⁻¹) B' in the working one's terms."""
+        # B = ∂(θ, σ)/∂(θ̃, σ) = A⁻¹. (At a singular fit the map is not invertible: a λ
+        # with a zero column has no unique rotation; the pseudo-inverse's then. The df do
+        # not use B.)
+        B = np.linalg.pinv(self._A)
+        return B @ self.working_vcov_varpar @ B.T
+
+    @functools.cached_property
+    def jacobian(self) -> list:
+        """∂Var(β̂)/∂(θ, σ), one p × p matrix per parameter."""
+        p = self.vcov_beta.shape[0]
+        J = np.column_stack([j.ravel() for j in self.working_jacobian]) @ self._A
+        return [J[:, i].reshape(p, p) for i in range(J.shape[1])]
+
+    @functools.cached_property
+    def hessian(self) -> np.ndarray:
+        """The deviance's Hessian in (θ, σ)."""
+        return self._A.T @ self.working_hessian @ self._A
 
 
 def satterthwaite_setup(res, progress: bool | None = None, verbose: bool = False) -> Satterthwaite:
@@ -171,18 +206,9 @@ def satterthwaite_setup(res, progress: bool | None = None, verbose: bool = False
     pos = evals > HESSIAN_TOL
     hinv = np.zeros((m + 1, m + 1))
     hinv[np.ix_(xfree, xfree)] = (evecs[:, pos] / evals[pos]) @ evecs[:, pos].T
-    # The user's (θ, σ) by the chain rule through A = ∂θ̃/∂θ and B = ∂θ/∂θ̃ = A⁻¹ (the
-    # map is smooth and cheap: one Richardson step differentiates it to rounding).
-    A = np.eye(m + 1)
-    A[:m, :m] = jacobian_richardson(model.working_from_theta, res.par, r=2)
-    # (At a singular fit the map is not invertible: a λ with a zero column has no unique
-    # rotation. The df above do not use B; the user's Cov(varpar) is then the pseudo-inverse's.)
-    B = np.linalg.pinv(A)
-    JU = J @ A
-    return Satterthwaite(vcov_beta=res.vcov.to_numpy(), vcov_varpar=B @ (2 * hinv) @ B.T,
-                         jacobian=[JU[:, i].reshape(p, p) for i in range(m + 1)], hessian=A.T @ H @ A,
-                         working_vcov_varpar=2 * hinv,
-                         working_jacobian=[J[:, i].reshape(p, p) for i in range(m + 1)], notes=notes)
+    return Satterthwaite(vcov_beta=np.array(res.solution.vcov), working_vcov_varpar=2 * hinv,
+                         working_jacobian=[J[:, i].reshape(p, p) for i in range(m + 1)], working_hessian=H,
+                         notes=notes, to_working=model.working_from_theta, theta=np.array(res.par))
 
 
 def variance_and_df(s: Satterthwaite, L: np.ndarray) -> tuple[float, float]:

@@ -131,19 +131,19 @@ def _parts(res, ddf: str | None) -> _Parts:
         out.fixed_align = ["l", "r", "r", "r"]
     else:
         rows = [["", "Estimate", "Std. Error", "df", "t value", "Pr(>|t|)", ""]]
-        for name, r in table.iterrows():
-            rows.append([name, _g(r["Estimate"], 6), _g(r["Std. Error"], 5), f"{r['df']:.3f}",
-                         f"{r['t value']:.3f}", _format_pval(r["Pr(>|t|)"]), _stars(r["Pr(>|t|)"])])
+        columns = [table[c].to_numpy() for c in ("Estimate", "Std. Error", "df", "t value", "Pr(>|t|)")]
+        for name, est, s, df, t, pval in zip(table.index, *columns):
+            rows.append([name, _g(est, 6), _g(s, 5), f"{df:.3f}", f"{t:.3f}", _format_pval(pval), _stars(pval)])
         out.fixed_align = ["l", "r", "r", "r", "r", "r", "l"]
         out.signif = True
     out.fixed_rows = rows
-    if len(res.fixef) > 1:
-        v = res.vcov.to_numpy()
+    if len(res.model.design.xnames) > 1:
+        v = np.array(res.solution.vcov)
         d = np.sqrt(np.diag(v))
         corr = v / np.outer(d, d)
-        abbrev = [_abbreviate(n) for n in res.fixef.index]
+        abbrev = [_abbreviate(n) for n in res.model.design.xnames]
         out.corr_rows = [[""] + abbrev[:-1]]
-        for i, name in enumerate(res.fixef.index):
+        for i, name in enumerate(res.model.design.xnames):
             if i:
                 out.corr_rows.append([name] + [f"{corr[i, j]:.3f}" for j in range(i)] + [""] * (len(abbrev) - 1 - i))
     if res.singular:
