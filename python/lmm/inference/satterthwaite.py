@@ -57,7 +57,7 @@ class Satterthwaite:
 
     @functools.cached_property
     def _A(self) -> np.ndarray:
-        """A = ∂(θ̃, σ)/∂(θ, σ) at the fit (the map is smooth and cheap: one Richardson step
+        """A = ∂(θ̃, σ)/∂(θ, σ) at the fit (the map is smooth and cheap; one Richardson step
         differentiates it to rounding)."""
         A = np.eye(self.working_hessian.shape[0])
         if self.to_working is not None and self.theta is not None and self.theta.size:
@@ -67,7 +67,7 @@ class Satterthwaite:
 
     @functools.cached_property
     def vcov_varpar(self) -> np.ndarray:
-        """Covariance of (θ, σ): B (2H⁻¹) B' in the working one's terms."""
+        """The covariance of (θ, σ), B (2H⁻¹) B' from the working one."""
         # B = ∂(θ, σ)/∂(θ̃, σ) = A⁻¹. (At a singular fit the map is not invertible: a λ
         # with a zero column has no unique rotation; the pseudo-inverse's then. The df do
         # not use B.)
