@@ -134,22 +134,23 @@ struct Threaded {
   // (trans 'T', P kk × m): column blocks of C with equal areas of its lower
   // triangle, each a syrk on its diagonal block and a gemm below it.
   void syrk(char trans, Index m, Index kk, double alpha, Block P, Block C) const {
-    parts([&](long i) {
-      const Index c0 = area_edge(m, i), c1 = area_edge(m, i + 1);
-      if (c1 <= c0) return;
-      char lo = 'L', nt = 'N', tr = 'T';
-      int w = static_cast<int>(c1 - c0), below = static_cast<int>(m - c1), kd = static_cast<int>(kk);
-      double one = 1.0;
-      if (trans == 'N') {
-        k.syrk(&lo, &nt, &w, &kd, &alpha, P.at(c0, 0), &P.ld, &one, C.at(c0, c0), &C.ld);
-        if (below > 0)
-          k.gemm(&nt, &tr, &below, &w, &kd, &alpha, P.at(c1, 0), &P.ld, P.at(c0, 0), &P.ld, &one, C.at(c1, c0), &C.ld);
-      } else {
-        k.syrk(&lo, &tr, &w, &kd, &alpha, P.at(0, c0), &P.ld, &one, C.at(c0, c0), &C.ld);
-        if (below > 0)
-          k.gemm(&tr, &nt, &below, &w, &kd, &alpha, P.at(0, c1), &P.ld, P.at(0, c0), &P.ld, &one, C.at(c1, c0), &C.ld);
-      }
-    });
+    parts([&](long i) { syrk_columns(trans, m, kk, alpha, P, C, area_edge(m, i), area_edge(m, i + 1)); });
+  }
+  // The same on columns [c0, c1) of C alone, on this thread.
+  void syrk_columns(char trans, Index m, Index kk, double alpha, Block P, Block C, Index c0, Index c1) const {
+    if (c1 <= c0) return;
+    char lo = 'L', nt = 'N', tr = 'T';
+    int w = static_cast<int>(c1 - c0), below = static_cast<int>(m - c1), kd = static_cast<int>(kk);
+    double one = 1.0;
+    if (trans == 'N') {
+      k.syrk(&lo, &nt, &w, &kd, &alpha, P.at(c0, 0), &P.ld, &one, C.at(c0, c0), &C.ld);
+      if (below > 0)
+        k.gemm(&nt, &tr, &below, &w, &kd, &alpha, P.at(c1, 0), &P.ld, P.at(c0, 0), &P.ld, &one, C.at(c1, c0), &C.ld);
+    } else {
+      k.syrk(&lo, &tr, &w, &kd, &alpha, P.at(0, c0), &P.ld, &one, C.at(c0, c0), &C.ld);
+      if (below > 0)
+        k.gemm(&tr, &nt, &below, &w, &kd, &alpha, P.at(0, c1), &P.ld, P.at(0, c0), &P.ld, &one, C.at(c1, c0), &C.ld);
+    }
   }
   // B (m × nb) ← alpha · op(L)⁻¹ B (side 'L') or alpha · B op(L)⁻¹ (side 'R'),
   // L lower triangular; the columns (side 'L') or rows (side 'R') of B split.
@@ -196,12 +197,7 @@ struct Threaded {
     };
     // Columns [c0, c1) (rows c0 on) less the products of panel [p0, p1)'s rows.
     auto update = [&](Index p0, Index p1, Index c0, Index c1) {
-      char lo = 'L', nt = 'N', tr = 'T';
-      int w = static_cast<int>(c1 - c0), below = static_cast<int>(n - c1), kd = static_cast<int>(p1 - p0);
-      double one = 1.0, minus = -1.0;
-      k.syrk(&lo, &nt, &w, &kd, &minus, A.at(c0, p0), &A.ld, &one, A.at(c0, c0), &A.ld);
-      if (below > 0)
-        k.gemm(&nt, &tr, &below, &w, &kd, &minus, A.at(c1, p0), &A.ld, A.at(c0, p0), &A.ld, &one, A.at(c1, c0), &A.ld);
+      syrk_columns('N', n, p1 - p0, -1.0, {A.at(0, p0), A.ld}, A, c0, c1);
     };
     if (!factor_panel(0, std::min(kPanelWidth, n))) return false;
     std::atomic<bool> ok{true};

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import functools
 import math
 import warnings
 from dataclasses import dataclass
@@ -265,26 +266,24 @@ class CoreModel:
     # X_c = X S with S = I − e₀ x_center' (unit upper triangular: the intercept is
     # column 0), y_c = y − X_c y_coef: β = S (β_c + y_coef) and Var(β) = S Var(β_c) S'.
     # (Made once: every deviance_terms of a summary's differences converts Var(β̂).)
+    @functools.cached_property
     def _S(self) -> np.ndarray:
-        S = self.__dict__.get("_S_made")
-        if S is None:
-            p = self._X.shape[1]
-            S = np.eye(p)
-            if p and np.any(self._x_center):
-                S[0, :] -= self._x_center
-            S.setflags(write=False)
-            self._S_made = S
+        p = self._X.shape[1]
+        S = np.eye(p)
+        if p and np.any(self._x_center):
+            S[0, :] -= self._x_center
+        S.setflags(write=False)
         return S
 
     def beta_from_core(self, beta_core: np.ndarray) -> np.ndarray:
         """β̂ for the user's X from the core's β̂ for the shifted problem (p,)."""
         beta_core = np.asarray(beta_core, dtype=np.float64)
-        return self._S() @ (beta_core + self._y_coef) if beta_core.size else beta_core.copy()
+        return self._S @ (beta_core + self._y_coef) if beta_core.size else beta_core.copy()
 
     def vcov_from_core(self, vcov_core: np.ndarray) -> np.ndarray:
         """Var(β̂) for the user's X from the core's (p × p)."""
         vcov_core = np.asarray(vcov_core, dtype=np.float64)
-        S = self._S()
+        S = self._S
         return S @ vcov_core @ S.T if vcov_core.size else vcov_core.copy()
 
     def set_response(self, y: np.ndarray) -> None:
@@ -393,7 +392,7 @@ class CoreModel:
 
     def fixed_basis(self) -> np.ndarray:
         """S (p × p) of the shift's fixed effects: X_c = X S, β = S β_c (unit upper triangular)."""
-        return self._S()
+        return self._S
 
     def is_singular(self, theta) -> bool:
         """lme4's isSingular at ``theta``, judged in the working coordinates: a diagonal entry of λ̃

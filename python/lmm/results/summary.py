@@ -137,13 +137,14 @@ def _parts(res, ddf: str | None) -> _Parts:
         out.fixed_align = ["l", "r", "r", "r", "r", "r", "l"]
         out.signif = True
     out.fixed_rows = rows
-    if len(res.model.design.xnames) > 1:
+    xnames = res.model.design.xnames
+    if len(xnames) > 1:
         v = np.array(res.solution.vcov)
         d = np.sqrt(np.diag(v))
         corr = v / np.outer(d, d)
-        abbrev = [_abbreviate(n) for n in res.model.design.xnames]
+        abbrev = [_abbreviate(n) for n in xnames]
         out.corr_rows = [[""] + abbrev[:-1]]
-        for i, name in enumerate(res.model.design.xnames):
+        for i, name in enumerate(xnames):
             if i:
                 out.corr_rows.append([name] + [f"{corr[i, j]:.3f}" for j in range(i)] + [""] * (len(abbrev) - 1 - i))
     if res.singular:
