@@ -189,22 +189,27 @@ struct Threaded {
   // serial work overlaps the updates instead of waiting for them (the
   // recursive split ran the leaves' potrf and each step's trsm between joins:
   // 1,145 columns on two threads 8.9 → 7.4 ms, against 12.6 on one; 3,708
-  // columns 275 → 255 ms with the rest of an evaluation).
+  // columns 275 → 255 ms with the rest of an evaluation). Only the first
+  // panel's trsm, which nothing overlaps, is divided among the threads (0.8
+  // of InstEval's 7.5 ms on one thread); dividing every panel's trsm and its
+  // update by rows as well was no faster: the smaller products ran slower.
   bool cholesky(Block A, Index n) const {
-    auto factor_panel = [&](Index c0, Index c1) {
+    auto factor_panel = [&](Index c0, Index c1, bool divided) {
       char lo = 'L', rt = 'R', tr = 'T', nd = 'N';
       int w = static_cast<int>(c1 - c0), below = static_cast<int>(n - c1), info = 0;
       double one = 1.0;
       k.potrf(&lo, &w, A.at(c0, c0), &A.ld, &info);
       if (info != 0) return false;
-      if (below > 0) k.trsm(&rt, &lo, &tr, &nd, &below, &w, &one, A.at(c0, c0), &A.ld, A.at(c1, c0), &A.ld);
+      if (below > 0 && divided) trsm('R', 'T', below, w, 1.0, {A.at(c0, c0), A.ld}, {A.at(c1, c0), A.ld});
+      if (below > 0 && !divided)
+        k.trsm(&rt, &lo, &tr, &nd, &below, &w, &one, A.at(c0, c0), &A.ld, A.at(c1, c0), &A.ld);
       return true;
     };
     // Columns [c0, c1) (rows c0 on) less the products of panel [p0, p1)'s rows.
     auto update = [&](Index p0, Index p1, Index c0, Index c1) {
       syrk_columns('N', n, p1 - p0, -1.0, {A.at(0, p0), A.ld}, A, c0, c1);
     };
-    if (!factor_panel(0, std::min(kPanelWidth, n))) return false;
+    if (!factor_panel(0, std::min(kPanelWidth, n), true)) return false;
     std::atomic<bool> ok{true};
     for (Index p0 = 0; p0 + kPanelWidth < n; p0 += kPanelWidth) {
       const Index p1 = p0 + kPanelWidth, p2 = std::min(p1 + kPanelWidth, n), m = n - p2;
@@ -212,7 +217,7 @@ struct Threaded {
       parallel_for(1 + rest, threads, [&](long i) {
         if (i == 0) {
           update(p0, p1, p1, p2);
-          if (!factor_panel(p1, p2)) ok = false;
+          if (!factor_panel(p1, p2, false)) ok = false;
           return;
         }
         const Index c0 = p2 + area_edge(m, i - 1), c1 = p2 + area_edge(m, i);
