@@ -101,16 +101,21 @@ void eigen_lauum_lower(Eigen::Ref<Matrix> A) {
 }
 
 // Threaded kernels: the inverse and lauum by recursive 2 × 2 splits of the
-// block down to leaves of kLeafOrder (LAPACK's recursions), the Cholesky
+// block down to leaves of kInverseLeafOrder and kLeafOrder (LAPACK's
+// recursions), the Cholesky
 // factor by panels with a look-ahead; each step's BLAS-3 product divided into
 // kChunksPerThread × threads independent parts of equal flops, which the
 // threads take as they come free (parallel_for; the BLAS itself on one thread).
 constexpr Index kLeafOrder = 256;
+// LAPACK's trtri runs at 2-7 GF/s on orders 32-143 (trmm at 15-38): small
+// leaves leave it less of the inverse (1,145 columns, the gradient on two
+// threads 21.45 -> 21.2 ms and 35.4 -> 35.1 on one with leaves of 64 and 32).
+constexpr Index kInverseLeafOrder = 64;
 constexpr int kChunksPerThread = 3;
 // Columns of a panel of the threaded Cholesky.
 constexpr Index kPanelWidth = 128;
 // Leaves of the one-thread recursive inverse (invert_lower).
-constexpr Index kSerialLeafOrder = 128;
+constexpr Index kSerialLeafOrder = 32;
 
 // A column-major block: element (i, j) at a[i + j·ld].
 struct Block {
@@ -227,7 +232,7 @@ struct Threaded {
     }
     return true;
   }
-  void invert(Block L, Index n, Index leaf = kLeafOrder) const {
+  void invert(Block L, Index n, Index leaf = kInverseLeafOrder) const {
     if (n <= leaf) {
       char lo = 'L', nd = 'N';
       int nn = static_cast<int>(n), info = 0;
@@ -423,7 +428,7 @@ void invert_lower(Eigen::Ref<Matrix> L) {
   if (threaded_kernels(L.rows(), t)) return t.invert({L.data(), LapackSizes(L).lda}, L.rows());
   // On one thread the same recursion by products beats LAPACK's trtri from a few leaves on.
   const auto trmm = g_trmm.load();
-  if (trtri && trmm && L.rows() > 2 * kSerialLeafOrder) {
+  if (trtri && trmm && L.rows() > kLeafOrder) {
     t.threads = 1;
     t.k.trtri = trtri;
     t.k.trmm = trmm;
