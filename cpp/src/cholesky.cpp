@@ -59,6 +59,17 @@ void set_congruence(Out&& out, const Matrix& li, const Eigen::MatrixBase<Derived
   out.noalias() = li.transpose() * tmp;
 }
 
+// out += λ_i' B λ_j, the same way.
+template <typename Out, typename Derived>
+void add_congruence(Out&& out, const Matrix& li, const Eigen::MatrixBase<Derived>& B, const Matrix& lj, Matrix& tmp) {
+  if (li.size() == 1 && lj.size() == 1) {
+    out(0, 0) += li(0, 0) * B(0, 0) * lj(0, 0);
+    return;
+  }
+  tmp.noalias() = B * lj;
+  out.noalias() += li.transpose() * tmp;
+}
+
 std::string pivot_message(const char* where);
 
 // S ← S − X X' on the lower triangle, X the [X y] rows of a prefix term (p + 1
@@ -475,27 +486,7 @@ void BlockedCholesky::factor(const Crossprod& A, const std::vector<Matrix>& lamb
   // no memory. Reallocated only if W kept the storage.
   const Index m = q_tail_ + p_ + 1;
   if (T_.order() != m) T_.resize(m);
-  for (Index c = 0; c < m; ++c) T_.matrix().col(c).tail(m - c).setZero();
   const Index xo = q_tail_;
-  for (Index i = nprefix_; i < K_; ++i) {
-    const Index oi = tail_offset_[i], pi = shapes_[i].p;
-    const Matrix& li = lambda[i];
-    for (Index c = 0; c < shapes_[i].nlevels; ++c) {
-      set_congruence(T_.matrix().block(oi + c * pi, oi + c * pi, pi, pi), li, A.ZZ[i].block(c), li, tmp);
-      T_.matrix().block(oi + c * pi, oi + c * pi, pi, pi).diagonal().array() += 1.0;
-    }
-    for (Index j = nprefix_; j < i; ++j) {
-      const SparseBlocks& Aij = A.ZZ_off[i][j];
-      const Index oj = tail_offset_[j], pj = shapes_[j].p;
-      for (Index c = 0; c < Aij.ncols; ++c)
-        for (Index e = Aij.colptr[c]; e < Aij.colptr[c + 1]; ++e)
-          set_congruence(T_.matrix().block(oi + Aij.rowidx[e] * pi, oj + c * pj, pi, pj), li, Aij.block(e), lambda[j], tmp);
-    }
-    for (Index c = 0; c < shapes_[i].nlevels; ++c)
-      T_.matrix().block(xo, oi + c * pi, p_ + 1, pi).noalias() = A.XyZ[i].middleCols(c * pi, pi) * li;
-  }
-  T_.matrix().bottomRightCorner(p_ + 1, p_ + 1) = A.XyXy;
-
   // Each block column c of a prefix term k updates T by −C C', C its rows in
   // the tail and [X y]. The rows in the tail are packed (reach_[k].V), then
   // T is swept column by column: column r receives, from every block column
@@ -517,25 +508,16 @@ void BlockedCholesky::factor(const Crossprod& A, const std::vector<Matrix>& lamb
             for (Index j = 0; j < Lik.pc; ++j) R.V(j, g) = Lik.data(a, e * Lik.pc + j);
       }
   }
-  // Terms whose columns reach much of the tail (TailReach::panels) update T
-  // by products of dense panels of their columns (BLAS-3).
-  const Index mt = q_tail_ + p_ + 1;
-  for (Index k = 0; k < nprefix_; ++k) {
-    if (!reach_[k].panels) continue;
-    Matrix P(mt, panel_columns(k));
-    const Index pk = shapes_[k].p;
-    for (Index c0 = 0; c0 < shapes_[k].nlevels; c0 += P.cols() / pk) {
-      const Index w = fill_panel(k, c0, p_ + 1, P);
-      rank_update_lower(T_.matrix(), P.leftCols(w * pk), -1.0);
-    }
-  }
-  // Columns r are independent: with threads, each chunk sweeps every
-  // chunks-th one.
+  // Columns r are independent: with threads, each chunk zeroes and sweeps
+  // every chunks-th one (a column is zeroed while in cache for its sweep,
+  // by both threads: zeroing the whole triangle first cost InstEval's
+  // evaluation 0.3-0.4 ms on one thread, and 4 ms of page faults the first time).
   const int threads = sweep_threads();
   const long chunks = threads > 1 ? kSweepChunks : 1;
   parallel_for(chunks, threads, [&](long chunk) {
     for (Index r = chunk; r < q_tail_; r += chunks) {
       double* Tcol = T_.matrix().col(r).data();
+      std::fill(Tcol + r, Tcol + m, 0.0);
       for (Index k = 0; k < nprefix_; ++k) {
         if (reach_[k].panels) continue;
         const TailReach& R = reach_[k];
@@ -565,6 +547,39 @@ void BlockedCholesky::factor(const Crossprod& A, const std::vector<Matrix>& lamb
       }
     }
   });
+  // A's entries in the tail's columns, added to the sweep's sums; the [X y]
+  // corner (the rest of the lower triangle) set.
+  for (Index i = nprefix_; i < K_; ++i) {
+    const Index oi = tail_offset_[i], pi = shapes_[i].p;
+    const Matrix& li = lambda[i];
+    for (Index c = 0; c < shapes_[i].nlevels; ++c) {
+      add_congruence(T_.matrix().block(oi + c * pi, oi + c * pi, pi, pi), li, A.ZZ[i].block(c), li, tmp);
+      T_.matrix().block(oi + c * pi, oi + c * pi, pi, pi).diagonal().array() += 1.0;
+    }
+    for (Index j = nprefix_; j < i; ++j) {
+      const SparseBlocks& Aij = A.ZZ_off[i][j];
+      const Index oj = tail_offset_[j], pj = shapes_[j].p;
+      for (Index c = 0; c < Aij.ncols; ++c)
+        for (Index e = Aij.colptr[c]; e < Aij.colptr[c + 1]; ++e)
+          add_congruence(T_.matrix().block(oi + Aij.rowidx[e] * pi, oj + c * pj, pi, pj), li, Aij.block(e), lambda[j], tmp);
+    }
+    for (Index c = 0; c < shapes_[i].nlevels; ++c)
+      T_.matrix().block(xo, oi + c * pi, p_ + 1, pi).noalias() += A.XyZ[i].middleCols(c * pi, pi) * li;
+  }
+  T_.matrix().bottomRightCorner(p_ + 1, p_ + 1) = A.XyXy;
+
+  // Terms whose columns reach much of the tail (TailReach::panels) update T
+  // by products of dense panels of their columns (BLAS-3).
+  const Index mt = q_tail_ + p_ + 1;
+  for (Index k = 0; k < nprefix_; ++k) {
+    if (!reach_[k].panels) continue;
+    Matrix P(mt, panel_columns(k));
+    const Index pk = shapes_[k].p;
+    for (Index c0 = 0; c0 < shapes_[k].nlevels; c0 += P.cols() / pk) {
+      const Index w = fill_panel(k, c0, p_ + 1, P);
+      rank_update_lower(T_.matrix(), P.leftCols(w * pk), -1.0);
+    }
+  }
   for (Index k = 0; k < nprefix_; ++k)
     if (!reach_[k].panels) xy_rank_update(LXy_[k], T_.matrix().bottomRightCorner(p_ + 1, p_ + 1));
 
