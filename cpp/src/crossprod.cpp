@@ -1,11 +1,13 @@
 #include "lmm/crossprod.hpp"
 
 #include "lmm/dense.hpp"
+#include "lmm/parallel.hpp"
 #include "small_blocks.hpp"
 
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <exception>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -247,38 +249,61 @@ Crossprod form_crossprod(const std::vector<TermData>& terms, Eigen::Ref<const Ma
   const Index p = A.p;
   for (const auto& t : terms) A.shapes.push_back(t.shape());
 
-  Matrix buf;
-  for (std::size_t k = 0; k < terms.size(); ++k) {
+  // The blocks are independent: each task forms one (the [X y] pass, a pair
+  // of terms' sparse block, a term's diagonal blocks), the longest first; with
+  // threads they take them as they come free.
+  A.ZZ.resize(static_cast<std::size_t>(K));
+  A.XyZ.resize(static_cast<std::size_t>(K));
+  A.ZZ_off.resize(static_cast<std::size_t>(K));
+  std::vector<std::pair<Index, Index>> pairs;
+  for (Index i = 1; i < K; ++i) {
+    A.ZZ_off[i].resize(static_cast<std::size_t>(i));
+    for (Index j = 0; j < i; ++j) pairs.emplace_back(i, j);
+  }
+  auto xy_pass = [&] {
+    // With weights: W^{1/2}[X_c y_c] for A_[Xy],[Xy], then W[X_c y_c] for A_[Xy],k.
+    A.XyXy.setZero(p + 1, p + 1);
+    for (Index k = 0; k < K; ++k) A.XyZ[k].setZero(p + 1, terms[k].nlevels * terms[k].z.cols());
+    Matrix W, buf;
+    for (Index r0 = 0; r0 < n; r0 += kChunk) {
+      shifted_rows(X, y, shift, r0, std::min(kChunk, n - r0), W);
+      scale_rows(W, w, r0, true);
+      add_gram_lower(A.XyXy, W);
+      scale_rows(W, w, r0, true);
+      for (Index k = 0; k < K; ++k)
+        add_xyz(A.XyZ[k], W, 0, terms[k], r0, term_rows(terms[k], transform_of(transforms, k), r0, W.rows(), buf));
+    }
+    A.XyXy.triangularView<Eigen::StrictlyUpper>() = A.XyXy.transpose();
+  };
+  auto diagonal_blocks = [&](Index k) {
     const TermData& t = terms[k];
     const TermTransform* tr = transform_of(transforms, k);
-    const Index pk = t.z.cols();
-    BlockDiag D(t.nlevels, pk);
+    BlockDiag D(t.nlevels, t.z.cols());
+    Matrix buf;
     for (Index r0 = 0; r0 < n; r0 += kChunk) {
       const Index m = std::min(kChunk, n - r0);
-      const auto zc = term_rows(t, tr, r0, m, buf);
-      add_zz(D, t.codes.data() + r0, zc, w.size() ? w.data() + r0 : nullptr);
+      add_zz(D, t.codes.data() + r0, term_rows(t, tr, r0, m, buf), w.size() ? w.data() + r0 : nullptr);
     }
-    A.ZZ.push_back(std::move(D));
-    A.XyZ.push_back(Matrix::Zero(p + 1, t.nlevels * pk));
-  }
-
-  A.XyXy.setZero(p + 1, p + 1);
-  // With weights: W^{1/2}[X_c y_c] for A_[Xy],[Xy], then W[X_c y_c] for A_[Xy],k.
-  Matrix W;
-  for (Index r0 = 0; r0 < n; r0 += kChunk) {
-    shifted_rows(X, y, shift, r0, std::min(kChunk, n - r0), W);
-    scale_rows(W, w, r0, true);
-    add_gram_lower(A.XyXy, W);
-    scale_rows(W, w, r0, true);
-    for (Index k = 0; k < K; ++k)
-      add_xyz(A.XyZ[k], W, 0, terms[k], r0, term_rows(terms[k], transform_of(transforms, k), r0, W.rows(), buf));
-  }
-  A.XyXy.triangularView<Eigen::StrictlyUpper>() = A.XyXy.transpose();
-
-  A.ZZ_off.resize(static_cast<std::size_t>(K));
-  for (Index i = 1; i < K; ++i)
-    for (Index j = 0; j < i; ++j)
-      A.ZZ_off[i].push_back(cross_block(terms[i], terms[j], w, transform_of(transforms, i), transform_of(transforms, j)));
+    A.ZZ[k] = std::move(D);
+  };
+  const long tasks = 1 + static_cast<long>(pairs.size()) + K;
+  std::vector<std::exception_ptr> failed(static_cast<std::size_t>(tasks));
+  parallel_for(tasks, n >= kThreadedRows ? dense_threads() : 1, [&](long task) {
+    try {
+      if (task == 0) return xy_pass();
+      if (task <= static_cast<long>(pairs.size())) {
+        const auto [i, j] = pairs[static_cast<std::size_t>(task - 1)];
+        A.ZZ_off[i][j] =
+            cross_block(terms[i], terms[j], w, transform_of(transforms, i), transform_of(transforms, j));
+        return;
+      }
+      diagonal_blocks(task - 1 - static_cast<long>(pairs.size()));
+    } catch (...) {
+      failed[static_cast<std::size_t>(task)] = std::current_exception();
+    }
+  });
+  for (const auto& e : failed)
+    if (e) std::rethrow_exception(e);
   return A;
 }
 

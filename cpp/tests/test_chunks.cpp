@@ -4,7 +4,8 @@
 // the objective, gradient and fit of the model built from all rows. The data
 // have two crossed grouping factors (so the sparse off-diagonal blocks, whose
 // patterns differ between chunks, are merged), prior weights, and a slope with
-// a large offset (so the slope term is centred).
+// a large offset (so the slope term is centred). Crossproducts of enough rows
+// to be formed on threads equal those formed on one.
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -14,6 +15,7 @@
 #include <Eigen/QR>
 
 #include "check.hpp"
+#include "lmm/dense.hpp"
 #include "lmm/fit.hpp"
 
 namespace {
@@ -301,7 +303,37 @@ void test_consuming_add() {
   check("a sum added to itself: twice its rows", twice.n == 2 * running.n);
 }
 
+// Blocks formed in parallel (kThreadedRows rows and more) are the blocks one
+// thread forms, entry for entry: each is a task of its own.
+void test_threaded_forming() {
+  const Index n = lmm::kThreadedRows + 123, l1 = 300, l2 = 40;
+  const Data d = simulate(n, l1, l2, 5u);
+  const lmm::Shift shift = shift_of(d);
+  std::vector<lmm::TermTransform> transforms;
+  transforms.push_back(lmm::term_transform(lmm::TermColumnStats::of(d.z1, d.w), Covariance::Unstructured));
+  transforms.push_back(lmm::term_transform(lmm::TermColumnStats::of(d.z2, d.w), Covariance::Unstructured));
+  const int before = lmm::dense_threads();
+  lmm::set_dense_threads(1);
+  const lmm::Crossprod one = lmm::form_crossprod(terms(d, l1, l2), d.X, d.y, shift, d.w, transforms);
+  for (int threads : {2, 3}) {
+    lmm::set_dense_threads(threads);
+    const lmm::Crossprod A = lmm::form_crossprod(terms(d, l1, l2), d.X, d.y, shift, d.w, transforms);
+    const std::string at = " on " + std::to_string(threads) + " threads";
+    check("XyXy" + at, A.XyXy == one.XyXy);
+    for (std::size_t k = 0; k < 2; ++k) {
+      check("ZZ " + std::to_string(k) + at, A.ZZ[k].data == one.ZZ[k].data);
+      check("XyZ " + std::to_string(k) + at, A.XyZ[k] == one.XyZ[k]);
+    }
+    const lmm::SparseBlocks &got = A.ZZ_off[1][0], &want = one.ZZ_off[1][0];
+    check("ZZ_off pattern" + at, got.colptr == want.colptr && got.nnz() == want.nnz() &&
+                                     std::equal(got.rowidx.begin(), got.rowidx.end(), want.rowidx.begin()));
+    check("ZZ_off values" + at, got.data == want.data);
+  }
+  lmm::set_dense_threads(before);
+}
+
 int main() {
+  test_threaded_forming();
   test_chunks(false);
   test_chunks(true);
   test_mismatch();

@@ -45,6 +45,7 @@ def dense_threads() -> int:
     """The dense kernels' threads."""
 
 THREADED_ORDER: int
+THREADED_ROWS: int
 
 def trim_heap() -> None:
     """Give the heap's free memory back to the system (after a pass over chunks; a no-op off glibc)."""

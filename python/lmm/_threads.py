@@ -21,10 +21,12 @@ from . import _core as core
 if TYPE_CHECKING:  # imported on first use: importing lmm does not load threadpoolctl
     from threadpoolctl import ThreadpoolController
 
-__all__ = ["THREADED_ORDER", "blas_limit", "dense_blas"]
+__all__ = ["THREADED_ORDER", "THREADED_ROWS", "blas_limit", "dense_blas", "forming"]
 
 #: Columns of the factor's dense tail from which the core's dense kernels use threads.
 THREADED_ORDER: int = core.THREADED_ORDER
+#: Rows from which the core forms a model's crossproducts on the user's BLAS threads.
+THREADED_ROWS: int = core.THREADED_ROWS
 
 # One controller, found once: entering a limit then costs ~10 µs (threadpool_limits,
 # which inspects the loaded libraries each time, ~3 ms).
@@ -76,3 +78,9 @@ def dense_blas(tail_size: int) -> Iterator[None]:
             core.set_dense_threads(before)
             if not nested:
                 del _OUTER.threads
+
+
+def forming(rows: int) -> contextlib.AbstractContextManager:
+    """The core's threads for forming the crossproducts of ``rows`` rows: the user's BLAS
+    threads from ``THREADED_ROWS`` rows on (as :func:`dense_blas` gives a large tail)."""
+    return dense_blas(THREADED_ORDER) if rows >= THREADED_ROWS else contextlib.nullcontext()

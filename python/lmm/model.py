@@ -25,7 +25,7 @@ import pandas as pd
 
 from . import _core as core
 from ._core import FitResult
-from ._threads import THREADED_ORDER, blas_limit, dense_blas
+from ._threads import THREADED_ORDER, blas_limit, dense_blas, forming
 from ._util import row_blocks, warn_user
 from .covariance import theta_names
 from .design import Design, ReTerm, build_design
@@ -204,15 +204,15 @@ class CoreModel:
         self._X = X
         self._x_center = np.asarray(x_center, dtype=np.float64)
         self._y_coef = np.asarray(y_coef, dtype=np.float64)
-        #: The compiled core (``lmm._core.Model``).
         #: Prior weights (n,) or None.
         self.weights = weights
         #: A known residual SD, or None (estimated).
         self.sigma = sigma
         self._y = y  # the response as the core was given it (set_response replaces it)
         self._max_dense_bytes = float(max_dense_bytes)
-        self.core = core.Model(self._tuples, X, y, self._max_dense_bytes, x_center=self._x_center,
-                               y_coef=self._y_coef, weights=weights, sigma=sigma or 0.0)
+        #: The compiled core (``lmm._core.Model``).
+        self.core: core.Model
+        self._compile()
         #: Terms in model order (the core's).
         self.terms: list[ReTerm] = [self._design_terms[k] for k in self.core.order]
         self.REML = bool(reml)
@@ -244,8 +244,13 @@ class CoreModel:
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
-        self.core = core.Model(self._tuples, self._X, self._y, self._max_dense_bytes, x_center=self._x_center,
-                               y_coef=self._y_coef, weights=self.weights, sigma=self.sigma or 0.0)
+        self._compile()
+
+    def _compile(self) -> None:
+        """The compiled core from the arrays kept here (its crossproducts on the user's threads)."""
+        with forming(len(self._y)):
+            self.core = core.Model(self._tuples, self._X, self._y, self._max_dense_bytes, x_center=self._x_center,
+                                   y_coef=self._y_coef, weights=self.weights, sigma=self.sigma or 0.0)
 
     @property
     def ntheta(self) -> int:

@@ -373,6 +373,7 @@ PYBIND11_MODULE(_core, m) {
         "threads of the dense kernels for blocks of order kThreadedOrder and above (BLAS on one thread inside)");
   m.def("dense_threads", &lmm::dense_threads, "the dense kernels' threads");
   m.attr("THREADED_ORDER") = lmm::kThreadedOrder;
+  m.attr("THREADED_ROWS") = lmm::kThreadedRows;
   m.def("trim_heap", &lmm::trim_heap, py::call_guard<py::gil_scoped_release>(),
         "give the heap's free memory back to the system (after a pass over chunks; a no-op off glibc)");
 

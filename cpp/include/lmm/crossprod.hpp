@@ -55,7 +55,12 @@ struct Crossprod {
 /// shapes, p, shift or transforms differ, or one is weighted and the other not).
 void add(Crossprod& total, const Crossprod& part);
 
-/// Form A in one pass over the rows.
+/// Rows from which form_crossprod forms its blocks on dense_threads() threads.
+constexpr Index kThreadedRows = Index{1} << 15;
+
+/// Form A in one pass over the rows: its blocks (the [X y] pass, each pair of
+/// terms, each term's diagonal) are independent, and from kThreadedRows rows
+/// on formed in parallel.
 ///   terms: per-term codes (n) and z (n × p_k), already in model order
 ///   X:     n × p fixed-effects model matrix
 ///   y:     n response
