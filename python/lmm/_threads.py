@@ -7,7 +7,8 @@ as long as one thread, and with other work running its spinning threads made Ins
 fit (a 1,145-column tail) take 4–5 s against 1.3–1.5 s on one thread. So BLAS runs on one
 thread inside fits, and the core splits the products of tails of ``THREADED_ORDER``
 columns and more over as many threads as the user gave BLAS (``OPENBLAS_NUM_THREADS``,
-threadpoolctl; one per core by default), waiting on joins, not spinning.
+threadpoolctl; one per core by default), waiting on joins, not spinning. The blocks of a
+model's crossproducts (``THREADED_ROWS`` rows and more) are formed on those threads too.
 """
 
 from __future__ import annotations
