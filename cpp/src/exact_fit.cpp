@@ -37,11 +37,30 @@ double within_level_residual(const TermData& term, Eigen::Ref<Matrix> V) {
   if (term.codes.size() != n || term.z.rows() != n)
     throw std::invalid_argument("within_level_residual: codes, z and V need the same number of rows");
   if (m < 1) throw std::invalid_argument("within_level_residual: V needs the response column");
+  for (Index i = 0; i < n; ++i)
+    if (term.codes(i) < 0 || term.codes(i) >= L)
+      throw std::invalid_argument("within_level_residual: a level code is out of range");
+  if (p == 1) {
+    // One column (an intercept, the commonest): the same by column of V, with
+    // the levels' sums in flat arrays (G⁺ of a scalar: 1/G, or 0 for G = 0).
+    const auto z = term.z.col(0);
+    Vector G = Vector::Zero(L);
+    for (Index i = 0; i < n; ++i) G[term.codes(i)] += z[i] * z[i];
+    for (Index l = 0; l < L; ++l) G[l] = G[l] > 0.0 ? 1.0 / G[l] : 0.0;
+    Vector B(L);
+    for (Index j = 0; j < m; ++j) {
+      auto v = V.col(j);
+      B.setZero();
+      for (Index i = 0; i < n; ++i) B[term.codes(i)] += z[i] * v[i];
+      B.array() *= G.array();
+      for (Index i = 0; i < n; ++i) v[i] -= z[i] * B[term.codes(i)];
+    }
+    return residual_on(V.rightCols(m - 1), V.col(0)).norm();
+  }
   // Per level: G = z'z (p × p) and R = z'V (p × m), then B = G⁺ R.
   std::vector<Matrix> G(L, Matrix::Zero(p, p)), R(L, Matrix::Zero(p, m));
   for (Index i = 0; i < n; ++i) {
     const Index l = term.codes(i);
-    if (l < 0 || l >= L) throw std::invalid_argument("within_level_residual: a level code is out of range");
     const auto zi = term.z.row(i).transpose();
     G[l].selfadjointView<Eigen::Lower>().rankUpdate(zi);
     R[l].noalias() += zi * V.row(i);

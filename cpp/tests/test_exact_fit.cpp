@@ -1,6 +1,7 @@
 // lmm::within_level_residual against the residual of the dense least squares on
 // [X, Z] (Z built here, one block of columns per level), for a response with noise
-// (a nonzero residual), one fitted exactly, and levels with fewer rows than columns.
+// (a nonzero residual), one fitted exactly, and levels with fewer rows than columns;
+// one column (the flat path) also as a slope that is zero on a level's rows.
 #include <array>
 #include <cstdio>
 #include <random>
@@ -67,7 +68,7 @@ double residual(const Case& c, const Vector& y) {
 void test_against_dense() {
   std::mt19937 rng(7);
   std::normal_distribution<double> normal;
-  for (const auto& [n, nlevels, p, k] : {std::array<Index, 4>{60, 6, 2, 2}, {80, 20, 3, 1}, {30, 5, 1, 0}}) {
+  for (const auto& [n, nlevels, p, k] : {std::array<Index, 4>{60, 6, 2, 2}, {80, 20, 3, 1}, {30, 5, 1, 0}, {50, 7, 1, 2}}) {
     const Case c = make_case(n, nlevels, p, k, 11);
     Vector y(n);
     for (Index i = 0; i < n; ++i) y(i) = normal(rng);
@@ -84,6 +85,14 @@ void test_against_dense() {
   Vector y(40);
   for (Index i = 0; i < 40; ++i) y(i) = normal(rng);
   check("fewer rows than columns per level", residual(c, y) <= kExactRel * y.norm());
+
+  // One column, a slope (not 1), zero on every row of level 0: that level
+  // takes nothing out (G = 0, its pseudo-inverse 0).
+  Case s1 = make_case(45, 5, 1, 1, 17);
+  for (Index i = 0; i < 45; ++i) s1.z(i, 0) = s1.codes(i) == 0 ? 0.0 : normal(rng);
+  Vector y1(45);
+  for (Index i = 0; i < 45; ++i) y1(i) = normal(rng);
+  check_close("a slope zero on a level, vs dense", residual(s1, y1), dense_residual(s1, y1), kResidualRtol);
 }
 
 }  // namespace
