@@ -30,4 +30,15 @@ void SparseBlocks::set_pattern(Index nrows_, Index pr_, Index pc_,
   data.setZero(pr, nnz() * pc);
 }
 
+void SparseBlocks::set_pattern(Index nrows_, Index pr_, Index pc_, std::vector<Index> colptr_,
+                               std::vector<std::int32_t> rows) {
+  nrows = nrows_;
+  ncols = static_cast<Index>(colptr_.size()) - 1;
+  pr = pr_;
+  pc = pc_;
+  colptr = std::move(colptr_);
+  rowidx.assign(std::move(rows));
+  data.setZero(pr, nnz() * pc);
+}
+
 }  // namespace lmm

@@ -51,21 +51,27 @@ SparseBlocks cross_block(const TermData& ti, const TermData& tj, const Vector& w
     std::vector<Index> next(start.begin(), start.end() - 1);
     for (Index r = 0; r < n; ++r) rows_sorted[next[tj.codes[r]]++] = r;
   }
-  std::vector<std::vector<Index>> rows_by_col(static_cast<std::size_t>(lj));
+  // Column c's distinct levels of i, sorted, written over the rows of the
+  // columns before it (at most as many as its rows: no list per column).
+  std::vector<Index> colptr(static_cast<std::size_t>(lj) + 1, 0);
+  std::vector<std::int32_t> pattern(static_cast<std::size_t>(n));
   std::vector<Index> seen(static_cast<std::size_t>(li), -1);
+  Index stored = 0;
   for (Index c = 0; c < lj; ++c) {
-    auto& rows = rows_by_col[c];
     for (Index k = start[c]; k < start[c + 1]; ++k) {
       const Index level = ti.codes[rows_sorted[k]];
       if (seen[level] != c) {
         seen[level] = c;
-        rows.push_back(level);
+        pattern[static_cast<std::size_t>(stored++)] = static_cast<std::int32_t>(level);
       }
     }
-    std::sort(rows.begin(), rows.end());
+    std::sort(pattern.begin() + colptr[c], pattern.begin() + stored);
+    colptr[c + 1] = stored;
   }
+  pattern.resize(static_cast<std::size_t>(stored));
+  pattern.shrink_to_fit();
   SparseBlocks A;
-  A.set_pattern(li, pi, pj, rows_by_col);
+  A.set_pattern(li, pi, pj, std::move(colptr), std::move(pattern));
   std::vector<Index> slot(static_cast<std::size_t>(li), 0);
   Eigen::RowVectorXd zi(pi), zj(pj);  // row r of the terms' columns in A's basis
   for (Index c = 0; c < lj; ++c) {

@@ -74,6 +74,9 @@ struct SparseBlocks {
 
   /// Set the pattern from sorted row lists per column and zero the values.
   void set_pattern(Index nrows_, Index pr_, Index pc_, const std::vector<std::vector<Index>>& rows_by_col);
+  /// The same from the pattern's arrays: column c's sorted rows are
+  /// rows[colptr[c], colptr[c + 1]).
+  void set_pattern(Index nrows_, Index pr_, Index pc_, std::vector<Index> colptr_, std::vector<std::int32_t> rows);
 };
 
 }  // namespace lmm
