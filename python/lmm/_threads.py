@@ -8,7 +8,8 @@ fit (a 1,145-column tail) take 4–5 s against 1.3–1.5 s on one thread. So BLA
 thread inside fits, and the core splits the products of tails of ``THREADED_ORDER``
 columns and more over as many threads as the user gave BLAS (``OPENBLAS_NUM_THREADS``,
 threadpoolctl; one per core by default), waiting on joins, not spinning. The blocks of a
-model's crossproducts (``THREADED_ROWS`` rows and more) are formed on those threads too.
+model's crossproducts (``THREADED_ROWS`` rows and more, two terms or more) are formed on those
+threads too.
 """
 
 from __future__ import annotations

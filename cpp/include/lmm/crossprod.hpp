@@ -59,8 +59,8 @@ void add(Crossprod& total, const Crossprod& part);
 constexpr Index kThreadedRows = Index{1} << 15;
 
 /// Form A in one pass over the rows: its blocks (the [X y] pass, each pair of
-/// terms, each term's diagonal) are independent, and from kThreadedRows rows
-/// on formed in parallel.
+/// terms, each term's diagonal) are independent, and with two terms or more
+/// and kThreadedRows rows or more formed in parallel.
 ///   terms: per-term codes (n) and z (n × p_k), already in model order
 ///   X:     n × p fixed-effects model matrix
 ///   y:     n response
