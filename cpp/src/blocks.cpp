@@ -13,21 +13,16 @@ Index SparseBlocks::find(Index row, Index col) const {
 
 void SparseBlocks::set_pattern(Index nrows_, Index pr_, Index pc_,
                                const std::vector<std::vector<Index>>& rows_by_col) {
-  nrows = nrows_;
-  ncols = static_cast<Index>(rows_by_col.size());
-  pr = pr_;
-  pc = pc_;
-  colptr.assign(static_cast<std::size_t>(ncols) + 1, 0);
+  std::vector<Index> cp(rows_by_col.size() + 1, 0);
   std::vector<std::int32_t> rows;
   std::size_t total = 0;
   for (const auto& col : rows_by_col) total += col.size();
   rows.reserve(total);
-  for (Index c = 0; c < ncols; ++c) {
-    for (const Index r : rows_by_col[static_cast<std::size_t>(c)]) rows.push_back(static_cast<std::int32_t>(r));
-    colptr[static_cast<std::size_t>(c) + 1] = static_cast<Index>(rows.size());
+  for (std::size_t c = 0; c < rows_by_col.size(); ++c) {
+    for (const Index r : rows_by_col[c]) rows.push_back(static_cast<std::int32_t>(r));
+    cp[c + 1] = static_cast<Index>(rows.size());
   }
-  rowidx.assign(std::move(rows));
-  data.setZero(pr, nnz() * pc);
+  set_pattern(nrows_, pr_, pc_, std::move(cp), std::move(rows));
 }
 
 void SparseBlocks::set_pattern(Index nrows_, Index pr_, Index pc_, std::vector<Index> colptr_,

@@ -48,26 +48,21 @@ void rdiv_lower_t(Eigen::MatrixBase<Derived>&& B, const Eigen::MatrixBase<LDeriv
   Lc.template triangularView<Eigen::Lower>().solveInPlace(Bt);
 }
 
-// out = λ_i' B λ_j for lower-triangular λ (tmp: workspace, no allocation once sized).
-template <typename Out, typename Derived>
+// out = λ_i' B λ_j (Add: out += λ_i' B λ_j) for lower-triangular λ (tmp:
+// workspace, no allocation once sized).
+template <bool Add = false, typename Out, typename Derived>
 void set_congruence(Out&& out, const Matrix& li, const Eigen::MatrixBase<Derived>& B, const Matrix& lj, Matrix& tmp) {
   if (li.size() == 1 && lj.size() == 1) {
-    out(0, 0) = li(0, 0) * B(0, 0) * lj(0, 0);
+    const double v = li(0, 0) * B(0, 0) * lj(0, 0);
+    out(0, 0) = Add ? out(0, 0) + v : v;
     return;
   }
   tmp.noalias() = B * lj;
-  out.noalias() = li.transpose() * tmp;
-}
-
-// out += λ_i' B λ_j, the same way.
-template <typename Out, typename Derived>
-void add_congruence(Out&& out, const Matrix& li, const Eigen::MatrixBase<Derived>& B, const Matrix& lj, Matrix& tmp) {
-  if (li.size() == 1 && lj.size() == 1) {
-    out(0, 0) += li(0, 0) * B(0, 0) * lj(0, 0);
-    return;
+  if constexpr (Add) {
+    out.noalias() += li.transpose() * tmp;
+  } else {
+    out.noalias() = li.transpose() * tmp;
   }
-  tmp.noalias() = B * lj;
-  out.noalias() += li.transpose() * tmp;
 }
 
 std::string pivot_message(const char* where);
@@ -553,7 +548,7 @@ void BlockedCholesky::factor(const Crossprod& A, const std::vector<Matrix>& lamb
     const Index oi = tail_offset_[i], pi = shapes_[i].p;
     const Matrix& li = lambda[i];
     for (Index c = 0; c < shapes_[i].nlevels; ++c) {
-      add_congruence(T_.matrix().block(oi + c * pi, oi + c * pi, pi, pi), li, A.ZZ[i].block(c), li, tmp);
+      set_congruence<true>(T_.matrix().block(oi + c * pi, oi + c * pi, pi, pi), li, A.ZZ[i].block(c), li, tmp);
       T_.matrix().block(oi + c * pi, oi + c * pi, pi, pi).diagonal().array() += 1.0;
     }
     for (Index j = nprefix_; j < i; ++j) {
@@ -561,7 +556,8 @@ void BlockedCholesky::factor(const Crossprod& A, const std::vector<Matrix>& lamb
       const Index oj = tail_offset_[j], pj = shapes_[j].p;
       for (Index c = 0; c < Aij.ncols; ++c)
         for (Index e = Aij.colptr[c]; e < Aij.colptr[c + 1]; ++e)
-          add_congruence(T_.matrix().block(oi + Aij.rowidx[e] * pi, oj + c * pj, pi, pj), li, Aij.block(e), lambda[j], tmp);
+          set_congruence<true>(T_.matrix().block(oi + Aij.rowidx[e] * pi, oj + c * pj, pi, pj), li, Aij.block(e),
+                               lambda[j], tmp);
     }
     for (Index c = 0; c < shapes_[i].nlevels; ++c)
       T_.matrix().block(xo, oi + c * pi, p_ + 1, pi).noalias() += A.XyZ[i].middleCols(c * pi, pi) * li;

@@ -137,8 +137,6 @@ struct Threaded {
     const double rest = std::sqrt(1.0 - static_cast<double>(j) / static_cast<double>(n));
     return j >= n ? m : static_cast<Index>(static_cast<double>(m) * (1.0 - rest));
   }
-  // Part `i` of [0, n) in chunks() even ranges.
-  std::pair<Index, Index> range(Index n, long i) const { return {n * i / chunks(), n * (i + 1) / chunks()}; }
 
   // C (m × m, lower) += alpha · P Pᵀ (trans 'N', P m × kk) or alpha · PᵀP
   // (trans 'T', P kk × m): column blocks of C with equal areas of its lower
@@ -179,14 +177,13 @@ struct Threaded {
     parallel_for(n, threads, [&](long i) {
       char s = side, lo = 'L', t = trans, nd = 'N';
       double a = alpha;
+      const Index len = side == 'L' ? nb : m, e0 = len * i / n, e1 = len * (i + 1) / n;
       if (side == 'L') {
-        const auto [c0, c1] = range(nb, i);
-        int rows = static_cast<int>(m), cols = static_cast<int>(c1 - c0);
-        if (cols > 0) f(&s, &lo, &t, &nd, &rows, &cols, &a, L.a, &L.ld, B.at(0, c0), &B.ld);
+        int rows = static_cast<int>(m), cols = static_cast<int>(e1 - e0);
+        if (cols > 0) f(&s, &lo, &t, &nd, &rows, &cols, &a, L.a, &L.ld, B.at(0, e0), &B.ld);
       } else {
-        const Index r0 = m * i / n, r1 = m * (i + 1) / n;
-        int rows = static_cast<int>(r1 - r0), cols = static_cast<int>(nb);
-        if (rows > 0) f(&s, &lo, &t, &nd, &rows, &cols, &a, L.a, &L.ld, B.at(r0, 0), &B.ld);
+        int rows = static_cast<int>(e1 - e0), cols = static_cast<int>(nb);
+        if (rows > 0) f(&s, &lo, &t, &nd, &rows, &cols, &a, L.a, &L.ld, B.at(e0, 0), &B.ld);
       }
     });
   }
@@ -198,27 +195,25 @@ struct Threaded {
   // serial work overlaps the updates instead of waiting for them (the
   // recursive split ran the leaves' potrf and each step's trsm between joins:
   // 1,145 columns on two threads 8.9 → 7.4 ms, against 12.6 on one; 3,708
-  // columns 275 → 255 ms with the rest of an evaluation). Only the first
-  // panel's trsm, which nothing overlaps, is divided among the threads (0.8
-  // of InstEval's 7.5 ms on one thread); dividing every panel's trsm and its
-  // update by rows as well was no faster: the smaller products ran slower.
+  // columns 275 → 255 ms with the rest of an evaluation). The first panel's
+  // trsm, which nothing overlaps, is divided among the threads (0.8 of
+  // InstEval's 7.5 ms on one thread); the later ones run inside the loop's
+  // first chunk, on its thread. Dividing every panel's trsm and its update
+  // among the loop's chunks as well was no faster: the smaller products ran slower.
   bool cholesky(Block A, Index n) const {
-    auto factor_panel = [&](Index c0, Index c1, bool divided) {
-      char lo = 'L', rt = 'R', tr = 'T', nd = 'N';
-      int w = static_cast<int>(c1 - c0), below = static_cast<int>(n - c1), info = 0;
-      double one = 1.0;
+    auto factor_panel = [&](Index c0, Index c1) {
+      char lo = 'L';
+      int w = static_cast<int>(c1 - c0), info = 0;
       k.potrf(&lo, &w, A.at(c0, c0), &A.ld, &info);
       if (info != 0) return false;
-      if (below > 0 && divided) trsm('R', 'T', below, w, 1.0, {A.at(c0, c0), A.ld}, {A.at(c1, c0), A.ld});
-      if (below > 0 && !divided)
-        k.trsm(&rt, &lo, &tr, &nd, &below, &w, &one, A.at(c0, c0), &A.ld, A.at(c1, c0), &A.ld);
+      if (c1 < n) trsm('R', 'T', n - c1, w, 1.0, {A.at(c0, c0), A.ld}, {A.at(c1, c0), A.ld});
       return true;
     };
     // Columns [c0, c1) (rows c0 on) less the products of panel [p0, p1)'s rows.
     auto update = [&](Index p0, Index p1, Index c0, Index c1) {
       syrk_columns('N', n, p1 - p0, -1.0, {A.at(0, p0), A.ld}, A, c0, c1);
     };
-    if (!factor_panel(0, std::min(kPanelWidth, n), true)) return false;
+    if (!factor_panel(0, std::min(kPanelWidth, n))) return false;
     std::atomic<bool> ok{true};
     for (Index p0 = 0; p0 + kPanelWidth < n; p0 += kPanelWidth) {
       const Index p1 = p0 + kPanelWidth, p2 = std::min(p1 + kPanelWidth, n), m = n - p2;
@@ -226,7 +221,7 @@ struct Threaded {
       parallel_for(1 + rest, threads, [&](long i) {
         if (i == 0) {
           update(p0, p1, p1, p2);
-          if (!factor_panel(p1, p2, false)) ok = false;
+          if (!factor_panel(p1, p2)) ok = false;
           return;
         }
         const Index c0 = p2 + area_edge(m, i - 1), c1 = p2 + area_edge(m, i);

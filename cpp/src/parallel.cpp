@@ -22,6 +22,10 @@ namespace lmm {
 
 namespace {
 
+// Whether this thread is running a chunk of a pooled loop: a loop inside it
+// (the recursive kernels' halves) runs on this thread, as the pool is taken.
+thread_local bool t_in_chunk = false;
+
 // Seconds of CPU this thread has run (0 where the clock is missing).
 double thread_seconds() {
 #ifdef LMM_HAVE_THREAD_CLOCK
@@ -137,10 +141,12 @@ class Pool {
 
   long take(const std::function<void(long)>& f) {
     long ran = 0;
+    t_in_chunk = true;
     for (long c = next_.fetch_add(1); c < chunks_; c = next_.fetch_add(1)) {
       f(c);
       ++ran;
     }
+    t_in_chunk = false;
     return ran;
   }
 
@@ -200,7 +206,7 @@ bool parallel_paused() { return Pool::shared().paused(); }
 
 void parallel_for(long chunks, int threads, const std::function<void(long)>& f) {
   if (chunks <= 0) return;
-  if (threads < 2 || chunks == 1) {
+  if (threads < 2 || chunks == 1 || t_in_chunk) {
     for (long c = 0; c < chunks; ++c) f(c);
     return;
   }

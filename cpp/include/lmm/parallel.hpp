@@ -10,8 +10,9 @@ namespace lmm {
 /// next chunk not yet taken; returns when all are done. The calling thread
 /// never waits for a worker that has not started: on a machine busy with other
 /// work it runs the chunks nobody took itself (it still waits for a chunk a
-/// descheduled worker holds). While another thread's loop holds the pool, or
-/// with threads < 2, every chunk runs on the calling thread; so do the loops
+/// descheduled worker holds). While another thread's loop holds the pool,
+/// inside a chunk of a pooled loop (a loop nested in one), or with threads < 2,
+/// every chunk runs on the calling thread; so do the loops
 /// of the next milliseconds after a loop the workers made no faster than the
 /// calling thread alone would have been (a back-off doubling up to a second
 /// while it lasts, see parallel.cpp).
