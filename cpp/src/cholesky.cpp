@@ -5,6 +5,7 @@
 #include "small_blocks.hpp"
 
 #include <algorithm>
+#include <exception>
 #include <cmath>
 #include <limits>
 #include <stdexcept>
@@ -23,6 +24,9 @@ constexpr long kSweepChunks = 8;
 // multiply-adds (a BLAS-3 multiply-add costs that much less than a scattered one).
 constexpr double kPanelAdvantage = 32.0;
 constexpr Index kPanelColumns = 256;
+// Entries (of its diagonal blocks and the blocks below them) from which the
+// leading prefix term is factored by ranges of levels on the threads.
+constexpr Index kThreadedEntries = Index{1} << 15;
 
 using RowLists = std::vector<std::vector<Index>>;
 
@@ -83,12 +87,13 @@ void xy_rank_update(const Matrix& X, Eigen::Ref<Matrix> S) {
   }
 }
 
-// The leading term (no fill from earlier terms) with P columns known at
-// compile time: per level, D_c = chol(λ'A_cλ + I) and the [X y] rows
+// Levels [c0, c1) of the leading term (no fill from earlier terms) with P
+// columns known at compile time: per level, D_c = chol(λ'A_cλ + I) and the [X y] rows
 // (A_[Xy],c λ) D_c⁻ᵀ, with fixed-size kernels (no per-level dispatch cost,
 // which dominates for many levels of a small term).
 template <int P>
-void factor_leading_term(const BlockDiag& Azz, const Matrix& Axy, const Matrix& lambda, BlockDiag& D, Matrix& LX) {
+void factor_leading_term(const BlockDiag& Azz, const Matrix& Axy, const Matrix& lambda, BlockDiag& D, Matrix& LX,
+                         Index c0, Index c1) {
   using Block = Eigen::Matrix<double, P, P>;
   const Block l = lambda;
   const Index rows = LX.rows();
@@ -97,7 +102,7 @@ void factor_leading_term(const BlockDiag& Azz, const Matrix& Axy, const Matrix& 
     // Two columns (a random intercept and slope), the commonest: written out,
     // with one reciprocal square root per pivot and no division per row.
     const double l00 = l(0, 0), l10 = l(1, 0), l11 = l(1, 1);
-    for (Index c = 0; c < D.nblocks; ++c) {
+    for (Index c = c0; c < c1; ++c) {
       const double* A = Azz.data.data() + c * 4;  // [a00 a10 a01 a11]
       const double al00 = A[0] * l00 + A[2] * l10, al10 = A[1] * l00 + A[3] * l10;
       const double d00 = l00 * al00 + l10 * al10 + 1.0, d10 = l11 * al10, d11 = l11 * A[3] * l11 + 1.0;
@@ -118,7 +123,7 @@ void factor_leading_term(const BlockDiag& Azz, const Matrix& Axy, const Matrix& 
     }
     return;
   }
-  for (Index c = 0; c < D.nblocks; ++c) {
+  for (Index c = c0; c < c1; ++c) {
     d.noalias() = l.transpose() * Eigen::Map<const Block>(Azz.data.data() + c * P * P) * l;
     d.diagonal().array() += 1.0;
     if (!chol_small(d)) throw std::runtime_error(pivot_message("a random-effects block"));
@@ -381,98 +386,157 @@ const double* BlockedCholesky::reach_values(Index k) const {
   return reach_[k].shared ? Loff_[nprefix_][k].data.data() : reach_[k].V.data();
 }
 
-void BlockedCholesky::factor(const Crossprod& A, const std::vector<Matrix>& lambda) {
-  factored_ = false;
-  Matrix tmp;
-  for (Index j = 0; j < nprefix_; ++j) {
-    const Matrix& lj = lambda[j];
-    const Index pj = shapes_[j].p, lvj = shapes_[j].nlevels;
-    BlockDiag& D = Ldiag_[j];
+void BlockedCholesky::factor_columns(const Crossprod& A, const std::vector<Matrix>& lambda, Index j, Index c0,
+                                     Index c1, Matrix& tmp) {
+  const Matrix& lj = lambda[j];
+  const Index pj = shapes_[j].p;
+  BlockDiag& D = Ldiag_[j];
 
-    // The leading term with 2–4 columns: diagonal and [X y] rows by fixed-size kernels.
-    const bool leading_fixed = j == 0 && pj >= 2 && pj <= 4;
-    if (leading_fixed) {
-      if (pj == 2) factor_leading_term<2>(A.ZZ[0], A.XyZ[0], lj, D, LXy_[0]);
-      if (pj == 3) factor_leading_term<3>(A.ZZ[0], A.XyZ[0], lj, D, LXy_[0]);
-      if (pj == 4) factor_leading_term<4>(A.ZZ[0], A.XyZ[0], lj, D, LXy_[0]);
+  // The leading term with 2–4 columns: diagonal and [X y] rows by fixed-size kernels.
+  const bool leading_fixed = j == 0 && pj >= 2 && pj <= 4;
+  if (leading_fixed) {
+    if (pj == 2) factor_leading_term<2>(A.ZZ[0], A.XyZ[0], lj, D, LXy_[0], c0, c1);
+    if (pj == 3) factor_leading_term<3>(A.ZZ[0], A.XyZ[0], lj, D, LXy_[0], c0, c1);
+    if (pj == 4) factor_leading_term<4>(A.ZZ[0], A.XyZ[0], lj, D, LXy_[0], c0, c1);
+  } else {
+    // Diagonal block: λ'A_jjλ + I minus the (block-diagonal) fill from earlier terms.
+    for (Index c = c0; c < c1; ++c) {
+      set_congruence(D.block(c), lj, A.ZZ[j].block(c), lj, tmp);
+      D.block(c).diagonal().array() += 1.0;
+    }
+    for (Index k = 0; k < j; ++k) {
+      const SparseBlocks& Ljk = Loff_[j][k];
+      for (Index c = 0; c < Ljk.ncols; ++c)
+        for (Index e = Ljk.colptr[c]; e < Ljk.colptr[c + 1]; ++e)
+          D.block(Ljk.rowidx[e]).noalias() -= Ljk.block(e) * Ljk.block(e).transpose();
+    }
+    for (Index c = c0; c < c1; ++c) {
+      auto blk = D.block(c);
+      if (!chol_small(blk)) throw std::runtime_error(pivot_message("a random-effects block"));
+    }
+  }
+
+  // Off-diagonal blocks below, in every later term.
+  for (Index i = j + 1; i < K_; ++i) {
+    SparseBlocks& Lij = Loff_[i][j];
+    const SparseBlocks& Aij = A.ZZ_off[i][j];
+    const Matrix& li = lambda[i];
+    const bool scalar = li.size() == 1 && lj.size() == 1;  // (crossed intercepts: one entry per block)
+    if (scalar && j == 0) {
+      // Nothing fills the leading term's blocks (L's pattern is A's): each
+      // entry set and divided by its level's pivot in one pass.
+      const double* a = Aij.data.data();
+      double* v = Lij.data.data();
+      for (Index c = c0; c < c1; ++c) {
+        const double f = li(0, 0) * lj(0, 0) / D.data.data()[c];
+        for (Index e = Aij.colptr[c]; e < Aij.colptr[c + 1]; ++e) v[e] = f * a[e];
+      }
+      continue;
+    }
+    const Index e0 = Lij.colptr[c0], e1 = Lij.colptr[c1];
+    Lij.data.middleCols(e0 * Lij.pc, (e1 - e0) * Lij.pc).setZero();
+    for (Index c = c0; c < c1; ++c) {
+      Index dst = Lij.colptr[c];
+      for (Index e = Aij.colptr[c]; e < Aij.colptr[c + 1]; ++e) {
+        while (Lij.rowidx[dst] != Aij.rowidx[e]) ++dst;
+        if (scalar) {
+          Lij.data.data()[dst] = li(0, 0) * Aij.data.data()[e] * lj(0, 0);
+        } else {
+          set_congruence(Lij.block(dst), li, Aij.block(e), lj, tmp);
+        }
+      }
+    }
+    for (Index k = 0; k < j; ++k) {
+      const SparseBlocks& Ljk = Loff_[j][k];
+      const SparseBlocks& Lik = Loff_[i][k];
+      for (Index c = 0; c < Ljk.ncols; ++c) {
+        if (Ljk.colptr[c] == Ljk.colptr[c + 1]) continue;
+        const Index e2 = Ljk.colptr[c];
+        const Index r2 = Ljk.rowidx[e2];
+        for (Index e1 = Lik.colptr[c]; e1 < Lik.colptr[c + 1]; ++e1)
+          Lij.block(Lij.find(Lik.rowidx[e1], r2)).noalias() -= Lik.block(e1) * Ljk.block(e2).transpose();
+      }
+    }
+    if (Lij.pr == 1 && Lij.pc == 1) {
+      double* v = Lij.data.data();
+      for (Index c = c0; c < c1; ++c)
+        for (Index e = Lij.colptr[c]; e < Lij.colptr[c + 1]; ++e) v[e] /= D.data.data()[c];
     } else {
-      // Diagonal block: λ'A_jjλ + I minus the (block-diagonal) fill from earlier terms.
-      for (Index c = 0; c < lvj; ++c) {
-        set_congruence(D.block(c), lj, A.ZZ[j].block(c), lj, tmp);
-        D.block(c).diagonal().array() += 1.0;
-      }
-      for (Index k = 0; k < j; ++k) {
-        const SparseBlocks& Ljk = Loff_[j][k];
-        for (Index c = 0; c < Ljk.ncols; ++c)
-          for (Index e = Ljk.colptr[c]; e < Ljk.colptr[c + 1]; ++e)
-            D.block(Ljk.rowidx[e]).noalias() -= Ljk.block(e) * Ljk.block(e).transpose();
-      }
-      for (Index c = 0; c < lvj; ++c) {
-        auto blk = D.block(c);
-        if (!chol_small(blk)) throw std::runtime_error(pivot_message("a random-effects block"));
-      }
+      for (Index c = c0; c < c1; ++c)
+        for (Index e = Lij.colptr[c]; e < Lij.colptr[c + 1]; ++e) rdiv_lower_t(Lij.block(e), D.block(c));
     }
+  }
 
-    // Off-diagonal blocks below, in every later term.
-    for (Index i = j + 1; i < K_; ++i) {
-      SparseBlocks& Lij = Loff_[i][j];
-      const SparseBlocks& Aij = A.ZZ_off[i][j];
-      const Matrix& li = lambda[i];
-      const bool scalar = li.size() == 1 && lj.size() == 1;  // (crossed intercepts: one entry per block)
-      Lij.data.setZero();
-      for (Index c = 0; c < Aij.ncols; ++c) {
-        Index dst = Lij.colptr[c];
-        for (Index e = Aij.colptr[c]; e < Aij.colptr[c + 1]; ++e) {
-          while (Lij.rowidx[dst] != Aij.rowidx[e]) ++dst;
-          if (scalar) {
-            Lij.data.data()[dst] = li(0, 0) * Aij.data.data()[e] * lj(0, 0);
-          } else {
-            set_congruence(Lij.block(dst), li, Aij.block(e), lj, tmp);
-          }
-        }
-      }
-      for (Index k = 0; k < j; ++k) {
-        const SparseBlocks& Ljk = Loff_[j][k];
-        const SparseBlocks& Lik = Loff_[i][k];
-        for (Index c = 0; c < Ljk.ncols; ++c) {
-          if (Ljk.colptr[c] == Ljk.colptr[c + 1]) continue;
-          const Index e2 = Ljk.colptr[c];
-          const Index r2 = Ljk.rowidx[e2];
-          for (Index e1 = Lik.colptr[c]; e1 < Lik.colptr[c + 1]; ++e1)
-            Lij.block(Lij.find(Lik.rowidx[e1], r2)).noalias() -= Lik.block(e1) * Ljk.block(e2).transpose();
-        }
-      }
-      if (Lij.pr == 1 && Lij.pc == 1) {
-        double* v = Lij.data.data();
-        for (Index c = 0; c < Lij.ncols; ++c)
-          for (Index e = Lij.colptr[c]; e < Lij.colptr[c + 1]; ++e) v[e] /= D.data.data()[c];
-      } else {
-        for (Index c = 0; c < Lij.ncols; ++c)
-          for (Index e = Lij.colptr[c]; e < Lij.colptr[c + 1]; ++e) rdiv_lower_t(Lij.block(e), D.block(c));
-      }
-    }
-
-    // The [X y] rows.
-    if (leading_fixed) continue;
-    Matrix& LX = LXy_[j];
+  // The [X y] rows.
+  if (!leading_fixed) {
+    auto LX = LXy_[j].middleCols(c0 * pj, (c1 - c0) * pj);
+    const auto Axy = A.XyZ[j].middleCols(c0 * pj, (c1 - c0) * pj);
     if (pj == 1) {
-      LX = A.XyZ[j] * lj(0, 0);
+      LX = Axy * lj(0, 0);
     } else {
-      for (Index c = 0; c < lvj; ++c) LX.middleCols(c * pj, pj).noalias() = A.XyZ[j].middleCols(c * pj, pj) * lj;
+      for (Index c = 0; c < c1 - c0; ++c) LX.middleCols(c * pj, pj).noalias() = Axy.middleCols(c * pj, pj) * lj;
     }
     for (Index k = 0; k < j; ++k) {
       const SparseBlocks& Ljk = Loff_[j][k];
       const Index pk = shapes_[k].p;
       for (Index c = 0; c < Ljk.ncols; ++c)
         for (Index e = Ljk.colptr[c]; e < Ljk.colptr[c + 1]; ++e)
-          LX.middleCols(Ljk.rowidx[e] * pj, pj).noalias() -=
+          LXy_[j].middleCols(Ljk.rowidx[e] * pj, pj).noalias() -=
               LXy_[k].middleCols(c * pk, pk) * Ljk.block(e).transpose();
     }
     if (pj == 1) {
-      LX.array().rowwise() /= D.data.row(0).array();
+      LX.array().rowwise() /= D.data.row(0).segment(c0, c1 - c0).array();
     } else {
-      for (Index c = 0; c < lvj; ++c) rdiv_lower_t(LX.middleCols(c * pj, pj), D.block(c));
+      for (Index c = 0; c < c1 - c0; ++c) rdiv_lower_t(LX.middleCols(c * pj, pj), D.block(c0 + c));
     }
+  }
+
+  // The columns' rows in the tail, packed for the sweeps (reach_[j].V).
+  TailReach& R = reach_[j];
+  if (R.shared) return;
+  Index g = R.colptr[c0];
+  for (Index c = c0; c < c1; ++c)
+    for (Index i = nprefix_; i < K_; ++i) {
+      const SparseBlocks& Lij = Loff_[i][j];
+      if (Lij.pr == 1 && Lij.pc == 1) {
+        const double* v = Lij.data.data();
+        for (Index e = Lij.colptr[c]; e < Lij.colptr[c + 1]; ++e, ++g) R.V.data()[g] = v[e];
+        continue;
+      }
+      for (Index e = Lij.colptr[c]; e < Lij.colptr[c + 1]; ++e)
+        for (Index a = 0; a < Lij.pr; ++a, ++g)
+          for (Index b = 0; b < Lij.pc; ++b) R.V(b, g) = Lij.data(a, e * Lij.pc + b);
+    }
+}
+
+void BlockedCholesky::factor(const Crossprod& A, const std::vector<Matrix>& lambda) {
+  factored_ = false;
+  Matrix tmp;
+  const int threads = sweep_threads();
+  for (Index j = 0; j < nprefix_; ++j) {
+    const Index levels = shapes_[j].nlevels;
+    // The leading term's levels are independent (no fill from earlier
+    // terms): with threads, ranges of them are factored in parallel when
+    // its blocks are many (InstEval's 2,972 levels and 90,000 blocks below:
+    // 0.5 ms of each evaluation on one thread).
+    Index entries = levels * shapes_[j].p * shapes_[j].p;
+    for (Index i = j + 1; i < K_; ++i) entries += Loff_[i][j].data.size();
+    if (j > 0 || threads < 2 || entries < kThreadedEntries) {
+      factor_columns(A, lambda, j, 0, levels, tmp);
+      continue;
+    }
+    const long chunks = kSweepChunks;
+    std::vector<std::exception_ptr> failed(static_cast<std::size_t>(chunks));
+    parallel_for(chunks, threads, [&](long chunk) {
+      try {
+        Matrix work;
+        factor_columns(A, lambda, j, levels * chunk / chunks, levels * (chunk + 1) / chunks, work);
+      } catch (...) {
+        failed[static_cast<std::size_t>(chunk)] = std::current_exception();
+      }
+    });
+    for (const auto& e : failed)
+      if (e) std::rethrow_exception(e);
   }
 
   // Dense tail: the remaining terms and [X y], minus the updates from the prefix.
@@ -483,31 +547,13 @@ void BlockedCholesky::factor(const Crossprod& A, const std::vector<Matrix>& lamb
   if (T_.order() != m) T_.resize(m);
   const Index xo = q_tail_;
   // Each block column c of a prefix term k updates T by −C C', C its rows in
-  // the tail and [X y]. The rows in the tail are packed (reach_[k].V), then
-  // T is swept column by column: column r receives, from every block column
-  // reaching row r, the products with its rows at and below r.
-  for (Index k = 0; k < nprefix_; ++k) {
-    TailReach& R = reach_[k];
-    if (R.shared) continue;
-    Index g = 0;
-    for (Index c = 0; c < shapes_[k].nlevels; ++c)
-      for (Index i = nprefix_; i < K_; ++i) {
-        const SparseBlocks& Lik = Loff_[i][k];
-        if (Lik.pr == 1 && Lik.pc == 1) {
-          const double* v = Lik.data.data();
-          for (Index e = Lik.colptr[c]; e < Lik.colptr[c + 1]; ++e, ++g) R.V.data()[g] = v[e];
-          continue;
-        }
-        for (Index e = Lik.colptr[c]; e < Lik.colptr[c + 1]; ++e)
-          for (Index a = 0; a < Lik.pr; ++a, ++g)
-            for (Index j = 0; j < Lik.pc; ++j) R.V(j, g) = Lik.data(a, e * Lik.pc + j);
-      }
-  }
-  // Columns r are independent: with threads, each chunk zeroes and sweeps
-  // every chunks-th one (a column is zeroed while in cache for its sweep,
-  // by both threads: zeroing the whole triangle first cost InstEval's
-  // evaluation 0.3-0.4 ms on one thread, and 4 ms of page faults the first time).
-  const int threads = sweep_threads();
+  // the tail and [X y] (packed in reach_[k].V by factor_columns()): T is swept
+  // column by column, column r receiving, from every block column reaching
+  // row r, the products with its rows at and below r. Columns r are
+  // independent: with threads, each chunk zeroes and sweeps every chunks-th
+  // one (a column is zeroed while in cache for its sweep, by both threads:
+  // zeroing the whole triangle first cost InstEval's evaluation 0.3-0.4 ms on
+  // one thread, and 4 ms of page faults the first time).
   const long chunks = threads > 1 ? kSweepChunks : 1;
   parallel_for(chunks, threads, [&](long chunk) {
     for (Index r = chunk; r < q_tail_; r += chunks) {

@@ -269,6 +269,47 @@ void check_shift(const Design& d) {
   }
 }
 
+// A leading term with enough blocks is factored by ranges of levels on the
+// threads (with a dense tail of kThreadedOrder columns or more): the criterion,
+// gradient and solution equal one thread's to rounding, for one-column (set and
+// divided in one pass), two-column (fixed-size kernels) and five-column leading terms.
+void check_threaded_factor() {
+  const Index n = 40000, lead = 4000, tail = 600;
+  const lmm::IntVector tail_codes = random_codes(n, tail);
+  for (Index p : {1, 2, 5}) {
+    Design d = base("threaded leading term, " + std::to_string(p) + " column(s)", n, 2);
+    d.terms.push_back({random_codes(n, lead), random_columns(n, p, true), lead, lmm::Covariance::Unstructured});
+    d.terms.push_back({tail_codes, random_columns(n, 1, true), tail, lmm::Covariance::Unstructured});
+    std::vector<lmm::TermData> data;
+    for (const auto& t : d.terms)
+      data.push_back({Eigen::Map<const lmm::IntVector>(t.codes.data(), t.codes.size()),
+                      Eigen::Map<const Matrix>(t.z.data(), t.z.rows(), t.z.cols()), t.nlevels, t.cov});
+    const int before = lmm::dense_threads();
+    lmm::set_dense_threads(1);
+    lmm::Model m(data, d.X, d.y);
+    const Vector theta = m.theta_start() * 0.8;
+    m.set_theta(theta);
+    const double f1 = m.objective(true);
+    const Vector g1 = m.gradient(true);
+    Vector u1, b1;
+    m.solve(u1, b1);
+    for (int threads : {2, 3}) {
+      lmm::set_dense_threads(threads);
+      lmm::Model mt(data, d.X, d.y);  // (its own factor: nothing kept from one thread's)
+      mt.set_theta(theta * 1.1);
+      mt.set_theta(theta);
+      const std::string tag = d.name + " on " + std::to_string(threads) + " threads";
+      check_close(tag + " objective", mt.objective(true), f1, 1e-12);
+      check_close(tag + " |gradient - one thread's|", (mt.gradient(true) - g1).norm(), 0.0, 1e-10 * g1.norm());
+      Vector u, beta;
+      mt.solve(u, beta);
+      check_close(tag + " |u - one thread's|", (u - u1).norm(), 0.0, 1e-11 * u1.norm());
+      check_close(tag + " |beta - one thread's|", (beta - b1).norm(), 0.0, 1e-11 * b1.norm());
+    }
+    lmm::set_dense_threads(before);
+  }
+}
+
 void check_errors() {
   lmm::IntVector codes(3);
   codes << 0, 1, 5;
@@ -295,6 +336,7 @@ int main() {
     check_design(d);
     check_shift(d);
   }
+  check_threaded_factor();
   check_errors();
   if (failures == 0) std::printf("all blocked Cholesky checks passed\n");
   return failures == 0 ? 0 : 1;

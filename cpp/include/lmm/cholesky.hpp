@@ -150,6 +150,11 @@ class BlockedCholesky {
   // Threads for the sweeps over the tail's columns and the prefix's levels
   // (dense_threads() when the tail is large enough, else 1).
   int sweep_threads() const;
+  // Prefix term j's levels [c0, c1) (all of them unless j = 0): its diagonal
+  // blocks, the blocks below them, its [X y] rows (less the fill from earlier
+  // terms) and their rows in the tail packed in reach_[j] (tmp: workspace).
+  void factor_columns(const Crossprod& A, const std::vector<Matrix>& lambda, Index j, Index c0, Index c1,
+                      Matrix& tmp);
   // Levels c0 .. c0 + w − 1 of prefix term k (p_k columns each, level j's at
   // columns j p_k ..) as a dense panel P (q_tail + xrows rows: the tail's,
   // then the first xrows of [X y]; P's columns beyond w p_k zero); returns
