@@ -335,6 +335,22 @@ Vector Model::moment_start() const {
         if (k == t) continue;
         const bool below = k < t;
         const SparseBlocks& S = below ? A_.ZZ_off[t][k] : A_.ZZ_off[k][t];
+        if (S.pr == 1 && S.pc == 1) {
+          // Crossed intercepts, by plain loops: a product per entry cost 1.6
+          // of InstEval's 1.9 ms here (90,000 entries, six passes).
+          const double* v = S.data.data();
+          const double* bk = b[k].data();
+          double* out = rhs.data();
+          for (Index c = 0; c < S.ncols; ++c)
+            for (Index e = S.colptr[c]; e < S.colptr[c + 1]; ++e) {
+              if (below) {
+                out[S.rowidx[e]] -= v[e] * bk[c];
+              } else {
+                out[c] -= v[e] * bk[S.rowidx[e]];
+              }
+            }
+          continue;
+        }
         for (Index c = 0; c < S.ncols; ++c)
           for (Index e = S.colptr[c]; e < S.colptr[c + 1]; ++e) {
             const Index r = S.rowidx[e];
