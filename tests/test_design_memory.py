@@ -232,6 +232,34 @@ def test_exact_fit_sample_decides_when_x_is_the_terms_columns(monkeypatch):
         _design("a ~ t + (1 + t | g)", data.assign(a=data["a"] * (1 + data["t"])))
 
 
+def test_exact_fit_sample_of_few_large_levels_keeps_a_share_of_their_rows(monkeypatch):
+    # A factor of a few levels of many rows each (InstEval's departments): the levels
+    # taken keep every k-th row, a sample of about _EXACT_FIT_SAMPLE rows, not all of
+    # theirs; an exact fit is still found (exact on all rows, exact on any subset).
+    import lmm.design.response as response
+
+    rng = np.random.default_rng(4)
+    n = N_LARGE
+    g = rng.integers(0, 6, n)
+    data = pd.DataFrame({"g": g, "x": rng.normal(size=n)})
+    data["y"] = 0.5 * g + data["x"] + rng.normal(size=n)
+    data["exact"] = 0.5 * g + data["x"]
+    calls: list[int] = []
+    within = response.core.within_level_residual
+
+    def counted(codes, z, nlevels, V):
+        calls.append(codes.shape[0])
+        return within(codes, z, nlevels, V)
+
+    monkeypatch.setattr(response.core, "within_level_residual", counted)
+    _design("y ~ x + (1 | g)", data)
+    assert len(calls) == 1 and calls[0] <= 2 * response._EXACT_FIT_SAMPLE
+    calls.clear()
+    with pytest.raises(ValueError, match=r"fitted exactly by the fixed effects and the random-effects term \(1 \| g\)"):
+        _design("exact ~ x + (1 | g)", data)
+    assert calls[0] <= 2 * response._EXACT_FIT_SAMPLE and calls[-1] == n
+
+
 def test_response_coefficients_are_least_squares_on_centred_X():
     rng = np.random.default_rng(4)
     n = N_LARGE

@@ -781,23 +781,6 @@ void BlockedCholesky::diagonal_block_sums(bool with_x, std::vector<Matrix>& sums
   const auto Tinv = T_.matrix().topLeftCorner(mt, mt);
   sums.assign(static_cast<std::size_t>(K_), Matrix());
   for (Index k = 0; k < K_; ++k) sums[k].setZero(shapes_[k].p, shapes_[k].p);
-  for (Index k = nprefix_; k < K_; ++k) {
-    const Index pk = shapes_[k].p;
-    for (Index j = 0; j < shapes_[k].nlevels; ++j) {
-      const Index a = tail_offset_[k] + j * pk;
-      if (pk == 1) {
-        const double* tc = Tinv.data() + a * Tinv.outerStride() + a;
-        sums[k](0, 0) += lane_sum(mt - a, [&](Index x) { return tc[x] * tc[x]; });
-      } else {
-        // The level's diagonal block of T⁻¹ is lower triangular; the storage
-        // above its diagonal holds stale values of T.
-        const Matrix top = Tinv.block(a, a, pk, pk).triangularView<Eigen::Lower>();
-        const auto rest = Tinv.block(a + pk, a, mt - a - pk, pk);
-        sums[k].noalias() += top.transpose() * top;
-        sums[k].noalias() += rest.transpose() * rest;
-      }
-    }
-  }
   const Matrix TXXinv = Tinv.bottomRightCorner(px, px).triangularView<Eigen::Lower>();
   // Terms updated by panels in factor(): H = T⁻¹ B for a panel of levels at
   // once (BLAS-3), level c adding L_cc⁻ᵀ (I + H_c'H_c) L_cc⁻¹ (a scalar
@@ -835,13 +818,31 @@ void BlockedCholesky::diagonal_block_sums(bool with_x, std::vector<Matrix>& sums
     lower_times_leading_rows(TXXinv, LXy_[t].data(), LXy_[t].rows(), LXy_[t].cols(), Y[t].data());
   }
   // Levels are independent: with threads, each chunk sums every chunks-th
-  // one, and the chunks' sums are added in order.
+  // one of every term (the tail's too), and the chunks' sums are added in order.
   const int threads = sweep_threads();
   const long chunks = threads > 1 ? kSweepChunks : 1;
   std::vector<std::vector<Matrix>> part_sums(static_cast<std::size_t>(chunks));
   parallel_for(chunks, threads, [&](long part) {
     std::vector<Matrix>& out = part_sums[static_cast<std::size_t>(part)];
-    out.resize(static_cast<std::size_t>(nprefix_));
+    out.resize(static_cast<std::size_t>(K_));
+    for (Index k = nprefix_; k < K_; ++k) {
+      const Index pk = shapes_[k].p;
+      out[k].setZero(pk, pk);
+      for (Index j = part; j < shapes_[k].nlevels; j += chunks) {
+        const Index a = tail_offset_[k] + j * pk;
+        if (pk == 1) {
+          const double* tc = Tinv.data() + a * Tinv.outerStride() + a;
+          out[k](0, 0) += lane_sum(mt - a, [&](Index x) { return tc[x] * tc[x]; });
+        } else {
+          // The level's diagonal block of T⁻¹ is lower triangular; the storage
+          // above its diagonal holds stale values of T.
+          const Matrix top = Tinv.block(a, a, pk, pk).triangularView<Eigen::Lower>();
+          const auto rest = Tinv.block(a + pk, a, mt - a - pk, pk);
+          out[k].noalias() += top.transpose() * top;
+          out[k].noalias() += rest.transpose() * rest;
+        }
+      }
+    }
     Matrix H, Dinv, G;
     for (Index t = 0; t < nprefix_; ++t) {
       const Index pt = shapes_[t].p;
@@ -919,7 +920,7 @@ void BlockedCholesky::diagonal_block_sums(bool with_x, std::vector<Matrix>& sums
     }
   });
   for (const auto& out : part_sums)
-    for (Index t = 0; t < nprefix_; ++t) sums[t] += out[t];
+    for (Index t = 0; t < K_; ++t) sums[t] += out[t];
   for (Index t = 0; t < nprefix_; ++t)
     if (reach_[t].panels) sums[t] += panel_sums[t];
 }

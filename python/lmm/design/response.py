@@ -68,7 +68,10 @@ def _sample_levels(t: ReTerm, size: int) -> tuple[np.ndarray, np.ndarray, int]:
 
     Each level is taken with probability ``size / n`` by a fixed pseudo-random draw
     (seeded: the same sample every time), not in code order, where the first levels are
-    often the largest; two passes over the codes, no count per level and no sort.
+    often the largest; two passes over the codes, no count per level and no sort. Levels
+    of many rows each (a few taken hold many more than ``size``) keep every k-th of their
+    rows: an exact fit on all rows is exact on any subset of them, and each level keeps
+    k times fewer rows, still many (InstEval's 14 departments: 4 taken, 27,000 rows).
     """
     n, L = t.codes.shape[0], t.nlevels
     draw = np.random.default_rng(0).random(L)
@@ -76,6 +79,8 @@ def _sample_levels(t: ReTerm, size: int) -> tuple[np.ndarray, np.ndarray, int]:
     if not picked.any():
         picked[int(np.argmin(draw))] = True
     rows = np.flatnonzero(picked[t.codes])
+    if rows.size > 2 * size:
+        rows = rows[::rows.size // size]
     new_codes = (np.cumsum(picked, dtype=np.int32) - 1)[t.codes[rows]]
     return rows, new_codes, int(np.count_nonzero(picked))
 
