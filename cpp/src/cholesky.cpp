@@ -675,6 +675,10 @@ void BlockedCholesky::solve_u_beta(Vector& u, Vector& beta) const {
     for (Index i = j + 1; i < K_; ++i) {
       const SparseBlocks& Lij = Loff_[i][j];
       const Index pi = shapes_[i].p;
+      if (pi == 1 && pj == 1) {
+        scalar_blocks_less(Lij, true, u.data() + offset_[i], rhs.data());
+        continue;
+      }
       for (Index c = 0; c < Lij.ncols; ++c)
         for (Index e = Lij.colptr[c]; e < Lij.colptr[c + 1]; ++e)
           rhs.segment(c * pj, pj).noalias() -= Lij.block(e).transpose() * u.segment(offset_[i] + Lij.rowidx[e] * pi, pi);

@@ -140,6 +140,22 @@ inline void block_diag_times(const BlockDiag& D, double alpha, const double* b, 
   });
 }
 
+/// out −= S x (rows: S's rows, x by column), or out −= S'x (transposed: x by
+/// row, out by column), for a sparse matrix of 1 × 1 blocks (crossed
+/// intercepts), by plain loops: a general product per entry cost InstEval's
+/// moment start 1.6 of its 1.9 ms (90,000 entries).
+inline void scalar_blocks_less(const SparseBlocks& S, bool transposed, const double* x, double* out) {
+  const double* v = S.data.data();
+  for (Index c = 0; c < S.ncols; ++c)
+    for (Index e = S.colptr[c]; e < S.colptr[c + 1]; ++e) {
+      if (transposed) {
+        out[c] -= v[e] * x[S.rowidx[e]];
+      } else {
+        out[S.rowidx[e]] -= v[e] * x[c];
+      }
+    }
+}
+
 /// out = (I_nlevels ⊗ λ) u for a lower-triangular p × p λ: per level, λ u_j.
 inline void levels_times_lower(const Matrix& lambda, Index nlevels, const double* u, double* out) {
   lower_times_leading_rows(lambda, u, lambda.rows(), nlevels, out);
