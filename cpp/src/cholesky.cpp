@@ -509,6 +509,31 @@ void BlockedCholesky::factor_columns(const Crossprod& A, const std::vector<Matri
     }
 }
 
+bool BlockedCholesky::scalar_tail_entries(const Crossprod& A, const std::vector<Matrix>& lambda, Index i) {
+  for (Index j = nprefix_; j < i; ++j)
+    if (shapes_[j].p != 1) return false;
+  const Index oi = tail_offset_[i], ld = T_.matrix().outerStride(), rows = p_ + 1;
+  const double li = lambda[i](0, 0);
+  double* T = T_.matrix().data();
+  const double* zz = A.ZZ[i].data.data();
+  const double* xyz = A.XyZ[i].data();
+  for (Index c = 0; c < shapes_[i].nlevels; ++c) {
+    double* col = T + (oi + c) * ld;
+    col[oi + c] += li * zz[c] * li + 1.0;
+    for (Index x = 0; x < rows; ++x) col[q_tail_ + x] += xyz[c * rows + x] * li;
+  }
+  for (Index j = nprefix_; j < i; ++j) {
+    const SparseBlocks& Aij = A.ZZ_off[i][j];
+    const double f = li * lambda[j](0, 0);
+    const double* v = Aij.data.data();
+    for (Index c = 0; c < Aij.ncols; ++c) {
+      double* col = T + (tail_offset_[j] + c) * ld + oi;
+      for (Index e = Aij.colptr[c]; e < Aij.colptr[c + 1]; ++e) col[Aij.rowidx[e]] += f * v[e];
+    }
+  }
+  return true;
+}
+
 void BlockedCholesky::factor(const Crossprod& A, const std::vector<Matrix>& lambda) {
   factored_ = false;
   Matrix tmp;
@@ -593,6 +618,7 @@ void BlockedCholesky::factor(const Crossprod& A, const std::vector<Matrix>& lamb
   for (Index i = nprefix_; i < K_; ++i) {
     const Index oi = tail_offset_[i], pi = shapes_[i].p;
     const Matrix& li = lambda[i];
+    if (pi == 1 && scalar_tail_entries(A, lambda, i)) continue;
     for (Index c = 0; c < shapes_[i].nlevels; ++c) {
       set_congruence<true>(T_.matrix().block(oi + c * pi, oi + c * pi, pi, pi), li, A.ZZ[i].block(c), li, tmp);
       T_.matrix().block(oi + c * pi, oi + c * pi, pi, pi).diagonal().array() += 1.0;
