@@ -73,6 +73,18 @@ SparseBlocks cross_block(const TermData& ti, const TermData& tj, const Vector& w
   SparseBlocks A;
   A.set_pattern(li, pi, pj, std::move(colptr), std::move(pattern));
   std::vector<Index> slot(static_cast<std::size_t>(li), 0);
+  if (!tri && !trj && pi == 1 && pj == 1) {
+    // Crossed intercepts (or one-column terms): an entry per block, by plain loops.
+    double* v = A.data.data();
+    for (Index c = 0; c < lj; ++c) {
+      for (Index k = A.colptr[c]; k < A.colptr[c + 1]; ++k) slot[A.rowidx[k]] = k;
+      for (Index k = start[c]; k < start[c + 1]; ++k) {
+        const Index r = rows_sorted[k];
+        v[slot[ti.codes[r]]] += (w.size() ? w[r] : 1.0) * ti.z(r, 0) * tj.z(r, 0);
+      }
+    }
+    return A;
+  }
   Eigen::RowVectorXd zi(pi), zj(pj);  // row r of the terms' columns in A's basis
   for (Index c = 0; c < lj; ++c) {
     for (Index k = A.colptr[c]; k < A.colptr[c + 1]; ++k) slot[A.rowidx[k]] = k;
@@ -80,10 +92,6 @@ SparseBlocks cross_block(const TermData& ti, const TermData& tj, const Vector& w
       const Index r = rows_sorted[k];
       auto blk = A.block(slot[ti.codes[r]]);
       const double wr = w.size() ? w[r] : 1.0;
-      if (!tri && !trj && pi == 1 && pj == 1) {
-        blk(0, 0) += wr * ti.z(r, 0) * tj.z(r, 0);
-        continue;
-      }
       if (tri) tri->apply_row(ti.z, r, zi.data()); else zi = ti.z.row(r);
       if (trj) trj->apply_row(tj.z, r, zj.data()); else zj = tj.z.row(r);
       blk.noalias() += (wr * zi.transpose()) * zj;
@@ -134,6 +142,17 @@ void for_each_run(const std::int32_t* codes, Index m, F&& f) {
 // [a0, p] of [X_c y_c] (W holds those rows, zc those of Z_k's columns).
 void add_xyz(Matrix& XyZ, const Matrix& W, Index a0, const TermData& t, Index r0, const Eigen::Ref<const Matrix>& zc) {
   const Index m = W.rows(), pk = zc.cols(), rows = XyZ.rows(), ldz = zc.outerStride();
+  if (pk == 1) {
+    // One column: row by row (runs of one row, crossed factors' usual case,
+    // cost a loop set-up per column of W: InstEval's 73,421 rows 0.45 -> 0.2 ms per term).
+    const std::int32_t* codes = t.codes.data() + r0;
+    const double* z = zc.data();
+    for (Index i = 0; i < m; ++i) {
+      double* blk = XyZ.data() + codes[i] * rows;
+      for (Index a = a0; a < W.cols(); ++a) blk[a] += W.data()[a * m + i] * z[i];
+    }
+    return;
+  }
   for_each_run(t.codes.data() + r0, m, [&](std::int32_t g, Index r, Index e) {
     double* blk = XyZ.data() + g * pk * rows;  // the level's block, column b at blk + b·rows
     for (Index b = 0; b < pk; ++b) {
@@ -152,6 +171,13 @@ void add_xyz(Matrix& XyZ, const Matrix& W, Index a0, const TermData& t, Index r0
 // the term's columns; w the chunk's weights, or null).
 void add_zz(BlockDiag& D, const std::int32_t* codes, const Eigen::Ref<const Matrix>& zc, const double* w) {
   const Index m = zc.rows(), pk = zc.cols(), ldz = zc.outerStride();
+  if (pk == 1) {
+    // One column: row by row, as add_xyz (0.5 -> 0.1 ms per crossed term of InstEval's).
+    const double* z = zc.data();
+    double* d = D.data.data();
+    for (Index i = 0; i < m; ++i) d[codes[i]] += (w ? w[i] : 1.0) * z[i] * z[i];
+    return;
+  }
   for_each_run(codes, m, [&](std::int32_t g, Index r, Index e) {
     double* blk = D.data.data() + g * pk * pk;
     for (Index b = 0; b < pk; ++b) {
