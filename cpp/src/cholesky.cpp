@@ -333,6 +333,9 @@ BlockedCholesky::BlockedCholesky(const Crossprod& A, double max_dense_bytes)
     R.shared = shared;
     R.colptr.assign(static_cast<std::size_t>(shapes_[k].nlevels) + 1, 0);
     std::vector<std::int32_t>& rows = R.rows;  // the packed rows; handed back below when shared
+    std::size_t positions = 0;
+    for (Index i = nprefix_; i < K_; ++i) positions += static_cast<std::size_t>(Loff_[i][k].nnz() * Loff_[i][k].pr);
+    rows.reserve(positions);
     for (Index c = 0; c < shapes_[k].nlevels; ++c) {
       for (Index i = nprefix_; i < K_; ++i) {
         const SparseBlocks& Lik = Loff_[i][k];
