@@ -203,17 +203,10 @@ def test_exact_fit_still_raises_on_many_rows():
     _design("y_group ~ x + (1 | g)", noisy)
 
 
-def test_exact_fit_sample_decides_when_x_is_the_terms_columns(monkeypatch):
-    # X's columns that the term spans within levels (the intercept of y ~ 1 + (1 | g),
-    # t of y ~ t + (1 + t | g)) are left out of the within-level fit: as an exactly zero
-    # block they made the sample's residual NaN, so every design took the full pass.
+def _counted_exact_fit_rows(monkeypatch) -> list[int]:
+    """The rows of each exact-fit check (``within_level_residual`` call) from now on."""
     import lmm.design.response as response
 
-    rng = np.random.default_rng(2)
-    n = N_LARGE
-    g = rng.integers(0, n // 3, n)
-    data = pd.DataFrame({"g": g, "t": rng.integers(0, 10, n).astype(float), "a": rng.normal(size=n // 3)[g]})
-    data["y"] = data["a"] + rng.normal(size=n)
     calls: list[int] = []
     within = response.core.within_level_residual
 
@@ -222,6 +215,19 @@ def test_exact_fit_sample_decides_when_x_is_the_terms_columns(monkeypatch):
         return within(codes, z, nlevels, V)
 
     monkeypatch.setattr(response.core, "within_level_residual", counted)
+    return calls
+
+
+def test_exact_fit_sample_decides_when_x_is_the_terms_columns(monkeypatch):
+    # X's columns that the term spans within levels (the intercept of y ~ 1 + (1 | g),
+    # t of y ~ t + (1 + t | g)) are left out of the within-level fit: as an exactly zero
+    # block they made the sample's residual NaN, so every design took the full pass.
+    rng = np.random.default_rng(2)
+    n = N_LARGE
+    g = rng.integers(0, n // 3, n)
+    data = pd.DataFrame({"g": g, "t": rng.integers(0, 10, n).astype(float), "a": rng.normal(size=n // 3)[g]})
+    data["y"] = data["a"] + rng.normal(size=n)
+    calls = _counted_exact_fit_rows(monkeypatch)
     for formula in ["y ~ 1 + (1 | g)", "y ~ t + (1 + t | g)", "y ~ t + (1 | g)"]:
         calls.clear()
         _design(formula, data)
@@ -244,14 +250,7 @@ def test_exact_fit_sample_of_few_large_levels_keeps_a_share_of_their_rows(monkey
     data = pd.DataFrame({"g": g, "x": rng.normal(size=n)})
     data["y"] = 0.5 * g + data["x"] + rng.normal(size=n)
     data["exact"] = 0.5 * g + data["x"]
-    calls: list[int] = []
-    within = response.core.within_level_residual
-
-    def counted(codes, z, nlevels, V):
-        calls.append(codes.shape[0])
-        return within(codes, z, nlevels, V)
-
-    monkeypatch.setattr(response.core, "within_level_residual", counted)
+    calls = _counted_exact_fit_rows(monkeypatch)
     _design("y ~ x + (1 | g)", data)
     assert len(calls) == 1 and calls[0] <= 2 * response._EXACT_FIT_SAMPLE
     calls.clear()
