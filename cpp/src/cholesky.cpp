@@ -5,7 +5,6 @@
 #include "small_blocks.hpp"
 
 #include <algorithm>
-#include <exception>
 #include <cmath>
 #include <limits>
 #include <stdexcept>
@@ -554,17 +553,10 @@ void BlockedCholesky::factor(const Crossprod& A, const std::vector<Matrix>& lamb
       continue;
     }
     const long chunks = kSweepChunks;
-    std::vector<std::exception_ptr> failed(static_cast<std::size_t>(chunks));
-    parallel_for(chunks, threads, [&](long chunk) {
-      try {
-        Matrix work;
-        factor_columns(A, lambda, j, levels * chunk / chunks, levels * (chunk + 1) / chunks, work);
-      } catch (...) {
-        failed[static_cast<std::size_t>(chunk)] = std::current_exception();
-      }
+    parallel_for_rethrow(chunks, threads, [&](long chunk) {
+      Matrix work;
+      factor_columns(A, lambda, j, levels * chunk / chunks, levels * (chunk + 1) / chunks, work);
     });
-    for (const auto& e : failed)
-      if (e) std::rethrow_exception(e);
   }
 
   // Dense tail: the remaining terms and [X y], minus the updates from the prefix.

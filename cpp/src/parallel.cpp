@@ -4,6 +4,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <exception>
 #include <mutex>
 #include <system_error>
 #include <thread>
@@ -211,6 +212,19 @@ void parallel_for(long chunks, int threads, const std::function<void(long)>& f) 
     return;
   }
   Pool::shared().run(chunks, threads, f);
+}
+
+void parallel_for_rethrow(long chunks, int threads, const std::function<void(long)>& f) {
+  std::vector<std::exception_ptr> failed(static_cast<std::size_t>(std::max(chunks, 0L)));
+  parallel_for(chunks, threads, [&](long chunk) {
+    try {
+      f(chunk);
+    } catch (...) {
+      failed[static_cast<std::size_t>(chunk)] = std::current_exception();
+    }
+  });
+  for (const auto& e : failed)
+    if (e) std::rethrow_exception(e);
 }
 
 }  // namespace lmm

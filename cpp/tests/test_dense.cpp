@@ -4,12 +4,13 @@
 // gives, on orders that split unevenly; a matrix that is not positive definite
 // is reported wherever its failing pivot lies. The pool behind them
 // (parallel.hpp) runs every chunk once, also when loops of several threads use
-// it at the same time, and backs off to the calling thread after a loop whose
+// it at the same time (and when chunks throw: the first one's exception surfaces), and backs off to the calling thread after a loop whose
 // worker held it up.
 #include <Eigen/Dense>
 #include <atomic>
 #include <chrono>
 #include <random>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -152,6 +153,25 @@ int main() {
     bool once = true;
     for (auto& h : hits) once = once && h.load() == 1;
     check("parallel_for runs every chunk once (threads " + std::to_string(threads) + ")", once);
+  }
+  // parallel_for_rethrow: every chunk runs, the first chunk's exception in
+  // chunk order surfaces after them.
+  for (const int threads : {1, 2}) {
+    std::vector<std::atomic<int>> hits(100);
+    std::string message;
+    try {
+      lmm::parallel_for_rethrow(100, threads, [&](long c) {
+        hits[static_cast<std::size_t>(c)]++;
+        if (c == 70 || c == 30) throw std::runtime_error("chunk " + std::to_string(c));
+      });
+    } catch (const std::runtime_error& e) {
+      message = e.what();
+    }
+    bool once = true;
+    for (auto& h : hits) once = once && h.load() == 1;
+    const std::string at = " (threads " + std::to_string(threads) + ")";
+    check("parallel_for_rethrow runs every chunk once" + at, once);
+    check("parallel_for_rethrow rethrows the first chunk's exception" + at, message == "chunk 30");
   }
   std::vector<long> sums(4, 0);
   std::vector<std::thread> callers;

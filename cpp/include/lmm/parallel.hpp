@@ -19,6 +19,10 @@ namespace lmm {
 /// f must not throw.
 void parallel_for(long chunks, int threads, const std::function<void(long)>& f);
 
+/// parallel_for for chunks that may throw: every chunk runs, and the first
+/// exception (in chunk order) is rethrown once all are done.
+void parallel_for_rethrow(long chunks, int threads, const std::function<void(long)>& f);
+
 /// Whether parallel_for runs every loop on the calling thread for now (its
 /// back-off): a caller whose loops exist only to be split (the dense kernels'
 /// recursions) takes its unsplit algorithm instead.
